@@ -1,0 +1,42 @@
+// Process-wide settings applied once at start-up and recorded in every run (shared/STYLE.md #13):
+// thread count, seed, versions and the BLAS actually loaded.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace stablelearn {
+
+/// stablelearn's version ("0.1.0").
+const char* version();
+
+/// Applies the number of intra-op threads (libtorch and its OpenMP BLAS). n <= 0 = all cores.
+/// Returns the count in effect. Debian's libtorch otherwise starts with one thread.
+int apply_threads(int n);
+
+/// Seeds libtorch's global generator (and anything else that draws randomness).
+void seed_everything(std::uint64_t seed);
+
+/// Facts about the running process, for --version and run directories.
+struct RuntimeInfo {
+  std::string stablelearn_version;
+  std::string torch_version;
+  std::string compiler;
+  std::string build_type;
+  std::string blas_library;  ///< resolved path of the BLAS shared object in this process
+  std::string blas_name;     ///< "OpenBLAS 0.3.21 (openmp)", "reference BLAS", ...
+  int threads = 0;           ///< libtorch intra-op threads
+  int cores = 0;             ///< hardware threads of the machine
+  bool cuda_available = false;
+};
+RuntimeInfo runtime_info();
+/// Multi-line human-readable rendering of runtime_info().
+std::string runtime_info_text(const RuntimeInfo& info);
+/// JSON object rendering (for run directories).
+std::string runtime_info_json(const RuntimeInfo& info);
+
+/// The data root compiled in (the project's data/ folder).
+std::filesystem::path compiled_data_dir();
+
+}  // namespace stablelearn

@@ -1,0 +1,42 @@
+// MATLAB .mat files (v5/v7/v7.3 via matio), for the original LASA handwriting files:
+// variables `dt` (scalar) and `demos` (1 x n cell of structs with fields pos [2 x T], t [1 x T],
+// vel [2 x T], acc [2 x T], dt).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "stablelearn/io/ndarray.h"
+
+namespace stablelearn::io {
+
+/// One demonstration of a LASA .mat file. Arrays are float64, C order, with MATLAB's
+/// [2 x T] matrices transposed to [T x 2] (one row per sample).
+struct LasaMatDemo {
+  NdArray pos;  ///< [T, 2]
+  NdArray t;    ///< [T]
+  NdArray vel;  ///< [T, 2]
+  NdArray acc;  ///< [T, 2]
+  double dt = 0;
+};
+
+struct LasaMat {
+  double dt = 0;                   ///< average time step over all demonstrations
+  std::vector<LasaMatDemo> demos;  ///< demos{1..n}
+};
+
+/// Reads a LASA .mat file; DataError naming the file and the missing/ill-shaped field.
+LasaMat read_lasa_mat(const std::filesystem::path& path);
+
+/// Summary of the variables of any .mat file: name, class ("double", "cell", "struct", ...)
+/// and dimensions. Used by `stablelearn data info`.
+struct MatVariableInfo {
+  std::string name;
+  std::string class_name;
+  std::vector<std::int64_t> dims;
+  NdArray value;  ///< numeric variables only (converted to float64, C order); empty otherwise
+};
+std::vector<MatVariableInfo> list_mat_variables(const std::filesystem::path& path);
+
+}  // namespace stablelearn::io

@@ -1,0 +1,40 @@
+// NdArray: a typed, C-ordered n-dimensional array as read from or written to a file. The io
+// layer is torch-free (so its readers can be fuzzed and used from small tools); data/ converts
+// NdArray to and from torch::Tensor.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace stablelearn::io {
+
+enum class DType { Float32, Float64, Int32, Int64, UInt8, Bool };
+
+/// Bytes per element of `t`.
+std::size_t item_size(DType t);
+/// Lower-case name: "float32", "float64", "int32", "int64", "uint8", "bool".
+const char* dtype_name(DType t);
+/// NumPy little-endian descr: "<f4", "<f8", "<i4", "<i8", "|u1", "|b1".
+const char* numpy_descr(DType t);
+
+struct NdArray {
+  DType dtype = DType::Float64;
+  std::vector<std::int64_t> shape;   ///< empty for a scalar
+  std::vector<std::uint8_t> bytes;   ///< C order, little-endian, numel()*item_size(dtype)
+
+  std::int64_t numel() const;
+  std::int64_t ndim() const { return static_cast<std::int64_t>(shape.size()); }
+
+  /// Values converted to double (bool -> 0/1).
+  std::vector<double> to_double() const;
+
+  /// Makes an array of `dtype` with `shape` from doubles (values cast to the dtype).
+  static NdArray from_double(DType dtype, std::vector<std::int64_t> shape,
+                             const std::vector<double>& values);
+  /// Shape as "[7, 1000, 2]".
+  std::string shape_str() const;
+};
+
+}  // namespace stablelearn::io

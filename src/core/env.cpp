@@ -1,0 +1,103 @@
+#include "stablelearn/core/env.h"
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstring>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/types.h>
+#include <torch/version.h>
+#include <nlohmann/json.hpp>
+
+namespace stablelearn {
+
+const char* version() { return SL_VERSION; }
+
+int apply_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+  // OpenBLAS (openmp variant) follows OpenMP's count; set it explicitly too when it is there.
+  using SetFn = void (*)(int);
+  if (auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
+  return at::get_num_threads();
+}
+
+void seed_everything(std::uint64_t seed) { torch::manual_seed(seed); }
+
+namespace {
+
+int find_blas(struct dl_phdr_info* info, size_t, void* out) {
+  const char* name = info->dlpi_name;
+  if (name && (std::strstr(name, "libblas") || std::strstr(name, "libopenblas") || std::strstr(name, "libmkl"))) {
+    *static_cast<std::string*>(out) = name;
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+RuntimeInfo runtime_info() {
+  RuntimeInfo r;
+  r.stablelearn_version = SL_VERSION;
+  r.torch_version = TORCH_VERSION;
+#if defined(__clang__)
+  r.compiler = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  r.compiler = std::string("g++ ") + __VERSION__;
+#endif
+#ifdef NDEBUG
+  r.build_type = "release";
+#else
+  r.build_type = "debug";
+#endif
+  std::string lib;
+  dl_iterate_phdr(find_blas, &lib);
+  if (!lib.empty()) {
+    char buf[4096];
+    if (realpath(lib.c_str(), buf)) lib = buf;
+  }
+  r.blas_library = lib.empty() ? "(none loaded)" : lib;
+  using ConfigFn = char* (*)();
+  if (auto fn = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    r.blas_name = std::string("OpenBLAS: ") + fn();
+  } else if (lib.find("mkl") != std::string::npos) {
+    r.blas_name = "Intel MKL";
+  } else if (lib.find("/blas/") != std::string::npos) {
+    r.blas_name = "reference BLAS (slow: install libopenblas0-openmp)";
+  } else {
+    r.blas_name = "unknown";
+  }
+  if (lib.find("openblas-pthread") != std::string::npos) r.blas_name += " [pthread variant: fights libtorch's OpenMP threads]";
+  r.threads = at::get_num_threads();
+  r.cores = static_cast<int>(std::thread::hardware_concurrency());
+  r.cuda_available = torch::cuda::is_available();
+  return r;
+}
+
+std::string runtime_info_text(const RuntimeInfo& r) {
+  std::string s;
+  s += "stablelearn " + r.stablelearn_version + " (" + r.build_type + ")\n";
+  s += "libtorch    " + r.torch_version + (r.cuda_available ? " (CUDA available)" : " (CPU)") + "\n";
+  s += "compiler    " + r.compiler + "\n";
+  s += "BLAS        " + r.blas_name + "\n";
+  s += "BLAS lib    " + r.blas_library + "\n";
+  s += "threads     " + std::to_string(r.threads) + " of " + std::to_string(r.cores) + " cores\n";
+  return s;
+}
+
+std::string runtime_info_json(const RuntimeInfo& r) {
+  nlohmann::json j{{"stablelearn", r.stablelearn_version}, {"torch", r.torch_version},
+                   {"compiler", r.compiler},          {"build_type", r.build_type},
+                   {"blas", r.blas_name},             {"blas_library", r.blas_library},
+                   {"threads", r.threads},            {"cores", r.cores},
+                   {"cuda_available", r.cuda_available}};
+  return j.dump(2);
+}
+
+std::filesystem::path compiled_data_dir() { return SL_DATA_DIR_DEFAULT; }
+
+}  // namespace stablelearn

@@ -1,0 +1,70 @@
+#include "stablelearn/core/fs.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "stablelearn/core/error.h"
+
+namespace stablelearn {
+
+std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  SL_CHECK(in.good(), IoError, path.string(), ": cannot open for reading (", std::strerror(errno), ")");
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  SL_CHECK(!in.bad(), IoError, path.string(), ": read failed");
+  return bytes;
+}
+
+std::string read_file_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  SL_CHECK(in.good(), IoError, path.string(), ": cannot open for reading (", std::strerror(errno), ")");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file_atomic(const fs::path& path, std::string_view bytes) {
+  if (path.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    SL_CHECK(!ec, IoError, path.parent_path().string(), ": cannot create folder (", ec.message(), ")");
+  }
+  std::random_device rd;
+  fs::path tmp = path;
+  tmp += ".tmp" + std::to_string(rd());
+  {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    SL_CHECK(f != nullptr, IoError, tmp.string(), ": cannot open for writing (", std::strerror(errno), ")");
+    const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0;
+    const bool closed = std::fclose(f) == 0;
+    if (!ok || !closed) {
+      std::remove(tmp.c_str());
+      SL_THROW(IoError, path.string(), ": write failed (disk full?)");
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    SL_THROW(IoError, path.string(), ": cannot move temporary file into place (", ec.message(), ")");
+  }
+}
+
+std::vector<std::string> read_lines(const fs::path& path) {
+  std::istringstream in(read_file_text(path));
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto b = line.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) continue;
+    const auto e = line.find_last_not_of(" \t\r\n");
+    out.push_back(line.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+}  // namespace stablelearn

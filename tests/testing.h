@@ -1,0 +1,33 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace stablelearn::testing {
+
+/// The shared/ folder beside the checkout (reference data). CI always has it; a missing folder
+/// fails the test that needs it (it is never silently skipped).
+inline std::filesystem::path shared_dir() { return SL_SHARED_DIR; }
+inline std::filesystem::path shared_data() { return std::filesystem::path(SL_SHARED_DIR) / "data"; }
+/// The project's shipped data/ folder.
+inline std::filesystem::path project_data() { return SL_DATA_DIR; }
+/// Committed test fixtures (tests/fixtures).
+inline std::filesystem::path fixtures() { return SL_TEST_FIXTURES; }
+/// The build folder (where the stablelearn binary is).
+inline std::filesystem::path binary_dir() { return SL_BINARY_DIR; }
+
+/// A fresh empty temporary folder per call, removed by the caller's fixture if wanted.
+inline std::filesystem::path temp_dir(const std::string& tag) {
+  auto base = std::filesystem::temp_directory_path() /
+              ("stablelearn_test_" + tag + "_" + std::to_string(::getpid()) + "_" +
+               std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  return base;
+}
+
+}  // namespace stablelearn::testing
