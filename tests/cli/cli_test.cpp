@@ -1,1 +1,216 @@
-// placeholder
+// End-to-end tests of the stablelearn command line: exit statuses, stdout/stderr contract, JSON.
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "stablelearn/core/fs.h"
+#include "stablelearn/io/npy.h"
+#include "stablelearn/io/npz.h"
+#include "testing.h"
+
+namespace sl = stablelearn;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+/// Runs `stablelearn ARGS` from the build folder, capturing stdout and stderr.
+Result run(const std::string& args) {
+  static const fs::path dir = sl::testing::temp_dir("cli_io");
+  const auto out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = (sl::testing::binary_dir() / "stablelearn").string() + " --threads 1 " + args + " >" +
+                          out.string() + " 2>" + err.string();
+  const int raw = std::system(cmd.c_str());
+  Result r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = sl::read_file_text(out);
+  r.err = sl::read_file_text(err);
+  return r;
+}
+
+fs::path write_traj(const fs::path& dir, const std::string& name, std::vector<std::int64_t> shape,
+                    const std::vector<double>& v, sl::io::DType dtype = sl::io::DType::Float64) {
+  const auto p = dir / name;
+  sl::io::write_npy(p, sl::io::NdArray::from_double(dtype, std::move(shape), v));
+  return p;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override { dir = sl::testing::temp_dir("cli"); }
+  void TearDown() override { fs::remove_all(dir); }
+  fs::path dir;
+};
+
+}  // namespace
+
+TEST_F(Cli, VersionReportsBlasAndThreads) {
+  const auto r = run("--version");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("BLAS"), std::string::npos);
+  EXPECT_NE(r.out.find("threads     1 of"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, EveryCommandHasHelp) {
+  for (const char* c : {"", "data", "data info", "lfd", "lfd metrics", "demo", "list"}) {
+    const auto r = run(std::string(c) + " --help");
+    EXPECT_EQ(r.status, 0) << c << ": " << r.err;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << c;
+  }
+}
+
+TEST_F(Cli, UnknownCommandOrOptionExitsWithStatus2) {
+  EXPECT_EQ(run("frobnicate").status, 2);
+  EXPECT_EQ(run("lfd metrics --bogus").status, 2);
+  EXPECT_EQ(run("lfd metrics --ref a.npy").status, 2);  // --pred missing
+}
+
+TEST_F(Cli, LfdMetricsSpecToyCase) {
+  // Spec §4: A = (0,0),(1,0),(2,0), B = A + (0,1) -> DTW 3, Fréchet 1, swept area 2.
+  const auto a = write_traj(dir, "a.npy", {3, 2}, {0, 0, 1, 0, 2, 0});
+  const auto b = write_traj(dir, "b.npy", {3, 2}, {0, 1, 1, 1, 2, 1}, sl::io::DType::Float32);
+  const auto r = run("lfd metrics --ref " + a.string() + " --pred " + b.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j["dtw"]["per_demo"][0].get<double>(), 3.0);
+  EXPECT_DOUBLE_EQ(j["dtw"]["mean"].get<double>(), 3.0);
+  EXPECT_DOUBLE_EQ(j["frechet"]["median"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["swept"]["mean"].get<double>(), 2.0);
+  EXPECT_FALSE(j.contains("quat"));
+}
+
+TEST_F(Cli, LfdMetricsPerDemoMeanMedianAndQuaternionColumns) {
+  // Two demonstrations of 7 columns (position + quaternion). Demo 0: prediction equal to the
+  // reference; demo 1: positions shifted by (3,4,0) (distance 5 per sample, 2 samples -> DTW 10)
+  // and orientation rotated by 90° about z (half-angle error pi/4 per sample).
+  const double c = std::cos(M_PI / 4), s = std::sin(M_PI / 4);
+  std::vector<double> ref = {0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0,   // demo 0
+                             0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0};  // demo 1
+  std::vector<double> pred = ref;
+  for (int k = 0; k < 2; ++k) {
+    double* row = &pred[14 + 7 * k];
+    row[0] += 3, row[1] += 4;
+    row[3] = c, row[4] = 0, row[5] = 0, row[6] = s;
+  }
+  const auto a = write_traj(dir, "ref.npy", {2, 2, 7}, ref);
+  const auto b = write_traj(dir, "pred.npy", {2, 2, 7}, pred);
+  const auto r = run("lfd metrics --ref " + a.string() + " --pred " + b.string() + " --metrics dtw,frechet,quat");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = json::parse(r.out);
+  // DTW uses all 7 columns: the quaternion part adds |(1,0,0,0)-(c,0,0,s)| per matched sample.
+  const double qd = std::sqrt((1 - c) * (1 - c) + s * s);
+  const double per = std::sqrt(25 + qd * qd);
+  EXPECT_NEAR(j["dtw"]["per_demo"][0].get<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(j["dtw"]["per_demo"][1].get<double>(), 2 * per, 1e-12);
+  EXPECT_NEAR(j["dtw"]["mean"].get<double>(), per, 1e-12);
+  EXPECT_NEAR(j["dtw"]["median"].get<double>(), per, 1e-12);  // median of two = their mean
+  EXPECT_NEAR(j["frechet"]["per_demo"][1].get<double>(), per, 1e-12);
+  EXPECT_NEAR(j["quat"]["per_demo"][0].get<double>(), 0.0, 1e-12);
+  // arccos(round(cos(pi/4), 4)) = arccos(0.7071)
+  EXPECT_NEAR(j["quat"]["per_demo"][1].get<double>(), std::acos(0.7071), 1e-12);
+}
+
+TEST_F(Cli, LfdMetricsOnLasaAngleMatchesTheSpec) {
+  // Spec §4: LASA Angle raw demo 0 vs demo 1 -> DTW 2006.1348, Fréchet 3.096283, swept 183.5507.
+  const auto pos = sl::io::read_npz_member(sl::testing::project_data() / "LASA/lasa_numpy/task_x0_y0.npz", "pos");
+  ASSERT_EQ(pos.shape, (std::vector<std::int64_t>{7, 1000, 2}));
+  const auto v = pos.to_double();
+  const auto a = write_traj(dir, "demo0.npy", {1000, 2}, std::vector<double>(v.begin(), v.begin() + 2000));
+  const auto b = write_traj(dir, "demo1.npy", {1000, 2}, std::vector<double>(v.begin() + 2000, v.begin() + 4000));
+  const auto r = run("lfd metrics --ref " + a.string() + " --pred " + b.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_NEAR(j["dtw"]["mean"].get<double>(), 2006.1348, 5e-5);
+  EXPECT_NEAR(j["frechet"]["mean"].get<double>(), 3.096283, 5e-7);
+  EXPECT_NEAR(j["swept"]["mean"].get<double>(), 183.5507, 5e-5);
+}
+
+TEST_F(Cli, LfdMetricsErrorsNameTheFileAndPrintNothingOnStdout) {
+  const auto good = write_traj(dir, "good.npy", {2, 3, 2}, std::vector<double>(12, 1.0));
+  const auto other_m = write_traj(dir, "three_demos.npy", {3, 3, 2}, std::vector<double>(18, 1.0));
+  std::vector<double> with_nan(12, 1.0);
+  with_nan[7] = NAN;
+  const auto nan = write_traj(dir, "nan.npy", {2, 3, 2}, with_nan);
+  const auto one_col = write_traj(dir, "one_col.npy", {2, 3, 1}, std::vector<double>(6, 1.0));
+  const auto other_t = write_traj(dir, "long.npy", {2, 4, 2}, std::vector<double>(16, 1.0));
+  const auto ints = write_traj(dir, "ints.npy", {2, 3, 2}, std::vector<double>(12, 1.0), sl::io::DType::Int64);
+  sl::write_file_atomic(dir / "corrupt.npy", "\x93NUMPY garbage");
+
+  struct Case {
+    std::string args, file;
+  };
+  const std::vector<Case> cases = {
+      {"--ref " + good.string() + " --pred " + other_m.string(), "three_demos.npy"},
+      {"--ref " + good.string() + " --pred " + nan.string(), "nan.npy"},
+      {"--ref " + one_col.string() + " --pred " + one_col.string() + " --metrics swept", "one_col.npy"},
+      {"--ref " + good.string() + " --pred " + other_t.string() + " --metrics swept", "long.npy"},
+      {"--ref " + good.string() + " --pred " + ints.string(), "ints.npy"},
+      {"--ref " + good.string() + " --pred " + (dir / "missing.npy").string(), "missing.npy"},
+      {"--ref " + (dir / "corrupt.npy").string() + " --pred " + good.string(), "corrupt.npy"},
+      {"--ref " + good.string() + " --pred " + good.string() + " --metrics quat", "good.npy"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run("lfd metrics " + c.args);
+    EXPECT_EQ(r.status, 2) << c.args << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << c.args << " printed: " << r.out;
+    EXPECT_NE(r.err.find(c.file), std::string::npos) << c.args << " stderr: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one-line error expected: " << r.err;
+  }
+  // T may differ for dtw and frechet.
+  const auto r = run("lfd metrics --ref " + good.string() + " --pred " + other_t.string() + " --metrics dtw,frechet");
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST_F(Cli, DataInfoOnFilesAndFolders) {
+  const auto r = run("data info --json " + (sl::testing::project_data() / "robottasks/pos_ori/openbox.npy").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_EQ(j["arrays"][0]["shape"], json::array({9, 1000, 7}));
+  EXPECT_EQ(j["arrays"][0]["dtype"], "float64");
+  // Statistics of a hand-made array: min -6, max 5, mean (1+2+3+4+5-6)/6 = 9/6 = 1.5.
+  const auto small = write_traj(dir, "small.npy", {2, 3}, {1, 2, 3, 4, 5, -6}, sl::io::DType::Int32);
+  const auto rs = run("data info --json " + small.string());
+  ASSERT_EQ(rs.status, 0) << rs.err;
+  const auto js = json::parse(rs.out)["arrays"][0];
+  EXPECT_EQ(js["dtype"], "int32");
+  EXPECT_DOUBLE_EQ(js["min"].get<double>(), -6.0);
+  EXPECT_DOUBLE_EQ(js["max"].get<double>(), 5.0);
+  EXPECT_DOUBLE_EQ(js["mean"].get<double>(), 1.5);
+
+  const auto root = run("data info --json " + sl::testing::project_data().string());
+  ASSERT_EQ(root.status, 0) << root.err;
+  const auto rj = json::parse(root.out);
+  std::map<std::string, std::int64_t> tasks;
+  for (const auto& s : rj["datasets"]) tasks[s["name"]] = s["tasks"];
+  EXPECT_EQ(tasks["lasa2d"], 26);
+  EXPECT_EQ(tasks["lasa8d"], 10);
+  EXPECT_EQ(tasks["lasa16d"], 10);
+  EXPECT_EQ(tasks["lasa32d"], 10);
+  EXPECT_EQ(tasks["helloworld"], 7);
+  EXPECT_EQ(tasks["robottasks9"], 9);
+
+  const auto missing = run("data info " + (dir / "nope.npz").string());
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_NE(missing.err.find("nope.npz"), std::string::npos);
+  sl::write_file_atomic(dir / "bad.npz", "PK\x03\x04 not really a zip");
+  const auto bad = run("data info " + (dir / "bad.npz").string());
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("bad.npz"), std::string::npos) << bad.err;
+}
+
+TEST_F(Cli, DemoRunsAndShowsEveryDataSet) {
+  const auto r = run("demo");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* name : {"lasa2d", "lasa8d", "lasa16d", "lasa32d", "helloworld", "robottasks9", "demo finished"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name;
+}

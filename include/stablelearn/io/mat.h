@@ -26,7 +26,10 @@ struct LasaMat {
   std::vector<LasaMatDemo> demos;  ///< demos{1..n}
 };
 
-/// Reads a LASA .mat file; DataError naming the file and the missing/ill-shaped field.
+/// Reads a LASA .mat file. IoError when the file cannot be read; DataError naming the file and
+/// the missing or ill-shaped variable or field (e.g. "Angle.mat: demos{3} has no field 'vel'")
+/// when it is not a .mat file, is not a LASA file, or is truncated/corrupt (any error matio
+/// reports while reading counts, even where matio itself carries on with partial data).
 LasaMat read_lasa_mat(const std::filesystem::path& path);
 
 /// Summary of the variables of any .mat file: name, class ("double", "cell", "struct", ...)
@@ -35,8 +38,9 @@ struct MatVariableInfo {
   std::string name;
   std::string class_name;
   std::vector<std::int64_t> dims;
-  NdArray value;  ///< numeric variables only (converted to float64, C order); empty otherwise
+  NdArray value;  ///< real numeric variables only: float64 of shape `dims`, C order; empty otherwise
 };
+/// Variables in file order; IoError / DataError as for read_lasa_mat.
 std::vector<MatVariableInfo> list_mat_variables(const std::filesystem::path& path);
 
 }  // namespace stablelearn::io

@@ -21,9 +21,11 @@ NdArray parse_npy(const std::uint8_t* data, std::size_t size, const std::string&
 /// Reads a .npy file.
 NdArray read_npy(const std::filesystem::path& path);
 
-/// Serialises to .npy bytes (version 1.0, or 2.0 when the header needs more than 65535 bytes).
+/// Serialises to .npy bytes, byte-identical to what NumPy (>= 1.24) writes for the same array:
+/// format 1.0 (the header of a supported array always fits its 16-bit length), the header dict
+/// padded so the payload starts on a 64-byte boundary. ShapeError for an inconsistent array.
 std::vector<std::uint8_t> serialize_npy(const NdArray& array);
-/// Writes a .npy file atomically.
+/// Writes a .npy file atomically (temporary file, then rename); IoError when that fails.
 void write_npy(const std::filesystem::path& path, const NdArray& array);
 
 }  // namespace stablelearn::io

@@ -13,7 +13,8 @@ namespace stablelearn::lfd {
 using AccuracyMatrix = std::vector<std::vector<double>>;
 
 /// Threshold accuracy of one (train task i, eval task j) cell: the fraction of per-demonstration
-/// errors below `tau` (`strict` = `<` as plots.py; false = `<=` as cl_metrics.py).
+/// errors below `tau` (`strict` = `<` as plots.py; false = `<=` as cl_metrics.py). A NaN error
+/// (a diverged rollout) never counts as below. DataError when `errors` is empty or tau is NaN.
 double threshold_accuracy(const std::vector<double>& errors, double tau, bool strict = true);
 
 struct ClScoreInputs {
@@ -36,7 +37,10 @@ struct ClScores {
 /// MS = min(1, (1/N) sum_i size_0/size_i); TE = min(1, (1/N) sum_i time_0/time_i);
 /// FS = 1 - size_final / max_final_size; SSS = 1 - min(1, (N(N+1)/(2N))/N) if stores_data else 1;
 /// CL_score = mean(ACC, REM, MS, TE, FS, SSS); CL_stability = 1 - sample std (ddof 1) of the same.
-/// Throws ShapeError / DataError on inconsistent sizes or non-positive sizes/times.
+/// Throws ShapeError when N = 0, a row of `acc` does not have N entries, or sizes/train_seconds
+/// do not have N values; DataError when a lower-triangle accuracy is not in [0, 1] (NaN
+/// included), a size or time is not finite and > 0, or max_final_size is negative, non-finite
+/// or (when > 0) smaller than this method's final size.
 ClScores compute_cl_scores(const ClScoreInputs& in);
 
 }  // namespace stablelearn::lfd

@@ -33,13 +33,19 @@ struct TrajectoryView {
   const double* row(std::int64_t i) const { return data + i * cols; }
 };
 
+/// The four metrics of one pair. All throw ShapeError for an empty trajectory (0 samples or 0
+/// columns) or differing column counts; swept area and quaternion error also for differing
+/// sample counts, swept area for < 2 columns, quaternion error for != 4 columns. Quaternion
+/// error throws DataError for a zero or non-finite quaternion (it cannot be normalised). Values
+/// are not checked for NaN/inf here (compute_metric does).
 double dtw_distance(TrajectoryView a, TrajectoryView b);
 double frechet_distance(TrajectoryView a, TrajectoryView b);
 double swept_area(TrajectoryView a, TrajectoryView b);
 double quaternion_error(TrajectoryView q_true, TrajectoryView q_pred);
 
 /// Per-demonstration values and their mean and median (median of an even count = mean of the
-/// two middle values, as numpy.median).
+/// two middle values, as numpy.median; NaN if any value is NaN, as numpy.median). summarize()
+/// keeps the order of `per_demo` and throws DataError when it is empty.
 struct MetricSummary {
   std::vector<double> per_demo;
   double mean = 0;
@@ -62,7 +68,10 @@ struct TrajectoryBatch {
 
 /// Computes `metric` for every demonstration pair (ref[m], pred[m]). Checks shapes (M and d
 /// equal; T equal for swept and quat; >= 2 columns for swept; 4 or 7 columns for quat, using
-/// columns 3..6 of 7-column arrays) and throws ShapeError with a message naming what differs.
+/// columns 3..6 of 7-column arrays) and throws ShapeError with a message naming what differs
+/// ("dtw: ref has 7 demonstrations, pred has 6"); 0 demonstrations, samples or columns are
+/// ShapeErrors too. A NaN or infinite value in either batch is a DataError naming its place
+/// ("pred contains NaN at demo 2, sample 17, column 0").
 MetricSummary compute_metric(TrajectoryMetric metric, const TrajectoryBatch& ref,
                              const TrajectoryBatch& pred);
 

@@ -1,0 +1,51 @@
+// The stablelearn command line: each group registers its sub-commands on the CLI11 app. The
+// registrations are the single declaration of every command, its options and its help text.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+namespace stablelearn::cli {
+
+/// Options every command shares, parsed before the sub-command runs.
+struct GlobalOptions {
+  int threads = 0;  ///< 0 = all cores
+};
+
+/// Leaf commands and what they run. main() parses, applies the global options, then runs the
+/// action of the leaf command that was given (its return value is the exit status).
+class CommandRegistry {
+ public:
+  void add(CLI::App* command, std::function<int()> action) { commands_.push_back({command, std::move(action)}); }
+  /// The action of the parsed leaf command, or nullptr if none was given.
+  const std::function<int()>* selected() const {
+    for (const auto& c : commands_)
+      if (c.app->parsed()) return &c.action;
+    return nullptr;
+  }
+
+ private:
+  struct Entry {
+    CLI::App* app;
+    std::function<int()> action;
+  };
+  std::vector<Entry> commands_;
+};
+
+void register_data_commands(CLI::App& app, CommandRegistry& reg);
+void register_lfd_commands(CLI::App& app, CommandRegistry& reg);
+void register_demo_command(CLI::App& app, CommandRegistry& reg);
+void register_list_command(CLI::App& app, CommandRegistry& reg);
+
+// Shared by several commands (data_commands.cpp).
+/// One JSON row per LfD data set found under `root` (name, tasks, demos, samples, dims).
+nlohmann::json dataset_summary(const std::filesystem::path& root);
+/// Prints dataset_summary() as a table.
+void print_dataset_table(const std::filesystem::path& root, const nlohmann::json& sets);
+
+}  // namespace stablelearn::cli

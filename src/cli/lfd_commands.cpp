@@ -1,0 +1,121 @@
+// stablelearn lfd ...: learning-from-demonstration commands.
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/io/npy.h"
+#include "stablelearn/lfd/trajectory_metrics.h"
+
+namespace stablelearn::cli {
+namespace {
+
+/// A trajectory file: [M, T, d] (or [T, d] read as M = 1) float values as doubles.
+struct TrajectoryFile {
+  std::string path;
+  std::vector<double> values;
+  std::int64_t demos = 0, rows = 0, cols = 0;
+  lfd::TrajectoryBatch batch() const { return {values.data(), demos, rows, cols}; }
+};
+
+TrajectoryFile load_trajectories(const std::string& path, const char* role) {
+  const io::NdArray a = io::read_npy(path);
+  SL_CHECK(a.dtype == io::DType::Float32 || a.dtype == io::DType::Float64, DataError, path, ": ", role,
+           " must be a float32 or float64 array, got ", io::dtype_name(a.dtype));
+  SL_CHECK(a.ndim() == 2 || a.ndim() == 3, ShapeError, path, ": ", role,
+           " must have shape [M, T, d] or [T, d], got ", a.shape_str());
+  TrajectoryFile f;
+  f.path = path;
+  f.demos = a.ndim() == 3 ? a.shape[0] : 1;
+  f.rows = a.shape[a.ndim() - 2];
+  f.cols = a.shape[a.ndim() - 1];
+  SL_CHECK(f.demos > 0 && f.rows > 0 && f.cols > 0, ShapeError, path, ": ", role, " is empty (shape ", a.shape_str(), ")");
+  f.values = a.to_double();
+  for (std::size_t i = 0; i < f.values.size(); ++i) {
+    if (!std::isfinite(f.values[i])) {
+      const auto idx = static_cast<std::int64_t>(i);
+      SL_THROW(DataError, path, ": ", role, " contains ", std::isnan(f.values[i]) ? "NaN" : "inf", " at [demo ",
+               idx / (f.rows * f.cols), ", sample ", (idx / f.cols) % f.rows, ", column ", idx % f.cols, "]");
+    }
+  }
+  return f;
+}
+
+std::vector<lfd::TrajectoryMetric> parse_metric_list(const std::string& list) {
+  std::vector<lfd::TrajectoryMetric> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    const auto m = lfd::parse_metric(item);
+    for (auto seen : out) SL_CHECK(seen != m, UsageError, "--metrics: '", item, "' is listed twice");
+    out.push_back(m);
+  }
+  SL_CHECK(!out.empty(), UsageError, "--metrics: no metric given (known: dtw, frechet, swept, quat)");
+  return out;
+}
+
+/// Checks that REF and PRED fit together for `metric`; messages name both files.
+void check_shapes(lfd::TrajectoryMetric metric, const TrajectoryFile& ref, const TrajectoryFile& pred) {
+  SL_CHECK(ref.demos == pred.demos, ShapeError, "REF ", ref.path, " has ", ref.demos, " demonstrations but PRED ", pred.path,
+           " has ", pred.demos);
+  SL_CHECK(ref.cols == pred.cols, ShapeError, "REF ", ref.path, " has ", ref.cols, " columns but PRED ", pred.path, " has ",
+           pred.cols);
+  switch (metric) {
+    case lfd::TrajectoryMetric::Swept:
+      SL_CHECK(ref.cols >= 2, ShapeError, "swept: REF ", ref.path, " has ", ref.cols,
+               " column(s); the swept area needs at least 2 (it uses columns 0 and 1)");
+      [[fallthrough]];
+    case lfd::TrajectoryMetric::Quat:
+      SL_CHECK(ref.rows == pred.rows, ShapeError, lfd::metric_name(metric), ": REF ", ref.path, " has ", ref.rows,
+               " samples per demonstration but PRED ", pred.path, " has ", pred.rows, " (they must match)");
+      if (metric == lfd::TrajectoryMetric::Quat)
+        SL_CHECK(ref.cols == 4 || ref.cols == 7, ShapeError, "quat: REF ", ref.path, " has ", ref.cols,
+                 " columns; expected 4 (quaternion w,x,y,z) or 7 (position + quaternion in columns 3..6)");
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
+  auto* lfd = app.add_subcommand("lfd", "Continual learning from demonstration");
+  lfd->require_subcommand(1);
+
+  struct MetricsArgs {
+    std::string ref, pred, metrics = "dtw,frechet,swept";
+  };
+  auto args = std::make_shared<MetricsArgs>();
+  auto* metrics = lfd->add_subcommand(
+      "metrics",
+      "Trajectory errors between reference demonstrations and predictions (spec §4): DTW, discrete "
+      "Fréchet, swept area (columns 0-1), quaternion error; one JSON object on stdout");
+  metrics->add_option("--ref", args->ref, ".npy of shape [M,T,d] or [T,d] (float32/float64): the demonstrations")->required();
+  metrics->add_option("--pred", args->pred, ".npy of the same M and d: the predictions (T may differ for dtw/frechet)")->required();
+  metrics->add_option("--metrics", args->metrics, "Comma-separated subset of dtw,frechet,swept,quat")->capture_default_str();
+  metrics->footer(
+      "Output: {\"dtw\": {\"per_demo\": [...], \"mean\": x, \"median\": y}, ...} with full double precision.\n"
+      "quat compares columns 3..6 of 7-column arrays (position + w,x,y,z) or all of a 4-column array.\n"
+      "Example: stablelearn lfd metrics --ref demos.npy --pred rollout.npy --metrics dtw,frechet");
+  reg.add(metrics, [args]() {
+    const auto which = parse_metric_list(args->metrics);
+    const auto ref = load_trajectories(args->ref, "REF");
+    const auto pred = load_trajectories(args->pred, "PRED");
+    for (auto m : which) check_shapes(m, ref, pred);
+    nlohmann::json out = nlohmann::json::object();
+    for (auto m : which) {
+      const auto s = lfd::compute_metric(m, ref.batch(), pred.batch());
+      out[lfd::metric_name(m)] = {{"per_demo", s.per_demo}, {"mean", s.mean}, {"median", s.median}};
+    }
+    std::cout << out.dump() << "\n";
+    return 0;
+  });
+}
+
+}  // namespace stablelearn::cli
