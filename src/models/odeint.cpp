@@ -1,0 +1,242 @@
+#include "stablelearn/models/odeint.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cmath>
+#include <vector>
+
+#include "stablelearn/core/error.h"
+
+namespace stablelearn::models {
+
+const char* ode_method_name(OdeMethod method) {
+  switch (method) {
+    case OdeMethod::Euler: return "euler";
+    case OdeMethod::Rk4: return "rk4";
+    case OdeMethod::Dopri5: return "dopri5";
+  }
+  return "?";
+}
+
+OdeMethod parse_ode_method(const std::string& name) {
+  std::string s = name;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (auto m : {OdeMethod::Euler, OdeMethod::Rk4, OdeMethod::Dopri5})
+    if (s == ode_method_name(m)) return m;
+  SL_THROW(ConfigError, "unknown ODE method '", name, "' (known: euler, rk4, dopri5)");
+}
+
+namespace {
+
+/// Dormand–Prince 5(4) tableau as torchdiffeq's _DORMAND_PRINCE_SHAMPINE_TABLEAU.
+constexpr std::array<double, 6> kAlpha{1.0 / 5, 3.0 / 10, 4.0 / 5, 8.0 / 9, 1.0, 1.0};
+const std::array<std::vector<double>, 6> kBeta{{
+    {1.0 / 5},
+    {3.0 / 40, 9.0 / 40},
+    {44.0 / 45, -56.0 / 15, 32.0 / 9},
+    {19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729},
+    {9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656},
+    {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84},
+}};
+// c_sol = last row of beta (+ 0 for the FSAL stage): y1 is the argument of the 7th stage.
+constexpr std::array<double, 7> kCError{35.0 / 384 - 1951.0 / 21600,
+                                        0.0,
+                                        500.0 / 1113 - 22642.0 / 50085,
+                                        125.0 / 192 - 451.0 / 720,
+                                        -2187.0 / 6784 - -12231.0 / 42400,
+                                        11.0 / 84 - 649.0 / 6300,
+                                        -1.0 / 60};
+// Coefficients of the mid-point y(t0 + h/2) (Shampine 1986), as torchdiffeq's DPS_C_MID.
+constexpr std::array<double, 7> kCMid{6025192743.0 / 30085553152 / 2,
+                                      0.0,
+                                      51252292925.0 / 65400821598 / 2,
+                                      -2691868925.0 / 45128329728 / 2,
+                                      187940372067.0 / 1594534317056 / 2,
+                                      -1776094331.0 / 19743644256 / 2,
+                                      11237099.0 / 235043384 / 2};
+
+torch::Tensor scalar_like(double v, const torch::Tensor& like) {
+  return torch::scalar_tensor(v, like.options().requires_grad(false));
+}
+
+torch::Tensor call(const OdeFunc& f, double t, const torch::Tensor& y, OdeintStats* stats) {
+  if (stats) ++stats->function_evaluations;
+  auto dy = f(scalar_like(t, y), y);
+  SL_CHECK(dy.sizes() == y.sizes(), ShapeError, "odeint: f returned shape ", dy.sizes(),
+           " for a state of shape ", y.sizes());
+  return dy;
+}
+
+/// RMS norm over all elements (torchdiffeq _rms_norm), as a double.
+double rms(const torch::Tensor& x) {
+  return std::sqrt(x.detach().to(torch::kFloat64).pow(2).mean().item<double>());
+}
+
+std::vector<torch::Tensor> fixed_grid(const OdeFunc& f, const torch::Tensor& y0,
+                                      const std::vector<double>& t, OdeMethod method,
+                                      OdeintStats* stats) {
+  std::vector<torch::Tensor> ys{y0};
+  ys.reserve(t.size());
+  torch::Tensor y = y0;
+  for (std::size_t k = 0; k + 1 < t.size(); ++k) {
+    const double t0 = t[k], h = t[k + 1] - t[k];
+    if (method == OdeMethod::Euler) {
+      y = y + h * call(f, t0, y, stats);
+    } else {  // Kutta's 3/8 rule (torchdiffeq rk4_alt_step_func)
+      auto k1 = call(f, t0, y, stats);
+      auto k2 = call(f, t0 + h / 3.0, y + (h / 3.0) * k1, stats);
+      auto k3 = call(f, t0 + 2.0 * h / 3.0, y + h * (k2 - k1 / 3.0), stats);
+      auto k4 = call(f, t0 + h, y + h * (k1 - k2 + k3), stats);
+      y = y + (h * 0.125) * (k1 + 3.0 * (k2 + k3) + k4);
+    }
+    ys.push_back(y);
+  }
+  return ys;
+}
+
+/// Hairer, Nørsett & Wanner I, Sec. II.4 (torchdiffeq _select_initial_step), on detached values.
+double initial_step(const OdeFunc& f, double t0, const torch::Tensor& y0, const torch::Tensor& f0,
+                    int order, double rtol, double atol, OdeintStats* stats) {
+  torch::NoGradGuard no_grad;
+  auto y = y0.detach();
+  auto scale = atol + y.abs() * rtol;
+  const double d0 = rms(y / scale), d1 = rms(f0.detach() / scale);
+  const double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
+  auto f1 = call(f, t0 + h0, y + h0 * f0.detach(), stats);
+  const double d2 = rms((f1 - f0.detach()) / scale) / h0;
+  double h1;
+  if (d1 <= 1e-15 && d2 <= 1e-15)
+    h1 = std::max(1e-6, h0 * 1e-3);
+  else
+    h1 = std::pow(0.01 / std::max(d1, d2), 1.0 / (order + 1));
+  return std::min(100 * h0, h1);
+}
+
+std::vector<torch::Tensor> dopri5(const OdeFunc& f, const torch::Tensor& y0,
+                                  const std::vector<double>& t, const OdeintOptions& o,
+                                  OdeintStats* stats) {
+  SL_CHECK(o.rtol() > 0 && o.atol() >= 0, ConfigError, "odeint: dopri5 needs rtol > 0 and atol >= 0, got ",
+           o.rtol(), ", ", o.atol());
+  std::vector<torch::Tensor> ys{y0};
+  ys.reserve(t.size());
+  if (t.size() == 1) return ys;
+
+  double t0 = t[0];
+  torch::Tensor y = y0;
+  torch::Tensor f0 = call(f, t0, y, stats);
+  double h = o.first_step() > 0 ? o.first_step()
+                                : initial_step(f, t0, y, f0, 4, o.rtol(), o.atol(), stats);
+  // Interpolant of the last accepted step [t_prev, t0]: p(x) = Σ c_i x^i, x = (t − t_prev)/(t0 − t_prev).
+  std::vector<torch::Tensor> coeff;
+  double t_prev = t0;
+  std::int64_t attempts = 0;
+
+  for (std::size_t out = 1; out < t.size(); ++out) {
+    const double target = t[out];
+    while (target > t0) {
+      SL_CHECK(++attempts <= o.max_steps(), DataError, "odeint: dopri5 exceeded max_steps = ",
+               o.max_steps(), " at t = ", t0);
+      SL_CHECK(t0 + h > t0, DataError, "odeint: dopri5 step size underflow (h = ", h, ") at t = ", t0);
+      // Runge–Kutta stages (k[0] = f0 by FSAL).
+      std::vector<torch::Tensor> k{f0};
+      torch::Tensor yi;
+      for (std::size_t s = 0; s < kAlpha.size(); ++s) {
+        torch::Tensor acc;
+        for (std::size_t j = 0; j < kBeta[s].size(); ++j) {
+          if (kBeta[s][j] == 0.0) continue;
+          auto term = (h * kBeta[s][j]) * k[j];
+          acc = acc.defined() ? acc + term : term;
+        }
+        yi = y + acc;
+        k.push_back(call(f, t0 + kAlpha[s] * h, yi, stats));
+      }
+      const torch::Tensor& y1 = yi;  // c_sol == beta[-1], c_sol[-1] == 0
+      torch::Tensor err;
+      for (std::size_t j = 0; j < kCError.size(); ++j) {
+        if (kCError[j] == 0.0) continue;
+        auto term = (h * kCError[j]) * k[j].detach();
+        err = err.defined() ? err + term : term;
+      }
+      double ratio;
+      {
+        torch::NoGradGuard no_grad;
+        auto tol = o.atol() + o.rtol() * torch::max(y.detach().abs(), y1.detach().abs());
+        ratio = rms(err / tol);
+      }
+      SL_CHECK(std::isfinite(ratio), DataError, "odeint: dopri5 produced a non-finite state at t = ", t0);
+      const bool accept = ratio <= 1.0;
+      // Next step size (torchdiffeq _optimal_step_size, order 5, no gradient).
+      double h_next;
+      if (ratio == 0.0) {
+        h_next = h * o.ifactor();
+      } else {
+        const double dfactor = ratio < 1.0 ? 1.0 : o.dfactor();
+        h_next = h * std::min(o.ifactor(), std::max(o.safety() / std::pow(ratio, 0.2), dfactor));
+      }
+      if (accept) {
+        if (stats) ++stats->accepted_steps;
+        torch::Tensor mid_acc;
+        for (std::size_t j = 0; j < kCMid.size(); ++j) {
+          if (kCMid[j] == 0.0) continue;
+          auto term = (h * kCMid[j]) * k[j];
+          mid_acc = mid_acc.defined() ? mid_acc + term : term;
+        }
+        auto y_mid = y + mid_acc;
+        const auto& f1 = k.back();
+        // torchdiffeq _interp_fit: quartic through y0, y_mid, y1 with slopes f0, f1.
+        auto a = (2.0 * h) * (f1 - f0) - 8.0 * (y1 + y) + 16.0 * y_mid;
+        auto b = h * (5.0 * f0 - 3.0 * f1) + 18.0 * y + 14.0 * y1 - 32.0 * y_mid;
+        auto c = h * (f1 - 4.0 * f0) - 11.0 * y - 5.0 * y1 + 16.0 * y_mid;
+        auto d = h * f0;
+        coeff = {y, d, c, b, a};
+        t_prev = t0;
+        t0 = t0 + h;
+        y = y1;
+        f0 = f1;
+      } else if (stats) {
+        ++stats->rejected_steps;
+      }
+      h = h_next;
+    }
+    if (target == t0) {
+      ys.push_back(y);
+    } else {
+      const double x = (target - t_prev) / (t0 - t_prev);
+      torch::Tensor total = coeff[0] + x * coeff[1];
+      double xp = x;
+      for (std::size_t i = 2; i < coeff.size(); ++i) {
+        xp *= x;
+        total = total + xp * coeff[i];
+      }
+      ys.push_back(total);
+    }
+  }
+  return ys;
+}
+
+}  // namespace
+
+torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Tensor& t,
+                     const OdeintOptions& options, OdeintStats* stats) {
+  SL_CHECK(y0.defined() && y0.dim() >= 1, ShapeError, "odeint: y0 must be [B, ...], got ",
+           y0.defined() ? y0.dim() : -1, " dims");
+  SL_CHECK(y0.is_floating_point(), ShapeError, "odeint: y0 must be floating point");
+  SL_CHECK(t.defined() && t.dim() == 1 && t.size(0) >= 1, ShapeError,
+           "odeint: t must be a non-empty 1-D tensor");
+  auto tc = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  std::vector<double> times(tc.data_ptr<double>(), tc.data_ptr<double>() + tc.numel());
+  for (std::size_t k = 0; k + 1 < times.size(); ++k)
+    SL_CHECK(times[k + 1] > times[k], DataError, "odeint: t must be strictly increasing, t[", k,
+             "] = ", times[k], " >= t[", k + 1, "] = ", times[k + 1]);
+  if (stats) *stats = OdeintStats{};
+  std::vector<torch::Tensor> ys;
+  switch (options.method()) {
+    case OdeMethod::Euler:
+    case OdeMethod::Rk4: ys = fixed_grid(f, y0, times, options.method(), stats); break;
+    case OdeMethod::Dopri5: ys = dopri5(f, y0, times, options, stats); break;
+  }
+  return torch::stack(ys, 1);
+}
+
+}  // namespace stablelearn::models
