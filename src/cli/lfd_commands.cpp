@@ -9,7 +9,13 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/io/npy.h"
+#include "stablelearn/core/config.h"
+#include "stablelearn/lfd/trainer.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
+
+#include <chrono>
+#include <cstdio>
+#include <unistd.h>
 
 namespace stablelearn::cli {
 namespace {
@@ -82,6 +88,45 @@ void check_shapes(lfd::TrajectoryMetric metric, const TrajectoryFile& ref, const
   }
 }
 
+lfd::LfdConfig load_lfd_config(const std::string& path, const std::vector<std::string>& overrides) {
+  auto cfg = Config::from_file(path);
+  for (const auto& o : overrides) cfg.set(o);
+  return lfd::LfdConfig::from_config(cfg);
+}
+
+/// One-line progress on stderr: redrawn in place on a terminal, a line per 10 % otherwise.
+class ProgressBar {
+ public:
+  ProgressBar() : tty_(isatty(STDERR_FILENO) != 0) {}
+  void operator()(const lfd::TrainProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool last = p.iteration == p.iterations;
+    const std::int64_t decile = p.iteration * 10 / p.iterations;
+    if (tty_) {
+      if (!last && now - shown_ < std::chrono::milliseconds(200)) return;
+    } else if (!(last || decile != last_decile_ || p.task != last_task_)) {
+      return;
+    }
+    shown_ = now;
+    last_decile_ = decile;
+    last_task_ = p.task;
+    const double eta = p.iteration > 0 ? p.elapsed / p.iteration * (p.iterations - p.iteration) : 0;
+    const int width = 24;
+    const int filled = static_cast<int>(width * p.iteration / p.iterations);
+    std::fprintf(stderr, "%stask %lld/%lld [%s%s] it %lld/%lld loss %.3e reg %.3e %5.0fs ETA %4.0fs%s",
+                 tty_ ? "\r" : "", static_cast<long long>(p.task + 1), static_cast<long long>(p.tasks),
+                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                 static_cast<long long>(p.iteration), static_cast<long long>(p.iterations), p.loss, p.reg, p.elapsed, eta,
+                 tty_ && !last ? "" : "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  bool tty_;
+  std::chrono::steady_clock::time_point shown_{};
+  std::int64_t last_decile_ = -1, last_task_ = -1;
+};
+
 }  // namespace
 
 void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
@@ -114,6 +159,48 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
       out[lfd::metric_name(m)] = {{"per_demo", s.per_demo}, {"mean", s.mean}, {"median", s.median}};
     }
     std::cout << out.dump() << "\n";
+    return 0;
+  });
+
+  struct TrainArgs {
+    std::string config, out;
+    std::vector<std::string> overrides;
+    bool resume = false;
+  };
+  auto targs = std::make_shared<TrainArgs>();
+  auto* train = lfd->add_subcommand(
+      "train", "Learn the tasks of a sequence one after another with a hypernetwork-generated (stable) neural ODE");
+  train->add_option("CONFIG", targs->config, "TOML configuration (see configs/)")->required();
+  train->add_option("--out", targs->out, "Run directory to create (or to continue with --resume)")->required();
+  train->add_option("--set", targs->overrides, "Override a configuration value: section.key=value (repeatable)");
+  train->add_flag("--resume", targs->resume, "Continue a stopped run from its last completed task");
+  train->footer(
+      "Writes RUN/config.toml (resolved), metrics.jsonl, eval_results.json, summary.json and a checkpoint after\n"
+      "every task. Example: stablelearn lfd train configs/demo.toml --out runs/demo --set train.iterations=200");
+  reg.add(train, [targs]() {
+    auto cfg = load_lfd_config(targs->config, targs->overrides);
+    lfd::LfdTrainer trainer(cfg, targs->out);
+    ProgressBar bar;
+    trainer.run(targs->resume, [&](const lfd::TrainProgress& p) { bar(p); });
+    std::cerr << "run written to " << targs->out << "\n";
+    return 0;
+  });
+
+  struct InfoArgs {
+    std::string config;
+    std::vector<std::string> overrides;
+  };
+  auto iargs = std::make_shared<InfoArgs>();
+  auto* info = lfd->add_subcommand("info", "Parameter counts of a configuration, without training (JSON)");
+  info->add_option("CONFIG", iargs->config, "TOML configuration")->required();
+  info->add_option("--set", iargs->overrides, "Override a configuration value: section.key=value (repeatable)");
+  info->footer("Example: stablelearn lfd info configs/lasa2d_chn_snode_stochastic.toml");
+  reg.add(info, [iargs]() {
+    const auto cfg = load_lfd_config(iargs->config, iargs->overrides);
+    const auto p = lfd::count_parameters(cfg);
+    nlohmann::json out{{"params", {{"target", p.target}, {"hypernetwork", p.hypernetwork}, {"theta", p.theta}}},
+                       {"tasks", p.tasks}, {"dataset", cfg.dataset}, {"target", cfg.target}, {"hnet", cfg.hnet}};
+    std::cout << out.dump(2) << "\n";
     return 0;
   });
 }

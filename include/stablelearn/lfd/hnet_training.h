@@ -1,0 +1,68 @@
+// Building blocks of hypernetwork training with output regularisation (von Oswald et al. 2020,
+// "Continual learning with hypernetworks"; shared/specs/clfd-snode.md §3.3–3.4, §3.6).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace stablelearn::lfd {
+
+/// Adam exactly as torch.optim.Adam (no weight decay, no amsgrad) with its state kept in the open,
+/// so that the look-ahead Δθ can read it without changing it.
+///   m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;  p ← p − lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
+class Adam {
+ public:
+  Adam(std::vector<torch::Tensor> params, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
+  /// One step with gradients `grads` (one per parameter, same shapes).
+  void step(const std::vector<torch::Tensor>& grads);
+  /// Look-ahead of spec §3.4 (hypercl's adam_step): from the current state and `grads`, without
+  /// changing the state, s = step+1, m' = β1 m + (1−β1) g, v' = β2 v + (1−β2) g²,
+  /// Δθ = −lr · √(1−β2^s)/(1−β1^s) · m' / (√v' + eps). Returns detached tensors.
+  std::vector<torch::Tensor> lookahead(const std::vector<torch::Tensor>& grads) const;
+  std::int64_t steps() const { return step_; }
+  const std::vector<torch::Tensor>& exp_avg() const { return m_; }
+  const std::vector<torch::Tensor>& exp_avg_sq() const { return v_; }
+  const std::vector<torch::Tensor>& params() const { return params_; }
+
+ private:
+  std::vector<torch::Tensor> params_, m_, v_;
+  double lr_, beta1_, beta2_, eps_;
+  std::int64_t step_ = 0;
+};
+
+/// Which past tasks the regulariser visits this iteration: all of {0..i−1} when num_regs <= 0 or
+/// num_regs >= i, else num_regs distinct indices drawn uniformly (spec §3.3; R = 1 is "CHN-1").
+std::vector<std::int64_t> sample_regularized_tasks(std::int64_t current_task, std::int64_t num_regs,
+                                                   torch::Generator& gen);
+
+/// Output regulariser (1/|S|) Σ_{j∈S} ‖target_j − generate(j)‖² (sum over all generated values).
+torch::Tensor output_regularizer(const std::vector<torch::Tensor>& targets, const std::vector<std::int64_t>& tasks,
+                                 const std::function<torch::Tensor(std::int64_t)>& generate);
+
+/// "Best copy" bookkeeping (spec §3.1, §8.13): a candidate is accepted when its loss is <= the best
+/// so far (ties go to the later iteration).
+struct BestTracker {
+  double best = std::numeric_limits<double>::infinity();
+  std::int64_t best_iteration = -1;
+  /// True when (iteration, loss) becomes the new best.
+  bool offer(std::int64_t iteration, double loss) {
+    if (!(loss <= best)) return false;
+    best = loss;
+    best_iteration = iteration;
+    return true;
+  }
+};
+
+using VectorField = std::function<torch::Tensor(const torch::Tensor& t, const torch::Tensor& x)>;
+
+/// sNODE evaluation protocol (spec §3.6): the grid t [T] is cut into windows of `window` samples;
+/// each window is integrated with Euler from the last predicted state of the previous window but
+/// at the window's own first time (so the step between windows is skipped and that state repeats).
+/// x0 [M, d] -> [M, (T / window) · window, d].
+torch::Tensor windowed_rollout(const VectorField& f, const torch::Tensor& x0, const torch::Tensor& t, std::int64_t window);
+
+}  // namespace stablelearn::lfd

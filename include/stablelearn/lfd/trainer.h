@@ -1,0 +1,109 @@
+// Continual learning from demonstration with hypernetwork-generated neural ODEs
+// (Auddy et al., "Scalable and Efficient Continual Learning from Demonstration via a
+// Hypernetwork-generated Stable Dynamics Model", arXiv 2311.03600; shared/specs/clfd-snode.md §3).
+//
+// For every task i of the sequence: a new task embedding e_i ~ N(0, 1); the hypernetwork outputs
+// of all earlier tasks are stored (detached) as regularisation targets; fresh Adam optimisers for
+// θ and e_i; each iteration draws a window of `tsub` samples of all demonstrations, integrates the
+// generated target network with Euler on the data grid from the window's first state, and takes
+// L_task = MSE(prediction, window). e_i steps on ∂L_task; θ steps on ∂L_task + β ∂Reg(θ + Δθ)/∂θ
+// with Δθ the Adam look-ahead and Reg the output regulariser over all past tasks (num_regs = 0) or
+// over num_regs sampled ones. The copy after the best (lowest pre-step loss) iteration is kept.
+// After each task every task seen so far is evaluated (§3.6) and a checkpoint is written.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "stablelearn/core/config.h"
+#include "stablelearn/lfd/trajectory_metrics.h"
+
+namespace stablelearn::lfd {
+
+struct LfdConfig {
+  // [data]
+  std::string dataset = "lasa2d";   ///< lasa2d | lasa8d | lasa16d | lasa32d | helloworld | robottasks9
+  std::string root;                 ///< data root ("" = default: $STABLELEARN_DATA or data/)
+  std::string sequence;             ///< sequence file ("" = the data set's full sequence)
+  std::int64_t tasks = 0;           ///< train on the first `tasks` tasks (0 = all)
+  double tangent_vec_scale = 1.0;   ///< RoboTasks9 tangent-vector scale (spec §1.6)
+  // [model]
+  std::string target = "snode";     ///< snode (stable, LSDDM-based, §2.3) | node (MLP, §2.2)
+  std::string hnet = "chn";         ///< chn (chunked, §2.5) | hn (one head per tensor, §2.4)
+  std::int64_t fhat_layers = 3;     ///< sNODE: hidden layers of f̂ (--fhat_layers)
+  std::int64_t h = 1000;            ///< sNODE: width of f̂ (--lsddm_h)
+  std::int64_t hp = 100;            ///< sNODE: ICNN width (--lsddm_hp)
+  double alpha = 0.5;               ///< sNODE: decay rate α of V̇ ≤ −αV (--lsddm_a)
+  double rehu = 0.01;               ///< sNODE: ReHU δ of the ICNN (--lsddm_rehu)
+  double eps = 1e-4;                ///< sNODE: ε‖z‖² term of V (--lsddm_projfn_eps)
+  std::vector<std::int64_t> tnet_hidden{1000, 1000, 1000};  ///< NODE: hidden widths (--tnet_arch)
+  bool explicit_time = true;        ///< time appended to the state (--explicit_time)
+  std::vector<std::int64_t> hnet_hidden{200, 200, 200};   ///< hypernetwork trunk (--hnet_arch)
+  std::int64_t task_emb_dim = 256;  ///< te (--task_emb_dim)
+  std::int64_t chunk_emb_dim = 256; ///< ce (--chunk_emb_dim)
+  std::int64_t chunk_dim = 8192;    ///< C (--chunk_dim)
+  // [train]
+  std::int64_t iterations = 15000;  ///< per task (--num_iter)
+  double lr = 1e-4;                 ///< Adam learning rate for θ and e_i (--lr)
+  std::int64_t tsub = 20;           ///< window length (--tsub)
+  double beta = 0.005;              ///< regulariser weight (--beta); 0 = no regularisation (fine-tuning)
+  std::int64_t num_regs = 1;        ///< past tasks regularised per iteration; 0 = all (--num_regs)
+  std::int64_t seed = 100;          ///< everything random derives from it
+  std::int64_t log_every = 100;     ///< iterations between metrics.jsonl rows
+  // [eval]
+  bool evaluate = true;             ///< evaluate all seen tasks after each task
+  double dtw_threshold = 2191;      ///< CL accuracy: a demonstration counts if DTW < threshold
+  std::string node_solver = "euler";///< NODE evaluation/training solver: euler | rk4 | dopri5
+
+  static LfdConfig from_config(const Config& cfg);  ///< ConfigError on unknown keys or bad values
+  Config to_config() const;                         ///< every resolved value
+  void validate() const;
+};
+
+/// Parameter counts of a configuration without training (spec §2.6), for `lfd info`.
+struct LfdParamCounts {
+  std::int64_t target = 0;        ///< P: generated target-network parameters
+  std::int64_t hypernetwork = 0;  ///< |θ| + N·te (N = tasks of the configured sequence)
+  std::int64_t theta = 0;         ///< |θ|
+  std::int64_t tasks = 0;
+};
+LfdParamCounts count_parameters(const LfdConfig& cfg);
+
+/// Errors of one (train task i, eval task j) evaluation, per demonstration.
+struct EvalCell {
+  MetricSummary dtw, frechet, swept, quat;
+  bool has_quat = false;
+};
+
+struct TrainProgress {
+  std::int64_t task = 0, tasks = 0, iteration = 0, iterations = 0;
+  double loss = 0, reg = 0, elapsed = 0;
+};
+
+/// Runs a whole continual-learning sequence into a run directory:
+///   config.toml, summary.json, eval_results.json, metrics.jsonl, checkpoint.json + checkpoint_task<i>.npz
+class LfdTrainer {
+ public:
+  LfdTrainer(LfdConfig config, std::filesystem::path run_dir);
+  ~LfdTrainer();
+  /// Trains every task not yet completed. With `resume`, continues from RUN/checkpoint.json
+  /// (ConfigError if the run directory's config differs from this one).
+  /// `stop_after` > 0 stops once that many tasks are complete (a time-boxed or simulated-kill run;
+  /// --resume continues it).
+  void run(bool resume, const std::function<void(const TrainProgress&)>& progress = {}, std::int64_t stop_after = -1);
+
+  /// Results so far: cells[i][j] for j <= i.
+  const std::vector<std::vector<EvalCell>>& evaluations() const;
+  const std::vector<double>& train_seconds() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace stablelearn::lfd

@@ -1,0 +1,98 @@
+#include "stablelearn/lfd/hnet_training.h"
+
+#include <cmath>
+
+#include <torch/autograd.h>
+
+#include "stablelearn/core/error.h"
+#include "stablelearn/models/odeint.h"
+
+namespace stablelearn::lfd {
+
+Adam::Adam(std::vector<torch::Tensor> params, double lr, double beta1, double beta2, double eps)
+    : params_(std::move(params)), lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {
+  for (const auto& p : params_) {
+    m_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+    v_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+  }
+}
+
+void Adam::step(const std::vector<torch::Tensor>& grads) {
+  SL_CHECK(grads.size() == params_.size(), InternalError, "Adam::step: ", grads.size(), " gradients for ",
+           params_.size(), " parameters");
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const double bc1 = 1 - std::pow(beta1_, static_cast<double>(step_));
+  const double bc2 = 1 - std::pow(beta2_, static_cast<double>(step_));
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    if (!grads[k].defined()) continue;
+    m_[k].mul_(beta1_).add_(grads[k], 1 - beta1_);
+    v_[k].mul_(beta2_).addcmul_(grads[k], grads[k], 1 - beta2_);
+    const auto denom = (v_[k].sqrt() / std::sqrt(bc2)).add_(eps_);
+    params_[k].addcdiv_(m_[k], denom, -lr_ / bc1);
+  }
+}
+
+std::vector<torch::Tensor> Adam::lookahead(const std::vector<torch::Tensor>& grads) const {
+  SL_CHECK(grads.size() == params_.size(), InternalError, "Adam::lookahead: ", grads.size(), " gradients for ",
+           params_.size(), " parameters");
+  torch::NoGradGuard no_grad;
+  const double s = static_cast<double>(step_ + 1);
+  const double scale = -lr_ * std::sqrt(1 - std::pow(beta2_, s)) / (1 - std::pow(beta1_, s));
+  std::vector<torch::Tensor> out;
+  out.reserve(params_.size());
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    const auto& g = grads[k];
+    if (!g.defined()) {
+      out.push_back(torch::zeros_like(params_[k]));
+      continue;
+    }
+    const auto m = m_[k] * beta1_ + g * (1 - beta1_);
+    const auto v = v_[k] * beta2_ + g * g * (1 - beta2_);
+    out.push_back(m / (v.sqrt() + eps_) * scale);
+  }
+  return out;
+}
+
+std::vector<std::int64_t> sample_regularized_tasks(std::int64_t current_task, std::int64_t num_regs,
+                                                   torch::Generator& gen) {
+  std::vector<std::int64_t> out;
+  if (current_task <= 0) return out;
+  if (num_regs <= 0 || num_regs >= current_task) {
+    for (std::int64_t j = 0; j < current_task; ++j) out.push_back(j);
+    return out;
+  }
+  const auto perm = torch::randperm(current_task, gen, torch::kInt64);
+  for (std::int64_t k = 0; k < num_regs; ++k) out.push_back(perm[k].item<std::int64_t>());
+  return out;
+}
+
+torch::Tensor output_regularizer(const std::vector<torch::Tensor>& targets, const std::vector<std::int64_t>& tasks,
+                                 const std::function<torch::Tensor(std::int64_t)>& generate) {
+  SL_CHECK(!tasks.empty(), InternalError, "output_regularizer: no tasks");
+  torch::Tensor total;
+  for (const auto j : tasks) {
+    SL_CHECK(j >= 0 && j < static_cast<std::int64_t>(targets.size()), InternalError, "output_regularizer: task ", j,
+             " has no stored target");
+    const auto term = (targets[static_cast<std::size_t>(j)] - generate(j)).pow(2).sum();
+    total = total.defined() ? total + term : term;
+  }
+  return total / static_cast<double>(tasks.size());
+}
+
+torch::Tensor windowed_rollout(const VectorField& f, const torch::Tensor& x0, const torch::Tensor& t, std::int64_t window) {
+  SL_CHECK(window >= 2 && t.size(0) >= window, ShapeError, "windowed_rollout: window ", window, " for ", t.size(0),
+           " time samples");
+  const auto windows = t.size(0) / window;
+  std::vector<torch::Tensor> parts;
+  auto start = x0;
+  for (std::int64_t w = 0; w < windows; ++w) {
+    const auto tw = t.narrow(0, w * window, window);
+    const auto y = models::odeint(f, start, tw);  // [M, window, d], y[:, 0] = start
+    parts.push_back(y);
+    start = y.select(1, window - 1);
+  }
+  return torch::cat(parts, 1);
+}
+
+}  // namespace stablelearn::lfd

@@ -1,0 +1,536 @@
+#include "stablelearn/lfd/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/autograd.h>
+
+#include "stablelearn/core/env.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/data/lfd_datasets.h"
+#include "stablelearn/data/lfd_preprocess.h"
+#include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/io/npz.h"
+#include "stablelearn/lfd/cl_scores.h"
+#include "stablelearn/lfd/hnet_training.h"
+#include "stablelearn/models/hypernetwork.h"
+#include "stablelearn/models/node_mlp.h"
+#include "stablelearn/models/odeint.h"
+#include "stablelearn/models/snode.h"
+
+namespace stablelearn::lfd {
+
+using nlohmann::json;
+namespace F = models::functional;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+LfdConfig LfdConfig::from_config(const Config& cfg) {
+  cfg.check_sections({"data", "model", "train", "eval"});
+  LfdConfig c;
+  auto d = cfg.section("data");
+  c.dataset = d.get("dataset", c.dataset);
+  c.root = d.get("root", c.root);
+  c.sequence = d.get("sequence", c.sequence);
+  c.tasks = d.get("tasks", c.tasks);
+  c.tangent_vec_scale = d.get("tangent_vec_scale", c.tangent_vec_scale);
+  d.finish();
+  auto m = cfg.section("model");
+  c.target = m.get("target", c.target);
+  c.hnet = m.get("hnet", c.hnet);
+  c.fhat_layers = m.get("fhat_layers", c.fhat_layers);
+  c.h = m.get("h", c.h);
+  c.hp = m.get("hp", c.hp);
+  c.alpha = m.get("alpha", c.alpha);
+  c.rehu = m.get("rehu", c.rehu);
+  c.eps = m.get("eps", c.eps);
+  c.tnet_hidden = m.get("tnet_hidden", c.tnet_hidden);
+  c.explicit_time = m.get("explicit_time", c.explicit_time);
+  c.hnet_hidden = m.get("hnet_hidden", c.hnet_hidden);
+  c.task_emb_dim = m.get("task_emb_dim", c.task_emb_dim);
+  c.chunk_emb_dim = m.get("chunk_emb_dim", c.chunk_emb_dim);
+  c.chunk_dim = m.get("chunk_dim", c.chunk_dim);
+  m.finish();
+  auto t = cfg.section("train");
+  c.iterations = t.get("iterations", c.iterations);
+  c.lr = t.get("lr", c.lr);
+  c.tsub = t.get("tsub", c.tsub);
+  c.beta = t.get("beta", c.beta);
+  c.num_regs = t.get("num_regs", c.num_regs);
+  c.seed = t.get("seed", c.seed);
+  c.log_every = t.get("log_every", c.log_every);
+  t.finish();
+  auto e = cfg.section("eval");
+  c.evaluate = e.get("evaluate", c.evaluate);
+  c.dtw_threshold = e.get("dtw_threshold", c.dtw_threshold);
+  c.node_solver = e.get("node_solver", c.node_solver);
+  e.finish();
+  c.validate();
+  return c;
+}
+
+Config LfdConfig::to_config() const {
+  ConfigWriter w;
+  w.put("data", "dataset", dataset);
+  w.put("data", "root", root);
+  w.put("data", "sequence", sequence);
+  w.put("data", "tasks", tasks);
+  w.put("data", "tangent_vec_scale", tangent_vec_scale);
+  w.put("model", "target", target);
+  w.put("model", "hnet", hnet);
+  w.put("model", "fhat_layers", fhat_layers);
+  w.put("model", "h", h);
+  w.put("model", "hp", hp);
+  w.put("model", "alpha", alpha);
+  w.put("model", "rehu", rehu);
+  w.put("model", "eps", eps);
+  w.put("model", "tnet_hidden", tnet_hidden);
+  w.put("model", "explicit_time", explicit_time);
+  w.put("model", "hnet_hidden", hnet_hidden);
+  w.put("model", "task_emb_dim", task_emb_dim);
+  w.put("model", "chunk_emb_dim", chunk_emb_dim);
+  w.put("model", "chunk_dim", chunk_dim);
+  w.put("train", "iterations", iterations);
+  w.put("train", "lr", lr);
+  w.put("train", "tsub", tsub);
+  w.put("train", "beta", beta);
+  w.put("train", "num_regs", num_regs);
+  w.put("train", "seed", seed);
+  w.put("train", "log_every", log_every);
+  w.put("eval", "evaluate", evaluate);
+  w.put("eval", "dtw_threshold", dtw_threshold);
+  w.put("eval", "node_solver", node_solver);
+  return w.config();
+}
+
+void LfdConfig::validate() const {
+  data::lfd_dataset_spec(dataset);  // UsageError listing the names
+  SL_CHECK(target == "snode" || target == "node", ConfigError, "model.target must be \"snode\" or \"node\", got \"", target, "\"");
+  SL_CHECK(hnet == "chn" || hnet == "hn", ConfigError, "model.hnet must be \"chn\" or \"hn\", got \"", hnet, "\"");
+  SL_CHECK(iterations >= 1, ConfigError, "train.iterations must be >= 1, got ", iterations);
+  SL_CHECK(lr > 0 && std::isfinite(lr), ConfigError, "train.lr must be > 0, got ", lr);
+  SL_CHECK(tsub >= 2 && tsub <= 1000, ConfigError, "train.tsub must be in [2, 1000], got ", tsub);
+  SL_CHECK(beta >= 0 && std::isfinite(beta), ConfigError, "train.beta must be >= 0, got ", beta);
+  SL_CHECK(num_regs >= 0, ConfigError, "train.num_regs must be >= 0 (0 = all past tasks), got ", num_regs);
+  SL_CHECK(log_every >= 1, ConfigError, "train.log_every must be >= 1, got ", log_every);
+  SL_CHECK(tasks >= 0, ConfigError, "data.tasks must be >= 0 (0 = all), got ", tasks);
+  SL_CHECK(tangent_vec_scale > 0, ConfigError, "data.tangent_vec_scale must be > 0, got ", tangent_vec_scale);
+  SL_CHECK(task_emb_dim >= 1 && chunk_emb_dim >= 1 && chunk_dim >= 1, ConfigError,
+           "model.task_emb_dim, chunk_emb_dim and chunk_dim must be >= 1");
+  SL_CHECK(h >= 1 && hp >= 1 && fhat_layers >= 1, ConfigError, "model.h, hp and fhat_layers must be >= 1");
+  SL_CHECK(alpha > 0 && rehu > 0 && eps >= 0, ConfigError, "model.alpha and rehu must be > 0 and eps >= 0");
+  models::parse_ode_method(node_solver);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model construction
+
+namespace {
+
+struct Target {
+  models::WeightLayout layout;
+  std::function<VectorField(const std::vector<torch::Tensor>&)> field;  ///< weights -> f(t, x)
+};
+
+Target make_target(const LfdConfig& c, std::int64_t dim) {
+  Target t;
+  if (c.target == "snode") {
+    const auto o = models::SNodeOptions(dim)
+                       .hidden(c.h)
+                       .fhat_layers(c.fhat_layers)
+                       .icnn_hidden(c.hp)
+                       .alpha(c.alpha)
+                       .eps(c.eps)
+                       .rehu(c.rehu)
+                       .explicit_time(c.explicit_time);
+    o.validate();
+    t.layout = models::snode_layout(o);
+    t.field = [o](const std::vector<torch::Tensor>& w) {
+      return VectorField([o, w](const torch::Tensor& time, const torch::Tensor& x) { return F::snode_rhs(time, x, w, o); });
+    };
+  } else {
+    const auto o = models::NodeMlpOptions(dim).hidden(c.tnet_hidden).explicit_time(c.explicit_time);
+    t.layout = models::node_mlp_layout(o);
+    t.field = [o](const std::vector<torch::Tensor>& w) {
+      return VectorField([o, w](const torch::Tensor& time, const torch::Tensor& x) { return F::node_rhs(time, x, w, o); });
+    };
+  }
+  return t;
+}
+
+/// The hypernetwork as the shared interface plus the module that owns it.
+struct HyperNet {
+  std::shared_ptr<torch::nn::Module> module;
+  models::TaskHyperNetwork* net = nullptr;
+};
+
+HyperNet make_hypernetwork(const LfdConfig& c, const models::WeightLayout& layout) {
+  HyperNet h;
+  if (c.hnet == "chn") {
+    auto o = models::ChunkedHyperNetworkOptions(layout)
+                 .hidden(c.hnet_hidden)
+                 .task_emb_dim(c.task_emb_dim)
+                 .chunk_emb_dim(c.chunk_emb_dim)
+                 .chunk_dim(c.chunk_dim);
+    auto m = std::make_shared<models::ChunkedHyperNetworkImpl>(o);
+    h.net = m.get();
+    h.module = m;
+  } else {
+    auto o = models::HyperNetworkOptions(layout).hidden(c.hnet_hidden).task_emb_dim(c.task_emb_dim);
+    auto m = std::make_shared<models::HyperNetworkImpl>(o);
+    h.net = m.get();
+    h.module = m;
+  }
+  return h;
+}
+
+/// Seed of the random draws that belong to task `task` (embedding, windows, sampled tasks), so a
+/// resumed run draws exactly what an uninterrupted one would.
+std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stream) {
+  return static_cast<std::uint64_t>(seed) * 1000003ULL + static_cast<std::uint64_t>(task) * 7919ULL + stream;
+}
+
+json summary_json(const MetricSummary& s) { return {{"per_demo", s.per_demo}, {"mean", s.mean}, {"median", s.median}}; }
+MetricSummary summary_from(const json& j) { return summarize(j.at("per_demo").get<std::vector<double>>()); }
+
+json cell_json(const EvalCell& c) {
+  json j{{"dtw", summary_json(c.dtw)}, {"frechet", summary_json(c.frechet)}, {"swept", summary_json(c.swept)}};
+  if (c.has_quat) j["quat_error"] = summary_json(c.quat);
+  return j;
+}
+EvalCell cell_from(const json& j) {
+  EvalCell c;
+  c.dtw = summary_from(j.at("dtw"));
+  c.frechet = summary_from(j.at("frechet"));
+  c.swept = summary_from(j.at("swept"));
+  if (j.contains("quat_error")) {
+    c.quat = summary_from(j.at("quat_error"));
+    c.has_quat = true;
+  }
+  return c;
+}
+
+constexpr const char* kCheckpointFormat = "stablelearn-lfd-checkpoint";
+constexpr int kCheckpointVersion = 1;
+
+}  // namespace
+
+LfdParamCounts count_parameters(const LfdConfig& cfg) {
+  cfg.validate();
+  const auto& spec = data::lfd_dataset_spec(cfg.dataset);
+  const auto target = make_target(cfg, spec.state_dim);
+  torch::NoGradGuard no_grad;
+  auto hn = make_hypernetwork(cfg, target.layout);
+  const auto root = cfg.root.empty() ? data::default_data_root() : std::filesystem::path(cfg.root);
+  data::LfdDataset ds(spec.kind, root, cfg.sequence);
+  LfdParamCounts p;
+  p.tasks = cfg.tasks > 0 ? std::min(cfg.tasks, ds.num_tasks()) : ds.num_tasks();
+  for (std::int64_t i = 0; i < p.tasks; ++i) hn.net->add_task();
+  p.target = target.layout.numel();
+  p.theta = hn.net->theta_numel();
+  p.hypernetwork = hn.net->numel_with_embeddings();
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trainer
+
+struct LfdTrainer::State {
+  LfdConfig cfg;
+  std::filesystem::path run;
+  const data::LfdDatasetSpec* spec = nullptr;
+  std::unique_ptr<data::LfdDataset> dataset;
+  std::int64_t num_tasks = 0;
+  Target target;
+  HyperNet hn;
+  std::vector<data::PreparedTask> prepared;  // tasks loaded so far (float64)
+  std::vector<std::vector<EvalCell>> evals;
+  std::vector<double> seconds;
+  models::OdeintOptions node_solver;
+
+  const data::PreparedTask& task(std::int64_t i) {
+    while (static_cast<std::int64_t>(prepared.size()) <= i) {
+      const auto raw = dataset->task(static_cast<std::int64_t>(prepared.size()));
+      prepared.push_back(data::prepare_task(raw, *spec, {cfg.target == "snode", cfg.tangent_vec_scale}));
+    }
+    return prepared[static_cast<std::size_t>(i)];
+  }
+
+  torch::Tensor integrate(const VectorField& f, const torch::Tensor& y0, const torch::Tensor& t) const {
+    return models::odeint(f, y0, t, cfg.target == "snode" ? models::OdeintOptions{} : node_solver);
+  }
+};
+
+LfdTrainer::LfdTrainer(LfdConfig config, std::filesystem::path run_dir) : s_(std::make_unique<State>()) {
+  config.validate();
+  s_->cfg = std::move(config);
+  s_->run = std::move(run_dir);
+  const auto& c = s_->cfg;
+  s_->spec = &data::lfd_dataset_spec(c.dataset);
+  const auto root = c.root.empty() ? data::default_data_root() : std::filesystem::path(c.root);
+  s_->dataset = std::make_unique<data::LfdDataset>(s_->spec->kind, root, c.sequence);
+  s_->num_tasks = c.tasks > 0 ? std::min(c.tasks, s_->dataset->num_tasks()) : s_->dataset->num_tasks();
+  s_->target = make_target(c, s_->spec->state_dim);
+  s_->node_solver = models::OdeintOptions{}.method(models::parse_ode_method(c.node_solver));
+  torch::manual_seed(static_cast<std::uint64_t>(c.seed));
+  s_->hn = make_hypernetwork(c, s_->target.layout);
+}
+
+LfdTrainer::~LfdTrainer() = default;
+const std::vector<std::vector<EvalCell>>& LfdTrainer::evaluations() const { return s_->evals; }
+const std::vector<double>& LfdTrainer::train_seconds() const { return s_->seconds; }
+
+namespace {
+
+void append_jsonl(const std::filesystem::path& path, const json& row) {
+  std::ofstream out(path, std::ios::app);
+  SL_CHECK(out.good(), IoError, path.string(), ": cannot append");
+  out << row.dump() << "\n";
+}
+
+}  // namespace
+
+void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after) {
+  auto& s = *s_;
+  const auto& c = s.cfg;
+  auto* net = s.hn.net;
+  const auto config_text = c.to_config().to_string();
+  std::error_code ec;
+  std::filesystem::create_directories(s.run, ec);
+  SL_CHECK(!ec, IoError, s.run.string(), ": cannot create run directory (", ec.message(), ")");
+  const auto ckpt_json = s.run / "checkpoint.json";
+
+  std::int64_t first_task = 0;
+  if (resume && std::filesystem::exists(ckpt_json)) {
+    const auto old_config = read_file_text(s.run / "config.toml");
+    SL_CHECK(old_config == config_text, ConfigError, s.run.string(),
+             ": --resume with a different configuration than the run was started with (compare config.toml)");
+    json ck;
+    try {
+      ck = json::parse(read_file_text(ckpt_json));
+    } catch (const json::exception& e) {
+      SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
+    }
+    SL_CHECK(ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(), ": not a stablelearn LfD checkpoint");
+    const int version = ck.value("version", 0);
+    SL_CHECK(version >= 1 && version <= kCheckpointVersion, DataError, ckpt_json.string(), ": checkpoint format version ",
+             version, " is not supported by this stablelearn (reads versions 1..", kCheckpointVersion, ")");
+    first_task = ck.at("completed_tasks").get<std::int64_t>();
+    for (std::int64_t i = 0; i < first_task; ++i) {
+      torch::manual_seed(task_seed(c.seed, i, 0));
+      net->add_task();
+    }
+    const auto tensors = io::read_npz(s.run / ck.at("file").get<std::string>());
+    torch::NoGradGuard no_grad;
+    auto theta = net->theta();
+    for (std::size_t k = 0; k < theta.size(); ++k) theta[k].copy_(data::to_tensor(tensors.at("theta." + std::to_string(k))));
+    auto embs = net->task_embeddings();
+    for (std::size_t k = 0; k < embs.size(); ++k) embs[k].copy_(data::to_tensor(tensors.at("emb." + std::to_string(k))));
+    s.seconds = ck.at("train_seconds").get<std::vector<double>>();
+    s.evals.clear();
+    for (const auto& row : ck.at("evaluations")) {
+      std::vector<EvalCell> cells;
+      for (const auto& cell : row) cells.push_back(cell_from(cell));
+      s.evals.push_back(cells);
+    }
+  } else {
+    SL_CHECK(!std::filesystem::exists(ckpt_json), UsageError, s.run.string(),
+             ": already holds a run (checkpoint.json); use --resume to continue it or choose another --out");
+    write_file_atomic(s.run / "config.toml", config_text);
+    std::filesystem::remove(s.run / "metrics.jsonl", ec);
+  }
+
+  const auto metrics_path = s.run / "metrics.jsonl";
+  const std::int64_t last_task = stop_after > 0 ? std::min(stop_after, s.num_tasks) : s.num_tasks;
+  for (std::int64_t i = first_task; i < last_task; ++i) {
+    const auto& prep = s.task(i);
+    data::PreparedTask p32 = prep;
+    p32.x = prep.x.to(torch::kFloat32);
+    p32.t = prep.t.to(torch::kFloat32);
+
+    torch::manual_seed(task_seed(c.seed, i, 0));
+    const auto task_id = net->add_task();
+    SL_CHECK(task_id == i, InternalError, "task ids out of step");
+    auto window_gen = at::detail::createCPUGenerator(task_seed(c.seed, i, 1));
+    auto reg_gen = at::detail::createCPUGenerator(task_seed(c.seed, i, 2));
+
+    std::vector<torch::Tensor> targets;
+    if (c.beta > 0) {
+      torch::NoGradGuard no_grad;
+      for (std::int64_t j = 0; j < i; ++j) targets.push_back(net->forward_task(j).detach().clone());
+    }
+    auto theta = net->theta();
+    auto emb = net->task_embedding(i);
+    Adam opt_theta(theta, c.lr), opt_emb({emb}, c.lr);
+    std::vector<torch::Tensor> params = theta;
+    params.push_back(emb);
+    BestTracker best;
+    std::vector<torch::Tensor> best_theta;
+    torch::Tensor best_emb;
+
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::int64_t it = 0; it < c.iterations; ++it) {
+      const auto weights = s.target.layout.split(net->forward_task(i));
+      const auto win = data::sample_window(p32, c.tsub, window_gen);
+      const auto pred = s.integrate(s.target.field(weights), win.y.select(1, 0), win.t);
+      const auto loss = (pred - win.y).pow(2).mean();
+      auto grads = torch::autograd::grad({loss}, params);
+      opt_emb.step({grads.back()});
+      grads.pop_back();
+      double reg_value = 0;
+      if (i > 0 && c.beta > 0) {
+        const auto delta = opt_theta.lookahead(grads);
+        const auto tasks = sample_regularized_tasks(i, c.num_regs, reg_gen);
+        std::vector<torch::Tensor> saved;
+        {
+          torch::NoGradGuard no_grad;
+          for (std::size_t k = 0; k < theta.size(); ++k) {
+            saved.push_back(theta[k].clone());
+            theta[k].add_(delta[k]);
+          }
+        }
+        const auto reg = output_regularizer(targets, tasks, [&](std::int64_t j) {
+          return net->forward_embedding(net->task_embedding(j).detach());
+        });
+        reg_value = reg.item<double>();
+        const auto reg_grads = torch::autograd::grad({reg * c.beta}, theta);
+        {
+          torch::NoGradGuard no_grad;
+          for (std::size_t k = 0; k < theta.size(); ++k) theta[k].copy_(saved[k]);
+        }
+        for (std::size_t k = 0; k < theta.size(); ++k) grads[k] = grads[k] + reg_grads[k];
+      }
+      opt_theta.step(grads);
+      const double loss_value = loss.item<double>();
+      SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", it, ": training loss is ", loss_value,
+               " (diverged; lower train.lr?)");
+      if (best.offer(it, loss_value)) {
+        torch::NoGradGuard no_grad;
+        best_theta.clear();
+        for (const auto& p : theta) best_theta.push_back(p.detach().clone());
+        best_emb = emb.detach().clone();
+      }
+      const bool log = (it + 1) % c.log_every == 0 || it + 1 == c.iterations;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (log) append_jsonl(metrics_path, {{"task", i}, {"iteration", it + 1}, {"loss", loss_value}, {"reg", reg_value},
+                                           {"best_loss", best.best}, {"seconds", elapsed}});
+      if (progress) progress({i, s.num_tasks, it + 1, c.iterations, loss_value, reg_value, elapsed});
+    }
+    s.seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    {
+      torch::NoGradGuard no_grad;  // continue from the best copy (spec §3.1)
+      for (std::size_t k = 0; k < theta.size(); ++k) theta[k].copy_(best_theta[k]);
+      emb.copy_(best_emb);
+    }
+
+    // Evaluation of every task seen so far (spec §3.6).
+    std::vector<EvalCell> row;
+    if (c.evaluate) {
+      torch::NoGradGuard no_grad;
+      for (std::int64_t j = 0; j <= i; ++j) {
+        const auto& pj = s.task(j);
+        const auto weights = s.target.layout.split(net->forward_task(j));
+        const auto field = s.target.field(weights);
+        const auto x0 = pj.x.select(1, 0).to(torch::kFloat32);
+        const auto t = pj.t.to(torch::kFloat32);
+        const auto traj = c.target == "snode" ? windowed_rollout(field, x0, t, c.tsub) : s.integrate(field, x0, t);
+        const auto pred = data::restore_prediction(pj, traj.to(torch::kFloat64));
+        const auto T = pred.size(1);
+        const auto P = s.spec->position_dim;
+        const auto ref_pos = pj.raw.narrow(1, 0, T).narrow(2, 0, P).contiguous();
+        const auto pred_pos = pred.narrow(2, 0, P).contiguous();
+        const TrajectoryBatch rb{ref_pos.data_ptr<double>(), ref_pos.size(0), T, P};
+        const TrajectoryBatch pb{pred_pos.data_ptr<double>(), pred_pos.size(0), T, P};
+        EvalCell cell;
+        cell.dtw = compute_metric(TrajectoryMetric::Dtw, rb, pb);
+        cell.frechet = compute_metric(TrajectoryMetric::Frechet, rb, pb);
+        cell.swept = compute_metric(TrajectoryMetric::Swept, rb, pb);
+        if (s.spec->has_orientation) {
+          const auto rq = pj.raw.narrow(1, 0, T).narrow(2, 3, 4).contiguous();
+          const auto pq = pred.narrow(2, 3, 4).contiguous();
+          cell.quat = compute_metric(TrajectoryMetric::Quat, {rq.data_ptr<double>(), rq.size(0), T, 4},
+                                     {pq.data_ptr<double>(), pq.size(0), T, 4});
+          cell.has_quat = true;
+        }
+        append_jsonl(metrics_path, {{"task", i}, {"eval_task", j}, {"dtw_median", cell.dtw.median},
+                                    {"frechet_median", cell.frechet.median}, {"swept_median", cell.swept.median}});
+        row.push_back(cell);
+      }
+    }
+    s.evals.push_back(row);
+
+    // Checkpoint: tensors first, then the JSON that points at them (atomic, in that order).
+    std::map<std::string, io::NdArray> tensors;
+    const auto th = net->theta();
+    for (std::size_t k = 0; k < th.size(); ++k) tensors["theta." + std::to_string(k)] = data::to_ndarray(th[k]);
+    const auto embs = net->task_embeddings();
+    for (std::size_t k = 0; k < embs.size(); ++k) tensors["emb." + std::to_string(k)] = data::to_ndarray(embs[k]);
+    const std::string file = "checkpoint_task" + std::to_string(i) + ".npz";
+    io::write_npz(s.run / file, tensors, /*compress=*/false);
+    json evals = json::array();
+    for (const auto& r : s.evals) {
+      json jr = json::array();
+      for (const auto& cell : r) jr.push_back(cell_json(cell));
+      evals.push_back(jr);
+    }
+    write_file_atomic(ckpt_json, json{{"format", kCheckpointFormat},
+                                      {"version", kCheckpointVersion},
+                                      {"completed_tasks", i + 1},
+                                      {"file", file},
+                                      {"train_seconds", s.seconds},
+                                      {"evaluations", evals}}
+                                     .dump(1));
+    if (i > 0) std::filesystem::remove(s.run / ("checkpoint_task" + std::to_string(i - 1) + ".npz"), ec);
+
+    // eval_results.json (the reference's layout) and summary.json, rewritten after every task.
+    json metric_errors = json::object();
+    json medians = json::object();
+    for (std::size_t ti = 0; ti < s.evals.size(); ++ti) {
+      for (std::size_t tj = 0; tj < s.evals[ti].size(); ++tj) {
+        const auto& cell = s.evals[ti][tj];
+        json e{{"dtw", cell.dtw.per_demo}, {"frechet", cell.frechet.per_demo}, {"swept", cell.swept.per_demo}};
+        json m{{"dtw", cell.dtw.median}, {"frechet", cell.frechet.median}, {"swept", cell.swept.median}};
+        if (cell.has_quat) {
+          e["quat_error"] = cell.quat.per_demo;
+          m["quat_error"] = cell.quat.median;
+        }
+        metric_errors["train_task_" + std::to_string(ti)]["eval_task_" + std::to_string(tj)] = e;
+        medians["train_task_" + std::to_string(ti)]["eval_task_" + std::to_string(tj)] = m;
+      }
+    }
+    write_file_atomic(s.run / "eval_results.json", json{{"data", {{"metric_errors", metric_errors}}}}.dump(1));
+
+    json summary{{"completed_tasks", i + 1},
+                 {"tasks", s.num_tasks},
+                 {"task_files", std::vector<std::string>(s.dataset->task_files().begin(),
+                                                         s.dataset->task_files().begin() + s.num_tasks)},
+                 {"params", {{"target", s.target.layout.numel()}, {"hypernetwork", net->numel_with_embeddings()},
+                             {"theta", net->theta_numel()}}},
+                 {"per_task_train_seconds", s.seconds},
+                 {"median_errors", medians},
+                 {"seed", c.seed},
+                 {"runtime", json::parse(runtime_info_json(runtime_info()))}};
+    if (c.evaluate) {
+      const auto n = s.evals.size();
+      ClScoreInputs in;
+      in.acc.assign(n, std::vector<double>(n, 0.0));
+      for (std::size_t ti = 0; ti < n; ++ti)
+        for (std::size_t tj = 0; tj <= ti; ++tj)
+          in.acc[ti][tj] = threshold_accuracy(s.evals[ti][tj].dtw.per_demo, c.dtw_threshold);
+      for (std::size_t ti = 0; ti < n; ++ti)
+        in.sizes.push_back(static_cast<double>(net->theta_numel() + static_cast<std::int64_t>(ti + 1) * c.task_emb_dim));
+      in.train_seconds = s.seconds;
+      const auto sc = compute_cl_scores(in);
+      summary["cl_scores"] = {{"dtw_threshold", c.dtw_threshold}, {"accuracy_matrix", in.acc}, {"ACC", sc.acc},
+                              {"BWT", sc.bwt}, {"BWT_plus", sc.bwt_plus}, {"REM", sc.rem}, {"MS", sc.ms}, {"TE", sc.te},
+                              {"FS", sc.fs}, {"SSS", sc.sss}, {"CL_score", sc.cl_score}, {"CL_stability", sc.cl_stability}};
+    }
+    write_file_atomic(s.run / "summary.json", summary.dump(1));
+  }
+}
+
+}  // namespace stablelearn::lfd

@@ -1,0 +1,248 @@
+// Tests of the LfD trainer and its building blocks (hnet_training.h, trainer.h).
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/optim/adam.h>
+
+#include "stablelearn/core/config.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/lfd/hnet_training.h"
+#include "stablelearn/lfd/trainer.h"
+#include "testing.h"
+
+namespace sl = stablelearn;
+using namespace sl::lfd;
+using nlohmann::json;
+
+TEST(HnetAdam, MatchesLibtorchAdamOverSeveralSteps) {
+  // libtorch's own Adam is the independent reference for the update rule.
+  auto p_ours = torch::tensor({0.5, -1.0, 2.0}, torch::kFloat64);
+  auto p_ref = p_ours.clone().requires_grad_(true);
+  Adam ours({p_ours}, 0.01);
+  torch::optim::Adam ref({p_ref}, torch::optim::AdamOptions(0.01));
+  for (int k = 0; k < 5; ++k) {
+    const auto g = torch::tensor({0.3 * k - 0.2, 1.0 / (k + 1), -0.7}, torch::kFloat64);
+    ours.step({g});
+    p_ref.mutable_grad() = g.clone();
+    ref.step();
+  }
+  EXPECT_TRUE(torch::allclose(p_ours, p_ref.detach(), 1e-14, 1e-15)) << p_ours << p_ref;
+}
+
+TEST(HnetAdam, LookaheadIsTheHandComputedStepAndLeavesTheStateAlone) {
+  // One step with g1 = 0.2, then a look-ahead with g2 = -0.4 (lr 0.1, betas 0.9/0.999, eps 1e-8):
+  // m = 0.1·0.2 = 0.02, v = 0.001·0.04 = 4e-5;  s = 2:
+  // m' = 0.9·0.02 + 0.1·(−0.4) = −0.022;  v' = 0.999·4e-5 + 0.001·0.16 = 1.9996e-4;
+  // Δ = −0.1·sqrt(1 − 0.999²)/(1 − 0.9²) · m'/(sqrt(v') + 1e-8).
+  auto p = torch::tensor({1.0}, torch::kFloat64);
+  Adam opt({p}, 0.1);
+  opt.step({torch::tensor({0.2}, torch::kFloat64)});
+  const auto p_after = p.clone();
+  const auto m_before = opt.exp_avg()[0].clone(), v_before = opt.exp_avg_sq()[0].clone();
+  const auto d = opt.lookahead({torch::tensor({-0.4}, torch::kFloat64)});
+  const double expected = -0.1 * std::sqrt(1 - 0.999 * 0.999) / (1 - 0.81) * (-0.022) / (std::sqrt(1.9996e-4) + 1e-8);
+  EXPECT_NEAR(d[0].item<double>(), expected, 1e-15);
+  EXPECT_TRUE(torch::equal(p, p_after));
+  EXPECT_TRUE(torch::equal(opt.exp_avg()[0], m_before));
+  EXPECT_TRUE(torch::equal(opt.exp_avg_sq()[0], v_before));
+  EXPECT_EQ(opt.steps(), 1);
+}
+
+TEST(HnetRegularizer, SamplingCoversAllPastTasksOrDrawsUniformly) {
+  auto gen = at::detail::createCPUGenerator(3);
+  EXPECT_TRUE(sample_regularized_tasks(0, 1, gen).empty());
+  EXPECT_EQ(sample_regularized_tasks(3, 0, gen), (std::vector<std::int64_t>{0, 1, 2}));
+  EXPECT_EQ(sample_regularized_tasks(3, 5, gen), (std::vector<std::int64_t>{0, 1, 2}));
+  // R = 1 over 4 past tasks: 8000 draws, expected 2000 each; chi-square with 3 dof < 16.3 (p = 0.001).
+  std::vector<int> counts(4, 0);
+  for (int k = 0; k < 8000; ++k) {
+    const auto s = sample_regularized_tasks(4, 1, gen);
+    ASSERT_EQ(s.size(), 1u);
+    ++counts[static_cast<std::size_t>(s[0])];
+  }
+  double chi2 = 0;
+  for (int c : counts) chi2 += (c - 2000.0) * (c - 2000.0) / 2000.0;
+  EXPECT_LT(chi2, 16.3);
+  // R = 2: distinct indices.
+  for (int k = 0; k < 100; ++k) {
+    const auto s = sample_regularized_tasks(5, 2, gen);
+    ASSERT_EQ(s.size(), 2u);
+    EXPECT_NE(s[0], s[1]);
+  }
+  auto g1 = at::detail::createCPUGenerator(9), g2 = at::detail::createCPUGenerator(9);
+  for (int k = 0; k < 20; ++k) EXPECT_EQ(sample_regularized_tasks(6, 1, g1), sample_regularized_tasks(6, 1, g2));
+}
+
+TEST(HnetRegularizer, IsTheMeanOfSquaredOutputDifferences) {
+  // targets (1,2) and (0,0); generated (1,0) and (3,4): (0+4 + 9+16) / 2 = 14.5 over both tasks.
+  const std::vector<torch::Tensor> targets = {torch::tensor({1.0, 2.0}), torch::tensor({0.0, 0.0})};
+  const std::vector<torch::Tensor> generated = {torch::tensor({1.0, 0.0}), torch::tensor({3.0, 4.0})};
+  auto gen = [&](std::int64_t j) { return generated[static_cast<std::size_t>(j)]; };
+  EXPECT_DOUBLE_EQ(output_regularizer(targets, {0, 1}, gen).item<double>(), 14.5);
+  EXPECT_DOUBLE_EQ(output_regularizer(targets, {1}, gen).item<double>(), 25.0);
+}
+
+TEST(HnetBestCopy, TiesGoToTheLaterIteration) {
+  BestTracker b;
+  EXPECT_TRUE(b.offer(0, 3.0));
+  EXPECT_FALSE(b.offer(1, 4.0));
+  EXPECT_TRUE(b.offer(2, 2.0));
+  EXPECT_TRUE(b.offer(3, 2.0));
+  EXPECT_EQ(b.best_iteration, 3);
+  EXPECT_FALSE(b.offer(4, std::nan("")));
+}
+
+TEST(HnetEvaluation, WindowedRolloutRepeatsTheStateAtEveryWindowBoundary) {
+  // ẋ = −x with Euler on a uniform grid h: inside a window x_{k+1} = (1−h) x_k; the next window
+  // restarts from the last state at its own first time, so sample k holds x0 (1−h)^(k − ⌊k/20⌋).
+  const double h = 0.01;
+  const auto t = torch::arange(60, torch::kFloat64) * h;
+  const auto x0 = torch::tensor({{2.0}}, torch::kFloat64);
+  const auto y = windowed_rollout([](const torch::Tensor&, const torch::Tensor& x) { return -x; }, x0, t, 20);
+  ASSERT_EQ(y.sizes().vec(), (std::vector<std::int64_t>{1, 60, 1}));
+  for (int k = 0; k < 60; ++k) EXPECT_NEAR(y[0][k][0].item<double>(), 2.0 * std::pow(1 - h, k - k / 20), 1e-12) << k;
+}
+
+TEST(LfdConfigTest, UnknownKeysAndBadTypesNameTheKey) {
+  auto bad = sl::Config::from_string("[train]\niterations = 10\nbogus = 1\n", "bad.toml");
+  try {
+    LfdConfig::from_config(bad);
+    FAIL();
+  } catch (const sl::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.bogus"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("iterations"), std::string::npos) << e.what();
+  }
+  auto typed = sl::Config::from_string("[train]\niterations = \"many\"\n", "typed.toml");
+  try {
+    LfdConfig::from_config(typed);
+    FAIL();
+  } catch (const sl::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.iterations"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(LfdConfig::from_config(sl::Config::from_string("[trian]\n", "x")), sl::ConfigError);
+  EXPECT_THROW(LfdConfig::from_config(sl::Config::from_string("[model]\ntarget = \"mlp\"\n", "x")), sl::ConfigError);
+  EXPECT_THROW(sl::Config::from_string("[train\n", "syntax.toml"), sl::ConfigError);
+}
+
+TEST(LfdConfigTest, OverridesKeepTheirTypesAndTheResolvedConfigRoundTrips) {
+  auto cfg = sl::Config::from_string("[train]\niterations = 10\n", "x");
+  cfg.set("train.iterations=25");
+  cfg.set("train.lr=0.5");
+  cfg.set("model.hnet_hidden=[10, 20]");
+  cfg.set("data.dataset=helloworld");  // bare word -> string
+  const auto c = LfdConfig::from_config(cfg);
+  EXPECT_EQ(c.iterations, 25);
+  EXPECT_DOUBLE_EQ(c.lr, 0.5);
+  EXPECT_EQ(c.hnet_hidden, (std::vector<std::int64_t>{10, 20}));
+  EXPECT_EQ(c.dataset, "helloworld");
+  const auto back = LfdConfig::from_config(sl::Config::from_string(c.to_config().to_string(), "resolved"));
+  EXPECT_EQ(back.to_config().to_string(), c.to_config().to_string());
+  EXPECT_EQ(back.iterations, 25);
+  EXPECT_THROW(cfg.set("iterations=3"), sl::ConfigError);
+}
+
+TEST(LfdParams, CountsMatchSpecTable) {
+  // shared/specs/clfd-snode.md §2.6 (26 LASA tasks, te = ce = 256, hnet 200,200,200, C = 8192).
+  struct Row {
+    std::string target, hnet;
+    std::int64_t h;
+    std::int64_t P, total;
+  };
+  for (const auto& r : {Row{"snode", "hn", 100, 31706, 6511362}, Row{"snode", "chn", 1000, 2018906, 1899480},
+                        Row{"node", "hn", 100, 20802, 4319658}, Row{"node", "chn", 1000, 2008002, 1899224}}) {
+    LfdConfig c;
+    c.root = sl::testing::project_data().string();
+    c.target = r.target;
+    c.hnet = r.hnet;
+    c.h = r.h;
+    c.tnet_hidden = {r.h, r.h, r.h};
+    const auto p = count_parameters(c);
+    EXPECT_EQ(p.tasks, 26);
+    EXPECT_EQ(p.target, r.P) << r.target << "/" << r.hnet;
+    EXPECT_EQ(p.hypernetwork, r.total) << r.target << "/" << r.hnet;
+  }
+}
+
+namespace {
+LfdConfig tiny(std::int64_t tasks, std::int64_t iterations, double beta) {
+  LfdConfig c;
+  c.root = sl::testing::project_data().string();
+  c.tasks = tasks;
+  c.h = 16;
+  c.hp = 8;
+  c.fhat_layers = 2;
+  c.hnet_hidden = {16};
+  c.task_emb_dim = 8;
+  c.chunk_emb_dim = 8;
+  c.chunk_dim = 256;
+  c.iterations = iterations;
+  c.lr = 1e-3;
+  c.beta = beta;
+  c.log_every = 5;
+  return c;
+}
+}  // namespace
+
+TEST(LfdTrainerTest, WritesTheRunFilesAndResumesToTheSameNumbers) {
+  const auto dir = sl::testing::temp_dir("lfd_train");
+  const auto cfg = tiny(3, 15, 0.005);
+  LfdTrainer full(cfg, dir / "full");
+  full.run(false);
+  for (const char* f : {"config.toml", "summary.json", "eval_results.json", "metrics.jsonl", "checkpoint.json",
+                        "checkpoint_task2.npz"})
+    EXPECT_TRUE(std::filesystem::exists(dir / "full" / f)) << f;
+  const auto summary = json::parse(sl::read_file_text(dir / "full/summary.json"));
+  EXPECT_EQ(summary["completed_tasks"], 3);
+  EXPECT_EQ(summary["per_task_train_seconds"].size(), 3u);
+  const auto evals = json::parse(sl::read_file_text(dir / "full/eval_results.json"));
+  EXPECT_EQ(evals["data"]["metric_errors"]["train_task_2"]["eval_task_0"]["dtw"].size(), 7u);
+
+  // Stop after two tasks (as a killed run), then resume the third: same evaluations as the
+  // uninterrupted run.
+  LfdTrainer first_two(cfg, dir / "part");
+  first_two.run(false, {}, /*stop_after=*/2);
+  EXPECT_FALSE(std::filesystem::exists(dir / "part/checkpoint_task2.npz"));
+  LfdTrainer resumed(cfg, dir / "part");
+  resumed.run(true);
+  ASSERT_EQ(resumed.evaluations().size(), 3u);
+  for (std::size_t j = 0; j < 3; ++j)
+    EXPECT_EQ(resumed.evaluations()[2][j].dtw.per_demo, full.evaluations()[2][j].dtw.per_demo) << j;
+  EXPECT_EQ(resumed.evaluations()[1][0].dtw.per_demo, full.evaluations()[1][0].dtw.per_demo);
+  // Resuming with another configuration is refused.
+  auto other = cfg;
+  other.beta = 0.5;
+  LfdTrainer mismatch(other, dir / "part");
+  EXPECT_THROW(mismatch.run(true), sl::ConfigError);
+  // A second fresh run into a used directory is refused.
+  LfdTrainer again(cfg, dir / "full");
+  EXPECT_THROW(again.run(false), sl::UsageError);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LfdTrainerTest, RegularisedHypernetworkForgetsLessThanFineTuning) {
+  // Two LASA shapes; after learning the second, the first task's DTW error should stay near its
+  // just-learned value with the output regulariser (beta > 0) and grow without it (beta = 0).
+  const auto dir = sl::testing::temp_dir("lfd_forget");
+  auto cfg = tiny(2, 300, 0.005);
+  cfg.h = 32;
+  cfg.hp = 16;
+  cfg.hnet_hidden = {32};
+  LfdTrainer reg(cfg, dir / "reg");
+  reg.run(false);
+  cfg.beta = 0;
+  LfdTrainer ft(cfg, dir / "ft");
+  ft.run(false);
+  const auto& r = reg.evaluations();
+  const auto& f = ft.evaluations();
+  // Task 0 is trained identically in both runs (regularisation starts at task 1).
+  EXPECT_EQ(r[0][0].dtw.per_demo, f[0][0].dtw.per_demo);
+  const double just_learned = r[0][0].dtw.median;
+  const double kept = r[1][0].dtw.median, forgot = f[1][0].dtw.median;
+  std::cout << "task-0 DTW median: just learned " << just_learned << ", after task 1 with regulariser " << kept
+            << ", fine-tuning " << forgot << "\n";
+  EXPECT_LT(kept, forgot);
+  EXPECT_LT(kept, 1.5 * just_learned);
+  std::filesystem::remove_all(dir);
+}
