@@ -17,6 +17,8 @@ inline std::filesystem::path shared_data() { return std::filesystem::path(SL_SHA
 inline std::filesystem::path project_data() { return SL_DATA_DIR; }
 /// Committed test fixtures (tests/fixtures).
 inline std::filesystem::path fixtures() { return SL_TEST_FIXTURES; }
+/// The checkout (source folder).
+inline std::filesystem::path source_dir() { return std::filesystem::path(SL_TEST_FIXTURES).parent_path().parent_path(); }
 /// The build folder (where the stablelearn binary is).
 inline std::filesystem::path binary_dir() { return SL_BINARY_DIR; }
 

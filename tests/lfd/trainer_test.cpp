@@ -246,3 +246,15 @@ TEST(LfdTrainerTest, RegularisedHypernetworkForgetsLessThanFineTuning) {
   EXPECT_LT(kept, 1.5 * just_learned);
   std::filesystem::remove_all(dir);
 }
+
+TEST(LfdConfigTest, EveryShippedConfigParses) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(sl::testing::source_dir() / "configs")) {
+    if (e.path().extension() != ".toml") continue;
+    SCOPED_TRACE(e.path().string());
+    const auto c = LfdConfig::from_config(sl::Config::from_file(e.path()));
+    EXPECT_GE(c.iterations, 1);
+    ++n;
+  }
+  EXPECT_EQ(n, 49);  // 6 data sets x {hn, chn} x {node, snode} x {full, stochastic} + demo.toml
+}
