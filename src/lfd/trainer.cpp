@@ -217,6 +217,60 @@ EvalCell cell_from(const json& j) {
 constexpr const char* kCheckpointFormat = "stablelearn-lfd-checkpoint";
 constexpr int kCheckpointVersion = 1;
 
+/// Loads RUN/checkpoint.json and its tensors into `net` (tasks are added as needed, drawing their
+/// embeddings exactly as training did, then overwritten). Returns the number of completed tasks.
+std::int64_t restore_checkpoint(const std::filesystem::path& run, const LfdConfig& c, models::TaskHyperNetwork* net,
+                                std::vector<double>* seconds, std::vector<std::vector<EvalCell>>* evals) {
+  const auto ckpt_json = run / "checkpoint.json";
+  SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": no checkpoint (is this a run directory?)");
+  json ck;
+  try {
+    ck = json::parse(read_file_text(ckpt_json));
+  } catch (const json::exception& e) {
+    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
+  }
+  SL_CHECK(ck.is_object() && ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(),
+           ": not a stablelearn LfD checkpoint");
+  const int version = ck.value("version", 0);
+  SL_CHECK(version >= 1 && version <= kCheckpointVersion, DataError, ckpt_json.string(), ": checkpoint format version ",
+           version, " is not supported by this stablelearn (reads versions 1..", kCheckpointVersion, ")");
+  std::int64_t completed = 0;
+  std::map<std::string, io::NdArray> tensors;
+  try {
+    completed = ck.at("completed_tasks").get<std::int64_t>();
+    tensors = io::read_npz(run / ck.at("file").get<std::string>());
+    if (seconds) *seconds = ck.at("train_seconds").get<std::vector<double>>();
+    if (evals) {
+      evals->clear();
+      for (const auto& row : ck.at("evaluations")) {
+        std::vector<EvalCell> cells;
+        for (const auto& cell : row) cells.push_back(cell_from(cell));
+        evals->push_back(cells);
+      }
+    }
+  } catch (const json::exception& e) {
+    SL_THROW(DataError, ckpt_json.string(), ": missing or malformed field (", e.what(), ")");
+  }
+  while (net->num_tasks() < completed) {
+    torch::manual_seed(task_seed(c.seed, net->num_tasks(), 0));
+    net->add_task();
+  }
+  torch::NoGradGuard no_grad;
+  auto load = [&](const std::string& key, torch::Tensor dst) {
+    const auto it = tensors.find(key);
+    SL_CHECK(it != tensors.end(), DataError, (run / ck.at("file").get<std::string>()).string(), ": missing tensor '", key, "'");
+    const auto src = data::to_tensor(it->second);
+    SL_CHECK(src.sizes() == dst.sizes(), DataError, (run / ck.at("file").get<std::string>()).string(), ": tensor '", key,
+             "' has shape ", src.sizes(), ", the configured model needs ", dst.sizes());
+    dst.copy_(src);
+  };
+  const auto theta = net->theta();
+  for (std::size_t k = 0; k < theta.size(); ++k) load("theta." + std::to_string(k), theta[k]);
+  const auto embs = net->task_embeddings();
+  for (std::size_t k = 0; k < embs.size(); ++k) load("emb." + std::to_string(k), embs[k]);
+  return completed;
+}
+
 }  // namespace
 
 LfdParamCounts count_parameters(const LfdConfig& cfg) {
@@ -309,34 +363,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
     const auto old_config = read_file_text(s.run / "config.toml");
     SL_CHECK(old_config == config_text, ConfigError, s.run.string(),
              ": --resume with a different configuration than the run was started with (compare config.toml)");
-    json ck;
-    try {
-      ck = json::parse(read_file_text(ckpt_json));
-    } catch (const json::exception& e) {
-      SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
-    }
-    SL_CHECK(ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(), ": not a stablelearn LfD checkpoint");
-    const int version = ck.value("version", 0);
-    SL_CHECK(version >= 1 && version <= kCheckpointVersion, DataError, ckpt_json.string(), ": checkpoint format version ",
-             version, " is not supported by this stablelearn (reads versions 1..", kCheckpointVersion, ")");
-    first_task = ck.at("completed_tasks").get<std::int64_t>();
-    for (std::int64_t i = 0; i < first_task; ++i) {
-      torch::manual_seed(task_seed(c.seed, i, 0));
-      net->add_task();
-    }
-    const auto tensors = io::read_npz(s.run / ck.at("file").get<std::string>());
-    torch::NoGradGuard no_grad;
-    auto theta = net->theta();
-    for (std::size_t k = 0; k < theta.size(); ++k) theta[k].copy_(data::to_tensor(tensors.at("theta." + std::to_string(k))));
-    auto embs = net->task_embeddings();
-    for (std::size_t k = 0; k < embs.size(); ++k) embs[k].copy_(data::to_tensor(tensors.at("emb." + std::to_string(k))));
-    s.seconds = ck.at("train_seconds").get<std::vector<double>>();
-    s.evals.clear();
-    for (const auto& row : ck.at("evaluations")) {
-      std::vector<EvalCell> cells;
-      for (const auto& cell : row) cells.push_back(cell_from(cell));
-      s.evals.push_back(cells);
-    }
+    first_task = restore_checkpoint(s.run, c, net, &s.seconds, &s.evals);
   } else {
     SL_CHECK(!std::filesystem::exists(ckpt_json), UsageError, s.run.string(),
              ": already holds a run (checkpoint.json); use --resume to continue it or choose another --out");
@@ -531,6 +558,115 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
     }
     write_file_atomic(s.run / "summary.json", summary.dump(1));
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading a run, stability
+
+namespace detail {
+struct RunParts {
+  LfdConfig cfg;
+  const data::LfdDatasetSpec* spec = nullptr;
+  std::unique_ptr<data::LfdDataset> dataset;
+  Target target;
+  HyperNet hn;
+  std::int64_t completed = 0;
+};
+}  // namespace detail
+
+LfdRun::LfdRun(const std::filesystem::path& run_dir) : p_(std::make_unique<detail::RunParts>()) {
+  const auto cfg_path = run_dir / "config.toml";
+  SL_CHECK(std::filesystem::exists(cfg_path), IoError, cfg_path.string(), ": not found (is ", run_dir.string(),
+           " a run directory of 'stablelearn lfd train'?)");
+  p_->cfg = LfdConfig::from_config(Config::from_file(cfg_path));
+  const auto& c = p_->cfg;
+  p_->spec = &data::lfd_dataset_spec(c.dataset);
+  const auto root = c.root.empty() ? data::default_data_root() : std::filesystem::path(c.root);
+  p_->dataset = std::make_unique<data::LfdDataset>(p_->spec->kind, root, c.sequence);
+  p_->target = make_target(c, p_->spec->state_dim);
+  torch::manual_seed(static_cast<std::uint64_t>(c.seed));
+  p_->hn = make_hypernetwork(c, p_->target.layout);
+  p_->completed = restore_checkpoint(run_dir, c, p_->hn.net, nullptr, nullptr);
+}
+
+LfdRun::~LfdRun() = default;
+const LfdConfig& LfdRun::config() const { return p_->cfg; }
+std::int64_t LfdRun::completed_tasks() const { return p_->completed; }
+
+std::vector<torch::Tensor> LfdRun::weights(std::int64_t task) const {
+  SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (", p_->completed,
+           " tasks completed)");
+  torch::NoGradGuard no_grad;
+  return p_->target.layout.split(p_->hn.net->forward_task(task).detach());
+}
+
+VectorField LfdRun::field(std::int64_t task) const { return p_->target.field(weights(task)); }
+
+const std::string& LfdRun::task_name(std::int64_t task) const {
+  SL_CHECK(task >= 0 && task < p_->dataset->num_tasks(), UsageError, "task ", task, " out of range");
+  return p_->dataset->task_files()[static_cast<std::size_t>(task)];
+}
+
+LfdRun::TaskData LfdRun::task(std::int64_t task) const {
+  SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (", p_->completed,
+           " tasks completed)");
+  const auto prep = data::prepare_task(p_->dataset->task(task), *p_->spec,
+                                       {p_->cfg.target == "snode", p_->cfg.tangent_vec_scale});
+  return {prep.raw, prep.x, prep.t, prep.norm.mean, prep.norm.std, prep.goal, prep.position_dim};
+}
+
+StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& o) {
+  SL_CHECK(o.starts >= 1, UsageError, "--starts must be >= 1, got ", o.starts);
+  SL_CHECK(o.horizon_factor > 0, UsageError, "--horizon-factor must be > 0, got ", o.horizon_factor);
+  torch::NoGradGuard no_grad;
+  const auto d = run.task(task);
+  const auto P = d.position_dim;
+  const auto M = d.x.size(0), T = d.x.size(1);
+  // Starts: the demonstrations' first states, then uniform draws in a box 1.5x their extent.
+  const auto flat = d.x.reshape({-1, d.x.size(2)});
+  const auto lo = std::get<0>(flat.min(0)), hi = std::get<0>(flat.max(0));
+  const auto centre = (lo + hi) / 2, half = (hi - lo) * 0.75;
+  std::vector<torch::Tensor> starts;
+  for (std::int64_t m = 0; m < std::min(M, o.starts); ++m) starts.push_back(d.x[m][0]);
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  const auto extra = o.starts - static_cast<std::int64_t>(starts.size());
+  torch::Tensor x0 = torch::stack(starts);
+  if (extra > 0) {
+    const auto u = torch::rand({extra, d.x.size(2)}, gen, torch::kFloat64) * 2 - 1;
+    x0 = torch::cat({x0, centre + u * half});
+  }
+  // Goal in model coordinates: the origin for goal-centred sNODE, the demonstrations' mean end
+  // point otherwise.
+  const auto goal = run.config().target == "snode" ? torch::zeros({d.x.size(2)}, torch::kFloat64)
+                                                   : d.x.select(1, T - 1).mean(0);
+  SL_CHECK(o.substeps >= 1, UsageError, "--substeps must be >= 1, got ", o.substeps);
+  const double dt = (d.t[1] - d.t[0]).item<double>() / static_cast<double>(o.substeps);
+  const auto steps = static_cast<std::int64_t>(std::ceil(o.horizon_factor * static_cast<double>(T * o.substeps)));
+  const auto grid = (d.t[0] + torch::arange(steps, torch::kFloat64) * dt).to(torch::kFloat32);
+  const auto field = run.field(task);
+  // Only the final state is needed: integrate in chunks to bound memory.
+  auto state = x0.to(torch::kFloat32);
+  const std::int64_t chunk = 1000;
+  for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
+    const auto len = std::min(chunk, steps - k);
+    state = models::odeint(field, state, grid.narrow(0, k, len)).select(1, len - 1);
+  }
+  const auto final_pos = (state.to(torch::kFloat64) - goal).narrow(1, 0, P) * d.std;
+  const auto dist = final_pos.norm(2, 1);
+  StabilityReport r;
+  r.starts = x0.size(0);
+  r.steps = steps;
+  const auto raw_pos = d.raw.narrow(2, 0, P).reshape({-1, P});
+  const double extent = (std::get<0>(raw_pos.max(0)) - std::get<0>(raw_pos.min(0))).max().item<double>();
+  r.tolerance = o.tolerance > 0 ? o.tolerance : 0.02 * extent;
+  r.final_distances.assign(dist.data_ptr<double>(), dist.data_ptr<double>() + dist.numel());
+  std::int64_t ok = 0;
+  for (double v : r.final_distances) ok += std::isfinite(v) && v <= r.tolerance;
+  r.converged_fraction = static_cast<double>(ok) / static_cast<double>(r.starts);
+  const auto s = summarize(r.final_distances);
+  r.median_final_distance = s.median;
+  r.max_final_distance = *std::max_element(r.final_distances.begin(), r.final_distances.end());
+  return r;
 }
 
 }  // namespace stablelearn::lfd

@@ -258,3 +258,38 @@ TEST(LfdConfigTest, EveryShippedConfigParses) {
   }
   EXPECT_EQ(n, 49);  // 6 data sets x {hn, chn} x {node, snode} x {full, stochastic} + demo.toml
 }
+
+TEST(LfdRunTest, LoadsTheLearnedSkillsAndChecksTheirStability) {
+  const auto dir = sl::testing::temp_dir("lfd_run");
+  const auto cfg = tiny(2, 20, 0.005);
+  LfdTrainer trainer(cfg, dir);
+  trainer.run(false);
+  const LfdRun run(dir);
+  EXPECT_EQ(run.completed_tasks(), 2);
+  EXPECT_THROW(run.weights(2), sl::UsageError);
+  // The loaded skill reproduces the trainer's evaluation: the windowed rollout of task 0 from its
+  // demonstrations' starts gives the same DTW errors as stored after the last task.
+  const auto d = run.task(0);
+  torch::NoGradGuard no_grad;
+  const auto traj = windowed_rollout(run.field(0), d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), cfg.tsub)
+                        .to(torch::kFloat64);
+  const auto pred = (traj + d.goal.unsqueeze(1)) * d.std + d.mean;
+  const auto raw = d.raw.contiguous();
+  const auto p = pred.contiguous();
+  const auto dtw = compute_metric(TrajectoryMetric::Dtw, {raw.data_ptr<double>(), 7, 1000, 2}, {p.data_ptr<double>(), 7, 1000, 2});
+  ASSERT_EQ(trainer.evaluations().size(), 2u);
+  for (std::size_t m = 0; m < 7; ++m) EXPECT_NEAR(dtw.per_demo[m], trainer.evaluations()[1][0].dtw.per_demo[m], 1e-6);
+
+  StabilityOptions o;
+  o.starts = 10;
+  o.horizon_factor = 0.5;
+  const auto r = check_stability(run, 0, o);
+  EXPECT_EQ(r.starts, 10);
+  EXPECT_EQ(r.steps, 500);
+  EXPECT_EQ(r.final_distances.size(), 10u);
+  EXPECT_GE(r.converged_fraction, 0.0);
+  EXPECT_LE(r.converged_fraction, 1.0);
+  EXPECT_GE(r.max_final_distance, r.median_final_distance);
+  std::filesystem::remove_all(dir);
+  EXPECT_THROW(LfdRun(dir / "nothing"), sl::IoError);
+}

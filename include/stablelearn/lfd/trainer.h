@@ -20,7 +20,10 @@
 #include <string>
 #include <vector>
 
+#include <torch/types.h>
+
 #include "stablelearn/core/config.h"
+#include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
 
 namespace stablelearn::lfd {
@@ -105,5 +108,53 @@ class LfdTrainer {
   struct State;
   std::unique_ptr<State> s_;
 };
+
+namespace detail {
+struct RunParts;
+}
+
+/// A trained run loaded from its directory (config.toml + the last checkpoint): generates the
+/// weights and vector field of every learned task.
+class LfdRun {
+ public:
+  explicit LfdRun(const std::filesystem::path& run_dir);
+  ~LfdRun();
+  const LfdConfig& config() const;
+  std::int64_t completed_tasks() const;
+  /// Generated target weights of `task` (float32, in the target's layout order).
+  std::vector<torch::Tensor> weights(std::int64_t task) const;
+  /// The learned vector field of `task` in model coordinates (normalised; goal-centred for sNODE).
+  VectorField field(std::int64_t task) const;
+  /// Raw demonstrations [M, T, dim], model-coordinate states [M, T, state_dim] (float64), time [T]
+  /// (of demonstration 0), per-dimension mean/std of the positions, per-demonstration goals.
+  struct TaskData {
+    torch::Tensor raw, x, t, mean, std, goal;
+    std::int64_t position_dim = 0;
+  };
+  TaskData task(std::int64_t task) const;
+  const std::string& task_name(std::int64_t task) const;
+
+ private:
+  std::unique_ptr<detail::RunParts> p_;
+};
+
+/// Stability of a learned skill: Euler rollouts from the demonstrations' starts plus random starts
+/// in a box 1.5x the demonstrations' extent (model coordinates) for horizon_factor x T steps of the
+/// data's time step. A start converges when its final position is within `tolerance` of the goal
+/// (raw units; default 2 % of the demonstrations' largest positional extent).
+struct StabilityOptions {
+  std::int64_t starts = 50;      ///< total starts (the M demonstration starts come first)
+  double horizon_factor = 2.0;   ///< rollout length in multiples of T
+  double tolerance = 0;          ///< raw units; 0 = 2 % of the demonstrations' extent
+  std::uint64_t seed = 0;        ///< random starts
+  std::int64_t substeps = 1;     ///< Euler steps per data time step (1 = the data grid, as trained)
+};
+struct StabilityReport {
+  std::int64_t starts = 0, steps = 0;
+  double tolerance = 0;
+  double converged_fraction = 0, median_final_distance = 0, max_final_distance = 0;
+  std::vector<double> final_distances;  ///< per start, raw units
+};
+StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& options);
 
 }  // namespace stablelearn::lfd
