@@ -10,6 +10,7 @@
 #include "stablelearn/core/fs.h"
 #include "stablelearn/io/npy.h"
 #include "stablelearn/core/config.h"
+#include "stablelearn/lfd/skill_export.h"
 #include "stablelearn/lfd/trainer.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
 
@@ -219,6 +220,26 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
                        {"median_final_distance", r.median_final_distance},
                        {"max_final_distance", r.max_final_distance},
                        {"final_distances", r.final_distances}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  });
+
+  struct ExportArgs {
+    std::string run, out;
+    std::int64_t task = 0;
+  };
+  auto eargs = std::make_shared<ExportArgs>();
+  auto* exp = lfd->add_subcommand(
+      "export", "Write one learned skill to a self-describing file for the libtorch-free runtime (include/stablelearn/runtime/)");
+  exp->add_option("RUN", eargs->run, "Run directory of 'lfd train'")->required();
+  exp->add_option("--task", eargs->task, "Task index (0-based) of the skill")->required();
+  exp->add_option("--out", eargs->out, "Skill file to write (e.g. angle.slskill)")->required();
+  exp->footer("Example: stablelearn lfd export runs/demo --task 0 --out angle.slskill   (format: docs/skill-format.md)");
+  reg.add(exp, [eargs]() {
+    const lfd::LfdRun run(eargs->run);
+    const auto s = lfd::export_skill(run, eargs->task, eargs->out);
+    nlohmann::json out{{"skill", eargs->out}, {"task", eargs->task}, {"name", s.name}, {"kind", s.snode ? "snode" : "node"},
+                       {"dim", s.dim}, {"bytes", std::filesystem::file_size(eargs->out)}};
     std::cout << out.dump(2) << "\n";
     return 0;
   });

@@ -1,0 +1,37 @@
+// Export of a learned skill to the self-describing file read by the libtorch-free runtime
+// (include/stablelearn/runtime/skill.h; format in docs/skill-format.md).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace stablelearn::lfd {
+
+class LfdRun;
+
+/// Everything the runtime needs besides the weights.
+struct SkillSpec {
+  bool snode = true;                  ///< sNODE (stable) or NODE (MLP)
+  std::int64_t dim = 2;               ///< state dimension
+  std::int64_t position_dim = 2;      ///< leading coordinates normalised with mean/std/goal
+  bool explicit_time = true;
+  std::vector<std::int64_t> hidden;   ///< f̂ widths (sNODE) or MLP hidden widths (NODE)
+  std::int64_t icnn_hidden = 0;       ///< sNODE ICNN width hp
+  double alpha = 0.5, eps = 1e-4, rehu = 0.01, psd_rehu = 1.0, elu_alpha = 1.0;
+  double t0 = 0, dt = 0;              ///< the demonstrations' clock (start, step)
+  std::vector<double> mean, std, goal;  ///< position_dim each (goal in normalised coordinates)
+  std::string name;
+};
+
+/// The file's bytes: weights (in the target's layout order) stored as float32.
+std::vector<unsigned char> serialize_skill(const SkillSpec& spec, const std::vector<torch::Tensor>& weights);
+
+/// Writes task `task` of a trained run to `path` (atomically). The goal is the mean of the
+/// demonstrations' normalised end points (the LfD data sets end every demonstration at one point).
+SkillSpec export_skill(const LfdRun& run, std::int64_t task, const std::filesystem::path& path);
+
+}  // namespace stablelearn::lfd
