@@ -14,7 +14,11 @@
 #include "stablelearn/core/fs.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/data/lfd_datasets.h"
+#include "stablelearn/core/config.h"
+#include "stablelearn/lfd/skill_export.h"
+#include "stablelearn/lfd/trainer.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
+#include "stablelearn/runtime/skill.h"
 
 namespace stablelearn::cli {
 namespace {
@@ -56,17 +60,100 @@ DemoSpread demo_spread(const data::LfdTask& task, const data::LfdDatasetSpec& sp
   return s;
 }
 
+/// Part 2 of the demo: continual learning with and without the output regulariser.
+void run_training_demo(const std::string& config_path, const fs::path& data_root, const fs::path& out) {
+  auto cfg = lfd::LfdConfig::from_config(Config::from_file(config_path));
+  if (cfg.root.empty()) cfg.root = data_root.string();
+  std::cout << fmt::format("\n== 2. Continual learning of {} LASA skills ({} {} -> {}, {} iterations per task) ==\n", cfg.tasks,
+                           cfg.num_regs == 1 ? "stochastic," : "full,", cfg.hnet == "chn" ? "CHN" : "HN", cfg.target,
+                           cfg.iterations);
+  std::cout << "config: " << config_path << "; runs under " << out.string() << "/\n";
+  struct Variant {
+    const char* label;
+    const char* dir;
+    double beta;
+  };
+  std::vector<std::vector<std::vector<lfd::EvalCell>>> results;
+  std::vector<double> seconds;
+  for (const auto& v : {Variant{"hypernetwork + output regulariser", "demo-regularised", cfg.beta},
+                        Variant{"fine-tuning (beta = 0)", "demo-finetune", 0.0}}) {
+    auto c = cfg;
+    c.beta = v.beta;
+    const auto dir = out / v.dir;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    lfd::LfdTrainer trainer(c, dir);
+    std::cout << "training: " << v.label << "\n" << std::flush;
+    const auto t0 = std::chrono::steady_clock::now();
+    trainer.run(false, [](const lfd::TrainProgress& p) {
+      if (p.iteration == p.iterations)
+        std::cerr << fmt::format("  task {}/{} done: last window loss {:.2e}, {:.1f} s\n", p.task + 1, p.tasks, p.loss, p.elapsed);
+    });
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    results.push_back(trainer.evaluations());
+  }
+  std::cout << "\nMedian DTW error of task 0 (the first skill) after learning each task (raw LASA units):\n";
+  std::cout << fmt::format("  {:<16} {:>22} {:>22}\n", "after task", "with regulariser", "fine-tuning");
+  for (std::size_t i = 0; i < results[0].size(); ++i)
+    std::cout << fmt::format("  {:<16} {:>22.1f} {:>22.1f}\n", i, results[0][i][0].dtw.median, results[1][i][0].dtw.median);
+  std::cout << "Median DTW of every task after the last one (what is remembered):\n";
+  std::cout << fmt::format("  {:<16} {:>22} {:>22}\n", "task", "with regulariser", "fine-tuning");
+  for (std::size_t j = 0; j < results[0].back().size(); ++j)
+    std::cout << fmt::format("  {:<16} {:>22.1f} {:>22.1f}\n", j, results[0].back()[j].dtw.median, results[1].back()[j].dtw.median);
+
+  std::cout << "\n== 3. Stability of the learned skills (regularised run) ==\n";
+  const lfd::LfdRun run(out / "demo-regularised");
+  lfd::StabilityOptions so;
+  so.starts = 20;
+  so.horizon_factor = 4;
+  for (std::int64_t j = 0; j < run.completed_tasks(); ++j) {
+    const auto r = lfd::check_stability(run, j, so);
+    std::cout << fmt::format("  task {} ({}): {:.0f} % of {} starts within {:.2f} of the goal after {} steps; median final "
+                             "distance {:.2f}\n",
+                             j, run.task_name(j), 100 * r.converged_fraction, r.starts, r.tolerance, r.steps,
+                             r.median_final_distance);
+  }
+
+  std::cout << "\n== 4. A skill in a control loop (libtorch-free runtime) ==\n";
+  const auto skill_path = out / "demo-regularised" / "task0.slskill";
+  lfd::export_skill(run, 0, skill_path);
+  const auto skill = runtime::Skill::load(skill_path.string());
+  runtime::Workspace ws(skill);
+  const auto d = run.task(0);
+  std::vector<double> x = {d.raw[0][0][0].item<double>(), d.raw[0][0][1].item<double>()}, v(2);
+  const int steps = 2000;
+  const auto c0 = std::chrono::steady_clock::now();
+  for (int k = 0; k < steps; ++k) skill.step_euler(x.data(), skill.header().t0 + k * skill.header().dt, skill.header().dt, ws);
+  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - c0).count() / steps;
+  std::cout << fmt::format("  exported {} ({} bytes); {} Euler steps from demonstration 0's start: {:.2f} us per step,\n"
+                           "  final position ({:.2f}, {:.2f}), goal (0, 0)\n",
+                           skill_path.string(), fs::file_size(skill_path), steps, us, x[0], x[1]);
+}
+
 }  // namespace
 
 void register_demo_command(CLI::App& app, CommandRegistry& reg) {
-  auto root = std::make_shared<std::string>();
+  struct DemoArgs {
+    std::string root, config, out = "runs";
+    bool details = false, no_train = false;
+  };
+  auto a = std::make_shared<DemoArgs>();
+  a->config = (fs::path(SL_SOURCE_DIR) / "configs/demo.toml").string();
   auto* demo = app.add_subcommand(
-      "demo", "The main demo: runtime, the shipped LfD data sets, and the trajectory metrics between their demonstrations");
-  demo->add_option("--data-root", *root, "Data root (default: $STABLELEARN_DATA or the project's data/ folder)");
-  demo->footer("Example: stablelearn demo --threads 2");
-  reg.add(demo, [root]() {
+      "demo",
+      "The main demo: runtime, the shipped LfD data sets and the spread of their demonstrations, then continual "
+      "learning of 4 LASA skills with CHN->sNODE (output regulariser) against fine-tuning, their stability, and "
+      "one exported skill evaluated by the libtorch-free runtime");
+  demo->add_option("--data-root", a->root, "Data root (default: $STABLELEARN_DATA or the project's data/ folder)");
+  demo->add_option("--config", a->config, "Training configuration of the continual-learning part")->capture_default_str();
+  demo->add_option("--out", a->out, "Folder for the demo's runs (demo-regularised/, demo-finetune/ are replaced)")
+      ->capture_default_str();
+  demo->add_flag("--details", a->details, "Print the demonstration spread of every task, not only per data set");
+  demo->add_flag("--no-train", a->no_train, "Skip the training part (data and metrics only, a few seconds)");
+  demo->footer("Example: stablelearn demo --threads 2   (about 2 minutes on 2 cores)");
+  reg.add(demo, [a]() {
     const auto t0 = std::chrono::steady_clock::now();
-    const fs::path data_root = root->empty() ? data::default_data_root() : fs::path(*root);
+    const fs::path data_root = a->root.empty() ? data::default_data_root() : fs::path(a->root);
     SL_CHECK(fs::is_directory(data_root), IoError, data_root.string(),
              ": data root not found (pass --data-root or set STABLELEARN_DATA)");
     std::cout << "== stablelearn demo ==\n" << runtime_info_text(runtime_info()) << "\n";
@@ -74,24 +161,29 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg) {
     SL_CHECK(!sets.empty(), DataError, data_root.string(), ": no LfD data sets found (expected LASA/, robot_hello_world/, robottasks/)");
     print_dataset_table(data_root, sets);
 
-    std::cout << "\nHow far apart are the human demonstrations? Demonstration 0 vs the others of each task\n"
-                 "(raw units; DTW = summed distance along the best alignment, Fréchet = leash length,\n"
-                 "swept = area between the curves in the first two coordinates; quat = mean half-angle, rad)\n";
+    std::cout << "\n== 1. How far apart are the human demonstrations? ==\nDemonstration 0 vs the others of each task, "
+                 "raw units (DTW = summed distance along the best alignment,\nFrechet = leash length, swept = area between "
+                 "the curves in the first two coordinates; quat = mean half-angle, rad)\n";
+    std::cout << fmt::format("  {:<12} {:>6} {:>12} {:>14} {:>12}\n", "data set", "tasks", "DTW median", "Frechet median",
+                             "swept median");
     for (const auto& s : sets) {
       const auto& spec = data::lfd_dataset_spec(s["name"].get<std::string>());
       data::LfdDataset ds(spec.kind, data_root);
-      std::cout << fmt::format("\n{} ({} tasks)\n  {:<24} {:>12} {:>12} {:>12} {:>12}{}\n", spec.name, ds.num_tasks(), "task",
-                               "DTW mean", "DTW median", "Frechet mean", "swept mean", spec.has_orientation ? "    quat med" : "");
-      std::vector<double> all_dtw;
+      std::vector<double> dtw, fr, sw;
       for (std::int64_t i = 0; i < ds.num_tasks(); ++i) {
         const auto task = ds.task(i);
         const auto d = demo_spread(task, spec);
-        all_dtw.insert(all_dtw.end(), d.dtw.per_demo.begin(), d.dtw.per_demo.end());
-        std::cout << fmt::format("  {:<24} {:>12.2f} {:>12.2f} {:>12.4f} {:>12.2f}{}\n", task.name, d.dtw.mean, d.dtw.median,
-                                 d.frechet.mean, d.swept.mean, d.has_quat ? fmt::format(" {:>12.4f}", d.quat.median) : "");
+        dtw.insert(dtw.end(), d.dtw.per_demo.begin(), d.dtw.per_demo.end());
+        fr.insert(fr.end(), d.frechet.per_demo.begin(), d.frechet.per_demo.end());
+        sw.insert(sw.end(), d.swept.per_demo.begin(), d.swept.per_demo.end());
+        if (a->details)
+          std::cout << fmt::format("    {:<22} {:>12.2f} {:>14.4f} {:>12.2f}{}\n", task.name, d.dtw.median, d.frechet.median,
+                                   d.swept.median, d.has_quat ? fmt::format("  quat {:.4f}", d.quat.median) : "");
       }
-      std::cout << fmt::format("  {:<24} {:>12} {:>12.2f}\n", "all tasks (median DTW)", "", lfd::summarize(all_dtw).median);
+      std::cout << fmt::format("  {:<12} {:>6} {:>12.2f} {:>14.4f} {:>12.2f}\n", spec.name, ds.num_tasks(),
+                               lfd::summarize(dtw).median, lfd::summarize(fr).median, lfd::summarize(sw).median);
     }
+    if (!a->no_train) run_training_demo(a->config, data_root, fs::path(a->out));
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << fmt::format("\ndemo finished in {:.1f} s\n", secs);
     return 0;

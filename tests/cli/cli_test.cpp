@@ -62,7 +62,7 @@ TEST_F(Cli, VersionReportsBlasAndThreads) {
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {
-  for (const char* c : {"", "data", "data info", "lfd", "lfd metrics", "demo", "list"}) {
+  for (const char* c : {"", "data", "data info", "lfd", "lfd metrics", "lfd train", "lfd info", "lfd stability", "lfd export", "demo", "list"}) {
     const auto r = run(std::string(c) + " --help");
     EXPECT_EQ(r.status, 0) << c << ": " << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << c;
@@ -209,8 +209,55 @@ TEST_F(Cli, DataInfoOnFilesAndFolders) {
 }
 
 TEST_F(Cli, DemoRunsAndShowsEveryDataSet) {
-  const auto r = run("demo");
+  const auto r = run("demo --no-train");
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* name : {"lasa2d", "lasa8d", "lasa16d", "lasa32d", "helloworld", "robottasks9", "demo finished"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name;
+}
+
+TEST_F(Cli, DemoTrainingPartWithATinyConfig) {
+  sl::write_file_atomic(dir / "tiny.toml",
+                        "[data]\ntasks = 2\n[model]\nh = 8\nhp = 4\nfhat_layers = 1\nhnet_hidden = [8]\n"
+                        "task_emb_dim = 4\nchunk_emb_dim = 4\nchunk_dim = 128\n[train]\niterations = 10\n");
+  const auto r = run("demo --config " + (dir / "tiny.toml").string() + " --out " + (dir / "runs").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* part : {"with regulariser", "fine-tuning", "Stability of the learned skills", "us per step"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part;
+  EXPECT_TRUE(fs::exists(dir / "runs/demo-regularised/summary.json"));
+  EXPECT_TRUE(fs::exists(dir / "runs/demo-finetune/summary.json"));
+  EXPECT_TRUE(fs::exists(dir / "runs/demo-regularised/task0.slskill"));
+}
+
+TEST_F(Cli, LfdTrainInfoStabilityExportEndToEnd) {
+  sl::write_file_atomic(dir / "tiny.toml",
+                        "[data]\ntasks = 2\n[model]\nh = 8\nhp = 4\nfhat_layers = 1\nhnet_hidden = [8]\n"
+                        "task_emb_dim = 4\nchunk_emb_dim = 4\nchunk_dim = 128\n[train]\niterations = 10\n");
+  const auto cfg = (dir / "tiny.toml").string();
+  const auto info = run("lfd info " + cfg);
+  ASSERT_EQ(info.status, 0) << info.err;
+  const auto ij = json::parse(info.out);
+  // Target P of a d = 2 sNODE with h = 8, one f̂ layer, hp = 4, time input (n = 3):
+  // f̂ 8*3+8 + 2*8+2 = 50; ICNN W0 4*3, W1 4*3, W2 3, U0 16, U1 4, biases 4+4+1 = 56; P = 106.
+  EXPECT_EQ(ij["params"]["target"], 106);
+  const auto train = run("lfd train " + cfg + " --out " + (dir / "run").string() + " --set train.seed=7");
+  ASSERT_EQ(train.status, 0) << train.err;
+  for (const char* f : {"config.toml", "summary.json", "eval_results.json", "metrics.jsonl", "checkpoint.json"})
+    EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
+  EXPECT_NE(sl::read_file_text(dir / "run/config.toml").find("seed = 7"), std::string::npos);
+  const auto again = run("lfd train " + cfg + " --out " + (dir / "run").string());
+  EXPECT_EQ(again.status, 2);  // the folder holds a run: --resume or another --out
+  const auto resumed = run("lfd train " + cfg + " --out " + (dir / "run").string() + " --set train.seed=7 --resume");
+  EXPECT_EQ(resumed.status, 0) << resumed.err;  // nothing left to do
+  const auto st = run("lfd stability " + (dir / "run").string() + " --task 1 --starts 5 --horizon-factor 0.2");
+  ASSERT_EQ(st.status, 0) << st.err;
+  EXPECT_EQ(json::parse(st.out)["starts"], 5);
+  const auto ex = run("lfd export " + (dir / "run").string() + " --task 0 --out " + (dir / "s.slskill").string());
+  ASSERT_EQ(ex.status, 0) << ex.err;
+  EXPECT_TRUE(fs::exists(dir / "s.slskill"));
+  const auto bad_task = run("lfd export " + (dir / "run").string() + " --task 5 --out " + (dir / "x.slskill").string());
+  EXPECT_EQ(bad_task.status, 2);
+  const auto bad_key = run("lfd train " + cfg + " --out " + (dir / "run2").string() + " --set train.bogus=1");
+  EXPECT_EQ(bad_key.status, 2);
+  EXPECT_NE(bad_key.err.find("train.bogus"), std::string::npos) << bad_key.err;
+  EXPECT_TRUE(bad_key.out.empty());
 }

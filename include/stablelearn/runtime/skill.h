@@ -284,11 +284,17 @@ class Skill {
   static float rehu_d(float s, float d) { return s <= 0 ? 0.0f : (s < d ? s / d : 1.0f); }
 
   static void matvec(const float* W, const float* b, const float* x, std::size_t out, std::size_t in, float* y) {
+    // Eight independent partial sums: the compiler may then vectorise without reassociating a
+    // single floating-point sum (no -ffast-math needed).
     for (std::size_t i = 0; i < out; ++i) {
       const float* row = W + i * in;
-      float acc = 0;
-      for (std::size_t j = 0; j < in; ++j) acc += row[j] * x[j];
-      y[i] = acc + (b ? b[i] : 0.0f);
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      std::size_t j = 0;
+      for (; j + 8 <= in; j += 8)
+        for (std::size_t k = 0; k < 8; ++k) acc[k] += row[j + k] * x[j + k];
+      float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      for (; j < in; ++j) sum += row[j] * x[j];
+      y[i] = sum + (b ? b[i] : 0.0f);
     }
   }
 

@@ -1,0 +1,67 @@
+// One control step of an exported skill: the libtorch-free runtime vs the libtorch functional model
+// (same weights, batch of one state, no autograd), for the paper's widths (h = 100 for HN, 1000 for
+// CHN; hp = 100, 3 f̂ layers, d = 2, time input).
+#include <benchmark/benchmark.h>
+#include <torch/types.h>
+
+#include "stablelearn/core/env.h"
+#include "stablelearn/lfd/skill_export.h"
+#include "stablelearn/models/snode.h"
+#include "stablelearn/runtime/skill.h"
+
+namespace sl = stablelearn;
+
+namespace {
+
+struct Fixture {
+  sl::models::SNodeOptions opt;
+  std::vector<torch::Tensor> weights;
+  sl::runtime::Skill skill;
+};
+
+Fixture make(std::int64_t h) {
+  torch::manual_seed(0);
+  auto o = sl::models::SNodeOptions(2).hidden(h).fhat_layers(3).icnn_hidden(100);
+  sl::models::SNode net(o);
+  sl::lfd::SkillSpec s;
+  s.dim = s.position_dim = 2;
+  s.hidden = {h, h, h};
+  s.icnn_hidden = 100;
+  s.mean = {0, 0};
+  s.std = {1, 1};
+  s.goal = {0, 0};
+  const auto bytes = sl::lfd::serialize_skill(s, net->weights());
+  return {o, net->weights(), sl::runtime::Skill::parse(bytes.data(), bytes.size())};
+}
+
+void BM_RuntimeStep(benchmark::State& state) {
+  sl::apply_threads(1);
+  const auto f = make(state.range(0));
+  sl::runtime::Workspace ws(f.skill);
+  double x[2] = {0.3, -0.7}, v[2];
+  double t = 0;
+  for (auto _ : state) {
+    f.skill.velocity_model(x, t, v, ws);
+    benchmark::DoNotOptimize(v);
+    t += 1e-3;
+  }
+}
+
+void BM_LibtorchStep(benchmark::State& state) {
+  sl::apply_threads(1);
+  const auto f = make(state.range(0));
+  torch::NoGradGuard no_grad;
+  const auto x = torch::tensor({{0.3f, -0.7f}});
+  float t = 0;
+  for (auto _ : state) {
+    auto v = sl::models::functional::snode_rhs(torch::tensor(t), x, f.weights, f.opt);
+    benchmark::DoNotOptimize(v.data_ptr<float>());
+    t += 1e-3f;
+  }
+}
+
+}  // namespace
+
+BENCHMARK(BM_RuntimeStep)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_LibtorchStep)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_MAIN();
