@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${1:-$here/build/stablelearn}
 out=$here/docs/cli.md
-commands=("" "data info" "lfd metrics" "lfd train" "lfd info" "lfd stability" "lfd export" "demo" "list")
+commands=("" "data info" "lfd metrics" "lfd train" "lfd info" "lfd stability" "lfd export" "lfd figures" "demo" "list")
 {
   echo "# stablelearn command line"
   echo

@@ -10,6 +10,7 @@
 #include "stablelearn/core/fs.h"
 #include "stablelearn/io/npy.h"
 #include "stablelearn/core/config.h"
+#include "stablelearn/lfd/figures.h"
 #include "stablelearn/lfd/skill_export.h"
 #include "stablelearn/lfd/trainer.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
@@ -183,6 +184,7 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     lfd::LfdTrainer trainer(cfg, targs->out);
     ProgressBar bar;
     trainer.run(targs->resume, [&](const lfd::TrainProgress& p) { bar(p); });
+    if (cfg.evaluate) lfd::write_run_figures(lfd::LfdRun(targs->out), targs->out, std::filesystem::path(targs->out) / "figures");
     std::cerr << "run written to " << targs->out << "\n";
     return 0;
   });
@@ -241,6 +243,20 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     nlohmann::json out{{"skill", eargs->out}, {"task", eargs->task}, {"name", s.name}, {"kind", s.snode ? "snode" : "node"},
                        {"dim", s.dim}, {"bytes", std::filesystem::file_size(eargs->out)}};
     std::cout << out.dump(2) << "\n";
+    return 0;
+  });
+
+  struct FigArgs {
+    std::string run, out;
+  };
+  auto fargs = std::make_shared<FigArgs>();
+  auto* figs = lfd->add_subcommand("figures", "SVG figures of a run: demonstrations, rollouts and vector field per task; errors vs task");
+  figs->add_option("RUN", fargs->run, "Run directory of 'lfd train'")->required();
+  figs->add_option("--out", fargs->out, "Folder for the figures (default: RUN/figures)");
+  figs->footer("Example: stablelearn lfd figures runs/demo   (lfd train writes them too)");
+  reg.add(figs, [fargs]() {
+    const auto out = fargs->out.empty() ? std::filesystem::path(fargs->run) / "figures" : std::filesystem::path(fargs->out);
+    for (const auto& p : lfd::write_run_figures(lfd::LfdRun(fargs->run), fargs->run, out)) std::cout << p.string() << "\n";
     return 0;
   });
 
