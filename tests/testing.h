@@ -1,7 +1,9 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -30,6 +32,20 @@ inline std::filesystem::path temp_dir(const std::string& tag) {
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
   return base;
+}
+
+/// Fails unless `fn` throws exactly `E` (or a subclass) with a message containing `part`.
+template <typename E>
+void expect_error(const std::function<void()>& fn, const std::string& part) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an exception containing '" << part << "'";
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+        << "message: " << e.what() << "\nexpected to contain: " << part;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception type, message: " << e.what();
+  }
 }
 
 }  // namespace stablelearn::testing

@@ -9,22 +9,12 @@
 #include <gtest/gtest.h>
 
 #include "stablelearn/core/error.h"
+#include "testing.h"
 
 namespace stablelearn::lfd {
 namespace {
 
-template <typename E>
-void expect_error(const std::function<void()>& fn, const std::string& part) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an exception containing '" << part << "'";
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-        << "message: " << e.what() << "\nexpected to contain: " << part;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type, message: " << e.what();
-  }
-}
+using stablelearn::testing::expect_error;
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 

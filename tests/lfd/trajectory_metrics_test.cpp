@@ -38,19 +38,7 @@ Traj random_traj(std::mt19937& gen, std::int64_t rows, std::int64_t cols) {
   return Traj(v, cols);
 }
 
-/// Fails unless `fn` throws exactly `E` with a message containing `part`.
-template <typename E>
-void expect_error(const std::function<void()>& fn, const std::string& part) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an exception containing '" << part << "'";
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-        << "message: " << e.what() << "\nexpected to contain: " << part;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type, message: " << e.what();
-  }
-}
+using stablelearn::testing::expect_error;
 
 double euclid(const TrajectoryView& a, std::int64_t i, const TrajectoryView& b, std::int64_t j) {
   double s = 0;
