@@ -206,8 +206,9 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
   stab->add_option("--tolerance", sargs->opt.tolerance, "Goal distance (raw units) that counts as converged; 0 = 2 % of the demonstrations' extent")
       ->capture_default_str();
   stab->add_option("--seed", sargs->opt.seed, "Seed of the random starts")->capture_default_str();
-  stab->add_option("--substeps", sargs->opt.substeps, "Euler steps per data time step (1 = the training grid)")
+  stab->add_option("--substeps", sargs->opt.substeps, "Solver steps per data time step (1 = the training grid)")
       ->capture_default_str();
+  stab->add_option("--method", sargs->opt.method, "Solver: euler (as trained), rk4, dopri5")->capture_default_str();
   stab->footer("Example: stablelearn lfd stability runs/demo --task 0 --starts 100 --horizon-factor 3");
   reg.add(stab, [sargs]() {
     const lfd::LfdRun run(sargs->run);

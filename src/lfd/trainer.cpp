@@ -644,12 +644,13 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   const auto steps = static_cast<std::int64_t>(std::ceil(o.horizon_factor * static_cast<double>(T * o.substeps)));
   const auto grid = (d.t[0] + torch::arange(steps, torch::kFloat64) * dt).to(torch::kFloat32);
   const auto field = run.field(task);
+  const auto solver = models::OdeintOptions{}.method(models::parse_ode_method(o.method));
   // Only the final state is needed: integrate in chunks to bound memory.
   auto state = x0.to(torch::kFloat32);
   const std::int64_t chunk = 1000;
   for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
     const auto len = std::min(chunk, steps - k);
-    state = models::odeint(field, state, grid.narrow(0, k, len)).select(1, len - 1);
+    state = models::odeint(field, state, grid.narrow(0, k, len), solver).select(1, len - 1);
   }
   const auto final_pos = (state.to(torch::kFloat64) - goal).narrow(1, 0, P) * d.std;
   const auto dist = final_pos.norm(2, 1);

@@ -147,7 +147,8 @@ struct StabilityOptions {
   double horizon_factor = 2.0;   ///< rollout length in multiples of T
   double tolerance = 0;          ///< raw units; 0 = 2 % of the demonstrations' extent
   std::uint64_t seed = 0;        ///< random starts
-  std::int64_t substeps = 1;     ///< Euler steps per data time step (1 = the data grid, as trained)
+  std::int64_t substeps = 1;     ///< solver steps per data time step (1 = the data grid, as trained)
+  std::string method = "euler";  ///< euler (as trained and evaluated) | rk4 | dopri5
 };
 struct StabilityReport {
   std::int64_t starts = 0, steps = 0;
