@@ -293,3 +293,34 @@ TEST(LfdRunTest, LoadsTheLearnedSkillsAndChecksTheirStability) {
   std::filesystem::remove_all(dir);
   EXPECT_THROW(LfdRun(dir / "nothing"), sl::IoError);
 }
+
+TEST(LfdTrainerTest, EveryDataSetTrainsAndEvaluates) {
+  // One tiny task of each data set through training and the full evaluation protocol; RoboTasks9
+  // adds the quaternion error (positions and orientations restored from the tangent space).
+  const auto dir = sl::testing::temp_dir("lfd_all");
+  for (const char* ds : {"lasa8d", "helloworld", "robottasks9"}) {
+    for (const char* target : {"snode", "node"}) {
+      SCOPED_TRACE(std::string(ds) + "/" + target);
+      auto c = tiny(1, 5, 0.005);
+      c.dataset = ds;
+      c.target = target;
+      c.tnet_hidden = {8, 8};
+      c.tangent_vec_scale = 5.0;
+      LfdTrainer t(c, dir / (std::string(ds) + target));
+      t.run(false);
+      ASSERT_EQ(t.evaluations().size(), 1u);
+      const auto& cell = t.evaluations()[0][0];
+      EXPECT_EQ(cell.dtw.per_demo.size(), std::string(ds) == "helloworld" ? 8u : std::string(ds) == "robottasks9" ? 9u : 7u);
+      EXPECT_TRUE(std::isfinite(cell.dtw.median));
+      EXPECT_EQ(cell.has_quat, std::string(ds) == "robottasks9");
+      if (cell.has_quat) {
+        // Half-angle errors lie in [0, pi].
+        for (double q : cell.quat.per_demo) {
+          EXPECT_GE(q, 0.0);
+          EXPECT_LE(q, M_PI);
+        }
+      }
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
