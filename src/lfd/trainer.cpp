@@ -108,7 +108,11 @@ Config LfdConfig::to_config() const {
 }
 
 void LfdConfig::validate() const {
-  data::lfd_dataset_spec(dataset);  // UsageError listing the names
+  try {
+    data::lfd_dataset_spec(dataset);
+  } catch (const UsageError& e) {
+    SL_THROW(ConfigError, "data.dataset: ", e.what());
+  }
   SL_CHECK(target == "snode" || target == "node", ConfigError, "model.target must be \"snode\" or \"node\", got \"", target, "\"");
   SL_CHECK(hnet == "chn" || hnet == "hn", ConfigError, "model.hnet must be \"chn\" or \"hn\", got \"", hnet, "\"");
   SL_CHECK(iterations >= 1, ConfigError, "train.iterations must be >= 1, got ", iterations);
