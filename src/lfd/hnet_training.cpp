@@ -28,7 +28,8 @@ void Adam::step(const std::vector<torch::Tensor>& grads) {
     if (!grads[k].defined()) continue;
     m_[k].mul_(beta1_).add_(grads[k], 1 - beta1_);
     v_[k].mul_(beta2_).addcmul_(grads[k], grads[k], 1 - beta2_);
-    const auto denom = (v_[k].sqrt() / std::sqrt(bc2)).add_(eps_);
+    auto denom = v_[k].sqrt();
+    denom.div_(std::sqrt(bc2)).add_(eps_);
     params_[k].addcdiv_(m_[k], denom, -lr_ / bc1);
   }
 }
@@ -47,9 +48,11 @@ std::vector<torch::Tensor> Adam::lookahead(const std::vector<torch::Tensor>& gra
       out.push_back(torch::zeros_like(params_[k]));
       continue;
     }
-    const auto m = m_[k] * beta1_ + g * (1 - beta1_);
-    const auto v = v_[k] * beta2_ + g * g * (1 - beta2_);
-    out.push_back(m / (v.sqrt() + eps_) * scale);
+    // Two temporaries per tensor (in-place chains) instead of one per operation.
+    auto m = g.mul(1 - beta1_).add_(m_[k], beta1_);
+    auto v = g.square().mul_(1 - beta2_).add_(v_[k], beta2_);
+    v.sqrt_().add_(eps_);
+    out.push_back(m.div_(v).mul_(scale));
   }
   return out;
 }
