@@ -2,6 +2,7 @@
 
 #include <torch/autograd.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
 
 #include "stablelearn/core/error.h"
 
@@ -54,12 +55,16 @@ std::vector<std::vector<double>> run_stream(torch::nn::Module& model,
                                             const std::vector<data::ClTask>& tasks, Strategy& strategy,
                                             const RunOptions& o) {
   SL_CHECK(o.batch_size >= 1 && o.epochs >= 1 && o.lr > 0, ConfigError, "run_stream: batch_size, epochs >= 1 and lr > 0");
+  SL_CHECK(o.optimizer == "sgd" || o.optimizer == "adam", ConfigError, "run_stream: optimizer must be sgd or adam, got ",
+           o.optimizer);
   auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(o.seed));
   std::vector<std::vector<double>> acc;
   auto params = model.parameters();
   for (const auto& task : tasks) {
     Context ctx{&model, forward, task.id, &task};
     strategy.before_task(ctx);
+    std::unique_ptr<torch::optim::Adam> adam;
+    if (o.optimizer == "adam") adam = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr));
     const auto n = task.train.size();
     for (std::int64_t e = 0; e < o.epochs; ++e) {
       const auto order = torch::randperm(n, gen, torch::kInt64);
@@ -69,8 +74,13 @@ std::vector<std::vector<double>> run_stream(torch::nn::Module& model,
         const auto pen = strategy.penalty(ctx);
         if (pen.defined()) loss = loss + pen;
         const auto grads = torch::autograd::grad({loss}, params);
-        torch::NoGradGuard no_grad;
-        for (std::size_t k = 0; k < params.size(); ++k) params[k].sub_(grads[k] * o.lr);
+        if (adam) {
+          for (std::size_t k = 0; k < params.size(); ++k) params[k].mutable_grad() = grads[k];
+          adam->step();
+        } else {
+          torch::NoGradGuard no_grad;
+          for (std::size_t k = 0; k < params.size(); ++k) params[k].sub_(grads[k] * o.lr);
+        }
       }
     }
     strategy.after_task(ctx);

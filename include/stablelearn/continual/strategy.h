@@ -63,7 +63,8 @@ class Ewc : public Strategy {
 struct RunOptions {
   std::int64_t epochs = 1;
   std::int64_t batch_size = 64;
-  double lr = 0.05;  ///< plain SGD
+  double lr = 0.05;            ///< learning rate
+  std::string optimizer = "sgd";  ///< sgd (plain) | adam (fresh Adam state per task, betas 0.9/0.999)
   std::int64_t seed = 0;
 };
 
