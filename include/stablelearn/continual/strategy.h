@@ -1,39 +1,90 @@
-// Continual-learning strategies and the task-by-task runner (shared/DESIGN.md, continual/).
+// Continual-learning strategies: the hooks the engine calls (shared/DESIGN.md, continual/).
 //
-// Hook order for every task t (the contract a Strategy may rely on):
-//   before_task(ctx) -> for each minibatch: loss = CE(model(x), y) + penalty(ctx) -> optimiser step
-//   -> after_task(ctx) -> evaluation of tasks 0..N-1 (accuracy matrix row t).
-// Strategies may read and snapshot the model's parameters; they must not change its structure.
+// One training iteration of task t (the contract every Strategy may rely on):
+//   batch = strategy.adapt_batch(ctx, batch)            (replay: append memory samples)
+//   logits = ctx.logits(batch.x, batch.task)            (task-IL: other tasks' classes masked)
+//   loss = CE(logits, batch.y) + strategy.extra_loss(ctx, batch, logits)   (penalties, distillation)
+//   loss.backward(); strategy.after_backward(ctx)        (gradient surgery: A-GEM, GPM)
+//   optimiser.step(); strategy.after_step(ctx, batch)    (SI path integral, EMA, reservoir buffers)
+// and around each task: before_task(ctx) → iterations over strategy.train_set(ctx) → after_task(ctx)
+// → evaluation. Strategies may read and snapshot the parameters and change their values (EMA
+// merging); they must not change the model's structure. Their state (importances, anchors,
+// buffers) is saved with state() and restored with load_state() for checkpoint/resume.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include "stablelearn/data/cl_streams.h"
+#include "stablelearn/models/classifier.h"
+
+namespace stablelearn {
+class ConfigSection;
+class ConfigWriter;
+}  // namespace stablelearn
 
 namespace stablelearn::continual {
 
+/// A minibatch: images [B, C, H, W], labels [B] (int64), task id of each sample [B] (int64).
+struct Batch {
+  torch::Tensor x, y, task;
+  std::int64_t size() const { return y.defined() ? y.size(0) : 0; }
+};
+
+/// Training data of one task with the task id of each sample (joint training mixes tasks).
+struct TrainSet {
+  torch::Tensor x, y, task;
+  std::int64_t size() const { return y.defined() ? y.size(0) : 0; }
+};
+
 struct Context {
-  torch::nn::Module* model = nullptr;
-  std::function<torch::Tensor(const torch::Tensor&)> forward;  ///< logits of a batch
-  std::int64_t task = 0;
-  const data::ClTask* data = nullptr;
+  models::ClassifierImpl* model = nullptr;
+  std::vector<torch::Tensor> params;          ///< the model's parameters, in layout order
+  const std::vector<data::ClTask>* tasks = nullptr;  ///< the whole stream
+  std::int64_t task = 0;                      ///< the task being trained
+  std::int64_t iteration = 0;                 ///< global iteration counter (all tasks)
+  std::int64_t task_iteration = 0;            ///< iteration within the current task
+  std::int64_t batch_size = 0;
+  bool task_incremental = false;              ///< logits masked to each sample's task classes
+  torch::Generator gen;                       ///< the strategy's own seeded generator
+  /// Class mask [tasks, classes] (true = the class belongs to the task); used when task_incremental.
+  torch::Tensor class_mask;
+
+  const data::ClTask& current() const { return (*tasks)[static_cast<std::size_t>(task)]; }
+  /// Logits of images x for samples of tasks `task_ids` with weights w (default: the model's own).
+  torch::Tensor logits(const torch::Tensor& x, const torch::Tensor& task_ids,
+                       const std::vector<torch::Tensor>* w = nullptr) const;
 };
 
 class Strategy {
  public:
   virtual ~Strategy() = default;
   virtual std::string name() const = 0;
+  /// The resolved options, written under [strategy] of the run's config.toml.
+  virtual void describe(ConfigWriter& w) const;
+
   virtual void before_task(Context&) {}
-  /// Extra loss added to the task's cross-entropy (undefined tensor = none).
-  virtual torch::Tensor penalty(Context&) { return {}; }
+  /// Data to iterate over for the current task (default: the task's training set).
+  virtual TrainSet train_set(Context& ctx);
+  /// May extend the batch (replay); the default returns it unchanged.
+  virtual Batch adapt_batch(Context&, Batch b) { return b; }
+  /// Extra loss added to the cross-entropy (undefined tensor = none).
+  virtual torch::Tensor extra_loss(Context&, const Batch&, const torch::Tensor& /*logits*/) { return {}; }
+  /// Called with the gradients in params[i].grad(), before the optimiser step.
+  virtual void after_backward(Context&) {}
+  /// Called after the optimiser step with the batch that was trained on (before adapt_batch).
+  virtual void after_step(Context&, const Batch&) {}
   virtual void after_task(Context&) {}
+
+  /// Named tensors of the strategy's state (for checkpoints); load_state is its inverse.
+  virtual std::map<std::string, torch::Tensor> state() const { return {}; }
+  virtual void load_state(const std::map<std::string, torch::Tensor>&) {}
 };
 
 /// Fine-tuning: no protection against forgetting (the lower baseline).
@@ -42,40 +93,18 @@ class FineTuning : public Strategy {
   std::string name() const override { return "finetune"; }
 };
 
-/// Elastic weight consolidation (Kirkpatrick et al. 2017, PNAS, eq. 3), separate penalties per past
-/// task: L = CE + (λ/2) Σ_k Σ_i F_k,i (θ_i − θ*_k,i)², with F_k the diagonal empirical Fisher
-/// (mean over the task's training samples of the squared gradient of the log-likelihood of the
-/// true label) at the end of task k and θ*_k the parameters then.
-class Ewc : public Strategy {
- public:
-  explicit Ewc(double lambda = 100.0, std::int64_t fisher_samples = 1000) : lambda_(lambda), samples_(fisher_samples) {}
-  std::string name() const override { return "ewc"; }
-  torch::Tensor penalty(Context& ctx) override;
-  void after_task(Context& ctx) override;
-  const std::vector<std::vector<torch::Tensor>>& fishers() const { return fisher_; }
+/// Cross-entropy of logits with labels, where masked-out logits (−∞) are ignored.
+torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels);
 
- private:
-  double lambda_;
-  std::int64_t samples_;
-  std::vector<std::vector<torch::Tensor>> fisher_, anchor_;
-};
+/// Flat concatenation of the parameters' gradients (zeros for missing gradients).
+torch::Tensor flat_grad(const std::vector<torch::Tensor>& params);
+/// Writes a flat vector back into the parameters' gradients.
+void set_flat_grad(const std::vector<torch::Tensor>& params, const torch::Tensor& flat);
+/// Detached clones of the parameters.
+std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& params);
 
-struct RunOptions {
-  std::int64_t epochs = 1;
-  std::int64_t batch_size = 64;
-  double lr = 0.05;            ///< learning rate
-  std::string optimizer = "sgd";  ///< sgd (plain) | adam (fresh Adam state per task, betas 0.9/0.999)
-  std::int64_t seed = 0;
-};
-
-/// Trains `model` on the tasks in order with `strategy`; returns the accuracy matrix
-/// acc[t][j] = test accuracy on task j after training task t (all j, so forward transfer is visible).
-std::vector<std::vector<double>> run_stream(torch::nn::Module& model,
-                                            const std::function<torch::Tensor(const torch::Tensor&)>& forward,
-                                            const std::vector<data::ClTask>& tasks, Strategy& strategy,
-                                            const RunOptions& options);
-
-/// Accuracy of `forward` on a test set (batched, no grad).
-double accuracy(const std::function<torch::Tensor(const torch::Tensor&)>& forward, const data::ImageSet& set);
+/// Helpers for state(): store a list of tensors as prefix.0, prefix.1, ... and read it back.
+void put_list(std::map<std::string, torch::Tensor>& m, const std::string& prefix, const std::vector<torch::Tensor>& v);
+std::vector<torch::Tensor> get_list(const std::map<std::string, torch::Tensor>& m, const std::string& prefix);
 
 }  // namespace stablelearn::continual

@@ -1,0 +1,273 @@
+// The built-in strategies (one source file each under src/continual/strategies/). Each class
+// documents its method and the defaults it takes from its paper; docs/continual.md has the maths.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stablelearn/continual/buffer.h"
+#include "stablelearn/continual/regularizers.h"
+#include "stablelearn/continual/strategy.h"
+
+namespace stablelearn::continual {
+
+/// Joint training (upper bound): task t trains on the union of tasks 0..t ("incremental joint
+/// training" of the stability-gap example of van de Ven et al.).
+class Joint : public Strategy {
+ public:
+  std::string name() const override { return "joint"; }
+  TrainSet train_set(Context& ctx) override;
+};
+
+/// Elastic weight consolidation (Kirkpatrick et al. 2017, PNAS). Diagonal empirical Fisher F_k
+/// (mean squared gradient of log p(y_true|x) over `fisher_samples` training samples) at the end of
+/// task k, anchors θ*_k.
+///  * mode "separate": L = CE + (λ/2) Σ_k Σ_i F_k,i (θ_i − θ*_k,i)²   (one penalty per past task)
+///  * mode "online" (Schwarz et al. 2018, "Progress & Compress"): F ← γ F + F_k, θ* ← θ*_k,
+///    L = CE + (λ/2) Σ_i F_i (θ_i − θ*_i)²
+class Ewc : public Strategy {
+ public:
+  struct Options {
+    double lambda = 100.0;
+    std::string mode = "separate";  ///< separate | online
+    double gamma = 1.0;             ///< online decay of the accumulated Fisher
+    std::int64_t fisher_samples = 1000;
+  };
+  Ewc() : Ewc(Options{}) {}
+  explicit Ewc(Options o);
+  std::string name() const override { return "ewc"; }
+  void describe(ConfigWriter& w) const override;
+  torch::Tensor extra_loss(Context& ctx, const Batch&, const torch::Tensor&) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  const std::vector<std::vector<torch::Tensor>>& fishers() const { return fisher_; }
+
+ private:
+  Options o_;
+  std::vector<std::vector<torch::Tensor>> fisher_, anchor_;
+};
+
+/// Learning without Forgetting (Li & Hoiem 2017, TPAMI): before task t > 0 the model is frozen as
+/// a teacher; L = CE + α · T² · KL(softmax(z_old/T) ‖ softmax(z/T)) over the logits of the classes
+/// seen before task t (all classes in domain-incremental streams), z_old the teacher's logits on
+/// the current batch. Defaults α = 1, T = 2 (the paper's temperature; Avalanche's defaults).
+class Lwf : public Strategy {
+ public:
+  struct Options {
+    double alpha = 1.0;
+    double temperature = 2.0;
+  };
+  Lwf() : Lwf(Options{}) {}
+  explicit Lwf(Options o) : o_(o) {}
+  std::string name() const override { return "lwf"; }
+  void describe(ConfigWriter& w) const override;
+  void before_task(Context& ctx) override;
+  torch::Tensor extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+
+ private:
+  Options o_;
+  std::vector<torch::Tensor> teacher_;
+  torch::Tensor old_classes_;  ///< bool [classes]
+};
+
+/// Experience replay (Chaudhry et al. 2019, "On tiny episodic memories"): every batch of the
+/// current task is joined by an equally large batch drawn from the memory; the loss is the mean
+/// cross-entropy over both. Memory: reservoir (updated every step) or class-balanced (updated at
+/// the end of each task).
+class ExperienceReplay : public Strategy {
+ public:
+  struct Options {
+    std::int64_t memory = 2000;
+    std::string buffer = "reservoir";  ///< reservoir | class_balanced
+    std::int64_t replay_batch = 0;     ///< 0 = the training batch size
+  };
+  ExperienceReplay() : ExperienceReplay(Options{}) {}
+  explicit ExperienceReplay(Options o);
+  std::string name() const override { return "er"; }
+  void describe(ConfigWriter& w) const override;
+  Batch adapt_batch(Context& ctx, Batch b) override;
+  void after_step(Context& ctx, const Batch& b) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  const Memory& memory() const { return mem_; }
+
+ private:
+  Options o_;
+  Memory mem_;
+};
+
+/// Averaged GEM (Chaudhry et al. 2019, ICLR): with g the gradient of the current batch and g_ref
+/// the gradient on `sample_size` samples of the episodic memory (`memory_per_task` random samples
+/// of each finished task), if gᵀg_ref < 0 the step uses g − (gᵀg_ref / g_refᵀg_ref) g_ref.
+class AGem : public Strategy {
+ public:
+  struct Options {
+    std::int64_t memory_per_task = 256;
+    std::int64_t sample_size = 256;
+  };
+  AGem() : AGem(Options{}) {}
+  explicit AGem(Options o) : o_(o) {}
+  std::string name() const override { return "agem"; }
+  void describe(ConfigWriter& w) const override;
+  void after_backward(Context& ctx) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  std::int64_t projections() const { return projections_; }
+
+ private:
+  Options o_;
+  torch::Tensor mx_, my_, mt_;
+  std::int64_t projections_ = 0;
+};
+
+/// DER++ (Buzzega et al. 2020, NeurIPS): a reservoir memory of (x, y, logits at insertion);
+/// L = CE + α · MSE(f(x'), z') + β · CE(f(x''), y'') with (x', z') and (x'', y'') two independent
+/// memory batches. Defaults α = 0.1, β = 0.5 (memory 500).
+class DerPlusPlus : public Strategy {
+ public:
+  struct Options {
+    std::int64_t memory = 500;
+    double alpha = 0.1;
+    double beta = 0.5;
+  };
+  DerPlusPlus() : DerPlusPlus(Options{}) {}
+  explicit DerPlusPlus(Options o) : o_(o), mem_(o.memory, Memory::Policy::Reservoir) {}
+  std::string name() const override { return "derpp"; }
+  void describe(ConfigWriter& w) const override;
+  torch::Tensor extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) override;
+  void after_step(Context& ctx, const Batch& b) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+
+ private:
+  Options o_;
+  Memory mem_;
+  torch::Tensor last_logits_;
+};
+
+/// Synaptic intelligence (Zenke, Poole & Ganguli 2017, ICML) as a strategy around the shared
+/// continual::SynapticIntelligence penalty (regularizers.h): ω accumulates −g·Δθ with g the
+/// gradient of the task's cross-entropy alone (the penalty's gradient excluded, as in the paper),
+/// Ω += ω/((Δθ_task)² + ξ) at the end of each task, L = CE + c Σ Ω (θ − θ*)². Defaults c = 0.1,
+/// ξ = 1e-3 (the paper's MNIST setting: ξ = 1e-3, c in [0.01, 0.1]).
+class SiStrategy : public Strategy {
+ public:
+  struct Options {
+    double c = 0.1;
+    double xi = 1e-3;
+  };
+  SiStrategy() : SiStrategy(Options{}) {}
+  explicit SiStrategy(Options o);
+  ~SiStrategy() override;
+  std::string name() const override { return "si"; }
+  void describe(ConfigWriter& w) const override;
+  void before_task(Context& ctx) override;
+  torch::Tensor extra_loss(Context& ctx, const Batch&, const torch::Tensor&) override;
+  void after_backward(Context& ctx) override;
+  void after_step(Context& ctx, const Batch&) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  const std::vector<torch::Tensor>& importance() const;
+
+ private:
+  Options o_;
+  std::unique_ptr<SynapticIntelligence> si_;
+  std::vector<torch::Tensor> task_grad_;
+  bool penalised_ = false;
+};
+
+/// Memory-aware synapses (Aljundi et al. 2018, ECCV) as a strategy around the shared
+/// continual::MemoryAwareSynapses penalty: after each task (task 0 included),
+/// Ω += (1/N) Σ_n |∂‖f(x_n)‖²/∂θ| over N = `samples` training samples (f = the logits, unmasked),
+/// θ* = θ; L = CE + λ Σ Ω (θ − θ*)². Default λ = 1 (the paper's value).
+class MasStrategy : public Strategy {
+ public:
+  struct Options {
+    double lambda = 1.0;
+    std::int64_t samples = 1000;
+  };
+  MasStrategy() : MasStrategy(Options{}) {}
+  explicit MasStrategy(Options o);
+  ~MasStrategy() override;
+  std::string name() const override { return "mas"; }
+  void describe(ConfigWriter& w) const override;
+  torch::Tensor extra_loss(Context& ctx, const Batch&, const torch::Tensor&) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  const std::vector<torch::Tensor>& importance() const;
+
+ private:
+  Options o_;
+  std::unique_ptr<MemoryAwareSynapses> mas_;
+};
+
+/// Gradient projection memory (Saha, Garg & Roy 2021, ICLR), for the linear layers (the MLP, or
+/// the fully connected part of the CNN; conv layers are trained unprojected and said so in the
+/// run's config). After task t, the inputs R_l [n, d_l] of every linear layer on `samples` training
+/// samples give, per layer, new basis vectors: for t = 0 the top-k right singular vectors of R_l
+/// with k the smallest rank whose energy ratio ≥ threshold; for t > 0 the residual R̂ = R − R M Mᵀ
+/// is decomposed and k is the smallest rank with (‖R M‖² + Σ_{j≤k} σ̂_j²)/‖R‖² ≥ threshold.
+/// While training later tasks the weight gradients are projected: ∇W_l ← ∇W_l − ∇W_l M_l M_lᵀ.
+/// Defaults: threshold 0.97 for every layer (+0.003 per task, the paper's CIFAR schedule is not
+/// used), 300 samples (the paper's PMNIST setting).
+class Gpm : public Strategy {
+ public:
+  struct Options {
+    double threshold = 0.97;
+    double threshold_step = 0.0;  ///< added per finished task (capped at 1)
+    std::int64_t samples = 300;
+  };
+  Gpm() : Gpm(Options{}) {}
+  explicit Gpm(Options o) : o_(o) {}
+  std::string name() const override { return "gpm"; }
+  void describe(ConfigWriter& w) const override;
+  void after_backward(Context& ctx) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  /// Basis [d_l, k_l] of the protected input space of each linear layer (undefined if empty).
+  const std::vector<torch::Tensor>& bases() const { return bases_; }
+
+ private:
+  Options o_;
+  std::vector<torch::Tensor> bases_;
+};
+
+/// EMA merging with the automatic balance weight of "Large Continual Instruction Assistant"
+/// (Qiao et al., ICML 2025; CoIN's peft/tuners/lora.py:ema_update): after every step, per parameter
+/// tensor, α = 2(1 + ‖g‖₁) / (‖θ − θ_ema‖₁ · ‖g − g_prev‖₁), replaced by `fallback` unless
+/// 0 < α < 1; θ_ema ← (1 − α) θ_ema + α θ. At the end of each task the EMA weights replace the
+/// trained ones (ema_replace), so the next task starts from — and is evaluated with — the merge.
+class EmaMerge : public Strategy {
+ public:
+  struct Options {
+    double fallback = 0.01;
+  };
+  EmaMerge() : EmaMerge(Options{}) {}
+  explicit EmaMerge(Options o) : o_(o) {}
+  std::string name() const override { return "ema"; }
+  void describe(ConfigWriter& w) const override;
+  void before_task(Context& ctx) override;
+  void after_backward(Context& ctx) override;
+  void after_step(Context& ctx, const Batch&) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  const std::vector<double>& last_alphas() const { return alphas_; }
+
+ private:
+  Options o_;
+  std::vector<torch::Tensor> ema_, grad_, prev_grad_;
+  std::vector<double> alphas_;
+};
+
+}  // namespace stablelearn::continual

@@ -1,0 +1,98 @@
+// A continual-learning run on a classification stream, from one TOML file (shared/DESIGN.md
+// "experiments/"): stream + model + strategy + continual evaluation → run directory.
+//
+//   [stream]     kind = "split-class" | "split-task" | "split-domain" | "permuted" | "rotated"
+//                tasks (0 = the kind's default), seed, rotation_step, data_dir,
+//                train_per_task / test_per_task (0 = all samples)
+//   [model]      kind = "mlp" | "cnn", hidden, channels, fc
+//   [strategy]   name = "finetune" | "joint" | "ewc" | ... and the strategy's own keys
+//   [train]      epochs, batch_size, lr, optimizer = "sgd" | "adam", momentum, seed, device
+//   [eval]       every (continual evaluation period in iterations, 0 = task ends only),
+//                subset (samples per task, fixed and seeded), lca_beta
+//   [output]     tensorboard, figures, log_every
+//
+// Run directory: config.toml (resolved), metrics.jsonl (one row per training log, tracking step
+// and task end), accuracy_matrix.csv, summary.json, events.out.tfevents.* (TensorBoard scalars),
+// accuracy_curves.svg (per-task accuracy against iteration), checkpoint.json + checkpoint.npz
+// (after every task; --resume continues from there).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stablelearn/core/config.h"
+#include "stablelearn/data/cl_streams.h"
+#include "stablelearn/models/classifier.h"
+
+namespace stablelearn::experiments {
+
+struct ClTrainOptions {
+  std::int64_t epochs = 1;
+  std::int64_t batch_size = 128;
+  double lr = 0.01;
+  std::string optimizer = "sgd";  ///< sgd | adam (state reset at the start of every task)
+  double momentum = 0.0;          ///< sgd only
+  std::int64_t seed = 0;
+  std::string device = "cpu";     ///< cpu | cuda | auto
+};
+
+struct ClEvalOptions {
+  std::int64_t every = 0;     ///< continual evaluation period in iterations (0 = task ends only)
+  std::int64_t subset = 1000; ///< evaluation samples per task for continual evaluation
+  std::int64_t lca_beta = 10;
+};
+
+struct ClOutputOptions {
+  bool tensorboard = true;
+  bool figures = true;
+  std::int64_t log_every = 50;  ///< iterations between training-loss rows in metrics.jsonl
+};
+
+struct ClStreamOptions {
+  data::StreamOptions stream;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::int64_t train_per_task = 0;  ///< 0 = all
+  std::int64_t test_per_task = 0;
+};
+
+/// Progress of a run, reported every iteration and at every evaluation.
+struct ClProgress {
+  std::int64_t task = 0, tasks = 0, iteration = 0, iterations = 0;  ///< iteration within the task
+  double loss = 0;
+  double mean_seen_accuracy = -1;  ///< latest accuracy averaged over seen tasks (−1 = none yet)
+  double elapsed = 0;
+};
+
+struct ClResult {
+  std::string strategy;                       ///< the strategy's name
+  std::vector<std::vector<double>> accuracy;  ///< rows for finished tasks
+  std::vector<double> init_accuracy;
+  std::vector<double> train_seconds;
+};
+
+class ClExperiment {
+ public:
+  /// Parses and validates the whole configuration (ConfigError naming the key on any problem)
+  /// before anything is loaded or trained.
+  explicit ClExperiment(const Config& config);
+  ~ClExperiment();
+  /// The resolved configuration (every default filled in), as written to RUN/config.toml.
+  std::string resolved_config() const;
+  /// Trains into `run_dir`. With `resume`, continues after the last completed task (ConfigError
+  /// when the run's config.toml differs). `stop_after` > 0 ends after that many tasks.
+  ClResult run(const std::filesystem::path& run_dir, bool resume,
+               const std::function<void(const ClProgress&)>& progress = {}, std::int64_t stop_after = -1);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> p_;
+};
+
+/// The stream kinds with one-line descriptions (for `stablelearn list streams`).
+std::vector<std::pair<std::string, std::string>> stream_kinds();
+
+}  // namespace stablelearn::experiments

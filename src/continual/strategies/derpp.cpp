@@ -1,0 +1,45 @@
+// DER++: dark experience replay with labels (see strategies.h).
+#include <torch/nn/functional/loss.h>
+
+#include "stablelearn/continual/strategies.h"
+#include "stablelearn/core/config.h"
+
+namespace stablelearn::continual {
+
+void DerPlusPlus::describe(ConfigWriter& w) const {
+  Strategy::describe(w);
+  w.put("strategy", "memory", o_.memory);
+  w.put("strategy", "alpha", o_.alpha);
+  w.put("strategy", "beta", o_.beta);
+}
+
+torch::Tensor DerPlusPlus::extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) {
+  // The batch's logits are stored with its samples after the step (Mammoth stores the outputs of
+  // the forward pass that produced the loss).
+  last_logits_ = logits.detach().narrow(0, 0, b.size());
+  if (mem_.size() == 0) return {};
+  const auto n = ctx.batch_size;
+  const auto s1 = mem_.sample(n, ctx.gen);
+  const auto z1 = ctx.logits(s1.x, s1.task);
+  // Masked (−∞) logits of task-IL heads are excluded from the logit-matching term.
+  const auto finite = torch::isfinite(z1) & torch::isfinite(s1.logits);
+  const auto diff = torch::where(finite, z1 - s1.logits, torch::zeros_like(z1));
+  const auto mse = diff.pow(2).sum() / finite.sum().clamp_min(1);
+  const auto s2 = mem_.sample(n, ctx.gen);
+  const auto ce = cross_entropy(ctx.logits(s2.x, s2.task), s2.y);
+  return mse * o_.alpha + ce * o_.beta;
+}
+
+void DerPlusPlus::after_step(Context& ctx, const Batch& b) {
+  mem_.add_reservoir(b.x, b.y, b.task, last_logits_, ctx.gen);
+}
+
+std::map<std::string, torch::Tensor> DerPlusPlus::state() const {
+  std::map<std::string, torch::Tensor> m;
+  mem_.save(m, "derpp.memory");
+  return m;
+}
+
+void DerPlusPlus::load_state(const std::map<std::string, torch::Tensor>& m) { mem_.load(m, "derpp.memory"); }
+
+}  // namespace stablelearn::continual
