@@ -10,6 +10,9 @@
 #include <torch/types.h>
 
 #include "commands.h"
+#include "stablelearn/continual/registry.h"
+#include "stablelearn/experiments/cl_experiment.h"
+#include "stablelearn/models/classifier.h"
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/core/error.h"
@@ -192,17 +195,25 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg) {
 
 void register_list_command(CLI::App& app, CommandRegistry& reg) {
   auto what = std::make_shared<std::string>();
-  auto* list = app.add_subcommand("list", "List what exists: datasets, metrics");
-  list->add_option("WHAT", *what, "datasets | metrics")->required()->check(CLI::IsMember({"datasets", "metrics"}));
-  list->footer("Example: stablelearn list datasets");
+  auto* list = app.add_subcommand("list", "List what exists: datasets, metrics, strategies, streams, models");
+  list->add_option("WHAT", *what, "datasets | metrics | strategies | streams | models")
+      ->required()
+      ->check(CLI::IsMember({"datasets", "metrics", "strategies", "streams", "models"}));
+  list->footer("Example: stablelearn list strategies");
   reg.add(list, [what]() {
     if (*what == "datasets") {
       for (const auto& s : data::lfd_dataset_specs())
         std::cout << fmt::format("{:<12} dim {:>2}  state {:>2}  sequence {}\n", s.name, s.dim, s.state_dim, s.default_sequence);
-    } else {
+    } else if (*what == "metrics") {
       for (auto m : {lfd::TrajectoryMetric::Dtw, lfd::TrajectoryMetric::Frechet, lfd::TrajectoryMetric::Swept,
                      lfd::TrajectoryMetric::Quat})
         std::cout << lfd::metric_name(m) << "\n";
+    } else if (*what == "strategies") {
+      for (const auto& s : continual::strategies()) std::cout << fmt::format("{:<10} {}\n", s.name, s.summary);
+    } else if (*what == "streams") {
+      for (const auto& [name, text] : experiments::stream_kinds()) std::cout << fmt::format("{:<13} {}\n", name, text);
+    } else {
+      for (const auto& [name, text] : models::classifier_kinds()) std::cout << fmt::format("{:<6} {}\n", name, text);
     }
     return 0;
   });

@@ -181,7 +181,11 @@ std::vector<data::ClTask> build_stream(const ClStreamOptions& o) {
     if (o.test_per_task > 0 && o.test_per_task < ds.test.size())
       ds.test = {ds.test.images.narrow(0, 0, o.test_per_task), ds.test.labels.narrow(0, 0, o.test_per_task)};
   }
-  auto tasks = data::make_stream(ds, o.stream);
+  // Split streams always have 5 tasks of 2 classes; a shorter stream keeps the first ones.
+  auto so = o.stream;
+  if (!shared_base) so.num_tasks = 5;
+  auto tasks = data::make_stream(ds, so);
+  tasks.resize(static_cast<std::size_t>(o.stream.num_tasks));
   if (!shared_base) {
     for (auto& t : tasks) {
       if (o.train_per_task > 0 && o.train_per_task < t.train.size())

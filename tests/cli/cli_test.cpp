@@ -261,3 +261,27 @@ TEST_F(Cli, LfdTrainInfoStabilityExportEndToEnd) {
   EXPECT_NE(bad_key.err.find("train.bogus"), std::string::npos) << bad_key.err;
   EXPECT_TRUE(bad_key.out.empty());
 }
+
+TEST_F(Cli, ClRunAndListCommands) {
+  const auto l = run("list strategies");
+  EXPECT_EQ(l.status, 0) << l.err;
+  for (const char* s : {"finetune", "joint", "ewc", "si", "mas", "lwf", "er", "agem", "derpp", "gpm", "ema"})
+    EXPECT_NE(l.out.find(std::string(s) + " "), std::string::npos) << s;
+  EXPECT_NE(run("list streams").out.find("split-task"), std::string::npos);
+  EXPECT_NE(run("list models").out.find("cnn"), std::string::npos);
+  EXPECT_EQ(run("cl run --help").status, 0);
+
+  const auto cfg = dir / "cl.toml";
+  std::ofstream(cfg) << "[stream]\nkind = \"split-class\"\ntasks = 2\ntrain_per_task = 300\ntest_per_task = 200\n"
+                        "[model]\nhidden = [32]\n[strategy]\nname = \"ewc\"\n[train]\nepochs = 1\n[eval]\nevery = 2\nsubset = 50\n";
+  const auto r = run("cl run " + cfg.string() + " --out " + (dir / "run").string() + " --set strategy.lambda=10");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("ewc on split-class after 2/2 tasks: ACC"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("min-ACC"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("task 2/2"), std::string::npos) << r.err;  // progress on stderr
+  EXPECT_NE(sl::read_file_text(dir / "run" / "config.toml").find("lambda = 10"), std::string::npos);
+  // A bad override names the key and exits with the configuration error status.
+  const auto bad = run("cl run " + cfg.string() + " --out " + (dir / "run2").string() + " --set train.epochz=2");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("epochz"), std::string::npos) << bad.err;
+}

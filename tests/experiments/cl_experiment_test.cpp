@@ -78,3 +78,115 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"[strategy]\nname = \"er\"\nmemory = 500\nbuffer = \"class_balanced\"\n", 0.1},
                       Case{"[strategy]\nname = \"agem\"\n", 0.05}, Case{"[strategy]\nname = \"derpp\"\n", 0.1},
                       Case{"[strategy]\nname = \"gpm\"\n", 0.1}, Case{"[strategy]\nname = \"ema\"\n", 0.05}));
+
+namespace {
+
+std::string small_split(const std::string& kind, const std::string& strategy, std::int64_t every) {
+  return "[stream]\nkind = \"" + kind + "\"\ntasks = 3\ntrain_per_task = 600\ntest_per_task = 300\n"
+         "[model]\nhidden = [64]\n[strategy]\n" + strategy +
+         "[train]\nepochs = 2\nbatch_size = 32\nlr = 0.05\nseed = 3\n[eval]\nevery = " + std::to_string(every) +
+         "\nsubset = 100\n[output]\nlog_every = 10\n";
+}
+
+std::vector<json> read_jsonl(const std::filesystem::path& p) {
+  std::vector<json> rows;
+  for (const auto& line : sl::read_lines(p))
+    if (!line.empty()) rows.push_back(json::parse(line));
+  return rows;
+}
+
+}  // namespace
+
+TEST(ClExperiment, RunDirectoryHoldsConsistentOutputs) {
+  const auto dir = sl::testing::temp_dir("clrun");
+  ClExperiment e(sl::Config::from_string(small_split("split-class", "name = \"er\"\nmemory = 200\n", 5)));
+  const auto r = e.run(dir, false);
+  for (const char* f : {"config.toml", "metrics.jsonl", "accuracy_matrix.csv", "summary.json", "accuracy_curves.svg", "checkpoint.json"})
+    EXPECT_TRUE(std::filesystem::exists(dir / f)) << f;
+  bool has_events = false;
+  for (const auto& f : std::filesystem::directory_iterator(dir))
+    if (f.path().filename().string().rfind("events.out.tfevents.", 0) == 0 && f.file_size() > 100) has_events = true;
+  EXPECT_TRUE(has_events);
+
+  // summary.json's metrics recomputed by hand from its own accuracy matrix (3 tasks).
+  const auto s = json::parse(sl::read_file_text(dir / "summary.json"));
+  const auto R = s.at("accuracy_matrix").get<std::vector<std::vector<double>>>();
+  const auto b = s.at("init_accuracy").get<std::vector<double>>();
+  ASSERT_EQ(R.size(), 3u);
+  EXPECT_EQ(R, r.accuracy);
+  EXPECT_NEAR(s["metrics"]["ACC"].get<double>(), (R[2][0] + R[2][1] + R[2][2]) / 3, 1e-12);
+  EXPECT_NEAR(s["metrics"]["BWT"].get<double>(), ((R[2][0] - R[0][0]) + (R[2][1] - R[1][1])) / 2, 1e-12);
+  EXPECT_NEAR(s["metrics"]["FWT"].get<double>(), ((R[0][1] - b[1]) + (R[1][2] - b[2])) / 2, 1e-12);
+  // The accuracies are fractions of 300 test images.
+  for (const auto& row : R)
+    for (double a : row) EXPECT_NEAR(a * 300, std::round(a * 300), 1e-6);
+
+  // metrics.jsonl: a tracking row before the first update and then every 5 iterations; seen tasks only.
+  const auto rows = read_jsonl(dir / "metrics.jsonl");
+  std::vector<json> tracks, ends;
+  for (const auto& row : rows) {
+    if (row["event"] == "track") tracks.push_back(row);
+    if (row["event"] == "task_end") ends.push_back(row);
+  }
+  ASSERT_GE(tracks.size(), 2u);
+  EXPECT_EQ(tracks[0]["iteration"].get<int>(), 0);
+  EXPECT_EQ(tracks[1]["iteration"].get<int>(), 5);
+  for (const auto& t : tracks) EXPECT_EQ(t["acc"].size(), t["task"].get<std::size_t>() + 1);
+  ASSERT_EQ(ends.size(), 3u);
+  // 600 samples, batch 32, 2 epochs: 19 · 2 = 38 iterations per task.
+  EXPECT_EQ(ends[2]["iteration"].get<int>(), 3 * 38);
+  EXPECT_EQ(s["iterations"].get<int>(), 3 * 38);
+  // The CSV holds the same matrix.
+  const auto lines = sl::read_lines(dir / "accuracy_matrix.csv");
+  ASSERT_GE(lines.size(), 4u);
+  EXPECT_EQ(lines[0], "after_task,task_0,task_1,task_2");
+  EXPECT_NEAR(std::stod(lines[3].substr(lines[3].rfind(',') + 1)), R[2][2], 1e-6);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ClExperiment, SameSeedSameNumbersAndResumeContinuesExactly) {
+  const auto text = small_split("split-class", "name = \"er\"\nmemory = 200\n", 7);
+  const auto dir = sl::testing::temp_dir("clresume");
+  ClExperiment e(sl::Config::from_string(text));
+  const auto full = e.run(dir / "full", false);
+  const auto again = e.run(dir / "again", false);
+  EXPECT_EQ(full.accuracy, again.accuracy);
+  // Killed after task 1, resumed: the memory, model, tracker and generators continue exactly.
+  e.run(dir / "cut", false, {}, 1);
+  EXPECT_EQ(json::parse(sl::read_file_text(dir / "cut" / "checkpoint.json"))["completed_tasks"].get<int>(), 1);
+  const auto resumed = e.run(dir / "cut", true);
+  EXPECT_EQ(resumed.accuracy, full.accuracy);
+  const auto s_full = json::parse(sl::read_file_text(dir / "full" / "summary.json"));
+  const auto s_cut = json::parse(sl::read_file_text(dir / "cut" / "summary.json"));
+  EXPECT_EQ(s_full["continual"]["min_acc"], s_cut["continual"]["min_acc"]);
+  EXPECT_EQ(s_full["continual"]["tracking_steps"], s_cut["continual"]["tracking_steps"]);
+  // Starting over an existing run, or resuming with another configuration, is refused.
+  sl::testing::expect_error<sl::UsageError>([&] { e.run(dir / "full", false); }, "--resume");
+  auto cfg2 = sl::Config::from_string(text);
+  cfg2.set("train.lr=0.01");
+  ClExperiment e2(cfg2);
+  sl::testing::expect_error<sl::ConfigError>([&] { e2.run(dir / "full", true); }, "different configuration");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ClExperiment, TaskIncrementalHeadsForgetLessThanOneSharedHead) {
+  // Fine-tuning: with one 10-way head (class-incremental) old classes are overwritten; with the
+  // logits masked to each task's classes (multi-head) the old tasks stay far above chance.
+  const auto ci = run_config(small_split("split-class", "name = \"finetune\"\n", 0), "ci");
+  const auto ti = run_config(small_split("split-task", "name = \"finetune\"\n", 0), "ti");
+  EXPECT_LT(ci.accuracy[2][0], 0.2);
+  EXPECT_GT(ti.accuracy[2][0], 0.7);
+}
+
+TEST(ClExperiment, BadConfigurationsNameTheKey) {
+  using sl::testing::expect_error;
+  auto make = [](const std::string& text) { ClExperiment e(sl::Config::from_string(text, "bad.toml")); };
+  expect_error<sl::ConfigError>([&] { make("[train]\nlearning_rate = 0.1\n"); }, "learning_rate");
+  expect_error<sl::ConfigError>([&] { make("[train]\nlr = -1\n"); }, "train.lr");
+  expect_error<sl::ConfigError>([&] { make("[strategy]\nname = \"ewcc\"\n"); }, "unknown strategy");
+  expect_error<sl::ConfigError>([&] { make("[strategy]\nname = \"er\"\nbuffer = \"fifo\"\n"); }, "strategy.buffer");
+  expect_error<sl::ConfigError>([&] { make("[model]\nkind = \"resnet\"\n"); }, "model.kind");
+  expect_error<sl::ConfigError>([&] { make("[stream]\ntasks = 7\n"); }, "stream.tasks");
+  expect_error<sl::ConfigError>([&] { make("[trian]\nlr = 0.1\n"); }, "trian");
+  expect_error<sl::UsageError>([&] { make("[stream]\nkind = \"split\"\n"); }, "split-class");
+}
