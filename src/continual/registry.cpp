@@ -94,6 +94,27 @@ const std::vector<StrategyInfo>& strategies() {
          SL_CHECK(o.fallback > 0 && o.fallback < 1, ConfigError, "strategy.fallback: must be in (0, 1)");
          return std::make_unique<EmaMerge>(o);
        }},
+      {"adaptive_svd", "orthogonal subspace fine-tuning: top singular directions of each linear weight frozen (rank_step, max_fraction)",
+       [](ConfigSection& s) {
+         AdaptiveSvd::Options o;
+         o.rank_step = s.get("rank_step", o.rank_step);
+         o.max_fraction = s.get("max_fraction", o.max_fraction);
+         SL_CHECK(o.rank_step >= 0 && o.max_fraction >= 0 && o.max_fraction <= 1, ConfigError,
+                  "strategy: adaptive_svd needs rank_step >= 0 and 0 <= max_fraction <= 1");
+         return std::make_unique<AdaptiveSvd>(o);
+       }},
+      {"coso", "continuous subspace optimisation, Adam in a projected gradient subspace (proj_rank, rank, threshold, update_gap, decay)",
+       [](ConfigSection& s) {
+         Coso::Options o;
+         o.proj_rank = s.get("proj_rank", o.proj_rank);
+         o.rank = s.get("rank", o.rank);
+         o.threshold = s.get("threshold", o.threshold);
+         o.update_gap = s.get("update_gap", o.update_gap);
+         o.decay = s.get("decay", o.decay);
+         SL_CHECK(o.proj_rank >= 1 && o.rank >= 1 && o.update_gap >= 1 && o.threshold > 0 && o.threshold <= 1 && o.decay > 0,
+                  ConfigError, "strategy: coso needs proj_rank, rank, update_gap >= 1, 0 < threshold <= 1, decay > 0");
+         return std::make_unique<Coso>(o);
+       }},
   };
   return list;
 }

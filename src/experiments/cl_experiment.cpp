@@ -277,6 +277,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   ctx.params = model->weights();
   ctx.tasks = &tasks;
   ctx.batch_size = p.train.batch_size;
+  ctx.lr = p.train.lr;
   ctx.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;
   {
     auto mask = torch::zeros({T, p.model.classes}, torch::kBool);
@@ -419,7 +420,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                  ": the loss is not finite (", loss_value, "); lower train.lr or the strategy's strength");
         loss.backward();
         strategy->after_backward(ctx);
-        opt->step();
+        if (!strategy->step(ctx)) opt->step();
         strategy->after_step(ctx, batch);
         ++global_iter;
         ++ctx.task_iteration;

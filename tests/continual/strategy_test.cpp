@@ -1,6 +1,7 @@
 // Hand-computed cases for the strategies' mechanics (the end-to-end "forgets less than fine-tuning"
 // checks are in tests/experiments/).
 #include <gtest/gtest.h>
+#include <torch/optim/sgd.h>
 
 #include "stablelearn/continual/registry.h"
 #include "stablelearn/continual/strategies.h"
@@ -165,4 +166,90 @@ TEST(Registry, EveryStrategyIsBuiltFromItsNameAndUnknownKeysAreRejected) {
   auto sec = cfg.section("strategy");
   auto s = make_strategy(sec);
   sl::testing::expect_error<sl::ConfigError>([&] { sec.finish(); }, "lamda");
+}
+
+namespace {
+/// MLP 6-8-3 on 1×2×3 images with random weights and random data, for the subspace strategies.
+struct Small {
+  sl::models::Classifier model{[] {
+    sl::models::ClassifierOptions o;
+    o.hidden = {8};
+    o.classes = 3;
+    o.input = {1, 2, 3};
+    return o;
+  }()};
+  std::vector<sl::data::ClTask> tasks;
+  Context ctx;
+  Small() {
+    torch::manual_seed(5);
+    for (int k = 0; k < 2; ++k) {
+      sl::data::ClTask t;
+      t.id = k;
+      t.train = {torch::randn({40, 1, 2, 3}), torch::randint(0, 3, {40}, torch::kInt64)};
+      t.test = t.train;
+      t.classes = {0, 1, 2};
+      tasks.push_back(t);
+    }
+    ctx.model = model.get();
+    ctx.params = model->weights();
+    ctx.tasks = &tasks;
+    ctx.batch_size = 40;
+    ctx.lr = 0.01;
+    ctx.gen = at::detail::createCPUGenerator(0);
+  }
+  void backward() {
+    for (auto& p : ctx.params) p.mutable_grad() = torch::Tensor();
+    const auto& d = tasks[static_cast<std::size_t>(ctx.task)].train;
+    cross_entropy(ctx.logits(d.images, torch::zeros({40}, torch::kInt64)), d.labels).backward();
+  }
+};
+}  // namespace
+
+TEST(AdaptiveSvd, TopSingularTripletsOfEachWeightStayExactlyAfterSteps) {
+  Small s;
+  AdaptiveSvd a(AdaptiveSvd::Options{0.5, 0.9});
+  s.ctx.task = 1;
+  a.before_task(s.ctx);
+  ASSERT_EQ(a.ranks(), (std::vector<std::int64_t>{3, 2}));  // round(0.5·6) and round(0.5·3)
+  // The frozen part: U_h, V_h from an independent SVD of the weights before training.
+  const auto w0 = s.ctx.params[0].detach().clone().to(torch::kFloat64);
+  const auto svd = torch::linalg_svd(w0, false);
+  const auto u = std::get<0>(svd).narrow(1, 0, 3), v = std::get<2>(svd).narrow(0, 0, 3).t();
+  torch::optim::SGD opt(s.ctx.params, torch::optim::SGDOptions(0.5));
+  for (int it = 0; it < 5; ++it) {
+    s.backward();
+    a.after_backward(s.ctx);
+    opt.step();
+    a.after_step(s.ctx, {});
+  }
+  const auto w1 = s.ctx.params[0].detach().to(torch::kFloat64);
+  EXPECT_GT((w1 - w0).abs().max().item<double>(), 1e-3);  // it trains
+  // Uᵀ W V over the frozen directions is unchanged: ΔW is orthogonal to U_h on the left and V_h on the right.
+  EXPECT_LT((u.t().matmul(w1 - w0)).abs().max().item<double>(), 1e-5);
+  EXPECT_LT(((w1 - w0).matmul(v)).abs().max().item<double>(), 1e-5);
+}
+
+TEST(Coso, UpdatesOfALaterTaskAreOrthogonalToTheLearnedSubspace) {
+  Small s;
+  Coso c(Coso::Options{2, 4, 0.9, 1, 1.0});
+  c.before_task(s.ctx);
+  for (int it = 0; it < 5; ++it) {
+    s.backward();
+    EXPECT_TRUE(c.step(s.ctx));
+  }
+  c.after_task(s.ctx);
+  ASSERT_TRUE(c.bases()[0].defined());
+  const auto m = c.bases()[0];  // [8, k], orthonormal
+  EXPECT_TRUE(torch::allclose(m.t().matmul(m), torch::eye(m.size(1)), 1e-4, 1e-5));
+  s.ctx.task = 1;
+  c.before_task(s.ctx);
+  const auto w0 = s.ctx.params[0].detach().clone();
+  for (int it = 0; it < 5; ++it) {
+    s.backward();
+    c.step(s.ctx);
+  }
+  const auto dw = s.ctx.params[0].detach() - w0;
+  EXPECT_GT(dw.abs().max().item<double>(), 1e-4);
+  // Mᵀ ΔW = 0: the outputs W x of the first layer keep their component in span(M) for every x.
+  EXPECT_LT(m.t().matmul(dw).abs().max().item<double>(), 1e-5);
 }

@@ -77,7 +77,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"[strategy]\nname = \"lwf\"\n", 0.05}, Case{"[strategy]\nname = \"er\"\nmemory = 500\n", 0.1},
                       Case{"[strategy]\nname = \"er\"\nmemory = 500\nbuffer = \"class_balanced\"\n", 0.1},
                       Case{"[strategy]\nname = \"agem\"\n", 0.05}, Case{"[strategy]\nname = \"derpp\"\n", 0.1},
-                      Case{"[strategy]\nname = \"gpm\"\n", 0.1}, Case{"[strategy]\nname = \"ema\"\n", 0.05}));
+                      Case{"[strategy]\nname = \"gpm\"\n", 0.1}, Case{"[strategy]\nname = \"ema\"\n", 0.05},
+                      Case{"[strategy]\nname = \"adaptive_svd\"\n", 0.05}, Case{"[strategy]\nname = \"coso\"\n", 0.05}));
 
 namespace {
 

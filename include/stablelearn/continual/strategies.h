@@ -270,4 +270,80 @@ class EmaMerge : public Strategy {
   std::vector<double> alphas_;
 };
 
+/// Adaptive-SVD / orthogonal subspace fine-tuning ("Sculpting Subspaces", Nayak et al. 2025;
+/// orthogonal-subspace-learning:notebooks/finetune_svd.py). Task 0 trains normally. Before every
+/// later task t each linear weight W (m×n) is decomposed W = U S Vᵀ; its top-k_t singular triplets
+/// (W_h = U_h S_h V_hᵀ) are frozen, with k_t = round(d · min(rank_step · t, max_fraction)),
+/// d = min(m, n) (the schedule of the paper's smallest CPU experiment; the importance-based rank
+/// rule is not implemented). Training the low part U_l S_l V_lᵀ with projected factor gradients
+/// changes W only by ΔW = (I − U_h U_hᵀ) X (I − V_h V_hᵀ); this strategy applies that two-sided
+/// projection to ∇W and, after every optimiser step, re-projects W − W_h the same way (the later
+/// OSFT code's re-projection), so W_h is kept exactly. Biases are trained freely.
+class AdaptiveSvd : public Strategy {
+ public:
+  struct Options {
+    double rank_step = 0.2;
+    double max_fraction = 0.9;
+  };
+  AdaptiveSvd() : AdaptiveSvd(Options{}) {}
+  explicit AdaptiveSvd(Options o) : o_(o) {}
+  std::string name() const override { return "adaptive_svd"; }
+  void describe(ConfigWriter& w) const override;
+  void before_task(Context& ctx) override;
+  void after_backward(Context& ctx) override;
+  void after_step(Context& ctx, const Batch&) override;
+  /// Frozen rank k of each linear layer in the current task (0 = unconstrained).
+  std::vector<std::int64_t> ranks() const;
+
+ private:
+  Options o_;
+  std::vector<torch::Tensor> uh_, vh_, wh_;  ///< per linear layer: U_h [m,k], V_h [n,k], W_h [m,n]
+};
+
+/// Continuous subspace optimisation (CoSO, Cheng et al., NeurIPS 2025; quinn-ch/CoSO:coso/adamw.py,
+/// coso_projector.py). For every linear weight W (m×n) with gradient G:
+///   G' = G − M Mᵀ G (M: orthonormal basis [m, k] of the earlier tasks' gradient subspace);
+///   every `update_gap` steps P = U[:, :proj_rank] of the SVD G' = U Σ Vᵀ, and the Frequent
+///   Directions sketch S [m, rank] is updated with Q = U[:, :rank] diag(√(σ_i² − σ_{rank+1}²));
+///   Adam runs on R = Pᵀ G' (moments kept when P changes), ΔW = −lr P m̂/(√v̂ + ε).
+/// At the end of a task the sketch's left singular vectors with cumulative energy below
+/// `threshold` are appended to M, and Adam's state and the projector are reset. Biases take plain
+/// Adam steps, and so does the output layer (the classifier head; CoSO trains its heads
+/// unprojected). Defaults: proj_rank 15, rank 100 (the paper's CIFAR-100 values; capped at m/2
+/// here because our layers are far narrower than ViT-B's 768), threshold 0.98, update_gap 1, decay 1.0. This strategy replaces the configured optimiser.
+class Coso : public Strategy {
+ public:
+  struct Options {
+    std::int64_t proj_rank = 15;
+    std::int64_t rank = 100;
+    double threshold = 0.98;
+    std::int64_t update_gap = 1;
+    double decay = 1.0;
+  };
+  Coso() : Coso(Options{}) {}
+  explicit Coso(Options o) : o_(o) {}
+  std::string name() const override { return "coso"; }
+  void describe(ConfigWriter& w) const override;
+  void before_task(Context& ctx) override;
+  bool step(Context& ctx) override;
+  void after_task(Context& ctx) override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  /// Historical basis M of each linear layer (undefined when empty).
+  const std::vector<torch::Tensor>& bases() const { return m_; }
+
+ private:
+  struct Adam {
+    torch::Tensor m, v;
+    std::int64_t t = 0;
+  };
+  torch::Tensor adam_update(Adam& a, const torch::Tensor& g, double lr);
+  /// Sketch rank of a layer with m outputs: `rank`, capped at m / 2 so a task cannot claim the whole space.
+  std::int64_t rank_for(std::int64_t m) const { return std::max<std::int64_t>(1, std::min(o_.rank, m / 2)); }
+  Options o_;
+  std::vector<torch::Tensor> m_, sketch_, proj_;
+  std::vector<Adam> adam_w_, adam_b_;
+  std::int64_t steps_ = 0;
+};
+
 }  // namespace stablelearn::continual

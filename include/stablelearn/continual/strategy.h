@@ -5,7 +5,8 @@
 //   logits = ctx.logits(batch.x, batch.task)            (task-IL: other tasks' classes masked)
 //   loss = CE(logits, batch.y) + strategy.extra_loss(ctx, batch, logits)   (penalties, distillation)
 //   loss.backward(); strategy.after_backward(ctx)        (gradient surgery: A-GEM, GPM)
-//   optimiser.step(); strategy.after_step(ctx, batch)    (SI path integral, EMA, reservoir buffers)
+//   strategy.step(ctx) or optimiser.step()               (optimiser wrappers: CoSO)
+//   strategy.after_step(ctx, batch)                      (SI path integral, EMA, reservoir buffers)
 // and around each task: before_task(ctx) → iterations over strategy.train_set(ctx) → after_task(ctx)
 // → evaluation. Strategies may read and snapshot the parameters and change their values (EMA
 // merging); they must not change the model's structure. Their state (importances, anchors,
@@ -51,6 +52,7 @@ struct Context {
   std::int64_t iteration = 0;                 ///< global iteration counter (all tasks)
   std::int64_t task_iteration = 0;            ///< iteration within the current task
   std::int64_t batch_size = 0;
+  double lr = 0;                              ///< the configured learning rate
   bool task_incremental = false;              ///< logits masked to each sample's task classes
   torch::Generator gen;                       ///< the strategy's own seeded generator
   /// Class mask [tasks, classes] (true = the class belongs to the task); used when task_incremental.
@@ -78,6 +80,9 @@ class Strategy {
   virtual torch::Tensor extra_loss(Context&, const Batch&, const torch::Tensor& /*logits*/) { return {}; }
   /// Called with the gradients in params[i].grad(), before the optimiser step.
   virtual void after_backward(Context&) {}
+  /// Optimiser-wrapper strategies (CoSO) update the parameters themselves and return true; the
+  /// engine's optimiser then skips this step. Default: false.
+  virtual bool step(Context&) { return false; }
   /// Called after the optimiser step with the batch that was trained on (before adapt_batch).
   virtual void after_step(Context&, const Batch&) {}
   virtual void after_task(Context&) {}
