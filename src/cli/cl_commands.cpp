@@ -2,7 +2,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
+#include <map>
+#include <regex>
 #include <iostream>
 #include <memory>
 
@@ -10,6 +13,7 @@
 #include "progress.h"
 #include "stablelearn/continual/registry.h"
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/experiments/cl_experiment.h"
 
@@ -22,7 +26,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
   struct RunArgs {
     std::string config, out;
     std::vector<std::string> overrides;
-    bool resume = false;
+    bool resume = false, dry_run = false;
     std::int64_t stop_after = -1;
   };
   auto args = std::make_shared<RunArgs>();
@@ -30,18 +34,25 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
   run->add_option("CONFIG", args->config, "TOML file with [stream] [model] [strategy] [train] [eval] [output]")
       ->required()
       ->check(CLI::ExistingFile);
-  run->add_option("--out", args->out, "Run directory to create (or to continue with --resume)")->required();
+  run->add_option("--out", args->out, "Run directory to create (or to continue with --resume)");
   run->add_option("--set", args->overrides, "Override a configuration value: section.key=value (repeatable)");
   run->add_flag("--resume", args->resume, "Continue a stopped run after its last completed task");
-  run->add_option("--stop-after", args->stop_after, "Stop after this many tasks (continue later with --resume)");
+  run->add_option("--stop-after", args->stop_after, "Stop after this many tasks (continue later with --resume)")
+      ->check(CLI::PositiveNumber);
+  run->add_flag("--dry-run", args->dry_run, "Validate the configuration and print it resolved, without running");
   run->footer(
       "Writes RUN/config.toml, metrics.jsonl, accuracy_matrix.csv, summary.json, TensorBoard event files,\n"
       "accuracy_curves.svg and a checkpoint after every task.\n"
       "Example: stablelearn cl run configs/cl/split_fmnist_er.toml --out runs/er --set train.seed=1");
   reg.add(run, [args]() {
+    if (!args->dry_run && args->out.empty()) throw CLI::RequiredError("--out");
     auto cfg = Config::from_file(args->config);
     for (const auto& o : args->overrides) cfg.set(o);
     experiments::ClExperiment e(cfg);
+    if (args->dry_run) {
+      std::cout << e.resolved_config();
+      return 0;
+    }
     TaskProgressBar bar;
     double task_start = 0;
     std::int64_t current = -1;
@@ -73,6 +84,83 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
     }
     std::cout << "run directory: " << args->out << "\n";
     (void)r;
+    return 0;
+  });
+
+  struct SummarizeArgs {
+    std::vector<std::string> runs;
+    std::string format = "markdown";
+  };
+  auto sargs = std::make_shared<SummarizeArgs>();
+  auto* sum = cl->add_subcommand("summarize", "Mean ± std of ACC, BWT, FWT, forgetting, min-ACC and WC-ACC over runs");
+  sum->add_option("RUNS", sargs->runs, "Run directories (each with summary.json)")->required();
+  sum->add_option("--format", sargs->format, "markdown | csv")->check(CLI::IsMember({"markdown", "csv"}))->capture_default_str();
+  sum->footer(
+      "Runs are grouped by directory name without a trailing _s<N> or _seed<N> (the seed), so\n"
+      "runs/split_er_s0 runs/split_er_s1 runs/split_er_s2 form one row 'split_er'. Std is the sample std (n - 1).\n"
+      "Example: stablelearn cl summarize runs/split_*");
+  reg.add(sum, [sargs]() {
+    struct Group {
+      std::vector<std::vector<double>> cols;
+      int n = 0;
+    };
+    const std::vector<std::string> names{"ACC", "BWT", "FWT", "forgetting_max", "min_acc", "wc_acc", "seconds_per_task"};
+    std::map<std::string, Group> groups;
+    std::vector<std::string> order;
+    const std::regex seed_suffix("_(s|seed)[0-9]+$");
+    for (const auto& r : sargs->runs) {
+      const auto path = std::filesystem::path(r) / "summary.json";
+      SL_CHECK(std::filesystem::exists(path), IoError, path.string(), ": missing (not a finished cl run directory?)");
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(read_file_text(path));
+      } catch (const nlohmann::json::exception& e) {
+        SL_THROW(DataError, path.string(), ": not valid JSON (", e.what(), ")");
+      }
+      auto dir = std::filesystem::path(r).lexically_normal();
+      if (dir.filename().empty()) dir = dir.parent_path();
+      const auto key = std::regex_replace(dir.filename().string(), seed_suffix, "");
+      if (!groups.count(key)) order.push_back(key);
+      auto& g = groups[key];
+      g.cols.resize(names.size());
+      const auto& m = j.at("metrics");
+      const auto secs = j.at("train_seconds").get<std::vector<double>>();
+      double mean_secs = 0;
+      for (double x : secs) mean_secs += x / static_cast<double>(secs.size());
+      const auto cont = j.contains("continual") ? j.at("continual") : nlohmann::json::object();
+      auto val = [](const nlohmann::json& o, const char* k) {
+        return o.contains(k) && o.at(k).is_number() ? o.at(k).get<double>() : std::nan("");
+      };
+      const std::vector<double> row{val(m, "ACC"), val(m, "BWT"), val(m, "FWT"), val(m, "forgetting_max"),
+                                    val(cont, "min_acc"), val(cont, "wc_acc"), mean_secs};
+      for (std::size_t c = 0; c < names.size(); ++c) g.cols[c].push_back(row[c]);
+      ++g.n;
+    }
+    auto stat = [](const std::vector<double>& v, bool pct) {
+      std::vector<double> x;
+      for (double a : v)
+        if (!std::isnan(a)) x.push_back(pct ? 100 * a : a);
+      if (x.empty()) return std::string("n/a");
+      double mean = 0;
+      for (double a : x) mean += a / static_cast<double>(x.size());
+      double var = 0;
+      for (double a : x) var += (a - mean) * (a - mean);
+      const double sd = x.size() > 1 ? std::sqrt(var / static_cast<double>(x.size() - 1)) : 0.0;
+      return fmt::format("{:.1f} ± {:.1f}", mean, sd);
+    };
+    const bool md = sargs->format == "markdown";
+    if (md) {
+      std::cout << "| run | n | ACC % | BWT % | FWT % | forgetting (max) % | min-ACC % | WC-ACC % | s/task |\n";
+      std::cout << "|---|---|---|---|---|---|---|---|---|\n";
+    } else {
+      std::cout << "run,n,ACC,BWT,FWT,forgetting_max,min_acc,wc_acc,seconds_per_task\n";
+    }
+    for (const auto& k : order) {
+      const auto& g = groups[k];
+      std::cout << (md ? "| " : "") << k << (md ? " | " : ",") << g.n;
+      for (std::size_t c = 0; c < names.size(); ++c) std::cout << (md ? " | " : ",") << stat(g.cols[c], c + 1 < names.size());
+      std::cout << (md ? " |\n" : "\n");
+    }
     return 0;
   });
 }

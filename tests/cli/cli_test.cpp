@@ -285,3 +285,21 @@ TEST_F(Cli, ClRunAndListCommands) {
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("epochz"), std::string::npos) << bad.err;
 }
+
+TEST_F(Cli, ClSummarizeGroupsSeedsAndComputesMeanAndSampleStd) {
+  // Two seeds of one run with ACC 0.8 and 0.6: mean 70.0 %, sample std √0.02 = 14.1 %.
+  for (const auto& [name, acc] : std::vector<std::pair<std::string, double>>{{"split_er_s0", 0.8}, {"split_er_s1", 0.6}}) {
+    fs::create_directories(dir / name);
+    std::ofstream(dir / name / "summary.json")
+        << "{\"metrics\": {\"ACC\": " << acc << ", \"BWT\": -0.1, \"FWT\": 0.0, \"forgetting_max\": 0.1},"
+        << " \"train_seconds\": [1.0, 3.0]}";
+  }
+  const auto r = run("cl summarize " + (dir / "split_er_s0").string() + " " + (dir / "split_er_s1").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("| split_er | 2 | 70.0 ± 14.1 | -10.0 ± 0.0 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| n/a | n/a | 2.0 ± 0.0 |"), std::string::npos) << r.out;  // no continual eval; 2 s per task
+  const auto bad = run("cl summarize " + (dir / "nothing").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("summary.json"), std::string::npos);
+  EXPECT_EQ(run("cl run " + (dir / "split_er_s0" / "summary.json").string() + " --dry-run").status, 2);  // not TOML
+}
