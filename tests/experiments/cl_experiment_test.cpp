@@ -191,3 +191,13 @@ TEST(ClExperiment, BadConfigurationsNameTheKey) {
   expect_error<sl::ConfigError>([&] { make("[trian]\nlr = 0.1\n"); }, "trian");
   expect_error<sl::UsageError>([&] { make("[stream]\nkind = \"split\"\n"); }, "split-class");
 }
+
+TEST(ClExperiment, SmallCnnLearnsTaskIncrementalSplit) {
+  const auto r = run_config(
+      "[stream]\nkind = \"split-task\"\ntasks = 2\ntrain_per_task = 600\ntest_per_task = 300\n"
+      "[model]\nkind = \"cnn\"\nchannels = [8, 16]\nfc = 32\n[strategy]\nname = \"finetune\"\n"
+      "[train]\nepochs = 2\nbatch_size = 32\nlr = 0.001\noptimizer = \"adam\"\n[output]\ntensorboard = false\nfigures = false\n",
+      "cnn");
+  EXPECT_GT(r.accuracy[0][0], 0.9);
+  EXPECT_GT(r.accuracy[1][1], 0.85);
+}
