@@ -41,6 +41,7 @@ void register_data_commands(CLI::App& app, CommandRegistry& reg);
 void register_lfd_commands(CLI::App& app, CommandRegistry& reg);
 void register_demo_command(CLI::App& app, CommandRegistry& reg);
 void register_list_command(CLI::App& app, CommandRegistry& reg);
+void register_diagnose_commands(CLI::App& app, CommandRegistry& reg);
 void register_cl_commands(CLI::App& app, CommandRegistry& reg);
 
 // Shared by several commands (data_commands.cpp).

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   cli::register_cl_commands(app, commands);
   cli::register_demo_command(app, commands);
   cli::register_list_command(app, commands);
+  cli::register_diagnose_commands(app, commands);
 
   try {
     app.parse(argc, argv);

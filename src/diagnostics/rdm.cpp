@@ -1,0 +1,102 @@
+// RDMs, Spearman correlation and Shesha's feature-split stability (see rdm.h).
+#include "stablelearn/diagnostics/rdm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "probes.h"
+#include "stablelearn/core/error.h"
+
+namespace stablelearn::diagnostics {
+namespace {
+
+torch::Tensor rows(const torch::Tensor& x, const char* who) {
+  SL_CHECK(x.defined() && x.dim() >= 1 && x.size(0) >= 2, ShapeError, who, ": expected at least 2 samples");
+  return x.detach().reshape({x.size(0), -1}).to(torch::kFloat64).cpu();
+}
+
+double pearson(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto ac = a - a.mean();
+  const auto bc = b - b.mean();
+  const double den = std::sqrt(ac.pow(2).sum().item<double>() * bc.pow(2).sum().item<double>());
+  if (!(den > 0.0)) return std::numeric_limits<double>::quiet_NaN();
+  return (ac * bc).sum().item<double>() / den;
+}
+
+}  // namespace
+
+torch::Tensor average_ranks(const torch::Tensor& values) {
+  SL_CHECK(values.defined() && values.dim() == 1, ShapeError, "average_ranks: expected a 1-D tensor");
+  const auto v = values.detach().to(torch::kFloat64).cpu().contiguous();
+  const auto n = v.size(0);
+  const double* x = v.data_ptr<double>();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [x](std::int64_t a, std::int64_t b) { return x[a] < x[b]; });
+  auto out = torch::empty({n}, torch::kFloat64);
+  double* r = out.data_ptr<double>();
+  for (std::int64_t i = 0; i < n;) {
+    std::int64_t j = i;
+    while (j + 1 < n && x[order[j + 1]] == x[order[i]]) ++j;
+    const double avg = 0.5 * static_cast<double>(i + j) + 1.0;  // ranks i+1..j+1
+    for (std::int64_t t = i; t <= j; ++t) r[order[t]] = avg;
+    i = j + 1;
+  }
+  return out;
+}
+
+double spearman(const torch::Tensor& a, const torch::Tensor& b) {
+  SL_CHECK(a.defined() && b.defined() && a.dim() == 1 && b.dim() == 1 && a.size(0) == b.size(0) && a.size(0) >= 2, ShapeError,
+           "spearman: expected two 1-D tensors of the same length ≥ 2");
+  return pearson(average_ranks(a), average_ranks(b));
+}
+
+torch::Tensor cosine_rdm(const torch::Tensor& x) {
+  const auto f = rows(x, "cosine_rdm");
+  const auto norms = f.norm(2, {1}, true);
+  const auto unit = torch::where(norms > 0, f / norms.clamp_min(1e-300), torch::zeros_like(f));
+  const auto d = 1.0 - unit.mm(unit.t());
+  const auto n = f.size(0);
+  const auto upper = torch::ones({n, n}, torch::kBool).triu(1);
+  return d.masked_select(upper);  // row-major i < j: scipy's pdist order
+}
+
+double rdm_similarity(const torch::Tensor& x, const torch::Tensor& y) {
+  const auto rx = cosine_rdm(x);
+  const auto ry = cosine_rdm(y);
+  SL_CHECK(x.size(0) == y.size(0), ShapeError, "rdm_similarity: ", x.size(0), " vs ", y.size(0), " samples");
+  SL_CHECK(x.size(0) >= 3, ShapeError, "rdm_similarity: need at least 3 samples");
+  return spearman(rx, ry);
+}
+
+double feature_split_stability(const torch::Tensor& x, const FeatureSplitOptions& o) {
+  SL_CHECK(o.splits() >= 1, ConfigError, "feature_split_stability: splits must be at least 1, got ", o.splits());
+  SL_CHECK(o.max_samples() >= 4, ConfigError, "feature_split_stability: max_samples must be at least 4, got ", o.max_samples());
+  const auto nan = std::numeric_limits<double>::quiet_NaN();
+  SL_CHECK(x.defined() && x.dim() >= 1, ShapeError, "feature_split_stability: undefined input");
+  if (x.size(0) < 4) return nan;
+  auto f = rows(x, "feature_split_stability");
+  const auto n = f.size(0), features = f.size(1);
+  if (features < 4) return nan;
+  auto gen = detail::make_generator(o.seed());
+  if (n > o.max_samples()) f = f.index_select(0, torch::randperm(n, gen, torch::kLong).narrow(0, 0, o.max_samples()));
+  const auto half = features / 2;
+  double total = 0.0;
+  std::int64_t used = 0;
+  for (std::int64_t s = 0; s < o.splits(); ++s) {
+    const auto perm = torch::randperm(features, gen, torch::kLong);
+    const auto ra = cosine_rdm(f.index_select(1, perm.narrow(0, 0, half)));
+    const auto rb = cosine_rdm(f.index_select(1, perm.narrow(0, half, half)));
+    if (ra.std().item<double>() < 1e-12 || rb.std().item<double>() < 1e-12) continue;
+    const double rho = spearman(ra, rb);
+    if (std::isnan(rho)) continue;
+    total += rho;
+    ++used;
+  }
+  return used > 0 ? total / static_cast<double>(used) : nan;
+}
+
+}  // namespace stablelearn::diagnostics
