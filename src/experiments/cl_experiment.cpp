@@ -524,4 +524,44 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   return result;
 }
 
+torch::Tensor ClRunView::logits(const torch::Tensor& x, std::int64_t task) const {
+  auto z = model->forward(x, model->weights());
+  if (!task_incremental) return z;
+  auto mask = torch::zeros({z.size(1)}, torch::kBool);
+  for (auto c : tasks.at(static_cast<std::size_t>(task)).classes) mask[c] = true;
+  return z.masked_fill(mask.to(z.device()).logical_not(), -std::numeric_limits<float>::infinity());
+}
+
+ClRunView load_cl_run(const std::filesystem::path& run) {
+  const auto cfg_path = run / "config.toml", ckpt_json = run / "checkpoint.json";
+  SL_CHECK(std::filesystem::exists(cfg_path), IoError, cfg_path.string(), ": missing (is this a `cl run` directory?)");
+  SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": missing (the run has not finished a task)");
+  const ClExperiment e(Config::from_file(cfg_path));
+  const auto& p = *e.p_;
+  json ck;
+  try {
+    ck = json::parse(read_file_text(ckpt_json));
+  } catch (const json::exception& ex) {
+    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", ex.what(), ")");
+  }
+  SL_CHECK(ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(), ": not a stablelearn CL checkpoint");
+  ClRunView v;
+  v.tasks = build_stream(p.stream);
+  v.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;
+  v.completed_tasks = ck.at("completed_tasks").get<std::int64_t>();
+  v.model = models::Classifier(p.model);
+  const auto file = run / ck.at("file").get<std::string>();
+  const auto tensors = io::read_npz(file);
+  torch::NoGradGuard no_grad;
+  const auto& w = v.model->weights();
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    const auto key = "model." + std::to_string(i);
+    SL_CHECK(tensors.count(key), DataError, file.string(), ": missing ", key);
+    const auto t = data::to_tensor(tensors.at(key));
+    SL_CHECK(t.sizes() == w[i].sizes(), DataError, file.string(), ": ", key, " has shape ", t.sizes(), ", expected ", w[i].sizes());
+    w[i].copy_(t);
+  }
+  return v;
+}
+
 }  // namespace stablelearn::experiments

@@ -201,3 +201,22 @@ TEST(ClExperiment, SmallCnnLearnsTaskIncrementalSplit) {
   EXPECT_GT(r.accuracy[0][0], 0.9);
   EXPECT_GT(r.accuracy[1][1], 0.85);
 }
+
+TEST(ClExperiment, LoadRunGivesTheTrainedModelAndStream) {
+  const auto dir = sl::testing::temp_dir("clload");
+  ClExperiment e(sl::Config::from_string(small_split("split-task", "name = \"finetune\"\n", 0)));
+  const auto r = e.run(dir, false);
+  const auto v = sl::experiments::load_cl_run(dir);
+  EXPECT_EQ(v.completed_tasks, 3);
+  ASSERT_EQ(v.tasks.size(), 3u);
+  EXPECT_TRUE(v.task_incremental);
+  // The loaded model reproduces the final accuracy of every task (same stream, same weights).
+  for (std::int64_t j = 0; j < 3; ++j) {
+    torch::NoGradGuard g;
+    const auto& t = v.tasks[static_cast<std::size_t>(j)].test;
+    const double acc = (v.logits(t.images, j).argmax(1) == t.labels).to(torch::kFloat64).mean().item<double>();
+    EXPECT_NEAR(acc, r.accuracy[2][static_cast<std::size_t>(j)], 1e-12) << j;
+  }
+  sl::testing::expect_error<sl::IoError>([&] { sl::experiments::load_cl_run(dir / "nope"); }, "config.toml");
+  std::filesystem::remove_all(dir);
+}

@@ -74,6 +74,8 @@ struct ClResult {
   std::vector<double> train_seconds;
 };
 
+struct ClRunView;
+
 class ClExperiment {
  public:
   /// Parses and validates the whole configuration (ConfigError naming the key on any problem)
@@ -88,9 +90,24 @@ class ClExperiment {
                const std::function<void(const ClProgress&)>& progress = {}, std::int64_t stop_after = -1);
 
  private:
+  friend ClRunView load_cl_run(const std::filesystem::path& run_dir);
   struct Impl;
   std::unique_ptr<Impl> p_;
 };
+
+/// A finished (or stopped) `cl run` loaded back for analysis (`stablelearn diagnose ... RUN`): the
+/// model with the weights of the last checkpoint, the stream rebuilt from the run's config.toml
+/// (same seeds, so the same tasks), and the masks a task-incremental run uses.
+struct ClRunView {
+  models::Classifier model{nullptr};
+  std::vector<data::ClTask> tasks;
+  std::int64_t completed_tasks = 0;
+  bool task_incremental = false;
+  /// Logits of images x of task `task` (masked to the task's classes in task-incremental runs).
+  torch::Tensor logits(const torch::Tensor& x, std::int64_t task) const;
+};
+/// Loads RUN/config.toml and RUN/checkpoint.json (+ its npz). IoError/DataError naming the file.
+ClRunView load_cl_run(const std::filesystem::path& run_dir);
 
 /// The stream kinds with one-line descriptions (for `stablelearn list streams`).
 std::vector<std::pair<std::string, std::string>> stream_kinds();
