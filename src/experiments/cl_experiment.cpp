@@ -16,6 +16,9 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/diagnostics/curvature.h"
+#include "stablelearn/diagnostics/eigen.h"
+#include "stablelearn/diagnostics/trace.h"
 #include "stablelearn/io/npz.h"
 #include "stablelearn/report/svg.h"
 #include "stablelearn/report/tensorboard.h"
@@ -63,12 +66,13 @@ struct ClExperiment::Impl {
   ClTrainOptions train;
   ClEvalOptions eval;
   ClOutputOptions out;
+  ClDiagnosticsOptions diag;
   Config strategy_cfg;
   std::string resolved;
 };
 
 ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
-  cfg.check_sections({"stream", "model", "strategy", "train", "eval", "output"});
+  cfg.check_sections({"stream", "model", "strategy", "train", "eval", "output", "diagnostics"});
   auto& p = *p_;
   {
     auto s = cfg.section("stream");
@@ -133,6 +137,24 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
     s.finish();
     SL_CHECK(p.out.log_every >= 1, ConfigError, "output.log_every: must be >= 1");
   }
+  {
+    auto s = cfg.section("diagnostics");
+    auto& d = p.diag;
+    d.every = s.get("every", d.every);
+    d.samples = s.get("samples", d.samples);
+    d.lanczos_steps = s.get("lanczos_steps", d.lanczos_steps);
+    d.trace_probes = s.get("trace_probes", d.trace_probes);
+    d.curvature = s.get("curvature", d.curvature);
+    s.finish();
+    SL_CHECK(d.every >= 0, ConfigError, "diagnostics.every: must be >= 0 (0 = off)");
+    SL_CHECK(d.samples >= 1, ConfigError, "diagnostics.samples: must be >= 1");
+    SL_CHECK(d.lanczos_steps >= 2, ConfigError, "diagnostics.lanczos_steps: must be >= 2");
+    SL_CHECK(d.trace_probes >= 0, ConfigError, "diagnostics.trace_probes: must be >= 0");
+    SL_CHECK(d.curvature == "hessian" || d.curvature == "ggn", ConfigError,
+             "diagnostics.curvature: expected hessian or ggn, got \"", d.curvature, "\"");
+    SL_CHECK(!(d.curvature == "ggn" && p.stream.stream.kind == data::StreamKind::SplitTaskIncremental), ConfigError,
+             "diagnostics.curvature = \"ggn\" uses unmasked logits; use \"hessian\" with task-incremental streams");
+  }
   ConfigWriter w;
   {
     auto s = cfg.section("strategy");
@@ -159,6 +181,11 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
   w.put("eval", "every", p.eval.every);
   w.put("eval", "subset", p.eval.subset);
   w.put("eval", "lca_beta", p.eval.lca_beta);
+  w.put("diagnostics", "every", p.diag.every);
+  w.put("diagnostics", "samples", p.diag.samples);
+  w.put("diagnostics", "lanczos_steps", p.diag.lanczos_steps);
+  w.put("diagnostics", "trace_probes", p.diag.trace_probes);
+  w.put("diagnostics", "curvature", p.diag.curvature);
   w.put("output", "tensorboard", p.out.tensorboard);
   w.put("output", "figures", p.out.figures);
   w.put("output", "log_every", p.out.log_every);
@@ -383,6 +410,48 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
     return mean / static_cast<double>(acc.size());
   };
 
+  // [diagnostics]: sharpness (and trace) of the training loss on fixed images of the current task.
+  std::vector<json> diag_rows;
+  if (resume && std::filesystem::exists(ckpt_json)) {
+    const auto ck = json::parse(read_file_text(ckpt_json));
+    if (ck.contains("diagnostics"))
+      for (const auto& r : ck.at("diagnostics")) diag_rows.push_back(r);
+  }
+  auto diagnose = [&](std::int64_t current) {
+    const auto& train = tasks[static_cast<std::size_t>(current)].train;
+    auto g = at::detail::createCPUGenerator(derive_seed(p.train.seed, current, 11));
+    const auto idx = torch::randperm(train.size(), g, torch::kInt64).narrow(0, 0, std::min(p.diag.samples, train.size()));
+    const auto x = train.images.index_select(0, idx).to(dev), y = train.labels.index_select(0, idx).to(dev);
+    const auto tid = torch::full({x.size(0)}, current, torch::kInt64).to(dev);
+    std::vector<diagnostics::Batch> batches{{x, y}};
+    std::unique_ptr<diagnostics::CurvatureOperator> op;
+    if (p.diag.curvature == "hessian")
+      op = std::make_unique<diagnostics::HessianOperator>(
+          ctx.params, [&](const diagnostics::Batch& b) { return cl::cross_entropy(ctx.logits(b.x, tid), b.y); }, batches);
+    else
+      op = std::make_unique<diagnostics::GaussNewtonOperator>(
+          ctx.params, [&](const torch::Tensor& xb) { return ctx.model->forward(xb); }, diagnostics::OutputLoss::CrossEntropy,
+          batches);
+    const auto steps = std::min<std::int64_t>(p.diag.lanczos_steps, op->dim());
+    const auto eig = diagnostics::lanczos(
+        *op, diagnostics::LanczosOptions().k(1).steps(steps).which(diagnostics::Spectrum::LargestAlgebraic).seed(derive_seed(p.train.seed, current, 12)));
+    json row{{"event", "diagnostics"}, {"task", current}, {"iteration", global_iter},
+             {"lambda_max", eig.eigenvalues[0].item<double>()}, {"two_over_lr", 2.0 / p.train.lr},
+             {"hvps", eig.matvecs}, {"curvature", p.diag.curvature}};
+    if (tb) tb->scalar("diag/lambda_max", row["lambda_max"].get<double>(), global_iter);
+    if (p.diag.trace_probes > 0) {
+      const auto tr = diagnostics::hutchinson_trace(
+          *op, diagnostics::TraceOptions().matvecs(p.diag.trace_probes).seed(derive_seed(p.train.seed, current, 13)));
+      row["trace"] = tr.estimate;
+      row["trace_se"] = tr.standard_error;
+      row["hvps"] = row["hvps"].get<std::int64_t>() + tr.matvecs;
+      if (tb) tb->scalar("diag/trace", tr.estimate, global_iter);
+    }
+    append_jsonl(metrics_path, row);
+    row.erase("event");
+    diag_rows.push_back(row);
+  };
+
   const std::int64_t last_task = stop_after > 0 ? std::min(T, first_task + stop_after) : T;
   double last_mean_acc = -1;
   for (std::int64_t i = first_task; i < last_task; ++i) {
@@ -403,6 +472,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
     const auto per_epoch = (n + p.train.batch_size - 1) / p.train.batch_size;
     const auto iterations = per_epoch * p.train.epochs;
     if (p.eval.every > 0 && global_iter == 0 && tracks.empty()) last_mean_acc = track(i);  // before the first update
+    if (p.diag.every > 0 && global_iter == 0 && diag_rows.empty()) diagnose(i);
     for (std::int64_t e = 0; e < p.train.epochs; ++e) {
       const auto order = torch::randperm(n, order_gen, torch::kInt64);
       for (std::int64_t b = 0; b < n; b += p.train.batch_size) {
@@ -430,6 +500,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
           if (tb) tb->scalar("train/loss", loss_value, global_iter);
         }
         if (p.eval.every > 0 && global_iter % p.eval.every == 0) last_mean_acc = track(i);
+        if (p.diag.every > 0 && global_iter % p.diag.every == 0) diagnose(i);
         if (progress)
           progress({i, T, ctx.task_iteration, iterations, loss_value, last_mean_acc,
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count()});
@@ -474,7 +545,8 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                                       {"init_accuracy", result.init_accuracy},
                                       {"train_seconds", result.train_seconds},
                                       {"boundaries", boundaries},
-                                      {"tracks", jt}}
+                                      {"tracks", jt},
+                                      {"diagnostics", diag_rows}}
                                      .dump());
     if (i > 0) std::filesystem::remove(run / ("checkpoint_task" + std::to_string(i - 1) + ".npz"), ec);
 
@@ -515,7 +587,30 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                               {"min_acc", num(tracker.min_acc())}, {"wc_acc", num(tracker.wc_acc())},
                               {"wf10", tracker.windowed_forgetting(0)}, {"wf100", tracker.windowed_forgetting(1)},
                               {"lca", num(tracker.lca())}, {"tracking_steps", tracker.steps()}};
+    if (p.diag.every > 0 && !diag_rows.empty()) {
+      double peak = 0;
+      for (const auto& r : diag_rows) peak = std::max(peak, r.at("lambda_max").get<double>());
+      summary["diagnostics"] = {{"every", p.diag.every}, {"curvature", p.diag.curvature}, {"last", diag_rows.back()},
+                                {"max_lambda_max", peak}, {"two_over_lr", 2.0 / p.train.lr}};
+    }
     write_file_atomic(run / "summary.json", summary.dump(1));
+    if (p.out.figures && p.diag.every > 0 && diag_rows.size() > 1) {
+      std::vector<std::pair<double, double>> pts;
+      double ymax = 2.0 / p.train.lr;
+      for (const auto& r : diag_rows) {
+        pts.emplace_back(r.at("iteration").get<double>(), r.at("lambda_max").get<double>());
+        ymax = std::max(ymax, pts.back().second);
+      }
+      report::SvgPlot plot(800, 400);
+      plot.set_range(0, std::max(1.0, pts.back().first), 0, ymax * 1.1);
+      plot.title(fmt::format("sharpness: top {} eigenvalue of the training loss on task samples", p.diag.curvature));
+      plot.labels("iteration", "lambda_max");
+      plot.polyline({{0.0, 2.0 / p.train.lr}, {std::max(1.0, pts.back().first), 2.0 / p.train.lr}}, "#d62728", 1.0);
+      plot.legend("2 / lr (GD stability bound)", "#d62728");
+      plot.polyline(pts, "#1f77b4", 1.5);
+      plot.legend("lambda_max", "#1f77b4");
+      plot.save((run / "sharpness.svg").string());
+    }
     if (p.out.figures && !tracks.empty())
       write_curves_svg(run / "accuracy_curves.svg", tracks, T, boundaries,
                        fmt::format("{} on {}: per-task accuracy during training", strategy->name(),

@@ -220,3 +220,52 @@ TEST(ClExperiment, LoadRunGivesTheTrainedModelAndStream) {
   sl::testing::expect_error<sl::IoError>([&] { sl::experiments::load_cl_run(dir / "nope"); }, "config.toml");
   std::filesystem::remove_all(dir);
 }
+
+TEST(ClExperiment, DiagnosticsTableTracksSharpnessOfTheTrainingLoss) {
+  // Softmax regression (no hidden layer) on one split task, 576 images, 18 iterations; λ_max every
+  // 6 iterations on all 576 images, so the last row (iteration 18) is the Hessian of the full
+  // training loss at the checkpoint's weights.
+  const auto dir = sl::testing::temp_dir("cldiag");
+  const std::string text =
+      "[stream]\nkind = \"split-class\"\ntasks = 1\ntrain_per_task = 576\ntest_per_task = 100\n[model]\nhidden = []\n"
+      "[strategy]\nname = \"finetune\"\n[train]\nepochs = 1\nbatch_size = 32\nlr = 0.05\n"
+      "[diagnostics]\nevery = 6\nsamples = 576\nlanczos_steps = 25\ntrace_probes = 20\n";
+  ClExperiment e(sl::Config::from_string(text));
+  e.run(dir, false);
+  std::vector<json> rows;
+  for (const auto& r : read_jsonl(dir / "metrics.jsonl"))
+    if (r["event"] == "diagnostics") rows.push_back(r);
+  ASSERT_EQ(rows.size(), 4u);  // iterations 0, 6, 12, 18
+  EXPECT_EQ(rows[3]["iteration"].get<int>(), 18);
+  EXPECT_DOUBLE_EQ(rows[0]["two_over_lr"].get<double>(), 40.0);
+  EXPECT_TRUE(std::filesystem::exists(dir / "sharpness.svg"));
+  const auto s = json::parse(sl::read_file_text(dir / "summary.json"));
+  EXPECT_EQ(s["diagnostics"]["last"]["iteration"].get<int>(), 18);
+
+  // Closed form, no autograd: H = (1/N) Σ_i (diag p_i − p_i p_iᵀ) ⊗ x̃_i x̃_iᵀ with x̃ = [x; 1]. Its
+  // product with V = [W_v | b_v] (10 × 785) is (1/N) Σ_i (p_i ∘ z_i − p_i (p_iᵀ z_i)) x̃_iᵀ, z_i = V x̃_i.
+  const auto v = sl::experiments::load_cl_run(dir);
+  const auto& tr = v.tasks[0].train;
+  const auto x = torch::cat({tr.images.flatten(1), torch::ones({tr.size(), 1})}, 1).to(torch::kFloat64);  // [N, 785]
+  const auto w = torch::cat({v.model->weights()[0], v.model->weights()[1].unsqueeze(1)}, 1).to(torch::kFloat64);
+  const auto p = torch::softmax(x.matmul(w.t()), 1);  // [N, 10]
+  const auto n = static_cast<double>(tr.size());
+  auto hv = [&](const torch::Tensor& V) {
+    const auto z = x.matmul(V.t());
+    const auto a = p * z - p * (p * z).sum(1, true);
+    return a.t().matmul(x) / n;
+  };
+  torch::manual_seed(1);
+  auto q = torch::randn({10, 785}, torch::kFloat64);
+  double lam = 0;
+  for (int it = 0; it < 500; ++it) {
+    auto hq = hv(q);
+    lam = (hq * q).sum().item<double>() / (q * q).sum().item<double>();
+    q = hq / hq.norm();
+  }
+  EXPECT_NEAR(rows[3]["lambda_max"].get<double>(), lam, 1e-3 * lam);
+  // Trace: Σ over classes and features of diag(H) = (1/N) Σ_i Σ_c p_ic (1 − p_ic) ‖x̃_i‖².
+  const double trace = ((p * (1 - p)).sum(1) * x.pow(2).sum(1)).sum().item<double>() / n;
+  EXPECT_NEAR(rows[3]["trace"].get<double>(), trace, 4 * rows[3]["trace_se"].get<double>() + 1e-9);
+  std::filesystem::remove_all(dir);
+}

@@ -9,6 +9,7 @@
 //   [train]      epochs, batch_size, lr, optimizer = "sgd" | "adam", momentum, seed, device
 //   [eval]       every (continual evaluation period in iterations, 0 = task ends only),
 //                subset (samples per task, fixed and seeded), lca_beta
+//   [diagnostics] every, samples, lanczos_steps, trace_probes, curvature (sharpness during training)
 //   [output]     tensorboard, figures, log_every
 //
 // Run directory: config.toml (resolved), metrics.jsonl (one row per training log, tracking step
@@ -44,6 +45,19 @@ struct ClEvalOptions {
   std::int64_t every = 0;     ///< continual evaluation period in iterations (0 = task ends only)
   std::int64_t subset = 1000; ///< evaluation samples per task for continual evaluation
   std::int64_t lca_beta = 10;
+};
+
+/// [diagnostics]: curvature of the training loss tracked during training (the stability lab,
+/// docs/diagnostics.md). Every `every` iterations (and before the first update) the Hessian (or
+/// Gauss–Newton matrix) of the cross-entropy on `samples` fixed, seeded training images of the
+/// current task: λ_max by Lanczos (`lanczos_steps`) against the GD stability bound 2/η, and, with
+/// `trace_probes` > 0, the Hutchinson trace with its standard error.
+struct ClDiagnosticsOptions {
+  std::int64_t every = 0;            ///< 0 = off
+  std::int64_t samples = 256;
+  std::int64_t lanczos_steps = 20;
+  std::int64_t trace_probes = 0;
+  std::string curvature = "hessian";  ///< hessian | ggn
 };
 
 struct ClOutputOptions {
