@@ -1,90 +1,224 @@
-// stablelearn diagnose ...: curvature diagnostics (docs/diagnostics.md) on the built-in toy
-// regression problem (diagnostics/toy_problem.h), optionally after some full-batch GD steps.
-// Each command prints one JSON object on stdout.
+// stablelearn diagnose ...: curvature, spectra and training-dynamics diagnostics
+// (docs/diagnostics.md). The curvature commands (hessian, trace, density, stability) and spectra run
+// either on a finished `cl run` directory (RUN: the trained classifier with the cross-entropy of one
+// task's training images) or, without RUN or with --toy, on the built-in toy regression problem
+// (diagnostics/toy_problem.h). edge-of-stability, sgd-minimum, trajectory and intrinsic-dim are the
+// small experiments of docs/diagnostics.md. Each command prints one JSON object on stdout.
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <map>
 #include <memory>
+#include <numeric>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
 
 #include "commands.h"
+#include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/data/cl_streams.h"
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/density.h"
 #include "stablelearn/diagnostics/eigen.h"
+#include "stablelearn/diagnostics/intrinsic_dimension.h"
+#include "stablelearn/diagnostics/spectra.h"
 #include "stablelearn/diagnostics/stability.h"
 #include "stablelearn/diagnostics/toy_problem.h"
 #include "stablelearn/diagnostics/trace.h"
+#include "stablelearn/diagnostics/trajectory.h"
+#include "stablelearn/experiments/cl_experiment.h"
+#include "stablelearn/models/classifier.h"
 
 namespace stablelearn::cli {
 namespace {
 
 namespace dg = diagnostics;
+namespace fs = std::filesystem;
+namespace F = torch::nn::functional;
 
-/// Options of the problem every diagnose command analyses.
+constexpr std::int64_t kToySamples = 128, kToyBatch = 32, kRunSamples = 1000;
+constexpr double kToyLr = 0.2;
+
+/// Options of the problem every curvature command analyses. 0 for samples / batch size / lr means
+/// "the problem's default" (toy: 128 / 32 / 0.2; RUN: 1000 / the run's train.batch_size / train.lr).
 struct ProblemArgs {
-  std::int64_t inputs = 2, hidden = 16, samples = 128, batch_size = 32, train_steps = 200;
-  double learning_rate = 0.2;
+  std::string run;  ///< `cl run` directory; empty = toy problem
+  bool toy = false;
+  std::int64_t task = 0;
+  std::int64_t inputs = 2, hidden = 16, samples = 0, batch_size = 0, train_steps = 200;
+  double learning_rate = 0.0;
   std::uint64_t seed = 0;
   std::string op = "hessian";
 };
 
-void add_problem_options(CLI::App* cmd, ProblemArgs& a) {
-  cmd->add_option("--inputs", a.inputs, "Input dimension of the toy MLP")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--hidden", a.hidden, "Hidden width of the toy MLP")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--samples", a.samples, "Training samples N")->capture_default_str()->check(CLI::Range(2, 1 << 30));
-  cmd->add_option("--batch-size", a.batch_size, "Batch size B (HVP batching and the SGD stability check)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--train-steps", a.train_steps, "Full-batch GD steps before the diagnostic (0 = at initialisation)")
+void add_problem_options(CLI::App* cmd, ProblemArgs& a, bool with_operator = true) {
+  cmd->add_option("run", a.run, "A `stablelearn cl run` directory (omit, or give --toy, for the toy regression problem)");
+  cmd->add_flag("--toy", a.toy, "Use the built-in toy regression MLP (the default when no RUN is given)");
+  cmd->add_option("--task", a.task, "RUN: the task J whose training images define the loss (0-based)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--lr", a.learning_rate, "GD learning rate η (also the η of the stability thresholds)")
-      ->capture_default_str()
+  cmd->add_option("--samples", a.samples, "Training samples N (the first N of the task; default toy 128, RUN 1000)")
+      ->check(CLI::Range(2, 1 << 30));
+  cmd->add_option("--batch-size", a.batch_size,
+                  "Batch size B of the curvature products and of the SGD stability check (default toy 32, RUN the run's "
+                  "train.batch_size)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", a.seed, "Seed of the problem and of the random probes")->capture_default_str();
-  cmd->add_option("--operator", a.op, "Curvature operator: hessian, ggn (Gauss-Newton) or fisher (empirical Fisher)")
+  cmd->add_option("--lr", a.learning_rate,
+                  "Learning rate eta of the stability thresholds (default toy 0.2, RUN the run's train.lr); toy: also the "
+                  "rate of the GD steps before the diagnostic")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", a.seed, "Seed of the toy problem and of the random probes")->capture_default_str();
+  cmd->add_option("--inputs", a.inputs, "Toy: input dimension")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--hidden", a.hidden, "Toy: hidden width")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--train-steps", a.train_steps, "Toy: full-batch GD steps before the diagnostic (0 = at initialisation)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"hessian", "ggn", "fisher"}));
+      ->check(CLI::NonNegativeNumber);
+  if (with_operator)
+    cmd->add_option("--operator", a.op, "Curvature operator: hessian, ggn (Gauss-Newton) or fisher (empirical Fisher)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"hessian", "ggn", "fisher"}));
 }
 
+/// The model, data and loss a curvature command works on.
 struct Prepared {
-  dg::ToyProblem problem;
-  std::unique_ptr<dg::CurvatureOperator> op;
+  std::vector<torch::Tensor> params;
+  std::vector<dg::Batch> batches;
+  dg::LossFn loss;
+  dg::OutputFn model;
+  dg::OutputLoss output_loss = dg::OutputLoss::MeanSquaredError;
+  std::vector<std::pair<std::string, torch::Tensor>> linear_weights;  ///< for spectra
+  std::int64_t samples = 0, batch_size = 0;
+  double learning_rate = 0.0;
   nlohmann::json info;
+  std::shared_ptr<void> owner;  ///< keeps the toy problem / the loaded run alive
+
+  std::unique_ptr<dg::CurvatureOperator> make_operator(const std::string& op) const {
+    if (op == "hessian") return std::make_unique<dg::HessianOperator>(params, loss, batches);
+    if (op == "ggn") return std::make_unique<dg::GaussNewtonOperator>(params, model, output_loss, batches);
+    return std::make_unique<dg::EmpiricalFisherOperator>(params, loss, batches);
+  }
 };
 
-Prepared prepare(const ProblemArgs& a) {
-  SL_CHECK(a.batch_size <= a.samples, UsageError, "--batch-size ", a.batch_size, " exceeds --samples ", a.samples);
-  Prepared p{dg::make_toy_problem(dg::ToyProblemOptions()
-                                      .inputs(a.inputs)
-                                      .hidden(a.hidden)
-                                      .samples(a.samples)
-                                      .batch_size(a.batch_size)
-                                      .seed(a.seed)),
-             nullptr,
-             {}};
-  const auto losses = p.problem.train_gd(a.train_steps, a.learning_rate);
-  if (a.op == "hessian") {
-    p.op = std::make_unique<dg::HessianOperator>(p.problem.params, p.problem.loss, p.problem.batches);
-  } else if (a.op == "ggn") {
-    p.op = std::make_unique<dg::GaussNewtonOperator>(p.problem.params, p.problem.model, dg::OutputLoss::MeanSquaredError,
-                                                     p.problem.batches);
-  } else {
-    p.op = std::make_unique<dg::EmpiricalFisherOperator>(p.problem.params, p.problem.loss, p.problem.batches);
+std::vector<dg::Batch> make_batches(const torch::Tensor& x, const torch::Tensor& y, std::int64_t batch) {
+  std::vector<dg::Batch> out;
+  for (std::int64_t s = 0; s < x.size(0); s += batch) {
+    const auto e = std::min(s + batch, x.size(0));
+    out.push_back({x.slice(0, s, e), y.slice(0, s, e)});
   }
+  return out;
+}
+
+Prepared prepare_toy(const ProblemArgs& a) {
+  Prepared p;
+  p.samples = a.samples > 0 ? a.samples : kToySamples;
+  p.batch_size = a.batch_size > 0 ? a.batch_size : std::min(kToyBatch, p.samples);
+  p.learning_rate = a.learning_rate > 0 ? a.learning_rate : kToyLr;
+  SL_CHECK(p.batch_size <= p.samples, UsageError, "--batch-size ", p.batch_size, " exceeds --samples ", p.samples);
+  auto problem = std::make_shared<dg::ToyProblem>(dg::make_toy_problem(dg::ToyProblemOptions()
+                                                                            .inputs(a.inputs)
+                                                                            .hidden(a.hidden)
+                                                                            .samples(p.samples)
+                                                                            .batch_size(p.batch_size)
+                                                                            .seed(a.seed)));
+  const auto losses = problem->train_gd(a.train_steps, p.learning_rate);
+  p.params = problem->params;
+  p.batches = problem->batches;
+  p.loss = problem->loss;
+  p.model = problem->model;
+  p.output_loss = dg::OutputLoss::MeanSquaredError;
+  p.linear_weights = {{"layer_0.weight", problem->params[0]}, {"layer_1.weight", problem->params[2]}};
+  p.owner = problem;
   p.info = {{"problem", "toy tanh MLP regression"},
-            {"parameters", p.op->dim()},
-            {"samples", a.samples},
-            {"batch_size", a.batch_size},
+            {"parameters", dg::total_numel(p.params)},
+            {"samples", p.samples},
+            {"batch_size", p.batch_size},
             {"train_steps", a.train_steps},
-            {"learning_rate", a.learning_rate},
+            {"learning_rate", p.learning_rate},
             {"seed", a.seed},
-            {"operator", a.op},
             {"initial_loss", losses.front()},
             {"loss", losses.back()}};
   return p;
+}
+
+Prepared prepare_run(const ProblemArgs& a) {
+  SL_CHECK(fs::is_directory(a.run), IoError, a.run, ": no such run directory");
+  auto view = std::make_shared<experiments::ClRunView>(experiments::load_cl_run(a.run));
+  const auto tasks = static_cast<std::int64_t>(view->tasks.size());
+  SL_CHECK(a.task >= 0 && a.task < tasks, UsageError, "--task ", a.task, " is out of range: the run has ", tasks,
+           " tasks (0..", tasks - 1, ")");
+  const auto config = Config::from_file(fs::path(a.run) / "config.toml");
+  auto train = config.section("train");
+  Prepared p;
+  const auto& task = view->tasks[static_cast<std::size_t>(a.task)];
+  p.samples = std::min(a.samples > 0 ? a.samples : kRunSamples, task.train.size());
+  SL_CHECK(p.samples >= 2, DataError, "task ", a.task, " has ", task.train.size(), " training images; need at least 2");
+  p.batch_size = std::min(a.batch_size > 0 ? a.batch_size : train.get("batch_size", std::int64_t{128}), p.samples);
+  p.learning_rate = a.learning_rate > 0 ? a.learning_rate : train.get("lr", 0.01);
+
+  // Curvature in float64 (the run trained in float32; the weights are converted, not retrained).
+  view->model->eval();
+  view->model->to(torch::kFloat64);
+  auto x = task.train.images.slice(0, 0, p.samples).to(torch::kFloat64);
+  auto y = task.train.labels.slice(0, 0, p.samples).to(torch::kInt64);
+  // Task-incremental runs: the head of task J is the columns of its classes (the masked logits of
+  // ClRunView::logits without the −∞, whose double backward would give NaN); labels become indices
+  // into those columns.
+  torch::Tensor columns;
+  if (view->task_incremental) {
+    columns = torch::tensor(task.classes, torch::kInt64);
+    auto lut = torch::full({view->model->options().classes}, -1, torch::kInt64);
+    for (std::size_t i = 0; i < task.classes.size(); ++i) lut[task.classes[i]] = static_cast<std::int64_t>(i);
+    y = lut.index_select(0, y);
+  }
+  auto model = view->model;
+  p.model = [model, columns](const torch::Tensor& in) {
+    auto z = model->forward(in, model->weights());
+    return columns.defined() ? z.index_select(1, columns) : z;
+  };
+  auto f = p.model;
+  p.loss = [f](const dg::Batch& b) { return F::cross_entropy(f(b.x), b.y); };
+  p.output_loss = dg::OutputLoss::CrossEntropy;
+  p.params = model->weights();
+  for (auto& w : p.params) w.requires_grad_(true);
+  p.batches = make_batches(x, y, p.batch_size);
+  const auto& entries = model->layout().entries();
+  for (auto i : model->linear_weight_indices()) p.linear_weights.push_back({entries[i].name, p.params[i]});
+  p.owner = view;
+
+  double loss = 0, accuracy = 0;
+  {
+    torch::NoGradGuard ng;
+    const auto z = f(x);
+    loss = F::cross_entropy(z, y).item<double>();
+    accuracy = z.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
+  }
+  p.info = {{"problem", "cl run"},
+            {"run", a.run},
+            {"model", model->options().kind},
+            {"task", a.task},
+            {"tasks", tasks},
+            {"completed_tasks", view->completed_tasks},
+            {"task_classes", task.classes},
+            {"task_incremental", view->task_incremental},
+            {"parameters", dg::total_numel(p.params)},
+            {"samples", p.samples},
+            {"batch_size", p.batch_size},
+            {"learning_rate", p.learning_rate},
+            {"seed", a.seed},
+            {"loss", loss},
+            {"accuracy", accuracy}};
+  return p;
+}
+
+Prepared prepare(const ProblemArgs& a) {
+  SL_CHECK(!(a.toy && !a.run.empty()), UsageError, "give either RUN or --toy, not both");
+  return a.run.empty() ? prepare_toy(a) : prepare_run(a);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -96,10 +230,152 @@ std::vector<double> to_vector(const torch::Tensor& t) {
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
 }
 
+nlohmann::json stability_json(const dg::StabilityReport& s) {
+  return {{"lambda_max", s.lambda_max},
+          {"lambda_residual", s.lambda_residual},
+          {"trace", s.trace},
+          {"trace_stderr", s.trace_stderr},
+          {"frobenius", s.frobenius},
+          {"gd_threshold", s.gd_threshold},
+          {"sharpness_ratio", s.sharpness_ratio},
+          {"gd_stable", s.gd_stable()},
+          {"p", s.p},
+          {"trace_threshold", s.p > 0 ? nlohmann::json(s.trace_threshold) : nlohmann::json(nullptr)},
+          {"trace_ratio", s.trace_ratio},
+          {"sgd_trace_condition", s.sgd_trace_condition()},
+          {"frobenius_scaled", s.frobenius_scaled},
+          {"matvecs", s.matvecs}};
+}
+
+double top_eigenvalue(const dg::CurvatureOperator& op, std::int64_t steps, std::uint64_t seed) {
+  const auto r = dg::lanczos(op, dg::LanczosOptions().k(1).steps(std::min(steps, op.dim())).which(dg::Spectrum::LargestAlgebraic).seed(seed));
+  return r.eigenvalues[0].item<double>();
+}
+
+std::vector<std::int64_t> parse_list(const std::string& text, const char* what) {
+  std::vector<std::int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t pos = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &pos);
+    } catch (const std::exception&) {
+      pos = 0;
+    }
+    SL_CHECK(pos == item.size() && !item.empty() && v > 0, UsageError, what, ": '", item, "' is not a positive integer");
+    out.push_back(v);
+  }
+  SL_CHECK(!out.empty(), UsageError, what, ": empty list");
+  return out;
+}
+
+/// A Fashion-MNIST subset and an MLP classifier, for the SGD experiments (sgd-minimum, trajectory,
+/// intrinsic-dim).
+struct FmnistArgs {
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::int64_t samples = 1000, test_samples = 1000;
+  std::string hidden = "50";
+  std::uint64_t seed = 0;
+};
+
+void add_fmnist_options(CLI::App* cmd, FmnistArgs& a) {
+  cmd->add_option("--data-dir", a.data_dir, "Fashion-MNIST IDX files")->capture_default_str();
+  cmd->add_option("--samples", a.samples, "Training images N (the first N of the training set)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 60000));
+  cmd->add_option("--test-samples", a.test_samples, "Test images (the first of the test set)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  cmd->add_option("--hidden", a.hidden, "Hidden widths of the MLP, comma-separated")->capture_default_str();
+  cmd->add_option("--seed", a.seed, "Seed of the initialisation, the batch order and the probes")->capture_default_str();
+}
+
+struct FmnistProblem {
+  models::Classifier model{nullptr};
+  std::vector<torch::Tensor> params;
+  torch::Tensor x, y, x_test, y_test;  ///< images [N, 1, 28, 28] and int64 labels
+  /// mse: ½‖f − onehot‖² over the 10 logits; ce: cross-entropy; mse-scalar: a scalar-output
+  /// network f = first logit, ½(f − t)² with t = +1 for classes 0–4 and −1 for 5–9 (rank-one
+  /// per-sample Hessians at interpolation, the setting of the trace condition).
+  std::string loss_name;
+
+  static torch::Tensor scalar_target(const torch::Tensor& labels, torch::Dtype dtype) {
+    return labels.lt(5).to(dtype) * 2.0 - 1.0;
+  }
+  torch::Tensor loss_of(const torch::Tensor& z, const torch::Tensor& labels) const {
+    if (loss_name == "ce") return F::cross_entropy(z, labels);
+    if (loss_name == "mse-scalar") return 0.5 * (z.select(1, 0) - scalar_target(labels, z.scalar_type())).pow(2).mean();
+    const auto target = torch::one_hot(labels, z.size(1)).to(z.dtype());
+    return 0.5 * (z - target).pow(2).sum(1).mean();
+  }
+  dg::LossFn loss_fn() const {
+    const auto self = *this;
+    return [self](const dg::Batch& b) { return self.loss_of(self.model->forward(b.x, self.model->weights()), b.y); };
+  }
+  double accuracy(const torch::Tensor& images, const torch::Tensor& labels) const {
+    torch::NoGradGuard ng;
+    const auto z = model->forward(images, model->weights());
+    if (loss_name == "mse-scalar") return z.select(1, 0).gt(0).eq(labels.lt(5)).to(torch::kFloat64).mean().item<double>();
+    return z.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
+  }
+  double full_loss() const {
+    torch::NoGradGuard ng;
+    return loss_of(model->forward(x, model->weights()), y).item<double>();
+  }
+};
+
+FmnistProblem make_fmnist_problem(const FmnistArgs& a, const std::string& loss, torch::Dtype dtype) {
+  const auto data = data::load_fashion_mnist(a.data_dir);
+  FmnistProblem p;
+  p.loss_name = loss;
+  p.x = data.train.images.slice(0, 0, std::min(a.samples, data.train.size())).to(dtype);
+  p.y = data.train.labels.slice(0, 0, p.x.size(0));
+  p.x_test = data.test.images.slice(0, 0, std::min(a.test_samples, data.test.size())).to(dtype);
+  p.y_test = data.test.labels.slice(0, 0, p.x_test.size(0));
+  models::ClassifierOptions o;
+  o.hidden = parse_list(a.hidden, "--hidden");
+  torch::manual_seed(a.seed);
+  p.model = models::Classifier(o);
+  p.model->to(dtype);
+  p.params = p.model->weights();
+  return p;
+}
+
+/// Minibatch SGD (batches of B drawn without replacement, reshuffled every epoch) with a callback
+/// every `every` steps (and at step 0 and at the end). Returns the steps taken.
+std::int64_t train_sgd(FmnistProblem& p, std::int64_t epochs, std::int64_t batch, double lr, std::uint64_t seed,
+                       std::int64_t every, const std::function<void(std::int64_t)>& callback) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto n = p.x.size(0);
+  std::int64_t step = 0;
+  if (callback) callback(0);
+  for (std::int64_t e = 0; e < epochs; ++e) {
+    const auto perm = torch::randperm(n, gen, torch::kInt64);
+    for (std::int64_t s = 0; s + batch <= n; s += batch) {
+      const auto idx = perm.slice(0, s, s + batch);
+      const auto l = p.loss_of(p.model->forward(p.x.index_select(0, idx)), p.y.index_select(0, idx));
+      const auto g = torch::autograd::grad({l}, p.params);
+      {
+        torch::NoGradGuard ng;
+        for (std::size_t i = 0; i < p.params.size(); ++i) p.params[i].sub_(g[i], lr);
+      }
+      ++step;
+      if (callback && every > 0 && step % every == 0) callback(step);
+    }
+  }
+  if (callback && (every <= 0 || step % every != 0)) callback(step);
+  return step;
+}
+
+void write_json(const nlohmann::json& out) { std::cout << out.dump(2) << "\n"; }
+
 }  // namespace
 
 void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
-  auto* diag = app.add_subcommand("diagnose", "Curvature diagnostics: Hessian eigenvalues, trace, spectral density");
+  auto* diag = app.add_subcommand(
+      "diagnose", "Curvature, weight-spectrum and training-dynamics diagnostics of a `cl run` directory or the toy problem");
   diag->require_subcommand(1);
 
   // diagnose hessian
@@ -117,44 +393,36 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   hess->add_option("--iterations", h->iterations, "Lanczos steps / power iterations per eigenvalue (capped at D)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  hess->footer("Example: stablelearn diagnose hessian -k 5 --train-steps 300 --lr 1.0   (edge of stability: eta*lmax/2 ~ 1)");
+  hess->footer(
+      "Examples:\n  stablelearn diagnose hessian runs/split_ewc --task 1 --samples 1000 -k 5\n"
+      "  stablelearn diagnose hessian -k 5 --train-steps 300 --lr 1.0   (toy: edge of stability, eta*lmax/2 ~ 1)");
   reg.add(hess, [h]() {
     auto p = prepare(h->problem);
+    auto op = p.make_operator(h->problem.op);
     const auto t0 = std::chrono::steady_clock::now();
-    SL_CHECK(h->k <= p.op->dim(), UsageError, "-k ", h->k, " exceeds the ", p.op->dim(), " parameters");
+    SL_CHECK(h->k <= op->dim(), UsageError, "-k ", h->k, " exceeds the ", op->dim(), " parameters");
     dg::EigenResult r;
     if (h->method == "lanczos") {
-      const auto steps = std::min(std::max(h->iterations, h->k), p.op->dim());
-      r = dg::lanczos(*p.op, dg::LanczosOptions().k(h->k).steps(steps).which(dg::Spectrum::LargestAlgebraic).seed(h->problem.seed));
+      const auto steps = std::min(std::max(h->iterations, h->k), op->dim());
+      r = dg::lanczos(*op, dg::LanczosOptions().k(h->k).steps(steps).which(dg::Spectrum::LargestAlgebraic).seed(h->problem.seed));
     } else {
-      r = dg::power_iteration(*p.op, dg::PowerIterationOptions().k(h->k).max_iter(h->iterations).seed(h->problem.seed));
+      r = dg::power_iteration(*op, dg::PowerIterationOptions().k(h->k).max_iter(h->iterations).seed(h->problem.seed));
     }
-    const auto s = dg::stability_check(*p.op, dg::StabilityOptions()
-                                                  .learning_rate(h->problem.learning_rate)
-                                                  .batch_size(h->problem.batch_size)
-                                                  .num_samples(h->problem.samples)
-                                                  .seed(h->problem.seed));
+    const auto s = dg::stability_check(*op, dg::StabilityOptions()
+                                                .learning_rate(p.learning_rate)
+                                                .batch_size(p.batch_size)
+                                                .num_samples(p.samples)
+                                                .seed(h->problem.seed));
     nlohmann::json out = p.info;
+    out["operator"] = h->problem.op;
     out["method"] = h->method;
     out["eigenvalues"] = to_vector(r.eigenvalues);
     out["residuals"] = to_vector(r.residuals);
     out["matvecs"] = r.matvecs;
     out["converged"] = r.converged;
-    out["stability"] = {{"lambda_max", s.lambda_max},
-                        {"trace", s.trace},
-                        {"trace_stderr", s.trace_stderr},
-                        {"frobenius", s.frobenius},
-                        {"gd_threshold", s.gd_threshold},
-                        {"sharpness_ratio", s.sharpness_ratio},
-                        {"gd_stable", s.gd_stable()},
-                        {"p", s.p},
-                        {"trace_threshold", s.p > 0 ? nlohmann::json(s.trace_threshold) : nlohmann::json(nullptr)},
-                        {"trace_ratio", s.trace_ratio},
-                        {"sgd_trace_condition", s.sgd_trace_condition()},
-                        {"frobenius_scaled", s.frobenius_scaled},
-                        {"matvecs", s.matvecs}};
+    out["stability"] = stability_json(s);
     out["seconds"] = seconds_since(t0);
-    std::cout << out.dump(2) << "\n";
+    write_json(out);
     return 0;
   });
 
@@ -163,6 +431,7 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     ProblemArgs problem;
     std::int64_t matvecs = 100;
     std::string estimator = "hutchpp";
+    bool exact = false;
   };
   auto t = std::make_shared<TraceArgs>();
   auto* trace = diag->add_subcommand("trace", "Stochastic trace of the curvature operator (Hutchinson or Hutch++) with its standard error");
@@ -171,21 +440,30 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   trace->add_option("--estimator", t->estimator, "hutchpp or hutchinson")
       ->capture_default_str()
       ->check(CLI::IsMember({"hutchpp", "hutchinson"}));
-  trace->footer("For --operator ggn the exact trace (per-sample Jacobians) is printed too.");
+  trace->add_flag("--exact", t->exact,
+                  "Also the exact trace for --operator ggn|fisher (per-sample Jacobians: N*classes backward passes; always "
+                  "on the toy problem)");
+  trace->footer(
+      "Examples:\n  stablelearn diagnose trace runs/split_ewc --task 0 --operator ggn --samples 200 --exact\n"
+      "  stablelearn diagnose trace --operator ggn   (toy: Hutch++ next to the exact trace)");
   reg.add(trace, [t]() {
     auto p = prepare(t->problem);
+    auto op = p.make_operator(t->problem.op);
     const auto t0 = std::chrono::steady_clock::now();
     const auto o = dg::TraceOptions().matvecs(t->matvecs).seed(t->problem.seed);
-    const auto r = t->estimator == "hutchpp" ? dg::hutchpp_trace(*p.op, o) : dg::hutchinson_trace(*p.op, o);
+    const auto r = t->estimator == "hutchpp" ? dg::hutchpp_trace(*op, o) : dg::hutchinson_trace(*op, o);
     nlohmann::json out = p.info;
+    out["operator"] = t->problem.op;
     out["estimator"] = t->estimator;
     out["estimate"] = r.estimate;
     out["standard_error"] = r.standard_error;
     out["matvecs"] = r.matvecs;
-    if (const auto* g = dynamic_cast<const dg::GaussNewtonOperator*>(p.op.get())) out["exact_trace"] = g->exact_trace();
-    if (const auto* f = dynamic_cast<const dg::EmpiricalFisherOperator*>(p.op.get())) out["exact_trace"] = f->exact_trace();
+    if (t->exact || t->problem.run.empty()) {
+      if (const auto* g = dynamic_cast<const dg::GaussNewtonOperator*>(op.get())) out["exact_trace"] = g->exact_trace();
+      if (const auto* f = dynamic_cast<const dg::EmpiricalFisherOperator*>(op.get())) out["exact_trace"] = f->exact_trace();
+    }
     out["seconds"] = seconds_since(t0);
-    std::cout << out.dump(2) << "\n";
+    write_json(out);
     return 0;
   });
 
@@ -204,18 +482,30 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   dens->add_option("--grid", d->opt.grid_points(), "Grid points")->capture_default_str()->check(CLI::Range(2, 1 << 24));
   dens->add_option("--sigma", d->opt.sigma(), "Gaussian broadening (0 = range / lanczos-steps)")->capture_default_str()->check(CLI::NonNegativeNumber);
   dens->add_option("--out", d->out, "Write the density as CSV (columns: eigenvalue,density)");
+  dens->footer(
+      "Examples:\n  stablelearn diagnose density runs/split_ewc --task 0 --runs 5 --lanczos-steps 60 --out density.csv\n"
+      "  stablelearn diagnose density --operator ggn --out toy_density.csv");
   reg.add(dens, [d]() {
     auto p = prepare(d->problem);
+    auto op = p.make_operator(d->problem.op);
     const auto t0 = std::chrono::steady_clock::now();
     auto opt = d->opt;
     opt.seed(d->problem.seed);
-    const auto r = dg::spectral_density(*p.op, opt);
+    const auto r = dg::spectral_density(*op, opt);
     nlohmann::json out = p.info;
+    out["operator"] = d->problem.op;
     out["runs"] = opt.runs();
     out["mean"] = r.mean();
-    out["trace_estimate"] = r.mean() * static_cast<double>(p.op->dim());
+    out["trace_estimate"] = r.mean() * static_cast<double>(op->dim());
     out["sigma"] = r.sigma;
     out["range"] = {r.grid[0].item<double>(), r.grid[-1].item<double>()};
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (const auto& n : r.nodes) {
+      lo = std::min(lo, n.min().item<double>());
+      hi = std::max(hi, n.max().item<double>());
+    }
+    out["ritz_range"] = {lo, hi};
+    out["negative_mass"] = r.mass(-std::numeric_limits<double>::infinity(), 0.0);
     out["matvecs"] = r.matvecs;
     if (!d->out.empty()) {
       std::ofstream f(d->out);
@@ -227,7 +517,323 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
       out["written"] = d->out;
     }
     out["seconds"] = seconds_since(t0);
-    std::cout << out.dump(2) << "\n";
+    write_json(out);
+    return 0;
+  });
+
+  // diagnose spectra
+  struct SpectraArgs {
+    ProblemArgs problem;
+    std::int64_t min_tail = 10;
+    std::string out;
+  };
+  auto sp = std::make_shared<SpectraArgs>();
+  auto* spec = diag->add_subcommand(
+      "spectra", "Per-linear-layer weight ESD (eigenvalues of W^T W / N), power-law alpha (Clauset MLE) and stable rank");
+  add_problem_options(spec, sp->problem, false);
+  spec->add_option("--min-tail", sp->min_tail, "Smallest tail a power-law x_min may leave")->capture_default_str()->check(CLI::Range(2, 1 << 30));
+  spec->add_option("--out", sp->out, "Write every ESD as CSV (columns: layer,eigenvalue)");
+  spec->footer(
+      "Examples:\n  stablelearn diagnose spectra runs/split_ewc --out esd.csv\n  stablelearn diagnose spectra --toy --hidden 64");
+  reg.add(spec, [sp]() {
+    auto p = prepare(sp->problem);
+    nlohmann::json out = p.info, layers = nlohmann::json::array();
+    std::ofstream csv;
+    if (!sp->out.empty()) {
+      csv.open(sp->out);
+      SL_CHECK(csv.good(), IoError, sp->out, ": cannot open for writing");
+      csv.precision(12);
+      csv << "layer,eigenvalue\n";
+    }
+    for (const auto& [name, w] : p.linear_weights) {
+      const auto wd = w.detach().to(torch::kFloat64).cpu();
+      const auto esd = dg::weight_esd(wd);
+      const auto sv = torch::linalg_svdvals(wd);
+      nlohmann::json row = {{"name", name},
+                            {"shape", wd.sizes().vec()},
+                            {"eigenvalues", esd.numel()},
+                            {"lambda_max", esd.max().item<double>()},
+                            {"spectral_norm", sv.max().item<double>()},
+                            {"frobenius_norm", wd.norm().item<double>()},
+                            {"stable_rank", dg::stable_rank(wd)}};
+      try {
+        const auto fit = dg::fit_power_law(esd, dg::PowerLawOptions().min_tail(sp->min_tail));
+        row["alpha"] = fit.alpha;
+        row["alpha_sigma"] = fit.sigma;
+        row["xmin"] = fit.xmin;
+        row["ks_distance"] = fit.ks_distance;
+        row["tail_size"] = fit.tail_size;
+      } catch (const DataError& e) {
+        row["alpha"] = nullptr;
+        row["alpha_note"] = e.what();
+      }
+      layers.push_back(row);
+      if (csv.is_open())
+        for (const auto v : to_vector(esd)) csv << name << "," << v << "\n";
+    }
+    out["layers"] = layers;
+    if (csv.is_open()) {
+      SL_CHECK(csv.good(), IoError, sp->out, ": write failed");
+      out["written"] = sp->out;
+    }
+    write_json(out);
+    return 0;
+  });
+
+  // diagnose stability
+  struct StabilityArgs {
+    ProblemArgs problem;
+    std::int64_t lanczos_steps = 30, trace_matvecs = 60;
+  };
+  auto st = std::make_shared<StabilityArgs>();
+  auto* stab = diag->add_subcommand(
+      "stability", "Linear stability of GD and SGD at the current weights: lambda_max vs 2/eta, tr(H) vs 2/(eta p), ||H||_F");
+  add_problem_options(stab, st->problem);
+  stab->add_option("--lanczos-steps", st->lanczos_steps, "Lanczos steps for lambda_max")->capture_default_str()->check(CLI::PositiveNumber);
+  stab->add_option("--trace-matvecs", st->trace_matvecs, "Hutch++ budget for tr(H)")->capture_default_str()->check(CLI::Range(4, 1 << 30));
+  stab->footer(
+      "p = (N - B) / (B (N - 1)); the trace condition is Mulayoff & Michaeli's / Wu & Su's (MSE at interpolation).\n"
+      "Examples:\n  stablelearn diagnose stability runs/split_ewc --task 1 --lr 0.01 --batch-size 32\n"
+      "  stablelearn diagnose stability --train-steps 300 --lr 1.0 --batch-size 8");
+  reg.add(stab, [st]() {
+    auto p = prepare(st->problem);
+    auto op = p.make_operator(st->problem.op);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto s = dg::stability_check(*op, dg::StabilityOptions()
+                                                .learning_rate(p.learning_rate)
+                                                .batch_size(p.batch_size)
+                                                .num_samples(p.samples)
+                                                .lanczos_steps(st->lanczos_steps)
+                                                .trace_matvecs(st->trace_matvecs)
+                                                .seed(st->problem.seed));
+    nlohmann::json out = p.info;
+    out["operator"] = st->problem.op;
+    out["stability"] = stability_json(s);
+    out["seconds"] = seconds_since(t0);
+    write_json(out);
+    return 0;
+  });
+
+  // diagnose edge-of-stability
+  struct EosArgs {
+    std::int64_t inputs = 2, hidden = 16, samples = 64, steps = 1000, every = 50, lanczos_steps = 20;
+    double lr = 1.0;
+    std::uint64_t seed = 0;
+  };
+  auto es = std::make_shared<EosArgs>();
+  auto* eos = diag->add_subcommand(
+      "edge-of-stability", "Full-batch GD with MSE on the toy MLP, tracking the sharpness lambda_max against 2/eta (Cohen et al. 2021)");
+  eos->add_option("--lr", es->lr, "GD learning rate eta")->capture_default_str()->check(CLI::PositiveNumber);
+  eos->add_option("--steps", es->steps, "GD steps")->capture_default_str()->check(CLI::PositiveNumber);
+  eos->add_option("--every", es->every, "Steps between sharpness measurements")->capture_default_str()->check(CLI::PositiveNumber);
+  eos->add_option("--samples", es->samples, "Training samples N (one full batch)")->capture_default_str()->check(CLI::Range(2, 1 << 24));
+  eos->add_option("--inputs", es->inputs, "Input dimension")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  eos->add_option("--hidden", es->hidden, "Hidden width")->capture_default_str()->check(CLI::PositiveNumber);
+  eos->add_option("--lanczos-steps", es->lanczos_steps, "Lanczos steps per sharpness measurement")->capture_default_str()->check(CLI::PositiveNumber);
+  eos->add_option("--seed", es->seed, "Seed of the problem and the Lanczos start")->capture_default_str();
+  eos->footer("Example: stablelearn diagnose edge-of-stability --lr 0.5 --steps 2000 --every 100");
+  reg.add(eos, [es]() {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto problem = dg::make_toy_problem(
+        dg::ToyProblemOptions().inputs(es->inputs).hidden(es->hidden).samples(es->samples).batch_size(es->samples).seed(es->seed));
+    const dg::HessianOperator hess(problem.params, problem.loss, problem.batches);
+    nlohmann::json rows = nlohmann::json::array();
+    double max_lambda = 0, last_loss = 0;
+    std::int64_t first_at_edge = -1;
+    const double threshold = 2.0 / es->lr;
+    for (std::int64_t s = 0;; s += es->every) {
+      const auto lam = top_eigenvalue(hess, es->lanczos_steps, es->seed);
+      last_loss = hess.loss_and_gradient().first;
+      rows.push_back({{"step", s}, {"loss", last_loss}, {"lambda_max", lam}, {"sharpness_ratio", lam / threshold}});
+      max_lambda = std::max(max_lambda, lam);
+      if (first_at_edge < 0 && lam >= 0.9 * threshold) first_at_edge = s;
+      if (s >= es->steps) break;
+      problem.train_gd(std::min(es->every, es->steps - s), es->lr);
+    }
+    write_json({{"problem", "toy tanh MLP regression, full-batch GD, MSE"},
+                {"parameters", hess.dim()},
+                {"samples", es->samples},
+                {"learning_rate", es->lr},
+                {"gd_threshold", threshold},
+                {"initial_lambda_max", rows.front()["lambda_max"]},
+                {"final_lambda_max", rows.back()["lambda_max"]},
+                {"max_lambda_max", max_lambda},
+                {"max_sharpness_ratio", max_lambda / threshold},
+                {"first_step_within_10pct_of_edge", first_at_edge >= 0 ? nlohmann::json(first_at_edge) : nlohmann::json(nullptr)},
+                {"final_loss", last_loss},
+                {"trace", rows},
+                {"seconds", seconds_since(t0)}});
+    return 0;
+  });
+
+  // diagnose sgd-minimum
+  struct SgdArgs {
+    FmnistArgs data;
+    std::string loss = "mse";
+    double lr = 0.05;
+    std::int64_t batch_size = 1, epochs = 10, every = 0, components = 3;
+  };
+  auto sg = std::make_shared<SgdArgs>();
+  auto add_sgd_options = [](CLI::App* cmd, SgdArgs& a) {
+    add_fmnist_options(cmd, a.data);
+    cmd->add_option("--loss", a.loss,
+                    "mse (1/2 ||f - onehot||^2 over 10 outputs), mse-scalar (scalar output f = first logit, target +1 for "
+                    "classes 0-4 and -1 for 5-9: the rank-one setting of the trace condition) or ce")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"mse", "mse-scalar", "ce"}));
+    cmd->add_option("--lr", a.lr, "SGD learning rate eta")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--batch-size", a.batch_size, "SGD batch size B")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--epochs", a.epochs, "Epochs")->capture_default_str()->check(CLI::PositiveNumber);
+  };
+  auto* sgdm = diag->add_subcommand(
+      "sgd-minimum", "Train an MLP with SGD on a Fashion-MNIST subset, then check lambda_max <= 2/eta and tr(H) <= 2/(eta p) there");
+  add_sgd_options(sgdm, *sg);
+  sgdm->footer("Example: stablelearn diagnose sgd-minimum --samples 1000 --hidden 50 --lr 0.05 --batch-size 1 --epochs 10");
+  reg.add(sgdm, [sg]() {
+    const auto t0 = std::chrono::steady_clock::now();
+    SL_CHECK(sg->batch_size <= sg->data.samples, UsageError, "--batch-size ", sg->batch_size, " exceeds --samples ", sg->data.samples);
+    auto p = make_fmnist_problem(sg->data, sg->loss, torch::kFloat64);
+    const auto initial_loss = p.full_loss();
+    const auto steps = train_sgd(p, sg->epochs, sg->batch_size, sg->lr, sg->data.seed, 0, {});
+    const dg::HessianOperator hess(p.params, p.loss_fn(), make_batches(p.x, p.y, 250));
+    const auto s = dg::stability_check(hess, dg::StabilityOptions()
+                                                 .learning_rate(sg->lr)
+                                                 .batch_size(sg->batch_size)
+                                                 .num_samples(p.x.size(0))
+                                                 .seed(sg->data.seed));
+    write_json({{"problem", "MLP on a Fashion-MNIST subset, minibatch SGD"},
+                {"hidden", parse_list(sg->data.hidden, "--hidden")},
+                {"parameters", hess.dim()},
+                {"samples", p.x.size(0)},
+                {"loss_kind", sg->loss},
+                {"learning_rate", sg->lr},
+                {"batch_size", sg->batch_size},
+                {"epochs", sg->epochs},
+                {"steps", steps},
+                {"initial_loss", initial_loss},
+                {"loss", p.full_loss()},
+                {"train_accuracy", p.accuracy(p.x, p.y)},
+                {"test_accuracy", p.accuracy(p.x_test, p.y_test)},
+                {"stability", stability_json(s)},
+                {"seconds", seconds_since(t0)}});
+    return 0;
+  });
+
+  // diagnose trajectory
+  auto tr = std::make_shared<SgdArgs>();
+  tr->every = 20;
+  tr->batch_size = 32;
+  tr->epochs = 5;
+  auto* traj = diag->add_subcommand(
+      "trajectory", "PCA of a weight trajectory: checkpoints every k SGD steps of an MLP on Fashion-MNIST (explained variance, r90, effective rank)");
+  add_sgd_options(traj, *tr);
+  traj->add_option("--every", tr->every, "SGD steps between checkpoints")->capture_default_str()->check(CLI::PositiveNumber);
+  traj->add_option("--components", tr->components, "Explained-variance ratios printed")->capture_default_str()->check(CLI::PositiveNumber);
+  traj->footer("Example: stablelearn diagnose trajectory --samples 2000 --hidden 50 --lr 0.05 --batch-size 32 --epochs 5 --every 20");
+  reg.add(traj, [tr]() {
+    const auto t0 = std::chrono::steady_clock::now();
+    SL_CHECK(tr->batch_size <= tr->data.samples, UsageError, "--batch-size ", tr->batch_size, " exceeds --samples ", tr->data.samples);
+    auto p = make_fmnist_problem(tr->data, tr->loss, torch::kFloat64);
+    std::vector<torch::Tensor> checkpoints;
+    const auto steps = train_sgd(p, tr->epochs, tr->batch_size, tr->lr, tr->data.seed, tr->every,
+                                 [&](std::int64_t) { checkpoints.push_back(dg::flatten_tensors(p.params)); });
+    const auto pca = dg::trajectory_pca(checkpoints);
+    const auto ratio = to_vector(pca.explained_variance_ratio);
+    const auto k = std::min<std::size_t>(static_cast<std::size_t>(tr->components), ratio.size());
+    const std::vector<double> top(ratio.begin(), ratio.begin() + static_cast<std::ptrdiff_t>(k));
+    const auto align = to_vector(dg::alignment_to_final(torch::stack(checkpoints)));
+    write_json({{"problem", "MLP on a Fashion-MNIST subset, minibatch SGD"},
+                {"hidden", parse_list(tr->data.hidden, "--hidden")},
+                {"parameters", checkpoints.front().numel()},
+                {"samples", p.x.size(0)},
+                {"loss_kind", tr->loss},
+                {"learning_rate", tr->lr},
+                {"batch_size", tr->batch_size},
+                {"steps", steps},
+                {"checkpoints", checkpoints.size()},
+                {"every", tr->every},
+                {"explained_variance_ratio", top},
+                {"top_cumulative", std::accumulate(top.begin(), top.end(), 0.0)},
+                {"rank_90", pca.rank_at_threshold},
+                {"effective_rank", pca.effective_rank},
+                {"alignment_to_final_midway", align[align.size() / 2]},
+                {"loss", p.full_loss()},
+                {"test_accuracy", p.accuracy(p.x_test, p.y_test)},
+                {"seconds", seconds_since(t0)}});
+    return 0;
+  });
+
+  // diagnose intrinsic-dim
+  struct IdArgs {
+    FmnistArgs data;
+    std::string dims = "10,50,100,200,400,800";
+    std::int64_t steps = 200;
+    double lr = 0.01, full_lr = 1e-3, absolute = 0.9, fraction = 0.9;
+  };
+  auto id = std::make_shared<IdArgs>();
+  id->data.hidden = "200,200";
+  auto* idim = diag->add_subcommand(
+      "intrinsic-dim", "d_int90 of an MLP on Fashion-MNIST: Adam in random d-dimensional subspaces (Li et al. 2018), both conventions");
+  add_fmnist_options(idim, id->data);
+  idim->add_option("--dims", id->dims, "Subspace dimensions d, comma-separated")->capture_default_str();
+  idim->add_option("--steps", id->steps, "Full-batch Adam steps per training (full model and every d)")->capture_default_str()->check(CLI::PositiveNumber);
+  idim->add_option("--lr", id->lr, "Adam rate in the subspace")->capture_default_str()->check(CLI::PositiveNumber);
+  idim->add_option("--full-lr", id->full_lr, "Adam rate of the full model")->capture_default_str()->check(CLI::PositiveNumber);
+  idim->add_option("--absolute", id->absolute, "Absolute test-accuracy threshold (Li et al.'s MNIST convention)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  idim->add_option("--fraction", id->fraction, "Relative threshold: this fraction of the full model's test accuracy")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  idim->footer("Example: stablelearn diagnose intrinsic-dim --samples 1000 --hidden 200,200 --dims 10,50,100,200,400 --steps 200");
+  reg.add(idim, [id]() {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto dims = parse_list(id->dims, "--dims");
+    std::sort(dims.begin(), dims.end());
+    auto p = make_fmnist_problem(id->data, "ce", torch::kFloat32);
+    const auto full_dim = dg::total_numel(p.params);
+    SL_CHECK(dims.back() <= full_dim, UsageError, "--dims: ", dims.back(), " exceeds the ", full_dim, " parameters");
+    std::vector<torch::Tensor> theta0;
+    for (const auto& w : p.params) theta0.push_back(w.detach().clone());
+    auto restore = [&] {
+      torch::NoGradGuard ng;
+      for (std::size_t i = 0; i < theta0.size(); ++i) p.params[i].copy_(theta0[i]);
+    };
+    const auto batches = make_batches(p.x, p.y, p.x.size(0));
+    const auto loss = p.loss_fn();
+    {
+      torch::optim::Adam adam(p.params, torch::optim::AdamOptions(id->full_lr));
+      for (std::int64_t s = 0; s < id->steps; ++s) {
+        adam.zero_grad();
+        loss(batches[0]).backward();
+        adam.step();
+      }
+    }
+    const double full_acc = p.accuracy(p.x_test, p.y_test), full_train = p.accuracy(p.x, p.y);
+    nlohmann::json rows = nlohmann::json::array();
+    std::map<std::int64_t, double> acc;
+    for (const auto d : dims) {
+      restore();
+      dg::train_in_subspace(p.params, loss, batches,
+                            dg::SubspaceTrainingOptions().dim(d).steps(id->steps).learning_rate(id->lr).adam(true).seed(id->data.seed + static_cast<std::uint64_t>(d)));
+      acc[d] = p.accuracy(p.x_test, p.y_test);
+      rows.push_back({{"d", d}, {"test_accuracy", acc[d]}, {"train_accuracy", p.accuracy(p.x, p.y)}, {"loss", p.full_loss()}});
+      std::cerr << "intrinsic-dim: d = " << d << ": test accuracy " << acc[d] << "\n";
+    }
+    auto score = [&](std::int64_t d) { return acc.at(d); };
+    const auto d_abs = dg::smallest_passing_dimension(dims, score, id->absolute);
+    const auto d_rel = dg::smallest_passing_dimension(dims, score, id->fraction * full_acc);
+    auto or_null = [](std::int64_t v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    write_json({{"problem", "MLP on a Fashion-MNIST subset, full-batch Adam in random dense subspaces"},
+                {"hidden", parse_list(id->data.hidden, "--hidden")},
+                {"parameters", full_dim},
+                {"samples", p.x.size(0)},
+                {"test_samples", p.x_test.size(0)},
+                {"steps", id->steps},
+                {"full_test_accuracy", full_acc},
+                {"full_train_accuracy", full_train},
+                {"subspaces", rows},
+                {"absolute_threshold", id->absolute},
+                {"d_int90_absolute", or_null(d_abs)},
+                {"relative_threshold", id->fraction * full_acc},
+                {"d_int90_relative", or_null(d_rel)},
+                {"seconds", seconds_since(t0)}});
     return 0;
   });
 }
