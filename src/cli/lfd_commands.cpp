@@ -201,7 +201,9 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
   stab->add_option("--task", sargs->task, "Task index (0-based) of the skill")->required();
   stab->add_option("--starts", sargs->opt.starts, "Starts: the demonstrations' first states, then random ones in a box 1.5x their extent")
       ->capture_default_str();
-  stab->add_option("--horizon-factor", sargs->opt.horizon_factor, "Rollout length in multiples of the demonstration length T")
+  stab->add_option("--horizon-factor", sargs->opt.horizon_factor,
+                   "Rollout length in multiples of the demonstration length T; 0 = automatic: for autonomous sNODE skills "
+                   "the time after which V <= V(x0) exp(-alpha t) guarantees half the tolerance (at least 2), else 2")
       ->capture_default_str();
   stab->add_option("--tolerance", sargs->opt.tolerance, "Goal distance (raw units) that counts as converged; 0 = 2 % of the demonstrations' extent")
       ->capture_default_str();
@@ -209,6 +211,7 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
   stab->add_option("--substeps", sargs->opt.substeps, "Solver steps per data time step (1 = the training grid)")
       ->capture_default_str();
   stab->add_option("--method", sargs->opt.method, "Solver: euler (as trained), rk4, dopri5")->capture_default_str();
+  stab->add_flag("--float64", sargs->opt.float64, "Integrate in float64 (the learned weights cast up) instead of float32");
   stab->footer("Example: stablelearn lfd stability runs/demo --task 0 --starts 100 --horizon-factor 3");
   reg.add(stab, [sargs]() {
     const lfd::LfdRun run(sargs->run);
@@ -216,13 +219,19 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     nlohmann::json out{{"task", sargs->task},
                        {"task_name", run.task_name(sargs->task)},
                        {"target", run.config().target},
+                       {"method", r.method},
                        {"starts", r.starts},
                        {"steps", r.steps},
+                       {"horizon_seconds", r.horizon_seconds},
                        {"tolerance", r.tolerance},
                        {"converged_fraction", r.converged_fraction},
                        {"median_final_distance", r.median_final_distance},
                        {"max_final_distance", r.max_final_distance},
                        {"final_distances", r.final_distances}};
+    if (r.bound_horizon_seconds > 0) {
+      out["max_initial_lyapunov"] = r.max_initial_lyapunov;
+      out["bound_horizon_seconds"] = r.bound_horizon_seconds;
+    }
     std::cout << out.dump(2) << "\n";
     return 0;
   });
@@ -274,7 +283,8 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     const auto cfg = load_lfd_config(iargs->config, iargs->overrides);
     const auto p = lfd::count_parameters(cfg);
     nlohmann::json out{{"params", {{"target", p.target}, {"hypernetwork", p.hypernetwork}, {"theta", p.theta}}},
-                       {"tasks", p.tasks}, {"dataset", cfg.dataset}, {"target", cfg.target}, {"hnet", cfg.hnet}};
+                       {"tasks", p.tasks}, {"dataset", cfg.dataset}, {"method", cfg.method}, {"target", cfg.target},
+                       {"hnet", cfg.hnet}};
     std::cout << out.dump(2) << "\n";
     return 0;
   });

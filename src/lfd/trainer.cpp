@@ -1,5 +1,6 @@
 #include "stablelearn/lfd/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -14,12 +15,14 @@
 #include "stablelearn/data/lfd_preprocess.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/io/npz.h"
+#include "stablelearn/lfd/baselines.h"
 #include "stablelearn/lfd/cl_scores.h"
 #include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/models/hypernetwork.h"
 #include "stablelearn/models/node_mlp.h"
 #include "stablelearn/models/odeint.h"
 #include "stablelearn/models/snode.h"
+#include "run_common.h"
 
 namespace stablelearn::lfd {
 
@@ -40,6 +43,7 @@ LfdConfig LfdConfig::from_config(const Config& cfg) {
   c.tangent_vec_scale = d.get("tangent_vec_scale", c.tangent_vec_scale);
   d.finish();
   auto m = cfg.section("model");
+  c.method = m.get("method", c.method);
   c.target = m.get("target", c.target);
   c.hnet = m.get("hnet", c.hnet);
   c.fhat_layers = m.get("fhat_layers", c.fhat_layers);
@@ -63,6 +67,10 @@ LfdConfig LfdConfig::from_config(const Config& cfg) {
   c.num_regs = t.get("num_regs", c.num_regs);
   c.seed = t.get("seed", c.seed);
   c.log_every = t.get("log_every", c.log_every);
+  c.si_c = t.get("si_c", c.si_c);
+  c.si_xi = t.get("si_xi", c.si_xi);
+  c.mas_lambda = t.get("mas_lambda", c.mas_lambda);
+  c.mas_samples = t.get("mas_samples", c.mas_samples);
   t.finish();
   auto e = cfg.section("eval");
   c.evaluate = e.get("evaluate", c.evaluate);
@@ -80,6 +88,7 @@ Config LfdConfig::to_config() const {
   w.put("data", "sequence", sequence);
   w.put("data", "tasks", tasks);
   w.put("data", "tangent_vec_scale", tangent_vec_scale);
+  w.put("model", "method", method);
   w.put("model", "target", target);
   w.put("model", "hnet", hnet);
   w.put("model", "fhat_layers", fhat_layers);
@@ -101,6 +110,10 @@ Config LfdConfig::to_config() const {
   w.put("train", "num_regs", num_regs);
   w.put("train", "seed", seed);
   w.put("train", "log_every", log_every);
+  w.put("train", "si_c", si_c);
+  w.put("train", "si_xi", si_xi);
+  w.put("train", "mas_lambda", mas_lambda);
+  w.put("train", "mas_samples", mas_samples);
   w.put("eval", "evaluate", evaluate);
   w.put("eval", "dtw_threshold", dtw_threshold);
   w.put("eval", "node_solver", node_solver);
@@ -113,6 +126,11 @@ void LfdConfig::validate() const {
   } catch (const UsageError& e) {
     SL_THROW(ConfigError, "data.dataset: ", e.what());
   }
+  SL_CHECK(method == "hnet" || std::find(baseline_methods().begin(), baseline_methods().end(), method) !=
+                                    baseline_methods().end(),
+           ConfigError, "model.method must be one of hnet, sg, ft, rep, si, mas; got \"", method, "\"");
+  SL_CHECK(si_c >= 0 && si_xi > 0 && mas_lambda >= 0 && mas_samples >= 1, ConfigError,
+           "train.si_c >= 0, train.si_xi > 0, train.mas_lambda >= 0 and train.mas_samples >= 1 are required");
   SL_CHECK(target == "snode" || target == "node", ConfigError, "model.target must be \"snode\" or \"node\", got \"", target, "\"");
   SL_CHECK(hnet == "chn" || hnet == "hn", ConfigError, "model.hnet must be \"chn\" or \"hn\", got \"", hnet, "\"");
   SL_CHECK(iterations >= 1, ConfigError, "train.iterations must be >= 1, got ", iterations);
@@ -135,36 +153,9 @@ void LfdConfig::validate() const {
 
 namespace {
 
-struct Target {
-  models::WeightLayout layout;
-  std::function<VectorField(const std::vector<torch::Tensor>&)> field;  ///< weights -> f(t, x)
-};
-
-Target make_target(const LfdConfig& c, std::int64_t dim) {
-  Target t;
-  if (c.target == "snode") {
-    const auto o = models::SNodeOptions(dim)
-                       .hidden(c.h)
-                       .fhat_layers(c.fhat_layers)
-                       .icnn_hidden(c.hp)
-                       .alpha(c.alpha)
-                       .eps(c.eps)
-                       .rehu(c.rehu)
-                       .explicit_time(c.explicit_time);
-    o.validate();
-    t.layout = models::snode_layout(o);
-    t.field = [o](const std::vector<torch::Tensor>& w) {
-      return VectorField([o, w](const torch::Tensor& time, const torch::Tensor& x) { return F::snode_rhs(time, x, w, o); });
-    };
-  } else {
-    const auto o = models::NodeMlpOptions(dim).hidden(c.tnet_hidden).explicit_time(c.explicit_time);
-    t.layout = models::node_mlp_layout(o);
-    t.field = [o](const std::vector<torch::Tensor>& w) {
-      return VectorField([o, w](const torch::Tensor& time, const torch::Tensor& x) { return F::node_rhs(time, x, w, o); });
-    };
-  }
-  return t;
-}
+using detail::Target;
+using detail::make_target;
+using detail::task_seed;
 
 /// The hypernetwork as the shared interface plus the module that owns it.
 struct HyperNet {
@@ -192,87 +183,26 @@ HyperNet make_hypernetwork(const LfdConfig& c, const models::WeightLayout& layou
   return h;
 }
 
-/// Seed of the random draws that belong to task `task` (embedding, windows, sampled tasks), so a
-/// resumed run draws exactly what an uninterrupted one would.
-std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stream) {
-  return static_cast<std::uint64_t>(seed) * 1000003ULL + static_cast<std::uint64_t>(task) * 7919ULL + stream;
-}
-
-json summary_json(const MetricSummary& s) { return {{"per_demo", s.per_demo}, {"mean", s.mean}, {"median", s.median}}; }
-MetricSummary summary_from(const json& j) { return summarize(j.at("per_demo").get<std::vector<double>>()); }
-
-json cell_json(const EvalCell& c) {
-  json j{{"dtw", summary_json(c.dtw)}, {"frechet", summary_json(c.frechet)}, {"swept", summary_json(c.swept)}};
-  if (c.has_quat) j["quat_error"] = summary_json(c.quat);
-  return j;
-}
-EvalCell cell_from(const json& j) {
-  EvalCell c;
-  c.dtw = summary_from(j.at("dtw"));
-  c.frechet = summary_from(j.at("frechet"));
-  c.swept = summary_from(j.at("swept"));
-  if (j.contains("quat_error")) {
-    c.quat = summary_from(j.at("quat_error"));
-    c.has_quat = true;
-  }
-  return c;
-}
-
-constexpr const char* kCheckpointFormat = "stablelearn-lfd-checkpoint";
-constexpr int kCheckpointVersion = 1;
-
-/// Loads RUN/checkpoint.json and its tensors into `net` (tasks are added as needed, drawing their
-/// embeddings exactly as training did, then overwritten). Returns the number of completed tasks.
-std::int64_t restore_checkpoint(const std::filesystem::path& run, const LfdConfig& c, models::TaskHyperNetwork* net,
-                                std::vector<double>* seconds, std::vector<std::vector<EvalCell>>* evals) {
-  const auto ckpt_json = run / "checkpoint.json";
-  SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": no checkpoint (is this a run directory?)");
-  json ck;
-  try {
-    ck = json::parse(read_file_text(ckpt_json));
-  } catch (const json::exception& e) {
-    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
-  }
-  SL_CHECK(ck.is_object() && ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(),
-           ": not a stablelearn LfD checkpoint");
-  const int version = ck.value("version", 0);
-  SL_CHECK(version >= 1 && version <= kCheckpointVersion, DataError, ckpt_json.string(), ": checkpoint format version ",
-           version, " is not supported by this stablelearn (reads versions 1..", kCheckpointVersion, ")");
-  std::int64_t completed = 0;
-  std::map<std::string, io::NdArray> tensors;
-  try {
-    completed = ck.at("completed_tasks").get<std::int64_t>();
-    tensors = io::read_npz(run / ck.at("file").get<std::string>());
-    if (seconds) *seconds = ck.at("train_seconds").get<std::vector<double>>();
-    if (evals) {
-      evals->clear();
-      for (const auto& row : ck.at("evaluations")) {
-        std::vector<EvalCell> cells;
-        for (const auto& cell : row) cells.push_back(cell_from(cell));
-        evals->push_back(cells);
-      }
-    }
-  } catch (const json::exception& e) {
-    SL_THROW(DataError, ckpt_json.string(), ": missing or malformed field (", e.what(), ")");
-  }
-  while (net->num_tasks() < completed) {
+/// Loads the hypernetwork tensors of a checkpoint into `net` (tasks are added as needed, drawing
+/// their embeddings exactly as training did, then overwritten).
+void load_hypernetwork(const detail::CheckpointData& ck, const LfdConfig& c, models::TaskHyperNetwork* net) {
+  SL_CHECK(ck.method == "hnet", ConfigError, ck.tensors_file.string(), ": the checkpoint is of method '", ck.method,
+           "', the configuration says 'hnet'");
+  while (net->num_tasks() < ck.completed) {
     torch::manual_seed(task_seed(c.seed, net->num_tasks(), 0));
     net->add_task();
   }
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& key, torch::Tensor dst) {
-    const auto it = tensors.find(key);
-    SL_CHECK(it != tensors.end(), DataError, (run / ck.at("file").get<std::string>()).string(), ": missing tensor '", key, "'");
-    const auto src = data::to_tensor(it->second);
-    SL_CHECK(src.sizes() == dst.sizes(), DataError, (run / ck.at("file").get<std::string>()).string(), ": tensor '", key,
-             "' has shape ", src.sizes(), ", the configured model needs ", dst.sizes());
+    const auto src = detail::checkpoint_tensor(ck, key);
+    SL_CHECK(src.sizes() == dst.sizes(), DataError, ck.tensors_file.string(), ": tensor '", key, "' has shape ",
+             src.sizes(), ", the configured model needs ", dst.sizes());
     dst.copy_(src);
   };
   const auto theta = net->theta();
   for (std::size_t k = 0; k < theta.size(); ++k) load("theta." + std::to_string(k), theta[k]);
   const auto embs = net->task_embeddings();
   for (std::size_t k = 0; k < embs.size(); ++k) load("emb." + std::to_string(k), embs[k]);
-  return completed;
 }
 
 }  // namespace
@@ -280,13 +210,23 @@ std::int64_t restore_checkpoint(const std::filesystem::path& run, const LfdConfi
 LfdParamCounts count_parameters(const LfdConfig& cfg) {
   cfg.validate();
   const auto& spec = data::lfd_dataset_spec(cfg.dataset);
-  const auto target = make_target(cfg, spec.state_dim);
-  torch::NoGradGuard no_grad;
-  auto hn = make_hypernetwork(cfg, target.layout);
   const auto root = cfg.root.empty() ? data::default_data_root() : std::filesystem::path(cfg.root);
   data::LfdDataset ds(spec.kind, root, cfg.sequence);
   LfdParamCounts p;
   p.tasks = cfg.tasks > 0 ? std::min(cfg.tasks, ds.num_tasks()) : ds.num_tasks();
+  if (cfg.method != "hnet") {
+    // Baselines: no hypernetwork; the network that learns (conditioned on a task embedding except
+    // for sg) is θ; sg stores one per task.
+    torch::NoGradGuard no_grad;
+    BaselineModel model(cfg, spec.state_dim);
+    p.target = model.network_numel();
+    p.theta = model.conditioned() ? model.network_numel() : model.network_numel() * p.tasks;
+    p.hypernetwork = 0;
+    return p;
+  }
+  const auto target = make_target(cfg, spec.state_dim);
+  torch::NoGradGuard no_grad;
+  auto hn = make_hypernetwork(cfg, target.layout);
   for (std::int64_t i = 0; i < p.tasks; ++i) hn.net->add_task();
   p.target = target.layout.numel();
   p.theta = hn.net->theta_numel();
@@ -300,6 +240,7 @@ LfdParamCounts count_parameters(const LfdConfig& cfg) {
 struct LfdTrainer::State {
   LfdConfig cfg;
   std::filesystem::path run;
+  std::unique_ptr<BaselineTrainer> baseline;  // methods other than hnet
   const data::LfdDatasetSpec* spec = nullptr;
   std::unique_ptr<data::LfdDataset> dataset;
   std::int64_t num_tasks = 0;
@@ -308,7 +249,6 @@ struct LfdTrainer::State {
   std::vector<data::PreparedTask> prepared;  // tasks loaded so far (float64)
   std::vector<std::vector<EvalCell>> evals;
   std::vector<double> seconds;
-  models::OdeintOptions node_solver;
 
   const data::PreparedTask& task(std::int64_t i) {
     while (static_cast<std::int64_t>(prepared.size()) <= i) {
@@ -317,14 +257,14 @@ struct LfdTrainer::State {
     }
     return prepared[static_cast<std::size_t>(i)];
   }
-
-  torch::Tensor integrate(const VectorField& f, const torch::Tensor& y0, const torch::Tensor& t) const {
-    return models::odeint(f, y0, t, cfg.target == "snode" ? models::OdeintOptions{} : node_solver);
-  }
 };
 
 LfdTrainer::LfdTrainer(LfdConfig config, std::filesystem::path run_dir) : s_(std::make_unique<State>()) {
   config.validate();
+  if (config.method != "hnet") {
+    s_->baseline = std::make_unique<BaselineTrainer>(std::move(config), std::move(run_dir));
+    return;
+  }
   s_->cfg = std::move(config);
   s_->run = std::move(run_dir);
   const auto& c = s_->cfg;
@@ -333,26 +273,20 @@ LfdTrainer::LfdTrainer(LfdConfig config, std::filesystem::path run_dir) : s_(std
   s_->dataset = std::make_unique<data::LfdDataset>(s_->spec->kind, root, c.sequence);
   s_->num_tasks = c.tasks > 0 ? std::min(c.tasks, s_->dataset->num_tasks()) : s_->dataset->num_tasks();
   s_->target = make_target(c, s_->spec->state_dim);
-  s_->node_solver = models::OdeintOptions{}.method(models::parse_ode_method(c.node_solver));
   torch::manual_seed(static_cast<std::uint64_t>(c.seed));
   s_->hn = make_hypernetwork(c, s_->target.layout);
 }
 
 LfdTrainer::~LfdTrainer() = default;
-const std::vector<std::vector<EvalCell>>& LfdTrainer::evaluations() const { return s_->evals; }
-const std::vector<double>& LfdTrainer::train_seconds() const { return s_->seconds; }
-
-namespace {
-
-void append_jsonl(const std::filesystem::path& path, const json& row) {
-  std::ofstream out(path, std::ios::app);
-  SL_CHECK(out.good(), IoError, path.string(), ": cannot append");
-  out << row.dump() << "\n";
+const std::vector<std::vector<EvalCell>>& LfdTrainer::evaluations() const {
+  return s_->baseline ? s_->baseline->evaluations() : s_->evals;
+}
+const std::vector<double>& LfdTrainer::train_seconds() const {
+  return s_->baseline ? s_->baseline->train_seconds() : s_->seconds;
 }
 
-}  // namespace
-
 void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after) {
+  if (s_->baseline) return s_->baseline->run(resume, progress, stop_after);
   auto& s = *s_;
   const auto& c = s.cfg;
   auto* net = s.hn.net;
@@ -367,7 +301,11 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
     const auto old_config = read_file_text(s.run / "config.toml");
     SL_CHECK(old_config == config_text, ConfigError, s.run.string(),
              ": --resume with a different configuration than the run was started with (compare config.toml)");
-    first_task = restore_checkpoint(s.run, c, net, &s.seconds, &s.evals);
+    const auto ck = detail::read_checkpoint(s.run);
+    load_hypernetwork(ck, c, net);
+    s.seconds = ck.seconds;
+    s.evals = ck.evals;
+    first_task = ck.completed;
   } else {
     SL_CHECK(!std::filesystem::exists(ckpt_json), UsageError, s.run.string(),
              ": already holds a run (checkpoint.json); use --resume to continue it or choose another --out");
@@ -407,7 +345,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
     for (std::int64_t it = 0; it < c.iterations; ++it) {
       const auto weights = s.target.layout.split(net->forward_task(i));
       const auto win = data::sample_window(p32, c.tsub, window_gen);
-      const auto pred = s.integrate(s.target.field(weights), win.y.select(1, 0), win.t);
+      const auto pred = detail::integrate(c, s.target(weights), win.y.select(1, 0), win.t);
       const auto loss = (pred - win.y).pow(2).mean();
       auto grads = torch::autograd::grad({loss}, params);
       opt_emb.step({grads.back()});
@@ -447,7 +385,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
       }
       const bool log = (it + 1) % c.log_every == 0 || it + 1 == c.iterations;
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (log) append_jsonl(metrics_path, {{"task", i}, {"iteration", it + 1}, {"loss", loss_value}, {"reg", reg_value},
+      if (log) detail::append_jsonl(metrics_path, {{"task", i}, {"iteration", it + 1}, {"loss", loss_value}, {"reg", reg_value},
                                            {"best_loss", best.best}, {"seconds", elapsed}});
       if (progress) progress({i, s.num_tasks, it + 1, c.iterations, loss_value, reg_value, elapsed});
     }
@@ -463,104 +401,31 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
     if (c.evaluate) {
       torch::NoGradGuard no_grad;
       for (std::int64_t j = 0; j <= i; ++j) {
-        const auto& pj = s.task(j);
         const auto weights = s.target.layout.split(net->forward_task(j));
-        const auto field = s.target.field(weights);
-        const auto x0 = pj.x.select(1, 0).to(torch::kFloat32);
-        const auto t = pj.t.to(torch::kFloat32);
-        const auto traj = c.target == "snode" ? windowed_rollout(field, x0, t, c.tsub) : s.integrate(field, x0, t);
-        const auto pred = data::restore_prediction(pj, traj.to(torch::kFloat64));
-        const auto T = pred.size(1);
-        const auto P = s.spec->position_dim;
-        const auto ref_pos = pj.raw.narrow(1, 0, T).narrow(2, 0, P).contiguous();
-        const auto pred_pos = pred.narrow(2, 0, P).contiguous();
-        const TrajectoryBatch rb{ref_pos.data_ptr<double>(), ref_pos.size(0), T, P};
-        const TrajectoryBatch pb{pred_pos.data_ptr<double>(), pred_pos.size(0), T, P};
-        EvalCell cell;
-        cell.dtw = compute_metric(TrajectoryMetric::Dtw, rb, pb);
-        cell.frechet = compute_metric(TrajectoryMetric::Frechet, rb, pb);
-        cell.swept = compute_metric(TrajectoryMetric::Swept, rb, pb);
-        if (s.spec->has_orientation) {
-          const auto rq = pj.raw.narrow(1, 0, T).narrow(2, 3, 4).contiguous();
-          const auto pq = pred.narrow(2, 3, 4).contiguous();
-          cell.quat = compute_metric(TrajectoryMetric::Quat, {rq.data_ptr<double>(), rq.size(0), T, 4},
-                                     {pq.data_ptr<double>(), pq.size(0), T, 4});
-          cell.has_quat = true;
-        }
-        append_jsonl(metrics_path, {{"task", i}, {"eval_task", j}, {"dtw_median", cell.dtw.median},
-                                    {"frechet_median", cell.frechet.median}, {"swept_median", cell.swept.median}});
+        const auto cell = detail::evaluate_task(c, *s.spec, s.task(j), s.target(weights));
+        detail::append_jsonl(metrics_path, {{"task", i}, {"eval_task", j}, {"dtw_median", cell.dtw.median},
+                                            {"frechet_median", cell.frechet.median}, {"swept_median", cell.swept.median}});
         row.push_back(cell);
       }
     }
     s.evals.push_back(row);
 
-    // Checkpoint: tensors first, then the JSON that points at them (atomic, in that order).
     std::map<std::string, io::NdArray> tensors;
     const auto th = net->theta();
     for (std::size_t k = 0; k < th.size(); ++k) tensors["theta." + std::to_string(k)] = data::to_ndarray(th[k]);
     const auto embs = net->task_embeddings();
     for (std::size_t k = 0; k < embs.size(); ++k) tensors["emb." + std::to_string(k)] = data::to_ndarray(embs[k]);
-    const std::string file = "checkpoint_task" + std::to_string(i) + ".npz";
-    io::write_npz(s.run / file, tensors, /*compress=*/false);
-    json evals = json::array();
-    for (const auto& r : s.evals) {
-      json jr = json::array();
-      for (const auto& cell : r) jr.push_back(cell_json(cell));
-      evals.push_back(jr);
-    }
-    write_file_atomic(ckpt_json, json{{"format", kCheckpointFormat},
-                                      {"version", kCheckpointVersion},
-                                      {"completed_tasks", i + 1},
-                                      {"file", file},
-                                      {"train_seconds", s.seconds},
-                                      {"evaluations", evals}}
-                                     .dump(1));
-    if (i > 0) std::filesystem::remove(s.run / ("checkpoint_task" + std::to_string(i - 1) + ".npz"), ec);
+    detail::write_checkpoint(s.run, "hnet", i, tensors, s.seconds, s.evals);
 
-    // eval_results.json (the reference's layout) and summary.json, rewritten after every task.
-    json metric_errors = json::object();
-    json medians = json::object();
-    for (std::size_t ti = 0; ti < s.evals.size(); ++ti) {
-      for (std::size_t tj = 0; tj < s.evals[ti].size(); ++tj) {
-        const auto& cell = s.evals[ti][tj];
-        json e{{"dtw", cell.dtw.per_demo}, {"frechet", cell.frechet.per_demo}, {"swept", cell.swept.per_demo}};
-        json m{{"dtw", cell.dtw.median}, {"frechet", cell.frechet.median}, {"swept", cell.swept.median}};
-        if (cell.has_quat) {
-          e["quat_error"] = cell.quat.per_demo;
-          m["quat_error"] = cell.quat.median;
-        }
-        metric_errors["train_task_" + std::to_string(ti)]["eval_task_" + std::to_string(tj)] = e;
-        medians["train_task_" + std::to_string(ti)]["eval_task_" + std::to_string(tj)] = m;
-      }
-    }
-    write_file_atomic(s.run / "eval_results.json", json{{"data", {{"metric_errors", metric_errors}}}}.dump(1));
-
-    json summary{{"completed_tasks", i + 1},
-                 {"tasks", s.num_tasks},
-                 {"task_files", std::vector<std::string>(s.dataset->task_files().begin(),
-                                                         s.dataset->task_files().begin() + s.num_tasks)},
-                 {"params", {{"target", s.target.layout.numel()}, {"hypernetwork", net->numel_with_embeddings()},
-                             {"theta", net->theta_numel()}}},
-                 {"per_task_train_seconds", s.seconds},
-                 {"median_errors", medians},
-                 {"seed", c.seed},
-                 {"runtime", json::parse(runtime_info_json(runtime_info()))}};
-    if (c.evaluate) {
-      const auto n = s.evals.size();
-      ClScoreInputs in;
-      in.acc.assign(n, std::vector<double>(n, 0.0));
-      for (std::size_t ti = 0; ti < n; ++ti)
-        for (std::size_t tj = 0; tj <= ti; ++tj)
-          in.acc[ti][tj] = threshold_accuracy(s.evals[ti][tj].dtw.per_demo, c.dtw_threshold);
-      for (std::size_t ti = 0; ti < n; ++ti)
-        in.sizes.push_back(static_cast<double>(net->theta_numel() + static_cast<std::int64_t>(ti + 1) * c.task_emb_dim));
-      in.train_seconds = s.seconds;
-      const auto sc = compute_cl_scores(in);
-      summary["cl_scores"] = {{"dtw_threshold", c.dtw_threshold}, {"accuracy_matrix", in.acc}, {"ACC", sc.acc},
-                              {"BWT", sc.bwt}, {"BWT_plus", sc.bwt_plus}, {"REM", sc.rem}, {"MS", sc.ms}, {"TE", sc.te},
-                              {"FS", sc.fs}, {"SSS", sc.sss}, {"CL_score", sc.cl_score}, {"CL_stability", sc.cl_stability}};
-    }
-    write_file_atomic(s.run / "summary.json", summary.dump(1));
+    detail::SummaryInfo info;
+    info.method = "hnet";
+    info.tasks = s.num_tasks;
+    info.task_files.assign(s.dataset->task_files().begin(), s.dataset->task_files().begin() + s.num_tasks);
+    info.params = {{"target", s.target.layout.numel()}, {"hypernetwork", net->numel_with_embeddings()},
+                   {"theta", net->theta_numel()}};
+    for (std::size_t ti = 0; ti < s.evals.size(); ++ti)
+      info.sizes.push_back(static_cast<double>(net->theta_numel() + static_cast<std::int64_t>(ti + 1) * c.task_emb_dim));
+    detail::write_results(s.run, c, s.evals, s.seconds, info);
   }
 }
 
@@ -574,6 +439,7 @@ struct RunParts {
   std::unique_ptr<data::LfdDataset> dataset;
   Target target;
   HyperNet hn;
+  std::unique_ptr<BaselineModel> baseline;  // methods other than hnet
   std::int64_t completed = 0;
 };
 }  // namespace detail
@@ -587,10 +453,20 @@ LfdRun::LfdRun(const std::filesystem::path& run_dir) : p_(std::make_unique<detai
   p_->spec = &data::lfd_dataset_spec(c.dataset);
   const auto root = c.root.empty() ? data::default_data_root() : std::filesystem::path(c.root);
   p_->dataset = std::make_unique<data::LfdDataset>(p_->spec->kind, root, c.sequence);
+  const auto ck = detail::read_checkpoint(run_dir);
+  p_->completed = ck.completed;
+  if (c.method != "hnet") {
+    SL_CHECK(ck.method == c.method, DataError, ck.tensors_file.string(), ": the checkpoint is of method '", ck.method,
+             "', config.toml says '", c.method, "'");
+    torch::manual_seed(static_cast<std::uint64_t>(c.seed));
+    p_->baseline = std::make_unique<BaselineModel>(c, p_->spec->state_dim);
+    p_->baseline->load_tensors([&](const std::string& key) { return detail::checkpoint_tensor(ck, key); }, ck.completed);
+    return;
+  }
   p_->target = make_target(c, p_->spec->state_dim);
   torch::manual_seed(static_cast<std::uint64_t>(c.seed));
   p_->hn = make_hypernetwork(c, p_->target.layout);
-  p_->completed = restore_checkpoint(run_dir, c, p_->hn.net, nullptr, nullptr);
+  load_hypernetwork(ck, c, p_->hn.net);
 }
 
 LfdRun::~LfdRun() = default;
@@ -601,10 +477,25 @@ std::vector<torch::Tensor> LfdRun::weights(std::int64_t task) const {
   SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (", p_->completed,
            " tasks completed)");
   torch::NoGradGuard no_grad;
+  if (p_->baseline) return p_->baseline->weights(task);
   return p_->target.layout.split(p_->hn.net->forward_task(task).detach());
 }
 
-VectorField LfdRun::field(std::int64_t task) const { return p_->target.field(weights(task)); }
+namespace {
+std::vector<torch::Tensor> cast_weights(std::vector<torch::Tensor> w, torch::Dtype dtype) {
+  for (auto& t : w) t = t.to(dtype);
+  return w;
+}
+}  // namespace
+
+VectorField LfdRun::field(std::int64_t task, torch::Dtype dtype) const {
+  if (p_->baseline) {
+    SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (",
+             p_->completed, " tasks completed)");
+    return p_->baseline->field(task, dtype);
+  }
+  return p_->target(cast_weights(weights(task), dtype));
+}
 
 const std::string& LfdRun::task_name(std::int64_t task) const {
   SL_CHECK(task >= 0 && task < p_->dataset->num_tasks(), UsageError, "task ", task, " out of range");
@@ -619,9 +510,25 @@ LfdRun::TaskData LfdRun::task(std::int64_t task) const {
   return {prep.raw, prep.x, prep.t, prep.norm.mean, prep.norm.std, prep.goal, prep.position_dim};
 }
 
+LyapunovFunction LfdRun::lyapunov(std::int64_t task, torch::Dtype dtype) const {
+  SL_CHECK(p_->cfg.target == "snode", UsageError, "a learned Lyapunov function exists for sNODE skills only (this run's "
+           "target is '", p_->cfg.target, "')");
+  if (p_->baseline) {
+    SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (",
+             p_->completed, " tasks completed)");
+    return p_->baseline->lyapunov(task, dtype);
+  }
+  return p_->target.lyapunov(cast_weights(weights(task), dtype));
+}
+
 StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& o) {
   SL_CHECK(o.starts >= 1, UsageError, "--starts must be >= 1, got ", o.starts);
-  SL_CHECK(o.horizon_factor > 0, UsageError, "--horizon-factor must be > 0, got ", o.horizon_factor);
+  SL_CHECK(o.horizon_factor >= 0, UsageError, "--horizon-factor must be >= 0 (0 = automatic), got ", o.horizon_factor);
+  SL_CHECK(o.substeps >= 1, UsageError, "--substeps must be >= 1, got ", o.substeps);
+  const auto& c = run.config();
+  const bool autonomous_snode = c.target == "snode" && !c.explicit_time;
+  const std::string method = o.method == "auto" ? "euler" : o.method;
+  models::parse_ode_method(method);
   torch::NoGradGuard no_grad;
   const auto d = run.task(task);
   const auto P = d.position_dim;
@@ -641,29 +548,43 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   }
   // Goal in model coordinates: the origin for goal-centred sNODE, the demonstrations' mean end
   // point otherwise.
-  const auto goal = run.config().target == "snode" ? torch::zeros({d.x.size(2)}, torch::kFloat64)
-                                                   : d.x.select(1, T - 1).mean(0);
-  SL_CHECK(o.substeps >= 1, UsageError, "--substeps must be >= 1, got ", o.substeps);
-  const double dt = (d.t[1] - d.t[0]).item<double>() / static_cast<double>(o.substeps);
-  const auto steps = static_cast<std::int64_t>(std::ceil(o.horizon_factor * static_cast<double>(T * o.substeps)));
-  const auto grid = (d.t[0] + torch::arange(steps, torch::kFloat64) * dt).to(torch::kFloat32);
-  const auto field = run.field(task);
-  const auto solver = models::OdeintOptions{}.method(models::parse_ode_method(o.method));
+  const auto goal = c.target == "snode" ? torch::zeros({d.x.size(2)}, torch::kFloat64) : d.x.select(1, T - 1).mean(0);
+  const auto raw_pos = d.raw.narrow(2, 0, P).reshape({-1, P});
+  const double extent = (std::get<0>(raw_pos.max(0)) - std::get<0>(raw_pos.min(0))).max().item<double>();
+  StabilityReport r;
+  r.method = method;
+  r.tolerance = o.tolerance > 0 ? o.tolerance : 0.02 * extent;
+  const double data_dt = (d.t[1] - d.t[0]).item<double>();
+  const double T_seconds = data_dt * static_cast<double>(T);
+  double horizon_factor = o.horizon_factor > 0 ? o.horizon_factor : 2.0;
+  if (autonomous_snode && c.eps > 0) {
+    // ‖pos_raw‖ <= max(std) ‖x‖ and ε‖x‖² <= V(x(t)) <= V(x0) e^{−αt} (continuous time): half the
+    // tolerance (a margin for the fixed-step solver) is certain once
+    // e^{−αt} max V(x0) <= ε (tol / (2 max std))².
+    const auto V = run.lyapunov(task, torch::kFloat64);
+    r.max_initial_lyapunov = V(d.t[0].to(torch::kFloat64), x0).max().item<double>();
+    const double tol_model = 0.5 * r.tolerance / d.std.narrow(0, 0, P).max().item<double>();
+    r.bound_horizon_seconds = std::max(0.0, std::log(r.max_initial_lyapunov / (c.eps * tol_model * tol_model)) / c.alpha);
+    if (o.horizon_factor <= 0) horizon_factor = std::max(2.0, r.bound_horizon_seconds / T_seconds);
+  }
+  const double dt = data_dt / static_cast<double>(o.substeps);
+  const auto steps = static_cast<std::int64_t>(std::ceil(horizon_factor * static_cast<double>(T * o.substeps)));
+  const auto grid = d.t[0] + torch::arange(steps, torch::kFloat64) * dt;
+  const auto solver = models::OdeintOptions{}.method(models::parse_ode_method(method));
+  const auto dtype = o.float64 ? torch::kFloat64 : torch::kFloat32;
+  const auto field = run.field(task, dtype);
   // Only the final state is needed: integrate in chunks to bound memory.
-  auto state = x0.to(torch::kFloat32);
+  torch::Tensor state = x0.to(dtype);
   const std::int64_t chunk = 1000;
   for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
     const auto len = std::min(chunk, steps - k);
     state = models::odeint(field, state, grid.narrow(0, k, len), solver).select(1, len - 1);
   }
+  r.steps = steps / o.substeps;
+  r.horizon_seconds = static_cast<double>(steps - 1) * dt;
   const auto final_pos = (state.to(torch::kFloat64) - goal).narrow(1, 0, P) * d.std;
   const auto dist = final_pos.norm(2, 1);
-  StabilityReport r;
   r.starts = x0.size(0);
-  r.steps = steps;
-  const auto raw_pos = d.raw.narrow(2, 0, P).reshape({-1, P});
-  const double extent = (std::get<0>(raw_pos.max(0)) - std::get<0>(raw_pos.min(0))).max().item<double>();
-  r.tolerance = o.tolerance > 0 ? o.tolerance : 0.02 * extent;
   r.final_distances.assign(dist.data_ptr<double>(), dist.data_ptr<double>() + dist.numel());
   std::int64_t ok = 0;
   for (double v : r.final_distances) ok += std::isfinite(v) && v <= r.tolerance;

@@ -11,6 +11,8 @@ void NodeMlpOptions::validate() const {
   for (auto h : hidden_)
     SL_CHECK(h > 0, ConfigError, "NodeMlpOptions: hidden widths must be positive, got ",
              shape_string(hidden_));
+  SL_CHECK(condition_dim_ >= 0, ConfigError, "NodeMlpOptions: condition_dim must be >= 0, got ",
+           condition_dim_);
   SL_CHECK(elu_alpha_ > 0, ConfigError, "NodeMlpOptions: elu_alpha must be positive, got ",
            elu_alpha_);
 }
@@ -82,8 +84,17 @@ torch::Tensor node_mlp(const torch::Tensor& z, const std::vector<torch::Tensor>&
 }
 
 torch::Tensor node_rhs(const torch::Tensor& t, const torch::Tensor& x,
-                       const std::vector<torch::Tensor>& w, const NodeMlpOptions& o) {
-  return node_mlp(o.explicit_time() ? append_time(x, t) : x, w, o);
+                       const std::vector<torch::Tensor>& w, const NodeMlpOptions& o,
+                       const torch::Tensor& cond) {
+  auto z = o.explicit_time() ? append_time(x, t) : x;
+  SL_CHECK((o.condition_dim() > 0) == cond.defined(), ShapeError, "node_rhs: condition_dim is ",
+           o.condition_dim(), " but a conditioning vector was ", cond.defined() ? "" : "not ", "given");
+  if (cond.defined()) {
+    SL_CHECK(cond.size(-1) == o.condition_dim(), ShapeError, "node_rhs: cond must have ",
+             o.condition_dim(), " columns, got ", shape_string(cond.sizes()));
+    z = torch::cat({cond.reshape({-1, o.condition_dim()}).to(z.dtype()).expand({z.size(0), o.condition_dim()}), z}, 1);
+  }
+  return node_mlp(z, w, o);
 }
 
 }  // namespace functional

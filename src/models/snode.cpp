@@ -18,6 +18,8 @@ void SNodeOptions::validate() const {
   SL_CHECK(alpha_ >= 0, ConfigError, "SNodeOptions: alpha must be >= 0, got ", alpha_);
   SL_CHECK(eps_ >= 0, ConfigError, "SNodeOptions: eps must be >= 0, got ", eps_);
   SL_CHECK(rehu_ > 0, ConfigError, "SNodeOptions: rehu must be positive, got ", rehu_);
+  SL_CHECK(condition_dim_ >= 0, ConfigError, "SNodeOptions: condition_dim must be >= 0, got ",
+           condition_dim_);
   SL_CHECK(psd_rehu_ > 0, ConfigError, "SNodeOptions: psd_rehu must be positive, got ", psd_rehu_);
 }
 
@@ -25,7 +27,7 @@ WeightLayout snode_layout(const SNodeOptions& o) {
   o.validate();
   const auto n = o.input_dim(), h = o.hidden(), hp = o.icnn_hidden(), L = o.fhat_layers();
   WeightLayout layout;
-  layout.add("fhat.layer_0.weight", {h, n});
+  layout.add("fhat.layer_0.weight", {h, o.fhat_input_dim()});
   layout.add("fhat.layer_0.bias", {h});
   for (std::int64_t l = 1; l < L; ++l) {
     layout.add("fhat.layer_" + std::to_string(l) + ".weight", {h, h});
@@ -46,7 +48,7 @@ WeightLayout snode_layout(const SNodeOptions& o) {
 
 std::vector<std::int64_t> snode_fan_in(const SNodeOptions& o) {
   const auto n = o.input_dim(), h = o.hidden(), hp = o.icnn_hidden();
-  std::vector<std::int64_t> fan{n, n};
+  std::vector<std::int64_t> fan{o.fhat_input_dim(), o.fhat_input_dim()};
   for (std::int64_t l = 1; l < o.fhat_layers(); ++l) {
     fan.push_back(h);
     fan.push_back(h);
@@ -88,7 +90,7 @@ SNodeWeights view_weights(const std::vector<torch::Tensor>& w, const SNodeOption
   SL_CHECK(static_cast<std::int64_t>(w.size()) == 2 * L + 10, ShapeError, "sNODE: expected ",
            2 * L + 10, " weight tensors (fhat_layers = ", L, "), got ", w.size());
   SNodeWeights v{w, L};
-  expect_shape(v.fhat_w(0), {h, n}, "fhat.layer_0.weight");
+  expect_shape(v.fhat_w(0), {h, o.fhat_input_dim()}, "fhat.layer_0.weight");
   expect_shape(v.fhat_b(0), {h}, "fhat.layer_0.bias");
   for (std::int64_t l = 1; l < L; ++l) {
     expect_shape(v.fhat_w(l), {h, h}, "fhat.layer_l.weight");
@@ -131,6 +133,17 @@ IcnnParts icnn_parts(const torch::Tensor& z, const SNodeWeights& v, const SNodeO
   // The reference divides by U1.shape[0] = 1: a no-op, kept implicit.
   p.g = (torch::linear(z, v.W2(), v.b2()) + torch::linear(z2, p.sp_U1)).squeeze(1);
   return p;
+}
+
+/// f̂'s input: z, or [cond, z] with a conditioning vector.
+torch::Tensor fhat_input(const torch::Tensor& z, const torch::Tensor& cond, const SNodeOptions& o) {
+  const auto c = o.condition_dim();
+  SL_CHECK((c > 0) == cond.defined(), ShapeError, "sNODE: condition_dim is ", c,
+           " but a conditioning vector was ", cond.defined() ? "" : "not ", "given");
+  if (c == 0) return z;
+  SL_CHECK(cond.size(-1) == c, ShapeError, "sNODE: cond must have ", c, " columns, got ",
+           shape_string(cond.sizes()));
+  return torch::cat({cond.reshape({-1, c}).to(z.dtype()).expand({z.size(0), c}), z}, 1);
 }
 
 torch::Tensor fhat_of(const torch::Tensor& z, const SNodeWeights& v) {
@@ -198,9 +211,9 @@ torch::Tensor rehu_derivative(const torch::Tensor& s, double delta) {
 }
 
 torch::Tensor snode_fhat(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
-                         const SNodeOptions& o) {
+                         const SNodeOptions& o, const torch::Tensor& cond) {
   expect_state(z, o, "snode_fhat");
-  return fhat_of(z, view_weights(weights, o));
+  return fhat_of(fhat_input(z, cond, o), view_weights(weights, o));
 }
 
 torch::Tensor snode_icnn(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
@@ -222,11 +235,11 @@ torch::Tensor snode_lyapunov_grad(const torch::Tensor& z, const std::vector<torc
 }
 
 SNodeEval snode_eval(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
-                     const SNodeOptions& o) {
+                     const SNodeOptions& o, const torch::Tensor& cond) {
   expect_state(z, o, "snode_eval");
   const auto v = view_weights(weights, o);
   SNodeEval e;
-  auto fhat = fhat_of(z, v);
+  auto fhat = fhat_of(fhat_input(z, cond, o), v);
   e.fhat_aug = o.explicit_time() ? torch::cat({fhat, torch::ones({z.size(0), 1}, fhat.options())}, 1)
                                  : fhat;
   auto vg = lyapunov_and_grad(z, v, o, o.grad_mode());
@@ -239,16 +252,17 @@ SNodeEval snode_eval(const torch::Tensor& z, const std::vector<torch::Tensor>& w
 }
 
 torch::Tensor snode_field(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
-                          const SNodeOptions& o) {
-  return snode_eval(z, weights, o).f;
+                          const SNodeOptions& o, const torch::Tensor& cond) {
+  return snode_eval(z, weights, o, cond).f;
 }
 
 torch::Tensor snode_rhs(const torch::Tensor& t, const torch::Tensor& x,
-                        const std::vector<torch::Tensor>& weights, const SNodeOptions& o) {
+                        const std::vector<torch::Tensor>& weights, const SNodeOptions& o,
+                        const torch::Tensor& cond) {
   SL_CHECK(x.dim() == 2 && x.size(1) == o.dim(), ShapeError, "snode_rhs: x must be [B, ", o.dim(),
            "], got ", shape_string(x.sizes()));
   auto z = o.explicit_time() ? append_time(x, t) : x;
-  return snode_field(z, weights, o).narrow(1, 0, o.dim());
+  return snode_field(z, weights, o, cond).narrow(1, 0, o.dim());
 }
 
 }  // namespace functional

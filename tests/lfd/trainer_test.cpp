@@ -256,7 +256,9 @@ TEST(LfdConfigTest, EveryShippedConfigParses) {
     EXPECT_GE(c.iterations, 1);
     ++n;
   }
-  EXPECT_EQ(n, 49);  // 6 data sets x {hn, chn} x {node, snode} x {full, stochastic} + demo.toml
+  // 6 data sets x {hn, chn} x ({node, snode} x {full, stochastic} + autonomous snode x {full,
+  // stochastic}) + LASA 2D baselines {sg, ft, rep, si, mas} x {node, snode} + demo + demo_autonomous.
+  EXPECT_EQ(n, 6 * 2 * 6 + 10 + 2);
 }
 
 TEST(LfdRunTest, LoadsTheLearnedSkillsAndChecksTheirStability) {
@@ -321,6 +323,44 @@ TEST(LfdTrainerTest, EveryDataSetTrainsAndEvaluates) {
         }
       }
     }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LfdStabilityTest, AutonomousSNodeSkillsConvergeEvenWhenUndertrained) {
+  // The guarantee does not depend on training: V(x) >= eps‖x‖², V(0) = 0 and V̇ <= −αV hold for
+  // any generated weights. Ten iterations per task on two LASA shapes, then rollouts from the 7
+  // demonstration starts and 33 random starts in the 1.5x box for the automatic horizon (the time
+  // after which the Lyapunov bound guarantees half the tolerance): every start ends within the
+  // tolerance (2 % of the demonstrations' extent) of the goal.
+  const auto dir = sl::testing::temp_dir("lfd_converge");
+  auto cfg = tiny(2, 10, 0.005);
+  cfg.explicit_time = false;
+  cfg.eps = 1e-3;
+  LfdTrainer trainer(cfg, dir);
+  trainer.run(false);
+  const LfdRun run(dir);
+  for (std::int64_t task = 0; task < 2; ++task) {
+    SCOPED_TRACE(task);
+    StabilityOptions o;
+    o.starts = 40;
+    const auto r = check_stability(run, task, o);
+    EXPECT_EQ(r.starts, 40);
+    EXPECT_GT(r.max_initial_lyapunov, 0.0);
+    // Independent recomputation of the bound's horizon from V at the starts.
+    const auto d = run.task(task);
+    EXPECT_NEAR(r.tolerance, 0.02 * (std::get<0>(d.raw.reshape({-1, 2}).max(0)) - std::get<0>(d.raw.reshape({-1, 2}).min(0)))
+                                        .max()
+                                        .item<double>(),
+                1e-9);
+    const double tol_model = 0.5 * r.tolerance / d.std.max().item<double>();
+    EXPECT_NEAR(r.bound_horizon_seconds, std::log(r.max_initial_lyapunov / (cfg.eps * tol_model * tol_model)) / cfg.alpha,
+                1e-9);
+    const double dt = (d.t[1] - d.t[0]).item<double>();
+    EXPECT_GE(r.horizon_seconds + 2 * dt, r.bound_horizon_seconds);
+    EXPECT_EQ(r.converged_fraction, 1.0) << "max final distance " << r.max_final_distance << " > tolerance "
+                                         << r.tolerance;
+    EXPECT_LE(r.max_final_distance, r.tolerance);
   }
   std::filesystem::remove_all(dir);
 }

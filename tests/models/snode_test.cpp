@@ -389,3 +389,39 @@ TEST(SNode, ModuleFaceInitialisesPerFanInAndClones) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(SNodeConditioned, EmbeddingFeedsFhatOnlyAndTheGuaranteeHoldsForEveryEmbedding) {
+  // condition_dim c: f̂ sees [cond, z] (layer_0 is [h, c + n]); V, ∇V and the projection stay in
+  // z-space, so V does not depend on cond and ∇Vᵀf ≤ −αV holds for every cond (spec §8.2 fixed).
+  const std::int64_t c = 5;
+  auto opt = M::SNodeOptions(2).hidden(16).icnn_hidden(16).explicit_time(false).condition_dim(c);
+  auto plain = M::SNodeOptions(2).hidden(16).icnn_hidden(16).explicit_time(false);
+  const auto layout = M::snode_layout(opt);
+  EXPECT_EQ(layout[0].shape, (std::vector<std::int64_t>{16, c + 2}));
+  EXPECT_EQ(layout.numel(), M::snode_layout(plain).numel() + 16 * c);
+  EXPECT_EQ(M::snode_fan_in(opt)[0], c + 2);
+  auto w = layout.split(random_flat(layout, 0.8));
+  const auto z = torch::randn({64, 2}, torch::kFloat64) * 2;
+  const auto e1 = torch::randn({c}, torch::kFloat64), e2 = torch::randn({c}, torch::kFloat64);
+  const auto a = F::snode_eval(z, w, opt, e1), b = F::snode_eval(z, w, opt, e2);
+  EXPECT_TRUE(torch::equal(a.V, b.V));
+  EXPECT_TRUE(torch::equal(a.grad_V, b.grad_V));
+  EXPECT_FALSE(torch::allclose(a.fhat_aug, b.fhat_aug));
+  for (const auto* e : {&a, &b}) {
+    const auto lhs = (e->grad_V * e->f).sum(1) + opt.alpha() * e->V;
+    EXPECT_LE(lhs.max().item<double>(), 1e-12);
+  }
+  // f̂([cond, z]) equals the plain MLP on the concatenated input.
+  const auto zc = torch::cat({e1.unsqueeze(0).expand({64, c}), z}, 1);
+  torch::Tensor h = zc;
+  for (int k = 0; k < 3; ++k) h = torch::relu(torch::linear(h, w[2 * k], w[2 * k + 1]));
+  EXPECT_TRUE(torch::allclose(a.fhat_aug, torch::linear(h, w[6], w[7]), 1e-12, 1e-12));
+  // The output is the state part of the projected field (d = n here: no clock).
+  EXPECT_TRUE(torch::equal(F::snode_rhs(torch::scalar_tensor(0.0, torch::kFloat64), z, w, opt, e1), a.f));
+  EXPECT_THROW(F::snode_eval(z, w, opt), stablelearn::ShapeError);        // cond required
+  EXPECT_THROW(F::snode_eval(z, w, plain, e1), stablelearn::ShapeError);  // cond not expected
+}
+
+}  // namespace

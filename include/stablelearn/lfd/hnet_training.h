@@ -58,6 +58,8 @@ struct BestTracker {
 };
 
 using VectorField = std::function<torch::Tensor(const torch::Tensor& t, const torch::Tensor& x)>;
+/// A learned Lyapunov function V(t, x): x [B, d] -> [B] (sNODE).
+using LyapunovFunction = std::function<torch::Tensor(const torch::Tensor& t, const torch::Tensor& x)>;
 
 /// sNODE evaluation protocol (spec §3.6): the grid t [T] is cut into windows of `window` samples;
 /// each window is integrated with Euler from the last predicted state of the previous window but

@@ -36,6 +36,8 @@ struct LfdConfig {
   std::int64_t tasks = 0;           ///< train on the first `tasks` tasks (0 = all)
   double tangent_vec_scale = 1.0;   ///< RoboTasks9 tangent-vector scale (spec §1.6)
   // [model]
+  /// hnet (hypernetwork, this file) | sg | ft | rep | si | mas (baselines, lfd/baselines.h, spec §7)
+  std::string method = "hnet";
   std::string target = "snode";     ///< snode (stable, LSDDM-based, §2.3) | node (MLP, §2.2)
   std::string hnet = "chn";         ///< chn (chunked, §2.5) | hn (one head per tensor, §2.4)
   std::int64_t fhat_layers = 3;     ///< sNODE: hidden layers of f̂ (--fhat_layers)
@@ -58,6 +60,10 @@ struct LfdConfig {
   std::int64_t num_regs = 1;        ///< past tasks regularised per iteration; 0 = all (--num_regs)
   std::int64_t seed = 100;          ///< everything random derives from it
   std::int64_t log_every = 100;     ///< iterations between metrics.jsonl rows
+  double si_c = 0.3;                ///< SI penalty strength c (--si_c, spec §7)
+  double si_xi = 0.3;               ///< SI damping ξ (--si_epsilon, spec §7)
+  double mas_lambda = 0.1;          ///< MAS penalty strength λ (--mas_lambda, spec §7)
+  std::int64_t mas_samples = 200;   ///< MAS: random (demonstration, time) states per task for Ω
   // [eval]
   bool evaluate = true;             ///< evaluate all seen tasks after each task
   double dtw_threshold = 2191;      ///< CL accuracy: a demonstration counts if DTW < threshold
@@ -124,7 +130,10 @@ class LfdRun {
   /// Generated target weights of `task` (float32, in the target's layout order).
   std::vector<torch::Tensor> weights(std::int64_t task) const;
   /// The learned vector field of `task` in model coordinates (normalised; goal-centred for sNODE).
-  VectorField field(std::int64_t task) const;
+  /// `dtype`: the weights are cast to it (float64 for rollouts that compare V values closely).
+  VectorField field(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
+  /// The learned Lyapunov function V of `task` (sNODE only; UsageError for NODE).
+  LyapunovFunction lyapunov(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
   /// Raw demonstrations [M, T, dim], model-coordinate states [M, T, state_dim] (float64), time [T]
   /// (of demonstration 0), per-dimension mean/std of the positions, per-demonstration goals.
   struct TaskData {
@@ -138,23 +147,38 @@ class LfdRun {
   std::unique_ptr<detail::RunParts> p_;
 };
 
-/// Stability of a learned skill: Euler rollouts from the demonstrations' starts plus random starts
-/// in a box 1.5x the demonstrations' extent (model coordinates) for horizon_factor x T steps of the
-/// data's time step. A start converges when its final position is within `tolerance` of the goal
-/// (raw units; default 2 % of the demonstrations' largest positional extent).
+/// Stability of a learned skill: rollouts from the demonstrations' starts plus random starts in a
+/// box 1.5x the demonstrations' extent (model coordinates) with `method` on the data grid
+/// (`substeps` solver steps per data step). A start converges when its final position is within
+/// `tolerance` of the goal (raw units; default 2 % of the demonstrations' largest positional
+/// extent).
+///
+/// Horizon: horizon_factor x T. With horizon_factor = 0 (automatic) it is 2 T, except for an
+/// autonomous sNODE (explicit_time = false; docs/lfd.md): there ε‖x‖² <= V(x(t)) <= V(x0) e^{−αt}
+/// in continuous time, so every start is within half the tolerance (a margin for the fixed-step
+/// solver) after
+///   t* = ln(max V(x0) / (ε (tol / (2 max std))²)) / α        (bound_horizon_seconds)
+/// and the horizon is max(2 T, t*). Clock-input sNODE and NODE skills carry no such bound (spec
+/// §8.1) and are reported as they are.
 struct StabilityOptions {
   std::int64_t starts = 50;      ///< total starts (the M demonstration starts come first)
-  double horizon_factor = 2.0;   ///< rollout length in multiples of T
+  double horizon_factor = 0;     ///< rollout length in multiples of T; 0 = automatic (see above)
   double tolerance = 0;          ///< raw units; 0 = 2 % of the demonstrations' extent
   std::uint64_t seed = 0;        ///< random starts
   std::int64_t substeps = 1;     ///< solver steps per data time step (1 = the data grid, as trained)
   std::string method = "euler";  ///< euler (as trained and evaluated) | rk4 | dopri5
+  /// Integrate in float64 (weights cast up) instead of float32, as training and evaluation do.
+  bool float64 = false;
 };
 struct StabilityReport {
-  std::int64_t starts = 0, steps = 0;
+  std::string method;
+  std::int64_t starts = 0, steps = 0;   ///< steps: data-grid steps of the horizon
+  double horizon_seconds = 0;
   double tolerance = 0;
   double converged_fraction = 0, median_final_distance = 0, max_final_distance = 0;
   std::vector<double> final_distances;  ///< per start, raw units
+  double max_initial_lyapunov = 0;      ///< autonomous sNODE: max V(x0) over the starts (else 0)
+  double bound_horizon_seconds = 0;     ///< autonomous sNODE: t* above (else 0)
 };
 StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& options);
 

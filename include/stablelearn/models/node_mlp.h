@@ -40,11 +40,14 @@ struct NodeMlpOptions {
   TORCH_ARG(bool, explicit_time) = true;
   /// ELU α (--tnet_act elu, PyTorch default 1.0).
   TORCH_ARG(double, elu_alpha) = 1.0;
+  /// Width c of a conditioning vector (a task embedding) placed FIRST in the input,
+  /// z = [cond, x, t] (the FT/REP/SI/MAS baselines, spec §7). Default 0 (none).
+  TORCH_ARG(std::int64_t, condition_dim) = 0;
 
  public:
 
-  /// Input width d + explicit_time.
-  std::int64_t input_dim() const { return dim_ + (explicit_time_ ? 1 : 0); }
+  /// Input width condition_dim + d + explicit_time.
+  std::int64_t input_dim() const { return condition_dim_ + dim_ + (explicit_time_ ? 1 : 0); }
   /// ConfigError for a non-positive dim or hidden width, or a non-positive ELU α.
   void validate() const;
 };
@@ -64,9 +67,11 @@ torch::Tensor append_time(const torch::Tensor& x, const torch::Tensor& t);
 torch::Tensor node_mlp(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
                        const NodeMlpOptions& options);
 
-/// ODE right-hand side ẋ = f_w(x, t): x [B, d], t scalar tensor -> [B, d].
+/// ODE right-hand side ẋ = f_w(x, t): x [B, d], t scalar tensor -> [B, d]. With
+/// condition_dim c > 0, `cond` ([c] or [B, c]) is placed first: f_w([cond, x, t]).
 torch::Tensor node_rhs(const torch::Tensor& t, const torch::Tensor& x,
-                       const std::vector<torch::Tensor>& weights, const NodeMlpOptions& options);
+                       const std::vector<torch::Tensor>& weights, const NodeMlpOptions& options,
+                       const torch::Tensor& cond = {});
 
 }  // namespace functional
 namespace F = functional;

@@ -35,7 +35,7 @@
 // as the reference does; it is the test oracle and a fallback.
 //
 // Weight list (order of the generated flat vector; spec §2.3, from named_parameters()):
-//   fhat.layer_0.weight [h, n]   fhat.layer_0.bias [h]
+//   fhat.layer_0.weight [h, n]   fhat.layer_0.bias [h]        ([h, c + n] with condition_dim c)
 //   fhat.layer_l.weight [h, h]   fhat.layer_l.bias [h]       l = 1 .. L−1
 //   fhat.layer_out.weight [d, h] fhat.layer_out.bias [d]
 //   V.f.W.0 [hp, n]  V.f.W.1 [hp, n]  V.f.W.2 [1, n]
@@ -85,11 +85,18 @@ struct SNodeOptions {
   TORCH_ARG(bool, explicit_time) = true;
   /// How ∇V is computed. Default Analytic.
   TORCH_ARG(LyapunovGradMode, grad_mode) = LyapunovGradMode::Analytic;
+  /// Width c of a conditioning vector (a task embedding) given to f̂ only: f̂([cond, z]); V, ∇V
+  /// and the projection stay in z-space, so the guarantee holds for every cond and the output
+  /// is the state's own components (the FT/REP/SI/MAS baselines with spec §8.2 fixed).
+  /// Default 0 (none).
+  TORCH_ARG(std::int64_t, condition_dim) = 0;
 
  public:
 
   /// n = d + explicit_time: the width of z, of f̂_aug and of ∇V.
   std::int64_t input_dim() const { return dim_ + (explicit_time_ ? 1 : 0); }
+  /// Input width of f̂: condition_dim + n.
+  std::int64_t fhat_input_dim() const { return condition_dim_ + input_dim(); }
   /// ConfigError for non-positive sizes, fhat_layers < 1, α < 0, ε < 0, r ≤ 0 or δ ≤ 0.
   void validate() const;
 };
@@ -108,8 +115,9 @@ torch::Tensor rehu(const torch::Tensor& s, double delta);
 torch::Tensor rehu_derivative(const torch::Tensor& s, double delta);
 
 /// Nominal dynamics f̂(z): z [B, n] -> [B, d] (ReLU MLP, without the appended 1).
+/// With condition_dim c > 0, `cond` ([c] or [B, c]) is required and f̂ sees [cond, z].
 torch::Tensor snode_fhat(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
-                         const SNodeOptions& options);
+                         const SNodeOptions& options, const torch::Tensor& cond = {});
 /// ICNN output g(z): z [B, n] -> [B].
 torch::Tensor snode_icnn(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
                          const SNodeOptions& options);
@@ -131,13 +139,14 @@ struct SNodeEval {
 };
 /// Evaluates f̂_aug, V, ∇V (options.grad_mode()) and the projected field at z [B, n].
 SNodeEval snode_eval(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
-                     const SNodeOptions& options);
+                     const SNodeOptions& options, const torch::Tensor& cond = {});
 /// Projected augmented field f(z) [B, n].
 torch::Tensor snode_field(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
-                          const SNodeOptions& options);
+                          const SNodeOptions& options, const torch::Tensor& cond = {});
 /// ODE right-hand side ẋ = f([x, t])[0:d]: x [B, d], t scalar tensor -> [B, d].
 torch::Tensor snode_rhs(const torch::Tensor& t, const torch::Tensor& x,
-                        const std::vector<torch::Tensor>& weights, const SNodeOptions& options);
+                        const std::vector<torch::Tensor>& weights, const SNodeOptions& options,
+                        const torch::Tensor& cond = {});
 
 }  // namespace functional
 namespace F = functional;

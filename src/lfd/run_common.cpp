@@ -1,0 +1,238 @@
+#include "run_common.h"
+
+#include <fstream>
+
+#include "stablelearn/core/env.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/io/npz.h"
+#include "stablelearn/lfd/cl_scores.h"
+#include "stablelearn/lfd/hnet_training.h"
+#include "stablelearn/models/node_mlp.h"
+#include "stablelearn/models/odeint.h"
+#include "stablelearn/models/snode.h"
+
+namespace stablelearn::lfd::detail {
+
+using nlohmann::json;
+namespace F = models::functional;
+
+Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim) {
+  Target t;
+  t.condition_dim = condition_dim;
+  if (c.target == "snode") {
+    const auto o = models::SNodeOptions(dim)
+                       .hidden(c.h)
+                       .fhat_layers(c.fhat_layers)
+                       .icnn_hidden(c.hp)
+                       .alpha(c.alpha)
+                       .eps(c.eps)
+                       .rehu(c.rehu)
+                       .explicit_time(c.explicit_time)
+                       .condition_dim(condition_dim);
+    o.validate();
+    t.layout = models::snode_layout(o);
+    t.fan_in = models::snode_fan_in(o);
+    t.field = [o](const std::vector<torch::Tensor>& w, const torch::Tensor& cond) {
+      return VectorField(
+          [o, w, cond](const torch::Tensor& time, const torch::Tensor& x) { return F::snode_rhs(time, x, w, o, cond); });
+    };
+    t.lyapunov = [o](const std::vector<torch::Tensor>& w) {
+      return LyapunovFunction([o, w](const torch::Tensor& time, const torch::Tensor& x) {
+        return F::snode_lyapunov(o.explicit_time() ? F::append_time(x, time) : x, w, o);
+      });
+    };
+  } else {
+    const auto o = models::NodeMlpOptions(dim).hidden(c.tnet_hidden).explicit_time(c.explicit_time).condition_dim(condition_dim);
+    o.validate();
+    t.layout = models::node_mlp_layout(o);
+    t.fan_in = models::node_mlp_fan_in(o);
+    t.field = [o](const std::vector<torch::Tensor>& w, const torch::Tensor& cond) {
+      return VectorField(
+          [o, w, cond](const torch::Tensor& time, const torch::Tensor& x) { return F::node_rhs(time, x, w, o, cond); });
+    };
+  }
+  return t;
+}
+
+std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stream) {
+  return static_cast<std::uint64_t>(seed) * 1000003ULL + static_cast<std::uint64_t>(task) * 7919ULL + stream;
+}
+
+torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::Tensor& y0, const torch::Tensor& t) {
+  const auto solver = c.target == "snode" ? models::OdeintOptions{}
+                                          : models::OdeintOptions{}.method(models::parse_ode_method(c.node_solver));
+  return models::odeint(f, y0, t, solver);
+}
+
+EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& pj,
+                       const VectorField& field) {
+  torch::NoGradGuard no_grad;
+  const auto x0 = pj.x.select(1, 0).to(torch::kFloat32);
+  const auto t = pj.t.to(torch::kFloat32);
+  const auto traj = c.target == "snode" ? windowed_rollout(field, x0, t, c.tsub) : integrate(c, field, x0, t);
+  const auto pred = data::restore_prediction(pj, traj.to(torch::kFloat64));
+  const auto T = pred.size(1);
+  const auto P = spec.position_dim;
+  const auto ref_pos = pj.raw.narrow(1, 0, T).narrow(2, 0, P).contiguous();
+  const auto pred_pos = pred.narrow(2, 0, P).contiguous();
+  const TrajectoryBatch rb{ref_pos.data_ptr<double>(), ref_pos.size(0), T, P};
+  const TrajectoryBatch pb{pred_pos.data_ptr<double>(), pred_pos.size(0), T, P};
+  EvalCell cell;
+  cell.dtw = compute_metric(TrajectoryMetric::Dtw, rb, pb);
+  cell.frechet = compute_metric(TrajectoryMetric::Frechet, rb, pb);
+  cell.swept = compute_metric(TrajectoryMetric::Swept, rb, pb);
+  if (spec.has_orientation) {
+    const auto rq = pj.raw.narrow(1, 0, T).narrow(2, 3, 4).contiguous();
+    const auto pq = pred.narrow(2, 3, 4).contiguous();
+    cell.quat = compute_metric(TrajectoryMetric::Quat, {rq.data_ptr<double>(), rq.size(0), T, 4},
+                               {pq.data_ptr<double>(), pq.size(0), T, 4});
+    cell.has_quat = true;
+  }
+  return cell;
+}
+
+void append_jsonl(const std::filesystem::path& path, const json& row) {
+  std::ofstream out(path, std::ios::app);
+  SL_CHECK(out.good(), IoError, path.string(), ": cannot append");
+  out << row.dump() << "\n";
+}
+
+namespace {
+
+json summary_json(const MetricSummary& s) { return {{"per_demo", s.per_demo}, {"mean", s.mean}, {"median", s.median}}; }
+MetricSummary summary_from(const json& j) { return summarize(j.at("per_demo").get<std::vector<double>>()); }
+
+json cell_json(const EvalCell& c) {
+  json j{{"dtw", summary_json(c.dtw)}, {"frechet", summary_json(c.frechet)}, {"swept", summary_json(c.swept)}};
+  if (c.has_quat) j["quat_error"] = summary_json(c.quat);
+  return j;
+}
+EvalCell cell_from(const json& j) {
+  EvalCell c;
+  c.dtw = summary_from(j.at("dtw"));
+  c.frechet = summary_from(j.at("frechet"));
+  c.swept = summary_from(j.at("swept"));
+  if (j.contains("quat_error")) {
+    c.quat = summary_from(j.at("quat_error"));
+    c.has_quat = true;
+  }
+  return c;
+}
+
+constexpr const char* kCheckpointFormat = "stablelearn-lfd-checkpoint";
+// Version 2 adds "method" (absent in version 1 = "hnet").
+constexpr int kCheckpointVersion = 2;
+
+}  // namespace
+
+CheckpointData read_checkpoint(const std::filesystem::path& run) {
+  const auto ckpt_json = run / "checkpoint.json";
+  SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": no checkpoint (is this a run directory?)");
+  json ck;
+  try {
+    ck = json::parse(read_file_text(ckpt_json));
+  } catch (const json::exception& e) {
+    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
+  }
+  SL_CHECK(ck.is_object() && ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(),
+           ": not a stablelearn LfD checkpoint");
+  const int version = ck.value("version", 0);
+  SL_CHECK(version >= 1 && version <= kCheckpointVersion, DataError, ckpt_json.string(), ": checkpoint format version ",
+           version, " is not supported by this stablelearn (reads versions 1..", kCheckpointVersion, ")");
+  CheckpointData d;
+  try {
+    d.completed = ck.at("completed_tasks").get<std::int64_t>();
+    d.tensors_file = run / ck.at("file").get<std::string>();
+    d.seconds = ck.at("train_seconds").get<std::vector<double>>();
+    d.method = version >= 2 ? ck.at("method").get<std::string>() : std::string("hnet");
+    for (const auto& row : ck.at("evaluations")) {
+      std::vector<EvalCell> cells;
+      for (const auto& cell : row) cells.push_back(cell_from(cell));
+      d.evals.push_back(cells);
+    }
+  } catch (const json::exception& e) {
+    SL_THROW(DataError, ckpt_json.string(), ": missing or malformed field (", e.what(), ")");
+  }
+  d.tensors = io::read_npz(d.tensors_file);
+  return d;
+}
+
+torch::Tensor checkpoint_tensor(const CheckpointData& ck, const std::string& key) {
+  const auto it = ck.tensors.find(key);
+  SL_CHECK(it != ck.tensors.end(), DataError, ck.tensors_file.string(), ": missing tensor '", key, "'");
+  return data::to_tensor(it->second);
+}
+
+void write_checkpoint(const std::filesystem::path& run, const std::string& method, std::int64_t task,
+                      const std::map<std::string, io::NdArray>& tensors, const std::vector<double>& seconds,
+                      const std::vector<std::vector<EvalCell>>& evals) {
+  // Tensors first, then the JSON that points at them (atomic, in that order).
+  const std::string file = "checkpoint_task" + std::to_string(task) + ".npz";
+  io::write_npz(run / file, tensors, /*compress=*/false);
+  json ev = json::array();
+  for (const auto& r : evals) {
+    json jr = json::array();
+    for (const auto& cell : r) jr.push_back(cell_json(cell));
+    ev.push_back(jr);
+  }
+  write_file_atomic(run / "checkpoint.json", json{{"format", kCheckpointFormat},
+                                                  {"version", kCheckpointVersion},
+                                                  {"method", method},
+                                                  {"completed_tasks", task + 1},
+                                                  {"file", file},
+                                                  {"train_seconds", seconds},
+                                                  {"evaluations", ev}}
+                                                 .dump(1));
+  std::error_code ec;
+  if (task > 0) std::filesystem::remove(run / ("checkpoint_task" + std::to_string(task - 1) + ".npz"), ec);
+}
+
+void write_results(const std::filesystem::path& run, const LfdConfig& c, const std::vector<std::vector<EvalCell>>& evals,
+                   const std::vector<double>& seconds, const SummaryInfo& info) {
+  // eval_results.json (the reference's layout) and summary.json.
+  json metric_errors = json::object();
+  json medians = json::object();
+  for (std::size_t ti = 0; ti < evals.size(); ++ti) {
+    for (std::size_t tj = 0; tj < evals[ti].size(); ++tj) {
+      const auto& cell = evals[ti][tj];
+      json e{{"dtw", cell.dtw.per_demo}, {"frechet", cell.frechet.per_demo}, {"swept", cell.swept.per_demo}};
+      json m{{"dtw", cell.dtw.median}, {"frechet", cell.frechet.median}, {"swept", cell.swept.median}};
+      if (cell.has_quat) {
+        e["quat_error"] = cell.quat.per_demo;
+        m["quat_error"] = cell.quat.median;
+      }
+      metric_errors["train_task_" + std::to_string(ti)]["eval_task_" + std::to_string(tj)] = e;
+      medians["train_task_" + std::to_string(ti)]["eval_task_" + std::to_string(tj)] = m;
+    }
+  }
+  write_file_atomic(run / "eval_results.json", json{{"data", {{"metric_errors", metric_errors}}}}.dump(1));
+
+  json summary{{"method", info.method},
+               {"completed_tasks", evals.size()},
+               {"tasks", info.tasks},
+               {"task_files", info.task_files},
+               {"params", info.params},
+               {"per_task_train_seconds", seconds},
+               {"median_errors", medians},
+               {"seed", c.seed},
+               {"runtime", json::parse(runtime_info_json(runtime_info()))}};
+  if (c.evaluate && !evals.empty()) {
+    const auto n = evals.size();
+    ClScoreInputs in;
+    in.acc.assign(n, std::vector<double>(n, 0.0));
+    for (std::size_t ti = 0; ti < n; ++ti)
+      for (std::size_t tj = 0; tj <= ti; ++tj) in.acc[ti][tj] = threshold_accuracy(evals[ti][tj].dtw.per_demo, c.dtw_threshold);
+    in.sizes.assign(info.sizes.begin(), info.sizes.begin() + static_cast<std::ptrdiff_t>(n));
+    in.train_seconds = seconds;
+    in.stores_data = info.stores_data;
+    const auto sc = compute_cl_scores(in);
+    summary["cl_scores"] = {{"dtw_threshold", c.dtw_threshold}, {"accuracy_matrix", in.acc}, {"ACC", sc.acc},
+                            {"BWT", sc.bwt}, {"BWT_plus", sc.bwt_plus}, {"REM", sc.rem}, {"MS", sc.ms}, {"TE", sc.te},
+                            {"FS", sc.fs}, {"SSS", sc.sss}, {"CL_score", sc.cl_score}, {"CL_stability", sc.cl_stability}};
+  }
+  write_file_atomic(run / "summary.json", summary.dump(1));
+}
+
+}  // namespace stablelearn::lfd::detail

@@ -1,0 +1,84 @@
+// Pieces shared by the hypernetwork trainer (trainer.cpp) and the baselines (baselines.cpp):
+// target-network construction, the evaluation protocol (spec §3.6), checkpoints and the run
+// directory's result files. Private to sl_lfd.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include "stablelearn/data/lfd_datasets.h"
+#include "stablelearn/data/lfd_preprocess.h"
+#include "stablelearn/io/ndarray.h"
+#include "stablelearn/lfd/trainer.h"
+#include "stablelearn/models/weight_layout.h"
+
+namespace stablelearn::lfd::detail {
+
+/// The target network of a configuration: its weight layout, fan-ins (for owned-weight
+/// initialisation) and vector field. With condition_dim c > 0 the field takes a conditioning
+/// vector (a task embedding, [c]) that f̂ (sNODE) or the MLP (NODE) sees first in its input.
+struct Target {
+  models::WeightLayout layout;
+  std::vector<std::int64_t> fan_in;
+  std::int64_t condition_dim = 0;
+  std::function<VectorField(const std::vector<torch::Tensor>& weights, const torch::Tensor& cond)> field;
+  /// sNODE only (empty for NODE): weights -> V(t, x) [B] (z = [x, t] with the clock, else x).
+  std::function<LyapunovFunction(const std::vector<torch::Tensor>& weights)> lyapunov;
+  VectorField operator()(const std::vector<torch::Tensor>& w, const torch::Tensor& cond = {}) const { return field(w, cond); }
+};
+Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim = 0);
+
+/// Seed of the random draws that belong to task `task` (embedding, windows, sampled tasks), so a
+/// resumed run draws exactly what an uninterrupted one would.
+std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stream);
+
+/// The training solver: Euler on the data grid for sNODE, train/eval node_solver for NODE.
+torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::Tensor& y0, const torch::Tensor& t);
+
+/// Evaluation of one task with a learned field (spec §3.6: sNODE windowed, NODE one full
+/// integration), de-normalised, DTW / Fréchet / swept (+ quaternion error).
+EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& task,
+                       const VectorField& field);
+
+void append_jsonl(const std::filesystem::path& path, const nlohmann::json& row);
+
+/// RUN/checkpoint.json + the tensors file it points at.
+struct CheckpointData {
+  std::int64_t completed = 0;
+  std::map<std::string, io::NdArray> tensors;
+  std::filesystem::path tensors_file;
+  std::vector<double> seconds;
+  std::vector<std::vector<EvalCell>> evals;
+  std::string method = "hnet";
+};
+/// IoError when missing, DataError when corrupt, of another format or a newer version.
+CheckpointData read_checkpoint(const std::filesystem::path& run);
+/// Tensor of `key` from a checkpoint (DataError naming the file when absent).
+torch::Tensor checkpoint_tensor(const CheckpointData& ck, const std::string& key);
+/// Writes RUN/checkpoint_task<i>.npz, then RUN/checkpoint.json atomically, then removes the
+/// previous task's tensors file.
+void write_checkpoint(const std::filesystem::path& run, const std::string& method, std::int64_t task,
+                      const std::map<std::string, io::NdArray>& tensors, const std::vector<double>& seconds,
+                      const std::vector<std::vector<EvalCell>>& evals);
+
+/// What summary.json reports besides the evaluations.
+struct SummaryInfo {
+  std::string method = "hnet";
+  std::int64_t tasks = 0;
+  std::vector<std::string> task_files;
+  nlohmann::json params;            ///< params.{target, hypernetwork, theta, ...}
+  std::vector<double> sizes;        ///< parameters stored after each task (CL score MS)
+  bool stores_data = false;         ///< replay (CL score SSS)
+};
+/// Rewrites RUN/eval_results.json and RUN/summary.json from the evaluations so far.
+void write_results(const std::filesystem::path& run, const LfdConfig& c, const std::vector<std::vector<EvalCell>>& evals,
+                   const std::vector<double>& seconds, const SummaryInfo& info);
+
+}  // namespace stablelearn::lfd::detail
