@@ -3,15 +3,17 @@
 # permuted Fashion-MNIST, every strategy) for seeds 0, 1, 2 (train.seed and stream.seed), with
 # task-end evaluation only (continual evaluation is shown separately by scripts/cl_stability_gap.sh),
 # then `stablelearn cl summarize` into results/cl_fmnist.md. Finished runs are skipped, so the
-# script can be stopped and restarted. Usage: scripts/cl_results.sh [THREADS] [RUNS_DIR]
+# script can be stopped and restarted; two copies may share the work with different PATTERNs
+# (e.g. 'split_*' and 'permuted_*'). Usage: scripts/cl_results.sh [THREADS] [RUNS_DIR] [PATTERN]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 threads=${1:-2}
 runs=${2:-$root/runs/cl}
+pattern=${3:-*}
 bin=$root/build/stablelearn
 [ -x "$bin" ] || { echo "cl_results: $bin missing; build first (scripts/setup.sh)" >&2; exit 1; }
 mkdir -p "$runs" "$root/results"
-for cfg in "$root"/configs/cl/*.toml; do
+for cfg in "$root"/configs/cl/$pattern.toml; do
   name=$(basename "$cfg" .toml)
   for seed in 0 1 2; do
     out=$runs/${name}_s$seed

@@ -98,6 +98,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
   sum->footer(
       "Runs are grouped by directory name without a trailing _s<N> or _seed<N> (the seed), so\n"
       "runs/split_er_s0 runs/split_er_s1 runs/split_er_s2 form one row 'split_er'. Std is the sample std (n - 1).\n"
+      "Unfinished runs (fewer completed tasks than the stream has) are skipped with a warning.\n"
       "Example: stablelearn cl summarize runs/split_*");
   reg.add(sum, [sargs]() {
     struct Group {
@@ -116,6 +117,11 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
         j = nlohmann::json::parse(read_file_text(path));
       } catch (const nlohmann::json::exception& e) {
         SL_THROW(DataError, path.string(), ": not valid JSON (", e.what(), ")");
+      }
+      if (j.value("completed_tasks", 0) < j.value("tasks", 0)) {
+        std::cerr << "stablelearn: skipping " << r << ": unfinished run (" << j.value("completed_tasks", 0) << " of "
+                  << j.value("tasks", 0) << " tasks)\n";
+        continue;
       }
       auto dir = std::filesystem::path(r).lexically_normal();
       if (dir.filename().empty()) dir = dir.parent_path();

@@ -298,6 +298,15 @@ TEST_F(Cli, ClSummarizeGroupsSeedsAndComputesMeanAndSampleStd) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("| split_er | 2 | 70.0 ± 14.1 | -10.0 ± 0.0 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| n/a | n/a | 2.0 ± 0.0 |"), std::string::npos) << r.out;  // no continual eval; 2 s per task
+  // An unfinished run is left out of the statistics (with a warning).
+  fs::create_directories(dir / "split_er_s2");
+  std::ofstream(dir / "split_er_s2" / "summary.json")
+      << "{\"completed_tasks\": 2, \"tasks\": 5, \"metrics\": {\"ACC\": 0.1, \"BWT\": 0, \"FWT\": 0, \"forgetting_max\": 0},"
+      << " \"train_seconds\": [1.0]}";
+  const auto partial = run("cl summarize " + (dir / "split_er_s0").string() + " " + (dir / "split_er_s1").string() + " " +
+                           (dir / "split_er_s2").string());
+  EXPECT_NE(partial.out.find("| split_er | 2 | 70.0 ± 14.1 |"), std::string::npos) << partial.out;
+  EXPECT_NE(partial.err.find("unfinished run"), std::string::npos) << partial.err;
   const auto bad = run("cl summarize " + (dir / "nothing").string());
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("summary.json"), std::string::npos);
