@@ -62,7 +62,8 @@ TEST_F(Cli, VersionReportsBlasAndThreads) {
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {
-  for (const char* c : {"", "data", "data info", "lfd", "lfd metrics", "lfd train", "lfd info", "lfd stability", "lfd export", "demo", "list"}) {
+  for (const char* c : {"", "data", "data info", "lfd", "lfd metrics", "lfd train", "lfd info", "lfd stability", "lfd export", "demo", "list",
+                        "cl", "cl run", "cl summarize", "diagnose"}) {
     const auto r = run(std::string(c) + " --help");
     EXPECT_EQ(r.status, 0) << c << ": " << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << c;
