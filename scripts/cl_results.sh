@@ -21,8 +21,12 @@ for cfg in "$root"/configs/cl/$pattern.toml; do
     resume=""
     [ -f "$out/checkpoint.json" ] && resume="--resume"
     echo "== $name seed $seed"
-    "$bin" --threads "$threads" cl run "$cfg" --out "$out" $resume --set train.seed=$seed --set stream.seed=$seed \
-      --set eval.every=0 --set output.tensorboard=false --set output.figures=false 2>/dev/null | head -1
+    if ! "$bin" --threads "$threads" cl run "$cfg" --out "$out" $resume --set train.seed=$seed --set stream.seed=$seed \
+      --set eval.every=0 --set output.tensorboard=false --set output.figures=false 2>"$out.err" >"$out.out"; then
+      echo "FAILED: $(tail -1 "$out.err")"
+    else
+      head -1 "$out.out"
+    fi
   done
 done
 {
