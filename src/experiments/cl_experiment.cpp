@@ -42,11 +42,7 @@ std::uint64_t derive_seed(std::int64_t seed, std::int64_t task, std::int64_t str
   return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFull;
 }
 
-void append_jsonl(const std::filesystem::path& path, const json& row) {
-  std::ofstream out(path, std::ios::app);
-  SL_CHECK(out.good(), IoError, path.string(), ": cannot append");
-  out << row.dump() << "\n";
-}
+void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
 
 json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 
@@ -269,20 +265,10 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                            std::int64_t stop_after) {
   const auto& p = *p_;
   const auto start_time = std::chrono::steady_clock::now();
-  std::error_code ec;
-  std::filesystem::create_directories(run, ec);
-  SL_CHECK(!ec, IoError, run.string(), ": cannot create run directory (", ec.message(), ")");
   const auto ckpt_json = run / "checkpoint.json";
   const auto metrics_path = run / "metrics.jsonl";
-  if (resume && std::filesystem::exists(ckpt_json)) {
-    SL_CHECK(read_file_text(run / "config.toml") == p.resolved, ConfigError, run.string(),
-             ": --resume with a different configuration than the run was started with (compare config.toml)");
-  } else {
-    SL_CHECK(!std::filesystem::exists(ckpt_json), UsageError, run.string(),
-             ": already holds a run (checkpoint.json); use --resume to continue it or choose another --out");
-    write_file_atomic(run / "config.toml", p.resolved);
-    std::filesystem::remove(metrics_path, ec);
-  }
+  resume = open_run_dir(run, p.resolved, resume);
+  std::error_code ec;
 
   // Device.
   torch::Device dev(torch::kCPU);
@@ -343,7 +329,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   std::vector<std::int64_t> boundaries;
   std::int64_t first_task = 0, global_iter = 0;
 
-  if (resume && std::filesystem::exists(ckpt_json)) {
+  if (resume) {
     json ck;
     try {
       ck = json::parse(read_file_text(ckpt_json));
@@ -412,7 +398,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
 
   // [diagnostics]: sharpness (and trace) of the training loss on fixed images of the current task.
   std::vector<json> diag_rows;
-  if (resume && std::filesystem::exists(ckpt_json)) {
+  if (resume) {
     const auto ck = json::parse(read_file_text(ckpt_json));
     if (ck.contains("diagnostics"))
       for (const auto& r : ck.at("diagnostics")) diag_rows.push_back(r);

@@ -206,16 +206,8 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
   const auto& c = s.cfg;
   auto& model = *s.model;
   const auto config_text = c.to_config().to_string();
-  std::error_code ec;
-  std::filesystem::create_directories(s.run, ec);
-  SL_CHECK(!ec, IoError, s.run.string(), ": cannot create run directory (", ec.message(), ")");
-  const auto ckpt_json = s.run / "checkpoint.json";
-
   std::int64_t first_task = 0;
-  if (resume && std::filesystem::exists(ckpt_json)) {
-    const auto old_config = read_file_text(s.run / "config.toml");
-    SL_CHECK(old_config == config_text, ConfigError, s.run.string(),
-             ": --resume with a different configuration than the run was started with (compare config.toml)");
+  if (open_run_dir(s.run, config_text, resume)) {
     const auto ck = detail::read_checkpoint(s.run);
     SL_CHECK(ck.method == c.method, DataError, ck.tensors_file.string(), ": checkpoint of method '", ck.method,
              "', the configuration says '", c.method, "'");
@@ -236,11 +228,6 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
     s.seconds = ck.seconds;
     s.evals = ck.evals;
     first_task = ck.completed;
-  } else {
-    SL_CHECK(!std::filesystem::exists(ckpt_json), UsageError, s.run.string(),
-             ": already holds a run (checkpoint.json); use --resume to continue it or choose another --out");
-    write_file_atomic(s.run / "config.toml", config_text);
-    std::filesystem::remove(s.run / "metrics.jsonl", ec);
   }
 
   const auto metrics_path = s.run / "metrics.jsonl";

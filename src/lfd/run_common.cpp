@@ -93,11 +93,7 @@ EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, con
   return cell;
 }
 
-void append_jsonl(const std::filesystem::path& path, const json& row) {
-  std::ofstream out(path, std::ios::app);
-  SL_CHECK(out.good(), IoError, path.string(), ": cannot append");
-  out << row.dump() << "\n";
-}
+void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
 
 namespace {
 

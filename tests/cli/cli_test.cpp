@@ -11,6 +11,7 @@
 #include "stablelearn/core/fs.h"
 #include "stablelearn/io/npy.h"
 #include "stablelearn/io/npz.h"
+#include "cli_testing.h"
 #include "testing.h"
 
 namespace sl = stablelearn;
@@ -19,24 +20,8 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-/// Runs `stablelearn ARGS` from the build folder, capturing stdout and stderr.
-Result run(const std::string& args) {
-  static const fs::path dir = sl::testing::temp_dir("cli_io");
-  const auto out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = (sl::testing::binary_dir() / "stablelearn").string() + " --threads 1 " + args + " >" +
-                          out.string() + " 2>" + err.string();
-  const int raw = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = sl::read_file_text(out);
-  r.err = sl::read_file_text(err);
-  return r;
-}
+using Result = sl::testing::CliResult;
+Result run(const std::string& args) { return sl::testing::run_cli(args); }
 
 fs::path write_traj(const fs::path& dir, const std::string& name, std::vector<std::int64_t> shape,
                     const std::vector<double>& v, sl::io::DType dtype = sl::io::DType::Float64) {

@@ -20,6 +20,7 @@
 
 #include "stablelearn/core/fs.h"
 #include "stablelearn/experiments/cl_experiment.h"
+#include "cli_testing.h"
 #include "testing.h"
 
 namespace sl = stablelearn;
@@ -28,25 +29,8 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-  json js() const { return json::parse(out); }
-};
-
-/// Runs `stablelearn ARGS` from the build folder, capturing stdout and stderr.
-Result run(const std::string& args) {
-  static const fs::path dir = sl::testing::temp_dir("diagnose_cli_io");
-  const auto out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = (sl::testing::binary_dir() / "stablelearn").string() + " --threads 1 " + args + " >" +
-                          out.string() + " 2>" + err.string();
-  const int raw = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = sl::read_file_text(out);
-  r.err = sl::read_file_text(err);
-  return r;
-}
+using Result = sl::testing::CliResult;
+Result run(const std::string& args) { return sl::testing::run_cli(args); }
 
 constexpr std::int64_t kN = 50;  // samples of task 1 the curvature is taken over
 

@@ -1,0 +1,37 @@
+// Running the stablelearn binary from the CLI test suites.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "stablelearn/core/fs.h"
+#include "testing.h"
+
+namespace stablelearn::testing {
+
+struct CliResult {
+  int status = -1;
+  std::string out, err;
+  nlohmann::json js() const { return nlohmann::json::parse(out); }
+};
+
+/// Runs `stablelearn --threads 1 ARGS` from the build folder, capturing stdout and stderr.
+inline CliResult run_cli(const std::string& args) {
+  static const std::filesystem::path dir = temp_dir("cli_io");
+  const auto out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = (binary_dir() / "stablelearn").string() + " --threads 1 " + args + " >" + out.string() + " 2>" +
+                          err.string();
+  const int raw = std::system(cmd.c_str());
+  CliResult r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = read_file_text(out);
+  r.err = read_file_text(err);
+  return r;
+}
+
+}  // namespace stablelearn::testing
