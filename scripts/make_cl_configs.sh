@@ -46,7 +46,11 @@ for stream in split permuted; do
       printf '[model]\nkind = "mlp"\nhidden = [400, 400]\n\n'
       printf '[strategy]\n'
       strategy_table $s $stream
-      printf '\n[train]\nepochs = %d\nbatch_size = 128\nlr = 0.01\noptimizer = "sgd"\nmomentum = 0.9\nseed = 0\n\n' $epochs
+      # CoSO replaces the optimiser with its own projected Adam: it gets an Adam learning rate
+      # (5e-4; CoSO's configs use 3e-4 to 4e-4 for the projected layers, 5e-4 for heads) instead of SGD's 0.01.
+      lr=0.01
+      [ $s = coso ] && lr=0.0005
+      printf '\n[train]\nepochs = %d\nbatch_size = 128\nlr = %s\noptimizer = "sgd"\nmomentum = 0.9\nseed = 0\n\n' $epochs $lr
       printf '[eval]\nevery = 10\nsubset = 500\n'
     } > "$out/${stream}_fmnist_${s}.toml"
   done
