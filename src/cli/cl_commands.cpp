@@ -56,7 +56,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
     TaskProgressBar bar;
     double task_start = 0;
     std::int64_t current = -1;
-    const auto r = e.run(args->out, args->resume,
+    e.run(args->out, args->resume,
                          [&](const experiments::ClProgress& p) {
                            if (p.task != current) {
                              current = p.task;
@@ -83,7 +83,6 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
                                f(c.at("lca")));
     }
     std::cout << "run directory: " << args->out << "\n";
-    (void)r;
     return 0;
   });
 

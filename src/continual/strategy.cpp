@@ -12,11 +12,11 @@ namespace F = torch::nn::functional;
 torch::Tensor Context::logits(const torch::Tensor& x, const torch::Tensor& task_ids,
                               const std::vector<torch::Tensor>* w) const {
   auto z = w ? model->forward(x, *w) : model->forward(x);
-  if (task_incremental) {
-    const auto mask = class_mask.index_select(0, task_ids);  // [B, classes]
-    z = z.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
-  }
-  return z;
+  return task_incremental ? mask_logits(z, class_mask.index_select(0, task_ids)) : z;
+}
+
+torch::Tensor mask_logits(const torch::Tensor& logits, const torch::Tensor& allowed) {
+  return logits.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
 }
 
 void Strategy::describe(ConfigWriter& w) const { w.put("strategy", "name", name()); }

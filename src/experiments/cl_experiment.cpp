@@ -328,6 +328,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   std::vector<json> tracks;
   std::vector<std::int64_t> boundaries;
   std::int64_t first_task = 0, global_iter = 0;
+  std::vector<json> diag_rows;  // [diagnostics] measurements so far
 
   if (resume) {
     json ck;
@@ -344,6 +345,8 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
     result.init_accuracy = ck.at("init_accuracy").get<std::vector<double>>();
     result.train_seconds = ck.at("train_seconds").get<std::vector<double>>();
     boundaries = ck.at("boundaries").get<std::vector<std::int64_t>>();
+    if (ck.contains("diagnostics"))
+      for (const auto& r : ck.at("diagnostics")) diag_rows.push_back(r);
     for (const auto& r : ck.at("tracks")) {
       tracks.push_back(r);
       tracker.record(r.at("task").get<std::int64_t>(), r.at("acc").get<std::vector<double>>());
@@ -397,12 +400,6 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   };
 
   // [diagnostics]: sharpness (and trace) of the training loss on fixed images of the current task.
-  std::vector<json> diag_rows;
-  if (resume) {
-    const auto ck = json::parse(read_file_text(ckpt_json));
-    if (ck.contains("diagnostics"))
-      for (const auto& r : ck.at("diagnostics")) diag_rows.push_back(r);
-  }
   auto diagnose = [&](std::int64_t current) {
     const auto& train = tasks[static_cast<std::size_t>(current)].train;
     auto g = at::detail::createCPUGenerator(derive_seed(p.train.seed, current, 11));
@@ -610,7 +607,7 @@ torch::Tensor ClRunView::logits(const torch::Tensor& x, std::int64_t task) const
   if (!task_incremental) return z;
   auto mask = torch::zeros({z.size(1)}, torch::kBool);
   for (auto c : tasks.at(static_cast<std::size_t>(task)).classes) mask[c] = true;
-  return z.masked_fill(mask.to(z.device()).logical_not(), -std::numeric_limits<float>::infinity());
+  return cl::mask_logits(z, mask.to(z.device()));
 }
 
 ClRunView load_cl_run(const std::filesystem::path& run) {

@@ -98,6 +98,10 @@ class FineTuning : public Strategy {
   std::string name() const override { return "finetune"; }
 };
 
+/// Logits with every class outside `allowed` (bool, [classes] or [B, classes]) set to −∞: the
+/// multi-head (task-incremental) view of one shared output layer.
+torch::Tensor mask_logits(const torch::Tensor& logits, const torch::Tensor& allowed);
+
 /// Cross-entropy of logits with labels, where masked-out logits (−∞) are ignored.
 torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels);
 
