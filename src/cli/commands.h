@@ -2,6 +2,7 @@
 // registrations are the single declaration of every command, its options and its help text.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -43,6 +44,17 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg);
 void register_list_command(CLI::App& app, CommandRegistry& reg);
 void register_diagnose_commands(CLI::App& app, CommandRegistry& reg);
 void register_cl_commands(CLI::App& app, CommandRegistry& reg);
+/// More `diagnose` sub-commands (diagnose_extra_commands.cpp: commutator), registered on the
+/// `diagnose` group by register_diagnose_commands.
+void add_diagnose_extra_commands(CLI::App* diag, CommandRegistry& reg);
+/// diagnose_run_commands.cpp: `diagnose cka RUN` (representation drift of a `cl run`), added to
+/// the `diagnose` group `diag`.
+void register_diagnose_run_commands(CLI::App& diag, CommandRegistry& reg);
+/// diagnose_run_commands.cpp: adds the optional RUN positional and --task to the toy `diagnose
+/// trajectory` command and returns its action: trajectory PCA + RELEX of the run's parameter
+/// snapshots when RUN is given (`components()` = the --components value), `toy` otherwise.
+std::function<int()> with_run_trajectory(CLI::App* trajectory, std::function<std::int64_t()> components,
+                                         std::function<int()> toy);
 
 // Shared by several commands (data_commands.cpp).
 /// One JSON row per LfD data set found under `root` (name, tasks, demos, samples, dims).

@@ -377,6 +377,7 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   auto* diag = app.add_subcommand(
       "diagnose", "Curvature, weight-spectrum and training-dynamics diagnostics of a `cl run` directory or the toy problem");
   diag->require_subcommand(1);
+  add_diagnose_extra_commands(diag, reg);
 
   // diagnose hessian
   struct HessianArgs {
@@ -725,12 +726,14 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   tr->batch_size = 32;
   tr->epochs = 5;
   auto* traj = diag->add_subcommand(
-      "trajectory", "PCA of a weight trajectory: checkpoints every k SGD steps of an MLP on Fashion-MNIST (explained variance, r90, effective rank)");
+      "trajectory", "PCA of a weight trajectory (explained variance, r90, effective rank): a `cl run`'s parameter snapshots (RUN), or checkpoints every k SGD steps of an MLP on Fashion-MNIST");
   add_sgd_options(traj, *tr);
   traj->add_option("--every", tr->every, "SGD steps between checkpoints")->capture_default_str()->check(CLI::PositiveNumber);
   traj->add_option("--components", tr->components, "Explained-variance ratios printed")->capture_default_str()->check(CLI::PositiveNumber);
-  traj->footer("Example: stablelearn diagnose trajectory --samples 2000 --hidden 50 --lr 0.05 --batch-size 32 --epochs 5 --every 20");
-  reg.add(traj, [tr]() {
+  traj->footer(
+      "Examples:\n  stablelearn diagnose trajectory --samples 2000 --hidden 50 --lr 0.05 --batch-size 32 --epochs 5 --every 20\n"
+      "  stablelearn diagnose trajectory runs/split_ewc --task 1   (a run with [output] snapshot_every = K; adds RELEX)");
+  reg.add(traj, with_run_trajectory(traj, [tr] { return tr->components; }, [tr]() {
     const auto t0 = std::chrono::steady_clock::now();
     SL_CHECK(tr->batch_size <= tr->data.samples, UsageError, "--batch-size ", tr->batch_size, " exceeds --samples ", tr->data.samples);
     auto p = make_fmnist_problem(tr->data, tr->loss, torch::kFloat64);
@@ -761,7 +764,7 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
                 {"test_accuracy", p.accuracy(p.x_test, p.y_test)},
                 {"seconds", seconds_since(t0)}});
     return 0;
-  });
+  }));
 
   // diagnose intrinsic-dim
   struct IdArgs {
@@ -769,6 +772,8 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     std::string dims = "10,50,100,200,400,800";
     std::int64_t steps = 200;
     double lr = 0.01, full_lr = 1e-3, absolute = 0.9, fraction = 0.9;
+    std::string projection = "dense";
+    std::int64_t seeds = 1;
   };
   auto id = std::make_shared<IdArgs>();
   id->data.hidden = "200,200";
@@ -781,7 +786,18 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   idim->add_option("--full-lr", id->full_lr, "Adam rate of the full model")->capture_default_str()->check(CLI::PositiveNumber);
   idim->add_option("--absolute", id->absolute, "Absolute test-accuracy threshold (Li et al.'s MNIST convention)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   idim->add_option("--fraction", id->fraction, "Relative threshold: this fraction of the full model's test accuracy")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  idim->footer("Example: stablelearn diagnose intrinsic-dim --samples 1000 --hidden 200,200 --dims 10,50,100,200,400 --steps 200");
+  idim->add_option("--projection", id->projection,
+                   "Random projection P (Li et al. 2018): dense (Gaussian, memory D*d), sparse (density 1/sqrt(D)) or "
+                   "fastfood (H G Pi H B, memory O(D))")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"dense", "sparse", "fastfood"}));
+  idim->add_option("--seeds", id->seeds,
+                   "Projections (seeds) per d, all from the same initialisation; rows report the mean and sample std "
+                   "of the test accuracy, and both d_int90 use the means")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  idim->footer("Example: stablelearn diagnose intrinsic-dim --samples 1000 --hidden 200,200 --dims 10,50,100,200,400 --steps 200\n"
+               "         stablelearn diagnose intrinsic-dim --projection fastfood --seeds 3 --dims 100,200,400,800");
   reg.add(idim, [id]() {
     const auto t0 = std::chrono::steady_clock::now();
     auto dims = parse_list(id->dims, "--dims");
@@ -806,21 +822,55 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
       }
     }
     const double full_acc = p.accuracy(p.x_test, p.y_test), full_train = p.accuracy(p.x, p.y);
+    const auto kind = dg::parse_projection(id->projection);
+    // Mean and sample standard deviation (null for one seed).
+    auto mean_std = [](const std::vector<double>& v) {
+      const double m = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+      if (v.size() < 2) return std::make_pair(m, nlohmann::json(nullptr));
+      double ss = 0.0;
+      for (const double x : v) ss += (x - m) * (x - m);
+      return std::make_pair(m, nlohmann::json(std::sqrt(ss / static_cast<double>(v.size() - 1))));
+    };
     nlohmann::json rows = nlohmann::json::array();
     std::map<std::int64_t, double> acc;
     for (const auto d : dims) {
-      restore();
-      dg::train_in_subspace(p.params, loss, batches,
-                            dg::SubspaceTrainingOptions().dim(d).steps(id->steps).learning_rate(id->lr).adam(true).seed(id->data.seed + static_cast<std::uint64_t>(d)));
-      acc[d] = p.accuracy(p.x_test, p.y_test);
-      rows.push_back({{"d", d}, {"test_accuracy", acc[d]}, {"train_accuracy", p.accuracy(p.x, p.y)}, {"loss", p.full_loss()}});
-      std::cerr << "intrinsic-dim: d = " << d << ": test accuracy " << acc[d] << "\n";
+      std::vector<double> test, train, losses;
+      std::vector<std::uint64_t> seeds;
+      for (std::int64_t k = 0; k < id->seeds; ++k) {
+        restore();
+        // Seed k of dimension d: --seed + d + 1000003 k (k = 0 is the single-seed seed; libtorch's
+        // mt19937 only uses the low 32 bits of a seed, so no high-bit stride).
+        const auto seed = id->data.seed + static_cast<std::uint64_t>(d) + 1000003u * static_cast<std::uint64_t>(k);
+        dg::train_in_subspace(
+            p.params, loss, batches,
+            dg::SubspaceTrainingOptions().dim(d).steps(id->steps).learning_rate(id->lr).adam(true).projection(kind).seed(seed));
+        seeds.push_back(seed);
+        test.push_back(p.accuracy(p.x_test, p.y_test));
+        train.push_back(p.accuracy(p.x, p.y));
+        losses.push_back(p.full_loss());
+      }
+      const auto [test_mean, test_std] = mean_std(test);
+      const auto [train_mean, train_std] = mean_std(train);
+      acc[d] = test_mean;
+      rows.push_back({{"d", d},
+                      {"test_accuracy", test_mean},
+                      {"test_accuracy_std", test_std},
+                      {"train_accuracy", train_mean},
+                      {"train_accuracy_std", train_std},
+                      {"loss", mean_std(losses).first},
+                      {"test_accuracies", test},
+                      {"projection_seeds", seeds}});
+      std::cerr << "intrinsic-dim: d = " << d << ": test accuracy " << test_mean;
+      if (!test_std.is_null()) std::cerr << " ± " << test_std.get<double>() << " (" << id->seeds << " seeds)";
+      std::cerr << "\n";
     }
     auto score = [&](std::int64_t d) { return acc.at(d); };
     const auto d_abs = dg::smallest_passing_dimension(dims, score, id->absolute);
     const auto d_rel = dg::smallest_passing_dimension(dims, score, id->fraction * full_acc);
     auto or_null = [](std::int64_t v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    write_json({{"problem", "MLP on a Fashion-MNIST subset, full-batch Adam in random dense subspaces"},
+    write_json({{"problem", "MLP on a Fashion-MNIST subset, full-batch Adam in random " + id->projection + " subspaces"},
+                {"projection", id->projection},
+                {"seeds", id->seeds},
                 {"hidden", parse_list(id->data.hidden, "--hidden")},
                 {"parameters", full_dim},
                 {"samples", p.x.size(0)},
@@ -836,6 +886,8 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
                 {"seconds", seconds_since(t0)}});
     return 0;
   });
+
+  register_diagnose_run_commands(*diag, reg);
 }
 
 }  // namespace stablelearn::cli

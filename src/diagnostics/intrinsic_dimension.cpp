@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_set>
+#include <utility>
 
 #include <torch/autograd.h>
 
@@ -11,28 +13,201 @@
 
 namespace stablelearn::diagnostics {
 
+const char* projection_name(Projection kind) {
+  switch (kind) {
+    case Projection::Dense: return "dense";
+    case Projection::Sparse: return "sparse";
+    case Projection::Fastfood: return "fastfood";
+  }
+  return "?";
+}
+
+Projection parse_projection(const std::string& name) {
+  for (auto k : {Projection::Dense, Projection::Sparse, Projection::Fastfood})
+    if (name == projection_name(k)) return k;
+  SL_CHECK(false, ConfigError, "unknown projection '", name, "' (known: dense, sparse, fastfood)");
+  return Projection::Dense;
+}
+
+torch::Tensor fast_walsh_hadamard(const torch::Tensor& x) {
+  SL_CHECK(x.dim() >= 1, ShapeError, "fast_walsh_hadamard: need at least one dimension");
+  const auto n = x.size(-1);
+  SL_CHECK(n >= 1 && (n & (n - 1)) == 0, ShapeError, "fast_walsh_hadamard: the last dimension (", n,
+           ") is not a power of two");
+  // Butterfly on bit log₂h of the index: pairs (i, i + h) inside blocks of 2h become (a + b, a − b).
+  // Each level applies H_2 to one bit, and H_L = H_2 ⊗ … ⊗ H_2 (Sylvester order).
+  if (n == 1) return x.clone();
+  auto in = x.reshape({-1, n}).contiguous();  // may share x's storage: only read
+  const auto rows = in.size(0);
+  auto level = [&](const torch::Tensor& from, std::int64_t h) { return from.view({rows, n / (2 * h), 2, h}); };
+  if (x.requires_grad() && at::GradMode::is_enabled()) {
+    // Differentiable form: one stack per level.
+    for (std::int64_t h = 1; h < n; h *= 2) {
+      const auto v = level(in, h);
+      const auto a = v.select(2, 0), b = v.select(2, 1);
+      in = torch::stack({a + b, a - b}, 2).view({rows, n});
+    }
+    return in.view(x.sizes());
+  }
+  // Two fresh buffers written in turn through strided views (no temporaries; ≈ 4× faster).
+  torch::Tensor buffers[2] = {torch::empty_like(in), n > 2 ? torch::empty_like(in) : torch::Tensor()};
+  int next = 0;
+  for (std::int64_t h = 1; h < n; h *= 2, next ^= 1) {
+    const auto v = level(in, h), w = level(buffers[next], h);
+    auto sum = w.select(2, 0), diff = w.select(2, 1);
+    torch::add_out(sum, v.select(2, 0), v.select(2, 1));
+    torch::sub_out(diff, v.select(2, 0), v.select(2, 1));
+    in = buffers[next];
+  }
+  return in.view(x.sizes());
+}
+
+namespace {
+
+/// Floyd's algorithm: k distinct integers from [0, n) using the k uniforms in u (one per draw).
+std::vector<std::int64_t> sample_without_replacement(std::int64_t n, std::int64_t k, const double* u) {
+  std::unordered_set<std::int64_t> chosen;
+  chosen.reserve(static_cast<std::size_t>(2 * k));
+  std::vector<std::int64_t> out;
+  out.reserve(static_cast<std::size_t>(k));
+  for (std::int64_t j = n - k, i = 0; j < n; ++j, ++i) {
+    auto t = std::min(static_cast<std::int64_t>(u[i] * static_cast<double>(j + 1)), j);
+    if (!chosen.insert(t).second) {
+      t = j;
+      chosen.insert(t);
+    }
+    out.push_back(t);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
 RandomSubspace::RandomSubspace(std::int64_t full_dim, std::int64_t dim, std::uint64_t seed, torch::TensorOptions options,
-                               bool orthonormal) {
+                               bool orthonormal)
+    : RandomSubspace(full_dim, dim, seed, options, Projection::Dense, orthonormal) {}
+
+RandomSubspace::RandomSubspace(std::int64_t full_dim, std::int64_t dim, std::uint64_t seed, torch::TensorOptions options,
+                               Projection kind, bool orthonormal)
+    : full_dim_(full_dim), dim_(dim), kind_(kind), options_(options) {
   SL_CHECK(full_dim >= 1 && dim >= 1 && dim <= full_dim, ConfigError, "RandomSubspace: need 1 ≤ d ≤ D, got d = ", dim,
            ", D = ", full_dim);
+  SL_CHECK(!orthonormal || kind == Projection::Dense, ConfigError,
+           "RandomSubspace: orthonormal is only available for the dense projection, not ", projection_name(kind));
   auto gen = detail::make_generator(seed);
-  auto p = torch::randn({full_dim, dim}, gen, torch::TensorOptions().dtype(torch::kFloat64));
-  if (orthonormal) {
-    p = std::get<0>(torch::linalg_qr(p));
-  } else {
-    p = p / p.norm(2, {0}, true);
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  switch (kind) {
+    case Projection::Dense: {
+      auto p = torch::randn({full_dim, dim}, gen, f64);
+      if (orthonormal) {
+        p = std::get<0>(torch::linalg_qr(p));
+      } else {
+        p = p / p.norm(2, {0}, true);
+      }
+      matrix_ = p.to(options);
+      break;
+    }
+    case Projection::Sparse: {
+      // sklearn's _sparse_random_matrix with density s = 1/√D, one column at a time: nnz_j ~
+      // Binomial(D, s) positions without replacement, signs ±1 with probability ½, then the column
+      // is scaled to unit norm. A column that draws no non-zero (probability (1 − s)^D ≈ e^{−√D},
+      // only relevant for tiny D) gets one, so that every column has unit norm.
+      const double density = 1.0 / std::sqrt(static_cast<double>(full_dim));
+      auto nnz = torch::binomial(torch::full({dim}, static_cast<double>(full_dim), f64), torch::full({dim}, density, f64), gen)
+                     .clamp_min(1.0)
+                     .to(torch::kInt64);
+      const auto total = nnz.sum().item<std::int64_t>();
+      const auto u = torch::rand({total}, gen, f64).contiguous();
+      const auto signs = torch::randint(0, 2, {total}, gen, f64) * 2.0 - 1.0;
+      auto rows = torch::empty({total}, i64), cols = torch::empty({total}, i64), scale = torch::empty({total}, f64);
+      auto* r = rows.data_ptr<std::int64_t>();
+      auto* c = cols.data_ptr<std::int64_t>();
+      auto* sc = scale.data_ptr<double>();
+      const auto* k = nnz.data_ptr<std::int64_t>();
+      std::int64_t at = 0;
+      for (std::int64_t j = 0; j < dim; ++j) {
+        const auto idx = sample_without_replacement(full_dim, k[j], u.data_ptr<double>() + at);
+        const double inv_norm = 1.0 / std::sqrt(static_cast<double>(k[j]));
+        for (const auto i : idx) {
+          r[at] = i;
+          c[at] = j;
+          sc[at] = inv_norm;
+          ++at;
+        }
+      }
+      rows_ = rows.to(options.device());
+      cols_ = cols.to(options.device());
+      values_ = (signs * scale).to(options);
+      break;
+    }
+    case Projection::Fastfood: {
+      std::int64_t length = 1;
+      while (length < full_dim) length *= 2;
+      length_ = length;
+      const auto signs = torch::randint(0, 2, {length}, gen, f64) * 2.0 - 1.0;
+      const auto perm = torch::randperm(length, gen, i64);
+      const auto gauss = torch::randn({length}, gen, f64);
+      auto inverse = torch::empty_like(perm);
+      inverse.scatter_(0, perm, torch::arange(length, i64));
+      const double l = static_cast<double>(length);
+      divisor_ = std::sqrt(l * gauss.pow(2).sum().item<double>()) * std::sqrt(static_cast<double>(full_dim) / l);
+      signs_ = signs.to(options);
+      gauss_ = gauss.to(options);
+      perm_ = perm.to(options.device());
+      inverse_perm_ = inverse.to(options.device());
+      break;
+    }
   }
-  matrix_ = p.to(options);
+}
+
+const torch::Tensor& RandomSubspace::matrix() const {
+  SL_CHECK(kind_ == Projection::Dense, ConfigError, "RandomSubspace::matrix: the ", projection_name(kind_),
+           " projection is not stored as a matrix (use to_dense())");
+  return matrix_;
 }
 
 torch::Tensor RandomSubspace::to_full(const torch::Tensor& theta_d) const {
   SL_CHECK(theta_d.numel() == dim(), ShapeError, "RandomSubspace: θ_d has ", theta_d.numel(), " elements, expected ", dim());
-  return matrix_.mv(theta_d.reshape({dim()}).to(matrix_.options()));
+  const auto x = theta_d.reshape({dim()}).to(options_);
+  switch (kind_) {
+    case Projection::Dense: return matrix_.mv(x);
+    case Projection::Sparse:
+      return torch::zeros({full_dim_}, options_).index_add_(0, rows_, values_ * x.index_select(0, cols_));
+    case Projection::Fastfood: {
+      // [H G Π H B pad(x)]_{1:D} / divisor
+      auto y = fast_walsh_hadamard(torch::constant_pad_nd(x, {0, length_ - dim_}) * signs_);
+      y = fast_walsh_hadamard(y.index_select(0, perm_) * gauss_);
+      return y.slice(0, 0, full_dim_) / divisor_;
+    }
+  }
+  return {};
 }
 
 torch::Tensor RandomSubspace::to_subspace(const torch::Tensor& g) const {
   SL_CHECK(g.numel() == full_dim(), ShapeError, "RandomSubspace: vector has ", g.numel(), " elements, expected ", full_dim());
-  return matrix_.t().mv(g.reshape({full_dim()}).to(matrix_.options()));
+  const auto v = g.reshape({full_dim()}).to(options_);
+  switch (kind_) {
+    case Projection::Dense: return matrix_.t().mv(v);
+    case Projection::Sparse:
+      return torch::zeros({dim_}, options_).index_add_(0, cols_, values_ * v.index_select(0, rows_));
+    case Projection::Fastfood: {
+      // Pᵀ = [B H Πᵀ G H]_{1:d, 1:D} / divisor; (Πᵀ y)_j = y_{π⁻¹(j)}
+      auto y = fast_walsh_hadamard(torch::constant_pad_nd(v, {0, length_ - full_dim_})) * gauss_;
+      y = fast_walsh_hadamard(y.index_select(0, inverse_perm_)) * signs_;
+      return y.slice(0, 0, dim_) / divisor_;
+    }
+  }
+  return {};
+}
+
+torch::Tensor RandomSubspace::to_dense() const {
+  if (kind_ == Projection::Dense) return matrix_;
+  auto out = torch::empty({full_dim_, dim_}, options_);
+  const auto eye = torch::eye(dim_, options_);
+  for (std::int64_t j = 0; j < dim_; ++j) out.select(1, j).copy_(to_full(eye[j]));
+  return out;
 }
 
 SubspaceTrainingResult train_in_subspace(const std::vector<torch::Tensor>& params, const LossFn& loss,
@@ -42,7 +217,7 @@ SubspaceTrainingResult train_in_subspace(const std::vector<torch::Tensor>& param
   // HessianOperator validates the parameters and batches and gives the batch-weighted gradient.
   const HessianOperator objective(params, loss, batches);
   const auto theta0 = flatten_tensors(params).clone();
-  const RandomSubspace proj(objective.dim(), o.dim(), o.seed(), objective.options(), o.orthonormal());
+  const RandomSubspace proj(objective.dim(), o.dim(), o.seed(), objective.options(), o.projection(), o.orthonormal());
   auto write = [&](const torch::Tensor& theta_d) {
     torch::NoGradGuard ng;
     const auto parts = unflatten_like(theta0 + proj.to_full(theta_d), params);

@@ -32,6 +32,8 @@ namespace {
 
 constexpr const char* kCheckpointFormat = "stablelearn-cl-checkpoint";
 constexpr int kCheckpointVersion = 1;
+constexpr const char* kSnapshotFormat = "stablelearn-cl-snapshots";
+constexpr int kSnapshotVersion = 1;
 
 std::uint64_t derive_seed(std::int64_t seed, std::int64_t task, std::int64_t stream) {
   // SplitMix64 of (seed, task, stream): independent, reproducible generators per task and purpose.
@@ -130,8 +132,11 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
     p.out.tensorboard = s.get("tensorboard", p.out.tensorboard);
     p.out.figures = s.get("figures", p.out.figures);
     p.out.log_every = s.get("log_every", p.out.log_every);
+    p.out.snapshot_every = s.get("snapshot_every", p.out.snapshot_every);
     s.finish();
     SL_CHECK(p.out.log_every >= 1, ConfigError, "output.log_every: must be >= 1");
+    SL_CHECK(p.out.snapshot_every >= 0, ConfigError, "output.snapshot_every: must be >= 0 (0 = off), got ",
+             p.out.snapshot_every);
   }
   {
     auto s = cfg.section("diagnostics");
@@ -185,6 +190,7 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
   w.put("output", "tensorboard", p.out.tensorboard);
   w.put("output", "figures", p.out.figures);
   w.put("output", "log_every", p.out.log_every);
+  w.put("output", "snapshot_every", p.out.snapshot_every);
   p.resolved = w.to_string();
 }
 
@@ -375,6 +381,46 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   std::unique_ptr<report::TensorBoardWriter> tb;
   if (p.out.tensorboard) tb = std::make_unique<report::TensorBoardWriter>(run);
 
+  // [output] snapshot_every: flattened parameters in RUN/snapshots/, listed in index.json. A
+  // resumed run keeps the snapshots up to its checkpoint's iteration (later ones belong to the
+  // interrupted task, which is trained again and snapshotted at the same iterations).
+  const auto snap_dir = run / "snapshots";
+  std::vector<ClSnapshot> snapshots;
+  if (resume) {
+    for (const auto& s : list_cl_snapshots(run)) {
+      if (s.iteration <= global_iter)
+        snapshots.push_back(s);
+      else
+        std::filesystem::remove(snap_dir / s.file, ec);
+    }
+  } else {
+    std::filesystem::remove_all(snap_dir, ec);
+  }
+  if (p.out.snapshot_every > 0) {
+    std::filesystem::create_directories(snap_dir, ec);
+    SL_CHECK(!ec, IoError, snap_dir.string(), ": cannot create (", ec.message(), ")");
+  }
+  auto snapshot = [&](std::int64_t current, bool task_end) {
+    std::vector<torch::Tensor> flat;
+    for (const auto& q : ctx.params) flat.push_back(q.detach().cpu().flatten());
+    ClSnapshot s{global_iter, current, task_end, fmt::format("iter_{:08d}.npz", global_iter)};
+    io::write_npz(snap_dir / s.file, {{"params", data::to_ndarray(torch::cat(flat))}}, /*compress=*/false);
+    // The task-end snapshot replaces a periodic one taken at the same iteration (before after_task).
+    if (!snapshots.empty() && snapshots.back().iteration == global_iter) snapshots.pop_back();
+    snapshots.push_back(s);
+    json rows = json::array();
+    for (const auto& r : snapshots)
+      rows.push_back({{"iteration", r.iteration}, {"task", r.task}, {"task_end", r.task_end}, {"file", r.file}});
+    std::int64_t numel = 0;
+    for (const auto& q : ctx.params) numel += q.numel();
+    write_file_atomic(snap_dir / "index.json", json{{"format", kSnapshotFormat},
+                                                   {"version", kSnapshotVersion},
+                                                   {"snapshot_every", p.out.snapshot_every},
+                                                   {"parameters", numel},
+                                                   {"snapshots", rows}}
+                                                  .dump(1));
+  };
+
   auto track = [&](std::int64_t current) {
     torch::NoGradGuard no_grad;
     const auto n = sub_off[static_cast<std::size_t>(current) + 1];
@@ -456,6 +502,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
     const auto iterations = per_epoch * p.train.epochs;
     if (p.eval.every > 0 && global_iter == 0 && tracks.empty()) last_mean_acc = track(i);  // before the first update
     if (p.diag.every > 0 && global_iter == 0 && diag_rows.empty()) diagnose(i);
+    if (p.out.snapshot_every > 0 && global_iter == 0 && snapshots.empty()) snapshot(i, false);
     for (std::int64_t e = 0; e < p.train.epochs; ++e) {
       const auto order = torch::randperm(n, order_gen, torch::kInt64);
       for (std::int64_t b = 0; b < n; b += p.train.batch_size) {
@@ -484,12 +531,14 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
         }
         if (p.eval.every > 0 && global_iter % p.eval.every == 0) last_mean_acc = track(i);
         if (p.diag.every > 0 && global_iter % p.diag.every == 0) diagnose(i);
+        if (p.out.snapshot_every > 0 && global_iter % p.out.snapshot_every == 0) snapshot(i, false);
         if (progress)
           progress({i, T, ctx.task_iteration, iterations, loss_value, last_mean_acc,
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count()});
       }
     }
     strategy->after_task(ctx);
+    if (p.out.snapshot_every > 0) snapshot(i, true);
     result.train_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - task_start).count());
     boundaries.push_back(global_iter);
 
@@ -531,7 +580,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                                       {"tracks", jt},
                                       {"diagnostics", diag_rows}}
                                      .dump());
-    if (i > 0) std::filesystem::remove(run / ("checkpoint_task" + std::to_string(i - 1) + ".npz"), ec);
+    // Every task's checkpoint is kept (representation drift across tasks: `diagnose cka`).
 
     // Accuracy matrix CSV and summary, rewritten after every task.
     {
@@ -610,6 +659,25 @@ torch::Tensor ClRunView::logits(const torch::Tensor& x, std::int64_t task) const
   return cl::mask_logits(z, mask.to(z.device()));
 }
 
+namespace {
+
+/// The "model.<i>" arrays of a checkpoint npz, checked against the shapes of `like`.
+std::vector<torch::Tensor> read_checkpoint_weights(const std::filesystem::path& file, const std::vector<torch::Tensor>& like) {
+  const auto tensors = io::read_npz(file);
+  std::vector<torch::Tensor> out;
+  for (std::size_t i = 0; i < like.size(); ++i) {
+    const auto key = "model." + std::to_string(i);
+    SL_CHECK(tensors.count(key), DataError, file.string(), ": missing ", key);
+    auto t = data::to_tensor(tensors.at(key));
+    SL_CHECK(t.sizes() == like[i].sizes(), DataError, file.string(), ": ", key, " has shape ", t.sizes(), ", expected ",
+             like[i].sizes());
+    out.push_back(t.to(like[i].dtype()));
+  }
+  return out;
+}
+
+}  // namespace
+
 ClRunView load_cl_run(const std::filesystem::path& run) {
   const auto cfg_path = run / "config.toml", ckpt_json = run / "checkpoint.json";
   SL_CHECK(std::filesystem::exists(cfg_path), IoError, cfg_path.string(), ": missing (is this a `cl run` directory?)");
@@ -628,18 +696,72 @@ ClRunView load_cl_run(const std::filesystem::path& run) {
   v.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;
   v.completed_tasks = ck.at("completed_tasks").get<std::int64_t>();
   v.model = models::Classifier(p.model);
-  const auto file = run / ck.at("file").get<std::string>();
-  const auto tensors = io::read_npz(file);
+  v.run_dir = run;
+  const auto loaded = read_checkpoint_weights(run / ck.at("file").get<std::string>(), v.model->weights());
   torch::NoGradGuard no_grad;
   const auto& w = v.model->weights();
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    const auto key = "model." + std::to_string(i);
-    SL_CHECK(tensors.count(key), DataError, file.string(), ": missing ", key);
-    const auto t = data::to_tensor(tensors.at(key));
-    SL_CHECK(t.sizes() == w[i].sizes(), DataError, file.string(), ": ", key, " has shape ", t.sizes(), ", expected ", w[i].sizes());
-    w[i].copy_(t);
-  }
+  for (std::size_t i = 0; i < w.size(); ++i) w[i].copy_(loaded[i]);
   return v;
+}
+
+std::vector<torch::Tensor> ClRunView::task_weights(std::int64_t task) const {
+  SL_CHECK(task >= 0 && task < completed_tasks, UsageError, "task ", task, ": the run has completed ", completed_tasks,
+           " tasks (0..", completed_tasks - 1, ")");
+  const auto file = run_dir / ("checkpoint_task" + std::to_string(task) + ".npz");
+  if (std::filesystem::exists(file)) return read_checkpoint_weights(file, model->weights());
+  for (const auto& s : list_cl_snapshots(run_dir)) {
+    if (!(s.task_end && s.task == task)) continue;
+    const auto flat = load_cl_snapshot(run_dir, s);
+    const auto& like = model->weights();
+    std::int64_t numel = 0;
+    for (const auto& w : like) numel += w.numel();
+    SL_CHECK(flat.numel() == numel, DataError, (run_dir / "snapshots" / s.file).string(), ": ", flat.numel(),
+             " parameters, the model has ", numel);
+    std::vector<torch::Tensor> out;
+    std::int64_t off = 0;
+    for (const auto& w : like) {
+      out.push_back(flat.narrow(0, off, w.numel()).reshape(w.sizes()).clone());
+      off += w.numel();
+    }
+    return out;
+  }
+  SL_THROW(IoError, file.string(), ": missing, and no task-end snapshot of task ", task,
+           " (runs made before every task's checkpoint was kept have only the last one; rerun, or set [output] "
+           "snapshot_every)");
+}
+
+std::vector<ClSnapshot> list_cl_snapshots(const std::filesystem::path& run) {
+  const auto index = run / "snapshots" / "index.json";
+  std::vector<ClSnapshot> out;
+  if (!std::filesystem::exists(index)) return out;
+  try {
+    const auto j = json::parse(read_file_text(index));
+    SL_CHECK(j.value("format", "") == kSnapshotFormat, DataError, index.string(), ": not a stablelearn snapshot index");
+    SL_CHECK(j.value("version", 0) >= 1 && j.value("version", 0) <= kSnapshotVersion, DataError, index.string(),
+             ": unsupported snapshot index version ", j.value("version", 0), " (this build reads 1..", kSnapshotVersion, ")");
+    for (const auto& r : j.at("snapshots"))
+      out.push_back({r.at("iteration").get<std::int64_t>(), r.at("task").get<std::int64_t>(), r.at("task_end").get<bool>(),
+                     r.at("file").get<std::string>()});
+  } catch (const json::exception& ex) {
+    SL_THROW(DataError, index.string(), ": corrupt snapshot index (", ex.what(), ")");
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    SL_CHECK(i == 0 || out[i].iteration > out[i - 1].iteration, DataError, index.string(),
+             ": snapshots not in increasing iteration order");
+    SL_CHECK(!out[i].file.empty() && std::filesystem::path(out[i].file).filename() == out[i].file && out[i].file != "..",
+             DataError, index.string(), ": snapshot file \"", out[i].file, "\" is not a plain file name");
+  }
+  return out;
+}
+
+torch::Tensor load_cl_snapshot(const std::filesystem::path& run, const ClSnapshot& snapshot) {
+  const auto file = run / "snapshots" / snapshot.file;
+  SL_CHECK(std::filesystem::exists(file), IoError, file.string(), ": missing (listed in snapshots/index.json)");
+  const auto tensors = io::read_npz(file);
+  SL_CHECK(tensors.count("params"), DataError, file.string(), ": missing the array \"params\"");
+  const auto t = data::to_tensor(tensors.at("params"));
+  SL_CHECK(t.dim() == 1, DataError, file.string(), ": \"params\" has shape ", t.sizes(), ", expected [D]");
+  return t;
 }
 
 }  // namespace stablelearn::experiments

@@ -112,6 +112,33 @@ std::vector<torch::Tensor> ClassifierImpl::linear_inputs(const torch::Tensor& x)
   return out;
 }
 
+std::vector<torch::Tensor> ClassifierImpl::hidden_activations(const torch::Tensor& x, const std::vector<torch::Tensor>& w) const {
+  layout_.check(w, "Classifier::hidden_activations");
+  const auto& in = options_.input;
+  SL_CHECK(x.dim() == 4 && x.size(1) == in[0] && x.size(2) == in[1] && x.size(3) == in[2], ShapeError,
+           "Classifier: expected images [N, ", in[0], ", ", in[1], ", ", in[2], "], got ", x.sizes());
+  std::vector<torch::Tensor> out;
+  torch::Tensor h = x.flatten(1);
+  std::size_t first = 0;
+  if (options_.kind != "mlp") {
+    h = F::max_pool2d(F::conv2d(x, w[0], F::Conv2dFuncOptions().bias(w[1]).padding(1)).relu(), F::MaxPool2dFuncOptions(2));
+    out.push_back(h.flatten(1));
+    h = F::max_pool2d(F::conv2d(h, w[2], F::Conv2dFuncOptions().bias(w[3]).padding(1)).relu(), F::MaxPool2dFuncOptions(2));
+    h = h.flatten(1);
+    out.push_back(h);
+    first = 4;
+  }
+  for (std::size_t k = first; k + 2 < w.size(); k += 2) {
+    h = F::linear(h, w[k], w[k + 1]).relu();
+    out.push_back(h);
+  }
+  return out;
+}
+
+std::int64_t ClassifierImpl::hidden_layers() const {
+  return options_.kind == "mlp" ? static_cast<std::int64_t>(options_.hidden.size()) : 3;
+}
+
 std::vector<std::pair<std::string, std::string>> classifier_kinds() {
   return {{"mlp", "Flatten -> [Linear -> ReLU] x L -> Linear; [model] hidden = [400, 400]"},
           {"cnn", "two 3x3 conv + ReLU + max-pool blocks -> Linear -> ReLU -> Linear; [model] channels = [32, 64], fc = 128"}};

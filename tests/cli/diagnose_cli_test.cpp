@@ -221,3 +221,56 @@ TEST_F(DiagnoseCli, EveryCommandHasHelpWithAnExampleAndTheToyProblemStaysTheDefa
   EXPECT_NEAR(e["initial_lambda_max"].get<double>(), toy["eigenvalues"][0].get<double>(),
               1e-6 * toy["eigenvalues"][0].get<double>());
 }
+
+// intrinsic-dim with Fastfood projections and two seeds per d on a tiny MLP (784-8-10, D = 6370):
+// the per-d mean and sample std and both d_int90 conventions are recomputed here from the
+// per-seed accuracies; the single-seed dense default keeps its keys. Needs the Fashion-MNIST files.
+TEST(DiagnoseIntrinsicDimCli, FastfoodSeedsGiveMeansStdsAndBothConventions) {
+  const std::string tiny = "diagnose intrinsic-dim --samples 40 --test-samples 40 --hidden 8 --steps 20 --lr 0.1 ";
+  const auto r = run(tiny + "--projection fastfood --seeds 2 --dims 16,4 --fraction 0.4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = r.js();
+  EXPECT_EQ(j["projection"], "fastfood");
+  EXPECT_EQ(j["seeds"], 2);
+  EXPECT_EQ(j["parameters"], 784 * 8 + 8 + 8 * 10 + 10);
+  ASSERT_EQ(j["subspaces"].size(), 2u);
+  auto first_passing = [&](double threshold) {
+    for (const auto& row : j["subspaces"])
+      if (row["test_accuracy"].get<double>() >= threshold) return json(row["d"]);
+    return json(nullptr);
+  };
+  std::int64_t previous = 0;
+  for (const auto& row : j["subspaces"]) {
+    EXPECT_GT(row["d"].get<std::int64_t>(), previous);  // sorted
+    previous = row["d"].get<std::int64_t>();
+    ASSERT_EQ(row["test_accuracies"].size(), 2u);
+    ASSERT_EQ(row["projection_seeds"].size(), 2u);
+    EXPECT_NE(row["projection_seeds"][0], row["projection_seeds"][1]);
+    const double a = row["test_accuracies"][0], b = row["test_accuracies"][1];
+    EXPECT_NEAR(row["test_accuracy"].get<double>(), (a + b) / 2, 1e-12);
+    EXPECT_NEAR(row["test_accuracy_std"].get<double>(), std::abs(a - b) / std::sqrt(2.0), 1e-12);  // n − 1 = 1
+    for (const double acc : {a, b}) EXPECT_NEAR(acc * 40, std::round(acc * 40), 1e-9);  // k / 40
+  }
+  // (With this data and seed: seeds disagree, the absolute 0.90 is out of reach and d = 16 passes
+  // 40 % of the full model; the checks below hold whatever the numbers.)
+  EXPECT_EQ(j["d_int90_absolute"], first_passing(0.9));
+  EXPECT_NEAR(j["relative_threshold"].get<double>(), 0.4 * j["full_test_accuracy"].get<double>(), 1e-12);
+  EXPECT_EQ(j["d_int90_relative"], first_passing(j["relative_threshold"].get<double>()));
+
+  const auto dense = run(tiny + "--dims 4").js();
+  EXPECT_EQ(dense["projection"], "dense");
+  EXPECT_EQ(dense["seeds"], 1);
+  for (const char* key : {"full_test_accuracy", "full_train_accuracy", "absolute_threshold", "d_int90_absolute",
+                          "relative_threshold", "d_int90_relative", "seconds"})
+    EXPECT_TRUE(dense.contains(key)) << key;
+  const auto& row = dense["subspaces"][0];
+  for (const char* key : {"d", "test_accuracy", "train_accuracy", "loss"}) EXPECT_TRUE(row.contains(key)) << key;
+  EXPECT_TRUE(row["test_accuracy_std"].is_null());
+
+  for (const auto& [args, text] : std::vector<std::pair<std::string, std::string>>{
+           {"--projection gaussian", "dense,sparse,fastfood"}, {"--seeds 0", "--seeds"}}) {
+    const auto bad = run(tiny + args);
+    EXPECT_EQ(bad.status, 2) << args;
+    EXPECT_NE(bad.err.find(text), std::string::npos) << args << ": " << bad.err;
+  }
+}

@@ -1,6 +1,12 @@
 // Random-subspace training: projection shape and norms, d = D reproduces full-space GD, and a
-// least-squares problem whose reachable loss in a subspace is known in closed form.
+// least-squares problem whose reachable loss in a subspace is known in closed form. Sparse and
+// Fastfood projections: the Walsh–Hadamard transform against the Sylvester matrix built by
+// Kronecker products and the doctest vector of diagnostics-anchors §2.6, adjointness, Fastfood
+// against its factors multiplied out as explicit matrices, density and norm statistics.
 #include <cmath>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/types.h>
@@ -83,6 +89,210 @@ TEST(IntrinsicDimension, AdamGetsMostOfTheReachableDecrease) {
   ASSERT_LT(best_loss, r.losses.front());
   EXPECT_LT(r.losses.back() - best_loss, 0.02 * (r.losses.front() - best_loss));
   EXPECT_GE(r.losses.back(), best_loss - 1e-12);
+}
+
+/// Sylvester's Hadamard matrix H_L = H_2 ⊗ … ⊗ H_2 (independent of fast_walsh_hadamard).
+torch::Tensor sylvester(std::int64_t n) {
+  const auto h2 = torch::tensor({1.0, 1.0, 1.0, -1.0}, f64()).view({2, 2});
+  auto h = torch::ones({1, 1}, f64());
+  while (h.size(0) < n) h = torch::kron(h2, h);
+  return h;
+}
+
+using Sizes = std::pair<std::int64_t, std::int64_t>;  // (D, d)
+
+const D::Projection kAll[] = {D::Projection::Dense, D::Projection::Sparse, D::Projection::Fastfood};
+
+TEST(IntrinsicDimension, FastWalshHadamardMatchesTheSylvesterMatrix) {
+  // The Wikipedia case quoted by the repository's doctest (diagnostics-anchors §2.6).
+  const auto x = torch::tensor({1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0}, f64());
+  const auto hx = D::fast_walsh_hadamard(x);
+  const auto expected = torch::tensor({4.0, 2.0, 0.0, -2.0, 0.0, 2.0, 0.0, 2.0}, f64());
+  EXPECT_EQ(max_abs_diff(hx, expected), 0.0) << hx;
+  // The normalised transform is an involution: H H = L I.
+  EXPECT_LT(max_abs_diff(D::fast_walsh_hadamard(hx) / 8.0, x), 1e-15);
+  for (std::int64_t n : {1, 2, 8, 16, 64}) {
+    const auto h = sylvester(n);
+    auto v = torch::randn({3, 2, n}, f64());
+    EXPECT_LT(max_abs_diff(D::fast_walsh_hadamard(v), v.matmul(h)), 1e-12) << "L = " << n;
+    // A non-contiguous input (a transposed view) gives the same rows.
+    auto w = torch::randn({n, 5}, f64());
+    EXPECT_LT(max_abs_diff(D::fast_walsh_hadamard(w.t()), w.t().mm(h)), 1e-12) << "L = " << n;
+  }
+  // H_16 is the explicit ±1 matrix; and single precision works too.
+  EXPECT_EQ(max_abs_diff(D::fast_walsh_hadamard(torch::eye(16, f64())), sylvester(16)), 0.0);
+  EXPECT_LT(max_abs_diff(D::fast_walsh_hadamard(x.to(torch::kFloat32)).to(torch::kFloat64), expected), 1e-6);
+  EXPECT_THROW(D::fast_walsh_hadamard(torch::ones({6}, f64())), stablelearn::ShapeError);
+  // The input is left alone, and with autograd the gradient of ⟨c, Hx⟩ is Hc (H symmetric).
+  const auto x0 = x.clone();
+  D::fast_walsh_hadamard(D::fast_walsh_hadamard(x));
+  EXPECT_TRUE(x.equal(x0));
+  const auto xg = torch::randn({32}, f64()).requires_grad_(true), c = torch::randn({32}, f64());
+  const auto hxg = D::fast_walsh_hadamard(xg);
+  EXPECT_LT(max_abs_diff(hxg.detach(), sylvester(32).mv(xg.detach())), 1e-12);
+  hxg.dot(c).backward();
+  EXPECT_LT(max_abs_diff(xg.grad(), sylvester(32).mv(c)), 1e-12);
+}
+
+TEST(IntrinsicDimension, EveryProjectionHasAnExactAdjoint) {
+  // ⟨P x, y⟩ = ⟨x, Pᵀ y⟩, also for D a power of two (L = D), D = 1 and d = D.
+  for (auto kind : kAll) {
+    for (auto [dim, d] : std::vector<Sizes>{{300, 17}, {64, 64}, {1, 1}, {1000, 3}}) {
+      D::RandomSubspace p(dim, d, 11, f64(), kind);
+      EXPECT_EQ(p.full_dim(), dim);
+      EXPECT_EQ(p.dim(), d);
+      EXPECT_EQ(p.kind(), kind);
+      for (int trial = 0; trial < 3; ++trial) {
+        const auto x = torch::randn({d}, f64()), y = torch::randn({dim}, f64());
+        const double lhs = p.to_full(x).dot(y).item<double>(), rhs = x.dot(p.to_subspace(y)).item<double>();
+        EXPECT_NEAR(lhs, rhs, 1e-12 * (1 + std::abs(lhs))) << D::projection_name(kind) << " D = " << dim << " d = " << d;
+      }
+      // The materialised matrix (columns P e_j) gives both maps.
+      const auto m = p.to_dense();
+      ASSERT_EQ(m.sizes(), (std::vector<std::int64_t>{dim, d}));
+      const auto x = torch::randn({d}, f64()), y = torch::randn({dim}, f64());
+      EXPECT_LT(max_abs_diff(p.to_full(x), m.mv(x)), 1e-12);
+      EXPECT_LT(max_abs_diff(p.to_subspace(y), m.t().mv(y)), 1e-12);
+      // Dense and sparse columns have unit norm exactly.
+      if (kind != D::Projection::Fastfood) {
+        EXPECT_LT(max_abs_diff(m.norm(2, {0}), torch::ones({d}, f64())), 1e-12);
+      }
+    }
+  }
+}
+
+TEST(IntrinsicDimension, SparseProjectionHasDensityOneOverRootDAndUnitColumns) {
+  const std::int64_t dim = 10000, d = 200;
+  D::RandomSubspace p(dim, d, 5, f64(), D::Projection::Sparse);
+  const auto m = p.to_dense();
+  // Non-zeros ~ Binomial(D·d, s) with s = 1/√D = 0.01: mean 20000, sd 140.7; allow 5 sd.
+  const double s = 0.01, mean = s * dim * d, sd = std::sqrt(dim * d * s * (1 - s));
+  const auto nnz = m.ne(0).sum().item<std::int64_t>();
+  EXPECT_NEAR(static_cast<double>(nnz), mean, 5 * sd);
+  EXPECT_EQ(nnz, p.sparse_values().numel());  // no duplicated position inside a column
+  // Per column: nnz_j ~ Binomial(D, s) (mean 100, sd 9.95): the sample sd is near it.
+  const auto per_col = m.ne(0).sum(0).to(torch::kFloat64);
+  EXPECT_NEAR(per_col.std().item<double>(), std::sqrt(dim * s * (1 - s)), 2.0);
+  // Unit columns whose non-zeros are ±1/√nnz_j, with balanced signs (sd of the count 70.7).
+  EXPECT_LT(max_abs_diff(m.norm(2, {0}), torch::ones({d}, f64())), 1e-12);
+  const auto expected_abs = (1.0 / per_col.sqrt()).unsqueeze(0).expand({dim, d});
+  EXPECT_LT(max_abs_diff(m.abs().masked_select(m.ne(0)), expected_abs.masked_select(m.ne(0))), 1e-15);
+  EXPECT_NEAR(static_cast<double>(m.gt(0).sum().item<std::int64_t>()), 0.5 * static_cast<double>(nnz),
+              5 * 0.5 * std::sqrt(static_cast<double>(nnz)));
+  // Rows are spread over all of [0, D): each tenth of the rows holds ~10 % of the non-zeros.
+  const auto by_tenth = m.ne(0).sum(1).to(torch::kFloat64).view({10, dim / 10}).sum(1);
+  EXPECT_LT((by_tenth - mean / 10).abs().max().item<double>(), 5 * std::sqrt(mean / 10));
+  // Tiny D: every column still has a non-zero, so unit norm.
+  D::RandomSubspace tiny(4, 4, 1, f64(), D::Projection::Sparse);
+  EXPECT_LT(max_abs_diff(tiny.to_dense().norm(2, {0}), torch::ones({4}, f64())), 1e-12);
+}
+
+TEST(IntrinsicDimension, FastfoodEqualsItsFactorsMultipliedOut) {
+  // V = H G Π H B with explicit matrices (Sylvester H, (Πx)_i = x_{π(i)}), sliced to D × d and
+  // divided by √(L ΣG²) √(D/L); compared with the FWHT-based maps.
+  for (auto [dim, d] : std::vector<Sizes>{{100, 20}, {128, 7}, {33, 33}}) {
+    D::RandomSubspace p(dim, d, 9, f64(), D::Projection::Fastfood);
+    const auto l = p.fastfood_length();
+    ASSERT_EQ(l, dim <= 32 ? 32 : (dim <= 64 ? 64 : 128));
+    const auto b = p.fastfood_signs(), g = p.fastfood_gaussian(), pi = p.fastfood_permutation();
+    EXPECT_TRUE(b.abs().eq(1).all().item<bool>());
+    EXPECT_TRUE(std::get<0>(pi.sort()).equal(torch::arange(l, torch::kInt64)));
+    const auto h = sylvester(l);
+    const auto pm = torch::eye(l, f64()).index_select(0, pi);
+    const auto v = h.mm(torch::diag(g)).mm(pm).mm(h).mm(torch::diag(b));
+    const double divisor = std::sqrt(l * g.pow(2).sum().item<double>()) * std::sqrt(static_cast<double>(dim) / l);
+    EXPECT_NEAR(p.fastfood_divisor(), divisor, 1e-12 * divisor);
+    const auto expected = v.slice(0, 0, dim).slice(1, 0, d) / divisor;
+    // Every column of V has norm √(L ΣG²) over all L rows.
+    EXPECT_LT(max_abs_diff(v.norm(2, {0}), torch::full({l}, divisor / std::sqrt(static_cast<double>(dim) / l), f64())),
+              1e-9 * divisor);
+    const auto theta = torch::randn({d}, f64()), y = torch::randn({dim}, f64());
+    EXPECT_LT(max_abs_diff(p.to_full(theta), expected.mv(theta)), 1e-12) << "D = " << dim;
+    EXPECT_LT(max_abs_diff(p.to_subspace(y), expected.t().mv(y)), 1e-12) << "D = " << dim;
+    EXPECT_LT(max_abs_diff(p.to_dense(), expected), 1e-12);
+  }
+}
+
+TEST(IntrinsicDimension, FastfoodColumnsHaveUnitNormInExpectationAndAreNearlyOrthogonal) {
+  // D = 3000 in L = 4096: the squared norm of a column over the first D rows is D/L of its full
+  // norm in expectation, and the divisor puts that back to 1. Per column the squared norm is about
+  // a χ²_D/D (sd √(2/D) ≈ 0.026); its mean over 200 columns and 3 seeds has sd ≈ 0.0015 for a
+  // fixed G (G is shared by the columns of one projection, which adds a little).
+  const std::int64_t dim = 3000, d = 200;
+  std::vector<double> means;
+  for (std::uint64_t seed : {1, 2, 3}) {
+    D::RandomSubspace p(dim, d, seed, f64(), D::Projection::Fastfood);
+    const auto m = p.to_dense();
+    const auto sq = m.pow(2).sum(0);
+    means.push_back(sq.mean().item<double>());
+    EXPECT_NEAR(means.back(), 1.0, 0.02) << "seed " << seed;
+    EXPECT_LT((sq - 1).abs().max().item<double>(), 0.25) << "seed " << seed;
+    // Off-diagonal cosines are O(1/√D) ≈ 0.018.
+    const auto n = m / m.norm(2, {0}, true);
+    const auto cos = n.t().mm(n) - torch::eye(d, f64());
+    EXPECT_LT(cos.abs().max().item<double>(), 0.15) << "seed " << seed;
+  }
+  EXPECT_NEAR((means[0] + means[1] + means[2]) / 3, 1.0, 0.01);
+}
+
+TEST(IntrinsicDimension, SameSeedGivesTheSameProjection) {
+  for (auto kind : kAll) {
+    const auto a = D::RandomSubspace(500, 12, 42, f64(), kind).to_dense();
+    const auto b = D::RandomSubspace(500, 12, 42, f64(), kind).to_dense();
+    const auto c = D::RandomSubspace(500, 12, 43, f64(), kind).to_dense();
+    EXPECT_TRUE(a.equal(b)) << D::projection_name(kind);
+    EXPECT_FALSE(a.equal(c)) << D::projection_name(kind);
+    // libtorch's mt19937 keeps only the low 32 bits of a seed (documented in the header).
+    EXPECT_TRUE(a.equal(D::RandomSubspace(500, 12, 42 + (std::uint64_t{1} << 32), f64(), kind).to_dense()));
+  }
+  // Single precision is the float64 draw rounded.
+  const auto a32 = D::RandomSubspace(500, 12, 42, torch::kFloat32, D::Projection::Fastfood).to_dense();
+  EXPECT_LT(max_abs_diff(a32.to(torch::kFloat64), D::RandomSubspace(500, 12, 42, f64(), D::Projection::Fastfood).to_dense()), 1e-5);
+}
+
+TEST(IntrinsicDimension, ProjectionNamesOptionsAndMisuse) {
+  EXPECT_EQ(D::SubspaceTrainingOptions().projection(), D::Projection::Dense);
+  for (auto kind : kAll) EXPECT_EQ(D::parse_projection(D::projection_name(kind)), kind);
+  try {
+    D::parse_projection("gaussian");
+    ADD_FAILURE() << "no error";
+  } catch (const stablelearn::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("dense, sparse, fastfood"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(D::RandomSubspace(10, 3, 0, f64(), D::Projection::Sparse, true), stablelearn::ConfigError);
+  EXPECT_THROW(D::RandomSubspace(10, 11, 0, f64(), D::Projection::Fastfood), stablelearn::ConfigError);
+  EXPECT_THROW(D::RandomSubspace(10, 3, 0, f64(), D::Projection::Fastfood).matrix(), stablelearn::ConfigError);
+  EXPECT_THROW(D::RandomSubspace(10, 3, 0, f64(), D::Projection::Sparse).to_full(torch::ones({4}, f64())),
+               stablelearn::ShapeError);
+}
+
+TEST(IntrinsicDimension, SparseAndFastfoodSubspaceTrainingReachesTheSubspaceOptimum) {
+  // As the dense test: least squares with 5 equations in 40 unknowns; the best loss inside span(P)
+  // is lstsq on X P, with P materialised column by column.
+  // Own generator: the data do not depend on which tests ran before.
+  const std::int64_t n = 5, dim = 40;
+  auto gen = at::detail::createCPUGenerator(2018);
+  auto x = torch::randn({n, dim}, gen, f64());
+  auto y = torch::randn({n}, gen, f64());
+  for (auto kind : {D::Projection::Sparse, D::Projection::Fastfood}) {
+    for (std::int64_t d : {3, 8}) {
+      auto w = torch::zeros({dim}, f64()).requires_grad_(true);
+      D::LossFn loss = [w](const D::Batch& b) { return 0.5 * (b.x.mv(w) - b.y).pow(2).mean(); };
+      D::RandomSubspace p(dim, d, 7, f64(), kind);
+      auto xp = x.mm(p.to_dense());
+      const double lmax = torch::linalg_eigvalsh(xp.t().mm(xp) / n)[-1].item<double>();
+      auto r = D::train_in_subspace({w}, loss, {{x, y}},
+                                    D::SubspaceTrainingOptions().dim(d).seed(7).projection(kind).steps(3000).learning_rate(1.0 / lmax));
+      auto best = std::get<0>(torch::linalg_lstsq(xp, y.unsqueeze(1))).squeeze(1);
+      const double best_loss = 0.5 * (xp.mv(best) - y).pow(2).mean().item<double>();
+      const auto what = std::string(D::projection_name(kind)) + " d = " + std::to_string(d);
+      EXPECT_LT(r.losses.back(), r.losses.front() - 1e-3) << what;
+      EXPECT_NEAR(r.losses.back(), best_loss, 1e-6 + 1e-6 * best_loss) << what;
+      if (d < n) EXPECT_GT(best_loss, 1e-3) << what;
+      else EXPECT_LT(r.losses.back(), 1e-6) << what;
+      EXPECT_LT(max_abs_diff(w.detach(), p.to_full(r.theta_d)), 1e-12) << what;
+    }
+  }
 }
 
 TEST(IntrinsicDimension, SmallestPassingDimension) {

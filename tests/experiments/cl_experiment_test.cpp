@@ -8,6 +8,8 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/experiments/cl_experiment.h"
+#include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/io/npz.h"
 #include "testing.h"
 
 namespace sl = stablelearn;
@@ -189,6 +191,9 @@ TEST(ClExperiment, BadConfigurationsNameTheKey) {
   expect_error<sl::ConfigError>([&] { make("[model]\nkind = \"resnet\"\n"); }, "model.kind");
   expect_error<sl::ConfigError>([&] { make("[stream]\ntasks = 7\n"); }, "stream.tasks");
   expect_error<sl::ConfigError>([&] { make("[trian]\nlr = 0.1\n"); }, "trian");
+  expect_error<sl::ConfigError>([&] { make("[output]\nsnapshot_every = -5\n"); }, "output.snapshot_every");
+  expect_error<sl::ConfigError>([&] { make("[output]\nsnapshot_every = \"often\"\n"); }, "snapshot_every");
+  expect_error<sl::ConfigError>([&] { make("[output]\nsnapshots = 5\n"); }, "snapshots");
   expect_error<sl::UsageError>([&] { make("[stream]\nkind = \"split\"\n"); }, "split-class");
 }
 
@@ -267,5 +272,93 @@ TEST(ClExperiment, DiagnosticsTableTracksSharpnessOfTheTrainingLoss) {
   // Trace: Σ over classes and features of diag(H) = (1/N) Σ_i Σ_c p_ic (1 − p_ic) ‖x̃_i‖².
   const double trace = ((p * (1 - p)).sum(1) * x.pow(2).sum(1)).sum().item<double>() / n;
   EXPECT_NEAR(rows[3]["trace"].get<double>(), trace, 4 * rows[3]["trace_se"].get<double>() + 1e-9);
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+/// The model arrays of a checkpoint npz, flattened and concatenated in weights() order.
+torch::Tensor checkpoint_params(const std::filesystem::path& file) {
+  const auto t = sl::io::read_npz(file);
+  std::vector<torch::Tensor> flat;
+  for (std::size_t i = 0; t.count("model." + std::to_string(i)); ++i)
+    flat.push_back(sl::data::to_tensor(t.at("model." + std::to_string(i))).flatten());
+  return torch::cat(flat);
+}
+
+json snapshot_rows(const std::filesystem::path& run) {
+  return json::parse(sl::read_file_text(run / "snapshots" / "index.json")).at("snapshots");
+}
+
+}  // namespace
+
+TEST(ClExperiment, SnapshotsListTheTrajectoryAndSurviveResumeExactly) {
+  // 38 iterations per task, a snapshot every 19: iterations 0, 19, 38 (task end, which replaces the
+  // periodic one), 57, 76 (end), 95, 114 (end).
+  const auto text = small_split("split-class", "name = \"er\"\nmemory = 200\n", 0) + "snapshot_every = 19\n";
+  const auto dir = sl::testing::temp_dir("clsnap");
+  ClExperiment e(sl::Config::from_string(text));
+  EXPECT_NE(e.resolved_config().find("snapshot_every = 19"), std::string::npos);
+  e.run(dir / "full", false);
+  const auto full = sl::experiments::list_cl_snapshots(dir / "full");
+  const std::vector<std::int64_t> iters{0, 19, 38, 57, 76, 95, 114}, tasks{0, 0, 0, 1, 1, 2, 2};
+  const std::vector<bool> ends{false, false, true, false, true, false, true};
+  ASSERT_EQ(full.size(), iters.size());
+  for (std::size_t k = 0; k < full.size(); ++k) {
+    EXPECT_EQ(full[k].iteration, iters[k]) << k;
+    EXPECT_EQ(full[k].task, tasks[k]) << k;
+    EXPECT_EQ(full[k].task_end, ends[k]) << k;
+    EXPECT_TRUE(std::filesystem::exists(dir / "full" / "snapshots" / full[k].file)) << full[k].file;
+  }
+  // Every task's checkpoint is kept, and the task-end snapshots hold exactly its weights; the last
+  // snapshot is the final model.
+  for (std::int64_t i = 0; i < 3; ++i) {
+    const auto ck = checkpoint_params(dir / "full" / ("checkpoint_task" + std::to_string(i) + ".npz"));
+    const auto snap = sl::experiments::load_cl_snapshot(dir / "full", full[static_cast<std::size_t>(2 * i + 2)]);
+    EXPECT_TRUE(torch::equal(ck, snap)) << "task " << i;
+  }
+  EXPECT_FALSE(torch::equal(sl::experiments::load_cl_snapshot(dir / "full", full[0]),
+                            sl::experiments::load_cl_snapshot(dir / "full", full[1])));
+
+  // Stopped after task 1, with a stray snapshot of the interrupted task 2 left behind (as after a
+  // crash), then resumed: the same list and bit-identical files, nothing duplicated or lost.
+  e.run(dir / "cut", false, {}, 2);
+  EXPECT_EQ(sl::experiments::list_cl_snapshots(dir / "cut").size(), 5u);
+  {
+    auto idx = json::parse(sl::read_file_text(dir / "cut" / "snapshots" / "index.json"));
+    std::filesystem::copy_file(dir / "cut" / "snapshots" / "iter_00000076.npz", dir / "cut" / "snapshots" / "iter_00000090.npz");
+    idx["snapshots"].push_back({{"iteration", 90}, {"task", 2}, {"task_end", false}, {"file", "iter_00000090.npz"}});
+    sl::write_file_atomic(dir / "cut" / "snapshots" / "index.json", idx.dump());
+  }
+  e.run(dir / "cut", true);
+  EXPECT_EQ(snapshot_rows(dir / "cut"), snapshot_rows(dir / "full"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "cut" / "snapshots" / "iter_00000090.npz"));
+  for (const auto& s : full)
+    EXPECT_TRUE(torch::equal(sl::experiments::load_cl_snapshot(dir / "cut", s), sl::experiments::load_cl_snapshot(dir / "full", s)))
+        << s.file;
+
+  // ClRunView::task_weights: the kept checkpoints, or the task-end snapshot when the checkpoint is
+  // gone (runs made before every checkpoint was kept).
+  const auto v = sl::experiments::load_cl_run(dir / "full");
+  auto flat = [](const std::vector<torch::Tensor>& w) {
+    std::vector<torch::Tensor> f;
+    for (const auto& t : w) f.push_back(t.detach().flatten());
+    return torch::cat(f);
+  };
+  EXPECT_TRUE(torch::equal(flat(v.task_weights(0)), checkpoint_params(dir / "full" / "checkpoint_task0.npz")));
+  EXPECT_TRUE(torch::equal(flat(v.task_weights(2)), flat(v.model->weights())));
+  std::filesystem::remove(dir / "full" / "checkpoint_task0.npz");
+  EXPECT_TRUE(torch::equal(flat(v.task_weights(0)), sl::experiments::load_cl_snapshot(dir / "full", full[2])));
+  std::filesystem::remove_all(dir / "full" / "snapshots");
+  sl::testing::expect_error<sl::IoError>([&] { v.task_weights(0); }, "checkpoint_task0.npz");
+  sl::testing::expect_error<sl::UsageError>([&] { v.task_weights(3); }, "completed 3");
+  EXPECT_TRUE(sl::experiments::list_cl_snapshots(dir / "full").empty());
+
+  // A fresh run into a used folder clears stale snapshots; snapshot_every = 0 writes none.
+  ClExperiment off(sl::Config::from_string(small_split("split-class", "name = \"finetune\"\n", 0)));
+  std::filesystem::create_directories(dir / "off" / "snapshots");
+  sl::write_file_atomic(dir / "off" / "snapshots" / "index.json", "{}");
+  off.run(dir / "off", false, {}, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir / "off" / "snapshots"));
   std::filesystem::remove_all(dir);
 }

@@ -57,3 +57,42 @@ TEST(Classifier, CnnShapesAndErrors) {
   bad.kind = "rnn";
   sl::testing::expect_error<sl::ConfigError>([&] { Classifier b(bad); }, "model.kind");
 }
+
+TEST(Classifier, HiddenActivationsAreTheReluOutputsBeforeTheHead) {
+  // MLP 4-5-3-2: two hidden layers, the hand-written affine-ReLU chain with other weights.
+  ClassifierOptions o;
+  o.hidden = {5, 3};
+  o.classes = 2;
+  o.input = {1, 2, 2};
+  Classifier c(o);
+  EXPECT_EQ(c->hidden_layers(), 2);
+  std::vector<torch::Tensor> w;
+  for (const auto& t : c->weights()) w.push_back(torch::randn_like(t));
+  const auto x = torch::randn({6, 1, 2, 2});
+  const auto h0 = (x.reshape({6, 4}).matmul(w[0].t()) + w[1]).clamp_min(0);
+  const auto h1 = (h0.matmul(w[2].t()) + w[3]).clamp_min(0);
+  const auto h = c->hidden_activations(x, w);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_TRUE(torch::allclose(h[0], h0, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(h[1], h1, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(c->forward(x, w), h1.matmul(w[4].t()) + w[5], 1e-5, 1e-6));
+  // CNN: two pooled conv blocks and the fc layer; the last is the input of the output layer.
+  ClassifierOptions oc;
+  oc.kind = "cnn";
+  oc.channels = {4, 6};
+  oc.fc = 7;
+  Classifier cnn(oc);
+  EXPECT_EQ(cnn->hidden_layers(), 3);
+  const auto xi = torch::randn({2, 1, 28, 28});
+  const auto hc = cnn->hidden_activations(xi, cnn->weights());
+  ASSERT_EQ(hc.size(), 3u);
+  EXPECT_EQ(hc[0].sizes(), (std::vector<std::int64_t>{2, 4 * 14 * 14}));
+  EXPECT_EQ(hc[1].sizes(), (std::vector<std::int64_t>{2, 6 * 7 * 7}));
+  EXPECT_EQ(hc[2].sizes(), (std::vector<std::int64_t>{2, 7}));
+  EXPECT_TRUE(torch::allclose(hc[1], cnn->linear_inputs(xi)[0], 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(hc[2], cnn->linear_inputs(xi)[1], 1e-5, 1e-6));
+  // Softmax regression has none.
+  ClassifierOptions lin;
+  lin.hidden = {};
+  EXPECT_TRUE(Classifier(lin)->hidden_activations(torch::randn({2, 1, 28, 28}), Classifier(lin)->weights()).empty());
+}

@@ -2,11 +2,21 @@
 // Liu, Yosinski, ICLR 2018; code uber-research/intrinsic-dimension; docs/diagnostics.md).
 //
 // θ = θ₀ + P θ_d with θ₀ the current parameters, P ∈ R^{D×d} fixed and θ_d ∈ R^d (starting at 0)
-// the only trained variables. Dense projection: P has i.i.d. N(0, 1) entries and each column is
-// scaled to unit norm over all D (Li et al.'s global normalisation); optionally P is made exactly
-// orthonormal (QR), so that d = D reproduces full-space training step by step.
+// the only trained variables. Three projections (diagnostics-anchors §2.6):
+// * dense: P has i.i.d. N(0, 1) entries and each column is scaled to unit norm over all D (Li et
+//   al.'s global normalisation); optionally P is made exactly orthonormal (QR), so that d = D
+//   reproduces full-space training step by step. Memory D·d.
+// * sparse (`OffsetCreatorSparseProj`, i.e. sklearn's SparseRandomProjection, Li, Hastie & Church
+//   2006): each entry is non-zero with probability s = 1/√D, the non-zeros are ±1 with equal
+//   probability, and each column is scaled to unit norm (±1/√nnz_j). Memory ≈ 3·d·√D numbers.
+// * fastfood (`tf_fastfood_transform`, Le, Sarlós & Smola 2013): with L = 2^⌈log₂D⌉,
+//   P θ_d = [H G Π H B pad_L(θ_d)]_{1:D} / (√(L·ΣG²)·√(D/L)), where B is a ±1 diagonal, Π a
+//   permutation ((Πx)_i = x_{π(i)}), G an N(0, 1) diagonal and H the unnormalised (Sylvester)
+//   Walsh–Hadamard matrix; every column has unit norm over all L coordinates, hence norm ≈ 1 over
+//   the first D in expectation. O(L log L) time and O(L) memory per product.
 // Because θ is affine in θ_d, ∇_{θ_d} L = Pᵀ ∇_θ L: each step writes θ₀ + Pθ_d into the parameters,
-// takes the ordinary gradient through the caller's loss closure and projects it. Memory D·d.
+// takes the ordinary gradient through the caller's loss closure and projects it with to_subspace,
+// which is the exact transpose of to_full for every projection.
 // d_int90 is then the smallest d on a grid whose (seed-averaged) score reaches 90 % of a baseline;
 // which baseline (the trained full model, or an absolute 0.90 as in the paper's MNIST numbers) is
 // the caller's choice and must be reported (diagnostics-anchors §3.1).
@@ -14,6 +24,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <torch/arg.h>
@@ -23,22 +34,67 @@
 
 namespace stablelearn::diagnostics {
 
+/// The kind of random projection (see the file comment).
+enum class Projection { Dense, Sparse, Fastfood };
+
+/// "dense", "sparse" or "fastfood".
+const char* projection_name(Projection kind);
+/// Inverse of projection_name; throws ConfigError naming the known projections.
+Projection parse_projection(const std::string& name);
+
+/// The unnormalised Walsh–Hadamard transform along the last dimension, in Sylvester (natural)
+/// order: H_1 = [1], H_{2n} = [[H_n, H_n], [H_n, −H_n]], so H x for x = [1,0,1,0,0,1,1,0] is
+/// [4,2,0,−2,0,2,0,2] and H H = L·I. Reshape-based butterfly (log₂L tensor operations of O(L) each,
+/// on the tensor's own device, differentiable); throws ShapeError unless the last dimension is a
+/// power of two.
+torch::Tensor fast_walsh_hadamard(const torch::Tensor& x);
+
 /// A fixed random D×d projection.
 class RandomSubspace {
  public:
-  /// Throws ConfigError unless 1 ≤ d ≤ D (d ≤ D is also required for `orthonormal`).
+  /// The dense projection. Throws ConfigError unless 1 ≤ d ≤ D.
   RandomSubspace(std::int64_t full_dim, std::int64_t dim, std::uint64_t seed, torch::TensorOptions options,
                  bool orthonormal = false);
-  std::int64_t full_dim() const { return matrix_.size(0); }
-  std::int64_t dim() const { return matrix_.size(1); }
+  /// Any projection; `orthonormal` is only allowed with Projection::Dense. Throws ConfigError
+  /// unless 1 ≤ d ≤ D. The random draws are made on the CPU from `seed` and then moved to
+  /// `options`, so the same seed gives the same projection on every device. libtorch's CPU
+  /// generator (mt19937) uses only the low 32 bits of the seed: seeds equal mod 2³² coincide.
+  RandomSubspace(std::int64_t full_dim, std::int64_t dim, std::uint64_t seed, torch::TensorOptions options,
+                 Projection kind, bool orthonormal = false);
+  std::int64_t full_dim() const { return full_dim_; }
+  std::int64_t dim() const { return dim_; }
+  Projection kind() const { return kind_; }
   /// P θ_d, [D].
   torch::Tensor to_full(const torch::Tensor& theta_d) const;
-  /// Pᵀ g, [d].
+  /// Pᵀ g, [d] (the exact adjoint of to_full).
   torch::Tensor to_subspace(const torch::Tensor& g) const;
-  const torch::Tensor& matrix() const { return matrix_; }
+  /// The dense D×d matrix; throws ConfigError for the other projections (see to_dense()).
+  const torch::Tensor& matrix() const;
+  /// P materialised as a D×d matrix (to_full of the identity columns): O(D·d) memory, for tests
+  /// and small problems.
+  torch::Tensor to_dense() const;
+
+  /// Sparse projection in coordinate form: P[rows[k], cols[k]] = values[k] (int64 rows and cols).
+  const torch::Tensor& sparse_rows() const { return rows_; }
+  const torch::Tensor& sparse_cols() const { return cols_; }
+  const torch::Tensor& sparse_values() const { return values_; }
+  /// Fastfood factors: B (±1, [L]), π (int64 [L], (Πx)_i = x_{π(i)}), G ([L]) and the divisor
+  /// √(L·ΣG²)·√(D/L).
+  std::int64_t fastfood_length() const { return length_; }
+  const torch::Tensor& fastfood_signs() const { return signs_; }
+  const torch::Tensor& fastfood_permutation() const { return perm_; }
+  const torch::Tensor& fastfood_gaussian() const { return gauss_; }
+  double fastfood_divisor() const { return divisor_; }
 
  private:
-  torch::Tensor matrix_;
+  std::int64_t full_dim_ = 0, dim_ = 0;
+  Projection kind_ = Projection::Dense;
+  torch::TensorOptions options_;
+  torch::Tensor matrix_;                 // dense
+  torch::Tensor rows_, cols_, values_;   // sparse
+  std::int64_t length_ = 0;              // fastfood: L
+  torch::Tensor signs_, perm_, inverse_perm_, gauss_;
+  double divisor_ = 1.0;
 };
 
 struct SubspaceTrainingOptions {
@@ -49,8 +105,10 @@ struct SubspaceTrainingOptions {
   TORCH_ARG(double, learning_rate) = 1e-2;
   /// Adam (β = 0.9, 0.999, ε = 1e-8; Li et al. use Adam) instead of plain GD
   TORCH_ARG(bool, adam) = false;
-  /// Orthonormal P (see above)
+  /// Orthonormal P (see above; dense projection only)
   TORCH_ARG(bool, orthonormal) = false;
+  /// Dense (default; memory D·d), sparse (density 1/√D) or Fastfood (memory O(D)); Li et al. 2018
+  TORCH_ARG(Projection, projection) = Projection::Dense;
   TORCH_ARG(std::uint64_t, seed) = 0;
 };
 

@@ -10,12 +10,15 @@
 //   [eval]       every (continual evaluation period in iterations, 0 = task ends only),
 //                subset (samples per task, fixed and seeded), lca_beta
 //   [diagnostics] every, samples, lanczos_steps, trace_probes, curvature (sharpness during training)
-//   [output]     tensorboard, figures, log_every
+//   [output]     tensorboard, figures, log_every, snapshot_every
 //
 // Run directory: config.toml (resolved), metrics.jsonl (one row per training log, tracking step
 // and task end), accuracy_matrix.csv, summary.json, events.out.tfevents.* (TensorBoard scalars),
-// accuracy_curves.svg (per-task accuracy against iteration), checkpoint.json + checkpoint.npz
-// (after every task; --resume continues from there).
+// accuracy_curves.svg (per-task accuracy against iteration), checkpoint.json (points at the last
+// task's npz; --resume continues from there) + checkpoint_task<i>.npz (model and strategy state
+// after task i, every task kept), and with [output] snapshot_every = K > 0, snapshots/ (the
+// flattened parameters at iteration 0, every K iterations and at every task end:
+// snapshots/iter_<8-digit global iteration>.npz, key "params", listed in snapshots/index.json).
 #pragma once
 
 #include <cstdint>
@@ -64,6 +67,19 @@ struct ClOutputOptions {
   bool tensorboard = true;
   bool figures = true;
   std::int64_t log_every = 50;  ///< iterations between training-loss rows in metrics.jsonl
+  /// Iterations between parameter snapshots in RUN/snapshots/ (0 = off). When on, a snapshot is
+  /// also taken before the first update and at the end of every task (after the strategy's
+  /// after_task, i.e. the weights of checkpoint_task<i>.npz). For trajectory PCA / RELEX
+  /// (`stablelearn diagnose trajectory RUN`). Cost: 4·D bytes per snapshot (float32).
+  std::int64_t snapshot_every = 0;
+};
+
+/// One entry of RUN/snapshots/index.json.
+struct ClSnapshot {
+  std::int64_t iteration = 0;  ///< global iteration: parameter updates before the snapshot
+  std::int64_t task = 0;       ///< the task being trained (0 for the snapshot before training)
+  bool task_end = false;       ///< taken at the end of `task` (after after_task)
+  std::string file;            ///< relative to RUN/snapshots
 };
 
 struct ClStreamOptions {
@@ -113,15 +129,27 @@ class ClExperiment {
 /// model with the weights of the last checkpoint, the stream rebuilt from the run's config.toml
 /// (same seeds, so the same tasks), and the masks a task-incremental run uses.
 struct ClRunView {
+  std::filesystem::path run_dir;
   models::Classifier model{nullptr};
   std::vector<data::ClTask> tasks;
   std::int64_t completed_tasks = 0;
   bool task_incremental = false;
   /// Logits of images x of task `task` (masked to the task's classes in task-incremental runs).
   torch::Tensor logits(const torch::Tensor& x, std::int64_t task) const;
+  /// The model's weights after task `task` (0-based, < completed_tasks), read from
+  /// RUN/checkpoint_task<task>.npz or, if that file is missing (runs made before every task-end
+  /// checkpoint was kept), from the task-end snapshot. The returned tensors have the layout of
+  /// model->weights(); the model itself is not changed. IoError when neither exists.
+  std::vector<torch::Tensor> task_weights(std::int64_t task) const;
 };
 /// Loads RUN/config.toml and RUN/checkpoint.json (+ its npz). IoError/DataError naming the file.
 ClRunView load_cl_run(const std::filesystem::path& run_dir);
+
+/// RUN/snapshots/index.json, in iteration order; empty when the run has no snapshots (no index).
+/// DataError naming the file for a corrupt index.
+std::vector<ClSnapshot> list_cl_snapshots(const std::filesystem::path& run_dir);
+/// The flattened parameters [D] (float32, the order of Classifier::weights()) of one snapshot.
+torch::Tensor load_cl_snapshot(const std::filesystem::path& run_dir, const ClSnapshot& snapshot);
 
 /// The stream kinds with one-line descriptions (for `stablelearn list streams`).
 std::vector<std::pair<std::string, std::string>> stream_kinds();

@@ -53,6 +53,14 @@ class ClassifierImpl : public torch::nn::Module {
   /// Input features of every linear layer (flattened), for representation-based strategies (GPM).
   /// Conv layers are skipped. Returns one [N, in_features] tensor per linear layer, in order.
   std::vector<torch::Tensor> linear_inputs(const torch::Tensor& x) const;
+  /// Hidden representations of images x with `weights` (same layout), one tensor per hidden layer,
+  /// each flattened to [N, features]: mlp, the post-ReLU output of every hidden Linear
+  /// (hidden.size() layers); cnn, conv block 1 and conv block 2 after ReLU and max-pool, then the
+  /// post-ReLU fc layer (3 layers). The logits are not included. Used by representation
+  /// similarity (`stablelearn diagnose cka`).
+  std::vector<torch::Tensor> hidden_activations(const torch::Tensor& x, const std::vector<torch::Tensor>& weights) const;
+  /// Number of hidden layers hidden_activations() returns.
+  std::int64_t hidden_layers() const;
   /// Indices into weights() of the linear layers' weight matrices ([out, in]).
   const std::vector<std::size_t>& linear_weight_indices() const { return linear_w_; }
   const std::vector<torch::Tensor>& weights() const { return weights_; }
