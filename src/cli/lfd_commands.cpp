@@ -210,7 +210,14 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
   stab->add_option("--seed", sargs->opt.seed, "Seed of the random starts")->capture_default_str();
   stab->add_option("--substeps", sargs->opt.substeps, "Solver steps per data time step (1 = the training grid)")
       ->capture_default_str();
-  stab->add_option("--method", sargs->opt.method, "Solver: euler (as trained), rk4, dopri5")->capture_default_str();
+  stab->add_option("--method", sargs->opt.method,
+                   "Solver: auto (certified for autonomous sNODE skills, else euler), certified (Euler sub-steps each "
+                   "checked to decrease V by exp(-kappa alpha s); autonomous sNODE only), euler (as trained), rk4, dopri5")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "certified", "euler", "rk4", "dopri5"}));
+  stab->add_option("--kappa", sargs->opt.kappa, "certified: fraction of the rate alpha each accepted sub-step must achieve")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-6, 0.999999));
   stab->add_flag("--float64", sargs->opt.float64, "Integrate in float64 (the learned weights cast up) instead of float32");
   stab->footer("Example: stablelearn lfd stability runs/demo --task 0 --starts 100 --horizon-factor 3");
   reg.add(stab, [sargs]() {
@@ -231,6 +238,14 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     if (r.bound_horizon_seconds > 0) {
       out["max_initial_lyapunov"] = r.max_initial_lyapunov;
       out["bound_horizon_seconds"] = r.bound_horizon_seconds;
+    }
+    if (r.method == "certified") {
+      out["kappa"] = sargs->opt.kappa;
+      out["substeps"] = r.substeps;
+      out["rejected_substeps"] = r.rejected_substeps;
+      out["projected_substeps"] = r.projected_substeps;
+      out["certified_ball_seconds"] = r.certified_ball_seconds;
+      out["uncertified_substeps"] = r.uncertified_substeps;
     }
     std::cout << out.dump(2) << "\n";
     return 0;

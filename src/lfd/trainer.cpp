@@ -514,8 +514,14 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   SL_CHECK(o.substeps >= 1, UsageError, "--substeps must be >= 1, got ", o.substeps);
   const auto& c = run.config();
   const bool autonomous_snode = c.target == "snode" && !c.explicit_time;
-  const std::string method = o.method == "auto" ? "euler" : o.method;
-  models::parse_ode_method(method);
+  const std::string method = o.method == "auto" ? (autonomous_snode ? "certified" : "euler") : o.method;
+  const bool certified = method == "certified";
+  if (certified)
+    SL_CHECK(autonomous_snode, UsageError, "--method certified needs an autonomous sNODE skill (target = snode, "
+             "explicit_time = false): only there is V a Lyapunov function of the integrated system (this run: target = ",
+             c.target, ", explicit_time = ", c.explicit_time ? "true" : "false", "); use euler, rk4 or dopri5");
+  else
+    models::parse_ode_method(method);
   torch::NoGradGuard no_grad;
   const auto d = run.task(task);
   const auto P = d.position_dim;
@@ -544,6 +550,7 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   const double data_dt = (d.t[1] - d.t[0]).item<double>();
   const double T_seconds = data_dt * static_cast<double>(T);
   double horizon_factor = o.horizon_factor > 0 ? o.horizon_factor : 2.0;
+  double ball = 0;  // ε tol_model²: V below it certifies half the tolerance
   if (autonomous_snode && c.eps > 0) {
     // ‖pos_raw‖ <= max(std) ‖x‖ and ε‖x‖² <= V(x(t)) <= V(x0) e^{−αt} (continuous time): half the
     // tolerance (a margin for the fixed-step solver) is certain once
@@ -551,24 +558,54 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
     const auto V = run.lyapunov(task, torch::kFloat64);
     r.max_initial_lyapunov = V(d.t[0].to(torch::kFloat64), x0).max().item<double>();
     const double tol_model = 0.5 * r.tolerance / d.std.narrow(0, 0, P).max().item<double>();
-    r.bound_horizon_seconds = std::max(0.0, std::log(r.max_initial_lyapunov / (c.eps * tol_model * tol_model)) / c.alpha);
+    // The certified solver guarantees the rate κα per step instead of α (models/odeint.h).
+    const double rate = certified ? o.kappa * c.alpha : c.alpha;
+    ball = c.eps * tol_model * tol_model;
+    r.bound_horizon_seconds = std::max(0.0, std::log(r.max_initial_lyapunov / ball) / rate);
     if (o.horizon_factor <= 0) horizon_factor = std::max(2.0, r.bound_horizon_seconds / T_seconds);
   }
   const double dt = data_dt / static_cast<double>(o.substeps);
   const auto steps = static_cast<std::int64_t>(std::ceil(horizon_factor * static_cast<double>(T * o.substeps)));
   const auto grid = d.t[0] + torch::arange(steps, torch::kFloat64) * dt;
-  const auto solver = models::OdeintOptions{}.method(models::parse_ode_method(method));
-  const auto dtype = o.float64 ? torch::kFloat64 : torch::kFloat32;
+  // The certified solver decides acceptance on V, so it works in float64 (a float32 V cannot
+  // resolve the per-step decrease e^{−κα s} for small s).
+  const auto dtype = o.float64 || certified ? torch::kFloat64 : torch::kFloat32;
   const auto field = run.field(task, dtype);
   // Only the final state is needed: integrate in chunks to bound memory.
   torch::Tensor state = x0.to(dtype);
-  const std::int64_t chunk = 1000;
-  for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
-    const auto len = std::min(chunk, steps - k);
-    state = models::odeint(field, state, grid.narrow(0, k, len), solver).select(1, len - 1);
+  std::int64_t chunk = 1000, integrated = steps;
+  if (certified) {
+    const auto V = run.lyapunov(task, torch::kFloat64);
+    const auto zero_t = torch::zeros({}, torch::kFloat64);
+    const auto lyap = [&](const torch::Tensor& x) { return V(zero_t, x); };
+    const auto copt = models::CertifiedEulerOptions{}.alpha(c.alpha).kappa(o.kappa);
+    chunk = 101;
+    for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
+      const auto len = std::min(chunk, steps - k);
+      models::CertifiedEulerStats st;
+      state = models::certified_euler(field, lyap, state, grid.narrow(0, k, len), copt, &st).select(1, len - 1);
+      r.substeps += st.substeps;
+      r.rejected_substeps += st.rejections;
+      r.uncertified_substeps += st.uncertified;
+      r.projected_substeps += st.projections;
+      // Every certified step keeps V from rising, so once every start has V <= ε tol_model² it
+      // stays within half the tolerance for ever: with the automatic horizon, stop there.
+      if (o.horizon_factor <= 0 && st.uncertified == 0 && r.uncertified_substeps == 0 &&
+          (lyap(state) <= ball).all().item<bool>()) {
+        integrated = k + len;
+        r.certified_ball_seconds = static_cast<double>(integrated - 1) * dt;
+        break;
+      }
+    }
+  } else {
+    const auto solver = models::OdeintOptions{}.method(models::parse_ode_method(method));
+    for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
+      const auto len = std::min(chunk, steps - k);
+      state = models::odeint(field, state, grid.narrow(0, k, len), solver).select(1, len - 1);
+    }
   }
-  r.steps = steps / o.substeps;
-  r.horizon_seconds = static_cast<double>(steps - 1) * dt;
+  r.steps = integrated / o.substeps;
+  r.horizon_seconds = static_cast<double>(integrated - 1) * dt;
   const auto final_pos = (state.to(torch::kFloat64) - goal).narrow(1, 0, P) * d.std;
   const auto dist = final_pos.norm(2, 1);
   r.starts = x0.size(0);

@@ -239,4 +239,109 @@ torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Ten
   return torch::stack(ys, 1);
 }
 
+torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch::Tensor& y0, const torch::Tensor& t,
+                              const CertifiedEulerOptions& o, CertifiedEulerStats* stats) {
+  SL_CHECK(o.alpha() > 0, ConfigError, "certified Euler: alpha must be > 0, got ", o.alpha());
+  SL_CHECK(o.kappa() > 0 && o.kappa() < 1, ConfigError, "certified Euler: kappa must be in (0, 1), got ", o.kappa());
+  SL_CHECK(o.max_halvings() >= 0, ConfigError, "certified Euler: max_halvings must be >= 0, got ", o.max_halvings());
+  SL_CHECK(y0.defined() && y0.dim() == 2, ShapeError, "certified Euler: y0 must be [B, d], got ",
+           y0.defined() ? y0.dim() : -1, " dims");
+  SL_CHECK(y0.is_floating_point(), ShapeError, "certified Euler: y0 must be floating point");
+  SL_CHECK(t.defined() && t.dim() == 1 && t.size(0) >= 1, ShapeError, "certified Euler: t must be a non-empty 1-D tensor");
+  auto tc = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  const std::vector<double> times(tc.data_ptr<double>(), tc.data_ptr<double>() + tc.numel());
+  for (std::size_t k = 0; k + 1 < times.size(); ++k)
+    SL_CHECK(times[k + 1] > times[k], DataError, "certified Euler: t must be strictly increasing, t[", k, "] = ", times[k],
+             " >= t[", k + 1, "] = ", times[k + 1]);
+  if (stats) *stats = CertifiedEulerStats{};
+  torch::NoGradGuard no_grad;
+  const auto B = y0.size(0);
+  const auto dev = y0.device();
+  const auto opt64 = torch::TensorOptions().dtype(torch::kFloat64).device(dev);
+  auto y = y0.detach().clone();
+  auto v = V(y).to(torch::kFloat64);
+  SL_CHECK(v.dim() == 1 && v.size(0) == B, ShapeError, "certified Euler: V must map [B, d] to [B]");
+  // Per-sample preferred step, carried over intervals so a stiff region is not re-probed from h:
+  // halved on a rejection, doubled (up to h) after an accepted unclamped step.
+  auto pref = torch::full({B}, times.size() > 1 ? times[1] - times[0] : 0.0, opt64);
+  std::vector<torch::Tensor> ys{y.clone()};
+  for (std::size_t k = 0; k + 1 < times.size(); ++k) {
+    const double h = times[k + 1] - times[k];
+    auto remaining = torch::full({B}, h, opt64);
+    const double min_step = std::ldexp(h, -static_cast<int>(std::min<std::int64_t>(o.max_halvings(), 60)));
+    for (;;) {
+      // Rows still inside this interval (a relative 1e-12 of h counts as done).
+      const auto active = (remaining > 1e-12 * h).nonzero().squeeze(1);
+      if (active.numel() == 0) break;
+      const auto ya = y.index_select(0, active), va = v.index_select(0, active);
+      const auto pa = pref.index_select(0, active).clamp(min_step, h), ra = remaining.index_select(0, active);
+      const auto sa = torch::minimum(pa, ra);
+      const double t_now = times[k + 1] - ra.max().item<double>();  // autonomous: only for the signature
+      const auto fa = f(torch::scalar_tensor(t_now, y.options()), ya);
+      const auto cand = ya + sa.unsqueeze(1).to(y.scalar_type()) * fa;
+      const auto vc = V(cand).to(torch::kFloat64);
+      const auto at_goal = va <= o.v_floor();
+      const auto certified = vc <= va * torch::exp(-o.kappa() * o.alpha() * sa);
+      // The halving limit is absolute (h / 2^max_halvings), so the carried preferred step cannot
+      // drift below it and an interval costs at most 2^max_halvings sub-steps.
+      const auto forced = ~certified & ~at_goal & (sa <= min_step * (1 + 1e-9));
+      const auto accept = certified | at_goal | forced;
+      if (stats) {
+        ++stats->evaluations;
+        const auto n_acc = accept.sum().item<std::int64_t>();
+        stats->substeps += n_acc;
+        stats->rejections += active.numel() - n_acc;
+        const auto finite = torch::isfinite(vc) & torch::isfinite(cand).all(1);
+        stats->uncertified += (o.project() ? forced & ~finite : forced).sum().item<std::int64_t>();
+      }
+      auto next = cand;
+      auto v_next = vc;
+      if (o.project() && forced.any().item<bool>()) {
+        // Radial projection onto {V <= c}, c = V(x) e^{−καs}: V is convex with its minimum 0 at
+        // the origin, so λ -> V(λ y) is non-decreasing on [0, 1] and V(0) = 0 < c < V(y); bisect
+        // for the largest λ found with V(λ y) <= c (the lower bracket end, so the bound holds).
+        // Rows with a non-finite candidate are left as they are (they must not be "projected" to
+        // the goal).
+        const auto rows = (forced & torch::isfinite(vc) & torch::isfinite(cand).all(1)).nonzero().squeeze(1);
+        if (rows.numel() > 0) {
+          const auto yr = cand.index_select(0, rows);
+          const auto cr = va.index_select(0, rows) * torch::exp(-o.kappa() * o.alpha() * sa.index_select(0, rows));
+          // First probe just below μ0 = √(c / V(y)) (exact for a quadratic V), then 24 bisections of the
+          // bracket it leaves (λ to 6e-8; the lower end is kept, so precision only costs decrease).
+          auto lo = torch::zeros_like(cr), hi = torch::ones_like(cr);
+          {
+            const auto mu0 = ((cr / vc.index_select(0, rows)).sqrt() * (1 - 1e-10)).clamp(0, 1);
+            const auto ok = V(yr * mu0.unsqueeze(1).to(y.scalar_type())).to(torch::kFloat64) <= cr;
+            lo = torch::where(ok, mu0, lo);
+            hi = torch::where(ok, hi, mu0);
+          }
+          for (int it = 0; it < 24; ++it) {
+            const auto mid = (lo + hi) / 2;
+            const auto ok = V(yr * mid.unsqueeze(1).to(y.scalar_type())).to(torch::kFloat64) <= cr;
+            lo = torch::where(ok, mid, lo);
+            hi = torch::where(ok, hi, mid);
+          }
+          const auto yp = yr * lo.unsqueeze(1).to(y.scalar_type());
+          next = cand.index_copy(0, rows, yp);
+          v_next = vc.index_copy(0, rows, V(yp).to(torch::kFloat64));
+          if (stats) stats->projections += rows.numel();
+        }
+      }
+      const auto acc_idx = active.masked_select(accept), rej_idx = active.masked_select(~accept);
+      if (acc_idx.numel() > 0) {
+        const auto s_acc = sa.masked_select(accept), p_acc = pa.masked_select(accept);
+        y.index_copy_(0, acc_idx, next.masked_select(accept.unsqueeze(1)).view({-1, y.size(1)}));
+        v.index_copy_(0, acc_idx, v_next.masked_select(accept));
+        remaining.index_copy_(0, acc_idx, (ra.masked_select(accept) - s_acc).clamp_min(0));
+        pref.index_copy_(0, acc_idx, torch::where(s_acc >= p_acc, (2 * p_acc).clamp_max(h), p_acc));
+      }
+      if (rej_idx.numel() > 0) {
+        pref.index_copy_(0, rej_idx, sa.masked_select(~accept) / 2);
+      }
+    }
+    ys.push_back(y.clone());
+  }
+  return torch::stack(ys, 1);
+}
+
 }  // namespace stablelearn::models

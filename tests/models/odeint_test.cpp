@@ -208,3 +208,112 @@ TEST(Odeint, InputValidation) {
 }
 
 }  // namespace
+
+namespace {
+
+// ẋ = −λx with V = ‖x‖²: ∇Vᵀf = −2λ‖x‖², so α = 2λ exactly.
+M::LyapunovFn squared_norm() {
+  return [](const torch::Tensor& x) { return x.pow(2).sum(1); };
+}
+
+}  // namespace
+
+TEST(CertifiedEuler, EqualsPlainEulerWhereEveryStepIsCertified) {
+  // λ = 1, h = 0.1: one Euler step scales V by (1 − h)² = 0.81 <= e^{−κ·2λ·h} = e^{−0.1} ≈ 0.905,
+  // so no step is rejected and the result is x0 (0.9)^k.
+  const auto y0 = torch::tensor({{1.0, -2.0}, {0.5, 3.0}}, torch::kFloat64);
+  const auto t = grid(0, 2, 20);
+  M::CertifiedEulerStats st;
+  const auto y = M::certified_euler(decay(-1.0), squared_norm(), y0, t, M::CertifiedEulerOptions{}.alpha(2.0), &st);
+  ASSERT_EQ(y.sizes(), (std::vector<std::int64_t>{2, 21, 2}));
+  for (int k = 0; k <= 20; ++k)
+    EXPECT_TRUE(torch::allclose(y.select(1, k), y0 * std::pow(0.9, k), 1e-12, 1e-12)) << k;
+  EXPECT_EQ(st.rejections, 0);
+  EXPECT_EQ(st.uncertified, 0);
+  EXPECT_EQ(st.substeps, 2 * 20);
+}
+
+TEST(CertifiedEuler, ConvergesWherePlainEulerDivergesAndKeepsTheDiscreteBound) {
+  // λ = 100, h = 0.1: plain Euler multiplies x by 1 − hλ = −9 per step and diverges. The
+  // certified solver halves to s = h/8 = 0.0125 (factor (1 − 1.25)² = 0.0625 <= e^{−κ·200·s}
+  // = e^{−1.25} ≈ 0.287; s = h/4 gives 2.25, rejected) and must satisfy
+  // V(x_k) <= V(x_0) e^{−κα t_k} at every grid time.
+  const double lambda = 100, kappa = 0.5, alpha = 2 * lambda;
+  const auto y0 = torch::tensor({{1.0, -2.0}, {0.5, 3.0}, {-4.0, 0.25}}, torch::kFloat64);
+  const auto t = grid(0, 1, 10);
+  const auto plain = M::odeint(decay(-lambda), y0, t);
+  EXPECT_GT(plain.select(1, 10).abs().max().item<double>(), 1e8);
+  M::CertifiedEulerStats st;
+  const auto y = M::certified_euler(decay(-lambda), squared_norm(), y0, t,
+                                    M::CertifiedEulerOptions{}.alpha(alpha).kappa(kappa), &st);
+  const auto V0 = y0.pow(2).sum(1);
+  for (int k = 0; k <= 10; ++k) {
+    const double tk = t[k].item<double>();
+    const auto Vk = y.select(1, k).pow(2).sum(1);
+    EXPECT_TRUE((Vk <= V0 * std::exp(-kappa * alpha * tk) * (1 + 1e-12)).all().item<bool>()) << k;
+  }
+  EXPECT_GT(st.rejections, 0);
+  EXPECT_EQ(st.uncertified, 0);
+  EXPECT_LT(y.select(1, 10).abs().max().item<double>(), 1e-20);
+}
+
+TEST(CertifiedEuler, SubStepsAreTheLargestCertifiedHalvings) {
+  // λ = 100 on one interval h = 0.1: trials 0.1 (factor (1 − 10)² = 81), 0.05 (16) and 0.025
+  // (2.25) are rejected, 0.0125 (0.0625 <= e^{−1.25}) accepted; the preferred step then doubles to
+  // 0.025 (rejected) and falls back to 0.0125, except for the last sub-step, which is clamped to
+  // the remaining 0.0125: 8 accepted and 3 + 6 rejected trials.
+  const auto y0 = torch::tensor({{2.0}}, torch::kFloat64);
+  M::CertifiedEulerStats st;
+  const auto y = M::certified_euler(decay(-100.0), squared_norm(), y0, torch::tensor({0.0, 0.1}, torch::kFloat64),
+                                    M::CertifiedEulerOptions{}.alpha(200.0), &st);
+  EXPECT_EQ(st.substeps, 8);
+  EXPECT_EQ(st.rejections, 9);
+  EXPECT_NEAR(y[0][1][0].item<double>(), 2.0 * std::pow(1 - 1.25, 8), 1e-12);
+  // A grid step of 0.0125 is certified at once: one step, x = 2 (1 − 1.25).
+  const auto y1 = M::certified_euler(decay(-100.0), squared_norm(), y0, torch::tensor({0.0, 0.0125}, torch::kFloat64),
+                                     M::CertifiedEulerOptions{}.alpha(200.0));
+  EXPECT_NEAR(y1[0][1][0].item<double>(), 2.0 * (1 - 1.25), 1e-12);
+}
+
+TEST(CertifiedEuler, CountsUncertifiedStepsAndValidatesItsInput) {
+  const auto y0 = torch::tensor({{1.0}}, torch::kFloat64);
+  const auto t = grid(0, 0.3, 3);
+  M::CertifiedEulerStats st;
+  M::certified_euler(decay(-100.0), squared_norm(), y0, t,
+                     M::CertifiedEulerOptions{}.alpha(200.0).max_halvings(1).project(false), &st);
+  // h = 0.1 ✗, 0.05 ✗ (one halving allowed) -> taken uncertified (factor (1 − 5)² = 16).
+  EXPECT_GT(st.uncertified, 0);
+  EXPECT_EQ(st.projections, 0);
+  EXPECT_THROW(M::certified_euler(decay(-1.0), squared_norm(), y0, t, M::CertifiedEulerOptions{}), stablelearn::ConfigError);
+  EXPECT_THROW(M::certified_euler(decay(-1.0), squared_norm(), y0, t, M::CertifiedEulerOptions{}.alpha(1).kappa(1.0)),
+               stablelearn::ConfigError);
+  EXPECT_THROW(M::certified_euler(decay(-1.0), squared_norm(), torch::ones({3}, torch::kFloat64), t,
+                                  M::CertifiedEulerOptions{}.alpha(1)),
+               stablelearn::ShapeError);
+  EXPECT_THROW(M::certified_euler(decay(-1.0), squared_norm(), y0, torch::tensor({0.0, 0.0}, torch::kFloat64),
+                                  M::CertifiedEulerOptions{}.alpha(1)),
+               stablelearn::DataError);
+}
+
+TEST(CertifiedEuler, ProjectionLandsOnTheCertifiedLevelSetInClosedForm) {
+  // λ = 100, h = 0.1, no halvings: the Euler candidate is −9 x0 with V = 81 V(x0) > c =
+  // V(x0) e^{−κα h} = V(x0) e^{−10}; the radial projection solves μ² 81 V(x0) = c, μ = e^{−5}/9,
+  // so the step lands at −x0 e^{−5} with V exactly c.
+  const auto y0 = torch::tensor({{1.0, -2.0}, {0.5, 3.0}}, torch::kFloat64);
+  M::CertifiedEulerStats st;
+  const auto y = M::certified_euler(decay(-100.0), squared_norm(), y0, torch::tensor({0.0, 0.1}, torch::kFloat64),
+                                    M::CertifiedEulerOptions{}.alpha(200.0).max_halvings(0), &st);
+  EXPECT_TRUE(torch::allclose(y.select(1, 1), -y0 * std::exp(-5.0), 1e-9, 0)) << y.select(1, 1);
+  EXPECT_EQ(st.projections, 2);
+  EXPECT_EQ(st.uncertified, 0);
+  // The projected point never exceeds the certified level.
+  EXPECT_TRUE((y.select(1, 1).pow(2).sum(1) <= y0.pow(2).sum(1) * std::exp(-10.0)).all().item<bool>());
+  // A non-finite field is not projected to the goal: it stays non-finite and counts as uncertified.
+  const M::OdeFunc nan_field = [](const torch::Tensor&, const torch::Tensor& x) { return x * NAN; };
+  M::CertifiedEulerStats st2;
+  const auto yn = M::certified_euler(nan_field, squared_norm(), y0, torch::tensor({0.0, 0.1}, torch::kFloat64),
+                                     M::CertifiedEulerOptions{}.alpha(200.0).max_halvings(0), &st2);
+  EXPECT_TRUE(torch::isnan(yn.select(1, 1)).all().item<bool>());
+  EXPECT_EQ(st2.uncertified, 2);
+  EXPECT_EQ(st2.projections, 0);
+}

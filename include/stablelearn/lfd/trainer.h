@@ -160,13 +160,23 @@ class LfdRun {
 ///   t* = ln(max V(x0) / (ε (tol / (2 max std))²)) / α        (bound_horizon_seconds)
 /// and the horizon is max(2 T, t*). Clock-input sNODE and NODE skills carry no such bound (spec
 /// §8.1) and are reported as they are.
+///
+/// Solver: `auto` picks `certified` for autonomous sNODE skills (Lyapunov-certified Euler,
+/// models/odeint.h: every accepted sub-step has V(x') <= V(x) e^{−κα s}, so the bound holds on the
+/// discrete trajectory with rate κα, and t* above uses κα; float64), else `euler` on the data grid
+/// (how skills are trained and evaluated). Plain Euler follows the continuous-time bound only where
+/// the data step is small for the field's stiffness (docs/lfd.md §2.4).
 struct StabilityOptions {
   std::int64_t starts = 50;      ///< total starts (the M demonstration starts come first)
   double horizon_factor = 0;     ///< rollout length in multiples of T; 0 = automatic (see above)
   double tolerance = 0;          ///< raw units; 0 = 2 % of the demonstrations' extent
   std::uint64_t seed = 0;        ///< random starts
   std::int64_t substeps = 1;     ///< solver steps per data time step (1 = the data grid, as trained)
-  std::string method = "euler";  ///< euler (as trained and evaluated) | rk4 | dopri5
+  /// auto (certified for autonomous sNODE skills, else euler) | certified | euler (as trained and
+  /// evaluated) | rk4 | dopri5
+  std::string method = "auto";
+  /// certified: the fraction κ of the rate α that every accepted sub-step must achieve
+  double kappa = 0.5;
   /// Integrate in float64 (weights cast up) instead of float32, as training and evaluation do.
   bool float64 = false;
 };
@@ -179,6 +189,14 @@ struct StabilityReport {
   std::vector<double> final_distances;  ///< per start, raw units
   double max_initial_lyapunov = 0;      ///< autonomous sNODE: max V(x0) over the starts (else 0)
   double bound_horizon_seconds = 0;     ///< autonomous sNODE: t* above (else 0)
+  /// certified: accepted sub-steps and rejected trials over all starts; of the accepted ones, those
+  /// radially projected after the halving limit, and those taken uncertified (non-finite states:
+  /// 0 means every start carries the discrete certificate)
+  std::int64_t substeps = 0, rejected_substeps = 0, projected_substeps = 0, uncertified_substeps = 0;
+  /// certified with the automatic horizon: the time at which every start had V <= ε (tol/(2 max
+  /// std))², after which the certificate keeps it within half the tolerance; the rollout stops there
+  /// (0 if it did not happen before the horizon)
+  double certified_ball_seconds = 0;
 };
 StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& options);
 

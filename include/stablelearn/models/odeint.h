@@ -79,4 +79,55 @@ struct OdeintStats {
 torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Tensor& t,
                      const OdeintOptions& options = {}, OdeintStats* stats = nullptr);
 
+// ---------------------------------------------------------------------------------------------
+// Lyapunov-certified Euler (docs/lfd.md §2.4). For an autonomous field f with a Lyapunov function
+// V (V ≥ 0, V(x) = 0 only at the goal, ∇V(x)ᵀf(x) ≤ −αV(x), V C¹: the autonomous sNODE) the exact
+// flow has V(x(t)) ≤ V(x0)e^{−αt}, but a fixed Euler step need not: where f is stiff an Euler
+// step can overshoot, V rises, and the iteration can chatter far from the goal. This solver makes
+// the discrete decrease a checked property. Each grid interval [t_k, t_{k+1}] is covered by
+// Euler sub-steps of per-sample size s; a sub-step x -> x + s f(x) is accepted iff
+//     V(x + s f(x)) ≤ V(x) · e^{−κ α s}                                            (κ ∈ (0, 1))
+// and is otherwise retried with s/2; after an accepted step the next trial is min(2s, remaining).
+// Because V(x + s f) = V + s ∇Vᵀf + o(s) ≤ V(1 − αs) + o(s) < V e^{−καs} for small s whenever
+// V > 0, some s > 0 always passes, and every accepted trajectory satisfies
+//     V(x_k) ≤ V(x_0) e^{−κ α (t_k − t_0)}           (a discrete-time certificate)
+// so with V ≥ ε‖x‖² the distance to the goal is ≤ √(V(x0)/ε) e^{−καt/2} on the output grid.
+// A sample whose V is ≤ v_floor (numerically at the goal) takes plain Euler steps.
+// A step still rejected after max_halvings halvings (stiff regions, where Euler chatters across a
+// fold of the projected field) is, by default (project), pulled radially towards the goal: since
+// V is convex with V(0) = 0, λ -> V(λy) is non-decreasing on [0, 1], and bisection finds λ with
+// V(λy) ≤ V(x)e^{−καs} — the certificate holds for every step at a bounded cost (≤ max_halvings + 1
+// field and 26 extra V evaluations per step), at the price of leaving the Euler path there (the
+// projections are counted). Without `project` the step is taken as it is and counted as
+// uncertified (the certificate is then void for that sample). Non-finite candidates are never
+// projected. Runs without autograd bookkeeping of the step choices: use it for rollouts, not for
+// training. `project` needs V convex with its minimum 0 at the origin (the sNODE's V).
+struct CertifiedEulerOptions {
+  /// α of the continuous-time decrease ∇Vᵀf ≤ −αV. Required (> 0).
+  TORCH_ARG(double, alpha) = 0.0;
+  /// Fraction κ of the continuous rate demanded per step, in (0, 1). Default 0.5.
+  TORCH_ARG(double, kappa) = 0.5;
+  /// Halvings of a rejected step before it is projected (or taken uncertified). Default 3.
+  TORCH_ARG(std::int64_t, max_halvings) = 3;
+  /// After max_halvings: radial projection onto the certified sub-level set (true) or take the
+  /// Euler step uncertified (false). Default true.
+  TORCH_ARG(bool, project) = true;
+  /// V at or below this counts as the goal (plain Euler there). Default 0.
+  TORCH_ARG(double, v_floor) = 0.0;
+};
+struct CertifiedEulerStats {
+  std::int64_t substeps = 0;      ///< accepted sub-steps, summed over samples
+  std::int64_t rejections = 0;    ///< rejected trials, summed over samples
+  std::int64_t projections = 0;   ///< sub-steps radially projected after max_halvings rejections
+  std::int64_t uncertified = 0;   ///< sub-steps taken uncertified (project = false, or non-finite)
+  std::int64_t evaluations = 0;   ///< batched evaluations of f (each over the still-active rows)
+};
+/// V(x): x [B, d] -> [B] (no time argument: the field must be autonomous).
+using LyapunovFn = std::function<torch::Tensor(const torch::Tensor& x)>;
+/// Certified Euler rollout of ẏ = f(t, y) from y0 [B, d] on the grid t [T]: [B, T, d]. f is called
+/// with the sub-step's start time (ignored by an autonomous field). ConfigError for α ≤ 0 or κ
+/// outside (0, 1); ShapeError / DataError as odeint.
+torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch::Tensor& y0, const torch::Tensor& t,
+                              const CertifiedEulerOptions& options, CertifiedEulerStats* stats = nullptr);
+
 }  // namespace stablelearn::models
