@@ -19,12 +19,13 @@ struct Fixture {
   sl::runtime::Skill skill;
 };
 
-Fixture make(std::int64_t h) {
+Fixture make(std::int64_t h, bool explicit_time = true) {
   torch::manual_seed(0);
-  auto o = sl::models::SNodeOptions(2).hidden(h).fhat_layers(3).icnn_hidden(100);
+  auto o = sl::models::SNodeOptions(2).hidden(h).fhat_layers(3).icnn_hidden(100).explicit_time(explicit_time);
   sl::models::SNode net(o);
   sl::lfd::SkillSpec s;
   s.dim = s.position_dim = 2;
+  s.explicit_time = explicit_time;
   s.hidden = {h, h, h};
   s.icnn_hidden = 100;
   s.mean = {0, 0};
@@ -60,8 +61,40 @@ void BM_LibtorchStep(benchmark::State& state) {
   }
 }
 
+// An autonomous skill (no clock): one plain Euler control period vs one Lyapunov-certified period
+// (step_certified: V before, f, V of the candidate; more where it halves or projects), both from
+// the same state every iteration, period 1/400 s (the LASA data step is ≈ 2.4 ms).
+void BM_RuntimeEulerStepAutonomous(benchmark::State& state) {
+  sl::apply_threads(1);
+  const auto f = make(state.range(0), false);
+  sl::runtime::Workspace ws(f.skill);
+  for (auto _ : state) {
+    double x[2] = {0.3, -0.7};
+    f.skill.step_euler(x, 0, 1.0 / 400, ws);
+    benchmark::DoNotOptimize(x);
+  }
+}
+
+void BM_RuntimeCertifiedStepAutonomous(benchmark::State& state) {
+  sl::apply_threads(1);
+  const auto f = make(state.range(0), false);
+  sl::runtime::Workspace ws(f.skill);
+  std::uint64_t substeps = 0, projections = 0;
+  for (auto _ : state) {
+    double x[2] = {0.3, -0.7};
+    const auto r = f.skill.step_certified(x, 1.0 / 400, ws);
+    substeps += r.substeps;
+    projections += r.projections;
+    benchmark::DoNotOptimize(x);
+  }
+  state.counters["substeps"] = benchmark::Counter(static_cast<double>(substeps), benchmark::Counter::kAvgIterations);
+  state.counters["projections"] = benchmark::Counter(static_cast<double>(projections), benchmark::Counter::kAvgIterations);
+}
+
 }  // namespace
 
 BENCHMARK(BM_RuntimeStep)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_LibtorchStep)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RuntimeEulerStepAutonomous)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RuntimeCertifiedStepAutonomous)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

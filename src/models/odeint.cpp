@@ -306,20 +306,25 @@ torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch
         if (rows.numel() > 0) {
           const auto yr = cand.index_select(0, rows);
           const auto cr = va.index_select(0, rows) * torch::exp(-o.kappa() * o.alpha() * sa.index_select(0, rows));
-          // First probe just below μ0 = √(c / V(y)) (exact for a quadratic V), then 24 bisections of the
-          // bracket it leaves (λ to 6e-8; the lower end is kept, so precision only costs decrease).
-          auto lo = torch::zeros_like(cr), hi = torch::ones_like(cr);
-          {
-            const auto mu0 = ((cr / vc.index_select(0, rows)).sqrt() * (1 - 1e-10)).clamp(0, 1);
-            const auto ok = V(yr * mu0.unsqueeze(1).to(y.scalar_type())).to(torch::kFloat64) <= cr;
-            lo = torch::where(ok, mu0, lo);
-            hi = torch::where(ok, hi, mu0);
-          }
-          for (int it = 0; it < 24; ++it) {
-            const auto mid = (lo + hi) / 2;
-            const auto ok = V(yr * mid.unsqueeze(1).to(y.scalar_type())).to(torch::kFloat64) <= cr;
-            lo = torch::where(ok, mid, lo);
-            hi = torch::where(ok, hi, mid);
+          // Two closed-form candidates (docs/lfd.md §2.4): μ1 = c / V(y) is certified by convexity
+          // alone (V(μy) <= μ V(y) for μ in [0, 1]); μ0 = √(c / V(y)) >= μ1 is certified wherever V is
+          // quadratic along the ray (V(μy) <= μ² V(y): the sNODE's V wherever g(y) − g(0) <= δ) and is
+          // probed. Rows where μ0 fails bisect [μ1, μ0] 8 times, keeping the certified lower end.
+          const auto ratio = cr / vc.index_select(0, rows);
+          const auto mu0 = (ratio.sqrt() * (1 - 1e-10)).clamp(0, 1), mu1 = ratio * (1 - 1e-12);
+          const auto ok0 = V(yr * mu0.unsqueeze(1).to(y.scalar_type())).to(torch::kFloat64) <= cr;
+          auto lo = torch::where(ok0, mu0, mu1);
+          const auto hard = (~ok0).nonzero().squeeze(1);
+          if (hard.numel() > 0) {
+            const auto yh = yr.index_select(0, hard), ch = cr.index_select(0, hard);
+            auto lh = mu1.index_select(0, hard), hh = mu0.index_select(0, hard);
+            for (int it = 0; it < 8; ++it) {
+              const auto mid = (lh + hh) / 2;
+              const auto ok = V(yh * mid.unsqueeze(1).to(y.scalar_type())).to(torch::kFloat64) <= ch;
+              lh = torch::where(ok, mid, lh);
+              hh = torch::where(ok, hh, mid);
+            }
+            lo = lo.index_copy(0, hard, lh);
           }
           const auto yp = yr * lo.unsqueeze(1).to(y.scalar_type());
           next = cand.index_copy(0, rows, yp);

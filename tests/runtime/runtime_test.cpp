@@ -82,6 +82,62 @@ TEST(Runtime, SNodeVelocityAndLyapunovMatchLibtorch) {
   }
 }
 
+TEST(Runtime, CertifiedStepsDecreaseTheLyapunovFunctionAtEveryControlPeriod) {
+  // A random autonomous sNODE with enlarged weights (a stiff projected field) and a coarse control
+  // period: after every step_certified() call V (recomputed independently by libtorch in float64)
+  // has dropped by at least e^{−κα dt} up to float32 rounding, so every start reaches the goal.
+  auto o = sl::models::SNodeOptions(2).hidden(32).fhat_layers(2).icnn_hidden(16).explicit_time(false).eps(1e-3);
+  torch::manual_seed(7);
+  sl::models::SNode net(o);
+  std::vector<torch::Tensor> w, w64;
+  for (const auto& t : net->weights()) w.push_back(t.detach() * 3);
+  for (const auto& t : w) w64.push_back(t.to(torch::kFloat64));
+  const auto bytes = sl::lfd::serialize_skill(spec_for(o), w);
+  const auto skill = rt::Skill::parse(bytes.data(), bytes.size());
+  rt::Workspace ws(skill);
+  const double dt = 0.2, kappa = 0.5, factor = std::exp(-kappa * o.alpha() * dt);
+  auto V64 = [&](const double* x) {
+    return F::snode_lyapunov(torch::tensor({{x[0], x[1]}}, torch::kFloat64), w64, o)[0].item<double>();
+  };
+  int rejected = 0, projected = 0, single = 0;
+  for (int start = 0; start < 20; ++start) {
+    const auto x0 = torch::randn({2}, torch::kFloat64) * 3;
+    double x[2] = {x0[0].item<double>(), x0[1].item<double>()};
+    const double V0 = V64(x);
+    double V = V0;
+    for (int k = 0; k < 150; ++k) {
+      const double before[2] = {x[0], x[1]};
+      const auto rep = skill.step_certified(x, dt, ws, kappa);
+      ASSERT_TRUE(rep.finite);
+      const double Vn = V64(x);
+      EXPECT_LE(Vn, V * factor * (1 + 1e-4) + 1e-9) << "start " << start << " step " << k;
+      rejected += rep.rejections;
+      projected += rep.projections;
+      if (rep.substeps == 1 && rep.rejections == 0 && rep.projections == 0) {
+        // The whole period was certified at once: exactly one Euler step of the libtorch field.
+        ++single;
+        const auto f = F::snode_rhs(torch::tensor(0.0, torch::kFloat64), torch::tensor({{before[0], before[1]}}, torch::kFloat64),
+                                    w64, o);
+        for (int i = 0; i < 2; ++i)
+          EXPECT_NEAR(x[i], before[i] + dt * f[0][i].item<double>(), 1e-4 * (1 + std::abs(x[i])));
+      }
+      V = Vn;
+    }
+    EXPECT_LE(V, V0 * std::pow(factor, 150) * 1.1 + 1e-9);
+  }
+  EXPECT_GT(rejected, 0) << "the test should exercise the halving";
+  EXPECT_GT(projected, 0) << "the test should exercise the projection";
+  EXPECT_GT(single, 0);
+  // Clock-input skills carry no certificate.
+  auto oc = sl::models::SNodeOptions(2).hidden(8).fhat_layers(1).icnn_hidden(4);
+  sl::models::SNode clock_net(oc);
+  const auto cbytes = sl::lfd::serialize_skill(spec_for(oc), clock_net->weights());
+  const auto clock_skill = rt::Skill::parse(cbytes.data(), cbytes.size());
+  rt::Workspace cws(clock_skill);
+  double xc[2] = {1, 1};
+  EXPECT_THROW(clock_skill.step_certified(xc, 0.1, cws), rt::SkillError);
+}
+
 TEST(Runtime, NodeVelocityMatchesLibtorch) {
   const auto o = sl::models::NodeMlpOptions(2).hidden({16, 8});
   torch::manual_seed(3);

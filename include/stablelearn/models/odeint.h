@@ -95,10 +95,12 @@ torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Ten
 // A sample whose V is ≤ v_floor (numerically at the goal) takes plain Euler steps.
 // A step still rejected after max_halvings halvings (stiff regions, where Euler chatters across a
 // fold of the projected field) is, by default (project), pulled radially towards the goal: since
-// V is convex with V(0) = 0, λ -> V(λy) is non-decreasing on [0, 1], and bisection finds λ with
-// V(λy) ≤ V(x)e^{−καs} — the certificate holds for every step at a bounded cost (≤ max_halvings + 1
-// field and 26 extra V evaluations per step), at the price of leaving the Euler path there (the
-// projections are counted). Without `project` the step is taken as it is and counted as
+// V is convex with V(0) = 0, V(λy) ≤ λV(y) on [0, 1], so λ1 = c / V(y), c = V(x)e^{−καs}, is
+// certified in closed form; where V is quadratic along the ray (V(λy) ≤ λ²V(y), true for the
+// sNODE's V wherever g(y) − g(0) ≤ δ, and for ε‖y‖²) the larger λ0 = √(c / V(y)) is, and it is
+// probed first; otherwise [λ1, λ0] is bisected 8 times. The certificate thus holds for every step
+// at a bounded cost (≤ 2^max_halvings sub-steps per grid interval, each one f and one V, plus 1–9
+// V per projection), at the price of leaving the Euler path there (the projections are counted). Without `project` the step is taken as it is and counted as
 // uncertified (the certificate is then void for that sample). Non-finite candidates are never
 // projected. Runs without autograd bookkeeping of the step choices: use it for rollouts, not for
 // training. `project` needs V convex with its minimum 0 at the origin (the sNODE's V).

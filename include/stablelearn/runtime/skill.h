@@ -67,6 +67,15 @@ class Workspace {
   friend class Skill;
   std::vector<float> z, a, b, a1, z1, a2, z2, s2, t1, grad, fhat;
   std::vector<double> xm, xv;  // model-coordinate state and velocity of velocity() / step_euler()
+  std::vector<double> xc;      // step_certified(): the candidate state
+};
+
+/// What one step_certified() call did.
+struct CertifiedStep {
+  std::uint32_t substeps = 0;    ///< accepted Euler sub-steps (1 where the whole period is certified)
+  std::uint32_t rejections = 0;  ///< rejected trials (halvings)
+  std::uint32_t projections = 0; ///< sub-steps radially projected onto the certified sub-level set
+  bool finite = true;            ///< false when the field or V was not finite (state left unprojected)
 };
 
 class Skill {
@@ -202,6 +211,74 @@ class Skill {
     double* v = ws.xv.data();
     velocity(x_raw, t, v, ws);
     for (std::uint32_t i = 0; i < h_.dim; ++i) x_raw[i] += dt * v[i];
+  }
+
+  /// One control period dt of Lyapunov-certified Euler (autonomous sNODE skills only; the same
+  /// rule as models::certified_euler, docs/lfd.md §2.4), in raw units: sub-steps x -> x + s f(x)
+  /// are accepted iff V(x') <= V(x) e^{−κ α s}, else halved down to dt / 2^max_halvings, where a
+  /// still-rejected candidate y is pulled radially towards the goal to λy with V(λy) <= c =
+  /// V(x) e^{−κ α s} (λ = √(c/V(y)) where that passes, else c/V(y), certified by convexity, refined
+  /// by 8 bisections). So V(x) after the call is <= V(x) before · e^{−κ α dt} (up to float32
+  /// rounding): the skill reaches its goal from every start at any control period, at a bounded cost
+  /// (<= 2^max_halvings sub-steps, each one f and one V, plus 1–9 V per projection). No allocation;
+  /// SkillError for a clock-input or NODE skill.
+  CertifiedStep step_certified(double* x_raw, double dt, Workspace& ws, double kappa = 0.5, int max_halvings = 3) const {
+    if (h_.kind != SkillKind::SNode || h_.explicit_time)
+      throw SkillError("step_certified needs an autonomous sNODE skill (no clock input): only there is V a Lyapunov "
+                       "function of the integrated system");
+    CertifiedStep rep;
+    const std::uint32_t d = h_.dim;
+    double* m = ws.xm.data();
+    double* v = ws.xv.data();
+    double* c = ws.xc.data();
+    to_model(x_raw, m);
+    double V = lyapunov_model(m, 0, ws);
+    const double min_step = std::ldexp(dt, -max_halvings), rate = kappa * h_.alpha;
+    double remaining = dt, s = dt;
+    while (remaining > 1e-12 * dt) {
+      velocity_model(m, 0, v, ws);
+      for (;;) {
+        s = std::min(std::max(s, min_step), remaining);
+        for (std::uint32_t i = 0; i < d; ++i) c[i] = m[i] + s * v[i];
+        const double Vc = lyapunov_model(c, 0, ws), bound = V * std::exp(-rate * s);
+        const bool certified = V <= 0 || Vc <= bound, finite = std::isfinite(Vc);
+        if (!certified && finite && s > min_step * (1 + 1e-9)) {  // not certified yet: halve
+          s /= 2;
+          ++rep.rejections;
+          continue;
+        }
+        if (certified || !finite) {
+          rep.finite = rep.finite && finite;
+          std::copy(c, c + d, m);
+          V = Vc;
+        } else {
+          // Radial projection (V convex, V(0) = 0): μ1 = c / V(y) is certified by convexity,
+          // μ0 = √(c / V(y)) wherever V is quadratic along the ray; probe μ0, else bisect [μ1, μ0].
+          const double ratio = bound / Vc, mu1 = ratio * (1 - 1e-6), mu0 = std::min(1.0, std::sqrt(ratio) * (1 - 1e-6));
+          auto probe = [&](double mu) {
+            for (std::uint32_t i = 0; i < d; ++i) m[i] = mu * c[i];
+            return lyapunov_model(m, 0, ws) <= bound;
+          };
+          double lo = mu0, hi = mu0;
+          if (!probe(mu0)) {
+            lo = mu1;
+            for (int it = 0; it < 8; ++it) {
+              const double mid = 0.5 * (lo + hi);
+              (probe(mid) ? lo : hi) = mid;
+            }
+          }
+          for (std::uint32_t i = 0; i < d; ++i) m[i] = lo * c[i];
+          V = lyapunov_model(m, 0, ws);
+          ++rep.projections;
+        }
+        ++rep.substeps;
+        break;
+      }
+      remaining -= s;
+      s *= 2;
+    }
+    to_raw(m, x_raw);
+    return rep;
   }
 
   /// `steps` Euler steps from (x0, t0) with step dt; out [steps+1, dim] row-major (raw units).
@@ -391,6 +468,7 @@ inline Workspace::Workspace(const Skill& skill) {
   t1.assign(hp, 0.0f);
   xm.assign(skill.dim(), 0.0);
   xv.assign(skill.dim(), 0.0);
+  xc.assign(skill.dim(), 0.0);
 }
 
 }  // namespace stablelearn::runtime
