@@ -306,7 +306,7 @@ torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch
         if (rows.numel() > 0) {
           const auto yr = cand.index_select(0, rows);
           const auto cr = va.index_select(0, rows) * torch::exp(-o.kappa() * o.alpha() * sa.index_select(0, rows));
-          // Two closed-form candidates (docs/lfd.md §2.4): μ1 = c / V(y) is certified by convexity
+          // Two closed-form candidates (docs/lfd.md §2.2): μ1 = c / V(y) is certified by convexity
           // alone (V(μy) <= μ V(y) for μ in [0, 1]); μ0 = √(c / V(y)) >= μ1 is certified wherever V is
           // quadratic along the ray (V(μy) <= μ² V(y): the sNODE's V wherever g(y) − g(0) <= δ) and is
           // probed. Rows where μ0 fails bisect [μ1, μ0] 8 times, keeping the certified lower end.

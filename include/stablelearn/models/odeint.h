@@ -80,7 +80,7 @@ torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Ten
                      const OdeintOptions& options = {}, OdeintStats* stats = nullptr);
 
 // ---------------------------------------------------------------------------------------------
-// Lyapunov-certified Euler (docs/lfd.md §2.4). For an autonomous field f with a Lyapunov function
+// Lyapunov-certified Euler (docs/lfd.md §2.2). For an autonomous field f with a Lyapunov function
 // V (V ≥ 0, V(x) = 0 only at the goal, ∇V(x)ᵀf(x) ≤ −αV(x), V C¹: the autonomous sNODE) the exact
 // flow has V(x(t)) ≤ V(x0)e^{−αt}, but a fixed Euler step need not: where f is stiff an Euler
 // step can overshoot, V rises, and the iteration can chatter far from the goal. This solver makes

@@ -214,7 +214,7 @@ class Skill {
   }
 
   /// One control period dt of Lyapunov-certified Euler (autonomous sNODE skills only; the same
-  /// rule as models::certified_euler, docs/lfd.md §2.4), in raw units: sub-steps x -> x + s f(x)
+  /// rule as models::certified_euler, docs/lfd.md §2.2), in raw units: sub-steps x -> x + s f(x)
   /// are accepted iff V(x') <= V(x) e^{−κ α s}, else halved down to dt / 2^max_halvings, where a
   /// still-rejected candidate y is pulled radially towards the goal to λy with V(λy) <= c =
   /// V(x) e^{−κ α s} (λ = √(c/V(y)) where that passes, else c/V(y), certified by convexity, refined
