@@ -888,6 +888,7 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   });
 
   register_diagnose_run_commands(*diag, reg);
+  register_diagnose_shesha_command(*diag, reg);
 }
 
 }  // namespace stablelearn::cli

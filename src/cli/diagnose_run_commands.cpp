@@ -8,6 +8,8 @@
 // * cka RUN --task J: CKA between the hidden representation of task J's test images under the
 //   model after task J and under the model after every later task (representation drift), and
 //   with --against RUN2 between the final models of two runs.
+// * The run-loading helpers of run_helpers.h, shared with `diagnose shesha RUN`
+//   (diagnose_shesha_command.cpp).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "run_helpers.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/data/cl_streams.h"
 #include "stablelearn/diagnostics/cka.h"
@@ -29,12 +32,59 @@
 #include "stablelearn/models/classifier.h"
 
 namespace stablelearn::cli {
-namespace {
 
 namespace dg = diagnostics;
 namespace ex = experiments;
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// Loading a run (run_helpers.h)
+
+void check_run_dir(const std::string& run) {
+  SL_CHECK(fs::is_directory(run), IoError, run, ": no such run directory");
+  SL_CHECK(fs::exists(fs::path(run) / "config.toml"), IoError, (fs::path(run) / "config.toml").string(),
+           ": missing (is this a `cl run` directory?)");
+}
+
+std::int64_t resolve_layer(const models::Classifier& model, std::int64_t layer, const std::string& run) {
+  const auto n = model->hidden_layers();
+  SL_CHECK(n > 0, UsageError, run,
+           ": the model has no hidden layer (model.hidden = []); representation diagnostics compare hidden representations");
+  if (layer < 0) return n - 1;
+  SL_CHECK(layer < n, UsageError, "--layer ", layer, " is out of range: the ", model->options().kind, " of ", run, " has ", n,
+           " hidden layers (0..", n - 1, ")");
+  return layer;
+}
+
+torch::Tensor layer_activations(const models::Classifier& model, const std::vector<torch::Tensor>& weights,
+                                const torch::Tensor& x, std::int64_t layer) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> w;
+  for (const auto& t : weights) w.push_back(t.detach().to(torch::kFloat64));
+  return model->hidden_activations(x, w)[static_cast<std::size_t>(layer)];
+}
+
+RunTaskImages load_run_task_images(const std::string& run, std::int64_t task, std::int64_t layer, std::int64_t samples) {
+  check_run_dir(run);
+  RunTaskImages out;
+  out.view = experiments::load_cl_run(run);
+  auto& view = out.view;
+  view.model->to(torch::kFloat64);
+  const auto tasks = static_cast<std::int64_t>(view.tasks.size());
+  SL_CHECK(task >= 0 && task < tasks, UsageError, "--task ", task, " is out of range: the run has ", tasks, " tasks (0..",
+           tasks - 1, ")");
+  SL_CHECK(task < view.completed_tasks, UsageError, "--task ", task, ": the run has completed only ", view.completed_tasks,
+           " tasks, so there is no model after task ", task);
+  out.layer = resolve_layer(view.model, layer, run);
+  const auto& test = view.tasks[static_cast<std::size_t>(task)].test;
+  out.samples = std::min(samples, test.size());
+  out.x = test.images.slice(0, 0, out.samples).to(torch::kFloat64);
+  out.y = test.labels.slice(0, 0, out.samples);
+  return out;
+}
+
+namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -46,12 +96,6 @@ std::vector<double> to_vector(const torch::Tensor& t) {
 }
 
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
-void check_run_dir(const std::string& run) {
-  SL_CHECK(fs::is_directory(run), IoError, run, ": no such run directory");
-  SL_CHECK(fs::exists(fs::path(run) / "config.toml"), IoError, (fs::path(run) / "config.toml").string(),
-           ": missing (is this a `cl run` directory?)");
-}
 
 // ---------------------------------------------------------------------------------------------
 // trajectory RUN
@@ -185,24 +229,6 @@ struct CkaArgs {
   double threshold = 1.0;
 };
 
-std::int64_t resolve_layer(const models::Classifier& model, std::int64_t layer, const std::string& run) {
-  const auto n = model->hidden_layers();
-  SL_CHECK(n > 0, UsageError, run, ": the model has no hidden layer (model.hidden = []); CKA compares hidden representations");
-  if (layer < 0) return n - 1;
-  SL_CHECK(layer < n, UsageError, "--layer ", layer, " is out of range: the ", model->options().kind, " of ", run, " has ", n,
-           " hidden layers (0..", n - 1, ")");
-  return layer;
-}
-
-/// Hidden activations of layer `layer` in float64.
-torch::Tensor activations(const models::Classifier& model, const std::vector<torch::Tensor>& weights, const torch::Tensor& x,
-                          std::int64_t layer) {
-  torch::NoGradGuard ng;
-  std::vector<torch::Tensor> w;
-  for (const auto& t : weights) w.push_back(t.detach().to(torch::kFloat64));
-  return model->hidden_activations(x, w)[static_cast<std::size_t>(layer)];
-}
-
 /// Accuracy of weights on (x, y) of task `task` (logits restricted to its classes when task-incremental).
 double accuracy(const ex::ClRunView& v, const std::vector<torch::Tensor>& weights, const torch::Tensor& x, const torch::Tensor& y,
                 std::int64_t task) {
@@ -221,33 +247,25 @@ double accuracy(const ex::ClRunView& v, const std::vector<torch::Tensor>& weight
 
 int run_cka(const CkaArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
-  check_run_dir(a.run);
-  auto view = ex::load_cl_run(a.run);
-  view.model->to(torch::kFloat64);
+  auto in = load_run_task_images(a.run, a.task, a.layer, a.samples);
+  const auto& view = in.view;
   const auto tasks = static_cast<std::int64_t>(view.tasks.size());
-  SL_CHECK(a.task >= 0 && a.task < tasks, UsageError, "--task ", a.task, " is out of range: the run has ", tasks, " tasks (0..",
-           tasks - 1, ")");
-  SL_CHECK(a.task < view.completed_tasks, UsageError, "--task ", a.task, ": the run has completed only ", view.completed_tasks,
-           " tasks, so there is no model after task ", a.task);
-  const auto layer = resolve_layer(view.model, a.layer, a.run);
-  const auto& test = view.tasks[static_cast<std::size_t>(a.task)].test;
-  const auto n = std::min(a.samples, test.size());
-  SL_CHECK(n >= (a.debiased ? 4 : 2), DataError, "task ", a.task, " has ", test.size(), " test images; CKA needs at least ",
+  const auto layer = in.layer, n = in.samples;
+  SL_CHECK(n >= (a.debiased ? 4 : 2), DataError, "task ", a.task, " has ", n, " test images; CKA needs at least ",
            a.debiased ? 4 : 2, a.debiased ? " (debiased)" : "");
-  const auto x = test.images.slice(0, 0, n).to(torch::kFloat64);
-  const auto y = test.labels.slice(0, 0, n);
+  const auto &x = in.x, &y = in.y;
   auto similarity = [&](const torch::Tensor& p, const torch::Tensor& q) {
     return a.kernel == "rbf" ? dg::rbf_cka(p, q, a.threshold, a.debiased) : dg::linear_cka(p, q, a.debiased);
   };
 
   const auto ref_w = view.task_weights(a.task);
-  const auto ref = activations(view.model, ref_w, x, layer);
+  const auto ref = layer_activations(view.model, ref_w, x, layer);
   json pairs = json::array();
   std::vector<std::int64_t> after;
   std::vector<json> values;
   for (std::int64_t i = a.task; i < view.completed_tasks; ++i) {
     const auto w = i == a.task ? ref_w : view.task_weights(i);
-    const double v = similarity(ref, i == a.task ? ref : activations(view.model, w, x, layer));
+    const double v = similarity(ref, i == a.task ? ref : layer_activations(view.model, w, x, layer));
     after.push_back(i);
     values.push_back(finite_or_null(v));
     pairs.push_back({{"after_task", i}, {"cka", finite_or_null(v)}, {"accuracy", accuracy(view, w, x, y, a.task)}});
@@ -277,8 +295,8 @@ int run_cka(const CkaArgs& a) {
     const auto& in = view.model->options().input;
     SL_CHECK(other.model->options().input == in, UsageError, a.against, ": its model takes other inputs than ", a.run, "'s");
     const auto other_layer = resolve_layer(other.model, a.layer, a.against);
-    const auto mine = activations(view.model, view.model->weights(), x, layer);
-    const auto theirs = activations(other.model, other.model->weights(), x, other_layer);
+    const auto mine = layer_activations(view.model, view.model->weights(), x, layer);
+    const auto theirs = layer_activations(other.model, other.model->weights(), x, other_layer);
     out["against"] = {{"run", a.against},
                       {"completed_tasks", other.completed_tasks},
                       {"model", other.model->options().kind},

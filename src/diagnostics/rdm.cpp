@@ -1,4 +1,4 @@
-// RDMs, Spearman correlation and Shesha's feature-split stability (see rdm.h).
+// RDMs, Spearman correlation, Shesha's feature-split and weight-noise stability (see rdm.h).
 #include "stablelearn/diagnostics/rdm.h"
 
 #include <algorithm>
@@ -97,6 +97,64 @@ double feature_split_stability(const torch::Tensor& x, const FeatureSplitOptions
     ++used;
   }
   return used > 0 ? total / static_cast<double>(used) : nan;
+}
+
+std::vector<torch::Tensor> perturb_weights(const std::vector<torch::Tensor>& weights, double sigma, at::Generator& gen) {
+  SL_CHECK(sigma >= 0.0 && std::isfinite(sigma), ConfigError, "perturb_weights: the noise scale must be finite and >= 0, got ",
+           sigma);
+  std::vector<torch::Tensor> out;
+  out.reserve(weights.size());
+  for (std::size_t k = 0; k < weights.size(); ++k) {
+    const auto& w = weights[k];
+    SL_CHECK(w.defined(), ShapeError, "perturb_weights: weight tensor ", k, " is undefined");
+    const auto p = w.detach();
+    if (sigma == 0.0 || p.numel() <= 1) {
+      out.push_back(p);
+      continue;
+    }
+    const double sd = p.to(torch::kFloat64).std().item<double>();  // unbiased, as torch's p.std()
+    if (!(sd > 0.0)) {
+      out.push_back(p);
+      continue;
+    }
+    const auto e = torch::randn(p.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat64));
+    out.push_back(p + (sigma * sd * e).to(p.options()));
+  }
+  return out;
+}
+
+std::vector<WeightNoisePoint> weight_noise_stability(const RepresentationFn& f, const std::vector<torch::Tensor>& weights,
+                                                     const WeightNoiseOptions& o) {
+  SL_CHECK(static_cast<bool>(f), ConfigError, "weight_noise_stability: no representation function");
+  SL_CHECK(!weights.empty(), ConfigError, "weight_noise_stability: empty weight list");
+  SL_CHECK(!o.sigmas().empty(), ConfigError, "weight_noise_stability: no noise scales");
+  for (const double s : o.sigmas())
+    SL_CHECK(s >= 0.0 && std::isfinite(s), ConfigError, "weight_noise_stability: noise scales must be finite and >= 0, got ", s);
+  SL_CHECK(o.draws() >= 1, ConfigError, "weight_noise_stability: draws must be at least 1, got ", o.draws());
+  torch::NoGradGuard no_grad;
+  const auto clean = f(weights);
+  SL_CHECK(clean.defined() && clean.dim() >= 1 && clean.size(0) >= 3, ShapeError,
+           "weight_noise_stability: the representation needs at least 3 samples");
+  const auto clean_ranks = average_ranks(cosine_rdm(clean));  // ranked once: ρ = Pearson of the ranks
+  auto gen = detail::make_generator(o.seed());
+  std::vector<WeightNoisePoint> curve;
+  for (const double sigma : o.sigmas()) {
+    WeightNoisePoint point;
+    point.sigma = sigma;
+    for (std::int64_t r = 0; r < o.draws(); ++r) {
+      const auto noisy = f(perturb_weights(weights, sigma, gen));
+      SL_CHECK(noisy.defined() && noisy.sizes() == clean.sizes(), ShapeError,
+               "weight_noise_stability: the noisy representation has shape ", noisy.defined() ? noisy.sizes() : at::IntArrayRef{},
+               ", the clean one ", clean.sizes());
+      const double rho = pearson(clean_ranks, average_ranks(cosine_rdm(noisy)));
+      point.similarities.push_back(std::isfinite(rho) ? rho : 0.0);
+    }
+    const auto v = torch::tensor(point.similarities, torch::kFloat64);
+    point.mean = v.mean().item<double>();
+    point.std = o.draws() > 1 ? v.std().item<double>() : 0.0;
+    curve.push_back(std::move(point));
+  }
+  return curve;
 }
 
 }  // namespace stablelearn::diagnostics

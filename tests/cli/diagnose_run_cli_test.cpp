@@ -1,7 +1,7 @@
 // End-to-end tests of `stablelearn diagnose trajectory RUN` and `diagnose cka RUN` on tiny `cl run`
-// directories trained on a synthetic 10-class IDX data set written here (each class lights its own
-// band of rows over uniform noise; 40 training and 20 test images per class), so every process
-// starts in well under a second. The numbers are checked against PCA, Gram eigenvalues and the
+// directories trained on a synthetic 10-class IDX data set written here (cli_run_testing.h: each
+// class lights its own band of rows over uniform noise; 40 training and 20 test images per class),
+// so every process starts in well under a second. The numbers are checked against PCA, Gram eigenvalues and the
 // feature-space CKA formula computed in the test from the run's own files.
 #include <cmath>
 #include <fstream>
@@ -10,11 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "cli_run_testing.h"
 #include "cli_testing.h"
 #include "stablelearn/core/fs.h"
-#include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/experiments/cl_experiment.h"
-#include "stablelearn/io/idx.h"
 #include "testing.h"
 
 namespace sl = stablelearn;
@@ -25,20 +24,7 @@ namespace {
 
 using Result = sl::testing::CliResult;
 Result run(const std::string& args) { return sl::testing::run_cli(args); }
-
-/// Synthetic Fashion-MNIST-shaped IDX files in `dir`: `per_class` images of each class 0..9.
-void write_tiny_idx(const fs::path& dir, const std::string& prefix, std::int64_t per_class, std::uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  const auto n = 10 * per_class;
-  auto labels = torch::arange(n, torch::kInt64).remainder(10);
-  auto images = torch::randint(0, 80, {n, 28, 28}, gen, torch::kInt64);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto c = labels[i].item<std::int64_t>();
-    images[i].slice(0, 2 + 2 * c, 5 + 2 * c).add_(150);
-  }
-  sl::io::write_idx(dir / (prefix + "-images-idx3-ubyte"), sl::data::to_ndarray(images.to(torch::kUInt8)));
-  sl::io::write_idx(dir / (prefix + "-labels-idx1-ubyte"), sl::data::to_ndarray(labels.to(torch::kUInt8)));
-}
+using sl::testing::write_tiny_idx;
 
 /// Linear CKA by the feature-space formula ‖YᵀX‖_F² / (‖XᵀX‖_F ‖YᵀY‖_F) of column-centred X, Y.
 double feature_space_cka(torch::Tensor x, torch::Tensor y) {

@@ -1,6 +1,10 @@
 // RDMs and geometric stability: ranks and Spearman by hand, RDM entries against a pairwise loop,
-// rotation invariance, and Shesha's own feature-split checks.
+// rotation invariance, Shesha's own feature-split checks, and weight-noise stability against
+// representations whose RDM provably cannot move (scale, rotation) and the classic d² Spearman.
 #include <cmath>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <gtest/gtest.h>
 #include <torch/types.h>
@@ -69,6 +73,160 @@ TEST(Rdm, FeatureSplitStabilityOfLowRankAndIsotropicData) {
   // Degenerate inputs give NaN, as the library does.
   EXPECT_TRUE(std::isnan(D::feature_split_stability(torch::randn({20, 3}, f64()))));
   EXPECT_TRUE(std::isnan(D::feature_split_stability(torch::randn({3, 20}, f64()))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight-noise stability
+
+/// A tanh MLP 8 → 32 → 16 on fixed inputs; its representation is the second hidden layer.
+struct TinyMlp {
+  torch::Tensor x = torch::randn({60, 8}, f64());
+  std::vector<torch::Tensor> w{torch::randn({32, 8}, f64()) / std::sqrt(8.0), 0.1 * torch::randn({32}, f64()),
+                               torch::randn({16, 32}, f64()) / std::sqrt(32.0), 0.1 * torch::randn({16}, f64())};
+  D::RepresentationFn f() const {
+    return [x = x](const std::vector<torch::Tensor>& p) {
+      return torch::tanh(torch::tanh(x.mm(p[0].t()) + p[1]).mm(p[2].t()) + p[3]);
+    };
+  }
+};
+
+TEST(WeightNoise, ZeroScaleGivesOneAndTheCallersWeightsStayPut) {
+  TinyMlp m;
+  std::vector<torch::Tensor> before;
+  for (auto& t : m.w) {
+    t.requires_grad_(true);
+    before.push_back(t.detach().clone());
+  }
+  const auto curve = D::weight_noise_stability(m.f(), m.w, D::WeightNoiseOptions().sigmas({0.0, 0.2}).draws(3));
+  ASSERT_EQ(curve.size(), 2u);
+  EXPECT_EQ(curve[0].sigma, 0.0);
+  ASSERT_EQ(curve[0].similarities.size(), 3u);
+  for (const double rho : curve[0].similarities) EXPECT_DOUBLE_EQ(rho, 1.0);
+  EXPECT_DOUBLE_EQ(curve[0].mean, 1.0);
+  EXPECT_LT(curve[0].std, 1e-15);
+  EXPECT_LT(curve[1].mean, 1.0);
+  for (std::size_t k = 0; k < m.w.size(); ++k) EXPECT_TRUE(torch::equal(m.w[k].detach(), before[k])) << k;
+}
+
+TEST(WeightNoise, ScaleAndRotationOfTheRepresentationKeepTheRdm) {
+  // f(W) = X·‖W‖_F only rescales X and f(W) = X·Q(W) (Q the orthogonal QR factor of W) only rotates
+  // it: the cosine RDM cannot move, whatever the noise. f(W) = X·W is the control that does move.
+  const auto x = torch::randn({30, 12}, f64());
+  const std::vector<torch::Tensor> w{torch::randn({12, 12}, f64())};
+  const auto o = D::WeightNoiseOptions().sigmas({0.3, 1.0}).draws(4).seed(5);
+  const D::RepresentationFn scale = [&](const std::vector<torch::Tensor>& p) { return x * p[0].norm(); };
+  const D::RepresentationFn rotate = [&](const std::vector<torch::Tensor>& p) { return x.mm(std::get<0>(torch::linalg_qr(p[0]))); };
+  const D::RepresentationFn linear = [&](const std::vector<torch::Tensor>& p) { return x.mm(p[0]); };
+  for (const auto& fn : {scale, rotate})
+    for (const auto& point : D::weight_noise_stability(fn, w, o))
+      for (const double rho : point.similarities) EXPECT_NEAR(rho, 1.0, 1e-12) << point.sigma;
+  const auto control = D::weight_noise_stability(linear, w, o);
+  EXPECT_LT(control[0].mean, 0.99);
+  EXPECT_LT(control[1].mean, control[0].mean);
+}
+
+TEST(WeightNoise, NoiseLawSkipsScalarsAndConstantsAndScalesWithTheStd) {
+  auto gen = at::detail::createCPUGenerator(11);
+  const auto big = 3.0 + 2.0 * torch::randn({200, 300}, torch::kFloat32);
+  const std::vector<torch::Tensor> w{torch::tensor({4.0}, f64()), torch::full({4, 4}, 2.0, f64()), big};
+  const auto big_before = big.clone();
+  const auto noisy = D::perturb_weights(w, 0.1, gen);
+  ASSERT_EQ(noisy.size(), 3u);
+  EXPECT_TRUE(torch::equal(noisy[0], w[0]));  // one element: untouched
+  EXPECT_TRUE(torch::equal(noisy[1], w[1]));  // std 0: untouched
+  EXPECT_EQ(noisy[2].scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(big, big_before));
+  // (W̃ − W)/(α·std W) is standard normal: 60,000 entries, mean within 0.02, std within 0.02 of 1.
+  const double sd = big.to(torch::kFloat64).std().item<double>();
+  const auto e = (noisy[2].to(torch::kFloat64) - big.to(torch::kFloat64)) / (0.1 * sd);
+  EXPECT_LT(std::abs(e.mean().item<double>()), 0.02);
+  EXPECT_NEAR(e.std().item<double>(), 1.0, 0.02);
+  EXPECT_THROW(D::perturb_weights(w, -0.1, gen), stablelearn::ConfigError);
+}
+
+TEST(WeightNoise, EachDrawIsTheClassicSpearmanOfPairwiseCosineDistances) {
+  // The representation is the weight matrix itself (n = 5 samples, 3 features), so each draw's ρ
+  // can be recomputed from the documented noise stream (one generator, scales then draws in order)
+  // with a pairwise loop and Spearman's 1 − 6Σd²/(m(m² − 1)) over the m = 10 distances (no ties).
+  const std::vector<torch::Tensor> w{torch::randn({5, 3}, f64())};
+  const D::RepresentationFn identity = [](const std::vector<torch::Tensor>& p) { return p[0]; };
+  const auto o = D::WeightNoiseOptions().sigmas({0.2, 0.6}).draws(3).seed(17);
+  const auto curve = D::weight_noise_stability(identity, w, o);
+  auto distances = [](const torch::Tensor& y) {
+    std::vector<double> d;
+    for (std::int64_t i = 0; i < 5; ++i)
+      for (std::int64_t j = i + 1; j < 5; ++j)
+        d.push_back(1.0 - y[i].dot(y[j]).item<double>() / (y[i].norm().item<double>() * y[j].norm().item<double>()));
+    return d;
+  };
+  auto ranks = [](const std::vector<double>& v) {
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      r[i] = 1.0;
+      for (std::size_t j = 0; j < v.size(); ++j) r[i] += v[j] < v[i] ? 1.0 : 0.0;
+    }
+    return r;
+  };
+  const auto rc = ranks(distances(w[0]));
+  auto gen = at::detail::createCPUGenerator(17);
+  for (const auto& point : curve) {
+    double sum = 0.0;
+    for (const double rho : point.similarities) {
+      const auto rn = ranks(distances(D::perturb_weights(w, point.sigma, gen)[0]));
+      double d2 = 0.0;
+      for (std::size_t i = 0; i < rc.size(); ++i) d2 += (rc[i] - rn[i]) * (rc[i] - rn[i]);
+      EXPECT_NEAR(rho, 1.0 - 6.0 * d2 / (10.0 * 99.0), 1e-12) << point.sigma;
+      sum += rho;
+    }
+    EXPECT_NEAR(point.mean, sum / 3.0, 1e-15);
+    double ss = 0.0;
+    for (const double rho : point.similarities) ss += (rho - point.mean) * (rho - point.mean);
+    EXPECT_NEAR(point.std, std::sqrt(ss / 2.0), 1e-12);
+  }
+}
+
+TEST(WeightNoise, MeanSimilarityFallsWithTheScaleOfARandomMlp) {
+  TinyMlp m;
+  const auto curve = D::weight_noise_stability(m.f(), m.w, D::WeightNoiseOptions().sigmas({0.01, 0.1, 0.3, 1.0}).draws(8));
+  ASSERT_EQ(curve.size(), 4u);
+  EXPECT_GT(curve[0].mean, 0.98);
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    EXPECT_LE(curve[i].mean, 1.0);
+    EXPECT_GE(curve[i].std, 0.0);
+    if (i > 0) {
+      EXPECT_LT(curve[i].mean, curve[i - 1].mean) << curve[i].sigma;
+    }
+  }
+}
+
+TEST(WeightNoise, SameSeedSameNumbersOtherSeedOtherNumbers) {
+  TinyMlp m;
+  const auto o = D::WeightNoiseOptions().sigmas({0.1, 0.3}).draws(3).seed(4);
+  const auto a = D::weight_noise_stability(m.f(), m.w, o);
+  const auto b = D::weight_noise_stability(m.f(), m.w, o);
+  const auto c = D::weight_noise_stability(m.f(), m.w, D::WeightNoiseOptions(o).seed(5));
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].similarities, b[i].similarities);
+    EXPECT_NE(a[i].similarities, c[i].similarities);
+  }
+}
+
+TEST(WeightNoise, BadInputsThrow) {
+  TinyMlp m;
+  using stablelearn::ConfigError;
+  using stablelearn::ShapeError;
+  EXPECT_THROW(D::weight_noise_stability(m.f(), m.w, D::WeightNoiseOptions().sigmas({0.1, -0.1})), ConfigError);
+  EXPECT_THROW(D::weight_noise_stability(m.f(), m.w, D::WeightNoiseOptions().sigmas({})), ConfigError);
+  EXPECT_THROW(D::weight_noise_stability(m.f(), m.w, D::WeightNoiseOptions().draws(0)), ConfigError);
+  EXPECT_THROW(D::weight_noise_stability(m.f(), {}, D::WeightNoiseOptions()), ConfigError);
+  EXPECT_THROW(D::weight_noise_stability(nullptr, m.w, D::WeightNoiseOptions()), ConfigError);
+  const D::RepresentationFn two = [](const std::vector<torch::Tensor>& p) { return p[0].narrow(0, 0, 2); };
+  EXPECT_THROW(D::weight_noise_stability(two, m.w, D::WeightNoiseOptions().draws(1)), ShapeError);
+  int calls = 0;
+  const D::RepresentationFn changing = [&](const std::vector<torch::Tensor>&) {
+    return torch::randn({10, ++calls == 1 ? 4 : 5}, f64());
+  };
+  EXPECT_THROW(D::weight_noise_stability(changing, m.w, D::WeightNoiseOptions().draws(1)), ShapeError);
 }
 
 }  // namespace

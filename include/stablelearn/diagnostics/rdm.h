@@ -14,10 +14,26 @@
 // splits whose RDM is constant (std < 1e-12) are skipped; the result is the mean. NaN when F < 4
 // or n < 4 (or every split was skipped). All splits come from one seeded generator (the
 // library's convention, not the paper script's seed + i).
+//
+// Weight-noise stability (Shesha's drift protocol, prashantcraju/geometric-stability:
+// drift/drift_canary.py): the representation of fixed inputs is a function f(θ) of the weights
+// θ = (W_1, …, W_m). For a relative scale α ≥ 0 every tensor with more than one element and a
+// non-zero standard deviation gets independent noise, W̃_k = W_k + α·std(W_k)·E_k with E_k ~ N(0, I)
+// and std the unbiased (n − 1) standard deviation of W_k's entries (torch's p.std()); one-element
+// tensors and constant tensors are left alone, and α = 0 adds nothing. The similarity of one draw
+// is ρ = Spearman(RDM(f(θ)), RDM(f(θ̃))) with cosine RDMs (RDM(f(θ)) computed once); a non-finite ρ
+// (a constant RDM) counts as 0, as in the paper code; drift = 1 − ρ. Each α is repeated for R
+// draws, reported as mean ± standard deviation (n − 1; 0 for R = 1). Noise is drawn on the CPU in
+// float64 from one generator seeded once (all scales and draws in order) and then moved to each
+// tensor's dtype and device, so a seed gives the same noise on every device. The caller's
+// tensors are never written (the noisy weights are new tensors); f runs under NoGradGuard.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
+#include <ATen/core/Generator.h>
 #include <torch/arg.h>
 #include <torch/types.h>
 
@@ -42,5 +58,35 @@ struct FeatureSplitOptions {
 
 /// Shesha feature-split stability of X [n, F].
 double feature_split_stability(const torch::Tensor& x, const FeatureSplitOptions& options = {});
+
+/// The representation [n, ...] of fixed inputs under the weights `weights` (same layout as the
+/// weight list given to weight_noise_stability). It must not modify its argument.
+using RepresentationFn = std::function<torch::Tensor(const std::vector<torch::Tensor>& weights)>;
+
+struct WeightNoiseOptions {
+  /// Relative noise scales α, each ≥ 0 (Shesha's drift canary sweeps 0, 0.01, …, 0.50)
+  TORCH_ARG(std::vector<double>, sigmas) = std::vector<double>{0.01, 0.05, 0.1};
+  /// Independent noise draws R per scale, ≥ 1
+  TORCH_ARG(std::int64_t, draws) = 10;
+  TORCH_ARG(std::uint64_t, seed) = 320;
+};
+
+/// One scale of the weight-noise curve.
+struct WeightNoisePoint {
+  double sigma = 0.0;                 ///< α
+  double mean = 0.0;                  ///< mean over the draws of ρ
+  double std = 0.0;                   ///< standard deviation (n − 1) of ρ over the draws; 0 for R = 1
+  std::vector<double> similarities;   ///< ρ of each draw, in order
+};
+
+/// θ̃ = θ + α·std(θ_k)·E_k for each tensor with more than one element and std > 0 (new tensors,
+/// same dtype and device; the others are returned as they are). ConfigError if α < 0.
+std::vector<torch::Tensor> perturb_weights(const std::vector<torch::Tensor>& weights, double sigma, at::Generator& gen);
+
+/// Shesha weight-noise stability curve of f around `weights`: one point per options.sigmas().
+/// ConfigError for an empty weight list, no scales, a negative scale or draws < 1; ShapeError when
+/// f(θ) has fewer than 3 samples or a noisy representation's shape differs from the clean one.
+std::vector<WeightNoisePoint> weight_noise_stability(const RepresentationFn& f, const std::vector<torch::Tensor>& weights,
+                                                     const WeightNoiseOptions& options = {});
 
 }  // namespace stablelearn::diagnostics

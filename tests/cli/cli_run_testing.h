@@ -1,0 +1,36 @@
+// Tiny `cl run` inputs for the CLI suites that analyse a run (test_diagnose_run_cli,
+// test_diagnose_shesha_cli): a synthetic Fashion-MNIST-shaped IDX data set in which each class
+// lights its own band of rows over uniform noise, so a run trains in well under a second. Needs
+// torch (unlike cli_testing.h, which test_cli uses without it).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/types.h>
+
+#include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/io/idx.h"
+
+namespace stablelearn::testing {
+
+/// Synthetic Fashion-MNIST-shaped IDX files PREFIX-images-idx3-ubyte / PREFIX-labels-idx1-ubyte in
+/// `dir`: `per_class` images of each class 0..9 (labels cycle 0..9), class c brightening rows
+/// 2 + 2c .. 4 + 2c by 150 over uniform noise in [0, 80).
+inline void write_tiny_idx(const std::filesystem::path& dir, const std::string& prefix, std::int64_t per_class,
+                           std::uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto n = 10 * per_class;
+  auto labels = torch::arange(n, torch::kInt64).remainder(10);
+  auto images = torch::randint(0, 80, {n, 28, 28}, gen, torch::kInt64);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto c = labels[i].item<std::int64_t>();
+    images[i].slice(0, 2 + 2 * c, 5 + 2 * c).add_(150);
+  }
+  io::write_idx(dir / (prefix + "-images-idx3-ubyte"), data::to_ndarray(images.to(torch::kUInt8)));
+  io::write_idx(dir / (prefix + "-labels-idx1-ubyte"), data::to_ndarray(labels.to(torch::kUInt8)));
+}
+
+}  // namespace stablelearn::testing
