@@ -207,6 +207,8 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
   auto& model = *s.model;
   const auto config_text = c.to_config().to_string();
   std::int64_t first_task = 0;
+  std::vector<nlohmann::json> diag_rows;  // [diagnostics] rows so far (sharpness.svg, summary.json)
+  detail::upgrade_resolved_config(s.run, config_text, resume);
   if (open_run_dir(s.run, config_text, resume)) {
     const auto ck = detail::read_checkpoint(s.run);
     SL_CHECK(ck.method == c.method, DataError, ck.tensors_file.string(), ": checkpoint of method '", ck.method,
@@ -228,6 +230,7 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
     s.seconds = ck.seconds;
     s.evals = ck.evals;
     first_task = ck.completed;
+    diag_rows = detail::trim_metrics_for_resume(s.run, first_task);
   }
 
   const auto metrics_path = s.run / "metrics.jsonl";
@@ -284,6 +287,19 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
       const double loss_value = loss.item<double>();
       SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", it, ": training loss is ", loss_value,
                " (diverged; lower train.lr?)");
+      if (c.diagnostics.enabled() && (it + 1) % c.diagnostics.every == 0) {
+        // After update it + 1, on its window (rep: the replayed task's), w.r.t. the tensors the task
+        // loss was differentiated against (the network, + the embedding if conditioned).
+        auto row = detail::measure_sharpness(
+            c, wrt,
+            [&] { return (detail::integrate(c, s.model->field(k), win.y.select(1, 0), win.t) - win.y).pow(2).mean(); },
+            i, it + 1);
+        row["window_start"] = win.k0;
+        if (c.method == "rep") row["window_task"] = k;
+        detail::append_jsonl(metrics_path, row);
+        row.erase("event");
+        diag_rows.push_back(std::move(row));
+      }
       if (best.offer(it, loss_value)) {
         torch::NoGradGuard no_grad;
         best_net.clear();
@@ -358,7 +374,9 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
       info.sizes.push_back(static_cast<double>(size));
     }
     info.stores_data = c.method == "rep";
+    info.diagnostics = diag_rows;
     detail::write_results(s.run, c, s.evals, s.seconds, info);
+    if (c.diagnostics.enabled()) detail::write_sharpness_svg(s.run, c, diag_rows);
   }
 }
 

@@ -1,17 +1,26 @@
 #include "run_common.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <fstream>
+#include <limits>
 
+#include "stablelearn/core/config.h"
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/diagnostics/curvature.h"
+#include "stablelearn/diagnostics/eigen.h"
+#include "stablelearn/diagnostics/trace.h"
 #include "stablelearn/io/npz.h"
 #include "stablelearn/lfd/cl_scores.h"
 #include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/models/node_mlp.h"
 #include "stablelearn/models/odeint.h"
 #include "stablelearn/models/snode.h"
+#include "stablelearn/report/svg.h"
 
 namespace stablelearn::lfd::detail {
 
@@ -94,6 +103,111 @@ EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, con
 }
 
 void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
+
+void upgrade_resolved_config(const std::filesystem::path& run, const std::string& config_text, bool resume) {
+  const auto path = run / "config.toml";
+  if (!resume || !std::filesystem::exists(run / "checkpoint.json") || !std::filesystem::exists(path)) return;
+  const auto old_text = read_file_text(path);
+  if (old_text == config_text) return;
+  try {
+    if (LfdConfig::from_config(Config::from_file(path)).to_config().to_string() != config_text) return;
+  } catch (const Error&) {
+    return;  // open_run_dir reports the mismatch
+  }
+  write_file_atomic(path, config_text);
+}
+
+std::vector<json> trim_metrics_for_resume(const std::filesystem::path& run, std::int64_t completed) {
+  const auto path = run / "metrics.jsonl";
+  std::vector<json> diag;
+  if (!std::filesystem::exists(path)) return diag;
+  std::string kept;
+  for (const auto& line : read_lines(path)) {
+    json row;
+    try {
+      row = json::parse(line);
+    } catch (const json::exception&) {
+      continue;  // a torn last line of a killed run
+    }
+    if (!row.is_object() || !row.contains("task") || row.at("task").get<std::int64_t>() >= completed) continue;
+    kept += line + "\n";
+    if (row.value("event", "") == "diagnostics") {
+      row.erase("event");
+      diag.push_back(row);
+    }
+  }
+  write_file_atomic(path, kept);
+  return diag;
+}
+
+json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& params, const std::function<torch::Tensor()>& loss,
+                       std::int64_t task, std::int64_t iteration) {
+  namespace D = diagnostics;
+  // One batch: the closure holds the window; the batch only carries its (unit) weight.
+  std::vector<D::Batch> batches{{torch::zeros({1}), torch::zeros({1})}};
+  D::HessianOperator op(params, [&](const D::Batch&) { return loss(); }, batches);
+  const auto [loss_value, grad] = op.loss_and_gradient();
+  const auto steps = std::min<std::int64_t>(c.diagnostics.lanczos_steps, op.dim());
+  const auto seed = task_seed(c.seed, task, 11) + 2 * static_cast<std::uint64_t>(iteration);
+  const auto eig = D::lanczos(op, D::LanczosOptions().k(1).steps(steps).which(D::Spectrum::LargestAlgebraic).seed(seed));
+  json row{{"event", "diagnostics"},
+           {"task", task},
+           {"iteration", iteration},
+           {"lambda_max", eig.eigenvalues[0].item<double>()},
+           {"lambda_residual", eig.residuals[0].item<double>()},
+           {"grad_norm", grad.norm().item<double>()},
+           {"loss", loss_value},
+           {"two_over_lr", 2.0 / c.lr},
+           {"params", op.dim()},
+           {"hvps", eig.matvecs}};
+  if (c.diagnostics.trace_probes > 0) {
+    const auto tr = D::hutchinson_trace(op, D::TraceOptions().matvecs(c.diagnostics.trace_probes).seed(seed + 1));
+    row["trace"] = tr.estimate;
+    row["trace_se"] = tr.standard_error;
+    row["hvps"] = eig.matvecs + tr.matvecs;
+  }
+  return row;
+}
+
+void write_sharpness_svg(const std::filesystem::path& run, const LfdConfig& c, const std::vector<json>& rows) {
+  if (rows.empty()) return;
+  const double bound = 2.0 / c.lr;
+  std::vector<std::pair<double, double>> pts;
+  std::int64_t last_task = 0;
+  double ymax = 0;
+  for (const auto& r : rows) {
+    const auto task = r.at("task").get<std::int64_t>();
+    last_task = std::max(last_task, task);
+    const double x = static_cast<double>(task * c.iterations + r.at("iteration").get<std::int64_t>());
+    const double y = r.at("lambda_max").get<double>();
+    pts.emplace_back(x, y);
+    if (std::isfinite(y)) ymax = std::max(ymax, y);
+  }
+  const double x1 = static_cast<double>((last_task + 1) * c.iterations);
+  // 2/lr is drawn only when it is within a factor 10 of the data (Adam's lr makes it huge).
+  const bool show_bound = bound <= 10 * std::max(ymax, 1e-12);
+  const double y1 = 1.1 * std::max(show_bound ? bound : 0.0, ymax > 0 ? ymax : 1.0);
+  report::SvgPlot plot(800, 400);
+  plot.set_range(0, x1, 0, y1);
+  plot.title("sharpness: top Hessian eigenvalue of the task loss on the training window (" + c.method + ")");
+  plot.labels("iteration (tasks in sequence)", "lambda_max");
+  for (std::int64_t t = 1; t <= last_task; ++t) {
+    const double xb = static_cast<double>(t * c.iterations);
+    plot.polyline({{xb, 0.0}, {xb, y1}}, "#999999", 1.0, 0.6);
+  }
+  if (show_bound) {
+    plot.polyline({{0.0, bound}, {x1, bound}}, "#d62728", 1.0);
+    plot.legend("2 / lr (GD stability bound)", "#d62728");
+  } else {
+    char text[96];
+    std::snprintf(text, sizeof text, "2 / lr = %.4g (GD bound, off the scale)", bound);
+    plot.legend(text, "#d62728");
+  }
+  plot.polyline(pts, "#1f77b4", 1.5);
+  for (const auto& [x, y] : pts) plot.marker(x, y, "#1f77b4", 2);
+  plot.legend("lambda_max", "#1f77b4");
+  plot.save((run / "sharpness.svg").string());
+}
 
 namespace {
 
@@ -227,6 +341,12 @@ void write_results(const std::filesystem::path& run, const LfdConfig& c, const s
     summary["cl_scores"] = {{"dtw_threshold", c.dtw_threshold}, {"accuracy_matrix", in.acc}, {"ACC", sc.acc},
                             {"BWT", sc.bwt}, {"BWT_plus", sc.bwt_plus}, {"REM", sc.rem}, {"MS", sc.ms}, {"TE", sc.te},
                             {"FS", sc.fs}, {"SSS", sc.sss}, {"CL_score", sc.cl_score}, {"CL_stability", sc.cl_stability}};
+  }
+  if (c.diagnostics.enabled() && !info.diagnostics.empty()) {
+    double peak = -std::numeric_limits<double>::infinity();
+    for (const auto& r : info.diagnostics) peak = std::max(peak, r.at("lambda_max").get<double>());
+    summary["diagnostics"] = {{"every", c.diagnostics.every}, {"measurements", info.diagnostics.size()},
+                              {"last", info.diagnostics.back()}, {"max_lambda_max", peak}, {"two_over_lr", 2.0 / c.lr}};
   }
   write_file_atomic(run / "summary.json", summary.dump(1));
 }

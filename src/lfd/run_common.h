@@ -49,6 +49,26 @@ EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, con
 
 void append_jsonl(const std::filesystem::path& path, const nlohmann::json& row);
 
+/// Before open_run_dir on --resume: a run started before the [diagnostics] table existed has a
+/// config.toml without it; when that file resolves to exactly `config_text` it is rewritten with
+/// the current resolved form, so such runs stay resumable. No-op otherwise.
+void upgrade_resolved_config(const std::filesystem::path& run, const std::string& config_text, bool resume);
+
+/// On --resume: keeps the metrics.jsonl rows of the `completed` tasks (every row carries "task";
+/// rows of an interrupted task are dropped since that task is trained again, so nothing is
+/// duplicated) and returns its [diagnostics] rows (without "event"), for sharpness.svg.
+std::vector<nlohmann::json> trim_metrics_for_resume(const std::filesystem::path& run, std::int64_t completed);
+
+/// One [diagnostics] measurement (LfdDiagnostics): λ_max of the Hessian of `loss` (a closure that
+/// rebuilds the scalar task loss from `params`) by Lanczos, ‖∇‖, the loss, 2/lr and, with
+/// trace_probes > 0, Hutchinson's trace. Returns the metrics.jsonl row ("event": "diagnostics").
+nlohmann::json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& params,
+                                 const std::function<torch::Tensor()>& loss, std::int64_t task, std::int64_t iteration);
+
+/// RUN/sharpness.svg: λ_max of every row against the run's cumulative iteration (tasks one after
+/// another; dashed task boundaries) with the 2/lr reference line. Needs at least one row.
+void write_sharpness_svg(const std::filesystem::path& run, const LfdConfig& c, const std::vector<nlohmann::json>& rows);
+
 /// RUN/checkpoint.json + the tensors file it points at.
 struct CheckpointData {
   std::int64_t completed = 0;
@@ -76,6 +96,7 @@ struct SummaryInfo {
   nlohmann::json params;            ///< params.{target, hypernetwork, theta, ...}
   std::vector<double> sizes;        ///< parameters stored after each task (CL score MS)
   bool stores_data = false;         ///< replay (CL score SSS)
+  std::vector<nlohmann::json> diagnostics;  ///< [diagnostics] rows so far (summary.json "diagnostics")
 };
 /// Rewrites RUN/eval_results.json and RUN/summary.json from the evaluations so far.
 void write_results(const std::filesystem::path& run, const LfdConfig& c, const std::vector<std::vector<EvalCell>>& evals,

@@ -33,7 +33,7 @@ namespace F = models::functional;
 // Configuration
 
 LfdConfig LfdConfig::from_config(const Config& cfg) {
-  cfg.check_sections({"data", "model", "train", "eval"});
+  cfg.check_sections({"data", "model", "train", "eval", "diagnostics"});
   LfdConfig c;
   auto d = cfg.section("data");
   c.dataset = d.get("dataset", c.dataset);
@@ -77,6 +77,11 @@ LfdConfig LfdConfig::from_config(const Config& cfg) {
   c.dtw_threshold = e.get("dtw_threshold", c.dtw_threshold);
   c.node_solver = e.get("node_solver", c.node_solver);
   e.finish();
+  auto g = cfg.section("diagnostics");
+  c.diagnostics.every = g.get("every", c.diagnostics.every);
+  c.diagnostics.lanczos_steps = g.get("lanczos_steps", c.diagnostics.lanczos_steps);
+  c.diagnostics.trace_probes = g.get("trace_probes", c.diagnostics.trace_probes);
+  g.finish();
   c.validate();
   return c;
 }
@@ -117,6 +122,9 @@ Config LfdConfig::to_config() const {
   w.put("eval", "evaluate", evaluate);
   w.put("eval", "dtw_threshold", dtw_threshold);
   w.put("eval", "node_solver", node_solver);
+  w.put("diagnostics", "every", diagnostics.every);
+  w.put("diagnostics", "lanczos_steps", diagnostics.lanczos_steps);
+  w.put("diagnostics", "trace_probes", diagnostics.trace_probes);
   return w.config();
 }
 
@@ -146,6 +154,11 @@ void LfdConfig::validate() const {
   SL_CHECK(h >= 1 && hp >= 1 && fhat_layers >= 1, ConfigError, "model.h, hp and fhat_layers must be >= 1");
   SL_CHECK(alpha > 0 && rehu > 0 && eps >= 0, ConfigError, "model.alpha and rehu must be > 0 and eps >= 0");
   models::parse_ode_method(node_solver);
+  SL_CHECK(diagnostics.every >= 0, ConfigError, "diagnostics.every must be >= 0 (0 = off), got ", diagnostics.every);
+  SL_CHECK(diagnostics.lanczos_steps >= 2, ConfigError, "diagnostics.lanczos_steps must be >= 2, got ",
+           diagnostics.lanczos_steps);
+  SL_CHECK(diagnostics.trace_probes == 0 || diagnostics.trace_probes >= 2, ConfigError,
+           "diagnostics.trace_probes must be 0 (no trace) or >= 2, got ", diagnostics.trace_probes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,12 +305,15 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
   auto* net = s.hn.net;
   const auto config_text = c.to_config().to_string();
   std::int64_t first_task = 0;
+  std::vector<nlohmann::json> diag_rows;  // [diagnostics] rows so far (sharpness.svg, summary.json)
+  detail::upgrade_resolved_config(s.run, config_text, resume);
   if (open_run_dir(s.run, config_text, resume)) {
     const auto ck = detail::read_checkpoint(s.run);
     load_hypernetwork(ck, c, net);
     s.seconds = ck.seconds;
     s.evals = ck.evals;
     first_task = ck.completed;
+    diag_rows = detail::trim_metrics_for_resume(s.run, first_task);
   }
 
   const auto metrics_path = s.run / "metrics.jsonl";
@@ -364,6 +380,20 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
       const double loss_value = loss.item<double>();
       SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", it, ": training loss is ", loss_value,
                " (diverged; lower train.lr?)");
+      if (c.diagnostics.enabled() && (it + 1) % c.diagnostics.every == 0) {
+        // After update it + 1, on its window, w.r.t. θ and e_i (LfdDiagnostics).
+        auto row = detail::measure_sharpness(
+            c, params,
+            [&] {
+              const auto w = s.target.layout.split(net->forward_task(i));
+              return (detail::integrate(c, s.target(w), win.y.select(1, 0), win.t) - win.y).pow(2).mean();
+            },
+            i, it + 1);
+        row["window_start"] = win.k0;
+        detail::append_jsonl(metrics_path, row);
+        row.erase("event");
+        diag_rows.push_back(std::move(row));
+      }
       if (best.offer(it, loss_value)) {
         torch::NoGradGuard no_grad;
         best_theta.clear();
@@ -412,7 +442,9 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
                    {"theta", net->theta_numel()}};
     for (std::size_t ti = 0; ti < s.evals.size(); ++ti)
       info.sizes.push_back(static_cast<double>(net->theta_numel() + static_cast<std::int64_t>(ti + 1) * c.task_emb_dim));
+    info.diagnostics = diag_rows;
     detail::write_results(s.run, c, s.evals, s.seconds, info);
+    if (c.diagnostics.enabled()) detail::write_sharpness_svg(s.run, c, diag_rows);
   }
 }
 

@@ -28,6 +28,21 @@
 
 namespace stablelearn::lfd {
 
+/// [diagnostics]: curvature of the training loss recorded during training (docs/lfd.md §5; the
+/// same keys and meaning as `cl run`'s table, docs/continual.md). Every `every` iterations of a
+/// task (iteration n = every, 2 every, ...), after update n, on the window drawn for update n:
+/// the task loss L_task (regulariser/penalty excluded) w.r.t. the tensors it is differentiated
+/// against (hnet: θ and e_i; baselines: the learning network and, if conditioned, the embedding).
+/// λ_max by Lanczos on Hessian-vector products (double backward); ‖∇L_task‖; 2/η for reference
+/// (the GD threshold of Cohen et al. 2021; Adam's preconditioned bound is not measured); with
+/// trace_probes > 0 Hutchinson's tr(H) and its standard error.
+struct LfdDiagnostics {
+  std::int64_t every = 0;          ///< iterations between measurements; 0 = off (default)
+  std::int64_t lanczos_steps = 20; ///< Lanczos steps for λ_max (>= 2; capped at the parameter count)
+  std::int64_t trace_probes = 0;   ///< Hutchinson probes for tr(H) (0 = no trace, else >= 2)
+  bool enabled() const { return every > 0; }
+};
+
 struct LfdConfig {
   // [data]
   std::string dataset = "lasa2d";   ///< lasa2d | lasa8d | lasa16d | lasa32d | helloworld | robottasks9
@@ -68,6 +83,8 @@ struct LfdConfig {
   bool evaluate = true;             ///< evaluate all seen tasks after each task
   double dtw_threshold = 2191;      ///< CL accuracy: a demonstration counts if DTW < threshold
   std::string node_solver = "euler";///< NODE evaluation/training solver: euler | rk4 | dopri5
+  // [diagnostics]
+  LfdDiagnostics diagnostics;
 
   static LfdConfig from_config(const Config& cfg);  ///< ConfigError on unknown keys or bad values
   Config to_config() const;                         ///< every resolved value
@@ -96,6 +113,7 @@ struct TrainProgress {
 
 /// Runs a whole continual-learning sequence into a run directory:
 ///   config.toml, summary.json, eval_results.json, metrics.jsonl, checkpoint.json + checkpoint_task<i>.npz
+/// (+ sharpness.svg with [diagnostics])
 class LfdTrainer {
  public:
   LfdTrainer(LfdConfig config, std::filesystem::path run_dir);
@@ -165,7 +183,7 @@ class LfdRun {
 /// models/odeint.h: every accepted sub-step has V(x') <= V(x) e^{−κα s}, so the bound holds on the
 /// discrete trajectory with rate κα, and t* above uses κα; float64), else `euler` on the data grid
 /// (how skills are trained and evaluated). Plain Euler follows the continuous-time bound only where
-/// the data step is small for the field's stiffness (docs/lfd.md §2.4).
+/// the data step is small for the field's stiffness (docs/lfd.md §2.2).
 struct StabilityOptions {
   std::int64_t starts = 50;      ///< total starts (the M demonstration starts come first)
   double horizon_factor = 0;     ///< rollout length in multiples of T; 0 = automatic (see above)
