@@ -33,4 +33,23 @@ inline void write_tiny_idx(const std::filesystem::path& dir, const std::string& 
   io::write_idx(dir / (prefix + "-labels-idx1-ubyte"), data::to_ndarray(labels.to(torch::kUInt8)));
 }
 
+/// The synthetic data set of a tiny run in DIR/data (40 training and 20 test images per class);
+/// returns that folder.
+inline std::filesystem::path write_tiny_fmnist(const std::filesystem::path& dir) {
+  const auto data = dir / "data";
+  std::filesystem::create_directories(data);
+  write_tiny_idx(data, "train", 40, 1);
+  write_tiny_idx(data, "t10k", 20, 2);
+  return data;
+}
+
+/// The config of a tiny split-class `cl run` over `data`: 3 tasks of 80 images, MLP 16-8,
+/// fine-tuning, 2 epochs of batch 16 (10 iterations per task), no TensorBoard or figures; `output`
+/// is appended to its [output] table.
+inline std::string tiny_cl_config(const std::filesystem::path& data, int seed, const std::string& output = "") {
+  return "[stream]\nkind = \"split-class\"\ntasks = 3\ndata_dir = \"" + data.string() +
+         "\"\n[model]\nhidden = [16, 8]\n[strategy]\nname = \"finetune\"\n[train]\nepochs = 2\nbatch_size = 16\n"
+         "lr = 0.05\nseed = " + std::to_string(seed) + "\n[output]\ntensorboard = false\nfigures = false\n" + output;
+}
+
 }  // namespace stablelearn::testing

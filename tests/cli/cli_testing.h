@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "stablelearn/core/fs.h"
@@ -32,6 +33,14 @@ inline CliResult run_cli(const std::string& args) {
   r.out = read_file_text(out);
   r.err = read_file_text(err);
   return r;
+}
+
+/// A usage error: exit status 2, `text` in the one-line message on stderr, nothing on stdout.
+inline void expect_usage_error(const std::string& args, const std::string& text) {
+  const auto r = run_cli(args);
+  EXPECT_EQ(r.status, 2) << args;
+  EXPECT_NE(r.err.find(text), std::string::npos) << args << ": " << r.err;
+  EXPECT_TRUE(r.out.empty()) << args;
 }
 
 }  // namespace stablelearn::testing

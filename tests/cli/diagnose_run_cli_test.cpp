@@ -24,7 +24,6 @@ namespace {
 
 using Result = sl::testing::CliResult;
 Result run(const std::string& args) { return sl::testing::run_cli(args); }
-using sl::testing::write_tiny_idx;
 
 /// Linear CKA by the feature-space formula ‖YᵀX‖_F² / (‖XᵀX‖_F ‖YᵀY‖_F) of column-centred X, Y.
 double feature_space_cka(torch::Tensor x, torch::Tensor y) {
@@ -41,18 +40,10 @@ class DiagnoseRunCli : public ::testing::Test {
   static void SetUpTestSuite() {
     at::set_num_threads(1);
     dir_ = new fs::path(sl::testing::temp_dir("diagnose_run_cli"));
-    const auto data = *dir_ / "data";
-    fs::create_directories(data);
-    write_tiny_idx(data, "train", 40, 1);
-    write_tiny_idx(data, "t10k", 20, 2);
+    const auto data = sl::testing::write_tiny_fmnist(*dir_);
     // 3 split tasks of 80 images, batch 16, 2 epochs: 10 iterations per task; a snapshot every 5
     // iterations gives iterations 0, 5, 10 (end of task 0), 15, 20 (end), 25, 30 (end).
-    auto config = [&](int seed) {
-      return "[stream]\nkind = \"split-class\"\ntasks = 3\ndata_dir = \"" + data.string() +
-             "\"\n[model]\nhidden = [16, 8]\n[strategy]\nname = \"finetune\"\n[train]\nepochs = 2\nbatch_size = 16\n"
-             "lr = 0.05\nseed = " + std::to_string(seed) +
-             "\n[output]\ntensorboard = false\nfigures = false\nsnapshot_every = 5\n";
-    };
+    auto config = [&](int seed) { return sl::testing::tiny_cl_config(data, seed, "snapshot_every = 5\n"); };
     std::ofstream(*dir_ / "a.toml") << config(0);
     std::ofstream(*dir_ / "b.toml") << config(1);
     for (const char* name : {"a", "b"}) {
@@ -72,12 +63,7 @@ class DiagnoseRunCli : public ::testing::Test {
 
 fs::path* DiagnoseRunCli::dir_ = nullptr;
 
-void expect_usage_error(const std::string& args, const std::string& text) {
-  const auto r = run(args);
-  EXPECT_EQ(r.status, 2) << args;
-  EXPECT_NE(r.err.find(text), std::string::npos) << args << ": " << r.err;
-  EXPECT_TRUE(r.out.empty()) << args;
-}
+using sl::testing::expect_usage_error;
 
 }  // namespace
 

@@ -31,14 +31,8 @@ class DiagnoseSheshaCli : public ::testing::Test {
   static void SetUpTestSuite() {
     at::set_num_threads(1);
     dir_ = new fs::path(sl::testing::temp_dir("diagnose_shesha_cli"));
-    const auto data = *dir_ / "data";
-    fs::create_directories(data);
-    sl::testing::write_tiny_idx(data, "train", 40, 1);
-    sl::testing::write_tiny_idx(data, "t10k", 20, 2);
-    std::ofstream(*dir_ / "a.toml") << "[stream]\nkind = \"split-class\"\ntasks = 3\ndata_dir = \"" + data.string() +
-                                           "\"\n[model]\nhidden = [16, 8]\n[strategy]\nname = \"finetune\"\n[train]\n"
-                                           "epochs = 2\nbatch_size = 16\nlr = 0.05\nseed = 0\n"
-                                           "[output]\ntensorboard = false\nfigures = false\n";
+    const auto data = sl::testing::write_tiny_fmnist(*dir_);
+    std::ofstream(*dir_ / "a.toml") << sl::testing::tiny_cl_config(data, 0);
     const auto r = run("cl run " + (*dir_ / "a.toml").string() + " --out " + (*dir_ / "a").string());
     ASSERT_EQ(r.status, 0) << r.err;
   }
@@ -53,12 +47,7 @@ class DiagnoseSheshaCli : public ::testing::Test {
 
 fs::path* DiagnoseSheshaCli::dir_ = nullptr;
 
-void expect_usage_error(const std::string& args, const std::string& text) {
-  const auto r = run(args);
-  EXPECT_EQ(r.status, 2) << args;
-  EXPECT_NE(r.err.find(text), std::string::npos) << args << ": " << r.err;
-  EXPECT_TRUE(r.out.empty()) << args;
-}
+using sl::testing::expect_usage_error;
 
 }  // namespace
 
