@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -32,6 +33,7 @@
 #include "stablelearn/diagnostics/toy_problem.h"
 #include "stablelearn/diagnostics/trace.h"
 #include "stablelearn/diagnostics/trajectory.h"
+#include "stablelearn/diagnostics/update_alignment.h"
 #include "stablelearn/experiments/cl_experiment.h"
 #include "stablelearn/models/classifier.h"
 
@@ -93,6 +95,9 @@ struct Prepared {
   dg::OutputFn model;
   dg::OutputLoss output_loss = dg::OutputLoss::MeanSquaredError;
   std::vector<std::pair<std::string, torch::Tensor>> linear_weights;  ///< for spectra
+  std::vector<std::size_t> linear_indices;                             ///< their places in params
+  /// RUN only: the weights after task i (checkpoint_task<i>.npz); empty for the toy problem
+  std::function<std::vector<torch::Tensor>(std::int64_t)> task_weights;
   std::int64_t samples = 0, batch_size = 0;
   double learning_rate = 0.0;
   nlohmann::json info;
@@ -188,7 +193,11 @@ Prepared prepare_run(const ProblemArgs& a) {
   for (auto& w : p.params) w.requires_grad_(true);
   p.batches = make_batches(x, y, p.batch_size);
   const auto& entries = model->layout().entries();
-  for (auto i : model->linear_weight_indices()) p.linear_weights.push_back({entries[i].name, p.params[i]});
+  for (auto i : model->linear_weight_indices()) {
+    p.linear_weights.push_back({entries[i].name, p.params[i]});
+    p.linear_indices.push_back(static_cast<std::size_t>(i));
+  }
+  p.task_weights = [view](std::int64_t i) { return view->task_weights(i); };
   p.owner = view;
 
   double loss = 0, accuracy = 0;
@@ -527,6 +536,7 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     ProblemArgs problem;
     std::int64_t min_tail = 10;
     std::string out;
+    std::int64_t since = -1, top_k = 10;
   };
   auto sp = std::make_shared<SpectraArgs>();
   auto* spec = diag->add_subcommand(
@@ -534,8 +544,16 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   add_problem_options(spec, sp->problem, false);
   spec->add_option("--min-tail", sp->min_tail, "Smallest tail a power-law x_min may leave")->capture_default_str()->check(CLI::Range(2, 1 << 30));
   spec->add_option("--out", sp->out, "Write every ESD as CSV (columns: layer,eigenvalue)");
+  spec->add_option("--since", sp->since,
+                   "RUN: also the update from the weights after task K to the final ones, per layer: spectral drift and "
+                   "the share of the update in the top-k singular subspaces of the earlier weights (vs random)")
+      ->check(CLI::NonNegativeNumber);
+  spec->add_option("--top-k", sp->top_k, "--since: singular directions k (capped at min(m, n))")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   spec->footer(
-      "Examples:\n  stablelearn diagnose spectra runs/split_ewc --out esd.csv\n  stablelearn diagnose spectra --toy --hidden 64");
+      "Examples:\n  stablelearn diagnose spectra runs/split_ewc --out esd.csv\n  stablelearn diagnose spectra runs/split_ewc "
+      "--since 0 --top-k 10\n  stablelearn diagnose spectra --toy --hidden 64");
   reg.add(spec, [sp]() {
     auto p = prepare(sp->problem);
     nlohmann::json out = p.info, layers = nlohmann::json::array();
@@ -546,7 +564,17 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
       csv.precision(12);
       csv << "layer,eigenvalue\n";
     }
-    for (const auto& [name, w] : p.linear_weights) {
+    std::vector<torch::Tensor> before;
+    if (sp->since >= 0) {
+      SL_CHECK(p.task_weights != nullptr, UsageError, "--since needs RUN (a `cl run` directory), not the toy problem");
+      const auto tasks = p.info.value("tasks", std::int64_t{-1});
+      SL_CHECK(tasks < 0 || sp->since < tasks, UsageError, "--since ", sp->since, " is out of range: the run has ", tasks,
+               " tasks");
+      before = p.task_weights(sp->since);
+      out["update_since_task"] = sp->since;
+    }
+    for (std::size_t li = 0; li < p.linear_weights.size(); ++li) {
+      const auto& [name, w] = p.linear_weights[li];
       const auto wd = w.detach().to(torch::kFloat64).cpu();
       const auto esd = dg::weight_esd(wd);
       const auto sv = torch::linalg_svdvals(wd);
@@ -567,6 +595,27 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
       } catch (const DataError& e) {
         row["alpha"] = nullptr;
         row["alpha_note"] = e.what();
+      }
+      if (!before.empty()) {
+        const auto w0 = before.at(p.linear_indices[li]).detach().to(torch::kFloat64).cpu();
+        SL_CHECK(w0.sizes() == wd.sizes(), DataError, name, ": the weights after task ", sp->since, " have shape ",
+                 w0.sizes(), ", the final ones ", wd.sizes());
+        nlohmann::json upd = {{"spectral_drift", dg::spectral_drift(w0, wd)}};
+        const auto k = std::min<std::int64_t>(sp->top_k, std::min(wd.size(0), wd.size(1)));
+        try {
+          const auto a = dg::update_alignment(w0, wd, k);
+          upd.update({{"k", a.k},
+                      {"update_norm", a.update_norm},
+                      {"two_sided", a.two_sided},
+                      {"left", a.left},
+                      {"right", a.right},
+                      {"two_sided_baseline", a.two_sided_baseline},
+                      {"left_baseline", a.left_baseline},
+                      {"right_baseline", a.right_baseline}});
+        } catch (const DataError& e) {
+          upd["note"] = e.what();  // no update (the last task)
+        }
+        row["update"] = upd;
       }
       layers.push_back(row);
       if (csv.is_open())

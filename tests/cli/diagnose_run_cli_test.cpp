@@ -180,3 +180,35 @@ TEST_F(DiagnoseRunCli, CkaUsageErrors) {
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.out.find("Example"), std::string::npos);
 }
+
+TEST_F(DiagnoseRunCli, SpectraSinceATaskReportsTheUpdatesAlignmentWithTheEarlierSubspaces) {
+  // Recomputed here from the checkpoints: ΔW = W_final − W_after0, U_k, V_k the top-k singular
+  // vectors of W_after0, two-sided share ‖U_kᵀΔWV_k‖²/‖ΔW‖², baseline k²/(mn).
+  const auto r = run("diagnose spectra " + A() + " --since 0 --top-k 2");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = r.js();
+  EXPECT_EQ(j["update_since_task"], 0);
+  const auto view = sl::experiments::load_cl_run(run_a());
+  const auto w0 = view.task_weights(0), w2 = view.task_weights(2);
+  const auto idx = view.model->linear_weight_indices();
+  ASSERT_EQ(j["layers"].size(), idx.size());
+  for (std::size_t l = 0; l < idx.size(); ++l) {
+    const auto a = w0[static_cast<std::size_t>(idx[l])].to(torch::kFloat64);
+    const auto b = w2[static_cast<std::size_t>(idx[l])].to(torch::kFloat64);
+    const auto d = b - a;
+    const auto svd = torch::linalg_svd(a, false);
+    const auto U = std::get<0>(svd).narrow(1, 0, 2), V = std::get<2>(svd).narrow(0, 0, 2).t();
+    const double share = U.t().mm(d).mm(V).pow(2).sum().item<double>() / d.pow(2).sum().item<double>();
+    const auto& u = j["layers"][l]["update"];
+    EXPECT_NEAR(u["two_sided"].get<double>(), share, 1e-9) << l;
+    EXPECT_NEAR(u["two_sided_baseline"].get<double>(), 4.0 / static_cast<double>(a.size(0) * a.size(1)), 1e-15);
+    EXPECT_NEAR(u["update_norm"].get<double>(), d.norm().item<double>(), 1e-9);
+    EXPECT_GT(u["left"].get<double>(), u["two_sided"].get<double>() - 1e-12) << "one-sided shares contain the two-sided one";
+  }
+  // The last task's own weights: no update, said in a note rather than a division by zero.
+  const auto last = run("diagnose spectra " + A() + " --since 2");
+  ASSERT_EQ(last.status, 0) << last.err;
+  EXPECT_TRUE(last.js()["layers"][0]["update"].contains("note"));
+  expect_usage_error("diagnose spectra " + A() + " --since 3", "out of range");
+  expect_usage_error("diagnose spectra --toy --since 0", "--since needs RUN");
+}
