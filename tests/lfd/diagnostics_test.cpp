@@ -17,6 +17,7 @@
 #include "stablelearn/lfd/trainer.h"
 #include "stablelearn/models/node_mlp.h"
 #include "stablelearn/models/odeint.h"
+#include "lfd_testing.h"
 #include "testing.h"
 
 namespace sl = stablelearn;
@@ -26,20 +27,7 @@ using nlohmann::json;
 namespace {
 
 LfdConfig tiny_diag(std::int64_t tasks, std::int64_t iterations, std::int64_t every) {
-  LfdConfig c;
-  c.root = sl::testing::project_data().string();
-  c.tasks = tasks;
-  c.h = 16;
-  c.hp = 8;
-  c.fhat_layers = 2;
-  c.hnet_hidden = {16};
-  c.task_emb_dim = 8;
-  c.chunk_emb_dim = 8;
-  c.chunk_dim = 256;
-  c.iterations = iterations;
-  c.lr = 1e-3;
-  c.beta = 0.005;
-  c.log_every = 5;
+  auto c = sl::testing::tiny_lfd_config(tasks, iterations, 0.005);
   c.tsub = 5;      // short windows and few Lanczos steps keep each measurement cheap
   c.evaluate = false;
   c.diagnostics.every = every;

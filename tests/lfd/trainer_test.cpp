@@ -10,6 +10,7 @@
 #include "stablelearn/core/fs.h"
 #include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/lfd/trainer.h"
+#include "lfd_testing.h"
 #include "testing.h"
 
 namespace sl = stablelearn;
@@ -167,21 +168,7 @@ TEST(LfdParams, CountsMatchSpecTable) {
 
 namespace {
 LfdConfig tiny(std::int64_t tasks, std::int64_t iterations, double beta) {
-  LfdConfig c;
-  c.root = sl::testing::project_data().string();
-  c.tasks = tasks;
-  c.h = 16;
-  c.hp = 8;
-  c.fhat_layers = 2;
-  c.hnet_hidden = {16};
-  c.task_emb_dim = 8;
-  c.chunk_emb_dim = 8;
-  c.chunk_dim = 256;
-  c.iterations = iterations;
-  c.lr = 1e-3;
-  c.beta = beta;
-  c.log_every = 5;
-  return c;
+  return sl::testing::tiny_lfd_config(tasks, iterations, beta);
 }
 }  // namespace
 
