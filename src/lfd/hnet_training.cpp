@@ -83,6 +83,53 @@ torch::Tensor output_regularizer(const std::vector<torch::Tensor>& targets, cons
   return total / static_cast<double>(tasks.size());
 }
 
+double add_lookahead_regularizer_grad(const std::vector<torch::Tensor>& theta, std::vector<torch::Tensor> delta,
+                                      double scale, const std::function<torch::Tensor()>& regularizer,
+                                      std::vector<torch::Tensor>& grads) {
+  SL_CHECK(delta.size() == theta.size() && grads.size() == theta.size(), InternalError,
+           "add_lookahead_regularizer_grad: ", theta.size(), " parameters, ", delta.size(), " look-ahead steps, ",
+           grads.size(), " gradients");
+  std::vector<torch::Tensor> original;
+  original.reserve(theta.size());
+  {
+    torch::NoGradGuard no_grad;
+    for (std::size_t k = 0; k < theta.size(); ++k) {
+      SL_CHECK(grads[k].defined() && grads[k].sizes() == theta[k].sizes(), InternalError,
+               "add_lookahead_regularizer_grad: gradient ", k, " missing or misshapen");
+      // autograd accumulates into .grad in place; give it a dense buffer of its own.
+      if (!grads[k].is_non_overlapping_and_dense()) grads[k] = grads[k].contiguous();
+      original.push_back(theta[k].detach());  // keeps θ_k's storage alive
+      delta[k].add_(theta[k]);                // θ_k + Δθ_k
+      auto shifted = delta[k];
+      auto p = theta[k];
+      p.set_(shifted);
+      p.mutable_grad() = grads[k];
+    }
+  }
+  double value = 0;
+  try {
+    const auto reg = regularizer();
+    value = reg.item<double>();
+    torch::autograd::backward({reg * scale}, {}, /*retain_graph=*/false, /*create_graph=*/false, theta);
+  } catch (...) {
+    torch::NoGradGuard no_grad;
+    for (std::size_t k = 0; k < theta.size(); ++k) {
+      auto p = theta[k];
+      p.set_(original[k]);
+      p.mutable_grad().reset();
+    }
+    throw;
+  }
+  torch::NoGradGuard no_grad;
+  for (std::size_t k = 0; k < theta.size(); ++k) {
+    auto p = theta[k];
+    grads[k] = p.grad();  // the same buffer unless autograd had to replace it
+    p.set_(original[k]);
+    p.mutable_grad().reset();
+  }
+  return value;
+}
+
 torch::Tensor windowed_rollout(const VectorField& f, const torch::Tensor& x0, const torch::Tensor& t, std::int64_t window) {
   SL_CHECK(window >= 2 && t.size(0) >= window, ShapeError, "windowed_rollout: window ", window, " for ", t.size(0),
            " time samples");

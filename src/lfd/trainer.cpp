@@ -355,26 +355,12 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
       grads.pop_back();
       double reg_value = 0;
       if (i > 0 && c.beta > 0) {
-        const auto delta = opt_theta.lookahead(grads);
         const auto tasks = sample_regularized_tasks(i, c.num_regs, reg_gen);
-        std::vector<torch::Tensor> saved;
-        {
-          torch::NoGradGuard no_grad;
-          for (std::size_t k = 0; k < theta.size(); ++k) {
-            saved.push_back(theta[k].clone());
-            theta[k].add_(delta[k]);
-          }
-        }
-        const auto reg = output_regularizer(targets, tasks, [&](std::int64_t j) {
-          return net->forward_embedding(net->task_embedding(j).detach());
-        });
-        reg_value = reg.item<double>();
-        const auto reg_grads = torch::autograd::grad({reg * c.beta}, theta);
-        {
-          torch::NoGradGuard no_grad;
-          for (std::size_t k = 0; k < theta.size(); ++k) theta[k].copy_(saved[k]);
-        }
-        for (std::size_t k = 0; k < theta.size(); ++k) grads[k] = grads[k] + reg_grads[k];
+        reg_value = add_lookahead_regularizer_grad(theta, opt_theta.lookahead(grads), c.beta, [&] {
+          return output_regularizer(targets, tasks, [&](std::int64_t j) {
+            return net->forward_embedding(net->task_embedding(j).detach());
+          });
+        }, grads);
       }
       opt_theta.step(grads);
       const double loss_value = loss.item<double>();

@@ -85,6 +85,40 @@ TEST(HnetRegularizer, IsTheMeanOfSquaredOutputDifferences) {
   EXPECT_DOUBLE_EQ(output_regularizer(targets, {1}, gen).item<double>(), 25.0);
 }
 
+TEST(HnetRegularizer, LookaheadGradientIsAddedAtTheShiftedPointAndThetaIsRestoredBitForBit) {
+  // θ = (a [2], b [2, 1]), Reg(θ) = Σ a² + 3 Σ b³ so ∇Reg = (2a, 9b²); evaluated at θ + Δθ.
+  auto a = torch::tensor({0.5, -1.25}, torch::kFloat64).requires_grad_(true);
+  auto b = torch::tensor({{2.0}, {-0.75}}, torch::kFloat64).requires_grad_(true);
+  const std::vector<torch::Tensor> theta = {a, b};
+  const auto a0 = a.detach().clone(), b0 = b.detach().clone();
+  const auto* a_data = a.data_ptr<double>();
+  const std::vector<torch::Tensor> delta = {torch::tensor({0.1, 0.2}, torch::kFloat64),
+                                            torch::tensor({{-0.5}, {0.25}}, torch::kFloat64)};
+  std::vector<torch::Tensor> grads = {torch::tensor({1.0, 2.0}, torch::kFloat64),
+                                      torch::tensor({{3.0}, {4.0}}, torch::kFloat64)};
+  const double scale = 0.5;
+  auto reg = [&] { return a.pow(2).sum() + 3 * b.pow(3).sum(); };
+  const double value = add_lookahead_regularizer_grad(theta, {delta[0].clone(), delta[1].clone()}, scale, reg, grads);
+  // By hand: a' = (0.6, -1.05), b' = (1.5, -0.5): Reg = 0.36 + 1.1025 + 3 (3.375 − 0.125) = 11.2125.
+  EXPECT_NEAR(value, 11.2125, 1e-12);
+  EXPECT_TRUE(torch::allclose(grads[0], torch::tensor({1.0 + 0.5 * 1.2, 2.0 + 0.5 * -2.1}, torch::kFloat64), 0, 1e-12));
+  EXPECT_TRUE(torch::allclose(grads[1], torch::tensor({{3.0 + 0.5 * 9 * 2.25}, {4.0 + 0.5 * 9 * 0.25}}, torch::kFloat64), 0,
+                              1e-12));
+  EXPECT_TRUE(torch::equal(a.detach(), a0));
+  EXPECT_TRUE(torch::equal(b.detach(), b0));
+  EXPECT_EQ(a.data_ptr<double>(), a_data);  // the original storage, not a copy
+  EXPECT_FALSE(a.grad().defined());
+  EXPECT_FALSE(b.grad().defined());
+  // A failing regulariser leaves θ as it was.
+  std::vector<torch::Tensor> g2 = {torch::zeros({2}, torch::kFloat64), torch::zeros({2, 1}, torch::kFloat64)};
+  EXPECT_THROW(add_lookahead_regularizer_grad(theta, {delta[0].clone(), delta[1].clone()}, scale,
+                                              [&]() -> torch::Tensor { throw sl::DataError("boom"); }, g2),
+               sl::DataError);
+  EXPECT_TRUE(torch::equal(a.detach(), a0));
+  EXPECT_TRUE(torch::equal(b.detach(), b0));
+  EXPECT_FALSE(a.grad().defined());
+}
+
 TEST(HnetBestCopy, TiesGoToTheLaterIteration) {
   BestTracker b;
   EXPECT_TRUE(b.offer(0, 3.0));

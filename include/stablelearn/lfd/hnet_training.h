@@ -43,6 +43,18 @@ std::vector<std::int64_t> sample_regularized_tasks(std::int64_t current_task, st
 torch::Tensor output_regularizer(const std::vector<torch::Tensor>& targets, const std::vector<std::int64_t>& tasks,
                                  const std::function<torch::Tensor(std::int64_t)>& generate);
 
+/// Adds the gradient of the output regulariser at the look-ahead point to `grads` in place:
+///   grads[k] += ∂(scale · regularizer())/∂θ'_k  at  θ' = θ + Δθ   (spec §3.3–3.4),
+/// and returns the (unscaled) regulariser value. θ is moved to θ + Δθ by computing θ + Δθ into
+/// `delta`'s buffers and swapping storages with θ (no copy of θ), then moved back bit for bit; the
+/// gradient is accumulated tensor by tensor into `grads` by autograd. So the regulariser step needs
+/// one θ-sized buffer (Δθ) besides θ and its gradient, instead of three (shifted θ, saved θ, ∇Reg).
+/// `regularizer` must build its graph from the tensors in `theta` (the hypernetwork's own
+/// parameters); `delta` is consumed.
+double add_lookahead_regularizer_grad(const std::vector<torch::Tensor>& theta, std::vector<torch::Tensor> delta,
+                                      double scale, const std::function<torch::Tensor()>& regularizer,
+                                      std::vector<torch::Tensor>& grads);
+
 /// "Best copy" bookkeeping (spec §3.1, §8.13): a candidate is accepted when its loss is <= the best
 /// so far (ties go to the later iteration).
 struct BestTracker {
