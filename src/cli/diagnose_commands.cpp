@@ -3,9 +3,12 @@
 // either on a finished `cl run` directory (RUN: the trained classifier with the cross-entropy of one
 // task's training images) or, without RUN or with --toy, on the built-in toy regression problem
 // (diagnostics/toy_problem.h). edge-of-stability, sgd-minimum, trajectory and intrinsic-dim are the
-// small experiments of docs/diagnostics.md. Each command prints one JSON object on stdout.
+// small experiments of docs/diagnostics.md; intrinsic-dim RUN --task J runs the same sweep
+// (diagnostics::intrinsic_dimension_sweep) on task J of a `cl run` for the run's model architecture,
+// freshly initialised. Each command prints one JSON object on stdout.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -14,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -21,7 +25,9 @@
 #include <torch/optim/adam.h>
 
 #include "commands.h"
+#include "run_helpers.h"
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/data/cl_streams.h"
 #include "stablelearn/diagnostics/curvature.h"
@@ -309,7 +315,16 @@ struct FmnistProblem {
   /// network f = first logit, ½(f − t)² with t = +1 for classes 0–4 and −1 for 5–9 (rank-one
   /// per-sample Hessians at interpolation, the setting of the trace condition).
   std::string loss_name;
+  /// Task-incremental `cl run` task (diagnose intrinsic-dim RUN): the logit columns of the task's
+  /// classes, to which the logits are restricted (labels are then indices into them); undefined =
+  /// all logits.
+  torch::Tensor columns;
 
+  /// The logits the loss and the accuracy see.
+  torch::Tensor logits(const torch::Tensor& images) const {
+    auto z = model->forward(images, model->weights());
+    return columns.defined() ? z.index_select(1, columns) : z;
+  }
   static torch::Tensor scalar_target(const torch::Tensor& labels, torch::Dtype dtype) {
     return labels.lt(5).to(dtype) * 2.0 - 1.0;
   }
@@ -321,17 +336,17 @@ struct FmnistProblem {
   }
   dg::LossFn loss_fn() const {
     const auto self = *this;
-    return [self](const dg::Batch& b) { return self.loss_of(self.model->forward(b.x, self.model->weights()), b.y); };
+    return [self](const dg::Batch& b) { return self.loss_of(self.logits(b.x), b.y); };
   }
   double accuracy(const torch::Tensor& images, const torch::Tensor& labels) const {
     torch::NoGradGuard ng;
-    const auto z = model->forward(images, model->weights());
+    const auto z = logits(images);
     if (loss_name == "mse-scalar") return z.select(1, 0).gt(0).eq(labels.lt(5)).to(torch::kFloat64).mean().item<double>();
     return z.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
   }
   double full_loss() const {
     torch::NoGradGuard ng;
-    return loss_of(model->forward(x, model->weights()), y).item<double>();
+    return loss_of(logits(x), y).item<double>();
   }
 };
 
@@ -350,6 +365,67 @@ FmnistProblem make_fmnist_problem(const FmnistArgs& a, const std::string& loss, 
   p.model->to(dtype);
   p.params = p.model->weights();
   return p;
+}
+
+/// Task J of a `cl run` as a training problem from scratch (`diagnose intrinsic-dim RUN`): the run's
+/// model architecture ([model] of its config.toml) freshly initialised exactly as `cl run` does
+/// (seed_everything(seed), then Classifier(options); with the run's [train] seed this is the run's
+/// own θ₀), the first `samples` training and `test_samples` test images of task J of the run's
+/// stream (rebuilt from its config, so the same tasks), float32, cross-entropy. Task-incremental
+/// runs (split-task, one masked head per task): the logits are restricted to task J's classes and
+/// the labels re-indexed into them, which gives the same cross-entropy and argmax as the run's
+/// masked logits (ClRunView::logits, −∞ outside the task's classes).
+struct RunTaskProblem {
+  FmnistProblem problem;
+  std::uint64_t seed = 0;
+  nlohmann::json info;
+};
+
+RunTaskProblem make_run_task_problem(const std::string& run, std::int64_t task, std::int64_t samples, std::int64_t test_samples,
+                                     std::optional<std::uint64_t> seed) {
+  check_run_dir(run);
+  const auto view = experiments::load_cl_run(run);
+  const auto tasks = static_cast<std::int64_t>(view.tasks.size());
+  SL_CHECK(task >= 0 && task < tasks, UsageError, "--task ", task, " is out of range: the run has ", tasks, " tasks (0..",
+           tasks - 1, ")");
+  const auto config = Config::from_file(fs::path(run) / "config.toml");
+  auto train = config.section("train");
+  RunTaskProblem out;
+  out.seed = seed ? *seed : static_cast<std::uint64_t>(train.get("seed", std::int64_t{0}));
+  const auto& t = view.tasks[static_cast<std::size_t>(task)];
+  SL_CHECK(t.train.size() >= 2, DataError, run, ": task ", task, " has ", t.train.size(), " training images; need at least 2");
+  SL_CHECK(t.test.size() >= 1, DataError, run, ": task ", task, " has no test images");
+  auto& p = out.problem;
+  p.loss_name = "ce";
+  p.x = t.train.images.slice(0, 0, std::min(samples, t.train.size())).to(torch::kFloat32);
+  p.y = t.train.labels.slice(0, 0, p.x.size(0)).to(torch::kInt64);
+  p.x_test = t.test.images.slice(0, 0, std::min(test_samples, t.test.size())).to(torch::kFloat32);
+  p.y_test = t.test.labels.slice(0, 0, p.x_test.size(0)).to(torch::kInt64);
+  const auto options = view.model->options();
+  if (view.task_incremental) {
+    p.columns = torch::tensor(t.classes, torch::kInt64);
+    auto lut = torch::full({options.classes}, -1, torch::kInt64);
+    for (std::size_t i = 0; i < t.classes.size(); ++i) lut[t.classes[i]] = static_cast<std::int64_t>(i);
+    p.y = lut.index_select(0, p.y);
+    p.y_test = lut.index_select(0, p.y_test);
+  }
+  seed_everything(out.seed);
+  p.model = models::Classifier(options);
+  p.model->to(torch::kFloat32);
+  p.params = p.model->weights();
+  out.info = {{"run", run},
+              {"task", task},
+              {"tasks", tasks},
+              {"task_classes", t.classes},
+              {"task_incremental", view.task_incremental},
+              {"model", options.kind}};
+  if (options.kind == "cnn") {
+    out.info["channels"] = options.channels;
+    out.info["fc"] = options.fc;
+  } else {
+    out.info["hidden"] = options.hidden;
+  }
+  return out;
 }
 
 /// Minibatch SGD (batches of B drawn without replacement, reshuffled every epoch) with a callback
@@ -815,9 +891,11 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     return 0;
   }));
 
-  // diagnose intrinsic-dim
+  // diagnose intrinsic-dim [RUN --task J]
   struct IdArgs {
     FmnistArgs data;
+    std::string run;
+    std::int64_t task = 0;
     std::string dims = "10,50,100,200,400,800";
     std::int64_t steps = 200;
     double lr = 0.01, full_lr = 1e-3, absolute = 0.9, fraction = 0.9;
@@ -827,8 +905,21 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   auto id = std::make_shared<IdArgs>();
   id->data.hidden = "200,200";
   auto* idim = diag->add_subcommand(
-      "intrinsic-dim", "d_int90 of an MLP on Fashion-MNIST: Adam in random d-dimensional subspaces (Li et al. 2018), both conventions");
+      "intrinsic-dim",
+      "d_int90 of an MLP on Fashion-MNIST, or of task J of a `cl run` for its model: Adam in random d-dimensional "
+      "subspaces (Li et al. 2018), both conventions");
+  idim->add_option("run", id->run,
+                   "A `stablelearn cl run` directory: the intrinsic dimension of its task J (--task) for the run's model "
+                   "architecture, freshly initialised, instead of the Fashion-MNIST MLP (--data-dir and --hidden then do "
+                   "not apply; --samples / --test-samples take the first images of task J; task-incremental runs: logits "
+                   "restricted to task J's classes, as the run's masked heads)");
+  idim->add_option("--task", id->task, "RUN: the task J (0-based) whose training images are learnt and whose test images score")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   add_fmnist_options(idim, id->data);
+  idim->get_option("--seed")->description(
+      "Seed of the initialisation and the base of the projection seeds (RUN: default the run's [train] seed, i.e. the "
+      "run's own initial weights)");
   idim->add_option("--dims", id->dims, "Subspace dimensions d, comma-separated")->capture_default_str();
   idim->add_option("--steps", id->steps, "Full-batch Adam steps per training (full model and every d)")->capture_default_str()->check(CLI::PositiveNumber);
   idim->add_option("--lr", id->lr, "Adam rate in the subspace")->capture_default_str()->check(CLI::PositiveNumber);
@@ -846,93 +937,91 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   idim->footer("Example: stablelearn diagnose intrinsic-dim --samples 1000 --hidden 200,200 --dims 10,50,100,200,400 --steps 200\n"
-               "         stablelearn diagnose intrinsic-dim --projection fastfood --seeds 3 --dims 100,200,400,800");
-  reg.add(idim, [id]() {
+               "         stablelearn diagnose intrinsic-dim --projection fastfood --seeds 3 --dims 100,200,400,800\n"
+               "         stablelearn diagnose intrinsic-dim runs/split_ewc --task 1 --projection fastfood --dims 10,100,1000");
+  reg.add(idim, [id, idim]() {
     const auto t0 = std::chrono::steady_clock::now();
     auto dims = parse_list(id->dims, "--dims");
     std::sort(dims.begin(), dims.end());
-    auto p = make_fmnist_problem(id->data, "ce", torch::kFloat32);
+    FmnistProblem p;
+    nlohmann::json out;
+    std::uint64_t seed = id->data.seed;
+    if (id->run.empty()) {
+      SL_CHECK(idim->get_option("--task")->count() == 0, UsageError, "--task needs RUN (a `stablelearn cl run` directory)");
+      p = make_fmnist_problem(id->data, "ce", torch::kFloat32);
+      out = {{"problem", "MLP on a Fashion-MNIST subset, full-batch Adam in random " + id->projection + " subspaces"},
+             {"hidden", parse_list(id->data.hidden, "--hidden")}};
+    } else {
+      for (const char* name : {"--data-dir", "--hidden"})
+        SL_CHECK(idim->get_option(name)->count() == 0, UsageError, name,
+                 " configures the Fashion-MNIST MLP and cannot be combined with RUN (the run's config.toml gives the model "
+                 "and the data)");
+      const bool seed_given = idim->get_option("--seed")->count() > 0;
+      auto rp = make_run_task_problem(id->run, id->task, id->data.samples, id->data.test_samples,
+                                      seed_given ? std::optional<std::uint64_t>(id->data.seed) : std::nullopt);
+      p = std::move(rp.problem);
+      seed = rp.seed;
+      out = std::move(rp.info);
+      out["problem"] = "task " + std::to_string(id->task) + " of a cl run for its " + out["model"].get<std::string>() +
+                       " from a fresh initialisation, full-batch Adam in random " + id->projection + " subspaces";
+    }
     const auto full_dim = dg::total_numel(p.params);
     SL_CHECK(dims.back() <= full_dim, UsageError, "--dims: ", dims.back(), " exceeds the ", full_dim, " parameters");
-    std::vector<torch::Tensor> theta0;
-    for (const auto& w : p.params) theta0.push_back(w.detach().clone());
-    auto restore = [&] {
-      torch::NoGradGuard ng;
-      for (std::size_t i = 0; i < theta0.size(); ++i) p.params[i].copy_(theta0[i]);
+    const auto options = dg::IntrinsicDimensionOptions()
+                             .dims(dims)
+                             .steps(id->steps)
+                             .learning_rate(id->lr)
+                             .full_learning_rate(id->full_lr)
+                             .projection(dg::parse_projection(id->projection))
+                             .seeds(id->seeds)
+                             .seed(seed)
+                             .absolute_threshold(id->absolute)
+                             .fraction(id->fraction);
+    auto evaluate = [&p] {
+      dg::IntrinsicDimensionEvaluation e;
+      e.test_accuracy = p.accuracy(p.x_test, p.y_test);
+      e.train_accuracy = p.accuracy(p.x, p.y);
+      e.loss = p.full_loss();
+      return e;
     };
-    const auto batches = make_batches(p.x, p.y, p.x.size(0));
-    const auto loss = p.loss_fn();
-    {
-      torch::optim::Adam adam(p.params, torch::optim::AdamOptions(id->full_lr));
-      for (std::int64_t s = 0; s < id->steps; ++s) {
-        adam.zero_grad();
-        loss(batches[0]).backward();
-        adam.step();
-      }
-    }
-    const double full_acc = p.accuracy(p.x_test, p.y_test), full_train = p.accuracy(p.x, p.y);
-    const auto kind = dg::parse_projection(id->projection);
-    // Mean and sample standard deviation (null for one seed).
-    auto mean_std = [](const std::vector<double>& v) {
-      const double m = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-      if (v.size() < 2) return std::make_pair(m, nlohmann::json(nullptr));
-      double ss = 0.0;
-      for (const double x : v) ss += (x - m) * (x - m);
-      return std::make_pair(m, nlohmann::json(std::sqrt(ss / static_cast<double>(v.size() - 1))));
-    };
-    nlohmann::json rows = nlohmann::json::array();
-    std::map<std::int64_t, double> acc;
-    for (const auto d : dims) {
-      std::vector<double> test, train, losses;
-      std::vector<std::uint64_t> seeds;
-      for (std::int64_t k = 0; k < id->seeds; ++k) {
-        restore();
-        // Seed k of dimension d: --seed + d + 1000003 k (k = 0 is the single-seed seed; libtorch's
-        // mt19937 only uses the low 32 bits of a seed, so no high-bit stride).
-        const auto seed = id->data.seed + static_cast<std::uint64_t>(d) + 1000003u * static_cast<std::uint64_t>(k);
-        dg::train_in_subspace(
-            p.params, loss, batches,
-            dg::SubspaceTrainingOptions().dim(d).steps(id->steps).learning_rate(id->lr).adam(true).projection(kind).seed(seed));
-        seeds.push_back(seed);
-        test.push_back(p.accuracy(p.x_test, p.y_test));
-        train.push_back(p.accuracy(p.x, p.y));
-        losses.push_back(p.full_loss());
-      }
-      const auto [test_mean, test_std] = mean_std(test);
-      const auto [train_mean, train_std] = mean_std(train);
-      acc[d] = test_mean;
-      rows.push_back({{"d", d},
-                      {"test_accuracy", test_mean},
-                      {"test_accuracy_std", test_std},
-                      {"train_accuracy", train_mean},
-                      {"train_accuracy_std", train_std},
-                      {"loss", mean_std(losses).first},
-                      {"test_accuracies", test},
-                      {"projection_seeds", seeds}});
-      std::cerr << "intrinsic-dim: d = " << d << ": test accuracy " << test_mean;
-      if (!test_std.is_null()) std::cerr << " ± " << test_std.get<double>() << " (" << id->seeds << " seeds)";
+    auto progress = [&](const dg::IntrinsicDimensionRow& row) {
+      std::cerr << "intrinsic-dim: d = " << row.dim << ": test accuracy " << row.test_accuracy;
+      if (id->seeds > 1) std::cerr << " ± " << row.test_accuracy_std << " (" << id->seeds << " seeds)";
       std::cerr << "\n";
-    }
-    auto score = [&](std::int64_t d) { return acc.at(d); };
-    const auto d_abs = dg::smallest_passing_dimension(dims, score, id->absolute);
-    const auto d_rel = dg::smallest_passing_dimension(dims, score, id->fraction * full_acc);
+    };
+    const auto r = dg::intrinsic_dimension_sweep(p.params, p.loss_fn(), make_batches(p.x, p.y, p.x.size(0)), evaluate, options,
+                                                 progress);
+    auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
     auto or_null = [](std::int64_t v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    write_json({{"problem", "MLP on a Fashion-MNIST subset, full-batch Adam in random " + id->projection + " subspaces"},
-                {"projection", id->projection},
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : r.rows)
+      rows.push_back({{"d", row.dim},
+                      {"test_accuracy", row.test_accuracy},
+                      {"test_accuracy_std", finite_or_null(row.test_accuracy_std)},
+                      {"train_accuracy", row.train_accuracy},
+                      {"train_accuracy_std", finite_or_null(row.train_accuracy_std)},
+                      {"loss", row.loss},
+                      {"test_accuracies", row.test_accuracies},
+                      {"projection_seeds", row.projection_seeds}});
+    out.update({{"projection", id->projection},
                 {"seeds", id->seeds},
-                {"hidden", parse_list(id->data.hidden, "--hidden")},
-                {"parameters", full_dim},
+                {"seed", seed},
+                {"parameters", r.full_dim},
                 {"samples", p.x.size(0)},
                 {"test_samples", p.x_test.size(0)},
                 {"steps", id->steps},
-                {"full_test_accuracy", full_acc},
-                {"full_train_accuracy", full_train},
+                {"learning_rate", id->lr},
+                {"full_learning_rate", id->full_lr},
+                {"initial_test_accuracy", r.initial.test_accuracy},
+                {"full_test_accuracy", r.full.test_accuracy},
+                {"full_train_accuracy", r.full.train_accuracy},
                 {"subspaces", rows},
                 {"absolute_threshold", id->absolute},
-                {"d_int90_absolute", or_null(d_abs)},
-                {"relative_threshold", id->fraction * full_acc},
-                {"d_int90_relative", or_null(d_rel)},
+                {"d_int90_absolute", or_null(r.d_int90_absolute)},
+                {"relative_threshold", r.relative_threshold},
+                {"d_int90_relative", or_null(r.d_int90_relative)},
                 {"seconds", seconds_since(t0)}});
+    write_json(out);
     return 0;
   });
 

@@ -3,10 +3,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <tuple>
 #include <unordered_set>
 #include <utility>
 
 #include <torch/autograd.h>
+#include <torch/optim/adam.h>
 
 #include "probes.h"
 #include "stablelearn/core/error.h"
@@ -254,6 +259,92 @@ std::int64_t smallest_passing_dimension(std::vector<std::int64_t> dims, const st
   for (auto d : dims)
     if (score(d) >= threshold) return d;
   return -1;
+}
+
+namespace {
+
+/// Mean and sample standard deviation (NaN for one value).
+std::pair<double, double> mean_std(const std::vector<double>& v) {
+  const double m = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  if (v.size() < 2) return {m, std::numeric_limits<double>::quiet_NaN()};
+  double ss = 0.0;
+  for (const double x : v) ss += (x - m) * (x - m);
+  return {m, std::sqrt(ss / static_cast<double>(v.size() - 1))};
+}
+
+}  // namespace
+
+IntrinsicDimensionResult intrinsic_dimension_sweep(const std::vector<torch::Tensor>& params, const LossFn& loss,
+                                                   const std::vector<Batch>& batches,
+                                                   const std::function<IntrinsicDimensionEvaluation()>& evaluate,
+                                                   const IntrinsicDimensionOptions& o,
+                                                   const std::function<void(const IntrinsicDimensionRow&)>& on_row) {
+  auto dims = o.dims();
+  SL_CHECK(!dims.empty(), ConfigError, "intrinsic_dimension_sweep: dims is empty");
+  SL_CHECK(o.seeds() >= 1, ConfigError, "intrinsic_dimension_sweep: seeds must be at least 1, got ", o.seeds());
+  SL_CHECK(o.steps() >= 1, ConfigError, "intrinsic_dimension_sweep: steps must be at least 1, got ", o.steps());
+  SL_CHECK(!batches.empty(), ConfigError, "intrinsic_dimension_sweep: no batches");
+  std::sort(dims.begin(), dims.end());
+  IntrinsicDimensionResult r;
+  r.full_dim = total_numel(params);
+  SL_CHECK(dims.front() >= 1 && dims.back() <= r.full_dim, ConfigError, "intrinsic_dimension_sweep: dims must lie in 1..",
+           r.full_dim, " (the parameter count), got ", dims.front(), "..", dims.back());
+  std::vector<torch::Tensor> theta0;
+  for (const auto& w : params) theta0.push_back(w.detach().clone());
+  auto restore = [&] {
+    torch::NoGradGuard ng;
+    for (std::size_t i = 0; i < theta0.size(); ++i) params[i].copy_(theta0[i]);
+  };
+  r.initial = evaluate();
+
+  // (1) The full-space reference: full-batch Adam on the batch-size-weighted mean loss.
+  {
+    std::int64_t n = 0;
+    for (const auto& b : batches) n += b.size();
+    torch::optim::Adam adam(params, torch::optim::AdamOptions(o.full_learning_rate()));
+    for (std::int64_t s = 0; s < o.steps(); ++s) {
+      adam.zero_grad();
+      for (const auto& b : batches) {
+        auto l = loss(b);
+        if (batches.size() > 1) l = l * (static_cast<double>(b.size()) / static_cast<double>(n));
+        l.backward();
+      }
+      adam.step();
+    }
+  }
+  r.full = evaluate();
+
+  // (2) Every d and seed from θ₀.
+  std::map<std::int64_t, double> acc;
+  for (const auto d : dims) {
+    IntrinsicDimensionRow row;
+    row.dim = d;
+    std::vector<double> train, losses;
+    for (std::int64_t k = 0; k < o.seeds(); ++k) {
+      restore();
+      const auto seed = o.seed() + static_cast<std::uint64_t>(d) + 1000003u * static_cast<std::uint64_t>(k);
+      train_in_subspace(params, loss, batches,
+                        SubspaceTrainingOptions().dim(d).steps(o.steps()).learning_rate(o.learning_rate()).adam(true).projection(
+                            o.projection()).seed(seed));
+      const auto e = evaluate();
+      row.projection_seeds.push_back(seed);
+      row.test_accuracies.push_back(e.test_accuracy);
+      train.push_back(e.train_accuracy);
+      losses.push_back(e.loss);
+    }
+    std::tie(row.test_accuracy, row.test_accuracy_std) = mean_std(row.test_accuracies);
+    std::tie(row.train_accuracy, row.train_accuracy_std) = mean_std(train);
+    row.loss = mean_std(losses).first;
+    acc[d] = row.test_accuracy;
+    r.rows.push_back(row);
+    if (on_row) on_row(r.rows.back());
+  }
+  restore();
+  auto score = [&](std::int64_t d) { return acc.at(d); };
+  r.relative_threshold = o.fraction() * r.full.test_accuracy;
+  r.d_int90_absolute = smallest_passing_dimension(dims, score, o.absolute_threshold());
+  r.d_int90_relative = smallest_passing_dimension(dims, score, r.relative_threshold);
+  return r;
 }
 
 }  // namespace stablelearn::diagnostics

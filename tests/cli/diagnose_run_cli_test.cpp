@@ -212,3 +212,113 @@ TEST_F(DiagnoseRunCli, SpectraSinceATaskReportsTheUpdatesAlignmentWithTheEarlier
   expect_usage_error("diagnose spectra " + A() + " --since 3", "out of range");
   expect_usage_error("diagnose spectra --toy --since 0", "--since needs RUN");
 }
+
+namespace {
+
+/// Test accuracy of the run's θ₀ (the snapshot at iteration 0) on task `task`'s test images, with
+/// the logits restricted to the task's classes when `masked` (task-incremental runs).
+double initial_accuracy(const fs::path& run_dir, std::int64_t task, bool masked) {
+  torch::NoGradGuard ng;
+  const auto view = sl::experiments::load_cl_run(run_dir);
+  const auto snaps = sl::experiments::list_cl_snapshots(run_dir);
+  EXPECT_FALSE(snaps.empty());
+  EXPECT_EQ(snaps.front().iteration, 0);
+  const auto flat = sl::experiments::load_cl_snapshot(run_dir, snaps.front());
+  std::vector<torch::Tensor> w;
+  std::int64_t off = 0;
+  for (const auto& like : view.model->weights()) {
+    w.push_back(flat.narrow(0, off, like.numel()).reshape(like.sizes()));
+    off += like.numel();
+  }
+  const auto& t = view.tasks.at(static_cast<std::size_t>(task));
+  auto z = view.model->forward(t.test.images.to(torch::kFloat32), w);
+  torch::Tensor pred;
+  if (masked) {
+    const auto cols = torch::tensor(t.classes, torch::kInt64);
+    pred = cols.index_select(0, z.index_select(1, cols).argmax(1));
+  } else {
+    pred = z.argmax(1);
+  }
+  return pred.eq(t.test.labels).to(torch::kFloat64).mean().item<double>();
+}
+
+}  // namespace
+
+// intrinsic-dim RUN --task J: the run's architecture (784-16-8-10, D = 12786) re-initialised with
+// the run's seed, so θ₀ is the run's own first snapshot (its test accuracy on task 1 is recomputed
+// here); the data are task 1's images; Fastfood makes d = D affordable, and at d = D the subspace
+// spans (almost surely) the whole space, so training there reaches the full model's accuracy.
+TEST_F(DiagnoseRunCli, IntrinsicDimOfARunTaskUsesItsModelItsDataAndItsInitialisation) {
+  const std::int64_t D = 784 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10;
+  const auto r = run("diagnose intrinsic-dim " + A() + " --task 1 --projection fastfood --dims " + std::to_string(D) +
+                     ",4 --steps 40 --lr 0.02 --full-lr 0.02 --fraction 0.5");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = r.js();
+  const auto view = sl::experiments::load_cl_run(run_a());
+  const auto& task = view.tasks.at(1);
+  EXPECT_EQ(j["run"], A());
+  EXPECT_EQ(j["task"], 1);
+  EXPECT_EQ(j["tasks"], 3);
+  EXPECT_EQ(j["model"], "mlp");
+  EXPECT_EQ(j["hidden"], json::array({16, 8}));
+  EXPECT_EQ(j["task_classes"], json(task.classes));
+  EXPECT_EQ(j["task_incremental"], false);
+  EXPECT_EQ(j["parameters"], D);
+  EXPECT_EQ(j["samples"], task.train.size());  // --samples 1000 capped at the task's size
+  EXPECT_EQ(j["test_samples"], task.test.size());
+  EXPECT_EQ(j["seed"], 0);  // the run's [train] seed
+  EXPECT_EQ(j["projection"], "fastfood");
+  EXPECT_NEAR(j["initial_test_accuracy"].get<double>(), initial_accuracy(run_a(), 1, false), 1e-12);
+  ASSERT_EQ(j["subspaces"].size(), 2u);
+  EXPECT_EQ(j["subspaces"][0]["d"], 4);
+  const auto& top = j["subspaces"][1];
+  EXPECT_EQ(top["d"], D);
+  EXPECT_TRUE(top["test_accuracy_std"].is_null());
+  // Full model and d = D both learn the task (bands of rows) on this easy data.
+  EXPECT_GT(j["full_test_accuracy"].get<double>(), 0.9);
+  EXPECT_NEAR(top["test_accuracy"].get<double>(), j["full_test_accuracy"].get<double>(), 0.05);
+  EXPECT_NEAR(top["train_accuracy"].get<double>(), j["full_train_accuracy"].get<double>(), 0.05);
+  // Both conventions from the rows.
+  auto first_passing = [&](double threshold) {
+    for (const auto& row : j["subspaces"])
+      if (row["test_accuracy"].get<double>() >= threshold) return json(row["d"]);
+    return json(nullptr);
+  };
+  EXPECT_EQ(j["d_int90_absolute"], first_passing(0.9));
+  EXPECT_NEAR(j["relative_threshold"].get<double>(), 0.5 * j["full_test_accuracy"].get<double>(), 1e-12);
+  EXPECT_EQ(j["d_int90_relative"], first_passing(j["relative_threshold"].get<double>()));
+  EXPECT_FALSE(j["d_int90_relative"].is_null());
+  // --seed replaces the run's initialisation.
+  const auto other = run("diagnose intrinsic-dim " + A() + " --task 1 --dims 4 --steps 2 --seed 7 --samples 20 --test-samples 10");
+  ASSERT_EQ(other.status, 0) << other.err;
+  EXPECT_EQ(other.js()["seed"], 7);
+  EXPECT_EQ(other.js()["samples"], 20);
+  EXPECT_EQ(other.js()["test_samples"], 10);
+}
+
+TEST_F(DiagnoseRunCli, IntrinsicDimRunErrors) {
+  expect_usage_error("diagnose intrinsic-dim " + A() + " --task 3 --dims 4", "--task 3 is out of range: the run has 3 tasks (0..2)");
+  expect_usage_error("diagnose intrinsic-dim " + (*dir_ / "missing").string() + " --dims 4", "no such run directory");
+  expect_usage_error("diagnose intrinsic-dim --task 1 --dims 4", "--task needs RUN");
+  expect_usage_error("diagnose intrinsic-dim " + A() + " --hidden 8 --dims 4", "--hidden configures the Fashion-MNIST MLP");
+  expect_usage_error("diagnose intrinsic-dim " + A() + " --dims 20000", "exceeds the 12786 parameters");
+}
+
+// A task-incremental (split-task) run: the logits are restricted to task J's classes, as the run's
+// masked heads are; θ₀'s masked accuracy is recomputed here.
+TEST_F(DiagnoseRunCli, IntrinsicDimOfATaskIncrementalRunMasksTheLogitsToTheTasksClasses) {
+  auto config = sl::testing::tiny_cl_config(*dir_ / "data", 3, "snapshot_every = 100\n");
+  config.replace(config.find("split-class"), 11, "split-task");
+  const auto cfg = *dir_ / "ti.toml", out = *dir_ / "ti";
+  std::ofstream(cfg) << config;
+  const auto made = run("cl run " + cfg.string() + " --out " + out.string());
+  ASSERT_EQ(made.status, 0) << made.err;
+  const auto r = run("diagnose intrinsic-dim " + out.string() + " --task 2 --projection sparse --dims 8 --steps 20 --full-lr 0.02");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = r.js();
+  EXPECT_EQ(j["task_incremental"], true);
+  EXPECT_EQ(j["seed"], 3);
+  const double init = initial_accuracy(out, 2, true);
+  EXPECT_NEAR(j["initial_test_accuracy"].get<double>(), init, 1e-12);
+  EXPECT_GT(j["full_test_accuracy"].get<double>(), 0.9);
+}

@@ -126,4 +126,67 @@ SubspaceTrainingResult train_in_subspace(const std::vector<torch::Tensor>& param
 std::int64_t smallest_passing_dimension(std::vector<std::int64_t> dims, const std::function<double(std::int64_t)>& score,
                                         double threshold);
 
+/// Options of intrinsic_dimension_sweep: Li et al.'s d_int90 experiment (full-batch Adam in the
+/// full space and in random d-dimensional subspaces, all from the same θ₀).
+struct IntrinsicDimensionOptions {
+  /// Subspace dimensions d (any order; visited in increasing order; each 1 ≤ d ≤ D)
+  TORCH_ARG(std::vector<std::int64_t>, dims) = std::vector<std::int64_t>{10, 50, 100, 200, 400, 800};
+  /// Full-batch Adam steps of every training (the full model and every (d, seed)); default 200
+  TORCH_ARG(std::int64_t, steps) = 200;
+  /// Adam rate in the subspace (default 1e-2, Li et al.'s MNIST setting)
+  TORCH_ARG(double, learning_rate) = 1e-2;
+  /// Adam rate (torch::optim::Adam defaults otherwise) of the full-space reference; default 1e-3
+  TORCH_ARG(double, full_learning_rate) = 1e-3;
+  /// Random projection P (see the file comment); default dense
+  TORCH_ARG(Projection, projection) = Projection::Dense;
+  /// Projections per d (≥ 1); rows report the mean and sample std, d_int90 uses the means
+  TORCH_ARG(std::int64_t, seeds) = 1;
+  /// Base seed: projection k of dimension d uses seed + d + 1000003·k (libtorch's mt19937 uses
+  /// only the low 32 bits, hence no high-bit stride)
+  TORCH_ARG(std::uint64_t, seed) = 0;
+  /// Absolute test-accuracy threshold (Li et al.'s MNIST convention); default 0.90
+  TORCH_ARG(double, absolute_threshold) = 0.9;
+  /// Relative threshold: this fraction of the full-space reference's test accuracy; default 0.90
+  TORCH_ARG(double, fraction) = 0.9;
+};
+
+/// What the caller's evaluation reports about the current parameters.
+struct IntrinsicDimensionEvaluation {
+  double test_accuracy = 0.0, train_accuracy = 0.0, loss = 0.0;
+};
+
+/// One dimension d of the sweep (over options.seeds projections).
+struct IntrinsicDimensionRow {
+  std::int64_t dim = 0;
+  double test_accuracy = 0.0, train_accuracy = 0.0;  ///< means over the seeds
+  double test_accuracy_std = 0.0, train_accuracy_std = 0.0;  ///< sample std (n − 1); NaN for one seed
+  double loss = 0.0;                                 ///< mean final training loss
+  std::vector<double> test_accuracies;               ///< per seed
+  std::vector<std::uint64_t> projection_seeds;       ///< per seed
+};
+
+struct IntrinsicDimensionResult {
+  std::int64_t full_dim = 0;              ///< D
+  IntrinsicDimensionEvaluation initial;   ///< at θ₀
+  IntrinsicDimensionEvaluation full;      ///< after the full-space reference training
+  std::vector<IntrinsicDimensionRow> rows;  ///< increasing d
+  double relative_threshold = 0.0;        ///< fraction · full.test_accuracy
+  std::int64_t d_int90_absolute = -1;     ///< smallest d with mean test accuracy ≥ absolute_threshold, or −1
+  std::int64_t d_int90_relative = -1;     ///< smallest d with mean test accuracy ≥ relative_threshold, or −1
+};
+
+/// The d_int90 sweep of Li et al. 2018 on any model: from the current parameters θ₀, (1) trains the
+/// full space with torch::optim::Adam (full_learning_rate, `steps` full-batch steps of the
+/// batch-size-weighted mean of `loss` over `batches`) as the reference of the relative convention,
+/// (2) for every d and seed restores θ₀ and runs train_in_subspace (Adam, `steps`), calling
+/// `evaluate` after each training. `evaluate` (no graph needed) reports test/train accuracy and
+/// loss of the parameters as they are; `on_row` (optional) sees each finished row, e.g. for
+/// progress. `params` are restored to θ₀ at the end. ConfigError for an empty `dims`, d outside
+/// 1..D, seeds < 1 or steps < 1.
+IntrinsicDimensionResult intrinsic_dimension_sweep(const std::vector<torch::Tensor>& params, const LossFn& loss,
+                                                   const std::vector<Batch>& batches,
+                                                   const std::function<IntrinsicDimensionEvaluation()>& evaluate,
+                                                   const IntrinsicDimensionOptions& options,
+                                                   const std::function<void(const IntrinsicDimensionRow&)>& on_row = {});
+
 }  // namespace stablelearn::diagnostics
