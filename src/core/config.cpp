@@ -91,6 +91,27 @@ std::string Config::to_string() const {
   return os.str();
 }
 
+namespace {
+void flatten(const toml::table& t, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (const auto& [k, v] : t) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = v.as_table()) {
+      flatten(*sub, key, out);
+      continue;
+    }
+    std::ostringstream os;
+    v.visit([&os](const auto& node) { os << node; });
+    out[key] = os.str();
+  }
+}
+}  // namespace
+
+std::map<std::string, std::string> Config::flat_values() const {
+  std::map<std::string, std::string> out;
+  flatten(impl_->table, "", out);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 std::string ConfigSection::where(const std::string& key) const { return cfg_->source_ + ": " + name_ + "." + key; }
@@ -150,6 +171,19 @@ std::vector<std::int64_t> ConfigSection::get(const std::string& key, const std::
   return out;
 }
 
+std::vector<std::string> ConfigSection::get(const std::string& key, const std::vector<std::string>& fallback) {
+  read_.insert(key);
+  const auto* n = static_cast<const toml::node*>(node(key));
+  if (n == nullptr) return fallback;
+  SL_CHECK(n->is_array(), ConfigError, where(key), ": expected a list of strings, got ", n->type());
+  std::vector<std::string> out;
+  for (const auto& v : *n->as_array()) {
+    SL_CHECK(v.is_string(), ConfigError, where(key), ": expected a list of strings, found a ", v.type());
+    out.push_back(v.as_string()->get());
+  }
+  return out;
+}
+
 void ConfigSection::finish() const {
   const auto* sec = cfg_->impl_->table.get(name_);
   if (sec == nullptr || !sec->is_table()) return;
@@ -189,6 +223,11 @@ void ConfigWriter::put(const std::string& s, const std::string& k, const std::st
 void ConfigWriter::put(const std::string& s, const std::string& k, const std::vector<std::int64_t>& v) {
   toml::array a;
   for (auto x : v) a.push_back(x);
+  table_of(doc_.impl_->table, s).insert_or_assign(k, std::move(a));
+}
+void ConfigWriter::put(const std::string& s, const std::string& k, const std::vector<std::string>& v) {
+  toml::array a;
+  for (const auto& x : v) a.push_back(x);
   table_of(doc_.impl_->table, s).insert_or_assign(k, std::move(a));
 }
 Config ConfigWriter::config() const { return doc_; }

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -49,6 +50,9 @@ class Config {
 
   /// The document as TOML text.
   std::string to_string() const;
+  /// Every value as "table.key" (dotted for nested tables) -> its TOML text, e.g. for naming the
+  /// keys in which two resolved configs differ.
+  std::map<std::string, std::string> flat_values() const;
   const std::string& source() const { return source_; }
 
  private:
@@ -69,6 +73,7 @@ class ConfigSection {
   std::string get(const std::string& key, const std::string& fallback);
   std::string get(const std::string& key, const char* fallback) { return get(key, std::string(fallback)); }
   std::vector<std::int64_t> get(const std::string& key, const std::vector<std::int64_t>& fallback);
+  std::vector<std::string> get(const std::string& key, const std::vector<std::string>& fallback);
   bool has(const std::string& key) const;
   /// ConfigError naming every key of the table that was not read, with the valid keys.
   void finish() const;
@@ -95,6 +100,7 @@ class ConfigWriter {
   void put(const std::string& section, const std::string& key, const std::string& value);
   void put(const std::string& section, const std::string& key, const char* value) { put(section, key, std::string(value)); }
   void put(const std::string& section, const std::string& key, const std::vector<std::int64_t>& value);
+  void put(const std::string& section, const std::string& key, const std::vector<std::string>& value);
   Config config() const;
   std::string to_string() const;
 
