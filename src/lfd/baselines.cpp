@@ -292,8 +292,7 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
         // loss was differentiated against (the network, + the embedding if conditioned).
         auto row = detail::measure_sharpness(
             c, wrt,
-            [&] { return (detail::integrate(c, s.model->field(k), win.y.select(1, 0), win.t) - win.y).pow(2).mean(); },
-            i, it + 1);
+            [&] { return detail::integrate(c, s.model->field(k), win.y.select(1, 0), win.t); }, win.y, i, it + 1);
         row["window_start"] = win.k0;
         if (c.method == "rep") row["window_task"] = k;
         detail::append_jsonl(metrics_path, row);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <memory>
 
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/env.h"
@@ -140,37 +141,64 @@ std::vector<json> trim_metrics_for_resume(const std::filesystem::path& run, std:
   return diag;
 }
 
-json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& params, const std::function<torch::Tensor()>& loss,
-                       std::int64_t task, std::int64_t iteration) {
+json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& params,
+                       const std::function<torch::Tensor()>& rollout, const torch::Tensor& target, std::int64_t task,
+                       std::int64_t iteration) {
   namespace D = diagnostics;
-  // One batch: the closure holds the window; the batch only carries its (unit) weight.
-  std::vector<D::Batch> batches{{torch::zeros({1}), torch::zeros({1})}};
-  D::HessianOperator op(params, [&](const D::Batch&) { return loss(); }, batches);
-  const auto [loss_value, grad] = op.loss_and_gradient();
-  const auto steps = std::min<std::int64_t>(c.diagnostics.lanczos_steps, op.dim());
+  const auto& d = c.diagnostics;
+  const auto n = target.numel();
+  // One batch: the closures hold the window; the batch only carries its (unit) weight.
+  const std::vector<D::Batch> batches{{torch::zeros({1}), torch::zeros({1})}};
+  const auto checked_rollout = [&rollout, n] {
+    auto pred = rollout();
+    SL_CHECK(pred.numel() == n, ShapeError, "diagnostics: the rollout has ", pred.numel(), " elements, the window ", n);
+    return pred;
+  };
+  const auto loss = [&checked_rollout, &target](const D::Batch&) {
+    const auto pred = checked_rollout();
+    return (pred - target.reshape(pred.sizes())).pow(2).mean();
+  };
+  const D::HessianOperator hessian(params, loss, batches);
+  // GGN of mean((Ŷ − Y)²): (2/N) JᵀJ = J'ᵀ J' for the output Ŷ' = √(2/N) Ŷ as one sample of N
+  // outputs under GaussNewtonOperator's ½‖f − y‖² convention (output Hessian I, one sample).
+  std::unique_ptr<D::GaussNewtonOperator> ggn;
+  if (d.curvature == "ggn") {
+    const double scale = std::sqrt(2.0 / static_cast<double>(n));
+    ggn = std::make_unique<D::GaussNewtonOperator>(
+        params, [&checked_rollout, scale](const torch::Tensor&) { return (checked_rollout() * scale).reshape({1, -1}); },
+        D::OutputLoss::MeanSquaredError, batches);
+  }
+  const D::CurvatureOperator& op = ggn ? static_cast<const D::CurvatureOperator&>(*ggn) : hessian;
   const auto seed = task_seed(c.seed, task, 11) + 2 * static_cast<std::uint64_t>(iteration);
-  const auto eig = D::lanczos(op, D::LanczosOptions().k(1).steps(steps).which(D::Spectrum::LargestAlgebraic).seed(seed));
-  json row{{"event", "diagnostics"},
-           {"task", task},
-           {"iteration", iteration},
-           {"lambda_max", eig.eigenvalues[0].item<double>()},
-           {"lambda_residual", eig.residuals[0].item<double>()},
-           {"grad_norm", grad.norm().item<double>()},
-           {"loss", loss_value},
-           {"two_over_lr", 2.0 / c.lr},
-           {"params", op.dim()},
-           {"hvps", eig.matvecs}};
-  if (c.diagnostics.trace_probes > 0) {
-    const auto tr = D::hutchinson_trace(op, D::TraceOptions().matvecs(c.diagnostics.trace_probes).seed(seed + 1));
+  json row{{"event", "diagnostics"}, {"task", task}, {"iteration", iteration}};
+  std::int64_t products = 0;
+  if (d.records("lambda_max")) {
+    const auto steps = std::min<std::int64_t>(d.lanczos_steps, op.dim());
+    const auto eig = D::lanczos(op, D::LanczosOptions().k(1).steps(steps).which(D::Spectrum::LargestAlgebraic).seed(seed));
+    row["lambda_max"] = eig.eigenvalues[0].item<double>();
+    row["lambda_residual"] = eig.residuals[0].item<double>();
+    products += eig.matvecs;
+  }
+  if (d.records("grad_norm") || d.records("loss")) {
+    const auto [loss_value, grad] = hessian.loss_and_gradient();
+    if (d.records("grad_norm")) row["grad_norm"] = grad.norm().item<double>();
+    if (d.records("loss")) row["loss"] = loss_value;
+  }
+  if (d.records("trace")) {
+    const auto tr = D::hutchinson_trace(op, D::TraceOptions().matvecs(d.trace_probes).seed(seed + 1));
     row["trace"] = tr.estimate;
     row["trace_se"] = tr.standard_error;
-    row["hvps"] = eig.matvecs + tr.matvecs;
+    products += tr.matvecs;
   }
+  if (d.records("lambda_max") || d.records("trace")) row["curvature"] = d.curvature;
+  row["two_over_lr"] = 2.0 / c.lr;
+  row["params"] = op.dim();
+  row["hvps"] = products;
   return row;
 }
 
 void write_sharpness_svg(const std::filesystem::path& run, const LfdConfig& c, const std::vector<json>& rows) {
-  if (rows.empty()) return;
+  if (rows.empty() || !c.diagnostics.records("lambda_max")) return;
   const double bound = 2.0 / c.lr;
   std::vector<std::pair<double, double>> pts;
   std::int64_t last_task = 0;
@@ -189,7 +217,8 @@ void write_sharpness_svg(const std::filesystem::path& run, const LfdConfig& c, c
   const double y1 = 1.1 * std::max(show_bound ? bound : 0.0, ymax > 0 ? ymax : 1.0);
   report::SvgPlot plot(800, 400);
   plot.set_range(0, x1, 0, y1);
-  plot.title("sharpness: top Hessian eigenvalue of the task loss on the training window (" + c.method + ")");
+  plot.title(std::string("sharpness: top ") + (c.diagnostics.curvature == "ggn" ? "Gauss-Newton" : "Hessian") +
+             " eigenvalue of the task loss on the training window (" + c.method + ")");
   plot.labels("iteration (tasks in sequence)", "lambda_max");
   for (std::int64_t t = 1; t <= last_task; ++t) {
     const double xb = static_cast<double>(t * c.iterations);
@@ -343,10 +372,17 @@ void write_results(const std::filesystem::path& run, const LfdConfig& c, const s
                             {"FS", sc.fs}, {"SSS", sc.sss}, {"CL_score", sc.cl_score}, {"CL_stability", sc.cl_stability}};
   }
   if (c.diagnostics.enabled() && !info.diagnostics.empty()) {
-    double peak = -std::numeric_limits<double>::infinity();
-    for (const auto& r : info.diagnostics) peak = std::max(peak, r.at("lambda_max").get<double>());
-    summary["diagnostics"] = {{"every", c.diagnostics.every}, {"measurements", info.diagnostics.size()},
-                              {"last", info.diagnostics.back()}, {"max_lambda_max", peak}, {"two_over_lr", 2.0 / c.lr}};
+    summary["diagnostics"] = {{"every", c.diagnostics.every},
+                              {"curvature", c.diagnostics.curvature},
+                              {"metrics", c.diagnostics.resolved_metrics()},
+                              {"measurements", info.diagnostics.size()},
+                              {"last", info.diagnostics.back()},
+                              {"two_over_lr", 2.0 / c.lr}};
+    if (c.diagnostics.records("lambda_max")) {
+      double peak = -std::numeric_limits<double>::infinity();
+      for (const auto& r : info.diagnostics) peak = std::max(peak, r.at("lambda_max").get<double>());
+      summary["diagnostics"]["max_lambda_max"] = peak;
+    }
   }
   write_file_atomic(run / "summary.json", summary.dump(1));
 }

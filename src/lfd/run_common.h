@@ -59,14 +59,19 @@ void upgrade_resolved_config(const std::filesystem::path& run, const std::string
 /// duplicated) and returns its [diagnostics] rows (without "event"), for sharpness.svg.
 std::vector<nlohmann::json> trim_metrics_for_resume(const std::filesystem::path& run, std::int64_t completed);
 
-/// One [diagnostics] measurement (LfdDiagnostics): λ_max of the Hessian of `loss` (a closure that
-/// rebuilds the scalar task loss from `params`) by Lanczos, ‖∇‖, the loss, 2/lr and, with
-/// trace_probes > 0, Hutchinson's trace. Returns the metrics.jsonl row ("event": "diagnostics").
+/// One [diagnostics] measurement (LfdDiagnostics): the task loss L = mean((Ŷ − Y)²) with Ŷ =
+/// `rollout()` (a closure that rebuilds the rolled-out window from `params`, with a graph to them)
+/// and Y = `target` (same number of elements). Records the LfdDiagnostics::metrics chosen —
+/// λ_max of the curvature (Hessian, or GGN (2/N) JᵀJ) by Lanczos, ‖∇L‖, L, Hutchinson's trace —
+/// plus 2/lr, the parameter count and the products used. Returns the metrics.jsonl row
+/// ("event": "diagnostics").
 nlohmann::json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& params,
-                                 const std::function<torch::Tensor()>& loss, std::int64_t task, std::int64_t iteration);
+                                 const std::function<torch::Tensor()>& rollout, const torch::Tensor& target,
+                                 std::int64_t task, std::int64_t iteration);
 
 /// RUN/sharpness.svg: λ_max of every row against the run's cumulative iteration (tasks one after
-/// another; dashed task boundaries) with the 2/lr reference line. Needs at least one row.
+/// another; dashed task boundaries) with the 2/lr reference line. Writes nothing without rows or
+/// when the rows do not record lambda_max (diagnostics.metrics).
 void write_sharpness_svg(const std::filesystem::path& run, const LfdConfig& c, const std::vector<nlohmann::json>& rows);
 
 /// RUN/checkpoint.json + the tensors file it points at.

@@ -32,6 +32,33 @@ namespace F = models::functional;
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
+const std::vector<std::string>& LfdDiagnostics::known_metrics() {
+  static const std::vector<std::string> names{"lambda_max", "grad_norm", "loss", "trace"};
+  return names;
+}
+
+std::vector<std::string> LfdDiagnostics::resolved_metrics() const {
+  if (!metrics.empty()) return metrics;
+  std::vector<std::string> m{"lambda_max", "grad_norm", "loss"};
+  if (trace_probes > 0) m.push_back("trace");
+  return m;
+}
+
+bool LfdDiagnostics::records(const std::string& name) const {
+  const auto m = resolved_metrics();
+  return std::find(m.begin(), m.end(), name) != m.end();
+}
+
+namespace {
+
+std::string quoted_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "\"" : ", \"") + n + "\"";
+  return out;
+}
+
+}  // namespace
+
 LfdConfig LfdConfig::from_config(const Config& cfg) {
   cfg.check_sections({"data", "model", "train", "eval", "diagnostics"});
   LfdConfig c;
@@ -81,6 +108,21 @@ LfdConfig LfdConfig::from_config(const Config& cfg) {
   c.diagnostics.every = g.get("every", c.diagnostics.every);
   c.diagnostics.lanczos_steps = g.get("lanczos_steps", c.diagnostics.lanczos_steps);
   c.diagnostics.trace_probes = g.get("trace_probes", c.diagnostics.trace_probes);
+  c.diagnostics.curvature = g.get("curvature", c.diagnostics.curvature);
+  if (g.has("metrics")) {
+    const auto m = g.get("metrics", std::vector<std::string>{});
+    const auto& known = LfdDiagnostics::known_metrics();
+    SL_CHECK(!m.empty(), ConfigError, cfg.source(), ": diagnostics.metrics must name at least one of ", quoted_list(known));
+    // Stored in the canonical order, so the resolved config does not depend on the order written.
+    for (const auto& name : known)
+      if (std::find(m.begin(), m.end(), name) != m.end()) c.diagnostics.metrics.push_back(name);
+    for (const auto& name : m) {
+      SL_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, cfg.source(),
+               ": diagnostics.metrics: unknown metric \"", name, "\" (known: ", quoted_list(known), ")");
+      SL_CHECK(std::count(m.begin(), m.end(), name) == 1, ConfigError, cfg.source(), ": diagnostics.metrics lists \"", name,
+               "\" twice");
+    }
+  }
   g.finish();
   c.validate();
   return c;
@@ -125,6 +167,8 @@ Config LfdConfig::to_config() const {
   w.put("diagnostics", "every", diagnostics.every);
   w.put("diagnostics", "lanczos_steps", diagnostics.lanczos_steps);
   w.put("diagnostics", "trace_probes", diagnostics.trace_probes);
+  w.put("diagnostics", "curvature", diagnostics.curvature);
+  w.put("diagnostics", "metrics", diagnostics.resolved_metrics());
   return w.config();
 }
 
@@ -159,6 +203,20 @@ void LfdConfig::validate() const {
            diagnostics.lanczos_steps);
   SL_CHECK(diagnostics.trace_probes == 0 || diagnostics.trace_probes >= 2, ConfigError,
            "diagnostics.trace_probes must be 0 (no trace) or >= 2, got ", diagnostics.trace_probes);
+  SL_CHECK(diagnostics.curvature == "hessian" || diagnostics.curvature == "ggn", ConfigError,
+           "diagnostics.curvature: expected hessian or ggn, got \"", diagnostics.curvature, "\"");
+  const auto& known = LfdDiagnostics::known_metrics();
+  for (const auto& name : diagnostics.metrics)
+    SL_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, "diagnostics.metrics: unknown metric \"",
+             name, "\" (known: ", quoted_list(known), ")");
+  if (!diagnostics.metrics.empty()) {
+    const bool trace = diagnostics.records("trace");
+    SL_CHECK(!trace || diagnostics.trace_probes > 0, ConfigError,
+             "diagnostics.metrics lists \"trace\" but diagnostics.trace_probes = 0; set trace_probes >= 2 (the Hutchinson "
+             "probes)");
+    SL_CHECK(trace || diagnostics.trace_probes == 0, ConfigError, "diagnostics.trace_probes = ", diagnostics.trace_probes,
+             " but diagnostics.metrics does not list \"trace\"; add it or set trace_probes = 0");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,9 +430,9 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
             c, params,
             [&] {
               const auto w = s.target.layout.split(net->forward_task(i));
-              return (detail::integrate(c, s.target(w), win.y.select(1, 0), win.t) - win.y).pow(2).mean();
+              return detail::integrate(c, s.target(w), win.y.select(1, 0), win.t);
             },
-            i, it + 1);
+            win.y, i, it + 1);
         row["window_start"] = win.k0;
         detail::append_jsonl(metrics_path, row);
         row.erase("event");

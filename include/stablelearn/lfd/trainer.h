@@ -31,16 +31,35 @@ namespace stablelearn::lfd {
 /// [diagnostics]: curvature of the training loss recorded during training (docs/lfd.md §5; the
 /// same keys and meaning as `cl run`'s table, docs/continual.md). Every `every` iterations of a
 /// task (iteration n = every, 2 every, ...), after update n, on the window drawn for update n:
-/// the task loss L_task (regulariser/penalty excluded) w.r.t. the tensors it is differentiated
-/// against (hnet: θ and e_i; baselines: the learning network and, if conditioned, the embedding).
-/// λ_max by Lanczos on Hessian-vector products (double backward); ‖∇L_task‖; 2/η for reference
-/// (the GD threshold of Cohen et al. 2021; Adam's preconditioned bound is not measured); with
-/// trace_probes > 0 Hutchinson's tr(H) and its standard error.
+/// the task loss L_task = mean((Ŷ − Y)²) over the N elements of the rolled-out window Ŷ(θ)
+/// (regulariser/penalty excluded) w.r.t. the tensors it is differentiated against (hnet: θ and
+/// e_i; baselines: the learning network and, if conditioned, the embedding).
+/// The curvature matrix C is the Hessian ∇²L_task (curvature = "hessian": Hessian-vector products
+/// by double backward) or the Gauss–Newton matrix G = (2/N) JᵀJ, J = ∂Ŷ/∂θ (curvature = "ggn":
+/// the Hessian without the residual term, positive semi-definite; Schraudolph 2002; products by
+/// the double-VJP trick, diagnostics::GaussNewtonOperator). `metrics` chooses what each row records:
+///   lambda_max — λ_max(C) by Lanczos (+ its residual);  grad_norm — ‖∇L_task‖;
+///   loss — L_task;  trace — Hutchinson's tr(C) with `trace_probes` probes (+ standard error).
+/// 2/η is always recorded for reference (the GD threshold of Cohen et al. 2021; Adam's
+/// preconditioned bound is not measured).
 struct LfdDiagnostics {
   std::int64_t every = 0;          ///< iterations between measurements; 0 = off (default)
   std::int64_t lanczos_steps = 20; ///< Lanczos steps for λ_max (>= 2; capped at the parameter count)
-  std::int64_t trace_probes = 0;   ///< Hutchinson probes for tr(H) (0 = no trace, else >= 2)
+  /// Hutchinson probes for tr(C): 0 = no trace, else >= 2. "trace" is recorded exactly when
+  /// trace_probes > 0: with the default `metrics` it is added; an explicit `metrics` must list
+  /// "trace" if and only if trace_probes > 0 (ConfigError otherwise, so neither is silently ignored).
+  std::int64_t trace_probes = 0;
+  std::string curvature = "hessian";  ///< hessian | ggn (Gauss–Newton, see above)
+  /// Subset of known_metrics(), in that order; empty = the default: lambda_max, grad_norm, loss
+  /// (+ trace when trace_probes > 0), the rows recorded before this key existed.
+  std::vector<std::string> metrics;
   bool enabled() const { return every > 0; }
+  /// The names `metrics` may contain: lambda_max, grad_norm, loss, trace.
+  static const std::vector<std::string>& known_metrics();
+  /// `metrics`, or the default when it is empty.
+  std::vector<std::string> resolved_metrics() const;
+  /// Whether rows record `name` (one of known_metrics()).
+  bool records(const std::string& name) const;
 };
 
 struct LfdConfig {
