@@ -53,6 +53,10 @@ void register_diagnose_run_commands(CLI::App& diag, CommandRegistry& reg);
 /// diagnose_shesha_command.cpp: `diagnose shesha RUN` (Shesha feature-split and weight-noise
 /// geometric stability of a `cl run`'s hidden representation), added to the `diagnose` group `diag`.
 void register_diagnose_shesha_command(CLI::App& diag, CommandRegistry& reg);
+/// diagnose_grokalign_command.cpp: `diagnose grokalign RUN` (GrokAlign centroid alignment, Jacobian
+/// PC1 and Jacobian norm of a `cl run` on one task's test images), added to the `diagnose` group
+/// `diag` by main() after register_diagnose_commands.
+void register_diagnose_grokalign_command(CLI::App& diag, CommandRegistry& reg);
 /// diagnose_run_commands.cpp: adds the optional RUN positional and --task to the toy `diagnose
 /// trajectory` command and returns its action: trajectory PCA + RELEX of the run's parameter
 /// snapshots when RUN is given (`components()` = the --components value), `toy` otherwise.

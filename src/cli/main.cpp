@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   cli::register_demo_command(app, commands);
   cli::register_list_command(app, commands);
   cli::register_diagnose_commands(app, commands);
+  cli::register_diagnose_grokalign_command(*app.get_subcommand("diagnose"), commands);
 
   try {
     app.parse(argc, argv);

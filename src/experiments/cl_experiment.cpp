@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include "stablelearn/continual/metrics.h"
 #include "stablelearn/continual/registry.h"
@@ -18,6 +20,7 @@
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/eigen.h"
+#include "stablelearn/diagnostics/grokalign.h"
 #include "stablelearn/diagnostics/trace.h"
 #include "stablelearn/io/npz.h"
 #include "stablelearn/report/svg.h"
@@ -49,6 +52,8 @@ void append_jsonl(const std::filesystem::path& path, const json& row) { append_l
 json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 
 }  // namespace
+
+std::uint64_t cl_grokalign_seed(std::int64_t seed, std::int64_t task) { return derive_seed(seed, task, 17); }
 
 std::vector<std::pair<std::string, std::string>> stream_kinds() {
   return {{"split-class", "Fashion-MNIST, 5 tasks x 2 classes, one 10-way head (class-incremental)"},
@@ -107,6 +112,8 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
     t.momentum = s.get("momentum", t.momentum);
     t.seed = s.get("seed", t.seed);
     t.device = s.get("device", t.device);
+    t.grokalign = s.get("grokalign", t.grokalign);
+    t.grokalign_projections = s.get("grokalign_projections", t.grokalign_projections);
     s.finish();
     SL_CHECK(t.epochs >= 1, ConfigError, "train.epochs: must be >= 1, got ", t.epochs);
     SL_CHECK(t.batch_size >= 1, ConfigError, "train.batch_size: must be >= 1, got ", t.batch_size);
@@ -116,6 +123,10 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
     SL_CHECK(t.momentum >= 0 && t.momentum < 1, ConfigError, "train.momentum: must be in [0, 1), got ", t.momentum);
     SL_CHECK(t.device == "cpu" || t.device == "cuda" || t.device == "auto", ConfigError,
              "train.device: expected cpu, cuda or auto, got \"", t.device, "\"");
+    SL_CHECK(t.grokalign >= 0 && std::isfinite(t.grokalign), ConfigError,
+             "train.grokalign: the GrokAlign weight lambda must be a finite number >= 0 (0 = off), got ", t.grokalign);
+    SL_CHECK(t.grokalign_projections >= 1, ConfigError, "train.grokalign_projections: must be >= 1, got ",
+             t.grokalign_projections);
   }
   {
     auto s = cfg.section("eval");
@@ -179,6 +190,8 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
   w.put("train", "momentum", p.train.momentum);
   w.put("train", "seed", p.train.seed);
   w.put("train", "device", p.train.device);
+  w.put("train", "grokalign", p.train.grokalign);
+  w.put("train", "grokalign_projections", p.train.grokalign_projections);
   w.put("eval", "every", p.eval.every);
   w.put("eval", "subset", p.eval.subset);
   w.put("eval", "lca_beta", p.eval.lca_beta);
@@ -239,6 +252,64 @@ double eval_accuracy(const cl::Context& ctx, const data::ImageSet& set, std::int
   return set.size() ? static_cast<double>(correct) / static_cast<double>(set.size()) : 0.0;
 }
 
+/// Class indices [T, C] of every task (task-incremental heads; every task has the same count C).
+torch::Tensor head_index(const std::vector<data::ClTask>& tasks) {
+  std::vector<torch::Tensor> rows;
+  for (const auto& t : tasks) {
+    SL_CHECK(t.classes.size() == tasks.front().classes.size(), DataError,
+             "GrokAlign with task-incremental masking needs tasks of equal class counts");
+    rows.push_back(torch::tensor(t.classes, torch::kInt64));
+  }
+  return torch::stack(rows);
+}
+
+/// The outputs GrokAlign differentiates: the logits z = f(x) under `w`, all of them, or with
+/// `heads` defined ([n, C] class indices per sample) only the sample's task's columns.
+torch::Tensor grokalign_outputs(const models::ClassifierImpl& model, const std::vector<torch::Tensor>& w,
+                                const torch::Tensor& x, const torch::Tensor& heads) {
+  const auto z = model.forward(x, w);
+  return heads.defined() ? z.gather(1, heads) : z;
+}
+
+/// Before open_run_dir on --resume: the run's config.toml resolved with this build's defaults
+/// (keys added since the run was made are filled with their defaults). Equal to `resolved` → the
+/// file is rewritten in the current form (open_run_dir then accepts it); otherwise a ConfigError
+/// naming every key whose value differs.
+void reconcile_resumed_config(const std::filesystem::path& run, const std::string& resolved) {
+  const auto path = run / "config.toml";
+  if (!std::filesystem::exists(run / "checkpoint.json") || !std::filesystem::exists(path)) return;
+  const auto stored = read_file_text(path);
+  if (stored == resolved) return;
+  std::string stored_resolved;
+  try {
+    stored_resolved = ClExperiment(Config::from_string(stored, path.string())).resolved_config();
+  } catch (const Error& e) {
+    SL_THROW(ConfigError, run.string(), ": --resume with a different configuration than the run was started with: ",
+             path.string(), " does not resolve with this build (", e.what(), ")");
+  }
+  if (stored_resolved == resolved) {
+    write_file_atomic(path, resolved);
+    return;
+  }
+  const auto a = Config::from_string(stored_resolved).flat_values(), b = Config::from_string(resolved).flat_values();
+  std::string diff;
+  int n = 0;
+  auto add = [&](const std::string& key, const std::string& was, const std::string& now) {
+    diff += fmt::format("{}{} = {} in the run, {} now", n++ ? "; " : "", key, was, now);
+  };
+  for (const auto& [k, v] : a) {
+    const auto it = b.find(k);
+    if (it == b.end())
+      add(k, v, "(absent)");
+    else if (it->second != v)
+      add(k, v, it->second);
+  }
+  for (const auto& [k, v] : b)
+    if (!a.count(k)) add(k, "(absent)", v);
+  SL_THROW(ConfigError, run.string(), ": --resume with a different configuration than the run was started with: ",
+           diff.empty() ? std::string("compare config.toml") : diff);
+}
+
 void write_curves_svg(const std::filesystem::path& path, const std::vector<json>& tracks, std::int64_t tasks,
                       const std::vector<std::int64_t>& boundaries, const std::string& title) {
   static const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -273,6 +344,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   const auto start_time = std::chrono::steady_clock::now();
   const auto ckpt_json = run / "checkpoint.json";
   const auto metrics_path = run / "metrics.jsonl";
+  if (resume) reconcile_resumed_config(run, p.resolved);
   resume = open_run_dir(run, p.resolved, resume);
   std::error_code ec;
 
@@ -304,6 +376,15 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
       for (auto c : tasks[static_cast<std::size_t>(k)].classes) mask[k][c] = true;
     ctx.class_mask = mask.to(dev);
   }
+  // GrokAlign (λ·R in the loss, centroid alignment in [diagnostics]) differentiates the logits the
+  // loss sees: all of them, or in task-incremental runs the columns of each sample's task.
+  torch::Tensor heads;
+  if (ctx.task_incremental && (p.train.grokalign > 0 || p.diag.every > 0)) heads = head_index(tasks).to(dev);
+  const std::int64_t ga_outputs = heads.defined() ? heads.size(1) : p.model.classes;
+  auto ga_model = [&](const torch::Tensor& task_ids) -> diagnostics::OutputFn {
+    auto h = heads.defined() ? heads.index_select(0, task_ids) : torch::Tensor();
+    return [&ctx, h](const torch::Tensor& x) { return grokalign_outputs(*ctx.model, ctx.params, x, h); };
+  };
 
   // Fixed, seeded continual-evaluation subsets (drawn once; ContinualEvaluation redraws them at
   // every step, which puts sampling noise into min-based metrics).
@@ -468,6 +549,9 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
              {"lambda_max", eig.eigenvalues[0].item<double>()}, {"two_over_lr", 2.0 / p.train.lr},
              {"hvps", eig.matvecs}, {"curvature", p.diag.curvature}};
     if (tb) tb->scalar("diag/lambda_max", row["lambda_max"].get<double>(), global_iter);
+    // GrokAlign centroid alignment cos(J(x)ᵀ1, x), mean over the same images (no generator used).
+    row["centroid_alignment"] = diagnostics::centroid_alignment(ga_model(tid), x).mean_alignment;
+    if (tb) tb->scalar("diag/centroid_alignment", row["centroid_alignment"].get<double>(), global_iter);
     if (p.diag.trace_probes > 0) {
       const auto tr = diagnostics::hutchinson_trace(
           *op, diagnostics::TraceOptions().matvecs(p.diag.trace_probes).seed(derive_seed(p.train.seed, current, 13)));
@@ -489,6 +573,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
     ctx.task_iteration = 0;
     ctx.gen = at::detail::createCPUGenerator(derive_seed(p.train.seed, i, 2));
     auto order_gen = at::detail::createCPUGenerator(derive_seed(p.train.seed, i, 1));
+    auto ga_gen = at::detail::createCPUGenerator(cl_grokalign_seed(p.train.seed, i));
     strategy->before_task(ctx);
     const auto set = strategy->train_set(ctx);
     const auto n = set.size();
@@ -515,6 +600,15 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
         auto loss = cl::cross_entropy(logits, trained.y);
         const auto extra = strategy->extra_loss(ctx, trained, logits);
         if (extra.defined()) loss = loss + extra;
+        double ga_value = 0;
+        if (p.train.grokalign > 0) {
+          // λ·R(x): fresh projections from the task's generator, in the outputs' dtype (as GrokAlign).
+          const auto v = diagnostics::grokalign_projections(p.train.grokalign_projections, trained.x.size(0), ga_outputs,
+                                                            ga_gen, logits.options().requires_grad(false));
+          const auto r = diagnostics::jacobian_norm_estimates(ga_model(trained.task), trained.x, v, /*create_graph=*/true).mean();
+          ga_value = r.item<double>();
+          loss = loss + p.train.grokalign * r;
+        }
         const double loss_value = loss.item<double>();
         SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", ctx.task_iteration,
                  ": the loss is not finite (", loss_value, "); lower train.lr or the strategy's strength");
@@ -526,8 +620,11 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
         ++ctx.task_iteration;
         ctx.iteration = global_iter;
         if (global_iter % p.out.log_every == 0) {
-          append_jsonl(metrics_path, {{"event", "train"}, {"task", i}, {"iteration", global_iter}, {"loss", loss_value}});
+          json row{{"event", "train"}, {"task", i}, {"iteration", global_iter}, {"loss", loss_value}};
+          if (p.train.grokalign > 0) row["grokalign"] = ga_value;
+          append_jsonl(metrics_path, row);
           if (tb) tb->scalar("train/loss", loss_value, global_iter);
+          if (tb && p.train.grokalign > 0) tb->scalar("train/grokalign", ga_value, global_iter);
         }
         if (p.eval.every > 0 && global_iter % p.eval.every == 0) last_mean_acc = track(i);
         if (p.diag.every > 0 && global_iter % p.diag.every == 0) diagnose(i);
@@ -659,6 +756,14 @@ torch::Tensor ClRunView::logits(const torch::Tensor& x, std::int64_t task) const
   return cl::mask_logits(z, mask.to(z.device()));
 }
 
+torch::Tensor ClRunView::head_logits(const torch::Tensor& x, std::int64_t task, const std::vector<torch::Tensor>& w) const {
+  SL_CHECK(task >= 0 && task < static_cast<std::int64_t>(tasks.size()), UsageError, "task ", task, ": the run has ",
+           tasks.size(), " tasks");
+  const auto z = model->forward(x, w);
+  if (!task_incremental) return z;
+  return z.index_select(1, torch::tensor(tasks[static_cast<std::size_t>(task)].classes, torch::kInt64).to(z.device()));
+}
+
 namespace {
 
 /// The "model.<i>" arrays of a checkpoint npz, checked against the shapes of `like`.
@@ -694,6 +799,7 @@ ClRunView load_cl_run(const std::filesystem::path& run) {
   ClRunView v;
   v.tasks = build_stream(p.stream);
   v.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;
+  v.grokalign = p.train.grokalign;
   v.completed_tasks = ck.at("completed_tasks").get<std::int64_t>();
   v.model = models::Classifier(p.model);
   v.run_dir = run;

@@ -6,10 +6,12 @@
 //                train_per_task / test_per_task (0 = all samples)
 //   [model]      kind = "mlp" | "cnn", hidden, channels, fc
 //   [strategy]   name = "finetune" | "joint" | "ewc" | ... and the strategy's own keys
-//   [train]      epochs, batch_size, lr, optimizer = "sgd" | "adam", momentum, seed, device
+//   [train]      epochs, batch_size, lr, optimizer = "sgd" | "adam", momentum, seed, device,
+//                grokalign (λ of the GrokAlign Jacobian regulariser, 0 = off), grokalign_projections
 //   [eval]       every (continual evaluation period in iterations, 0 = task ends only),
 //                subset (samples per task, fixed and seeded), lca_beta
-//   [diagnostics] every, samples, lanczos_steps, trace_probes, curvature (sharpness during training)
+//   [diagnostics] every, samples, lanczos_steps, trace_probes, curvature (sharpness during training,
+//                and the GrokAlign centroid alignment of the same images)
 //   [output]     tensorboard, figures, log_every, snapshot_every
 //
 // Run directory: config.toml (resolved), metrics.jsonl (one row per training log, tracking step
@@ -19,6 +21,11 @@
 // after task i, every task kept), and with [output] snapshot_every = K > 0, snapshots/ (the
 // flattened parameters at iteration 0, every K iterations and at every task end:
 // snapshots/iter_<8-digit global iteration>.npz, key "params", listed in snapshots/index.json).
+//
+// --resume compares the run's config.toml with the new resolved configuration after resolving the
+// stored file with this build's defaults, so a key added since the run was made (absent there) is
+// no mismatch when its new value is its default; the file is then rewritten in the current form.
+// Any other difference is a ConfigError naming every differing key.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +49,16 @@ struct ClTrainOptions {
   double momentum = 0.0;          ///< sgd only
   std::int64_t seed = 0;
   std::string device = "cpu";     ///< cpu | cuda | auto
+  /// λ of the GrokAlign Jacobian regulariser (Walker et al., arXiv 2506.12284;
+  /// diagnostics/grokalign.h): every training step minimises CE + extra_loss + λ·R(x_batch), R the
+  /// mean over the (adapted) batch of the estimate r_i of ‖J(x_i)‖_F, J the Jacobian of the logits
+  /// the loss sees with respect to the input (all classes; the sample's task's classes in
+  /// task-incremental runs), trained through (double backward). 0 = off (default); the paper uses
+  /// 1e-3 with cross-entropy. Must be finite and >= 0.
+  double grokalign = 0.0;
+  /// P, random projections per sample of the GrokAlign estimate (default 1, as the reference);
+  /// drawn fresh every step from a generator seeded by (train.seed, task): cl_grokalign_seed().
+  std::int64_t grokalign_projections = 1;
 };
 
 struct ClEvalOptions {
@@ -134,8 +151,14 @@ struct ClRunView {
   std::vector<data::ClTask> tasks;
   std::int64_t completed_tasks = 0;
   bool task_incremental = false;
+  /// [train] grokalign of the run (λ of the GrokAlign regulariser it was trained with; 0 = none).
+  double grokalign = 0.0;
   /// Logits of images x of task `task` (masked to the task's classes in task-incremental runs).
   torch::Tensor logits(const torch::Tensor& x, std::int64_t task) const;
+  /// The outputs GrokAlign sees for images x of task `task` under weights `w` (model->weights()
+  /// layout): all logits, or in task-incremental runs only the columns of the task's classes (the
+  /// −∞ entries of logits() dropped, so the result can be differentiated twice). [n, K].
+  torch::Tensor head_logits(const torch::Tensor& x, std::int64_t task, const std::vector<torch::Tensor>& w) const;
   /// The model's weights after task `task` (0-based, < completed_tasks), read from
   /// RUN/checkpoint_task<task>.npz or, if that file is missing (runs made before every task-end
   /// checkpoint was kept), from the task-end snapshot. The returned tensors have the layout of
@@ -150,6 +173,11 @@ ClRunView load_cl_run(const std::filesystem::path& run_dir);
 std::vector<ClSnapshot> list_cl_snapshots(const std::filesystem::path& run_dir);
 /// The flattened parameters [D] (float32, the order of Classifier::weights()) of one snapshot.
 torch::Tensor load_cl_snapshot(const std::filesystem::path& run_dir, const ClSnapshot& snapshot);
+
+/// The seed of the generator of the GrokAlign projections while a run with [train] seed = `seed`
+/// trains task `task` (one generator per task, so a resumed run draws the same projections).
+/// Equals diagnostics::GrokAlign's generator for GrokAlignOptions().seed(cl_grokalign_seed(...)).
+std::uint64_t cl_grokalign_seed(std::int64_t seed, std::int64_t task);
 
 /// The stream kinds with one-line descriptions (for `stablelearn list streams`).
 std::vector<std::pair<std::string, std::string>> stream_kinds();
