@@ -1,16 +1,18 @@
 // Tiny `cl run` inputs for the CLI suites that analyse a run (test_diagnose_run_cli,
-// test_diagnose_shesha_cli): a synthetic Fashion-MNIST-shaped IDX data set in which each class
+// test_diagnose_shesha_cli, test_diagnose_grokalign_cli): a synthetic Fashion-MNIST-shaped IDX data set in which each class
 // lights its own band of rows over uniform noise, so a run trains in well under a second. Needs
 // torch (unlike cli_testing.h, which test_cli uses without it).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/types.h>
 
+#include "cli_testing.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/io/idx.h"
 
@@ -50,6 +52,16 @@ inline std::string tiny_cl_config(const std::filesystem::path& data, int seed, c
   return "[stream]\nkind = \"split-class\"\ntasks = 3\ndata_dir = \"" + data.string() +
          "\"\n[model]\nhidden = [16, 8]\n[strategy]\nname = \"finetune\"\n[train]\nepochs = 2\nbatch_size = 16\n"
          "lr = 0.05\nseed = " + std::to_string(seed) + "\n[output]\ntensorboard = false\nfigures = false\n" + output;
+}
+
+/// Writes DIR/NAME.toml (tiny_cl_config(data, seed, output)) and trains it into DIR/NAME by
+/// `stablelearn cl run` with the further arguments `extra`; returns the command's result.
+inline CliResult make_tiny_cl_run(const std::filesystem::path& dir, const std::filesystem::path& data,
+                                  const std::string& name, int seed, const std::string& output = "",
+                                  const std::string& extra = "") {
+  const auto config = dir / (name + ".toml");
+  std::ofstream(config) << tiny_cl_config(data, seed, output);
+  return run_cli("cl run " + config.string() + " --out " + (dir / name).string() + (extra.empty() ? "" : " " + extra));
 }
 
 }  // namespace stablelearn::testing

@@ -32,9 +32,8 @@ class DiagnoseGrokAlignCli : public ::testing::Test {
     at::set_num_threads(1);
     dir_ = new fs::path(sl::testing::temp_dir("diagnose_grokalign_cli"));
     const auto data = sl::testing::write_tiny_fmnist(*dir_);
-    std::ofstream(*dir_ / "a.toml") << sl::testing::tiny_cl_config(data, 0);
-    const auto r = run("cl run " + (*dir_ / "a.toml").string() + " --out " + (*dir_ / "a").string() +
-                 " --set train.grokalign=0.001 --set train.grokalign_projections=2");
+    const auto r = sl::testing::make_tiny_cl_run(*dir_, data, "a", 0, "",
+                                                 "--set train.grokalign=0.001 --set train.grokalign_projections=2");
     ASSERT_EQ(r.status, 0) << r.err;
   }
   static void TearDownTestSuite() {

@@ -43,11 +43,8 @@ class DiagnoseRunCli : public ::testing::Test {
     const auto data = sl::testing::write_tiny_fmnist(*dir_);
     // 3 split tasks of 80 images, batch 16, 2 epochs: 10 iterations per task; a snapshot every 5
     // iterations gives iterations 0, 5, 10 (end of task 0), 15, 20 (end), 25, 30 (end).
-    auto config = [&](int seed) { return sl::testing::tiny_cl_config(data, seed, "snapshot_every = 5\n"); };
-    std::ofstream(*dir_ / "a.toml") << config(0);
-    std::ofstream(*dir_ / "b.toml") << config(1);
-    for (const char* name : {"a", "b"}) {
-      const auto r = run("cl run " + (*dir_ / (std::string(name) + ".toml")).string() + " --out " + (*dir_ / name).string());
+    for (const auto& [name, seed] : {std::pair<const char*, int>{"a", 0}, {"b", 1}}) {
+      const auto r = sl::testing::make_tiny_cl_run(*dir_, data, name, seed, "snapshot_every = 5\n");
       ASSERT_EQ(r.status, 0) << r.err;
     }
   }

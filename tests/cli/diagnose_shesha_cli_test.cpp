@@ -32,8 +32,7 @@ class DiagnoseSheshaCli : public ::testing::Test {
     at::set_num_threads(1);
     dir_ = new fs::path(sl::testing::temp_dir("diagnose_shesha_cli"));
     const auto data = sl::testing::write_tiny_fmnist(*dir_);
-    std::ofstream(*dir_ / "a.toml") << sl::testing::tiny_cl_config(data, 0);
-    const auto r = run("cl run " + (*dir_ / "a.toml").string() + " --out " + (*dir_ / "a").string());
+    const auto r = sl::testing::make_tiny_cl_run(*dir_, data, "a", 0);
     ASSERT_EQ(r.status, 0) << r.err;
   }
   static void TearDownTestSuite() {
