@@ -59,6 +59,7 @@ struct ProblemArgs {
   std::string run;  ///< `cl run` directory; empty = toy problem
   bool toy = false;
   std::int64_t task = 0;
+  std::int64_t after = -1;  ///< RUN: the checkpoint after this task; −1 = the run's final weights
   std::int64_t inputs = 2, hidden = 16, samples = 0, batch_size = 0, train_steps = 200;
   double learning_rate = 0.0;
   std::uint64_t seed = 0;
@@ -70,6 +71,9 @@ void add_problem_options(CLI::App* cmd, ProblemArgs& a, bool with_operator = tru
   cmd->add_flag("--toy", a.toy, "Use the built-in toy regression MLP (the default when no RUN is given)");
   cmd->add_option("--task", a.task, "RUN: the task J whose training images define the loss (0-based)")
       ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--after", a.after,
+                  "RUN: analyse the weights after task I (its checkpoint_task<I>.npz) instead of the run's final weights")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--samples", a.samples, "Training samples N (the first N of the task; default toy 128, RUN 1000)")
       ->check(CLI::Range(2, 1 << 30));
@@ -172,6 +176,15 @@ Prepared prepare_run(const ProblemArgs& a) {
   p.batch_size = std::min(a.batch_size > 0 ? a.batch_size : train.get("batch_size", std::int64_t{128}), p.samples);
   p.learning_rate = a.learning_rate > 0 ? a.learning_rate : train.get("lr", 0.01);
 
+  const auto after = a.after >= 0 ? a.after : view->completed_tasks - 1;
+  SL_CHECK(after < view->completed_tasks, UsageError, "--after ", a.after, " is out of range: the run has completed ",
+           view->completed_tasks, " task(s) (0..", view->completed_tasks - 1, ")");
+  if (a.after >= 0) {
+    const auto w = view->task_weights(a.after);
+    torch::NoGradGuard ng;
+    auto current = view->model->weights();
+    for (std::size_t i = 0; i < current.size(); ++i) current[i].copy_(w[i]);
+  }
   // Curvature in float64 (the run trained in float32; the weights are converted, not retrained).
   view->model->eval();
   view->model->to(torch::kFloat64);
@@ -219,6 +232,7 @@ Prepared prepare_run(const ProblemArgs& a) {
             {"task", a.task},
             {"tasks", tasks},
             {"completed_tasks", view->completed_tasks},
+            {"after_task", after},
             {"task_classes", task.classes},
             {"task_incremental", view->task_incremental},
             {"parameters", dg::total_numel(p.params)},
@@ -233,6 +247,7 @@ Prepared prepare_run(const ProblemArgs& a) {
 
 Prepared prepare(const ProblemArgs& a) {
   SL_CHECK(!(a.toy && !a.run.empty()), UsageError, "give either RUN or --toy, not both");
+  SL_CHECK(a.after < 0 || !a.run.empty(), UsageError, "--after needs RUN (a `cl run` directory)");
   return a.run.empty() ? prepare_toy(a) : prepare_run(a);
 }
 

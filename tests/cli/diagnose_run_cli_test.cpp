@@ -210,6 +210,36 @@ TEST_F(DiagnoseRunCli, SpectraSinceATaskReportsTheUpdatesAlignmentWithTheEarlier
   expect_usage_error("diagnose spectra --toy --since 0", "--since needs RUN");
 }
 
+TEST_F(DiagnoseRunCli, CurvatureCommandsAnalyseTheCheckpointAfterAnEarlierTask) {
+  // --after 0: the weights of checkpoint_task0.npz. The reported loss and accuracy on task 0's
+  // first 60 training images are recomputed here from that checkpoint (float64 forward,
+  // cross-entropy); --after 2 (the last task) is the run's final state, i.e. the default.
+  const std::string common = " --task 0 --samples 60 --batch-size 30 -k 1 --iterations 30";
+  const auto early = run("diagnose hessian " + A() + common + " --after 0");
+  ASSERT_EQ(early.status, 0) << early.err;
+  const auto e = early.js();
+  EXPECT_EQ(e["after_task"], 0);
+  auto view = sl::experiments::load_cl_run(run_a());
+  const auto& t = view.tasks.at(0);
+  std::vector<torch::Tensor> w;
+  for (const auto& x : view.task_weights(0)) w.push_back(x.to(torch::kFloat64));
+  view.model->to(torch::kFloat64);
+  torch::NoGradGuard ng;
+  const auto z = view.model->forward(t.train.images.slice(0, 0, 60).to(torch::kFloat64), w);
+  const auto y = t.train.labels.slice(0, 0, 60).to(torch::kInt64);
+  EXPECT_NEAR(e["loss"].get<double>(), torch::nn::functional::cross_entropy(z, y).item<double>(), 1e-10);
+  EXPECT_NEAR(e["accuracy"].get<double>(), z.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>(), 1e-12);
+
+  const auto last = run("diagnose hessian " + A() + common + " --after 2").js();
+  const auto final_ = run("diagnose hessian " + A() + common).js();
+  EXPECT_EQ(final_["after_task"], 2);
+  EXPECT_EQ(last["eigenvalues"], final_["eigenvalues"]);
+  EXPECT_EQ(last["loss"], final_["loss"]);
+  EXPECT_NE(e["eigenvalues"], final_["eigenvalues"]);  // tasks 1 and 2 moved the weights
+  expect_usage_error("diagnose trace " + A() + " --after 3", "out of range");
+  expect_usage_error("diagnose hessian --toy --after 0", "--after needs RUN");
+}
+
 namespace {
 
 /// Test accuracy of the run's θ₀ (the snapshot at iteration 0) on task `task`'s test images, with
