@@ -51,6 +51,27 @@ TEST(HnetAdam, LookaheadIsTheHandComputedStepAndLeavesTheStateAlone) {
   EXPECT_EQ(opt.steps(), 1);
 }
 
+TEST(HnetAdam, OnePassFloatLookaheadEqualsTheTensorChainBitForBit) {
+  // Random float32 state after a few steps, gradients of mixed magnitude (incl. zeros), sizes with
+  // every remainder modulo the vector widths, 1 and 2 threads (libtorch splits large tensors).
+  for (const int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (const std::int64_t n : {1, 7, 8, 15, 17, 31, 33, 64, 1000, 32771, 100003}) {
+      auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(n));
+      auto p = torch::randn({n}, gen);
+      Adam opt({p}, 1e-4);
+      for (int s = 0; s < 3; ++s) opt.step({torch::randn({n}, gen).mul_(std::pow(10.0, -2 * s))});
+      auto g = torch::randn({n}, gen) * torch::exp(torch::randn({n}, gen) * 4);
+      g.index_put_({torch::randint(0, n, {std::max<std::int64_t>(1, n / 10)}, gen)}, 0.0f);
+      const auto fused = opt.lookahead_impl({g}, true)[0];
+      const auto chain = opt.lookahead_impl({g}, false)[0];
+      ASSERT_TRUE(torch::equal(fused, chain)) << "n = " << n << ", threads = " << threads << ", max |diff| "
+                                              << (fused - chain).abs().max().item<float>();
+    }
+  }
+  at::set_num_threads(1);
+}
+
 TEST(HnetRegularizer, SamplingCoversAllPastTasksOrDrawsUniformly) {
   auto gen = at::detail::createCPUGenerator(3);
   EXPECT_TRUE(sample_regularized_tasks(0, 1, gen).empty());

@@ -23,6 +23,9 @@ class Adam {
   /// changing the state, s = step+1, m' = β1 m + (1−β1) g, v' = β2 v + (1−β2) g²,
   /// Δθ = −lr · √(1−β2^s)/(1−β1^s) · m' / (√v' + eps). Returns detached tensors.
   std::vector<torch::Tensor> lookahead(const std::vector<torch::Tensor>& grads) const;
+  /// lookahead() with the one-pass float32 kernel (x86 with AVX2 and FMA) allowed or not; the
+  /// tensor chain (allow_fused = false) is the definition the kernel is tested against bit for bit.
+  std::vector<torch::Tensor> lookahead_impl(const std::vector<torch::Tensor>& grads, bool allow_fused) const;
   std::int64_t steps() const { return step_; }
   const std::vector<torch::Tensor>& exp_avg() const { return m_; }
   const std::vector<torch::Tensor>& exp_avg_sq() const { return v_; }
