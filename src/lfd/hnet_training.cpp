@@ -21,23 +21,6 @@ Adam::Adam(std::vector<torch::Tensor> params, double lr, double beta1, double be
   }
 }
 
-void Adam::step(const std::vector<torch::Tensor>& grads) {
-  SL_CHECK(grads.size() == params_.size(), InternalError, "Adam::step: ", grads.size(), " gradients for ",
-           params_.size(), " parameters");
-  torch::NoGradGuard no_grad;
-  ++step_;
-  const double bc1 = 1 - std::pow(beta1_, static_cast<double>(step_));
-  const double bc2 = 1 - std::pow(beta2_, static_cast<double>(step_));
-  for (std::size_t k = 0; k < params_.size(); ++k) {
-    if (!grads[k].defined()) continue;
-    m_[k].mul_(beta1_).add_(grads[k], 1 - beta1_);
-    v_[k].mul_(beta2_).addcmul_(grads[k], grads[k], 1 - beta2_);
-    auto denom = v_[k].sqrt();
-    denom.div_(std::sqrt(bc2)).add_(eps_);
-    params_[k].addcdiv_(m_[k], denom, -lr_ / bc1);
-  }
-}
-
 namespace {
 
 #ifdef SL_HAVE_X86_FUSED
@@ -68,6 +51,40 @@ __attribute__((target("avx2,fma"))) void fused_lookahead_f32(const float* g, con
     const float den = std::sqrt(vv) + eps;
     const float q = mm / den;
     out[i] = q * scale;
+  }
+}
+
+/// One Adam step of one float32 tensor in one pass, with the rounding of the tensor chain in
+/// Adam::step: m ← fma(g, 1−β1, m·β1) (add with alpha); v ← v·β2 + ((1−β2)·g)·g (addcmul, which
+/// libtorch evaluates without a fused multiply-add); den = √v / √(1−β2^t) + eps;
+/// p ← p + (step·m) / den (addcdiv). Tested bit for bit against the chain.
+__attribute__((target("avx2,fma"))) void fused_adam_step_f32(const float* g, float* m, float* v, float* p,
+                                                              std::int64_t n, float b1, float omb1, float b2, float omb2,
+                                                              float sqrt_bc2, float eps, float step) {
+  const __m256 vb1 = _mm256_set1_ps(b1), vomb1 = _mm256_set1_ps(omb1), vb2 = _mm256_set1_ps(b2),
+               vomb2 = _mm256_set1_ps(omb2), vsb2 = _mm256_set1_ps(sqrt_bc2), veps = _mm256_set1_ps(eps),
+               vstep = _mm256_set1_ps(step);
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gi = _mm256_loadu_ps(g + i);
+    const __m256 mm = _mm256_fmadd_ps(gi, vomb1, _mm256_mul_ps(_mm256_loadu_ps(m + i), vb1));
+    const __m256 vv = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), vb2), _mm256_mul_ps(_mm256_mul_ps(vomb2, gi), gi));
+    _mm256_storeu_ps(m + i, mm);
+    _mm256_storeu_ps(v + i, vv);
+    const __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), vsb2), veps);
+    _mm256_storeu_ps(p + i, _mm256_add_ps(_mm256_loadu_ps(p + i), _mm256_div_ps(_mm256_mul_ps(vstep, mm), den)));
+  }
+  for (; i < n; ++i) {
+    const float gi = g[i];
+    const float mb = m[i] * b1;
+    const float mm = std::fma(gi, omb1, mb);
+    // libtorch's scalar tail of addcmul is compiled with contraction: self + (value·t1)·t2 as one fma.
+    const float vv = std::fma(omb2 * gi, gi, v[i] * b2);
+    m[i] = mm;
+    v[i] = vv;
+    const float den = std::sqrt(vv) / sqrt_bc2 + eps;
+    const float num = step * mm;
+    p[i] = p[i] + num / den;
   }
 }
 
@@ -127,6 +144,34 @@ std::vector<torch::Tensor> Adam::lookahead_impl(const std::vector<torch::Tensor>
     out.push_back(m.div_(v).mul_(scale));
   }
   return out;
+}
+
+void Adam::step(const std::vector<torch::Tensor>& grads) { step_impl(grads, /*allow_fused=*/true); }
+
+void Adam::step_impl(const std::vector<torch::Tensor>& grads, bool allow_fused) {
+  SL_CHECK(grads.size() == params_.size(), InternalError, "Adam::step: ", grads.size(), " gradients for ",
+           params_.size(), " parameters");
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const double bc1 = 1 - std::pow(beta1_, static_cast<double>(step_));
+  const double bc2 = 1 - std::pow(beta2_, static_cast<double>(step_));
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    if (!grads[k].defined()) continue;
+#ifdef SL_HAVE_X86_FUSED
+    if (allow_fused && fusable(grads[k], m_[k], v_[k]) && fusable(grads[k], params_[k], params_[k])) {
+      fused_adam_step_f32(grads[k].data_ptr<float>(), m_[k].data_ptr<float>(), v_[k].data_ptr<float>(),
+                          params_[k].data_ptr<float>(), grads[k].numel(), static_cast<float>(beta1_),
+                          static_cast<float>(1 - beta1_), static_cast<float>(beta2_), static_cast<float>(1 - beta2_),
+                          static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps_), static_cast<float>(-lr_ / bc1));
+      continue;
+    }
+#endif
+    m_[k].mul_(beta1_).add_(grads[k], 1 - beta1_);
+    v_[k].mul_(beta2_).addcmul_(grads[k], grads[k], 1 - beta2_);
+    auto denom = v_[k].sqrt();
+    denom.div_(std::sqrt(bc2)).add_(eps_);
+    params_[k].addcdiv_(m_[k], denom, -lr_ / bc1);
+  }
 }
 
 std::vector<std::int64_t> sample_regularized_tasks(std::int64_t current_task, std::int64_t num_regs,

@@ -56,7 +56,7 @@ TEST(HnetAdam, OnePassFloatLookaheadEqualsTheTensorChainBitForBit) {
   // every remainder modulo the vector widths, 1 and 2 threads (libtorch splits large tensors).
   for (const int threads : {1, 2}) {
     at::set_num_threads(threads);
-    for (const std::int64_t n : {1, 7, 8, 15, 17, 31, 33, 64, 1000, 32771, 100003}) {
+    for (const std::int64_t n : {1, 7, 8, 15, 17, 31, 33, 64, 1000, 32771, 100003, 2000003}) {
       auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(n));
       auto p = torch::randn({n}, gen);
       Adam opt({p}, 1e-4);
@@ -67,6 +67,29 @@ TEST(HnetAdam, OnePassFloatLookaheadEqualsTheTensorChainBitForBit) {
       const auto chain = opt.lookahead_impl({g}, false)[0];
       ASSERT_TRUE(torch::equal(fused, chain)) << "n = " << n << ", threads = " << threads << ", max |diff| "
                                               << (fused - chain).abs().max().item<float>();
+    }
+  }
+  at::set_num_threads(1);
+}
+
+TEST(HnetAdam, OnePassFloatStepEqualsTheTensorChainBitForBit) {
+  for (const int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (const std::int64_t n : {1, 7, 8, 15, 17, 31, 33, 64, 1000, 32771, 100003, 2000003}) {
+      auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(n) + 7);
+      auto p1 = torch::randn({n}, gen);
+      auto p2 = p1.clone();
+      Adam fused({p1}, 1e-3), chain({p2}, 1e-3);
+      for (int s = 0; s < 4; ++s) {
+        auto g = torch::randn({n}, gen) * torch::exp(torch::randn({n}, gen) * 4);
+        if (s == 2) g.index_put_({torch::randint(0, n, {std::max<std::int64_t>(1, n / 10)}, gen)}, 0.0f);
+        fused.step_impl({g}, true);
+        chain.step_impl({g}, false);
+        ASSERT_TRUE(torch::equal(p1, p2)) << "n = " << n << ", threads = " << threads << ", step " << s
+                                          << ", max |diff| " << (p1 - p2).abs().max().item<float>();
+        ASSERT_TRUE(torch::equal(fused.exp_avg()[0], chain.exp_avg()[0])) << "m, n = " << n;
+        ASSERT_TRUE(torch::equal(fused.exp_avg_sq()[0], chain.exp_avg_sq()[0])) << "v, n = " << n;
+      }
     }
   }
   at::set_num_threads(1);
