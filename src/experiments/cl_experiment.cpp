@@ -818,18 +818,10 @@ std::vector<torch::Tensor> ClRunView::task_weights(std::int64_t task) const {
   for (const auto& s : list_cl_snapshots(run_dir)) {
     if (!(s.task_end && s.task == task)) continue;
     const auto flat = load_cl_snapshot(run_dir, s);
-    const auto& like = model->weights();
-    std::int64_t numel = 0;
-    for (const auto& w : like) numel += w.numel();
+    const auto numel = model->layout().numel();
     SL_CHECK(flat.numel() == numel, DataError, (run_dir / "snapshots" / s.file).string(), ": ", flat.numel(),
              " parameters, the model has ", numel);
-    std::vector<torch::Tensor> out;
-    std::int64_t off = 0;
-    for (const auto& w : like) {
-      out.push_back(flat.narrow(0, off, w.numel()).reshape(w.sizes()).clone());
-      off += w.numel();
-    }
-    return out;
+    return model->layout().split(flat.clone());
   }
   SL_THROW(IoError, file.string(), ": missing, and no task-end snapshot of task ", task,
            " (runs made before every task's checkpoint was kept have only the last one; rerun, or set [output] "

@@ -251,12 +251,7 @@ double initial_accuracy(const fs::path& run_dir, std::int64_t task, bool masked)
   EXPECT_FALSE(snaps.empty());
   EXPECT_EQ(snaps.front().iteration, 0);
   const auto flat = sl::experiments::load_cl_snapshot(run_dir, snaps.front());
-  std::vector<torch::Tensor> w;
-  std::int64_t off = 0;
-  for (const auto& like : view.model->weights()) {
-    w.push_back(flat.narrow(0, off, like.numel()).reshape(like.sizes()));
-    off += like.numel();
-  }
+  const auto w = view.model->layout().split(flat);
   const auto& t = view.tasks.at(static_cast<std::size_t>(task));
   auto z = view.model->forward(t.test.images.to(torch::kFloat32), w);
   torch::Tensor pred;

@@ -52,17 +52,6 @@ std::vector<torch::Tensor> checkpoint_weights(const fs::path& file) {
   return out;
 }
 
-/// A flat parameter vector split into tensors shaped like `like`.
-std::vector<torch::Tensor> unflatten(const torch::Tensor& flat, const std::vector<torch::Tensor>& like) {
-  std::vector<torch::Tensor> out;
-  std::int64_t off = 0;
-  for (const auto& w : like) {
-    out.push_back(flat.narrow(0, off, w.numel()).reshape(w.sizes()).clone());
-    off += w.numel();
-  }
-  return out;
-}
-
 class ClGrokAlign : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -129,7 +118,7 @@ TEST_F(ClGrokAlign, OneStepIsTheTaskGradientPlusLambdaTimesTheRegulariserGradien
     const auto view = sl::experiments::load_cl_run(run);
     const auto snaps = sl::experiments::list_cl_snapshots(run);
     ASSERT_EQ(snaps.size(), 2u);  // iteration 0 and the end of the only step
-    const auto w0 = unflatten(sl::experiments::load_cl_snapshot(run, snaps[0]), view.model->weights());
+    const auto w0 = view.model->layout().split(sl::experiments::load_cl_snapshot(run, snaps[0]));
     const auto w1 = checkpoint_weights(run / "checkpoint_task0.npz");
     ASSERT_EQ(w1.size(), w0.size());
 
