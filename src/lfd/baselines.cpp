@@ -102,6 +102,10 @@ VectorField BaselineModel::field(std::int64_t task, torch::Dtype dtype) const {
   return p_->target(cast(network(task), dtype), e.defined() && dtype != torch::kFloat32 ? e.detach().to(dtype) : e);
 }
 
+torch::Tensor BaselineModel::train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t) const {
+  return detail::train_rollout(p_->cfg, p_->target, p_->target.layout.flatten(network(task)), embedding(task), x0, t);
+}
+
 LyapunovFunction BaselineModel::lyapunov(std::int64_t task, torch::Dtype dtype) const {
   SL_CHECK(static_cast<bool>(p_->target.lyapunov), UsageError, "a Lyapunov function exists for sNODE targets only");
   return p_->target.lyapunov(cast(network(task), dtype));
@@ -263,7 +267,7 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
           c.method == "rep" ? torch::randint(0, i + 1, {1}, replay_gen, torch::kInt64).item<std::int64_t>() : i;
       const auto win = data::sample_window(s.task32(k), c.tsub, window_gen);
       const auto emb = conditioned ? model.embedding(k) : torch::Tensor();
-      const auto pred = detail::integrate(c, s.model->field(k), win.y.select(1, 0), win.t);
+      const auto pred = s.model->train_rollout(k, win.y.select(1, 0), win.t);
       const auto loss = (pred - win.y).pow(2).mean();
       auto wrt = net;
       if (conditioned) wrt.push_back(emb);

@@ -21,6 +21,7 @@
 #include "stablelearn/models/node_mlp.h"
 #include "stablelearn/models/odeint.h"
 #include "stablelearn/models/snode.h"
+#include "stablelearn/models/snode_rollout.h"
 #include "stablelearn/report/svg.h"
 
 namespace stablelearn::lfd::detail {
@@ -48,6 +49,7 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
       return VectorField(
           [o, w, cond](const torch::Tensor& time, const torch::Tensor& x) { return F::snode_rhs(time, x, w, o, cond); });
     };
+    t.snode = o;
     t.lyapunov = [o](const std::vector<torch::Tensor>& w) {
       return LyapunovFunction([o, w](const torch::Tensor& time, const torch::Tensor& x) {
         return F::snode_lyapunov(o.explicit_time() ? F::append_time(x, time) : x, w, o);
@@ -74,6 +76,13 @@ torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::T
   const auto solver = c.target == "snode" ? models::OdeintOptions{}
                                           : models::OdeintOptions{}.method(models::parse_ode_method(c.node_solver));
   return models::odeint(f, y0, t, solver);
+}
+
+torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
+                            const torch::Tensor& x0, const torch::Tensor& t) {
+  if (c.fused_rollout && target.snode && F::snode_euler_rollout_supported(flat, x0, *target.snode, cond))
+    return F::snode_euler_rollout(flat, x0, t, *target.snode, cond);
+  return integrate(c, target(target.layout.split(flat), cond), x0, t);
 }
 
 EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& pj,

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "stablelearn/data/lfd_preprocess.h"
 #include "stablelearn/io/ndarray.h"
 #include "stablelearn/lfd/trainer.h"
+#include "stablelearn/models/snode.h"
 #include "stablelearn/models/weight_layout.h"
 
 namespace stablelearn::lfd::detail {
@@ -31,6 +33,8 @@ struct Target {
   std::function<VectorField(const std::vector<torch::Tensor>& weights, const torch::Tensor& cond)> field;
   /// sNODE only (empty for NODE): weights -> V(t, x) [B] (z = [x, t] with the clock, else x).
   std::function<LyapunovFunction(const std::vector<torch::Tensor>& weights)> lyapunov;
+  /// sNODE only: its options, for the fused training rollout (models/snode_rollout.h).
+  std::optional<models::SNodeOptions> snode;
   VectorField operator()(const std::vector<torch::Tensor>& w, const torch::Tensor& cond = {}) const { return field(w, cond); }
 };
 Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim = 0);
@@ -41,6 +45,13 @@ std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stre
 
 /// The training solver: Euler on the data grid for sNODE, train/eval node_solver for NODE.
 torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::Tensor& y0, const torch::Tensor& t);
+
+/// The training rollout of one window: x0 [B, d] integrated over t with the training solver, the
+/// weights given as one flat vector in `target.layout` order. sNODE targets take the fused Euler
+/// rollout with the hand-written backward when train.fused_rollout is set and the tensors allow it
+/// (CPU float32/float64); everything else integrates the tensor field (`integrate`).
+torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
+                            const torch::Tensor& x0, const torch::Tensor& t);
 
 /// Evaluation of one task with a learned field (spec §3.6: sNODE windowed, NODE one full
 /// integration), de-normalised, DTW / Fréchet / swept (+ quaternion error).

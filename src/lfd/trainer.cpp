@@ -90,6 +90,7 @@ LfdConfig LfdConfig::from_config(const Config& cfg) {
   c.iterations = t.get("iterations", c.iterations);
   c.lr = t.get("lr", c.lr);
   c.tsub = t.get("tsub", c.tsub);
+  c.fused_rollout = t.get("fused_rollout", c.fused_rollout);
   c.beta = t.get("beta", c.beta);
   c.num_regs = t.get("num_regs", c.num_regs);
   c.seed = t.get("seed", c.seed);
@@ -153,6 +154,7 @@ Config LfdConfig::to_config() const {
   w.put("train", "iterations", iterations);
   w.put("train", "lr", lr);
   w.put("train", "tsub", tsub);
+  w.put("train", "fused_rollout", fused_rollout);
   w.put("train", "beta", beta);
   w.put("train", "num_regs", num_regs);
   w.put("train", "seed", seed);
@@ -404,9 +406,8 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
 
     const auto t0 = std::chrono::steady_clock::now();
     for (std::int64_t it = 0; it < c.iterations; ++it) {
-      const auto weights = s.target.layout.split(net->forward_task(i));
       const auto win = data::sample_window(p32, c.tsub, window_gen);
-      const auto pred = detail::integrate(c, s.target(weights), win.y.select(1, 0), win.t);
+      const auto pred = detail::train_rollout(c, s.target, net->forward_task(i), {}, win.y.select(1, 0), win.t);
       const auto loss = (pred - win.y).pow(2).mean();
       auto grads = torch::autograd::grad({loss}, params);
       opt_emb.step({grads.back()});

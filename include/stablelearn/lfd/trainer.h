@@ -90,6 +90,10 @@ struct LfdConfig {
   std::int64_t iterations = 15000;  ///< per task (--num_iter)
   double lr = 1e-4;                 ///< Adam learning rate for θ and e_i (--lr)
   std::int64_t tsub = 20;           ///< window length (--tsub)
+  /// sNODE: train through the fused Euler rollout with its hand-written backward
+  /// (models/snode_rollout.h); false = autograd through the tensor field (same values up to float
+  /// rounding, several times slower). Diagnostics always use the tensor field.
+  bool fused_rollout = true;
   double beta = 0.005;              ///< regulariser weight (--beta); 0 = no regularisation (fine-tuning)
   std::int64_t num_regs = 1;        ///< past tasks regularised per iteration; 0 = all (--num_regs)
   std::int64_t seed = 100;          ///< everything random derives from it
