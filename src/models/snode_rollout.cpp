@@ -52,12 +52,19 @@ inline void xtm_acc_impl(S* __restrict Y, std::int64_t ldy, const S* __restrict 
   }
 }
 
-__attribute__((target_clones("arch=haswell", "default"))) void xtm_acc(float* Y, std::int64_t ldy, const float* X,
+// On x86-64 GCC/Clang build an AVX2 + FMA clone next to the baseline one and pick at load time.
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define SL_ROLLOUT_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define SL_ROLLOUT_CLONES
+#endif
+
+SL_ROLLOUT_CLONES void xtm_acc(float* Y, std::int64_t ldy, const float* X,
                                                                        std::int64_t ldx, const float* M, std::int64_t B,
                                                                        std::int64_t rows, std::int64_t cols) {
   xtm_acc_impl(Y, ldy, X, ldx, M, B, rows, cols);
 }
-__attribute__((target_clones("arch=haswell", "default"))) void xtm_acc(double* Y, std::int64_t ldy, const double* X,
+SL_ROLLOUT_CLONES void xtm_acc(double* Y, std::int64_t ldy, const double* X,
                                                                        std::int64_t ldx, const double* M, std::int64_t B,
                                                                        std::int64_t rows, std::int64_t cols) {
   xtm_acc_impl(Y, ldy, X, ldx, M, B, rows, cols);
