@@ -299,9 +299,7 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
             [&] { return detail::integrate(c, s.model->field(k), win.y.select(1, 0), win.t); }, win.y, i, it + 1);
         row["window_start"] = win.k0;
         if (c.method == "rep") row["window_task"] = k;
-        detail::append_jsonl(metrics_path, row);
-        row.erase("event");
-        diag_rows.push_back(std::move(row));
+        detail::record_diagnostics_row(metrics_path, std::move(row), diag_rows);
       }
       if (best.offer(it, loss_value)) {
         torch::NoGradGuard no_grad;
@@ -310,12 +308,8 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
         for (const auto& p : net) best_net.push_back(p.detach().clone());
         for (const auto& e : embs) best_embs.push_back(e.detach().clone());
       }
-      const bool log = (it + 1) % c.log_every == 0 || it + 1 == c.iterations;
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (log)
-        detail::append_jsonl(metrics_path, {{"task", i}, {"iteration", it + 1}, {"loss", loss_value}, {"reg", penalty_value},
-                                            {"best_loss", best.best}, {"seconds", elapsed}});
-      if (progress) progress({i, s.num_tasks, it + 1, c.iterations, loss_value, penalty_value, elapsed});
+      detail::log_iteration(c, metrics_path, i, s.num_tasks, it + 1, loss_value, penalty_value, best.best, elapsed, progress);
     }
     {
       torch::NoGradGuard no_grad;  // continue from the best copy (spec §3.1)
@@ -342,14 +336,11 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
     // changes after its task: its earlier cells are carried over (the reference copies them too).
     std::vector<EvalCell> row;
     if (c.evaluate) {
-      for (std::int64_t j = 0; j <= i; ++j) {
+      row = detail::evaluate_seen_tasks(metrics_path, i, [&](std::int64_t j) {
         const bool carry = !conditioned && j < i && !s.evals.empty() && s.evals.back().size() > static_cast<std::size_t>(j);
-        const auto cell = carry ? s.evals.back()[static_cast<std::size_t>(j)]
-                                : detail::evaluate_task(c, *s.spec, s.task(j), model.field(j));
-        detail::append_jsonl(metrics_path, {{"task", i}, {"eval_task", j}, {"dtw_median", cell.dtw.median},
-                                            {"frechet_median", cell.frechet.median}, {"swept_median", cell.swept.median}});
-        row.push_back(cell);
-      }
+        return carry ? s.evals.back()[static_cast<std::size_t>(j)]
+                     : detail::evaluate_task(c, *s.spec, s.task(j), model.field(j));
+      });
     }
     s.evals.push_back(row);
 

@@ -114,6 +114,33 @@ EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, con
 
 void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
 
+void log_iteration(const LfdConfig& c, const std::filesystem::path& metrics_path, std::int64_t task, std::int64_t tasks,
+                   std::int64_t iteration, double loss, double reg, double best_loss, double seconds,
+                   const std::function<void(const TrainProgress&)>& progress) {
+  if (iteration % c.log_every == 0 || iteration == c.iterations)
+    append_jsonl(metrics_path, {{"task", task}, {"iteration", iteration}, {"loss", loss}, {"reg", reg},
+                                {"best_loss", best_loss}, {"seconds", seconds}});
+  if (progress) progress({task, tasks, iteration, c.iterations, loss, reg, seconds});
+}
+
+void record_diagnostics_row(const std::filesystem::path& metrics_path, json row, std::vector<json>& rows) {
+  append_jsonl(metrics_path, row);
+  row.erase("event");
+  rows.push_back(std::move(row));
+}
+
+std::vector<EvalCell> evaluate_seen_tasks(const std::filesystem::path& metrics_path, std::int64_t task,
+                                          const std::function<EvalCell(std::int64_t j)>& cell) {
+  std::vector<EvalCell> row;
+  for (std::int64_t j = 0; j <= task; ++j) {
+    row.push_back(cell(j));
+    const auto& e = row.back();
+    append_jsonl(metrics_path, {{"task", task}, {"eval_task", j}, {"dtw_median", e.dtw.median},
+                                {"frechet_median", e.frechet.median}, {"swept_median", e.swept.median}});
+  }
+  return row;
+}
+
 void upgrade_resolved_config(const std::filesystem::path& run, const std::string& config_text, bool resume) {
   const auto path = run / "config.toml";
   if (!resume || !std::filesystem::exists(run / "checkpoint.json") || !std::filesystem::exists(path)) return;

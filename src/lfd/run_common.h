@@ -60,6 +60,22 @@ EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, con
 
 void append_jsonl(const std::filesystem::path& path, const nlohmann::json& row);
 
+/// One training iteration's bookkeeping, shared by the trainers: every log_every-th (and the last)
+/// iteration appends {task, iteration, loss, reg, best_loss, seconds} to metrics.jsonl, and the
+/// progress callback (if any) sees every iteration.
+void log_iteration(const LfdConfig& c, const std::filesystem::path& metrics_path, std::int64_t task, std::int64_t tasks,
+                   std::int64_t iteration, double loss, double reg, double best_loss, double seconds,
+                   const std::function<void(const TrainProgress&)>& progress);
+
+/// Appends a [diagnostics] row (with its "event") to metrics.jsonl and keeps it, without the
+/// event, in `rows` (sharpness.svg, summary.json).
+void record_diagnostics_row(const std::filesystem::path& metrics_path, nlohmann::json row, std::vector<nlohmann::json>& rows);
+
+/// Evaluation of tasks 0..task after training `task` (spec §3.6): cell(j) for each, each one's
+/// medians appended to metrics.jsonl as {task, eval_task, dtw_median, frechet_median, swept_median}.
+std::vector<EvalCell> evaluate_seen_tasks(const std::filesystem::path& metrics_path, std::int64_t task,
+                                          const std::function<EvalCell(std::int64_t j)>& cell);
+
 /// Before open_run_dir on --resume: a run started before the [diagnostics] table existed has a
 /// config.toml without it; when that file resolves to exactly `config_text` it is rewritten with
 /// the current resolved form, so such runs stay resumable. No-op otherwise.

@@ -435,9 +435,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
             },
             win.y, i, it + 1);
         row["window_start"] = win.k0;
-        detail::append_jsonl(metrics_path, row);
-        row.erase("event");
-        diag_rows.push_back(std::move(row));
+        detail::record_diagnostics_row(metrics_path, std::move(row), diag_rows);
       }
       if (best.offer(it, loss_value)) {
         torch::NoGradGuard no_grad;
@@ -445,11 +443,8 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
         for (const auto& p : theta) best_theta.push_back(p.detach().clone());
         best_emb = emb.detach().clone();
       }
-      const bool log = (it + 1) % c.log_every == 0 || it + 1 == c.iterations;
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (log) detail::append_jsonl(metrics_path, {{"task", i}, {"iteration", it + 1}, {"loss", loss_value}, {"reg", reg_value},
-                                           {"best_loss", best.best}, {"seconds", elapsed}});
-      if (progress) progress({i, s.num_tasks, it + 1, c.iterations, loss_value, reg_value, elapsed});
+      detail::log_iteration(c, metrics_path, i, s.num_tasks, it + 1, loss_value, reg_value, best.best, elapsed, progress);
     }
     s.seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     {
@@ -462,13 +457,9 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
     std::vector<EvalCell> row;
     if (c.evaluate) {
       torch::NoGradGuard no_grad;
-      for (std::int64_t j = 0; j <= i; ++j) {
-        const auto weights = s.target.layout.split(net->forward_task(j));
-        const auto cell = detail::evaluate_task(c, *s.spec, s.task(j), s.target(weights));
-        detail::append_jsonl(metrics_path, {{"task", i}, {"eval_task", j}, {"dtw_median", cell.dtw.median},
-                                            {"frechet_median", cell.frechet.median}, {"swept_median", cell.swept.median}});
-        row.push_back(cell);
-      }
+      row = detail::evaluate_seen_tasks(metrics_path, i, [&](std::int64_t j) {
+        return detail::evaluate_task(c, *s.spec, s.task(j), s.target(s.target.layout.split(net->forward_task(j))));
+      });
     }
     s.evals.push_back(row);
 
