@@ -239,6 +239,9 @@ torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Ten
   return torch::stack(ys, 1);
 }
 
+/// V at or below which a sample counts as being on the goal when its field is not finite there.
+constexpr double kGoalV = 1e-200;
+
 torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch::Tensor& y0, const torch::Tensor& t,
                               const CertifiedEulerOptions& o, CertifiedEulerStats* stats) {
   SL_CHECK(o.alpha() > 0, ConfigError, "certified Euler: alpha must be > 0, got ", o.alpha());
@@ -281,7 +284,13 @@ torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch
       const auto cand = ya + sa.unsqueeze(1).to(y.scalar_type()) * fa;
       const auto vc = V(cand).to(torch::kFloat64);
       const auto at_goal = va <= o.v_floor();
-      const auto certified = vc <= va * torch::exp(-o.kappa() * o.alpha() * sa);
+      // At the goal the projected field is 0/0 (∇V = 0), and within V ≈ 1e-300 of it ‖∇V‖²
+      // underflows: a finite sample there (V ≤ kGoalV) whose candidate is not finite is put exactly
+      // on the goal, which V(0) = 0 certifies. (Projections shrink a start quadratically towards
+      // the goal, so long rollouts do get there.)
+      const auto cand_finite = torch::isfinite(vc) & torch::isfinite(cand).all(1);
+      const auto to_goal = ~cand_finite & (va <= kGoalV) & torch::isfinite(ya).all(1);
+      const auto certified = (vc <= va * torch::exp(-o.kappa() * o.alpha() * sa)) | to_goal;
       // The halving limit is absolute (h / 2^max_halvings), so the carried preferred step cannot
       // drift below it and an interval costs at most 2^max_halvings sub-steps.
       const auto forced = ~certified & ~at_goal & (sa <= min_step * (1 + 1e-9));
@@ -294,8 +303,9 @@ torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch
         const auto finite = torch::isfinite(vc) & torch::isfinite(cand).all(1);
         stats->uncertified += (o.project() ? forced & ~finite : forced).sum().item<std::int64_t>();
       }
-      auto next = cand;
-      auto v_next = vc;
+      // A sample at the goal (V ≤ v_floor) stays there: leaving it would raise V above 0.
+      auto next = torch::where(at_goal.unsqueeze(1), ya, torch::where(to_goal.unsqueeze(1), torch::zeros_like(cand), cand));
+      auto v_next = torch::where(at_goal, va, torch::where(to_goal, torch::zeros_like(vc), vc));
       if (o.project() && forced.any().item<bool>()) {
         // Radial projection onto {V <= c}, c = V(x) e^{−καs}: V is convex with its minimum 0 at
         // the origin, so λ -> V(λ y) is non-decreasing on [0, 1] and V(0) = 0 < c < V(y); bisect
@@ -327,8 +337,8 @@ torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch
             lo = lo.index_copy(0, hard, lh);
           }
           const auto yp = yr * lo.unsqueeze(1).to(y.scalar_type());
-          next = cand.index_copy(0, rows, yp);
-          v_next = vc.index_copy(0, rows, V(yp).to(torch::kFloat64));
+          next = next.index_copy(0, rows, yp);
+          v_next = v_next.index_copy(0, rows, V(yp).to(torch::kFloat64));
           if (stats) stats->projections += rows.numel();
         }
       }

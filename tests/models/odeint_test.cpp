@@ -295,6 +295,31 @@ TEST(CertifiedEuler, CountsUncertifiedStepsAndValidatesItsInput) {
                stablelearn::DataError);
 }
 
+TEST(CertifiedEuler, AtTheGoalAFieldOfZeroOverZeroPutsTheSampleOnTheGoalNotNaN) {
+  // The sNODE's projected field is 0/0 at the goal and NaN within V ≈ 1e-300 of it (‖∇V‖²
+  // underflows). Model that: f = −x, but NaN where V = ‖x‖² < 1e-250 or where x₀ > 1.5.
+  const M::OdeFunc f = [](const torch::Tensor&, const torch::Tensor& y) {
+    const auto v = (y * y).sum(1, true);
+    const auto bad = (v < 1e-250) | (y.narrow(1, 0, 1) > 1.5);
+    return torch::where(bad, torch::full_like(y, std::nan("")), -y);
+  };
+  // Rows: tiny (V = 1e-260: NaN field), ordinary (certified Euler), far with a NaN field (V = 4).
+  const auto y0 = torch::tensor({{1e-130, 0.0}, {1.0, 0.0}, {2.0, 0.0}}, torch::kFloat64);
+  const auto t = grid(0, 0.3, 3);
+  M::CertifiedEulerStats st;
+  const auto y = M::certified_euler(f, squared_norm(), y0, t, M::CertifiedEulerOptions{}.alpha(1.0), &st);
+  // The tiny sample is put exactly on the goal and stays there (V(0) = 0 certifies every step).
+  for (std::int64_t k = 1; k < 4; ++k) {
+    EXPECT_EQ(y[0][k][0].item<double>(), 0.0) << k;
+    EXPECT_EQ(y[0][k][1].item<double>(), 0.0) << k;
+  }
+  // The ordinary one takes certified Euler steps x -> 0.9 x (h = 0.1: 0.81 ≤ e^{−0.05}).
+  EXPECT_NEAR(y[1][3][0].item<double>(), std::pow(0.9, 3), 1e-12);
+  // A non-finite field far from the goal is not hidden: that sample becomes NaN and is counted.
+  EXPECT_TRUE(std::isnan(y[2][1][0].item<double>()));
+  EXPECT_GT(st.uncertified, 0);
+}
+
 TEST(CertifiedEuler, ProjectionLandsOnTheCertifiedLevelSetInClosedForm) {
   // λ = 100, h = 0.1, no halvings: the Euler candidate is −9 x0 with V = 81 V(x0) > c =
   // V(x0) e^{−κα h} = V(x0) e^{−10}; the radial projection solves μ² 81 V(x0) = c, μ = e^{−5}/9,

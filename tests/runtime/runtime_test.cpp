@@ -128,6 +128,18 @@ TEST(Runtime, CertifiedStepsDecreaseTheLyapunovFunctionAtEveryControlPeriod) {
   EXPECT_GT(rejected, 0) << "the test should exercise the halving";
   EXPECT_GT(projected, 0) << "the test should exercise the projection";
   EXPECT_GT(single, 0);
+  // At the goal the projected field is 0/0 (∇V(0) = 0) and a hair away from it V and ‖∇V‖²
+  // underflow: a start there stays finite and does not move away (exactly on the goal it stays
+  // exactly there, where f̂(0) ≠ 0 would have carried a plain Euler step off).
+  for (const double x0 : {0.0, 1e-170, 1e-160, 1e-155, 1e-150}) {
+    double xg[2] = {x0, 0.0};
+    for (int k = 0; k < 3; ++k) {
+      const auto rep = skill.step_certified(xg, dt, ws, kappa);
+      EXPECT_TRUE(rep.finite) << x0;
+      EXPECT_TRUE(std::isfinite(xg[0]) && std::isfinite(xg[1])) << x0;
+      EXPECT_LE(std::hypot(xg[0], xg[1]), x0) << x0;
+    }
+  }
   // Clock-input skills carry no certificate.
   auto oc = sl::models::SNodeOptions(2).hidden(8).fhat_layers(1).icnn_hidden(4);
   sl::models::SNode clock_net(oc);

@@ -92,7 +92,11 @@ torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Ten
 // V > 0, some s > 0 always passes, and every accepted trajectory satisfies
 //     V(x_k) ≤ V(x_0) e^{−κ α (t_k − t_0)}           (a discrete-time certificate)
 // so with V ≥ ε‖x‖² the distance to the goal is ≤ √(V(x0)/ε) e^{−καt/2} on the output grid.
-// A sample whose V is ≤ v_floor (numerically at the goal) takes plain Euler steps.
+// A sample whose V is ≤ v_floor (at the goal; V = 0 by default) stays there: an Euler step of
+// f̂(goal) ≠ 0 would leave it and raise V, which the certificate forbids. At the goal
+// itself the sNODE's projected field is 0/0 (∇V = 0) and within V ≈ 1e-300 of it ‖∇V‖² underflows:
+// a finite sample with V ≤ 1e-200 whose candidate is not finite is put exactly on the goal
+// (V(0) = 0: certified) instead of becoming NaN.
 // A step still rejected after max_halvings halvings (stiff regions, where Euler chatters across a
 // fold of the projected field) is, by default (project), pulled radially towards the goal: since
 // V is convex with V(0) = 0, V(λy) ≤ λV(y) on [0, 1], so λ1 = c / V(y), c = V(x)e^{−καs}, is
@@ -114,7 +118,7 @@ struct CertifiedEulerOptions {
   /// After max_halvings: radial projection onto the certified sub-level set (true) or take the
   /// Euler step uncertified (false). Default true.
   TORCH_ARG(bool, project) = true;
-  /// V at or below this counts as the goal (plain Euler there). Default 0.
+  /// V at or below this counts as the goal (the sample stays there). Default 0.
   TORCH_ARG(double, v_floor) = 0.0;
 };
 struct CertifiedEulerStats {

@@ -247,7 +247,14 @@ class Skill {
           ++rep.rejections;
           continue;
         }
-        if (certified || !finite) {
+        if (V <= 0) {
+          // At the goal: an Euler step of f̂(goal) ≠ 0 would leave it and raise V; it stays.
+        } else if (!finite && V <= 1e-200) {
+          // At the goal the projected field is 0/0 (∇V = 0; within V ≈ 1e-300 ‖∇V‖² underflows):
+          // the state is put exactly on the goal, which V(0) = 0 certifies.
+          std::fill(m, m + d, 0.0);
+          V = 0;
+        } else if (certified || !finite) {
           rep.finite = rep.finite && finite;
           std::copy(c, c + d, m);
           V = Vc;
