@@ -471,8 +471,9 @@ void check_inputs(const torch::Tensor& flat, const torch::Tensor& x0, const torc
   SL_CHECK(!cond.defined() || cond.numel() == o.condition_dim(), ShapeError, "snode_euler_rollout: cond must hold ",
            o.condition_dim(), " values, got ", shape_string(cond.sizes()));
   SL_CHECK(snode_euler_rollout_supported(flat, x0, o, cond), ConfigError,
-           "snode_euler_rollout: needs CPU float32/float64 tensors of one dtype and analytic ∇V, got flat ",
-           flat.dtype(), " on ", flat.device(), ", x0 ", x0.dtype(), " on ", x0.device());
+           "snode_euler_rollout: needs CPU float32/float64 tensors of one dtype, analytic ∇V and a state of at most 64 "
+           "components (d + clock), got flat ", flat.dtype(), " on ", flat.device(), ", x0 ", x0.dtype(), " on ",
+           x0.device(), ", n = ", o.input_dim());
 }
 
 class RolloutFunction : public torch::autograd::Function<RolloutFunction> {

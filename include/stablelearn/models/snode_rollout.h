@@ -27,7 +27,7 @@ namespace stablelearn::models::functional {
 
 /// True when snode_euler_rollout handles these inputs: CPU tensors of float32 or float64 (flat and
 /// x0 of the same dtype), analytic ∇V (options.grad_mode()), cond undefined or of numel
-/// condition_dim.
+/// condition_dim, and n = d + clock ≤ 64 (every shipped data set: at most 33).
 bool snode_euler_rollout_supported(const torch::Tensor& flat, const torch::Tensor& x0, const SNodeOptions& options,
                                    const torch::Tensor& cond = {});
 
