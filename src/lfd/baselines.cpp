@@ -14,6 +14,7 @@
 #include "stablelearn/data/lfd_preprocess.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/lfd/hnet_training.h"
+#include "stablelearn/models/snode_rollout.h"
 #include "run_common.h"
 
 namespace stablelearn::lfd {
@@ -103,7 +104,13 @@ VectorField BaselineModel::field(std::int64_t task, torch::Dtype dtype) const {
 }
 
 torch::Tensor BaselineModel::train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t) const {
-  return detail::train_rollout(p_->cfg, p_->target, p_->target.layout.flatten(network(task)), embedding(task), x0, t);
+  const auto net = network(task);
+  const auto e = embedding(task);
+  // The fused rollout takes one flat vector; the tensor path integrates the owned tensors directly
+  // (no concatenation to split again).
+  if (detail::fused_rollout_applies(p_->cfg, p_->target, net.front(), x0, e))
+    return models::functional::snode_euler_rollout(p_->target.layout.flatten(net), x0, t, *p_->target.snode, e);
+  return detail::integrate(p_->cfg, field(task), x0, t);
 }
 
 LyapunovFunction BaselineModel::lyapunov(std::int64_t task, torch::Dtype dtype) const {

@@ -80,9 +80,13 @@ torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::T
 
 torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
                             const torch::Tensor& x0, const torch::Tensor& t) {
-  if (c.fused_rollout && target.snode && F::snode_euler_rollout_supported(flat, x0, *target.snode, cond))
-    return F::snode_euler_rollout(flat, x0, t, *target.snode, cond);
+  if (fused_rollout_applies(c, target, flat, x0, cond)) return F::snode_euler_rollout(flat, x0, t, *target.snode, cond);
   return integrate(c, target(target.layout.split(flat), cond), x0, t);
+}
+
+bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch::Tensor& weights_like,
+                           const torch::Tensor& x0, const torch::Tensor& cond) {
+  return c.fused_rollout && target.snode && F::snode_euler_rollout_supported(weights_like, x0, *target.snode, cond);
 }
 
 EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& pj,

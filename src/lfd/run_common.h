@@ -52,6 +52,9 @@ torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::T
 /// (CPU float32/float64); everything else integrates the tensor field (`integrate`).
 torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
                             const torch::Tensor& x0, const torch::Tensor& t);
+/// Whether train_rollout takes the fused path for weights of `weights_like`'s dtype and device.
+bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch::Tensor& weights_like,
+                           const torch::Tensor& x0, const torch::Tensor& cond);
 
 /// Evaluation of one task with a learned field (spec §3.6: sNODE windowed, NODE one full
 /// integration), de-normalised, DTW / Fréchet / swept (+ quaternion error).

@@ -239,7 +239,8 @@ torch::Tensor odeint(const OdeFunc& f, const torch::Tensor& y0, const torch::Ten
   return torch::stack(ys, 1);
 }
 
-/// V at or below which a sample counts as being on the goal when its field is not finite there.
+/// V at or below which a sample counts as being on the goal when its field is not finite there
+/// (the libtorch-free runtime, runtime/skill.h step_certified, uses the same value).
 constexpr double kGoalV = 1e-200;
 
 torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch::Tensor& y0, const torch::Tensor& t,
@@ -300,8 +301,7 @@ torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch
         const auto n_acc = accept.sum().item<std::int64_t>();
         stats->substeps += n_acc;
         stats->rejections += active.numel() - n_acc;
-        const auto finite = torch::isfinite(vc) & torch::isfinite(cand).all(1);
-        stats->uncertified += (o.project() ? forced & ~finite : forced).sum().item<std::int64_t>();
+        stats->uncertified += (o.project() ? forced & ~cand_finite : forced).sum().item<std::int64_t>();
       }
       // A sample at the goal (V ≤ v_floor) stays there: leaving it would raise V above 0.
       auto next = torch::where(at_goal.unsqueeze(1), ya, torch::where(to_goal.unsqueeze(1), torch::zeros_like(cand), cand));
@@ -312,7 +312,7 @@ torch::Tensor certified_euler(const OdeFunc& f, const LyapunovFn& V, const torch
         // for the largest λ found with V(λ y) <= c (the lower bracket end, so the bound holds).
         // Rows with a non-finite candidate are left as they are (they must not be "projected" to
         // the goal).
-        const auto rows = (forced & torch::isfinite(vc) & torch::isfinite(cand).all(1)).nonzero().squeeze(1);
+        const auto rows = (forced & cand_finite).nonzero().squeeze(1);
         if (rows.numel() > 0) {
           const auto yr = cand.index_select(0, rows);
           const auto cr = va.index_select(0, rows) * torch::exp(-o.kappa() * o.alpha() * sa.index_select(0, rows));

@@ -142,16 +142,17 @@ struct Tape {
 template <typename S>
 struct Weights {
   std::vector<const S*> W, b;        // f̂ layers 0 .. L: W_l [out_l, in_l], b_l [out_l]
-  std::vector<std::vector<S>> WT;    // W_lᵀ [in_l, out_l]
+  std::vector<std::vector<S>> WT;    // W_lᵀ [in_l, out_l] (forward only; the backward reads W_l)
   const S *W0, *W1, *W2, *U0, *U1, *b0, *b1, *b2;
   std::vector<S> W0T, W1T, U0s, U0sT, s1;  // W0ᵀ, W1ᵀ [n, hp]; Ũ0, Ũ0ᵀ [hp, hp]; softplus(U1) [hp]
   S g0 = 0;                                // g(0)
 
-  Weights(const S* flat, const std::vector<std::int64_t>& off, const Dims& D) {
+  /// `fhat_transposes`: build WT (the forward pass needs it, the backward does not).
+  Weights(const S* flat, const std::vector<std::int64_t>& off, const Dims& D, bool fhat_transposes) {
     for (std::int64_t l = 0; l <= D.L; ++l) {
       W.push_back(flat + off[2 * l]);
       b.push_back(flat + off[2 * l + 1]);
-      WT.push_back(transpose(W.back(), D.out(l), D.in(l)));
+      if (fhat_transposes) WT.push_back(transpose(W.back(), D.out(l), D.in(l)));
     }
     const auto base = static_cast<std::size_t>(2 * D.L + 2);
     W0 = flat + off[base];
@@ -493,7 +494,7 @@ class RolloutFunction : public torch::autograd::Function<RolloutFunction> {
     auto tape = torch::empty({tp.size}, x.options());
     const auto off = snode_layout(o).offsets();
     AT_DISPATCH_FLOATING_TYPES(flat.scalar_type(), "snode_euler_rollout", [&] {
-      const Weights<scalar_t> w(wflat.data_ptr<scalar_t>(), off, D);
+      const Weights<scalar_t> w(wflat.data_ptr<scalar_t>(), off, D, /*fhat_transposes=*/true);
       forward_rollout<scalar_t>(D, w, cnd.defined() ? cnd.data_ptr<scalar_t>() : nullptr, times, x.data_ptr<scalar_t>(),
                                 out.data_ptr<scalar_t>(), tape.data_ptr<scalar_t>());
     });
@@ -536,7 +537,7 @@ class RolloutFunction : public torch::autograd::Function<RolloutFunction> {
     const auto gout = grad_outputs[0].to(flat.dtype()).contiguous();
     Grads g;
     AT_DISPATCH_FLOATING_TYPES(flat.scalar_type(), "snode_euler_rollout_backward", [&] {
-      const Weights<scalar_t> w(flat.data_ptr<scalar_t>(), off, D);
+      const Weights<scalar_t> w(flat.data_ptr<scalar_t>(), off, D, /*fhat_transposes=*/false);
       g = backward_rollout<scalar_t>(D, w, off, layout.numel(), times, tape, gout);
     });
     const auto cond_dtype = sd["cond_dtype"].toInt();

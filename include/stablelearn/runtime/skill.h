@@ -251,7 +251,8 @@ class Skill {
           // At the goal: an Euler step of f̂(goal) ≠ 0 would leave it and raise V; it stays.
         } else if (!finite && V <= 1e-200) {
           // At the goal the projected field is 0/0 (∇V = 0; within V ≈ 1e-300 ‖∇V‖² underflows):
-          // the state is put exactly on the goal, which V(0) = 0 certifies.
+          // the state is put exactly on the goal, which V(0) = 0 certifies (the same 1e-200 as
+          // models::certified_euler).
           std::fill(m, m + d, 0.0);
           V = 0;
         } else if (certified || !finite) {
