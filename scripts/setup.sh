@@ -4,6 +4,10 @@
 # and the build is up to date it only checks and returns within seconds.
 #
 #   scripts/setup.sh [--build-dir DIR] [--build-type Release|Debug|RelWithDebInfo] [--no-build]
+#                    [--target NAME ...]
+#
+# --target builds only the named CMake target (repeatable; scripts/demo.sh builds `stablelearn`
+# alone); without it every target is built (libraries, CLI, test binaries, benchmarks, fuzzers).
 #
 # Environment: SL_JOBS (parallel build jobs, default 2), SL_SKIP_APT=1 (do not touch packages).
 set -euo pipefail
@@ -12,12 +16,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir="$here/build"
 build_type=Release
 do_build=1
+targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir=$2; shift 2 ;;
     --build-type) build_type=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --target) targets+=(--target "$2"); shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -66,7 +72,7 @@ echo "==> configuring ($build_type) in $build_dir"
 gen=()
 command -v ninja >/dev/null && [ ! -f "$build_dir/Makefile" ] && gen=(-G Ninja)
 cmake -S "$here" -B "$build_dir" "${gen[@]}" -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
-echo "==> building with ${SL_JOBS:-2} jobs"
+echo "==> building ${targets[*]:-every target} with ${SL_JOBS:-2} jobs"
 start=$(date +%s)
-cmake --build "$build_dir" -j "${SL_JOBS:-2}"
+cmake --build "$build_dir" -j "${SL_JOBS:-2}" "${targets[@]}"
 echo "==> build done in $(( $(date +%s) - start )) s"

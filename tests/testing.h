@@ -1,8 +1,10 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <algorithm>
 #include <functional>
 #include <string>
 
@@ -23,6 +25,14 @@ inline std::filesystem::path fixtures() { return SL_TEST_FIXTURES; }
 inline std::filesystem::path source_dir() { return std::filesystem::path(SL_TEST_FIXTURES).parent_path().parent_path(); }
 /// The build folder (where the stablelearn binary is).
 inline std::filesystem::path binary_dir() { return SL_BINARY_DIR; }
+
+/// Intra-op threads the suites run with: 1 (deterministic, no oversubscription under ctest -j),
+/// or SL_TEST_THREADS=N to check that no assertion depends on the thread count. tests/torch_main.cpp
+/// applies it; suites that set threads themselves come back to it, and run_cli passes it on.
+inline int test_threads() {
+  const char* env = std::getenv("SL_TEST_THREADS");
+  return env != nullptr && *env != '\0' ? std::max(1, std::atoi(env)) : 1;
+}
 
 /// A fresh empty temporary folder per call, removed by the caller's fixture if wanted.
 inline std::filesystem::path temp_dir(const std::string& tag) {

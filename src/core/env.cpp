@@ -4,9 +4,11 @@
 #include <link.h>
 
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <torch/cuda.h>
 #include <torch/types.h>
 #include <torch/version.h>
@@ -38,7 +40,33 @@ int find_blas(struct dl_phdr_info* info, size_t, void* out) {
   return 0;
 }
 
+/// The CPU's model name from /proc/cpuinfo, "unknown" where there is none.
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto colon = line.find(':');
+    if (colon != std::string::npos && colon + 2 <= line.size()) return line.substr(colon + 2);
+  }
+  return "unknown";
+}
+
 }  // namespace
+
+const std::string& cpu_capability() {
+  // The "CPU capability usage: X" line of at::show_config(): libtorch 1.13 exports no other way to
+  // ask which kernels its dispatcher picked.
+  static const std::string capability = [] {
+    const std::string config = at::show_config();
+    const std::string key = "CPU capability usage: ";
+    const auto pos = config.find(key);
+    if (pos == std::string::npos) return std::string("unknown");
+    const auto end = config.find('\n', pos);
+    const auto name = config.substr(pos + key.size(), end == std::string::npos ? std::string::npos : end - pos - key.size());
+    return name == "NO AVX" ? std::string("DEFAULT") : name;  // how 1.13 names its plain C++ kernels
+  }();
+  return capability;
+}
 
 RuntimeInfo runtime_info() {
   RuntimeInfo r;
@@ -72,6 +100,9 @@ RuntimeInfo runtime_info() {
     r.blas_name = "unknown";
   }
   if (lib.find("openblas-pthread") != std::string::npos) r.blas_name += " [pthread variant: fights libtorch's OpenMP threads]";
+  static const std::string cpu = cpu_model_name();
+  r.cpu_model = cpu;
+  r.cpu_capability = cpu_capability();
   r.threads = at::get_num_threads();
   r.cores = static_cast<int>(std::thread::hardware_concurrency());
   r.cuda_available = torch::cuda::is_available();
@@ -85,6 +116,7 @@ std::string runtime_info_text(const RuntimeInfo& r) {
   s += "compiler    " + r.compiler + "\n";
   s += "BLAS        " + r.blas_name + "\n";
   s += "BLAS lib    " + r.blas_library + "\n";
+  s += "CPU         " + r.cpu_model + " (libtorch kernels: " + r.cpu_capability + ")\n";
   s += "threads     " + std::to_string(r.threads) + " of " + std::to_string(r.cores) + " cores\n";
   return s;
 }
@@ -93,6 +125,7 @@ std::string runtime_info_json(const RuntimeInfo& r) {
   nlohmann::json j{{"stablelearn", r.stablelearn_version}, {"torch", r.torch_version},
                    {"compiler", r.compiler},          {"build_type", r.build_type},
                    {"blas", r.blas_name},             {"blas_library", r.blas_library},
+                   {"cpu", r.cpu_model},              {"cpu_capability", r.cpu_capability},
                    {"threads", r.threads},            {"cores", r.cores},
                    {"cuda_available", r.cuda_available}};
   return j.dump(2);

@@ -8,6 +8,7 @@
 
 #include <torch/autograd.h>
 
+#include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/models/odeint.h"
 
@@ -88,8 +89,13 @@ __attribute__((target("avx2,fma"))) void fused_adam_step_f32(const float* g, flo
   }
 }
 
+/// The one-pass kernels reproduce the rounding of libtorch's vectorised kernels (AVX2 and AVX512
+/// alike: same operations per element, same scalar tails), not of its plain C++ ones, which do not
+/// fuse the multiply-add. They are used only where both hold, so the step is bit for bit the tensor
+/// chain wherever it runs; with ATEN_CPU_CAPABILITY=default the chain itself runs.
 bool fused_lookahead_available() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         (cpu_capability() == "AVX2" || cpu_capability() == "AVX512");
   return ok;
 }
 #endif

@@ -21,6 +21,7 @@
 // and g(0) (the same for every row) receives −Σ s̄ once.
 #include "stablelearn/models/snode_rollout.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -568,9 +569,16 @@ bool snode_euler_rollout_supported(const torch::Tensor& flat, const torch::Tenso
          o.input_dim() <= 64;
 }
 
+namespace {
+std::atomic<std::uint64_t> rollout_calls{0};
+}  // namespace
+
+std::uint64_t snode_euler_rollout_calls() { return rollout_calls.load(std::memory_order_relaxed); }
+
 torch::Tensor snode_euler_rollout(const torch::Tensor& flat, const torch::Tensor& x0, const torch::Tensor& t,
                                   const SNodeOptions& options, const torch::Tensor& cond) {
   check_inputs(flat, x0, t, options, cond);
+  rollout_calls.fetch_add(1, std::memory_order_relaxed);
   std::vector<torch::Tensor> conds;
   if (cond.defined()) conds.push_back(cond);
   return RolloutFunction::apply(flat, x0, t, at::TensorList(conds), options);

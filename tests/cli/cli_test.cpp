@@ -43,7 +43,23 @@ TEST_F(Cli, VersionReportsBlasAndThreads) {
   const auto r = run("--version");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("BLAS"), std::string::npos);
-  EXPECT_NE(r.out.find("threads     1 of"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("threads     " + std::to_string(sl::testing::test_threads()) + " of"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("CPU         "), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, VersionNamesTheKernelsLibtorchDispatchesTo) {
+  // ATEN_CPU_CAPABILITY=default makes libtorch run its plain C++ kernels whatever the CPU has;
+  // --version must report that (and not what the CPU could do).
+  const char* before = std::getenv("ATEN_CPU_CAPABILITY");
+  const std::string saved = before != nullptr ? before : "";
+  ASSERT_EQ(setenv("ATEN_CPU_CAPABILITY", "default", 1), 0);
+  const auto r = run("--version");
+  if (before != nullptr) setenv("ATEN_CPU_CAPABILITY", saved.c_str(), 1);
+  else unsetenv("ATEN_CPU_CAPABILITY");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("(libtorch kernels: DEFAULT)"), std::string::npos) << r.out;
+  const auto plain = run("--version");
+  EXPECT_EQ(plain.out.find("(libtorch kernels: unknown)"), std::string::npos) << plain.out;
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {

@@ -21,11 +21,11 @@ struct CliResult {
   nlohmann::json js() const { return nlohmann::json::parse(out); }
 };
 
-/// Runs `stablelearn --threads 1 ARGS` from the build folder, capturing stdout and stderr.
+/// Runs `stablelearn --threads T ARGS` (T = test_threads(), 1 by default) from the build folder, capturing stdout and stderr.
 inline CliResult run_cli(const std::string& args) {
   static const std::filesystem::path dir = temp_dir("cli_io");
   const auto out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = (binary_dir() / "stablelearn").string() + " --threads 1 " + args + " >" + out.string() + " 2>" +
+  const std::string cmd = (binary_dir() / "stablelearn").string() + " --threads " + std::to_string(test_threads()) + " " + args + " >" + out.string() + " 2>" +
                           err.string();
   const int raw = std::system(cmd.c_str());
   CliResult r;

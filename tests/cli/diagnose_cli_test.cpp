@@ -44,7 +44,7 @@ struct ClosedForm {
 class DiagnoseCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    at::set_num_threads(1);
+    at::set_num_threads(sl::testing::test_threads());
     dir_ = new fs::path(sl::testing::temp_dir("diagnose_cli"));
     const auto cfg = *dir_ / "cl.toml";
     std::ofstream(cfg) << "[stream]\nkind = \"split-class\"\ntasks = 2\ntrain_per_task = 200\ntest_per_task = 50\n"

@@ -52,7 +52,7 @@ double explicit_defect(const dg::ToyProblem& p, std::int64_t ia, std::int64_t ib
 }
 
 TEST(DiagnoseExtraCli, CommutatorReportsDefectsAndProjection) {
-  at::set_num_threads(1);
+  at::set_num_threads(sl::testing::test_threads());
   const auto r = sl::testing::run_cli(kArgs);
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = r.js();

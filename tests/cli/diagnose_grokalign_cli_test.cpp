@@ -29,7 +29,7 @@ Result run(const std::string& args) { return sl::testing::run_cli(args); }
 class DiagnoseGrokAlignCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    at::set_num_threads(1);
+    at::set_num_threads(sl::testing::test_threads());
     dir_ = new fs::path(sl::testing::temp_dir("diagnose_grokalign_cli"));
     const auto data = sl::testing::write_tiny_fmnist(*dir_);
     const auto r = sl::testing::make_tiny_cl_run(*dir_, data, "a", 0, "",

@@ -38,7 +38,7 @@ double feature_space_cka(torch::Tensor x, torch::Tensor y) {
 class DiagnoseRunCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    at::set_num_threads(1);
+    at::set_num_threads(sl::testing::test_threads());
     dir_ = new fs::path(sl::testing::temp_dir("diagnose_run_cli"));
     const auto data = sl::testing::write_tiny_fmnist(*dir_);
     // 3 split tasks of 80 images, batch 16, 2 epochs: 10 iterations per task; a snapshot every 5

@@ -55,7 +55,7 @@ std::vector<torch::Tensor> checkpoint_weights(const fs::path& file) {
 class ClGrokAlign : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    at::set_num_threads(1);
+    at::set_num_threads(sl::testing::test_threads());
     dir_ = new fs::path(sl::testing::temp_dir("cl_grokalign"));
     data_ = new fs::path(sl::testing::write_tiny_fmnist(*dir_));
   }

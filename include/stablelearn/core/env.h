@@ -18,6 +18,11 @@ int apply_threads(int n);
 /// Seeds libtorch's global generator (and anything else that draws randomness).
 void seed_everything(std::uint64_t seed);
 
+/// The vector kernels libtorch's dispatcher runs in this process: "AVX2", "AVX512" or "DEFAULT"
+/// (plain C++), as at::show_config() reports it; the CPU's best unless ATEN_CPU_CAPABILITY says
+/// otherwise. Elementwise rounding (e.g. whether a multiply-add is fused) depends on it.
+const std::string& cpu_capability();
+
 /// Facts about the running process, for --version and run directories.
 struct RuntimeInfo {
   std::string stablelearn_version;
@@ -26,6 +31,9 @@ struct RuntimeInfo {
   std::string build_type;
   std::string blas_library;  ///< resolved path of the BLAS shared object in this process
   std::string blas_name;     ///< "OpenBLAS 0.3.21 (openmp)", "reference BLAS", ...
+  std::string cpu_model;       ///< "model name" of /proc/cpuinfo ("unknown" elsewhere)
+  std::string cpu_capability;  ///< vector kernels libtorch dispatches to: "AVX2", "AVX512", "DEFAULT"
+                               ///< (ATEN_CPU_CAPABILITY overrides the CPU's own; rounding depends on it)
   int threads = 0;           ///< libtorch intra-op threads
   int cores = 0;             ///< hardware threads of the machine
   bool cuda_available = false;

@@ -19,15 +19,17 @@ class Adam {
   Adam(std::vector<torch::Tensor> params, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
   /// One step with gradients `grads` (one per parameter, same shapes).
   void step(const std::vector<torch::Tensor>& grads);
-  /// step() with the one-pass float32 kernel (x86 with AVX2 and FMA) allowed or not; the tensor
-  /// chain (allow_fused = false) is the definition the kernel is tested against bit for bit.
+  /// step() with the one-pass float32 kernel allowed or not; the tensor chain (allow_fused = false)
+  /// is its definition. The kernel runs on x86 with AVX2 and FMA while libtorch dispatches to its
+  /// AVX2 or AVX512 kernels, and there it equals the chain bit for bit (tested with 1 and 2
+  /// threads); elsewhere (other CPUs, ATEN_CPU_CAPABILITY=default) the chain runs.
   void step_impl(const std::vector<torch::Tensor>& grads, bool allow_fused);
   /// Look-ahead of spec §3.4 (hypercl's adam_step): from the current state and `grads`, without
   /// changing the state, s = step+1, m' = β1 m + (1−β1) g, v' = β2 v + (1−β2) g²,
   /// Δθ = −lr · √(1−β2^s)/(1−β1^s) · m' / (√v' + eps). Returns detached tensors.
   std::vector<torch::Tensor> lookahead(const std::vector<torch::Tensor>& grads) const;
-  /// lookahead() with the one-pass float32 kernel (x86 with AVX2 and FMA) allowed or not; the
-  /// tensor chain (allow_fused = false) is the definition the kernel is tested against bit for bit.
+  /// lookahead() with the one-pass float32 kernel allowed or not, under the same rule as step_impl
+  /// (bit for bit the tensor chain wherever the kernel runs).
   std::vector<torch::Tensor> lookahead_impl(const std::vector<torch::Tensor>& grads, bool allow_fused) const;
   std::int64_t steps() const { return step_; }
   const std::vector<torch::Tensor>& exp_avg() const { return m_; }

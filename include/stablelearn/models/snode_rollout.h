@@ -19,6 +19,8 @@
 // vector products through the rollout use the tensor path.
 #pragma once
 
+#include <cstdint>
+
 #include <torch/types.h>
 
 #include "stablelearn/models/snode.h"
@@ -38,5 +40,11 @@ bool snode_euler_rollout_supported(const torch::Tensor& flat, const torch::Tenso
 /// snode_euler_rollout_supported rejects, naming what was expected.
 torch::Tensor snode_euler_rollout(const torch::Tensor& flat, const torch::Tensor& x0, const torch::Tensor& t,
                                   const SNodeOptions& options, const torch::Tensor& cond = {});
+
+/// How many fused rollouts (snode_euler_rollout forward passes) this process has run, over all
+/// threads. A plain counter for tests and profiling: it shows which path a trainer took
+/// (train.fused_rollout) without relying on the two paths rounding differently, which depends on
+/// the CPU's vector kernels.
+std::uint64_t snode_euler_rollout_calls();
 
 }  // namespace stablelearn::models::functional
