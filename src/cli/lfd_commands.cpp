@@ -211,11 +211,16 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
   stab->add_option("--substeps", sargs->opt.substeps, "Solver steps per data time step (1 = the training grid)")
       ->capture_default_str();
   stab->add_option("--method", sargs->opt.method,
-                   "Solver: auto (certified for autonomous sNODE skills, else euler), certified (Euler sub-steps each "
-                   "checked to decrease V by exp(-kappa alpha s); autonomous sNODE only), euler (as trained), rk4, dopri5")
+                   "Solver: auto (discrete for skills trained with model.discrete_step, certified for other autonomous "
+                   "sNODE skills, else euler), discrete (the discrete-time map: Euler step pulled radially towards the "
+                   "goal where V would not drop by exp(-kappa alpha h); autonomous sNODE only), certified (Euler "
+                   "sub-steps each checked to decrease V by exp(-kappa alpha s); autonomous sNODE only), euler (as "
+                   "trained), rk4, dopri5")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "certified", "euler", "rk4", "dopri5"}));
-  stab->add_option("--kappa", sargs->opt.kappa, "certified: fraction of the rate alpha each accepted sub-step must achieve")
+      ->check(CLI::IsMember({"auto", "discrete", "certified", "euler", "rk4", "dopri5"}));
+  stab->add_option("--kappa", sargs->opt.kappa,
+                   "certified: fraction of the rate alpha each accepted sub-step must achieve; discrete: the same for "
+                   "skills trained without model.discrete_step (trained ones use model.discrete_kappa)")
       ->capture_default_str()
       ->check(CLI::Range(1e-6, 0.999999));
   stab->add_flag("--float64", sargs->opt.float64, "Integrate in float64 (the learned weights cast up) instead of float32");
@@ -246,6 +251,14 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
       out["projected_substeps"] = r.projected_substeps;
       out["certified_ball_seconds"] = r.certified_ball_seconds;
       out["uncertified_substeps"] = r.uncertified_substeps;
+    } else if (r.method == "discrete") {
+      const auto& c = run.config();
+      out["kappa"] = c.discrete_step ? c.discrete_kappa : sargs->opt.kappa;
+      out["steps_applied"] = r.substeps;
+      out["projected_steps"] = r.projected_substeps;
+      out["projected_fraction"] = r.projected_fraction;
+      out["certified_ball_seconds"] = r.certified_ball_seconds;
+      out["nonfinite_steps"] = r.uncertified_substeps;
     }
     std::cout << out.dump(2) << "\n";
     return 0;

@@ -96,11 +96,17 @@ std::vector<torch::Tensor> cast(const std::vector<torch::Tensor>& w, torch::Dtyp
   for (const auto& t : w) out.push_back(t.detach().to(dtype));
   return out;
 }
+torch::Tensor cast_embedding(const torch::Tensor& e, torch::Dtype dtype) {
+  return e.defined() && dtype != torch::kFloat32 ? e.detach().to(dtype) : e;
+}
 }  // namespace
 
 VectorField BaselineModel::field(std::int64_t task, torch::Dtype dtype) const {
-  const auto e = embedding(task);
-  return p_->target(cast(network(task), dtype), e.defined() && dtype != torch::kFloat32 ? e.detach().to(dtype) : e);
+  return p_->target(cast(network(task), dtype), cast_embedding(embedding(task), dtype));
+}
+
+GridRollout BaselineModel::rollout(std::int64_t task, torch::Dtype dtype) const {
+  return p_->target.rollout(cast(network(task), dtype), cast_embedding(embedding(task), dtype));
 }
 
 torch::Tensor BaselineModel::train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t) const {
@@ -110,7 +116,7 @@ torch::Tensor BaselineModel::train_rollout(std::int64_t task, const torch::Tenso
   // (no concatenation to split again).
   if (detail::fused_rollout_applies(p_->cfg, p_->target, net.front(), x0, e))
     return models::functional::snode_euler_rollout(p_->target.layout.flatten(net), x0, t, *p_->target.snode, e);
-  return detail::integrate(p_->cfg, field(task), x0, t);
+  return rollout(task)(x0, t);
 }
 
 LyapunovFunction BaselineModel::lyapunov(std::int64_t task, torch::Dtype dtype) const {
@@ -303,7 +309,7 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
         // loss was differentiated against (the network, + the embedding if conditioned).
         auto row = detail::measure_sharpness(
             c, wrt,
-            [&] { return detail::integrate(c, s.model->field(k), win.y.select(1, 0), win.t); }, win.y, i, it + 1);
+            [&] { return s.model->rollout(k)(win.y.select(1, 0), win.t); }, win.y, i, it + 1);
         row["window_start"] = win.k0;
         if (c.method == "rep") row["window_task"] = k;
         detail::record_diagnostics_row(metrics_path, std::move(row), diag_rows);
@@ -346,7 +352,7 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
       row = detail::evaluate_seen_tasks(metrics_path, i, [&](std::int64_t j) {
         const bool carry = !conditioned && j < i && !s.evals.empty() && s.evals.back().size() > static_cast<std::size_t>(j);
         return carry ? s.evals.back()[static_cast<std::size_t>(j)]
-                     : detail::evaluate_task(c, *s.spec, s.task(j), model.field(j));
+                     : detail::evaluate_task(c, *s.spec, s.task(j), model.rollout(j));
       });
     }
     s.evals.push_back(row);

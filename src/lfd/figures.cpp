@@ -29,7 +29,8 @@ std::vector<std::filesystem::path> write_run_figures(const LfdRun& run, const st
     const auto field = run.field(j);
     const auto x0 = d.x.select(1, 0).to(torch::kFloat32);
     const auto t = d.t.to(torch::kFloat32);
-    const auto traj = (c.target == "snode" ? windowed_rollout(field, x0, t, c.tsub) : models::odeint(field, x0, t))
+    // sNODE: the evaluation protocol with the skill's own map (Euler, or Φ with model.discrete_step).
+    const auto traj = (c.target == "snode" ? windowed_rollout(run.rollout(j), x0, t, c.tsub) : models::odeint(field, x0, t))
                           .to(torch::kFloat64);
     const auto P = d.position_dim;
     const auto to_raw = [&](const torch::Tensor& m) {

@@ -253,7 +253,14 @@ double add_lookahead_regularizer_grad(const std::vector<torch::Tensor>& theta, s
   return value;
 }
 
-torch::Tensor windowed_rollout(const VectorField& f, const torch::Tensor& x0, const torch::Tensor& t, std::int64_t window) {
+GridRollout ode_rollout(VectorField f, models::OdeintOptions options) {
+  return {[f = std::move(f), options](const torch::Tensor& x0, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
+    return models::odeint(f, x0, t, options);
+  }};
+}
+
+torch::Tensor windowed_rollout(const GridRollout& rollout, const torch::Tensor& x0, const torch::Tensor& t,
+                               std::int64_t window) {
   SL_CHECK(window >= 2 && t.size(0) >= window, ShapeError, "windowed_rollout: window ", window, " for ", t.size(0),
            " time samples");
   const auto windows = t.size(0) / window;
@@ -261,11 +268,15 @@ torch::Tensor windowed_rollout(const VectorField& f, const torch::Tensor& x0, co
   auto start = x0;
   for (std::int64_t w = 0; w < windows; ++w) {
     const auto tw = t.narrow(0, w * window, window);
-    const auto y = models::odeint(f, start, tw);  // [M, window, d], y[:, 0] = start
+    const auto y = rollout(start, tw);  // [M, window, d], y[:, 0] = start
     parts.push_back(y);
     start = y.select(1, window - 1);
   }
   return torch::cat(parts, 1);
+}
+
+torch::Tensor windowed_rollout(const VectorField& f, const torch::Tensor& x0, const torch::Tensor& t, std::int64_t window) {
+  return windowed_rollout(ode_rollout(f), x0, t, window);
 }
 
 }  // namespace stablelearn::lfd

@@ -21,6 +21,7 @@
 #include "stablelearn/models/node_mlp.h"
 #include "stablelearn/models/odeint.h"
 #include "stablelearn/models/snode.h"
+#include "stablelearn/models/snode_discrete.h"
 #include "stablelearn/models/snode_rollout.h"
 #include "stablelearn/report/svg.h"
 
@@ -50,6 +51,15 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
           [o, w, cond](const torch::Tensor& time, const torch::Tensor& x) { return F::snode_rhs(time, x, w, o, cond); });
     };
     t.snode = o;
+    if (c.discrete_step) {
+      F::check_discrete_options(o, c.discrete_kappa, "model.discrete_step");
+      t.rollout = [o, kappa = c.discrete_kappa](const std::vector<torch::Tensor>& w, const torch::Tensor& cond) {
+        return GridRollout{[o, kappa, w, cond](const torch::Tensor& x0, const torch::Tensor& time,
+                                               F::SNodeDiscreteStats* stats) {
+          return F::snode_discrete_rollout(x0, time, w, o, kappa, cond, stats);
+        }};
+      };
+    }
     t.lyapunov = [o](const std::vector<torch::Tensor>& w) {
       return LyapunovFunction([o, w](const torch::Tensor& time, const torch::Tensor& x) {
         return F::snode_lyapunov(o.explicit_time() ? F::append_time(x, time) : x, w, o);
@@ -65,6 +75,14 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
           [o, w, cond](const torch::Tensor& time, const torch::Tensor& x) { return F::node_rhs(time, x, w, o, cond); });
     };
   }
+  if (!t.rollout) {
+    // The training solver: Euler on the data grid for sNODE, node_solver for NODE.
+    const auto solver = c.target == "snode" ? models::OdeintOptions{}
+                                            : models::OdeintOptions{}.method(models::parse_ode_method(c.node_solver));
+    t.rollout = [field = t.field, solver](const std::vector<torch::Tensor>& w, const torch::Tensor& cond) {
+      return ode_rollout(field(w, cond), solver);
+    };
+  }
   return t;
 }
 
@@ -72,29 +90,24 @@ std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stre
   return static_cast<std::uint64_t>(seed) * 1000003ULL + static_cast<std::uint64_t>(task) * 7919ULL + stream;
 }
 
-torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::Tensor& y0, const torch::Tensor& t) {
-  const auto solver = c.target == "snode" ? models::OdeintOptions{}
-                                          : models::OdeintOptions{}.method(models::parse_ode_method(c.node_solver));
-  return models::odeint(f, y0, t, solver);
-}
-
 torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
                             const torch::Tensor& x0, const torch::Tensor& t) {
   if (fused_rollout_applies(c, target, flat, x0, cond)) return F::snode_euler_rollout(flat, x0, t, *target.snode, cond);
-  return integrate(c, target(target.layout.split(flat), cond), x0, t);
+  return target.rollout(target.layout.split(flat), cond)(x0, t);
 }
 
 bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch::Tensor& weights_like,
                            const torch::Tensor& x0, const torch::Tensor& cond) {
-  return c.fused_rollout && target.snode && F::snode_euler_rollout_supported(weights_like, x0, *target.snode, cond);
+  return c.fused_rollout && !c.discrete_step && target.snode &&
+         F::snode_euler_rollout_supported(weights_like, x0, *target.snode, cond);
 }
 
 EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& pj,
-                       const VectorField& field) {
+                       const GridRollout& rollout) {
   torch::NoGradGuard no_grad;
   const auto x0 = pj.x.select(1, 0).to(torch::kFloat32);
   const auto t = pj.t.to(torch::kFloat32);
-  const auto traj = c.target == "snode" ? windowed_rollout(field, x0, t, c.tsub) : integrate(c, field, x0, t);
+  const auto traj = c.target == "snode" ? windowed_rollout(rollout, x0, t, c.tsub) : rollout(x0, t);
   const auto pred = data::restore_prediction(pj, traj.to(torch::kFloat64));
   const auto T = pred.size(1);
   const auto P = spec.position_dim;

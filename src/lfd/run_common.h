@@ -35,6 +35,10 @@ struct Target {
   std::function<LyapunovFunction(const std::vector<torch::Tensor>& weights)> lyapunov;
   /// sNODE only: its options, for the fused training rollout (models/snode_rollout.h).
   std::optional<models::SNodeOptions> snode;
+  /// The configuration's solver on the data grid bound to weights (and cond): Euler on the field
+  /// for sNODE, node_solver for NODE, the discrete-time map Φ with model.discrete_step. Training
+  /// (tensor path), evaluation, diagnostics and the stability check all integrate through it.
+  std::function<GridRollout(const std::vector<torch::Tensor>& weights, const torch::Tensor& cond)> rollout;
   VectorField operator()(const std::vector<torch::Tensor>& w, const torch::Tensor& cond = {}) const { return field(w, cond); }
 };
 Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim = 0);
@@ -43,23 +47,20 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
 /// resumed run draws exactly what an uninterrupted one would.
 std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stream);
 
-/// The training solver: Euler on the data grid for sNODE, train/eval node_solver for NODE.
-torch::Tensor integrate(const LfdConfig& c, const VectorField& f, const torch::Tensor& y0, const torch::Tensor& t);
-
 /// The training rollout of one window: x0 [B, d] integrated over t with the training solver, the
 /// weights given as one flat vector in `target.layout` order. sNODE targets take the fused Euler
 /// rollout with the hand-written backward when train.fused_rollout is set and the tensors allow it
-/// (CPU float32/float64); everything else integrates the tensor field (`integrate`).
+/// (CPU float32/float64, not model.discrete_step); everything else goes through `target.rollout`.
 torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
                             const torch::Tensor& x0, const torch::Tensor& t);
 /// Whether train_rollout takes the fused path for weights of `weights_like`'s dtype and device.
 bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch::Tensor& weights_like,
                            const torch::Tensor& x0, const torch::Tensor& cond);
 
-/// Evaluation of one task with a learned field (spec §3.6: sNODE windowed, NODE one full
-/// integration), de-normalised, DTW / Fréchet / swept (+ quaternion error).
+/// Evaluation of one task with a learned skill's solver (Target::rollout; spec §3.6: sNODE
+/// windowed, NODE one full integration), de-normalised, DTW / Fréchet / swept (+ quaternion error).
 EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& task,
-                       const VectorField& field);
+                       const GridRollout& rollout);
 
 void append_jsonl(const std::filesystem::path& path, const nlohmann::json& row);
 

@@ -33,7 +33,8 @@ std::vector<unsigned char> serialize_skill(const SkillSpec& s, const std::vector
            ShapeError, "skill export: mean/std/goal must have position_dim = ", s.position_dim, " values");
   Writer w;
   w.raw(runtime::kSkillMagic, 8);
-  w.u32(runtime::kSkillVersion);
+  // The lowest version that expresses the skill: 2 only for the discrete-step block.
+  w.u32(s.discrete_step ? 2 : 1);
   w.u32(s.snode ? 1 : 2);
   w.u32(static_cast<std::uint64_t>(s.dim));
   w.u32(static_cast<std::uint64_t>(s.position_dim));
@@ -53,6 +54,11 @@ std::vector<unsigned char> serialize_skill(const SkillSpec& s, const std::vector
   }
   w.u32(s.name.size());
   w.raw(s.name.data(), s.name.size());
+  if (s.discrete_step) {
+    w.u32(1);
+    w.f64(s.kappa);
+    w.f64(s.period);
+  }
   w.u64(runtime::fnv1a64(w.out.data(), w.out.size()));
   // Validate by reading it back with the runtime: a mismatch with the architecture is a bug here.
   try {
@@ -78,6 +84,9 @@ SkillSpec export_skill(const LfdRun& run, std::int64_t task, const std::filesyst
   s.rehu = c.rehu;
   s.t0 = d.t[0].item<double>();
   s.dt = (d.t[1] - d.t[0]).item<double>();
+  s.discrete_step = c.discrete_step;
+  s.kappa = c.discrete_kappa;
+  s.period = s.dt;
   const auto goal = s.snode ? d.goal.mean(0) : torch::zeros({d.position_dim}, torch::kFloat64);
   for (std::int64_t i = 0; i < d.position_dim; ++i) {
     s.mean.push_back(d.mean[i].item<double>());

@@ -81,6 +81,8 @@ LfdConfig LfdConfig::from_config(const Config& cfg) {
   c.eps = m.get("eps", c.eps);
   c.tnet_hidden = m.get("tnet_hidden", c.tnet_hidden);
   c.explicit_time = m.get("explicit_time", c.explicit_time);
+  c.discrete_step = m.get("discrete_step", c.discrete_step);
+  c.discrete_kappa = m.get("discrete_kappa", c.discrete_kappa);
   c.hnet_hidden = m.get("hnet_hidden", c.hnet_hidden);
   c.task_emb_dim = m.get("task_emb_dim", c.task_emb_dim);
   c.chunk_emb_dim = m.get("chunk_emb_dim", c.chunk_emb_dim);
@@ -147,6 +149,8 @@ Config LfdConfig::to_config() const {
   w.put("model", "eps", eps);
   w.put("model", "tnet_hidden", tnet_hidden);
   w.put("model", "explicit_time", explicit_time);
+  w.put("model", "discrete_step", discrete_step);
+  w.put("model", "discrete_kappa", discrete_kappa);
   w.put("model", "hnet_hidden", hnet_hidden);
   w.put("model", "task_emb_dim", task_emb_dim);
   w.put("model", "chunk_emb_dim", chunk_emb_dim);
@@ -199,6 +203,12 @@ void LfdConfig::validate() const {
            "model.task_emb_dim, chunk_emb_dim and chunk_dim must be >= 1");
   SL_CHECK(h >= 1 && hp >= 1 && fhat_layers >= 1, ConfigError, "model.h, hp and fhat_layers must be >= 1");
   SL_CHECK(alpha > 0 && rehu > 0 && eps >= 0, ConfigError, "model.alpha and rehu must be > 0 and eps >= 0");
+  SL_CHECK(discrete_kappa > 0 && discrete_kappa <= 1, ConfigError, "model.discrete_kappa must be in (0, 1], got ",
+           discrete_kappa);
+  SL_CHECK(!discrete_step || (target == "snode" && !explicit_time), ConfigError,
+           "model.discrete_step = true needs the autonomous sNODE (model.target = \"snode\", model.explicit_time = "
+           "false): only there is V a Lyapunov function of the executed map; got target = \"", target,
+           "\", explicit_time = ", explicit_time ? "true" : "false");
   models::parse_ode_method(node_solver);
   SL_CHECK(diagnostics.every >= 0, ConfigError, "diagnostics.every must be >= 0 (0 = off), got ", diagnostics.every);
   SL_CHECK(diagnostics.lanczos_steps >= 2, ConfigError, "diagnostics.lanczos_steps must be >= 2, got ",
@@ -431,7 +441,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
             c, params,
             [&] {
               const auto w = s.target.layout.split(net->forward_task(i));
-              return detail::integrate(c, s.target(w), win.y.select(1, 0), win.t);
+              return s.target.rollout(w, {})(win.y.select(1, 0), win.t);
             },
             win.y, i, it + 1);
         row["window_start"] = win.k0;
@@ -458,7 +468,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
     if (c.evaluate) {
       torch::NoGradGuard no_grad;
       row = detail::evaluate_seen_tasks(metrics_path, i, [&](std::int64_t j) {
-        return detail::evaluate_task(c, *s.spec, s.task(j), s.target(s.target.layout.split(net->forward_task(j))));
+        return detail::evaluate_task(c, *s.spec, s.task(j), s.target.rollout(s.target.layout.split(net->forward_task(j)), {}));
       });
     }
     s.evals.push_back(row);
@@ -485,7 +495,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Loading a run, stability
+// Loading a run (the stability check is in stability.cpp)
 
 namespace detail {
 struct RunParts {
@@ -552,6 +562,15 @@ VectorField LfdRun::field(std::int64_t task, torch::Dtype dtype) const {
   return p_->target(cast_weights(weights(task), dtype));
 }
 
+GridRollout LfdRun::rollout(std::int64_t task, torch::Dtype dtype) const {
+  if (p_->baseline) {
+    SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (",
+             p_->completed, " tasks completed)");
+    return p_->baseline->rollout(task, dtype);
+  }
+  return p_->target.rollout(cast_weights(weights(task), dtype), {});
+}
+
 const std::string& LfdRun::task_name(std::int64_t task) const {
   SL_CHECK(task >= 0 && task < p_->dataset->num_tasks(), UsageError, "task ", task, " out of range");
   return p_->dataset->task_files()[static_cast<std::size_t>(task)];
@@ -574,117 +593,6 @@ LyapunovFunction LfdRun::lyapunov(std::int64_t task, torch::Dtype dtype) const {
     return p_->baseline->lyapunov(task, dtype);
   }
   return p_->target.lyapunov(cast_weights(weights(task), dtype));
-}
-
-StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& o) {
-  SL_CHECK(o.starts >= 1, UsageError, "--starts must be >= 1, got ", o.starts);
-  SL_CHECK(o.horizon_factor >= 0, UsageError, "--horizon-factor must be >= 0 (0 = automatic), got ", o.horizon_factor);
-  SL_CHECK(o.substeps >= 1, UsageError, "--substeps must be >= 1, got ", o.substeps);
-  const auto& c = run.config();
-  const bool autonomous_snode = c.target == "snode" && !c.explicit_time;
-  const std::string method = o.method == "auto" ? (autonomous_snode ? "certified" : "euler") : o.method;
-  const bool certified = method == "certified";
-  if (certified)
-    SL_CHECK(autonomous_snode, UsageError, "--method certified needs an autonomous sNODE skill (target = snode, "
-             "explicit_time = false): only there is V a Lyapunov function of the integrated system (this run: target = ",
-             c.target, ", explicit_time = ", c.explicit_time ? "true" : "false", "); use euler, rk4 or dopri5");
-  else
-    models::parse_ode_method(method);
-  torch::NoGradGuard no_grad;
-  const auto d = run.task(task);
-  const auto P = d.position_dim;
-  const auto M = d.x.size(0), T = d.x.size(1);
-  // Starts: the demonstrations' first states, then uniform draws in a box 1.5x their extent.
-  const auto flat = d.x.reshape({-1, d.x.size(2)});
-  const auto lo = std::get<0>(flat.min(0)), hi = std::get<0>(flat.max(0));
-  const auto centre = (lo + hi) / 2, half = (hi - lo) * 0.75;
-  std::vector<torch::Tensor> starts;
-  for (std::int64_t m = 0; m < std::min(M, o.starts); ++m) starts.push_back(d.x[m][0]);
-  auto gen = at::detail::createCPUGenerator(o.seed);
-  const auto extra = o.starts - static_cast<std::int64_t>(starts.size());
-  torch::Tensor x0 = torch::stack(starts);
-  if (extra > 0) {
-    const auto u = torch::rand({extra, d.x.size(2)}, gen, torch::kFloat64) * 2 - 1;
-    x0 = torch::cat({x0, centre + u * half});
-  }
-  // Goal in model coordinates: the origin for goal-centred sNODE, the demonstrations' mean end
-  // point otherwise.
-  const auto goal = c.target == "snode" ? torch::zeros({d.x.size(2)}, torch::kFloat64) : d.x.select(1, T - 1).mean(0);
-  const auto raw_pos = d.raw.narrow(2, 0, P).reshape({-1, P});
-  const double extent = (std::get<0>(raw_pos.max(0)) - std::get<0>(raw_pos.min(0))).max().item<double>();
-  StabilityReport r;
-  r.method = method;
-  r.tolerance = o.tolerance > 0 ? o.tolerance : 0.02 * extent;
-  const double data_dt = (d.t[1] - d.t[0]).item<double>();
-  const double T_seconds = data_dt * static_cast<double>(T);
-  double horizon_factor = o.horizon_factor > 0 ? o.horizon_factor : 2.0;
-  double ball = 0;  // ε tol_model²: V below it certifies half the tolerance
-  if (autonomous_snode && c.eps > 0) {
-    // ‖pos_raw‖ <= max(std) ‖x‖ and ε‖x‖² <= V(x(t)) <= V(x0) e^{−αt} (continuous time): half the
-    // tolerance (a margin for the fixed-step solver) is certain once
-    // e^{−αt} max V(x0) <= ε (tol / (2 max std))².
-    const auto V = run.lyapunov(task, torch::kFloat64);
-    r.max_initial_lyapunov = V(d.t[0].to(torch::kFloat64), x0).max().item<double>();
-    const double tol_model = 0.5 * r.tolerance / d.std.narrow(0, 0, P).max().item<double>();
-    // The certified solver guarantees the rate κα per step instead of α (models/odeint.h).
-    const double rate = certified ? o.kappa * c.alpha : c.alpha;
-    ball = c.eps * tol_model * tol_model;
-    r.bound_horizon_seconds = std::max(0.0, std::log(r.max_initial_lyapunov / ball) / rate);
-    if (o.horizon_factor <= 0) horizon_factor = std::max(2.0, r.bound_horizon_seconds / T_seconds);
-  }
-  const double dt = data_dt / static_cast<double>(o.substeps);
-  const auto steps = static_cast<std::int64_t>(std::ceil(horizon_factor * static_cast<double>(T * o.substeps)));
-  const auto grid = d.t[0] + torch::arange(steps, torch::kFloat64) * dt;
-  // The certified solver decides acceptance on V, so it works in float64 (a float32 V cannot
-  // resolve the per-step decrease e^{−κα s} for small s).
-  const auto dtype = o.float64 || certified ? torch::kFloat64 : torch::kFloat32;
-  const auto field = run.field(task, dtype);
-  // Only the final state is needed: integrate in chunks to bound memory.
-  torch::Tensor state = x0.to(dtype);
-  std::int64_t chunk = 1000, integrated = steps;
-  if (certified) {
-    const auto V = run.lyapunov(task, torch::kFloat64);
-    const auto zero_t = torch::zeros({}, torch::kFloat64);
-    const auto lyap = [&](const torch::Tensor& x) { return V(zero_t, x); };
-    const auto copt = models::CertifiedEulerOptions{}.alpha(c.alpha).kappa(o.kappa);
-    chunk = 101;
-    for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
-      const auto len = std::min(chunk, steps - k);
-      models::CertifiedEulerStats st;
-      state = models::certified_euler(field, lyap, state, grid.narrow(0, k, len), copt, &st).select(1, len - 1);
-      r.substeps += st.substeps;
-      r.rejected_substeps += st.rejections;
-      r.uncertified_substeps += st.uncertified;
-      r.projected_substeps += st.projections;
-      // Every certified step keeps V from rising, so once every start has V <= ε tol_model² it
-      // stays within half the tolerance for ever: with the automatic horizon, stop there.
-      if (o.horizon_factor <= 0 && st.uncertified == 0 && r.uncertified_substeps == 0 &&
-          (lyap(state) <= ball).all().item<bool>()) {
-        integrated = k + len;
-        r.certified_ball_seconds = static_cast<double>(integrated - 1) * dt;
-        break;
-      }
-    }
-  } else {
-    const auto solver = models::OdeintOptions{}.method(models::parse_ode_method(method));
-    for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
-      const auto len = std::min(chunk, steps - k);
-      state = models::odeint(field, state, grid.narrow(0, k, len), solver).select(1, len - 1);
-    }
-  }
-  r.steps = integrated / o.substeps;
-  r.horizon_seconds = static_cast<double>(integrated - 1) * dt;
-  const auto final_pos = (state.to(torch::kFloat64) - goal).narrow(1, 0, P) * d.std;
-  const auto dist = final_pos.norm(2, 1);
-  r.starts = x0.size(0);
-  r.final_distances.assign(dist.data_ptr<double>(), dist.data_ptr<double>() + dist.numel());
-  std::int64_t ok = 0;
-  for (double v : r.final_distances) ok += std::isfinite(v) && v <= r.tolerance;
-  r.converged_fraction = static_cast<double>(ok) / static_cast<double>(r.starts);
-  const auto s = summarize(r.final_distances);
-  r.median_final_distance = s.median;
-  r.max_final_distance = *std::max_element(r.final_distances.begin(), r.final_distances.end());
-  return r;
 }
 
 }  // namespace stablelearn::lfd

@@ -11,6 +11,7 @@
 #include "stablelearn/models/odeint.h"
 #include "stablelearn/models/snode.h"
 #include "stablelearn/runtime/skill.h"
+#include "runtime_testing.h"
 #include "testing.h"
 
 namespace sl = stablelearn;
@@ -230,7 +231,7 @@ TEST(Runtime, CorruptFilesAreRefusedWithAClearError) {
     EXPECT_NE(std::string(e.what()).find("bad magic"), std::string::npos);
   }
   auto newer = good;
-  newer[8] = 2;  // version 2, checksum recomputed: refused as newer
+  newer[8] = static_cast<unsigned char>(rt::kSkillVersion + 1);  // checksum recomputed: refused as newer
   const auto h = rt::fnv1a64(newer.data(), newer.size() - 8);
   std::memcpy(newer.data() + newer.size() - 8, &h, 8);
   try {
@@ -248,18 +249,7 @@ TEST(Runtime, VersionOneFixtureStillLoadsAndMatchesLibtorch) {
   const auto skill = rt::Skill::load(path.string());
   const auto& h = skill.header();
   ASSERT_EQ(h.kind, rt::SkillKind::SNode);
-  auto o = sl::models::SNodeOptions(h.dim)
-               .hidden(h.hidden[0])
-               .fhat_layers(static_cast<std::int64_t>(h.hidden.size()))
-               .icnn_hidden(h.icnn_hidden)
-               .alpha(h.alpha)
-               .eps(h.eps)
-               .rehu(h.rehu)
-               .explicit_time(h.explicit_time);
-  const auto flat = torch::from_blob(const_cast<float*>(skill.weights().data()),
-                                     {static_cast<std::int64_t>(skill.weights().size())}, torch::kFloat32)
-                        .clone();
-  const auto w = sl::models::snode_layout(o).split(flat);
+  const auto [o, w] = sl::testing::libtorch_snode(skill);
   rt::Workspace ws(skill);
   for (int k = 0; k < 20; ++k) {
     const auto x = torch::randn({1, static_cast<std::int64_t>(h.dim)});

@@ -60,9 +60,12 @@ class BaselineModel {
   /// ẋ = f(t, x) of `task` (model coordinates), using the current tensors.
   /// `dtype`: the network and embedding are cast to it.
   VectorField field(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
+  /// The configuration's solver bound to `task`'s current tensors (the field's ODE solver, or the
+  /// discrete-time map Φ with model.discrete_step), cast to `dtype` as field().
+  GridRollout rollout(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
   /// The training rollout of one window of `task` from x0 [B, d] over t (differentiable w.r.t. the
   /// network and the embedding): the fused sNODE rollout where train.fused_rollout allows it, else
-  /// the tensor field integrated with the training solver.
+  /// rollout(task).
   torch::Tensor train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t) const;
   /// V of `task`'s sNODE (UsageError for NODE targets); it does not depend on the embedding.
   LyapunovFunction lyapunov(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;

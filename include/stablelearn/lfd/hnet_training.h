@@ -9,6 +9,9 @@
 
 #include <torch/types.h>
 
+#include "stablelearn/models/odeint.h"
+#include "stablelearn/models/snode_discrete.h"
+
 namespace stablelearn::lfd {
 
 /// Adam exactly as torch.optim.Adam (no weight decay, no amsgrad) with its state kept in the open,
@@ -81,10 +84,27 @@ using VectorField = std::function<torch::Tensor(const torch::Tensor& t, const to
 /// A learned Lyapunov function V(t, x): x [B, d] -> [B] (sNODE).
 using LyapunovFunction = std::function<torch::Tensor(const torch::Tensor& t, const torch::Tensor& x)>;
 
+/// A learned skill's map on a time grid, x0 [B, d], t [T] -> [B, T, d] (x0 first): the one solver
+/// that training, evaluation and the stability check use for a configuration — an ODE solver on
+/// the vector field (ode_rollout), or the discrete-time sNODE map Φ_h (model.discrete_step;
+/// models/snode_discrete.h). `stats`, where given, receives Φ's counts (ODE solvers leave it alone).
+struct GridRollout {
+  std::function<torch::Tensor(const torch::Tensor& x0, const torch::Tensor& t, models::functional::SNodeDiscreteStats* stats)> fn;
+  torch::Tensor operator()(const torch::Tensor& x0, const torch::Tensor& t,
+                           models::functional::SNodeDiscreteStats* stats = nullptr) const {
+    return fn(x0, t, stats);
+  }
+};
+/// models::odeint(f, x0, t, options) as a GridRollout.
+GridRollout ode_rollout(VectorField f, models::OdeintOptions options = {});
+
 /// sNODE evaluation protocol (spec §3.6): the grid t [T] is cut into windows of `window` samples;
-/// each window is integrated with Euler from the last predicted state of the previous window but
-/// at the window's own first time (so the step between windows is skipped and that state repeats).
-/// x0 [M, d] -> [M, (T / window) · window, d].
+/// each window is integrated with `rollout` (Euler on the field, or Φ) from the last predicted state
+/// of the previous window but at the window's own first time (so the step between windows is
+/// skipped and that state repeats). x0 [M, d] -> [M, (T / window) · window, d].
+torch::Tensor windowed_rollout(const GridRollout& rollout, const torch::Tensor& x0, const torch::Tensor& t,
+                               std::int64_t window);
+/// windowed_rollout with Euler on the vector field f.
 torch::Tensor windowed_rollout(const VectorField& f, const torch::Tensor& x0, const torch::Tensor& t, std::int64_t window);
 
 }  // namespace stablelearn::lfd

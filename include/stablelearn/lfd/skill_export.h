@@ -25,6 +25,10 @@ struct SkillSpec {
   double t0 = 0, dt = 0;              ///< the demonstrations' clock (start, step)
   std::vector<double> mean, std, goal;  ///< position_dim each (goal in normalised coordinates)
   std::string name;
+  /// Trained as the discrete-time map Φ (model.discrete_step) with κ at `period` (the data step):
+  /// written as format version 2; otherwise the file is version 1, byte for byte as before.
+  bool discrete_step = false;
+  double kappa = 0.5, period = 0;
 };
 
 /// The file's bytes: weights (in the target's layout order) stored as float32.

@@ -82,6 +82,12 @@ struct LfdConfig {
   double eps = 1e-4;                ///< sNODE: ε‖z‖² term of V (--lsddm_projfn_eps)
   std::vector<std::int64_t> tnet_hidden{1000, 1000, 1000};  ///< NODE: hidden widths (--tnet_arch)
   bool explicit_time = true;        ///< time appended to the state (--explicit_time)
+  /// sNODE: train, evaluate and check stability with the discrete-time map Φ_h at the data's period
+  /// h (models/snode_discrete.h, docs/lfd.md §7) instead of Euler steps of the field: V(Φ_h(x)) <=
+  /// e^{−κ α h} V(x) for every x and any weights, so the skill converges when executed at period h
+  /// (runtime Skill::step_discrete). Needs target = "snode" and explicit_time = false. Default false.
+  bool discrete_step = false;
+  double discrete_kappa = 0.5;      ///< κ ∈ (0, 1] of Φ_h: the fraction of α each step achieves
   std::vector<std::int64_t> hnet_hidden{200, 200, 200};   ///< hypernetwork trunk (--hnet_arch)
   std::int64_t task_emb_dim = 256;  ///< te (--task_emb_dim)
   std::int64_t chunk_emb_dim = 256; ///< ce (--chunk_emb_dim)
@@ -92,7 +98,8 @@ struct LfdConfig {
   std::int64_t tsub = 20;           ///< window length (--tsub)
   /// sNODE: train through the fused Euler rollout with its hand-written backward
   /// (models/snode_rollout.h); false = autograd through the tensor field (same values up to float
-  /// rounding, several times slower). Diagnostics always use the tensor field.
+  /// rounding, several times slower). Diagnostics always use the tensor field. Not used with
+  /// model.discrete_step (Φ has no fused form; it trains through its tensor ops).
   bool fused_rollout = true;
   double beta = 0.005;              ///< regulariser weight (--beta); 0 = no regularisation (fine-tuning)
   std::int64_t num_regs = 1;        ///< past tasks regularised per iteration; 0 = all (--num_regs)
@@ -173,6 +180,9 @@ class LfdRun {
   /// The learned vector field of `task` in model coordinates (normalised; goal-centred for sNODE).
   /// `dtype`: the weights are cast to it (float64 for rollouts that compare V values closely).
   VectorField field(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
+  /// The configuration's solver on a time grid bound to `task` (weights cast to `dtype`): the ODE
+  /// solver of training on field(), or the discrete-time map Φ with model.discrete_step.
+  GridRollout rollout(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
   /// The learned Lyapunov function V of `task` (sNODE only; UsageError for NODE).
   LyapunovFunction lyapunov(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
   /// Raw demonstrations [M, T, dim], model-coordinate states [M, T, state_dim] (float64), time [T]
@@ -202,7 +212,9 @@ class LfdRun {
 /// and the horizon is max(2 T, t*). Clock-input sNODE and NODE skills carry no such bound (spec
 /// §8.1) and are reported as they are.
 ///
-/// Solver: `auto` picks `certified` for autonomous sNODE skills (Lyapunov-certified Euler,
+/// Solver: `auto` picks `discrete` for skills trained with model.discrete_step (the discrete-time
+/// map Φ_h they were trained with, at the data's period: V(Φ(x)) <= e^{−κα h} V(x) for every start,
+/// so t* uses κα; float32 as trained and executed), `certified` for other autonomous sNODE skills (Lyapunov-certified Euler,
 /// models/odeint.h: every accepted sub-step has V(x') <= V(x) e^{−κα s}, so the bound holds on the
 /// discrete trajectory with rate κα, and t* above uses κα; float64), else `euler` on the data grid
 /// (how skills are trained and evaluated). Plain Euler follows the continuous-time bound only where
@@ -213,10 +225,12 @@ struct StabilityOptions {
   double tolerance = 0;          ///< raw units; 0 = 2 % of the demonstrations' extent
   std::uint64_t seed = 0;        ///< random starts
   std::int64_t substeps = 1;     ///< solver steps per data time step (1 = the data grid, as trained)
-  /// auto (certified for autonomous sNODE skills, else euler) | certified | euler (as trained and
+  /// auto (discrete for model.discrete_step skills, certified for other autonomous sNODE skills,
+  /// else euler) | discrete (Φ_h; autonomous sNODE only) | certified | euler (as trained and
   /// evaluated) | rk4 | dopri5
   std::string method = "auto";
-  /// certified: the fraction κ of the rate α that every accepted sub-step must achieve
+  /// certified: the fraction κ of the rate α that every accepted sub-step must achieve; discrete:
+  /// κ of Φ for skills trained without model.discrete_step (trained ones use model.discrete_kappa)
   double kappa = 0.5;
   /// Integrate in float64 (weights cast up) instead of float32, as training and evaluation do.
   bool float64 = false;
@@ -233,8 +247,11 @@ struct StabilityReport {
   /// certified: accepted sub-steps and rejected trials over all starts; of the accepted ones, those
   /// radially projected after the halving limit, and those taken uncertified (non-finite states:
   /// 0 means every start carries the discrete certificate)
+  /// discrete: substeps = applications of Φ (starts × steps), projected_substeps = those radially
+  /// pulled, uncertified_substeps = non-finite results
   std::int64_t substeps = 0, rejected_substeps = 0, projected_substeps = 0, uncertified_substeps = 0;
-  /// certified with the automatic horizon: the time at which every start had V <= ε (tol/(2 max
+  double projected_fraction = 0;        ///< projected_substeps / substeps (certified, discrete)
+  /// certified or discrete with the automatic horizon: the time at which every start had V <= ε (tol/(2 max
   /// std))², after which the certificate keeps it within half the tolerance; the rollout stops there
   /// (0 if it did not happen before the horizon)
   double certified_ball_seconds = 0;

@@ -20,12 +20,15 @@
 // model coordinates. Arithmetic is float for the weights and products (as the trained libtorch
 // model) with double at the interface.
 //
-// File format (little-endian), version 1 — see docs/skill-format.md:
+// File format (little-endian), version 2 — see docs/skill-format.md:
 //   "SLSKILL\0" | u32 version | u32 kind (1 sNODE, 2 NODE) | u32 dim | u32 position_dim |
 //   u32 explicit_time | u32 n_hidden | n_hidden × u32 widths | u32 icnn_hidden |
 //   f64 alpha, eps, rehu, psd_rehu, elu_alpha, t0, dt |
 //   position_dim × f64 mean, std, goal | u64 n_weights | n_weights × f32 (layout order) |
-//   u32 name_len | name | u64 FNV-1a-64 checksum of every preceding byte.
+//   u32 name_len | name | [version ≥ 2: u32 step (0 ODE, 1 discrete map Φ) | f64 kappa | f64 period] |
+//   u64 FNV-1a-64 checksum of every preceding byte.
+// Writers use the lowest version that expresses the skill (version 1 unless it is a discrete-step
+// skill), so continuous-time skills stay readable by version-1 runtimes.
 #pragma once
 
 #include <algorithm>
@@ -47,7 +50,7 @@ class SkillError : public std::runtime_error {
 };
 
 inline constexpr char kSkillMagic[8] = {'S', 'L', 'S', 'K', 'I', 'L', 'L', '\0'};
-inline constexpr std::uint32_t kSkillVersion = 1;
+inline constexpr std::uint32_t kSkillVersion = 2;
 enum class SkillKind : std::uint32_t { SNode = 1, Node = 2 };
 
 inline std::uint64_t fnv1a64(const unsigned char* p, std::size_t n) {
@@ -67,7 +70,8 @@ class Workspace {
   friend class Skill;
   std::vector<float> z, a, b, a1, z1, a2, z2, s2, t1, grad, fhat;
   std::vector<double> xm, xv;  // model-coordinate state and velocity of velocity() / step_euler()
-  std::vector<double> xc;      // step_certified(): the candidate state
+  std::vector<double> xc;      // step_certified() / step_discrete(): the candidate state
+  float grad_norm2 = 0;        // ‖∇V‖² of the last sNODE field evaluation
 };
 
 /// What one step_certified() call did.
@@ -89,6 +93,10 @@ class Skill {
     double alpha = 0.5, eps = 1e-4, rehu = 0.01, psd_rehu = 1.0, elu_alpha = 1.0, t0 = 0, dt = 0;
     std::vector<double> mean, std, goal;
     std::string name;
+    /// Version 2: trained as the discrete-time map Φ (step_discrete) with this κ at this period
+    /// (seconds). Version-1 files: false, 0.5, 0.
+    bool discrete_step = false;
+    double kappa = 0.5, period = 0;
   };
 
   static Skill load(const std::string& path) {
@@ -146,6 +154,16 @@ class Skill {
     if (name_len > 4096) throw SkillError(source + ": implausible name length");
     h.name.resize(name_len);
     r.bytes(h.name.data(), name_len);
+    if (version >= 2) {
+      const auto step = r.u32();
+      h.kappa = r.f64();
+      h.period = r.f64();
+      if (step > 1) throw SkillError(source + ": unknown step rule " + std::to_string(step));
+      h.discrete_step = step == 1;
+      if (h.discrete_step && (h.kind != SkillKind::SNode || h.explicit_time || !(h.kappa > 0 && h.kappa <= 1) ||
+                              !(h.period > 0) || !std::isfinite(h.period)))
+        throw SkillError(source + ": a discrete-step skill needs an autonomous sNODE, kappa in (0, 1] and a positive period");
+    }
     if (r.pos + 8 != size) throw SkillError(source + ": unexpected trailing bytes");
     s.prepare();
     return s;
@@ -157,12 +175,15 @@ class Skill {
   const std::vector<float>& weights() const { return w_; }
 
   /// ẋ in model coordinates: z_model [dim] at time t -> xdot [dim].
-  void velocity_model(const double* x, double t, double* xdot, Workspace& ws) const {
+  void velocity_model(const double* x, double t, double* xdot, Workspace& ws) const { field_model(x, t, xdot, ws); }
+
+  /// velocity_model() that also returns V(z) (computed on the way; 0 for NODE).
+  float field_model(const double* x, double t, double* xdot, Workspace& ws) const {
     load_input(x, t, ws);
     if (h_.kind == SkillKind::Node) {
       mlp(ws, /*elu=*/true);
       for (std::uint32_t i = 0; i < h_.dim; ++i) xdot[i] = ws.fhat[i];
-      return;
+      return 0;
     }
     mlp(ws, /*elu=*/false);  // f̂ into ws.fhat[0..dim)
     const auto n = input_dim();
@@ -174,9 +195,11 @@ class Skill {
       dot += ws.grad[i] * ws.fhat[i];
       nrm += ws.grad[i] * ws.grad[i];
     }
+    ws.grad_norm2 = nrm;
     const float c = std::max(0.0f, dot + static_cast<float>(h_.alpha) * V);
     const float k = c > 0 ? c / nrm : 0.0f;
     for (std::uint32_t i = 0; i < h_.dim; ++i) xdot[i] = ws.fhat[i] - ws.grad[i] * k;
+    return V;
   }
 
   /// V(z) in model coordinates (sNODE only; 0 for NODE).
@@ -287,6 +310,60 @@ class Skill {
     }
     to_raw(m, x_raw);
     return rep;
+  }
+
+  /// One control period dt of the discrete-time sNODE map Φ (models/snode_discrete.h, docs/lfd.md
+  /// §7), in raw units, for autonomous sNODE skills (SkillError otherwise):
+  ///   y = x + dt f(x),  c = V(x) e^{−κ α dt},  Φ(x) = y if V(y) <= c, else λ y with λ = (c/V(y))(1 − 1e-6)
+  /// (V convex with V(0) = 0: V(λy) <= λ V(y) < c). The pulled state is re-checked with this
+  /// runtime's own float32 V; where rounding broke V(λy) <= c, λ shrinks once more by the same
+  /// rule, and were that still broken the state is put on the goal (V(0) = 0). A state with V(x) = 0,
+  /// ‖∇V(x)‖² <= 6.7e-16 (float32's smallest normal^0.4, as the libtorch map in float32), or
+  /// V(x) <= 1e-200 and a non-finite candidate, is put on the goal. So V(x) after the call is
+  /// <= e^{−κ α dt} V(x) before, as this runtime computes V, for every state and any weights; a
+  /// non-finite candidate elsewhere is kept (not certified). Cost: one f (which computes V(x)) and
+  /// one V, plus one V when projected. No allocation. Returns whether the step was pulled.
+  bool step_discrete(double* x_raw, double dt, Workspace& ws, double kappa) const {
+    if (h_.kind != SkillKind::SNode || h_.explicit_time)
+      throw SkillError("step_discrete needs an autonomous sNODE skill (no clock input): only there is V a Lyapunov "
+                       "function of the executed map");
+    const std::uint32_t d = h_.dim;
+    double* m = ws.xm.data();
+    double* v = ws.xv.data();
+    double* y = ws.xc.data();
+    to_model(x_raw, m);
+    const double V = field_model(m, 0, v, ws);
+    for (std::uint32_t i = 0; i < d; ++i) y[i] = m[i] + dt * v[i];
+    const double c = V * std::exp(-kappa * h_.alpha * dt), Vy = lyapunov_model(y, 0, ws);
+    bool projected = false;
+    const double goal_grad_norm2 = 6.7311337e-16;  // float32 min normal^0.4 (F::discrete_goal_grad_norm2)
+    if (V <= 0 || ws.grad_norm2 <= goal_grad_norm2 || (V <= 1e-200 && !std::isfinite(Vy))) {
+      std::fill(m, m + d, 0.0);  // the goal rule (as models::snode_discrete_step)
+    } else if (Vy <= c || !std::isfinite(Vy)) {
+      std::copy(y, y + d, m);
+    } else {
+      projected = true;
+      double lambda = c / Vy * (1 - 1e-6);
+      for (int attempt = 0;; ++attempt) {
+        for (std::uint32_t i = 0; i < d; ++i) m[i] = lambda * y[i];
+        const double Vm = lyapunov_model(m, 0, ws);
+        if (Vm <= c) break;
+        if (attempt == 1) {
+          std::fill(m, m + d, 0.0);
+          break;
+        }
+        lambda *= c / Vm * (1 - 1e-6);
+      }
+    }
+    to_raw(m, x_raw);
+    return projected;
+  }
+
+  /// step_discrete() with the period and κ the skill was trained with (SkillError unless the file
+  /// marks a discrete-step skill).
+  bool step_discrete(double* x_raw, Workspace& ws) const {
+    if (!h_.discrete_step) throw SkillError("step_discrete(x, ws): this skill was not trained as a discrete-step map; give dt and kappa");
+    return step_discrete(x_raw, h_.period, ws, h_.kappa);
   }
 
   /// `steps` Euler steps from (x0, t0) with step dt; out [steps+1, dim] row-major (raw units).

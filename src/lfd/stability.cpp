@@ -1,0 +1,164 @@
+// `stablelearn lfd stability`: long rollouts of a learned skill from many starts (trainer.h
+// check_stability; docs/lfd.md §2–3 and §7).
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "stablelearn/core/error.h"
+#include "stablelearn/lfd/trainer.h"
+#include "stablelearn/lfd/trajectory_metrics.h"
+#include "stablelearn/models/odeint.h"
+
+namespace stablelearn::lfd {
+
+namespace {
+
+/// The demonstrations' first states, then uniform draws in a box 1.5x their extent (model coordinates).
+torch::Tensor stability_starts(const LfdRun::TaskData& d, const StabilityOptions& o) {
+  const auto M = d.x.size(0);
+  const auto flat = d.x.reshape({-1, d.x.size(2)});
+  const auto lo = std::get<0>(flat.min(0)), hi = std::get<0>(flat.max(0));
+  const auto centre = (lo + hi) / 2, half = (hi - lo) * 0.75;
+  std::vector<torch::Tensor> starts;
+  for (std::int64_t m = 0; m < std::min(M, o.starts); ++m) starts.push_back(d.x[m][0]);
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  const auto extra = o.starts - static_cast<std::int64_t>(starts.size());
+  torch::Tensor x0 = torch::stack(starts);
+  if (extra > 0) {
+    const auto u = torch::rand({extra, d.x.size(2)}, gen, torch::kFloat64) * 2 - 1;
+    x0 = torch::cat({x0, centre + u * half});
+  }
+  return x0;
+}
+
+/// How the rollout runs: the solver, its per-step rate (for t*) and its dtype.
+struct StabilityPlan {
+  std::string method;
+  bool certified = false, discrete = false;
+  double rate = 0;  ///< the decrease rate the solver guarantees per unit time (0: none)
+};
+
+StabilityPlan plan_stability(const LfdConfig& c, const StabilityOptions& o) {
+  const bool autonomous_snode = c.target == "snode" && !c.explicit_time;
+  StabilityPlan p;
+  p.method = o.method != "auto" ? o.method : c.discrete_step ? "discrete" : autonomous_snode ? "certified" : "euler";
+  p.certified = p.method == "certified";
+  p.discrete = p.method == "discrete";
+  if (p.certified || p.discrete)
+    SL_CHECK(autonomous_snode, UsageError, "--method ", p.method, " needs an autonomous sNODE skill (target = snode, "
+             "explicit_time = false): only there is V a Lyapunov function of the integrated system (this run: target = ",
+             c.target, ", explicit_time = ", c.explicit_time ? "true" : "false", "); use euler, rk4 or dopri5");
+  else
+    models::parse_ode_method(p.method);
+  // Certified Euler and Φ guarantee the rate κα per step (models/odeint.h, models/snode_discrete.h);
+  // plain solvers follow the continuous-time rate α at best.
+  if (p.discrete)
+    p.rate = (c.discrete_step ? c.discrete_kappa : o.kappa) * c.alpha;
+  else
+    p.rate = p.certified ? o.kappa * c.alpha : c.alpha;
+  return p;
+}
+
+}  // namespace
+
+StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& o) {
+  SL_CHECK(o.starts >= 1, UsageError, "--starts must be >= 1, got ", o.starts);
+  SL_CHECK(o.horizon_factor >= 0, UsageError, "--horizon-factor must be >= 0 (0 = automatic), got ", o.horizon_factor);
+  SL_CHECK(o.substeps >= 1, UsageError, "--substeps must be >= 1, got ", o.substeps);
+  const auto& c = run.config();
+  const bool autonomous_snode = c.target == "snode" && !c.explicit_time;
+  const auto plan = plan_stability(c, o);
+  torch::NoGradGuard no_grad;
+  const auto d = run.task(task);
+  const auto P = d.position_dim;
+  const auto T = d.x.size(1);
+  const auto x0 = stability_starts(d, o);
+  // Goal in model coordinates: the origin for goal-centred sNODE, the demonstrations' mean end
+  // point otherwise.
+  const auto goal = c.target == "snode" ? torch::zeros({d.x.size(2)}, torch::kFloat64) : d.x.select(1, T - 1).mean(0);
+  const auto raw_pos = d.raw.narrow(2, 0, P).reshape({-1, P});
+  const double extent = (std::get<0>(raw_pos.max(0)) - std::get<0>(raw_pos.min(0))).max().item<double>();
+  StabilityReport r;
+  r.method = plan.method;
+  r.tolerance = o.tolerance > 0 ? o.tolerance : 0.02 * extent;
+  const double data_dt = (d.t[1] - d.t[0]).item<double>();
+  const double T_seconds = data_dt * static_cast<double>(T);
+  double horizon_factor = o.horizon_factor > 0 ? o.horizon_factor : 2.0;
+  double ball = 0;  // ε tol_model²: V below it certifies half the tolerance
+  if (autonomous_snode && c.eps > 0) {
+    // ‖pos_raw‖ <= max(std) ‖x‖ and ε‖x‖² <= V(x(t)) <= V(x0) e^{−rate t}: half the tolerance (a
+    // margin for the fixed-step solver) is certain once e^{−rate t} max V(x0) <= ε (tol / (2 max std))².
+    const auto V = run.lyapunov(task, torch::kFloat64);
+    r.max_initial_lyapunov = V(d.t[0].to(torch::kFloat64), x0).max().item<double>();
+    const double tol_model = 0.5 * r.tolerance / d.std.narrow(0, 0, P).max().item<double>();
+    ball = c.eps * tol_model * tol_model;
+    r.bound_horizon_seconds = std::max(0.0, std::log(r.max_initial_lyapunov / ball) / plan.rate);
+    if (o.horizon_factor <= 0) horizon_factor = std::max(2.0, r.bound_horizon_seconds / T_seconds);
+  }
+  const double dt = data_dt / static_cast<double>(o.substeps);
+  const auto steps = static_cast<std::int64_t>(std::ceil(horizon_factor * static_cast<double>(T * o.substeps)));
+  const auto grid = d.t[0] + torch::arange(steps, torch::kFloat64) * dt;
+  // The certified solver decides acceptance on V, so it works in float64 (a float32 V cannot
+  // resolve the per-step decrease e^{−κα s} for small s). Φ runs in the dtype it was trained and is
+  // executed in (float32; its projection margin covers float32 rounding) unless --float64.
+  const auto dtype = o.float64 || plan.certified ? torch::kFloat64 : torch::kFloat32;
+  const auto field = run.field(task, dtype);
+  // Only the final state is needed: integrate in chunks to bound memory.
+  torch::Tensor state = x0.to(dtype);
+  std::int64_t chunk = plan.certified || plan.discrete ? 101 : 1000, integrated = steps;
+  const auto V64 = autonomous_snode ? run.lyapunov(task, torch::kFloat64) : LyapunovFunction();
+  const auto zero_t = torch::zeros({}, torch::kFloat64);
+  const auto lyap = [&](const torch::Tensor& x) { return V64(zero_t, x.to(torch::kFloat64)); };
+  const auto copt = models::CertifiedEulerOptions{}.alpha(c.alpha).kappa(o.kappa);
+  const auto discrete = plan.discrete ? run.rollout(task, dtype) : GridRollout{};
+  const auto solver = plan.certified || plan.discrete ? models::OdeintOptions{}
+                                                      : models::OdeintOptions{}.method(models::parse_ode_method(plan.method));
+  for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
+    const auto len = std::min(chunk, steps - k);
+    const auto g = grid.narrow(0, k, len);  // float64: the step sizes are formed in double from it
+    std::int64_t uncertified = 0;
+    if (plan.certified) {
+      models::CertifiedEulerStats st;
+      state = models::certified_euler(field, lyap, state, g, copt, &st).select(1, len - 1);
+      r.substeps += st.substeps;
+      r.rejected_substeps += st.rejections;
+      r.projected_substeps += st.projections;
+      uncertified = st.uncertified;
+    } else if (plan.discrete) {
+      models::functional::SNodeDiscreteStats st;
+      state = discrete(state, g, &st).select(1, len - 1);
+      r.substeps += st.steps;
+      r.projected_substeps += st.projected;
+      uncertified = st.nonfinite;
+    } else {
+      state = models::odeint(field, state, g, solver).select(1, len - 1);
+    }
+    r.uncertified_substeps += uncertified;
+    // Every certified step (and every step of Φ) keeps V from rising, so once every start has
+    // V <= ε tol_model² it stays within half the tolerance for ever: with the automatic horizon,
+    // stop there.
+    if ((plan.certified || plan.discrete) && o.horizon_factor <= 0 && r.uncertified_substeps == 0 &&
+        (lyap(state) <= ball).all().item<bool>()) {
+      integrated = k + len;
+      r.certified_ball_seconds = static_cast<double>(integrated - 1) * dt;
+      break;
+    }
+  }
+  r.steps = integrated / o.substeps;
+  r.horizon_seconds = static_cast<double>(integrated - 1) * dt;
+  const auto final_pos = (state.to(torch::kFloat64) - goal).narrow(1, 0, P) * d.std;
+  const auto dist = final_pos.norm(2, 1);
+  r.starts = x0.size(0);
+  r.final_distances.assign(dist.data_ptr<double>(), dist.data_ptr<double>() + dist.numel());
+  std::int64_t ok = 0;
+  for (double v : r.final_distances) ok += std::isfinite(v) && v <= r.tolerance;
+  r.converged_fraction = static_cast<double>(ok) / static_cast<double>(r.starts);
+  const auto s = summarize(r.final_distances);
+  r.median_final_distance = s.median;
+  r.max_final_distance = *std::max_element(r.final_distances.begin(), r.final_distances.end());
+  r.projected_fraction = r.substeps > 0 ? static_cast<double>(r.projected_substeps) / static_cast<double>(r.substeps) : 0;
+  return r;
+}
+
+}  // namespace stablelearn::lfd

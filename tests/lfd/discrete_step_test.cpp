@@ -1,0 +1,133 @@
+// model.discrete_step: the discrete-time sNODE map Φ (models/snode_discrete.h) as the one map of
+// training, evaluation and `lfd stability` (docs/lfd.md §7).
+#include <cmath>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "stablelearn/core/config.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/lfd/hnet_training.h"
+#include "stablelearn/lfd/trainer.h"
+#include "stablelearn/lfd/trajectory_metrics.h"
+#include "stablelearn/models/snode_discrete.h"
+#include "stablelearn/models/snode_rollout.h"
+#include "lfd_testing.h"
+#include "testing.h"
+
+namespace sl = stablelearn;
+using namespace sl::lfd;
+using nlohmann::json;
+
+namespace {
+
+LfdConfig from_text(const std::string& text) { return LfdConfig::from_config(sl::Config::from_string(text, "t.toml")); }
+
+/// (first, last) logged training loss of `task` in RUN/metrics.jsonl.
+std::pair<double, double> first_last_loss(const std::filesystem::path& run, std::int64_t task) {
+  std::vector<double> l;
+  for (const auto& line : sl::read_lines(run / "metrics.jsonl")) {
+    const auto row = json::parse(line);
+    if (row.contains("loss") && row.contains("iteration") && row["task"] == task) l.push_back(row["loss"].get<double>());
+  }
+  return {l.front(), l.back()};
+}
+
+}  // namespace
+
+TEST(LfdDiscreteConfig, KeysParseValidateAndAreWrittenToTheResolvedConfig) {
+  const auto def = from_text("");
+  EXPECT_FALSE(def.discrete_step);
+  EXPECT_EQ(def.discrete_kappa, 0.5);
+  const auto resolved = def.to_config().to_string();
+  EXPECT_NE(resolved.find("discrete_step = false"), std::string::npos) << resolved;
+  EXPECT_NE(resolved.find("discrete_kappa = 0.5"), std::string::npos) << resolved;
+  const auto on = from_text("[model]\nexplicit_time = false\ndiscrete_step = true\ndiscrete_kappa = 0.8\n");
+  EXPECT_TRUE(on.discrete_step);
+  EXPECT_EQ(on.discrete_kappa, 0.8);
+  const auto back = LfdConfig::from_config(sl::Config::from_string(on.to_config().to_string(), "resolved"));
+  EXPECT_TRUE(back.discrete_step);
+  EXPECT_EQ(back.to_config().to_string(), on.to_config().to_string());
+  // The clock input (the default explicit_time = true) and the NODE target have no Lyapunov
+  // function of the executed map.
+  sl::testing::expect_error<sl::ConfigError>([] { from_text("[model]\ndiscrete_step = true\n"); }, "model.discrete_step");
+  sl::testing::expect_error<sl::ConfigError>(
+      [] { from_text("[model]\ntarget = \"node\"\nexplicit_time = false\ndiscrete_step = true\n"); }, "model.discrete_step");
+  sl::testing::expect_error<sl::ConfigError>(
+      [] { from_text("[model]\nexplicit_time = false\ndiscrete_step = true\ndiscrete_kappa = 0\n"); }, "model.discrete_kappa");
+  sl::testing::expect_error<sl::ConfigError>([] { from_text("[model]\ndiscrete_kappa = 1.5\n"); }, "model.discrete_kappa");
+}
+
+TEST(LfdDiscreteConfig, RunsWrittenBeforeTheKeysExistedStillResume) {
+  // A run directory whose config.toml lacks the two keys (as every run before them) resumes, and
+  // its config.toml is rewritten in the current resolved form.
+  const auto dir = sl::testing::temp_dir("lfd_discrete_resume");
+  const auto cfg = sl::testing::tiny_lfd_config(2, 3, 0.005);
+  LfdTrainer(cfg, dir).run(false, {}, /*stop_after=*/1);
+  std::string old;
+  for (const auto& line : sl::read_lines(dir / "config.toml"))
+    if (line.rfind("discrete_", 0) != 0) old += line + "\n";
+  ASSERT_EQ(old.find("discrete_"), std::string::npos);
+  sl::write_file_atomic(dir / "config.toml", old);
+  EXPECT_NO_THROW(LfdRun{dir});
+  LfdTrainer resumed(cfg, dir);
+  EXPECT_NO_THROW(resumed.run(true));
+  EXPECT_EQ(resumed.evaluations().size(), 2u);
+  EXPECT_NE(sl::read_file_text(dir / "config.toml").find("discrete_step = false"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LfdDiscreteTraining, TrainsEvaluatesAndConvergesWithTheSameMap) {
+  // A tiny CHN -> autonomous sNODE with model.discrete_step on two LASA shapes: training goes
+  // through Φ (not the fused Euler rollout) and lowers the loss; the evaluation's rollout is Φ; and
+  // every skill, executed with Φ at the data's period, reaches its goal from 30 starts (7
+  // demonstration starts + 23 random ones in the 1.5x box).
+  const auto dir = sl::testing::temp_dir("lfd_discrete_train");
+  auto cfg = sl::testing::tiny_lfd_config(2, 60, 0.005);
+  cfg.explicit_time = false;
+  cfg.eps = 1e-3;
+  cfg.discrete_step = true;
+  const auto fused_before = sl::models::functional::snode_euler_rollout_calls();
+  LfdTrainer(cfg, dir).run(false);
+  EXPECT_EQ(sl::models::functional::snode_euler_rollout_calls(), fused_before) << "Φ has no fused form";
+  const LfdRun run(dir);
+  const auto summary = json::parse(sl::read_file_text(dir / "summary.json"));
+  for (std::int64_t task = 0; task < 2; ++task) {
+    SCOPED_TRACE(task);
+    const auto [first, last] = first_last_loss(dir, task);
+    EXPECT_LT(last, 0.7 * first) << "training lowers the window loss";
+    // The rollout of the run is Φ with the generated weights...
+    torch::NoGradGuard no_grad;
+    const auto d = run.task(task);
+    const auto x0 = d.x.select(1, 0).to(torch::kFloat32);
+    const auto t = d.t.narrow(0, 0, 20).to(torch::kFloat32);
+    const auto w = run.weights(task);
+    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
+                       .eps(cfg.eps).explicit_time(false);
+    EXPECT_TRUE(torch::equal(run.rollout(task)(x0, t), sl::models::functional::snode_discrete_rollout(x0, t, w, o, 0.5)));
+    // ...and the evaluation in summary.json is the windowed rollout of that map.
+    const auto traj = windowed_rollout(run.rollout(task), x0, d.t.to(torch::kFloat32), cfg.tsub).to(torch::kFloat64);
+    const auto pred = ((traj + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
+    const auto ref = d.raw.narrow(1, 0, pred.size(1)).contiguous();
+    const auto dtw = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
+                                    {pred.data_ptr<double>(), pred.size(0), pred.size(1), 2});
+    const std::string key = "eval_task_" + std::to_string(task);
+    EXPECT_NEAR(dtw.median, summary["median_errors"]["train_task_1"][key]["dtw"].get<double>(), 1e-6 * dtw.median);
+    // Stability: `auto` picks Φ for such a skill.
+    StabilityOptions so;
+    so.starts = 30;
+    const auto r = check_stability(run, task, so);
+    EXPECT_EQ(r.method, "discrete");
+    EXPECT_EQ(r.uncertified_substeps, 0);
+    EXPECT_GT(r.substeps, 0);
+    EXPECT_GE(r.projected_fraction, 0.0);
+    EXPECT_LE(r.projected_fraction, 1.0);
+    const double tol_model = 0.5 * r.tolerance / d.std.max().item<double>();
+    EXPECT_NEAR(r.bound_horizon_seconds,
+                std::log(r.max_initial_lyapunov / (cfg.eps * tol_model * tol_model)) / (cfg.discrete_kappa * cfg.alpha), 1e-9);
+    EXPECT_EQ(r.converged_fraction, 1.0) << "max final distance " << r.max_final_distance << " > " << r.tolerance;
+  }
+  std::filesystem::remove_all(dir);
+}
