@@ -30,20 +30,25 @@ namespace stablelearn::lfd::detail {
 using nlohmann::json;
 namespace F = models::functional;
 
+models::SNodeOptions snode_options(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim) {
+  const auto o = models::SNodeOptions(dim)
+                     .hidden(c.h)
+                     .fhat_layers(c.fhat_layers)
+                     .icnn_hidden(c.hp)
+                     .alpha(c.alpha)
+                     .eps(c.eps)
+                     .rehu(c.rehu)
+                     .explicit_time(c.explicit_time)
+                     .condition_dim(condition_dim);
+  o.validate();
+  return o;
+}
+
 Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim) {
   Target t;
   t.condition_dim = condition_dim;
   if (c.target == "snode") {
-    const auto o = models::SNodeOptions(dim)
-                       .hidden(c.h)
-                       .fhat_layers(c.fhat_layers)
-                       .icnn_hidden(c.hp)
-                       .alpha(c.alpha)
-                       .eps(c.eps)
-                       .rehu(c.rehu)
-                       .explicit_time(c.explicit_time)
-                       .condition_dim(condition_dim);
-    o.validate();
+    const auto o = snode_options(c, dim, condition_dim);
     t.layout = models::snode_layout(o);
     t.fan_in = models::snode_fan_in(o);
     t.field = [o](const std::vector<torch::Tensor>& w, const torch::Tensor& cond) {

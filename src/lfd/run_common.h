@@ -42,6 +42,8 @@ struct Target {
   VectorField operator()(const std::vector<torch::Tensor>& w, const torch::Tensor& cond = {}) const { return field(w, cond); }
 };
 Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim = 0);
+/// The sNODE options of a configuration (validated), for state dimension `dim`.
+models::SNodeOptions snode_options(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim = 0);
 
 /// Seed of the random draws that belong to task `task` (embedding, windows, sampled tasks), so a
 /// resumed run draws exactly what an uninterrupted one would.

@@ -9,6 +9,8 @@
 #include "stablelearn/lfd/trainer.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
 #include "stablelearn/models/odeint.h"
+#include "stablelearn/models/snode_discrete.h"
+#include "run_common.h"
 
 namespace stablelearn::lfd {
 
@@ -111,7 +113,20 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   const auto zero_t = torch::zeros({}, torch::kFloat64);
   const auto lyap = [&](const torch::Tensor& x) { return V64(zero_t, x.to(torch::kFloat64)); };
   const auto copt = models::CertifiedEulerOptions{}.alpha(c.alpha).kappa(o.kappa);
-  const auto discrete = plan.discrete ? run.rollout(task, dtype) : GridRollout{};
+  // Φ: the map a model.discrete_step skill was trained with, or Φ (κ = --kappa) applied to the
+  // weights of a skill trained with Euler (hnet and sg runs: the others have no per-task weights).
+  GridRollout discrete;
+  if (plan.discrete && c.discrete_step) {
+    discrete = run.rollout(task, dtype);
+  } else if (plan.discrete) {
+    const auto sn = detail::snode_options(c, d.x.size(2));
+    std::vector<torch::Tensor> w;
+    for (const auto& t : run.weights(task)) w.push_back(t.to(dtype));
+    discrete.fn = [sn, w, kappa = o.kappa](const torch::Tensor& x, const torch::Tensor& t,
+                                           models::functional::SNodeDiscreteStats* st) {
+      return models::functional::snode_discrete_rollout(x, t, w, sn, kappa, {}, st);
+    };
+  }
   const auto solver = plan.certified || plan.discrete ? models::OdeintOptions{}
                                                       : models::OdeintOptions{}.method(models::parse_ode_method(plan.method));
   for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {

@@ -362,8 +362,9 @@ TEST(LfdConfigTest, EveryShippedConfigParses) {
     ++n;
   }
   // 6 data sets x {hn, chn} x ({node, snode} x {full, stochastic} + autonomous snode x {full,
-  // stochastic}) + LASA 2D baselines {sg, ft, rep, si, mas} x {node, snode} + demo + demo_autonomous.
-  EXPECT_EQ(n, 6 * 2 * 6 + 10 + 2);
+  // stochastic}) + LASA 2D baselines {sg, ft, rep, si, mas} x {node, snode} + demo + demo_autonomous
+  // + demo_discrete.
+  EXPECT_EQ(n, 6 * 2 * 6 + 10 + 3);
 }
 
 TEST(LfdRunTest, LoadsTheLearnedSkillsAndChecksTheirStability) {
