@@ -15,6 +15,17 @@ int main(int argc, char** argv) {
     skill.rollout(x.data(), skill.header().t0, 0.01, 100, out.data(), ws);
     for (double v : out)
       if (!std::isfinite(v)) return 1;
+    if (skill.header().discrete_step) {
+      // A discrete-step skill: 100 control periods of the map it was trained with; V must fall by
+      // at least e^{−κα period} per period (as the runtime computes V).
+      std::vector<double> m(skill.dim());
+      skill.to_model(x.data(), m.data());
+      const double V0 = skill.lyapunov_model(m.data(), 0, ws);
+      for (int k = 0; k < 100; ++k) skill.step_discrete(x.data(), ws);
+      skill.to_model(x.data(), m.data());
+      const auto& h = skill.header();
+      if (!(skill.lyapunov_model(m.data(), 0, ws) <= V0 * std::exp(-h.kappa * h.alpha * h.period * 100) * (1 + 1e-4))) return 1;
+    }
     std::printf("ok %s\n", skill.header().name.c_str());
     return 0;
   } catch (const std::exception& e) {
