@@ -131,3 +131,37 @@ TEST(LfdDiscreteTraining, TrainsEvaluatesAndConvergesWithTheSameMap) {
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST(LfdDiscreteStability, DiscreteMethodAppliesTheMapToASkillTrainedWithEuler) {
+  // `--method discrete` on an autonomous skill trained without discrete_step runs Φ (κ = --kappa)
+  // on its weights: every start and step is an application of Φ (counted), V's certificate gives
+  // the horizon with rate κα, and every start converges. A clock-input skill is refused.
+  const auto dir = sl::testing::temp_dir("lfd_discrete_method");
+  auto cfg = sl::testing::tiny_lfd_config(1, 10, 0.005);
+  cfg.explicit_time = false;
+  cfg.eps = 1e-3;
+  cfg.evaluate = false;
+  LfdTrainer(cfg, dir).run(false);
+  const LfdRun run(dir);
+  StabilityOptions so;
+  so.starts = 12;
+  so.method = "discrete";
+  so.kappa = 0.4;
+  const auto r = check_stability(run, 0, so);
+  EXPECT_EQ(r.method, "discrete");
+  EXPECT_GT(r.substeps, 0);
+  EXPECT_EQ(r.substeps % 12, 0);
+  EXPECT_EQ(r.uncertified_substeps, 0);
+  const auto d = run.task(0);
+  const double tol_model = 0.5 * r.tolerance / d.std.max().item<double>();
+  EXPECT_NEAR(r.bound_horizon_seconds, std::log(r.max_initial_lyapunov / (cfg.eps * tol_model * tol_model)) / (0.4 * cfg.alpha),
+              1e-9);
+  EXPECT_EQ(r.converged_fraction, 1.0);
+  std::filesystem::remove_all(dir);
+  const auto clock_dir = sl::testing::temp_dir("lfd_discrete_clock");
+  auto clock = sl::testing::tiny_lfd_config(1, 2, 0.005);
+  clock.evaluate = false;
+  LfdTrainer(clock, clock_dir).run(false);
+  EXPECT_THROW(check_stability(LfdRun(clock_dir), 0, so), sl::UsageError);
+  std::filesystem::remove_all(clock_dir);
+}
