@@ -41,6 +41,7 @@
 #include "stablelearn/diagnostics/trajectory.h"
 #include "stablelearn/diagnostics/update_alignment.h"
 #include "stablelearn/experiments/cl_experiment.h"
+#include "stablelearn/experiments/toy_experiments.h"
 #include "stablelearn/models/classifier.h"
 
 namespace stablelearn::cli {
@@ -49,6 +50,10 @@ namespace {
 namespace dg = diagnostics;
 namespace fs = std::filesystem;
 namespace F = torch::nn::functional;
+using experiments::FmnistProblem;
+using experiments::make_batches;
+using experiments::stability_json;
+using experiments::to_vector;
 
 constexpr std::int64_t kToySamples = 128, kToyBatch = 32, kRunSamples = 1000;
 constexpr double kToyLr = 0.2;
@@ -119,15 +124,6 @@ struct Prepared {
     return std::make_unique<dg::EmpiricalFisherOperator>(params, loss, batches);
   }
 };
-
-std::vector<dg::Batch> make_batches(const torch::Tensor& x, const torch::Tensor& y, std::int64_t batch) {
-  std::vector<dg::Batch> out;
-  for (std::int64_t s = 0; s < x.size(0); s += batch) {
-    const auto e = std::min(s + batch, x.size(0));
-    out.push_back({x.slice(0, s, e), y.slice(0, s, e)});
-  }
-  return out;
-}
 
 Prepared prepare_toy(const ProblemArgs& a) {
   Prepared p;
@@ -255,33 +251,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-std::vector<double> to_vector(const torch::Tensor& t) {
-  const auto c = t.to(torch::kFloat64).cpu().contiguous();
-  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
-}
-
-nlohmann::json stability_json(const dg::StabilityReport& s) {
-  return {{"lambda_max", s.lambda_max},
-          {"lambda_residual", s.lambda_residual},
-          {"trace", s.trace},
-          {"trace_stderr", s.trace_stderr},
-          {"frobenius", s.frobenius},
-          {"gd_threshold", s.gd_threshold},
-          {"sharpness_ratio", s.sharpness_ratio},
-          {"gd_stable", s.gd_stable()},
-          {"p", s.p},
-          {"trace_threshold", s.p > 0 ? nlohmann::json(s.trace_threshold) : nlohmann::json(nullptr)},
-          {"trace_ratio", s.trace_ratio},
-          {"sgd_trace_condition", s.sgd_trace_condition()},
-          {"frobenius_scaled", s.frobenius_scaled},
-          {"matvecs", s.matvecs}};
-}
-
-double top_eigenvalue(const dg::CurvatureOperator& op, std::int64_t steps, std::uint64_t seed) {
-  const auto r = dg::lanczos(op, dg::LanczosOptions().k(1).steps(std::min(steps, op.dim())).which(dg::Spectrum::LargestAlgebraic).seed(seed));
-  return r.eigenvalues[0].item<double>();
-}
-
 std::vector<std::int64_t> parse_list(const std::string& text, const char* what) {
   std::vector<std::int64_t> out;
   std::stringstream ss(text);
@@ -322,64 +291,14 @@ void add_fmnist_options(CLI::App* cmd, FmnistArgs& a) {
   cmd->add_option("--seed", a.seed, "Seed of the initialisation, the batch order and the probes")->capture_default_str();
 }
 
-struct FmnistProblem {
-  models::Classifier model{nullptr};
-  std::vector<torch::Tensor> params;
-  torch::Tensor x, y, x_test, y_test;  ///< images [N, 1, 28, 28] and int64 labels
-  /// mse: ½‖f − onehot‖² over the 10 logits; ce: cross-entropy; mse-scalar: a scalar-output
-  /// network f = first logit, ½(f − t)² with t = +1 for classes 0–4 and −1 for 5–9 (rank-one
-  /// per-sample Hessians at interpolation, the setting of the trace condition).
-  std::string loss_name;
-  /// Task-incremental `cl run` task (diagnose intrinsic-dim RUN): the logit columns of the task's
-  /// classes, to which the logits are restricted (labels are then indices into them); undefined =
-  /// all logits.
-  torch::Tensor columns;
-
-  /// The logits the loss and the accuracy see.
-  torch::Tensor logits(const torch::Tensor& images) const {
-    auto z = model->forward(images, model->weights());
-    return columns.defined() ? z.index_select(1, columns) : z;
-  }
-  static torch::Tensor scalar_target(const torch::Tensor& labels, torch::Dtype dtype) {
-    return labels.lt(5).to(dtype) * 2.0 - 1.0;
-  }
-  torch::Tensor loss_of(const torch::Tensor& z, const torch::Tensor& labels) const {
-    if (loss_name == "ce") return F::cross_entropy(z, labels);
-    if (loss_name == "mse-scalar") return 0.5 * (z.select(1, 0) - scalar_target(labels, z.scalar_type())).pow(2).mean();
-    const auto target = torch::one_hot(labels, z.size(1)).to(z.dtype());
-    return 0.5 * (z - target).pow(2).sum(1).mean();
-  }
-  dg::LossFn loss_fn() const {
-    const auto self = *this;
-    return [self](const dg::Batch& b) { return self.loss_of(self.logits(b.x), b.y); };
-  }
-  double accuracy(const torch::Tensor& images, const torch::Tensor& labels) const {
-    torch::NoGradGuard ng;
-    const auto z = logits(images);
-    if (loss_name == "mse-scalar") return z.select(1, 0).gt(0).eq(labels.lt(5)).to(torch::kFloat64).mean().item<double>();
-    return z.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
-  }
-  double full_loss() const {
-    torch::NoGradGuard ng;
-    return loss_of(logits(x), y).item<double>();
-  }
-};
-
-FmnistProblem make_fmnist_problem(const FmnistArgs& a, const std::string& loss, torch::Dtype dtype) {
-  const auto data = data::load_fashion_mnist(a.data_dir);
-  FmnistProblem p;
-  p.loss_name = loss;
-  p.x = data.train.images.slice(0, 0, std::min(a.samples, data.train.size())).to(dtype);
-  p.y = data.train.labels.slice(0, 0, p.x.size(0));
-  p.x_test = data.test.images.slice(0, 0, std::min(a.test_samples, data.test.size())).to(dtype);
-  p.y_test = data.test.labels.slice(0, 0, p.x_test.size(0));
-  models::ClassifierOptions o;
+experiments::FmnistOptions fmnist_options(const FmnistArgs& a) {
+  experiments::FmnistOptions o;
+  o.data_dir = a.data_dir;
+  o.samples = a.samples;
+  o.test_samples = a.test_samples;
   o.hidden = parse_list(a.hidden, "--hidden");
-  torch::manual_seed(a.seed);
-  p.model = models::Classifier(o);
-  p.model->to(dtype);
-  p.params = p.model->weights();
-  return p;
+  o.seed = a.seed;
+  return o;
 }
 
 /// Task J of a `cl run` as a training problem from scratch (`diagnose intrinsic-dim RUN`): the run's
@@ -441,32 +360,6 @@ RunTaskProblem make_run_task_problem(const std::string& run, std::int64_t task, 
     out.info["hidden"] = options.hidden;
   }
   return out;
-}
-
-/// Minibatch SGD (batches of B drawn without replacement, reshuffled every epoch) with a callback
-/// every `every` steps (and at step 0 and at the end). Returns the steps taken.
-std::int64_t train_sgd(FmnistProblem& p, std::int64_t epochs, std::int64_t batch, double lr, std::uint64_t seed,
-                       std::int64_t every, const std::function<void(std::int64_t)>& callback) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  const auto n = p.x.size(0);
-  std::int64_t step = 0;
-  if (callback) callback(0);
-  for (std::int64_t e = 0; e < epochs; ++e) {
-    const auto perm = torch::randperm(n, gen, torch::kInt64);
-    for (std::int64_t s = 0; s + batch <= n; s += batch) {
-      const auto idx = perm.slice(0, s, s + batch);
-      const auto l = p.loss_of(p.model->forward(p.x.index_select(0, idx)), p.y.index_select(0, idx));
-      const auto g = torch::autograd::grad({l}, p.params);
-      {
-        torch::NoGradGuard ng;
-        for (std::size_t i = 0; i < p.params.size(); ++i) p.params[i].sub_(g[i], lr);
-      }
-      ++step;
-      if (callback && every > 0 && step % every == 0) callback(step);
-    }
-  }
-  if (callback && (every <= 0 || step % every != 0)) callback(step);
-  return step;
 }
 
 void write_json(const nlohmann::json& out) { std::cout << out.dump(2) << "\n"; }
@@ -775,35 +668,18 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   eos->footer("Example: stablelearn diagnose edge-of-stability --lr 0.5 --steps 2000 --every 100");
   reg.add(eos, [es]() {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto problem = dg::make_toy_problem(
-        dg::ToyProblemOptions().inputs(es->inputs).hidden(es->hidden).samples(es->samples).batch_size(es->samples).seed(es->seed));
-    const dg::HessianOperator hess(problem.params, problem.loss, problem.batches);
-    nlohmann::json rows = nlohmann::json::array();
-    double max_lambda = 0, last_loss = 0;
-    std::int64_t first_at_edge = -1;
-    const double threshold = 2.0 / es->lr;
-    for (std::int64_t s = 0;; s += es->every) {
-      const auto lam = top_eigenvalue(hess, es->lanczos_steps, es->seed);
-      last_loss = hess.loss_and_gradient().first;
-      rows.push_back({{"step", s}, {"loss", last_loss}, {"lambda_max", lam}, {"sharpness_ratio", lam / threshold}});
-      max_lambda = std::max(max_lambda, lam);
-      if (first_at_edge < 0 && lam >= 0.9 * threshold) first_at_edge = s;
-      if (s >= es->steps) break;
-      problem.train_gd(std::min(es->every, es->steps - s), es->lr);
-    }
-    write_json({{"problem", "toy tanh MLP regression, full-batch GD, MSE"},
-                {"parameters", hess.dim()},
-                {"samples", es->samples},
-                {"learning_rate", es->lr},
-                {"gd_threshold", threshold},
-                {"initial_lambda_max", rows.front()["lambda_max"]},
-                {"final_lambda_max", rows.back()["lambda_max"]},
-                {"max_lambda_max", max_lambda},
-                {"max_sharpness_ratio", max_lambda / threshold},
-                {"first_step_within_10pct_of_edge", first_at_edge >= 0 ? nlohmann::json(first_at_edge) : nlohmann::json(nullptr)},
-                {"final_loss", last_loss},
-                {"trace", rows},
-                {"seconds", seconds_since(t0)}});
+    experiments::EdgeOfStabilityOptions o;
+    o.inputs = es->inputs;
+    o.hidden = es->hidden;
+    o.samples = es->samples;
+    o.steps = es->steps;
+    o.every = es->every;
+    o.lanczos_steps = es->lanczos_steps;
+    o.lr = es->lr;
+    o.seed = es->seed;
+    auto out = experiments::run_edge_of_stability(o).report;
+    out["seconds"] = seconds_since(t0);
+    write_json(out);
     return 0;
   });
 
@@ -832,31 +708,15 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   sgdm->footer("Example: stablelearn diagnose sgd-minimum --samples 1000 --hidden 50 --lr 0.05 --batch-size 1 --epochs 10");
   reg.add(sgdm, [sg]() {
     const auto t0 = std::chrono::steady_clock::now();
-    SL_CHECK(sg->batch_size <= sg->data.samples, UsageError, "--batch-size ", sg->batch_size, " exceeds --samples ", sg->data.samples);
-    auto p = make_fmnist_problem(sg->data, sg->loss, torch::kFloat64);
-    const auto initial_loss = p.full_loss();
-    const auto steps = train_sgd(p, sg->epochs, sg->batch_size, sg->lr, sg->data.seed, 0, {});
-    const dg::HessianOperator hess(p.params, p.loss_fn(), make_batches(p.x, p.y, 250));
-    const auto s = dg::stability_check(hess, dg::StabilityOptions()
-                                                 .learning_rate(sg->lr)
-                                                 .batch_size(sg->batch_size)
-                                                 .num_samples(p.x.size(0))
-                                                 .seed(sg->data.seed));
-    write_json({{"problem", "MLP on a Fashion-MNIST subset, minibatch SGD"},
-                {"hidden", parse_list(sg->data.hidden, "--hidden")},
-                {"parameters", hess.dim()},
-                {"samples", p.x.size(0)},
-                {"loss_kind", sg->loss},
-                {"learning_rate", sg->lr},
-                {"batch_size", sg->batch_size},
-                {"epochs", sg->epochs},
-                {"steps", steps},
-                {"initial_loss", initial_loss},
-                {"loss", p.full_loss()},
-                {"train_accuracy", p.accuracy(p.x, p.y)},
-                {"test_accuracy", p.accuracy(p.x_test, p.y_test)},
-                {"stability", stability_json(s)},
-                {"seconds", seconds_since(t0)}});
+    experiments::SgdMinimumOptions o;
+    o.data = fmnist_options(sg->data);
+    o.loss = sg->loss;
+    o.lr = sg->lr;
+    o.batch_size = sg->batch_size;
+    o.epochs = sg->epochs;
+    auto out = experiments::run_sgd_minimum(o);
+    out["seconds"] = seconds_since(t0);
+    write_json(out);
     return 0;
   });
 
@@ -875,34 +735,17 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
       "  stablelearn diagnose trajectory runs/split_ewc --task 1   (a run with [output] snapshot_every = K; adds RELEX)");
   reg.add(traj, with_run_trajectory(traj, [tr] { return tr->components; }, [tr]() {
     const auto t0 = std::chrono::steady_clock::now();
-    SL_CHECK(tr->batch_size <= tr->data.samples, UsageError, "--batch-size ", tr->batch_size, " exceeds --samples ", tr->data.samples);
-    auto p = make_fmnist_problem(tr->data, tr->loss, torch::kFloat64);
-    std::vector<torch::Tensor> checkpoints;
-    const auto steps = train_sgd(p, tr->epochs, tr->batch_size, tr->lr, tr->data.seed, tr->every,
-                                 [&](std::int64_t) { checkpoints.push_back(dg::flatten_tensors(p.params)); });
-    const auto pca = dg::trajectory_pca(checkpoints);
-    const auto ratio = to_vector(pca.explained_variance_ratio);
-    const auto k = std::min<std::size_t>(static_cast<std::size_t>(tr->components), ratio.size());
-    const std::vector<double> top(ratio.begin(), ratio.begin() + static_cast<std::ptrdiff_t>(k));
-    const auto align = to_vector(dg::alignment_to_final(torch::stack(checkpoints)));
-    write_json({{"problem", "MLP on a Fashion-MNIST subset, minibatch SGD"},
-                {"hidden", parse_list(tr->data.hidden, "--hidden")},
-                {"parameters", checkpoints.front().numel()},
-                {"samples", p.x.size(0)},
-                {"loss_kind", tr->loss},
-                {"learning_rate", tr->lr},
-                {"batch_size", tr->batch_size},
-                {"steps", steps},
-                {"checkpoints", checkpoints.size()},
-                {"every", tr->every},
-                {"explained_variance_ratio", top},
-                {"top_cumulative", std::accumulate(top.begin(), top.end(), 0.0)},
-                {"rank_90", pca.rank_at_threshold},
-                {"effective_rank", pca.effective_rank},
-                {"alignment_to_final_midway", align[align.size() / 2]},
-                {"loss", p.full_loss()},
-                {"test_accuracy", p.accuracy(p.x_test, p.y_test)},
-                {"seconds", seconds_since(t0)}});
+    experiments::TrajectoryOptions o;
+    o.data = fmnist_options(tr->data);
+    o.loss = tr->loss;
+    o.lr = tr->lr;
+    o.batch_size = tr->batch_size;
+    o.epochs = tr->epochs;
+    o.every = tr->every;
+    o.components = tr->components;
+    auto out = experiments::run_trajectory(o);
+    out["seconds"] = seconds_since(t0);
+    write_json(out);
     return 0;
   }));
 
@@ -963,7 +806,7 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     std::uint64_t seed = id->data.seed;
     if (id->run.empty()) {
       SL_CHECK(idim->get_option("--task")->count() == 0, UsageError, "--task needs RUN (a `stablelearn cl run` directory)");
-      p = make_fmnist_problem(id->data, "ce", torch::kFloat32);
+      p = experiments::make_fmnist_problem(fmnist_options(id->data), "ce", torch::kFloat32);
       out = {{"problem", "MLP on a Fashion-MNIST subset, full-batch Adam in random " + id->projection + " subspaces"},
              {"hidden", parse_list(id->data.hidden, "--hidden")}};
     } else {
@@ -992,50 +835,13 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
                              .seed(seed)
                              .absolute_threshold(id->absolute)
                              .fraction(id->fraction);
-    auto evaluate = [&p] {
-      dg::IntrinsicDimensionEvaluation e;
-      e.test_accuracy = p.accuracy(p.x_test, p.y_test);
-      e.train_accuracy = p.accuracy(p.x, p.y);
-      e.loss = p.full_loss();
-      return e;
-    };
     auto progress = [&](const dg::IntrinsicDimensionRow& row) {
       std::cerr << "intrinsic-dim: d = " << row.dim << ": test accuracy " << row.test_accuracy;
       if (id->seeds > 1) std::cerr << " ± " << row.test_accuracy_std << " (" << id->seeds << " seeds)";
       std::cerr << "\n";
     };
-    const auto r = dg::intrinsic_dimension_sweep(p.params, p.loss_fn(), make_batches(p.x, p.y, p.x.size(0)), evaluate, options,
-                                                 progress);
-    auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    auto or_null = [](std::int64_t v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    nlohmann::json rows = nlohmann::json::array();
-    for (const auto& row : r.rows)
-      rows.push_back({{"d", row.dim},
-                      {"test_accuracy", row.test_accuracy},
-                      {"test_accuracy_std", finite_or_null(row.test_accuracy_std)},
-                      {"train_accuracy", row.train_accuracy},
-                      {"train_accuracy_std", finite_or_null(row.train_accuracy_std)},
-                      {"loss", row.loss},
-                      {"test_accuracies", row.test_accuracies},
-                      {"projection_seeds", row.projection_seeds}});
-    out.update({{"projection", id->projection},
-                {"seeds", id->seeds},
-                {"seed", seed},
-                {"parameters", r.full_dim},
-                {"samples", p.x.size(0)},
-                {"test_samples", p.x_test.size(0)},
-                {"steps", id->steps},
-                {"learning_rate", id->lr},
-                {"full_learning_rate", id->full_lr},
-                {"initial_test_accuracy", r.initial.test_accuracy},
-                {"full_test_accuracy", r.full.test_accuracy},
-                {"full_train_accuracy", r.full.train_accuracy},
-                {"subspaces", rows},
-                {"absolute_threshold", id->absolute},
-                {"d_int90_absolute", or_null(r.d_int90_absolute)},
-                {"relative_threshold", r.relative_threshold},
-                {"d_int90_relative", or_null(r.d_int90_relative)},
-                {"seconds", seconds_since(t0)}});
+    out.update(experiments::intrinsic_dimension_report(p, options, id->projection, progress));
+    out["seconds"] = seconds_since(t0);
     write_json(out);
     return 0;
   });
