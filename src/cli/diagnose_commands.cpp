@@ -702,18 +702,21 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     cmd->add_option("--batch-size", a.batch_size, "SGD batch size B")->capture_default_str()->check(CLI::PositiveNumber);
     cmd->add_option("--epochs", a.epochs, "Epochs")->capture_default_str()->check(CLI::PositiveNumber);
   };
+  auto sgd_options = [](const SgdArgs& a, experiments::SgdTrainingOptions& o) {
+    o.data = fmnist_options(a.data);
+    o.loss = a.loss;
+    o.lr = a.lr;
+    o.batch_size = a.batch_size;
+    o.epochs = a.epochs;
+  };
   auto* sgdm = diag->add_subcommand(
       "sgd-minimum", "Train an MLP with SGD on a Fashion-MNIST subset, then check lambda_max <= 2/eta and tr(H) <= 2/(eta p) there");
   add_sgd_options(sgdm, *sg);
   sgdm->footer("Example: stablelearn diagnose sgd-minimum --samples 1000 --hidden 50 --lr 0.05 --batch-size 1 --epochs 10");
-  reg.add(sgdm, [sg]() {
+  reg.add(sgdm, [sg, sgd_options]() {
     const auto t0 = std::chrono::steady_clock::now();
     experiments::SgdMinimumOptions o;
-    o.data = fmnist_options(sg->data);
-    o.loss = sg->loss;
-    o.lr = sg->lr;
-    o.batch_size = sg->batch_size;
-    o.epochs = sg->epochs;
+    sgd_options(*sg, o);
     auto out = experiments::run_sgd_minimum(o);
     out["seconds"] = seconds_since(t0);
     write_json(out);
@@ -733,14 +736,10 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
   traj->footer(
       "Examples:\n  stablelearn diagnose trajectory --samples 2000 --hidden 50 --lr 0.05 --batch-size 32 --epochs 5 --every 20\n"
       "  stablelearn diagnose trajectory runs/split_ewc --task 1   (a run with [output] snapshot_every = K; adds RELEX)");
-  reg.add(traj, with_run_trajectory(traj, [tr] { return tr->components; }, [tr]() {
+  reg.add(traj, with_run_trajectory(traj, [tr] { return tr->components; }, [tr, sgd_options]() {
     const auto t0 = std::chrono::steady_clock::now();
     experiments::TrajectoryOptions o;
-    o.data = fmnist_options(tr->data);
-    o.loss = tr->loss;
-    o.lr = tr->lr;
-    o.batch_size = tr->batch_size;
-    o.epochs = tr->epochs;
+    sgd_options(*tr, o);
     o.every = tr->every;
     o.components = tr->components;
     auto out = experiments::run_trajectory(o);

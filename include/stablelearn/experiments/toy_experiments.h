@@ -98,22 +98,24 @@ EdgeOfStabilityResult run_edge_of_stability(const EdgeOfStabilityOptions& o, con
 
 // ---- SGD minimum --------------------------------------------------------------------------------
 
-struct SgdMinimumOptions {
+/// Minibatch SGD on a Fashion-MNIST subset (sgd-minimum, trajectory).
+struct SgdTrainingOptions {
   FmnistOptions data;
   std::string loss = "mse";  ///< mse, mse-scalar or ce (FmnistProblem::loss_name)
   double lr = 0.05;          ///< η
   std::int64_t batch_size = 1, epochs = 10;
 };
+struct SgdMinimumOptions : SgdTrainingOptions {};
 /// Trains with SGD (float64), then the stability check of the full-data Hessian there.
 nlohmann::json run_sgd_minimum(const SgdMinimumOptions& o, const ExperimentProgress& progress = {});
 
 // ---- weight trajectory --------------------------------------------------------------------------
 
-struct TrajectoryOptions {
-  FmnistOptions data;
-  std::string loss = "mse";
-  double lr = 0.05;
-  std::int64_t batch_size = 32, epochs = 5;
+struct TrajectoryOptions : SgdTrainingOptions {
+  TrajectoryOptions() {
+    batch_size = 32;
+    epochs = 5;
+  }
   std::int64_t every = 20;      ///< SGD steps between checkpoints
   std::int64_t components = 3;  ///< explained-variance ratios reported
 };

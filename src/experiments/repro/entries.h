@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "stablelearn/experiments/repro.h"
+#include "stablelearn/experiments/toy_experiments.h"
 
 namespace stablelearn::experiments::repro {
 
@@ -20,6 +21,9 @@ ReproEntry make_trajectory_repro();
 ReproEntry make_intrinsic_dim_repro();
 ReproEntry make_commutator_repro();
 
+/// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
+/// hidden layer of that width); seed ctx.seed + k.
+FmnistOptions fmnist_options(const ReproContext& ctx, std::int64_t k);
 /// `key` of every row (per-seed values).
 std::vector<double> per_seed(const std::vector<nlohmann::json>& rows, const std::string& key);
 /// One value, or the per-seed list when there are several (results.json "metrics").

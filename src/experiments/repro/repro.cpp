@@ -180,6 +180,15 @@ std::vector<double> per_seed(const std::vector<json>& rows, const std::string& k
   return out;
 }
 
+FmnistOptions fmnist_options(const ReproContext& ctx, std::int64_t k) {
+  FmnistOptions data;
+  data.samples = ctx.int_option("samples");
+  data.test_samples = ctx.int_option("test_samples");
+  data.hidden = {ctx.int_option("hidden")};
+  data.seed = ctx.seed + static_cast<std::uint64_t>(k);
+  return data;
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return std::nan("");
   for (double x : v)

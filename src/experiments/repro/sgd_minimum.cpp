@@ -27,10 +27,7 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
   o.loss = "mse-scalar";
   o.batch_size = ctx.int_option("batch_size");
   o.epochs = ctx.int_option("epochs");
-  o.data.samples = ctx.int_option("samples");
-  o.data.test_samples = ctx.int_option("test_samples");
-  o.data.hidden = {ctx.int_option("hidden")};
-  o.data.seed = ctx.seed + static_cast<std::uint64_t>(k);
+  o.data = fmnist_options(ctx, k);
   json row;
   for (const auto& [tag, factor] : {std::pair<const char*, double>{"lr", 1.0}, {"lr2", ctx.option("lr_factor")}}) {
     o.lr = ctx.option("lr") * factor;

@@ -50,10 +50,7 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
   o.epochs = ctx.int_option("epochs");
   o.every = ctx.int_option("every");
   o.components = kComponents;
-  o.data.samples = ctx.int_option("samples");
-  o.data.test_samples = ctx.int_option("test_samples");
-  o.data.hidden = {ctx.int_option("hidden")};
-  o.data.seed = ctx.seed + static_cast<std::uint64_t>(k);
+  o.data = fmnist_options(ctx, k);
   const auto sgd = run_trajectory(o, seed_progress(ctx, k));
   const auto walk = random_walk_trajectory(sgd.at("checkpoints").get<std::int64_t>(), sgd.at("parameters").get<std::int64_t>(),
                                            kComponents, derive_seed(static_cast<std::int64_t>(o.data.seed), 0, 1));
