@@ -13,17 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "diagnose_common.h"
 #include "stablelearn/experiments/toy_experiments.h"
 
 namespace stablelearn::cli {
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
-
 void add_diagnose_extra_commands(CLI::App* diag, CommandRegistry& reg) {
   // diagnose commutator
   auto a = std::make_shared<experiments::CommutatorExperimentOptions>();
