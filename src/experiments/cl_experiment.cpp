@@ -377,14 +377,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   std::vector<json> diag_rows;  // [diagnostics] measurements so far
 
   if (resume) {
-    json ck;
-    try {
-      ck = json::parse(read_file_text(ckpt_json));
-    } catch (const json::exception& e) {
-      SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
-    }
-    SL_CHECK(ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(), ": not a stablelearn CL checkpoint");
-    SL_CHECK(ck.value("version", 0) == kCheckpointVersion, DataError, ckpt_json.string(), ": unsupported checkpoint version");
+    const json ck = read_checkpoint_manifest(ckpt_json, kCheckpointFormat, kCheckpointVersion).fields;
     first_task = ck.at("completed_tasks").get<std::int64_t>();
     global_iter = ck.at("iteration").get<std::int64_t>();
     result.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
@@ -748,13 +741,7 @@ ClRunView load_cl_run(const std::filesystem::path& run) {
   SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": missing (the run has not finished a task)");
   const ClExperiment e(Config::from_file(cfg_path));
   const auto& p = *e.p_;
-  json ck;
-  try {
-    ck = json::parse(read_file_text(ckpt_json));
-  } catch (const json::exception& ex) {
-    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", ex.what(), ")");
-  }
-  SL_CHECK(ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(), ": not a stablelearn CL checkpoint");
+  const json ck = read_checkpoint_manifest(ckpt_json, kCheckpointFormat, kCheckpointVersion).fields;
   ClRunView v;
   v.tasks = build_stream(p.stream);
   v.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;

@@ -11,6 +11,7 @@
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
+#include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/eigen.h"
@@ -308,18 +309,10 @@ constexpr int kCheckpointVersion = 2;
 
 CheckpointData read_checkpoint(const std::filesystem::path& run) {
   const auto ckpt_json = run / "checkpoint.json";
-  SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": no checkpoint (is this a run directory?)");
-  json ck;
-  try {
-    ck = json::parse(read_file_text(ckpt_json));
-  } catch (const json::exception& e) {
-    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
-  }
-  SL_CHECK(ck.is_object() && ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(),
-           ": not a stablelearn LfD checkpoint");
-  const int version = ck.value("version", 0);
-  SL_CHECK(version >= 1 && version <= kCheckpointVersion, DataError, ckpt_json.string(), ": checkpoint format version ",
-           version, " is not supported by this stablelearn (reads versions 1..", kCheckpointVersion, ")");
+  // IoError when missing; DataError when corrupt, of another format or a newer version (core/run.h).
+  const auto manifest = read_checkpoint_manifest(ckpt_json, kCheckpointFormat, kCheckpointVersion);
+  const auto& ck = manifest.fields;
+  const int version = manifest.version;
   CheckpointData d;
   try {
     d.completed = ck.at("completed_tasks").get<std::int64_t>();
