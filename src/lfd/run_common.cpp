@@ -146,17 +146,12 @@ std::vector<EvalCell> evaluate_seen_tasks(const std::filesystem::path& metrics_p
   return row;
 }
 
-void upgrade_resolved_config(const std::filesystem::path& run, const std::string& config_text, bool resume) {
-  const auto path = run / "config.toml";
-  if (!resume || !std::filesystem::exists(run / "checkpoint.json") || !std::filesystem::exists(path)) return;
-  const auto old_text = read_file_text(path);
-  if (old_text == config_text) return;
-  try {
-    if (LfdConfig::from_config(Config::from_file(path)).to_config().to_string() != config_text) return;
-  } catch (const Error&) {
-    return;  // open_run_dir reports the mismatch
-  }
-  write_file_atomic(path, config_text);
+bool open_lfd_run(const std::filesystem::path& run, const std::string& config_text, bool resume) {
+  const auto path = (run / "config.toml").string();
+  const auto reresolve = [path](const std::string& stored) {
+    return LfdConfig::from_config(Config::from_string(stored, path)).to_config().to_string();
+  };
+  return RunDir::open(run, config_text, RunDirOptions().resume(resume).marker("checkpoint.json").reresolve(reresolve)).resumed();
 }
 
 std::vector<json> trim_metrics_for_resume(const std::filesystem::path& run, std::int64_t completed) {
