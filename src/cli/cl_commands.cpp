@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "commands.h"
-#include "progress.h"
+#include "stablelearn/core/progress.h"
 #include "stablelearn/continual/registry.h"
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
@@ -53,19 +53,13 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
       std::cout << e.resolved_config();
       return 0;
     }
-    TaskProgressBar bar;
-    double task_start = 0;
-    std::int64_t current = -1;
+    ProgressReporter bar;
     e.run(args->out, args->resume,
                          [&](const experiments::ClProgress& p) {
-                           if (p.task != current) {
-                             current = p.task;
-                             task_start = p.elapsed;
-                           }
                            const auto detail = p.mean_seen_accuracy >= 0
                                                    ? fmt::format("loss {:.3f} acc(seen) {:.3f}", p.loss, p.mean_seen_accuracy)
                                                    : fmt::format("loss {:.3f}", p.loss);
-                           bar.show(p.task, p.tasks, p.iteration, p.iterations, p.elapsed, p.elapsed - task_start, detail);
+                           bar.update(fmt::format("task {}/{}", p.task + 1, p.tasks), p.iteration, p.iterations, detail);
                          },
                          args->stop_after);
     const auto summary = nlohmann::json::parse(read_file_text(std::filesystem::path(args->out) / "summary.json"));

@@ -44,9 +44,14 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg);
 void register_list_command(CLI::App& app, CommandRegistry& reg);
 void register_diagnose_commands(CLI::App& app, CommandRegistry& reg);
 void register_cl_commands(CLI::App& app, CommandRegistry& reg);
+/// repro_commands.cpp: `repro list` and `repro NAME --out RUN ...` (experiments/repro.h).
+void register_repro_commands(CLI::App& app, CommandRegistry& reg);
 /// More `diagnose` sub-commands (diagnose_extra_commands.cpp: commutator), registered on the
 /// `diagnose` group by register_diagnose_commands.
 void add_diagnose_extra_commands(CLI::App* diag, CommandRegistry& reg);
+/// diagnose_experiment_commands.cpp: edge-of-stability, sgd-minimum, trajectory (toy form) and
+/// intrinsic-dim, added to the `diagnose` group `diag` (the experiments are experiments/toy_experiments.h).
+void add_diagnose_experiment_commands(CLI::App* diag, CommandRegistry& reg);
 /// diagnose_run_commands.cpp: `diagnose cka RUN` (representation drift of a `cl run`), added to
 /// the `diagnose` group `diag`.
 void register_diagnose_run_commands(CLI::App& diag, CommandRegistry& reg);

@@ -3,9 +3,8 @@
 // either on a finished `cl run` directory (RUN: the trained classifier with the cross-entropy of one
 // task's training images) or, without RUN or with --toy, on the built-in toy regression problem
 // (diagnostics/toy_problem.h). edge-of-stability, sgd-minimum, trajectory and intrinsic-dim are the
-// small experiments of docs/diagnostics.md; intrinsic-dim RUN --task J runs the same sweep
-// (diagnostics::intrinsic_dimension_sweep) on task J of a `cl run` for the run's model architecture,
-// freshly initialised. Each command prints one JSON object on stdout.
+// small experiments of docs/diagnostics.md (diagnose_experiment_commands.cpp). Each command prints
+// one JSON object on stdout.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,7 +24,7 @@
 #include <torch/optim/adam.h>
 
 #include "commands.h"
-#include "run_helpers.h"
+#include "diagnose_common.h"
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
@@ -41,6 +40,7 @@
 #include "stablelearn/diagnostics/trajectory.h"
 #include "stablelearn/diagnostics/update_alignment.h"
 #include "stablelearn/experiments/cl_experiment.h"
+#include "stablelearn/experiments/toy_experiments.h"
 #include "stablelearn/models/classifier.h"
 
 namespace stablelearn::cli {
@@ -49,6 +49,10 @@ namespace {
 namespace dg = diagnostics;
 namespace fs = std::filesystem;
 namespace F = torch::nn::functional;
+using experiments::FmnistProblem;
+using experiments::make_batches;
+using experiments::stability_json;
+using experiments::to_vector;
 
 constexpr std::int64_t kToySamples = 128, kToyBatch = 32, kRunSamples = 1000;
 constexpr double kToyLr = 0.2;
@@ -119,15 +123,6 @@ struct Prepared {
     return std::make_unique<dg::EmpiricalFisherOperator>(params, loss, batches);
   }
 };
-
-std::vector<dg::Batch> make_batches(const torch::Tensor& x, const torch::Tensor& y, std::int64_t batch) {
-  std::vector<dg::Batch> out;
-  for (std::int64_t s = 0; s < x.size(0); s += batch) {
-    const auto e = std::min(s + batch, x.size(0));
-    out.push_back({x.slice(0, s, e), y.slice(0, s, e)});
-  }
-  return out;
-}
 
 Prepared prepare_toy(const ProblemArgs& a) {
   Prepared p;
@@ -251,234 +246,9 @@ Prepared prepare(const ProblemArgs& a) {
   return a.run.empty() ? prepare_toy(a) : prepare_run(a);
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
-std::vector<double> to_vector(const torch::Tensor& t) {
-  const auto c = t.to(torch::kFloat64).cpu().contiguous();
-  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
-}
-
-nlohmann::json stability_json(const dg::StabilityReport& s) {
-  return {{"lambda_max", s.lambda_max},
-          {"lambda_residual", s.lambda_residual},
-          {"trace", s.trace},
-          {"trace_stderr", s.trace_stderr},
-          {"frobenius", s.frobenius},
-          {"gd_threshold", s.gd_threshold},
-          {"sharpness_ratio", s.sharpness_ratio},
-          {"gd_stable", s.gd_stable()},
-          {"p", s.p},
-          {"trace_threshold", s.p > 0 ? nlohmann::json(s.trace_threshold) : nlohmann::json(nullptr)},
-          {"trace_ratio", s.trace_ratio},
-          {"sgd_trace_condition", s.sgd_trace_condition()},
-          {"frobenius_scaled", s.frobenius_scaled},
-          {"matvecs", s.matvecs}};
-}
-
-double top_eigenvalue(const dg::CurvatureOperator& op, std::int64_t steps, std::uint64_t seed) {
-  const auto r = dg::lanczos(op, dg::LanczosOptions().k(1).steps(std::min(steps, op.dim())).which(dg::Spectrum::LargestAlgebraic).seed(seed));
-  return r.eigenvalues[0].item<double>();
-}
-
-std::vector<std::int64_t> parse_list(const std::string& text, const char* what) {
-  std::vector<std::int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t pos = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &pos);
-    } catch (const std::exception&) {
-      pos = 0;
-    }
-    SL_CHECK(pos == item.size() && !item.empty() && v > 0, UsageError, what, ": '", item, "' is not a positive integer");
-    out.push_back(v);
-  }
-  SL_CHECK(!out.empty(), UsageError, what, ": empty list");
-  return out;
-}
-
-/// A Fashion-MNIST subset and an MLP classifier, for the SGD experiments (sgd-minimum, trajectory,
-/// intrinsic-dim).
-struct FmnistArgs {
-  std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  std::int64_t samples = 1000, test_samples = 1000;
-  std::string hidden = "50";
-  std::uint64_t seed = 0;
-};
-
-void add_fmnist_options(CLI::App* cmd, FmnistArgs& a) {
-  cmd->add_option("--data-dir", a.data_dir, "Fashion-MNIST IDX files")->capture_default_str();
-  cmd->add_option("--samples", a.samples, "Training images N (the first N of the training set)")
-      ->capture_default_str()
-      ->check(CLI::Range(2, 60000));
-  cmd->add_option("--test-samples", a.test_samples, "Test images (the first of the test set)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 10000));
-  cmd->add_option("--hidden", a.hidden, "Hidden widths of the MLP, comma-separated")->capture_default_str();
-  cmd->add_option("--seed", a.seed, "Seed of the initialisation, the batch order and the probes")->capture_default_str();
-}
-
-struct FmnistProblem {
-  models::Classifier model{nullptr};
-  std::vector<torch::Tensor> params;
-  torch::Tensor x, y, x_test, y_test;  ///< images [N, 1, 28, 28] and int64 labels
-  /// mse: ½‖f − onehot‖² over the 10 logits; ce: cross-entropy; mse-scalar: a scalar-output
-  /// network f = first logit, ½(f − t)² with t = +1 for classes 0–4 and −1 for 5–9 (rank-one
-  /// per-sample Hessians at interpolation, the setting of the trace condition).
-  std::string loss_name;
-  /// Task-incremental `cl run` task (diagnose intrinsic-dim RUN): the logit columns of the task's
-  /// classes, to which the logits are restricted (labels are then indices into them); undefined =
-  /// all logits.
-  torch::Tensor columns;
-
-  /// The logits the loss and the accuracy see.
-  torch::Tensor logits(const torch::Tensor& images) const {
-    auto z = model->forward(images, model->weights());
-    return columns.defined() ? z.index_select(1, columns) : z;
-  }
-  static torch::Tensor scalar_target(const torch::Tensor& labels, torch::Dtype dtype) {
-    return labels.lt(5).to(dtype) * 2.0 - 1.0;
-  }
-  torch::Tensor loss_of(const torch::Tensor& z, const torch::Tensor& labels) const {
-    if (loss_name == "ce") return F::cross_entropy(z, labels);
-    if (loss_name == "mse-scalar") return 0.5 * (z.select(1, 0) - scalar_target(labels, z.scalar_type())).pow(2).mean();
-    const auto target = torch::one_hot(labels, z.size(1)).to(z.dtype());
-    return 0.5 * (z - target).pow(2).sum(1).mean();
-  }
-  dg::LossFn loss_fn() const {
-    const auto self = *this;
-    return [self](const dg::Batch& b) { return self.loss_of(self.logits(b.x), b.y); };
-  }
-  double accuracy(const torch::Tensor& images, const torch::Tensor& labels) const {
-    torch::NoGradGuard ng;
-    const auto z = logits(images);
-    if (loss_name == "mse-scalar") return z.select(1, 0).gt(0).eq(labels.lt(5)).to(torch::kFloat64).mean().item<double>();
-    return z.argmax(1).eq(labels).to(torch::kFloat64).mean().item<double>();
-  }
-  double full_loss() const {
-    torch::NoGradGuard ng;
-    return loss_of(logits(x), y).item<double>();
-  }
-};
-
-FmnistProblem make_fmnist_problem(const FmnistArgs& a, const std::string& loss, torch::Dtype dtype) {
-  const auto data = data::load_fashion_mnist(a.data_dir);
-  FmnistProblem p;
-  p.loss_name = loss;
-  p.x = data.train.images.slice(0, 0, std::min(a.samples, data.train.size())).to(dtype);
-  p.y = data.train.labels.slice(0, 0, p.x.size(0));
-  p.x_test = data.test.images.slice(0, 0, std::min(a.test_samples, data.test.size())).to(dtype);
-  p.y_test = data.test.labels.slice(0, 0, p.x_test.size(0));
-  models::ClassifierOptions o;
-  o.hidden = parse_list(a.hidden, "--hidden");
-  torch::manual_seed(a.seed);
-  p.model = models::Classifier(o);
-  p.model->to(dtype);
-  p.params = p.model->weights();
-  return p;
-}
-
-/// Task J of a `cl run` as a training problem from scratch (`diagnose intrinsic-dim RUN`): the run's
-/// model architecture ([model] of its config.toml) freshly initialised exactly as `cl run` does
-/// (seed_everything(seed), then Classifier(options); with the run's [train] seed this is the run's
-/// own θ₀), the first `samples` training and `test_samples` test images of task J of the run's
-/// stream (rebuilt from its config, so the same tasks), float32, cross-entropy. Task-incremental
-/// runs (split-task, one masked head per task): the logits are restricted to task J's classes and
-/// the labels re-indexed into them, which gives the same cross-entropy and argmax as the run's
-/// masked logits (ClRunView::logits, −∞ outside the task's classes).
-struct RunTaskProblem {
-  FmnistProblem problem;
-  std::uint64_t seed = 0;
-  nlohmann::json info;
-};
-
-RunTaskProblem make_run_task_problem(const std::string& run, std::int64_t task, std::int64_t samples, std::int64_t test_samples,
-                                     std::optional<std::uint64_t> seed) {
-  check_run_dir(run);
-  const auto view = experiments::load_cl_run(run);
-  const auto tasks = static_cast<std::int64_t>(view.tasks.size());
-  SL_CHECK(task >= 0 && task < tasks, UsageError, "--task ", task, " is out of range: the run has ", tasks, " tasks (0..",
-           tasks - 1, ")");
-  const auto config = Config::from_file(fs::path(run) / "config.toml");
-  auto train = config.section("train");
-  RunTaskProblem out;
-  out.seed = seed ? *seed : static_cast<std::uint64_t>(train.get("seed", std::int64_t{0}));
-  const auto& t = view.tasks[static_cast<std::size_t>(task)];
-  SL_CHECK(t.train.size() >= 2, DataError, run, ": task ", task, " has ", t.train.size(), " training images; need at least 2");
-  SL_CHECK(t.test.size() >= 1, DataError, run, ": task ", task, " has no test images");
-  auto& p = out.problem;
-  p.loss_name = "ce";
-  p.x = t.train.images.slice(0, 0, std::min(samples, t.train.size())).to(torch::kFloat32);
-  p.y = t.train.labels.slice(0, 0, p.x.size(0)).to(torch::kInt64);
-  p.x_test = t.test.images.slice(0, 0, std::min(test_samples, t.test.size())).to(torch::kFloat32);
-  p.y_test = t.test.labels.slice(0, 0, p.x_test.size(0)).to(torch::kInt64);
-  const auto options = view.model->options();
-  if (view.task_incremental) {
-    p.columns = torch::tensor(t.classes, torch::kInt64);
-    auto lut = torch::full({options.classes}, -1, torch::kInt64);
-    for (std::size_t i = 0; i < t.classes.size(); ++i) lut[t.classes[i]] = static_cast<std::int64_t>(i);
-    p.y = lut.index_select(0, p.y);
-    p.y_test = lut.index_select(0, p.y_test);
-  }
-  seed_everything(out.seed);
-  p.model = models::Classifier(options);
-  p.model->to(torch::kFloat32);
-  p.params = p.model->weights();
-  out.info = {{"run", run},
-              {"task", task},
-              {"tasks", tasks},
-              {"task_classes", t.classes},
-              {"task_incremental", view.task_incremental},
-              {"model", options.kind}};
-  if (options.kind == "cnn") {
-    out.info["channels"] = options.channels;
-    out.info["fc"] = options.fc;
-  } else {
-    out.info["hidden"] = options.hidden;
-  }
-  return out;
-}
-
-/// Minibatch SGD (batches of B drawn without replacement, reshuffled every epoch) with a callback
-/// every `every` steps (and at step 0 and at the end). Returns the steps taken.
-std::int64_t train_sgd(FmnistProblem& p, std::int64_t epochs, std::int64_t batch, double lr, std::uint64_t seed,
-                       std::int64_t every, const std::function<void(std::int64_t)>& callback) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  const auto n = p.x.size(0);
-  std::int64_t step = 0;
-  if (callback) callback(0);
-  for (std::int64_t e = 0; e < epochs; ++e) {
-    const auto perm = torch::randperm(n, gen, torch::kInt64);
-    for (std::int64_t s = 0; s + batch <= n; s += batch) {
-      const auto idx = perm.slice(0, s, s + batch);
-      const auto l = p.loss_of(p.model->forward(p.x.index_select(0, idx)), p.y.index_select(0, idx));
-      const auto g = torch::autograd::grad({l}, p.params);
-      {
-        torch::NoGradGuard ng;
-        for (std::size_t i = 0; i < p.params.size(); ++i) p.params[i].sub_(g[i], lr);
-      }
-      ++step;
-      if (callback && every > 0 && step % every == 0) callback(step);
-    }
-  }
-  if (callback && (every <= 0 || step % every != 0)) callback(step);
-  return step;
-}
-
-void write_json(const nlohmann::json& out) { std::cout << out.dump(2) << "\n"; }
-
-}  // namespace
-
-void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
-  auto* diag = app.add_subcommand(
-      "diagnose", "Curvature, weight-spectrum and training-dynamics diagnostics of a `cl run` directory or the toy problem");
-  diag->require_subcommand(1);
-  add_diagnose_extra_commands(diag, reg);
-
+/// Top-k eigenvalues of the curvature operator and the stability block.
+void add_hessian_command(CLI::App* diag, CommandRegistry& reg) {
   // diagnose hessian
   struct HessianArgs {
     ProblemArgs problem;
@@ -526,7 +296,10 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     write_json(out);
     return 0;
   });
+}
 
+/// Stochastic trace and spectral density of the curvature operator.
+void add_trace_and_density_commands(CLI::App* diag, CommandRegistry& reg) {
   // diagnose trace
   struct TraceArgs {
     ProblemArgs problem;
@@ -621,7 +394,10 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     write_json(out);
     return 0;
   });
+}
 
+/// Weight spectra and the GD/SGD stability check.
+void add_spectra_and_stability_commands(CLI::App* diag, CommandRegistry& reg) {
   // diagnose spectra
   struct SpectraArgs {
     ProblemArgs problem;
@@ -754,291 +530,20 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
     write_json(out);
     return 0;
   });
+}
 
-  // diagnose edge-of-stability
-  struct EosArgs {
-    std::int64_t inputs = 2, hidden = 16, samples = 64, steps = 1000, every = 50, lanczos_steps = 20;
-    double lr = 1.0;
-    std::uint64_t seed = 0;
-  };
-  auto es = std::make_shared<EosArgs>();
-  auto* eos = diag->add_subcommand(
-      "edge-of-stability", "Full-batch GD with MSE on the toy MLP, tracking the sharpness lambda_max against 2/eta (Cohen et al. 2021)");
-  eos->add_option("--lr", es->lr, "GD learning rate eta")->capture_default_str()->check(CLI::PositiveNumber);
-  eos->add_option("--steps", es->steps, "GD steps")->capture_default_str()->check(CLI::PositiveNumber);
-  eos->add_option("--every", es->every, "Steps between sharpness measurements")->capture_default_str()->check(CLI::PositiveNumber);
-  eos->add_option("--samples", es->samples, "Training samples N (one full batch)")->capture_default_str()->check(CLI::Range(2, 1 << 24));
-  eos->add_option("--inputs", es->inputs, "Input dimension")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  eos->add_option("--hidden", es->hidden, "Hidden width")->capture_default_str()->check(CLI::PositiveNumber);
-  eos->add_option("--lanczos-steps", es->lanczos_steps, "Lanczos steps per sharpness measurement")->capture_default_str()->check(CLI::PositiveNumber);
-  eos->add_option("--seed", es->seed, "Seed of the problem and the Lanczos start")->capture_default_str();
-  eos->footer("Example: stablelearn diagnose edge-of-stability --lr 0.5 --steps 2000 --every 100");
-  reg.add(eos, [es]() {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto problem = dg::make_toy_problem(
-        dg::ToyProblemOptions().inputs(es->inputs).hidden(es->hidden).samples(es->samples).batch_size(es->samples).seed(es->seed));
-    const dg::HessianOperator hess(problem.params, problem.loss, problem.batches);
-    nlohmann::json rows = nlohmann::json::array();
-    double max_lambda = 0, last_loss = 0;
-    std::int64_t first_at_edge = -1;
-    const double threshold = 2.0 / es->lr;
-    for (std::int64_t s = 0;; s += es->every) {
-      const auto lam = top_eigenvalue(hess, es->lanczos_steps, es->seed);
-      last_loss = hess.loss_and_gradient().first;
-      rows.push_back({{"step", s}, {"loss", last_loss}, {"lambda_max", lam}, {"sharpness_ratio", lam / threshold}});
-      max_lambda = std::max(max_lambda, lam);
-      if (first_at_edge < 0 && lam >= 0.9 * threshold) first_at_edge = s;
-      if (s >= es->steps) break;
-      problem.train_gd(std::min(es->every, es->steps - s), es->lr);
-    }
-    write_json({{"problem", "toy tanh MLP regression, full-batch GD, MSE"},
-                {"parameters", hess.dim()},
-                {"samples", es->samples},
-                {"learning_rate", es->lr},
-                {"gd_threshold", threshold},
-                {"initial_lambda_max", rows.front()["lambda_max"]},
-                {"final_lambda_max", rows.back()["lambda_max"]},
-                {"max_lambda_max", max_lambda},
-                {"max_sharpness_ratio", max_lambda / threshold},
-                {"first_step_within_10pct_of_edge", first_at_edge >= 0 ? nlohmann::json(first_at_edge) : nlohmann::json(nullptr)},
-                {"final_loss", last_loss},
-                {"trace", rows},
-                {"seconds", seconds_since(t0)}});
-    return 0;
-  });
+}  // namespace
 
-  // diagnose sgd-minimum
-  struct SgdArgs {
-    FmnistArgs data;
-    std::string loss = "mse";
-    double lr = 0.05;
-    std::int64_t batch_size = 1, epochs = 10, every = 0, components = 3;
-  };
-  auto sg = std::make_shared<SgdArgs>();
-  auto add_sgd_options = [](CLI::App* cmd, SgdArgs& a) {
-    add_fmnist_options(cmd, a.data);
-    cmd->add_option("--loss", a.loss,
-                    "mse (1/2 ||f - onehot||^2 over 10 outputs), mse-scalar (scalar output f = first logit, target +1 for "
-                    "classes 0-4 and -1 for 5-9: the rank-one setting of the trace condition) or ce")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"mse", "mse-scalar", "ce"}));
-    cmd->add_option("--lr", a.lr, "SGD learning rate eta")->capture_default_str()->check(CLI::PositiveNumber);
-    cmd->add_option("--batch-size", a.batch_size, "SGD batch size B")->capture_default_str()->check(CLI::PositiveNumber);
-    cmd->add_option("--epochs", a.epochs, "Epochs")->capture_default_str()->check(CLI::PositiveNumber);
-  };
-  auto* sgdm = diag->add_subcommand(
-      "sgd-minimum", "Train an MLP with SGD on a Fashion-MNIST subset, then check lambda_max <= 2/eta and tr(H) <= 2/(eta p) there");
-  add_sgd_options(sgdm, *sg);
-  sgdm->footer("Example: stablelearn diagnose sgd-minimum --samples 1000 --hidden 50 --lr 0.05 --batch-size 1 --epochs 10");
-  reg.add(sgdm, [sg]() {
-    const auto t0 = std::chrono::steady_clock::now();
-    SL_CHECK(sg->batch_size <= sg->data.samples, UsageError, "--batch-size ", sg->batch_size, " exceeds --samples ", sg->data.samples);
-    auto p = make_fmnist_problem(sg->data, sg->loss, torch::kFloat64);
-    const auto initial_loss = p.full_loss();
-    const auto steps = train_sgd(p, sg->epochs, sg->batch_size, sg->lr, sg->data.seed, 0, {});
-    const dg::HessianOperator hess(p.params, p.loss_fn(), make_batches(p.x, p.y, 250));
-    const auto s = dg::stability_check(hess, dg::StabilityOptions()
-                                                 .learning_rate(sg->lr)
-                                                 .batch_size(sg->batch_size)
-                                                 .num_samples(p.x.size(0))
-                                                 .seed(sg->data.seed));
-    write_json({{"problem", "MLP on a Fashion-MNIST subset, minibatch SGD"},
-                {"hidden", parse_list(sg->data.hidden, "--hidden")},
-                {"parameters", hess.dim()},
-                {"samples", p.x.size(0)},
-                {"loss_kind", sg->loss},
-                {"learning_rate", sg->lr},
-                {"batch_size", sg->batch_size},
-                {"epochs", sg->epochs},
-                {"steps", steps},
-                {"initial_loss", initial_loss},
-                {"loss", p.full_loss()},
-                {"train_accuracy", p.accuracy(p.x, p.y)},
-                {"test_accuracy", p.accuracy(p.x_test, p.y_test)},
-                {"stability", stability_json(s)},
-                {"seconds", seconds_since(t0)}});
-    return 0;
-  });
+void register_diagnose_commands(CLI::App& app, CommandRegistry& reg) {
+  auto* diag = app.add_subcommand(
+      "diagnose", "Curvature, weight-spectrum and training-dynamics diagnostics of a `cl run` directory or the toy problem");
+  diag->require_subcommand(1);
+  add_diagnose_extra_commands(diag, reg);
 
-  // diagnose trajectory
-  auto tr = std::make_shared<SgdArgs>();
-  tr->every = 20;
-  tr->batch_size = 32;
-  tr->epochs = 5;
-  auto* traj = diag->add_subcommand(
-      "trajectory", "PCA of a weight trajectory (explained variance, r90, effective rank): a `cl run`'s parameter snapshots (RUN), or checkpoints every k SGD steps of an MLP on Fashion-MNIST");
-  add_sgd_options(traj, *tr);
-  traj->add_option("--every", tr->every, "SGD steps between checkpoints")->capture_default_str()->check(CLI::PositiveNumber);
-  traj->add_option("--components", tr->components, "Explained-variance ratios printed")->capture_default_str()->check(CLI::PositiveNumber);
-  traj->footer(
-      "Examples:\n  stablelearn diagnose trajectory --samples 2000 --hidden 50 --lr 0.05 --batch-size 32 --epochs 5 --every 20\n"
-      "  stablelearn diagnose trajectory runs/split_ewc --task 1   (a run with [output] snapshot_every = K; adds RELEX)");
-  reg.add(traj, with_run_trajectory(traj, [tr] { return tr->components; }, [tr]() {
-    const auto t0 = std::chrono::steady_clock::now();
-    SL_CHECK(tr->batch_size <= tr->data.samples, UsageError, "--batch-size ", tr->batch_size, " exceeds --samples ", tr->data.samples);
-    auto p = make_fmnist_problem(tr->data, tr->loss, torch::kFloat64);
-    std::vector<torch::Tensor> checkpoints;
-    const auto steps = train_sgd(p, tr->epochs, tr->batch_size, tr->lr, tr->data.seed, tr->every,
-                                 [&](std::int64_t) { checkpoints.push_back(dg::flatten_tensors(p.params)); });
-    const auto pca = dg::trajectory_pca(checkpoints);
-    const auto ratio = to_vector(pca.explained_variance_ratio);
-    const auto k = std::min<std::size_t>(static_cast<std::size_t>(tr->components), ratio.size());
-    const std::vector<double> top(ratio.begin(), ratio.begin() + static_cast<std::ptrdiff_t>(k));
-    const auto align = to_vector(dg::alignment_to_final(torch::stack(checkpoints)));
-    write_json({{"problem", "MLP on a Fashion-MNIST subset, minibatch SGD"},
-                {"hidden", parse_list(tr->data.hidden, "--hidden")},
-                {"parameters", checkpoints.front().numel()},
-                {"samples", p.x.size(0)},
-                {"loss_kind", tr->loss},
-                {"learning_rate", tr->lr},
-                {"batch_size", tr->batch_size},
-                {"steps", steps},
-                {"checkpoints", checkpoints.size()},
-                {"every", tr->every},
-                {"explained_variance_ratio", top},
-                {"top_cumulative", std::accumulate(top.begin(), top.end(), 0.0)},
-                {"rank_90", pca.rank_at_threshold},
-                {"effective_rank", pca.effective_rank},
-                {"alignment_to_final_midway", align[align.size() / 2]},
-                {"loss", p.full_loss()},
-                {"test_accuracy", p.accuracy(p.x_test, p.y_test)},
-                {"seconds", seconds_since(t0)}});
-    return 0;
-  }));
-
-  // diagnose intrinsic-dim [RUN --task J]
-  struct IdArgs {
-    FmnistArgs data;
-    std::string run;
-    std::int64_t task = 0;
-    std::string dims = "10,50,100,200,400,800";
-    std::int64_t steps = 200;
-    double lr = 0.01, full_lr = 1e-3, absolute = 0.9, fraction = 0.9;
-    std::string projection = "dense";
-    std::int64_t seeds = 1;
-  };
-  auto id = std::make_shared<IdArgs>();
-  id->data.hidden = "200,200";
-  auto* idim = diag->add_subcommand(
-      "intrinsic-dim",
-      "d_int90 of an MLP on Fashion-MNIST, or of task J of a `cl run` for its model: Adam in random d-dimensional "
-      "subspaces (Li et al. 2018), both conventions");
-  idim->add_option("run", id->run,
-                   "A `stablelearn cl run` directory: the intrinsic dimension of its task J (--task) for the run's model "
-                   "architecture, freshly initialised, instead of the Fashion-MNIST MLP (--data-dir and --hidden then do "
-                   "not apply; --samples / --test-samples take the first images of task J; task-incremental runs: logits "
-                   "restricted to task J's classes, as the run's masked heads)");
-  idim->add_option("--task", id->task, "RUN: the task J (0-based) whose training images are learnt and whose test images score")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  add_fmnist_options(idim, id->data);
-  idim->get_option("--seed")->description(
-      "Seed of the initialisation and the base of the projection seeds (RUN: default the run's [train] seed, i.e. the "
-      "run's own initial weights)");
-  idim->add_option("--dims", id->dims, "Subspace dimensions d, comma-separated")->capture_default_str();
-  idim->add_option("--steps", id->steps, "Full-batch Adam steps per training (full model and every d)")->capture_default_str()->check(CLI::PositiveNumber);
-  idim->add_option("--lr", id->lr, "Adam rate in the subspace")->capture_default_str()->check(CLI::PositiveNumber);
-  idim->add_option("--full-lr", id->full_lr, "Adam rate of the full model")->capture_default_str()->check(CLI::PositiveNumber);
-  idim->add_option("--absolute", id->absolute, "Absolute test-accuracy threshold (Li et al.'s MNIST convention)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  idim->add_option("--fraction", id->fraction, "Relative threshold: this fraction of the full model's test accuracy")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  idim->add_option("--projection", id->projection,
-                   "Random projection P (Li et al. 2018): dense (Gaussian, memory D*d), sparse (density 1/sqrt(D)) or "
-                   "fastfood (H G Pi H B, memory O(D))")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"dense", "sparse", "fastfood"}));
-  idim->add_option("--seeds", id->seeds,
-                   "Projections (seeds) per d, all from the same initialisation; rows report the mean and sample std "
-                   "of the test accuracy, and both d_int90 use the means")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
-  idim->footer("Example: stablelearn diagnose intrinsic-dim --samples 1000 --hidden 200,200 --dims 10,50,100,200,400 --steps 200\n"
-               "         stablelearn diagnose intrinsic-dim --projection fastfood --seeds 3 --dims 100,200,400,800\n"
-               "         stablelearn diagnose intrinsic-dim runs/split_ewc --task 1 --projection fastfood --dims 10,100,1000");
-  reg.add(idim, [id, idim]() {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto dims = parse_list(id->dims, "--dims");
-    std::sort(dims.begin(), dims.end());
-    FmnistProblem p;
-    nlohmann::json out;
-    std::uint64_t seed = id->data.seed;
-    if (id->run.empty()) {
-      SL_CHECK(idim->get_option("--task")->count() == 0, UsageError, "--task needs RUN (a `stablelearn cl run` directory)");
-      p = make_fmnist_problem(id->data, "ce", torch::kFloat32);
-      out = {{"problem", "MLP on a Fashion-MNIST subset, full-batch Adam in random " + id->projection + " subspaces"},
-             {"hidden", parse_list(id->data.hidden, "--hidden")}};
-    } else {
-      for (const char* name : {"--data-dir", "--hidden"})
-        SL_CHECK(idim->get_option(name)->count() == 0, UsageError, name,
-                 " configures the Fashion-MNIST MLP and cannot be combined with RUN (the run's config.toml gives the model "
-                 "and the data)");
-      const bool seed_given = idim->get_option("--seed")->count() > 0;
-      auto rp = make_run_task_problem(id->run, id->task, id->data.samples, id->data.test_samples,
-                                      seed_given ? std::optional<std::uint64_t>(id->data.seed) : std::nullopt);
-      p = std::move(rp.problem);
-      seed = rp.seed;
-      out = std::move(rp.info);
-      out["problem"] = "task " + std::to_string(id->task) + " of a cl run for its " + out["model"].get<std::string>() +
-                       " from a fresh initialisation, full-batch Adam in random " + id->projection + " subspaces";
-    }
-    const auto full_dim = dg::total_numel(p.params);
-    SL_CHECK(dims.back() <= full_dim, UsageError, "--dims: ", dims.back(), " exceeds the ", full_dim, " parameters");
-    const auto options = dg::IntrinsicDimensionOptions()
-                             .dims(dims)
-                             .steps(id->steps)
-                             .learning_rate(id->lr)
-                             .full_learning_rate(id->full_lr)
-                             .projection(dg::parse_projection(id->projection))
-                             .seeds(id->seeds)
-                             .seed(seed)
-                             .absolute_threshold(id->absolute)
-                             .fraction(id->fraction);
-    auto evaluate = [&p] {
-      dg::IntrinsicDimensionEvaluation e;
-      e.test_accuracy = p.accuracy(p.x_test, p.y_test);
-      e.train_accuracy = p.accuracy(p.x, p.y);
-      e.loss = p.full_loss();
-      return e;
-    };
-    auto progress = [&](const dg::IntrinsicDimensionRow& row) {
-      std::cerr << "intrinsic-dim: d = " << row.dim << ": test accuracy " << row.test_accuracy;
-      if (id->seeds > 1) std::cerr << " ± " << row.test_accuracy_std << " (" << id->seeds << " seeds)";
-      std::cerr << "\n";
-    };
-    const auto r = dg::intrinsic_dimension_sweep(p.params, p.loss_fn(), make_batches(p.x, p.y, p.x.size(0)), evaluate, options,
-                                                 progress);
-    auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    auto or_null = [](std::int64_t v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    nlohmann::json rows = nlohmann::json::array();
-    for (const auto& row : r.rows)
-      rows.push_back({{"d", row.dim},
-                      {"test_accuracy", row.test_accuracy},
-                      {"test_accuracy_std", finite_or_null(row.test_accuracy_std)},
-                      {"train_accuracy", row.train_accuracy},
-                      {"train_accuracy_std", finite_or_null(row.train_accuracy_std)},
-                      {"loss", row.loss},
-                      {"test_accuracies", row.test_accuracies},
-                      {"projection_seeds", row.projection_seeds}});
-    out.update({{"projection", id->projection},
-                {"seeds", id->seeds},
-                {"seed", seed},
-                {"parameters", r.full_dim},
-                {"samples", p.x.size(0)},
-                {"test_samples", p.x_test.size(0)},
-                {"steps", id->steps},
-                {"learning_rate", id->lr},
-                {"full_learning_rate", id->full_lr},
-                {"initial_test_accuracy", r.initial.test_accuracy},
-                {"full_test_accuracy", r.full.test_accuracy},
-                {"full_train_accuracy", r.full.train_accuracy},
-                {"subspaces", rows},
-                {"absolute_threshold", id->absolute},
-                {"d_int90_absolute", or_null(r.d_int90_absolute)},
-                {"relative_threshold", r.relative_threshold},
-                {"d_int90_relative", or_null(r.d_int90_relative)},
-                {"seconds", seconds_since(t0)}});
-    write_json(out);
-    return 0;
-  });
+  add_hessian_command(diag, reg);
+  add_trace_and_density_commands(diag, reg);
+  add_spectra_and_stability_commands(diag, reg);
+  add_diagnose_experiment_commands(diag, reg);
 
   register_diagnose_run_commands(*diag, reg);
   register_diagnose_shesha_command(*diag, reg);

@@ -3,11 +3,13 @@
 #include <iostream>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
+#include "stablelearn/core/progress.h"
 #include "stablelearn/io/npy.h"
 #include "stablelearn/core/config.h"
 #include "stablelearn/lfd/figures.h"
@@ -96,39 +98,6 @@ lfd::LfdConfig load_lfd_config(const std::string& path, const std::vector<std::s
   return lfd::LfdConfig::from_config(cfg);
 }
 
-/// One-line progress on stderr: redrawn in place on a terminal, a line per 10 % otherwise.
-class ProgressBar {
- public:
-  ProgressBar() : tty_(isatty(STDERR_FILENO) != 0) {}
-  void operator()(const lfd::TrainProgress& p) {
-    const auto now = std::chrono::steady_clock::now();
-    const bool last = p.iteration == p.iterations;
-    const std::int64_t decile = p.iteration * 10 / p.iterations;
-    if (tty_) {
-      if (!last && now - shown_ < std::chrono::milliseconds(200)) return;
-    } else if (!(last || decile != last_decile_ || p.task != last_task_)) {
-      return;
-    }
-    shown_ = now;
-    last_decile_ = decile;
-    last_task_ = p.task;
-    const double eta = p.iteration > 0 ? p.elapsed / p.iteration * (p.iterations - p.iteration) : 0;
-    const int width = 24;
-    const int filled = static_cast<int>(width * p.iteration / p.iterations);
-    std::fprintf(stderr, "%stask %lld/%lld [%s%s] it %lld/%lld loss %.3e reg %.3e %5.0fs ETA %4.0fs%s",
-                 tty_ ? "\r" : "", static_cast<long long>(p.task + 1), static_cast<long long>(p.tasks),
-                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                 static_cast<long long>(p.iteration), static_cast<long long>(p.iterations), p.loss, p.reg, p.elapsed, eta,
-                 tty_ && !last ? "" : "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  bool tty_;
-  std::chrono::steady_clock::time_point shown_{};
-  std::int64_t last_decile_ = -1, last_task_ = -1;
-};
-
 }  // namespace
 
 void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
@@ -182,8 +151,11 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
   reg.add(train, [targs]() {
     auto cfg = load_lfd_config(targs->config, targs->overrides);
     lfd::LfdTrainer trainer(cfg, targs->out);
-    ProgressBar bar;
-    trainer.run(targs->resume, [&](const lfd::TrainProgress& p) { bar(p); });
+    ProgressReporter bar;
+    trainer.run(targs->resume, [&](const lfd::TrainProgress& p) {
+      bar.update(fmt::format("task {}/{}", p.task + 1, p.tasks), p.iteration, p.iterations,
+                 fmt::format("loss {:.3e} reg {:.3e}", p.loss, p.reg));
+    });
     if (cfg.evaluate) lfd::write_run_figures(lfd::LfdRun(targs->out), targs->out, std::filesystem::path(targs->out) / "figures");
     std::cerr << "run written to " << targs->out << "\n";
     return 0;

@@ -73,20 +73,4 @@ void append_line(const fs::path& path, std::string_view line) {
   out << line << "\n";
 }
 
-bool open_run_dir(const fs::path& run, const std::string& config_text, bool resume) {
-  std::error_code ec;
-  fs::create_directories(run, ec);
-  SL_CHECK(!ec, IoError, run.string(), ": cannot create run directory (", ec.message(), ")");
-  if (resume && fs::exists(run / "checkpoint.json")) {
-    SL_CHECK(read_file_text(run / "config.toml") == config_text, ConfigError, run.string(),
-             ": --resume with a different configuration than the run was started with (compare config.toml)");
-    return true;
-  }
-  SL_CHECK(!fs::exists(run / "checkpoint.json"), UsageError, run.string(),
-           ": already holds a run (checkpoint.json); use --resume to continue it or choose another --out");
-  write_file_atomic(run / "config.toml", config_text);
-  fs::remove(run / "metrics.jsonl", ec);
-  return false;
-}
-
 }  // namespace stablelearn

@@ -17,6 +17,7 @@
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
+#include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/eigen.h"
@@ -37,15 +38,6 @@ constexpr const char* kCheckpointFormat = "stablelearn-cl-checkpoint";
 constexpr int kCheckpointVersion = 1;
 constexpr const char* kSnapshotFormat = "stablelearn-cl-snapshots";
 constexpr int kSnapshotVersion = 1;
-
-std::uint64_t derive_seed(std::int64_t seed, std::int64_t task, std::int64_t stream) {
-  // SplitMix64 of (seed, task, stream): independent, reproducible generators per task and purpose.
-  std::uint64_t z = static_cast<std::uint64_t>(seed) * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(task) * 0xBF58476D1CE4E5B9ull +
-                    static_cast<std::uint64_t>(stream) * 0x94D049BB133111EBull + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFull;
-}
 
 void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
 
@@ -271,45 +263,6 @@ torch::Tensor grokalign_outputs(const models::ClassifierImpl& model, const std::
   return heads.defined() ? z.gather(1, heads) : z;
 }
 
-/// Before open_run_dir on --resume: the run's config.toml resolved with this build's defaults
-/// (keys added since the run was made are filled with their defaults). Equal to `resolved` → the
-/// file is rewritten in the current form (open_run_dir then accepts it); otherwise a ConfigError
-/// naming every key whose value differs.
-void reconcile_resumed_config(const std::filesystem::path& run, const std::string& resolved) {
-  const auto path = run / "config.toml";
-  if (!std::filesystem::exists(run / "checkpoint.json") || !std::filesystem::exists(path)) return;
-  const auto stored = read_file_text(path);
-  if (stored == resolved) return;
-  std::string stored_resolved;
-  try {
-    stored_resolved = ClExperiment(Config::from_string(stored, path.string())).resolved_config();
-  } catch (const Error& e) {
-    SL_THROW(ConfigError, run.string(), ": --resume with a different configuration than the run was started with: ",
-             path.string(), " does not resolve with this build (", e.what(), ")");
-  }
-  if (stored_resolved == resolved) {
-    write_file_atomic(path, resolved);
-    return;
-  }
-  const auto a = Config::from_string(stored_resolved).flat_values(), b = Config::from_string(resolved).flat_values();
-  std::string diff;
-  int n = 0;
-  auto add = [&](const std::string& key, const std::string& was, const std::string& now) {
-    diff += fmt::format("{}{} = {} in the run, {} now", n++ ? "; " : "", key, was, now);
-  };
-  for (const auto& [k, v] : a) {
-    const auto it = b.find(k);
-    if (it == b.end())
-      add(k, v, "(absent)");
-    else if (it->second != v)
-      add(k, v, it->second);
-  }
-  for (const auto& [k, v] : b)
-    if (!a.count(k)) add(k, "(absent)", v);
-  SL_THROW(ConfigError, run.string(), ": --resume with a different configuration than the run was started with: ",
-           diff.empty() ? std::string("compare config.toml") : diff);
-}
-
 void write_curves_svg(const std::filesystem::path& path, const std::vector<json>& tracks, std::int64_t tasks,
                       const std::vector<std::int64_t>& boundaries, const std::string& title) {
   static const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -344,8 +297,14 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   const auto start_time = std::chrono::steady_clock::now();
   const auto ckpt_json = run / "checkpoint.json";
   const auto metrics_path = run / "metrics.jsonl";
-  if (resume) reconcile_resumed_config(run, p.resolved);
-  resume = open_run_dir(run, p.resolved, resume);
+  // On --resume the run's config.toml is re-resolved with this build's defaults (keys added since
+  // the run was made get their defaults): equal to this configuration → the run continues.
+  const auto config_path = (run / "config.toml").string();
+  resume = RunDir::open(run, p.resolved,
+                        RunDirOptions().resume(resume).marker("checkpoint.json").reresolve([&](const std::string& stored) {
+                          return ClExperiment(Config::from_string(stored, config_path)).resolved_config();
+                        }))
+               .resumed();
   std::error_code ec;
 
   // Device.
@@ -418,14 +377,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   std::vector<json> diag_rows;  // [diagnostics] measurements so far
 
   if (resume) {
-    json ck;
-    try {
-      ck = json::parse(read_file_text(ckpt_json));
-    } catch (const json::exception& e) {
-      SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
-    }
-    SL_CHECK(ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(), ": not a stablelearn CL checkpoint");
-    SL_CHECK(ck.value("version", 0) == kCheckpointVersion, DataError, ckpt_json.string(), ": unsupported checkpoint version");
+    const json ck = read_checkpoint_manifest(ckpt_json, kCheckpointFormat, kCheckpointVersion).fields;
     first_task = ck.at("completed_tasks").get<std::int64_t>();
     global_iter = ck.at("iteration").get<std::int64_t>();
     result.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
@@ -789,13 +741,7 @@ ClRunView load_cl_run(const std::filesystem::path& run) {
   SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": missing (the run has not finished a task)");
   const ClExperiment e(Config::from_file(cfg_path));
   const auto& p = *e.p_;
-  json ck;
-  try {
-    ck = json::parse(read_file_text(ckpt_json));
-  } catch (const json::exception& ex) {
-    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", ex.what(), ")");
-  }
-  SL_CHECK(ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(), ": not a stablelearn CL checkpoint");
+  const json ck = read_checkpoint_manifest(ckpt_json, kCheckpointFormat, kCheckpointVersion).fields;
   ClRunView v;
   v.tasks = build_stream(p.stream);
   v.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;

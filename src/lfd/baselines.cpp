@@ -225,8 +225,7 @@ void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgr
   const auto config_text = c.to_config().to_string();
   std::int64_t first_task = 0;
   std::vector<nlohmann::json> diag_rows;  // [diagnostics] rows so far (sharpness.svg, summary.json)
-  detail::upgrade_resolved_config(s.run, config_text, resume);
-  if (open_run_dir(s.run, config_text, resume)) {
+  if (detail::open_lfd_run(s.run, config_text, resume)) {
     const auto ck = detail::read_checkpoint(s.run);
     SL_CHECK(ck.method == c.method, DataError, ck.tensors_file.string(), ": checkpoint of method '", ck.method,
              "', the configuration says '", c.method, "'");

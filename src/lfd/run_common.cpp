@@ -11,6 +11,7 @@
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
+#include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/eigen.h"
@@ -163,17 +164,12 @@ std::vector<EvalCell> evaluate_seen_tasks(const std::filesystem::path& metrics_p
   return row;
 }
 
-void upgrade_resolved_config(const std::filesystem::path& run, const std::string& config_text, bool resume) {
-  const auto path = run / "config.toml";
-  if (!resume || !std::filesystem::exists(run / "checkpoint.json") || !std::filesystem::exists(path)) return;
-  const auto old_text = read_file_text(path);
-  if (old_text == config_text) return;
-  try {
-    if (LfdConfig::from_config(Config::from_file(path)).to_config().to_string() != config_text) return;
-  } catch (const Error&) {
-    return;  // open_run_dir reports the mismatch
-  }
-  write_file_atomic(path, config_text);
+bool open_lfd_run(const std::filesystem::path& run, const std::string& config_text, bool resume) {
+  const auto path = (run / "config.toml").string();
+  const auto reresolve = [path](const std::string& stored) {
+    return LfdConfig::from_config(Config::from_string(stored, path)).to_config().to_string();
+  };
+  return RunDir::open(run, config_text, RunDirOptions().resume(resume).marker("checkpoint.json").reresolve(reresolve)).resumed();
 }
 
 std::vector<json> trim_metrics_for_resume(const std::filesystem::path& run, std::int64_t completed) {
@@ -326,18 +322,10 @@ constexpr int kCheckpointVersion = 2;
 
 CheckpointData read_checkpoint(const std::filesystem::path& run) {
   const auto ckpt_json = run / "checkpoint.json";
-  SL_CHECK(std::filesystem::exists(ckpt_json), IoError, ckpt_json.string(), ": no checkpoint (is this a run directory?)");
-  json ck;
-  try {
-    ck = json::parse(read_file_text(ckpt_json));
-  } catch (const json::exception& e) {
-    SL_THROW(DataError, ckpt_json.string(), ": corrupt checkpoint (", e.what(), ")");
-  }
-  SL_CHECK(ck.is_object() && ck.value("format", "") == kCheckpointFormat, DataError, ckpt_json.string(),
-           ": not a stablelearn LfD checkpoint");
-  const int version = ck.value("version", 0);
-  SL_CHECK(version >= 1 && version <= kCheckpointVersion, DataError, ckpt_json.string(), ": checkpoint format version ",
-           version, " is not supported by this stablelearn (reads versions 1..", kCheckpointVersion, ")");
+  // IoError when missing; DataError when corrupt, of another format or a newer version (core/run.h).
+  const auto manifest = read_checkpoint_manifest(ckpt_json, kCheckpointFormat, kCheckpointVersion);
+  const auto& ck = manifest.fields;
+  const int version = manifest.version;
   CheckpointData d;
   try {
     d.completed = ck.at("completed_tasks").get<std::int64_t>();

@@ -82,10 +82,13 @@ void record_diagnostics_row(const std::filesystem::path& metrics_path, nlohmann:
 std::vector<EvalCell> evaluate_seen_tasks(const std::filesystem::path& metrics_path, std::int64_t task,
                                           const std::function<EvalCell(std::int64_t j)>& cell);
 
-/// Before open_run_dir on --resume: a run started before the [diagnostics] table existed has a
-/// config.toml without it; when that file resolves to exactly `config_text` it is rewritten with
-/// the current resolved form, so such runs stay resumable. No-op otherwise.
-void upgrade_resolved_config(const std::filesystem::path& run, const std::string& config_text, bool resume);
+/// Opens the run directory of `lfd train` through core/run's RunDir and says whether the run
+/// continues: with `resume` and RUN/checkpoint.json, RUN/config.toml must resolve (with this build's
+/// defaults, e.g. a run made before the [diagnostics] table existed) to `config_text` — it is then
+/// rewritten in the current form — else ConfigError naming every differing key; without `resume` a
+/// folder holding a checkpoint is a UsageError; otherwise config.toml is written and a stale
+/// metrics.jsonl removed.
+bool open_lfd_run(const std::filesystem::path& run, const std::string& config_text, bool resume);
 
 /// On --resume: keeps the metrics.jsonl rows of the `completed` tasks (every row carries "task";
 /// rows of an interrupted task are dropped since that task is trained again, so nothing is

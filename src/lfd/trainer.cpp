@@ -376,8 +376,7 @@ void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)
   const auto config_text = c.to_config().to_string();
   std::int64_t first_task = 0;
   std::vector<nlohmann::json> diag_rows;  // [diagnostics] rows so far (sharpness.svg, summary.json)
-  detail::upgrade_resolved_config(s.run, config_text, resume);
-  if (open_run_dir(s.run, config_text, resume)) {
+  if (detail::open_lfd_run(s.run, config_text, resume)) {
     const auto ck = detail::read_checkpoint(s.run);
     load_hypernetwork(ck, c, net);
     s.seconds = ck.seconds;

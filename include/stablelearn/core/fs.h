@@ -28,11 +28,6 @@ std::vector<std::string> read_lines(const fs::path& path);
 /// Throws IoError naming the file when it cannot be opened.
 void append_line(const fs::path& path, std::string_view line);
 
-/// Opens the run directory `run` of a training command (lfd train, cl run) and says whether the
-/// run continues. Creates the folder (IoError on failure). With `resume` and an existing
-/// RUN/checkpoint.json: ConfigError unless RUN/config.toml equals `config_text`, returns true.
-/// Otherwise: UsageError if RUN already holds a checkpoint, else writes config.toml, removes a
-/// stale metrics.jsonl and returns false.
-bool open_run_dir(const fs::path& run, const std::string& config_text, bool resume);
+// Run directories (create, resume, the changed-config check): core/run.h.
 
 }  // namespace stablelearn

@@ -1,0 +1,202 @@
+#include "stablelearn/core/run.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "stablelearn/core/config.h"
+#include "stablelearn/core/env.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+
+namespace stablelearn {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::uint64_t derive_seed(std::int64_t seed, std::int64_t task, std::int64_t purpose) {
+  std::uint64_t z = static_cast<std::uint64_t>(seed) * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(task) * 0xBF58476D1CE4E5B9ull +
+                    static_cast<std::uint64_t>(purpose) * 0x94D049BB133111EBull + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFull;
+}
+
+std::vector<std::string> config_differences(const std::string& stored_toml, const std::string& current_toml) {
+  const auto a = Config::from_string(stored_toml, "stored config.toml").flat_values();
+  const auto b = Config::from_string(current_toml, "current configuration").flat_values();
+  std::map<std::string, std::pair<std::string, std::string>> diff;
+  for (const auto& [k, v] : a) {
+    const auto it = b.find(k);
+    if (it == b.end())
+      diff[k] = {v, "(absent)"};
+    else if (it->second != v)
+      diff[k] = {v, it->second};
+  }
+  for (const auto& [k, v] : b)
+    if (!a.count(k)) diff[k] = {"(absent)", v};
+  std::vector<std::string> out;
+  for (const auto& [k, d] : diff) out.push_back(k + " = " + d.first + " in the run, " + d.second + " now");
+  return out;
+}
+
+namespace {
+
+bool holds_run(const fs::path& path, const std::string& marker) {
+  if (!marker.empty()) return fs::exists(path / marker);
+  return fs::is_directory(path) && !fs::is_empty(path);
+}
+
+/// The changed-config check of a resumed run (see RunDir::open).
+void check_resumed_config(const fs::path& run, const std::string& current, const RunDirOptions& o) {
+  const auto path = run / "config.toml";
+  SL_CHECK(fs::exists(path), ConfigError, run.string(), ": --resume of a run without config.toml (not a run directory?)");
+  const auto stored = read_file_text(path);
+  if (stored == current) return;
+  std::string compared = stored;
+  if (o.reresolve_) {
+    try {
+      compared = o.reresolve_(stored);
+    } catch (const Error& e) {
+      SL_THROW(ConfigError, run.string(), ": --resume with a different configuration than the run was started with: ",
+               path.string(), " does not resolve with this build (", e.what(), ")");
+    }
+    if (compared == current) {
+      write_file_atomic(path, current);  // the same run, written in this build's resolved form
+      return;
+    }
+  }
+  const auto diff = config_differences(compared, current);
+  std::string text;
+  for (const auto& d : diff) text += (text.empty() ? "" : "; ") + d;
+  SL_THROW(ConfigError, run.string(), ": --resume with a different configuration than the run was started with: ",
+           text.empty() ? std::string("compare config.toml") : text);
+}
+
+/// Drops a last metrics.jsonl row without its newline (cut by a kill during the append).
+void drop_partial_metrics_row(const fs::path& path) {
+  if (!fs::exists(path)) return;
+  const auto text = read_file_text(path);
+  if (text.empty() || text.back() == '\n') return;
+  const auto end = text.find_last_of('\n');
+  write_file_atomic(path, end == std::string::npos ? std::string() : text.substr(0, end + 1));
+}
+
+}  // namespace
+
+RunDir RunDir::open(const fs::path& path, const std::string& config_toml, const RunDirOptions& options) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  SL_CHECK(!ec, IoError, path.string(), ": cannot create run directory (", ec.message(), ")");
+  const bool occupied = holds_run(path, options.marker_);
+  if (occupied && options.resume_) {
+    check_resumed_config(path, config_toml, options);
+    drop_partial_metrics_row(path / "metrics.jsonl");
+    return RunDir(path, true);
+  }
+  SL_CHECK(!occupied, UsageError, path.string(), ": already holds a run (",
+           options.marker_.empty() ? std::string("the folder is not empty") : options.marker_,
+           "); use --resume to continue it or choose another --out");
+  write_file_atomic(path / "config.toml", config_toml);
+  fs::remove(path / "metrics.jsonl", ec);
+  return RunDir(path, false);
+}
+
+void RunDir::write_text(const std::string& name, const std::string& text) const { write_file_atomic(file(name), text); }
+
+void RunDir::write_json(const std::string& name, const json& value) const { write_file_atomic(file(name), value.dump(1) + "\n"); }
+
+void RunDir::append_metrics(const json& row) const {
+  const auto path = file("metrics.jsonl");
+  const std::string line = row.dump() + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  SL_CHECK(fd >= 0, IoError, path.string(), ": cannot append (", std::strerror(errno), ")");
+  const auto written = ::write(fd, line.data(), line.size());
+  const int err = errno;
+  ::close(fd);
+  SL_CHECK(written == static_cast<ssize_t>(line.size()), IoError, path.string(), ": append failed (",
+           written < 0 ? std::strerror(err) : "short write", ")");
+}
+
+std::vector<json> RunDir::read_metrics() const {
+  const auto path = file("metrics.jsonl");
+  std::vector<json> rows;
+  if (!fs::exists(path)) return rows;
+  const auto text = read_file_text(path);
+  std::size_t start = 0, line = 0;
+  while (start < text.size()) {
+    const auto end = text.find('\n', start);
+    if (end == std::string::npos) break;  // a partial last row is not a row
+    ++line;
+    const auto row = text.substr(start, end - start);
+    start = end + 1;
+    if (row.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      rows.push_back(json::parse(row));
+    } catch (const json::exception& e) {
+      SL_THROW(DataError, path.string(), ":", line, ": not a JSON row (", e.what(), ")");
+    }
+  }
+  return rows;
+}
+
+std::vector<json> RunDir::keep_metrics(const std::function<bool(const json&)>& keep) const {
+  std::vector<json> kept;
+  std::string text;
+  for (auto& row : read_metrics()) {
+    if (!keep(row)) continue;
+    text += row.dump() + "\n";
+    kept.push_back(std::move(row));
+  }
+  write_file_atomic(file("metrics.jsonl"), text);
+  return kept;
+}
+
+void RunDir::write_summary(json summary) const {
+  summary["runtime"] = json::parse(runtime_info_json(runtime_info()));
+  write_json("summary.json", summary);
+}
+
+CheckpointManifest read_checkpoint_manifest(const fs::path& path, const std::string& format, int max_version) {
+  SL_CHECK(fs::exists(path), IoError, path.string(), ": no checkpoint (is this a run directory?)");
+  json j;
+  try {
+    j = json::parse(read_file_text(path));
+  } catch (const json::exception& e) {
+    SL_THROW(DataError, path.string(), ": corrupt checkpoint (", e.what(), ")");
+  }
+  SL_CHECK(j.is_object() && j.value("format", "") == format, DataError, path.string(), ": not a stablelearn ", format, " file");
+  const auto& v = j.contains("version") ? j.at("version") : json();
+  SL_CHECK(v.is_number_integer(), DataError, path.string(), ": no format version");
+  const int version = v.get<int>();
+  SL_CHECK(version >= 1, DataError, path.string(), ": format version ", version, " is not valid");
+  SL_CHECK(version <= max_version, DataError, path.string(), ": format version ", version,
+           " was written by a newer stablelearn; this build reads versions 1..", max_version);
+  CheckpointManifest m;
+  m.format = format;
+  m.version = version;
+  j.erase("format");
+  j.erase("version");
+  m.fields = std::move(j);
+  return m;
+}
+
+void write_checkpoint_manifest(const fs::path& path, const CheckpointManifest& manifest) {
+  // nlohmann::json orders keys; format and version are found by name, so the order is cosmetic.
+  json j = manifest.fields.is_object() ? manifest.fields : json::object();
+  j["format"] = manifest.format;
+  j["version"] = manifest.version;
+  write_file_atomic(path, j.dump(1));
+}
+
+void RunDir::write_manifest(const CheckpointManifest& manifest, const std::string& name) const {
+  write_checkpoint_manifest(file(name), manifest);
+}
+
+CheckpointManifest RunDir::read_manifest(const std::string& format, int max_version, const std::string& name) const {
+  return read_checkpoint_manifest(file(name), format, max_version);
+}
+
+}  // namespace stablelearn

@@ -1,0 +1,46 @@
+// The built-in reproductions, one file each (private to sl_experiments). Adding one = a file
+// defining its make_*_repro() + its line in registry.cpp + its section in docs/repro.md.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "stablelearn/experiments/repro.h"
+#include "stablelearn/experiments/toy_experiments.h"
+
+namespace stablelearn::experiments::repro {
+
+ReproEntry make_edge_of_stability_repro();
+ReproEntry make_sgd_minimum_repro();
+ReproEntry make_trajectory_repro();
+ReproEntry make_intrinsic_dim_repro();
+ReproEntry make_commutator_repro();
+
+/// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
+/// hidden layer of that width); seed ctx.seed + k.
+FmnistOptions fmnist_options(const ReproContext& ctx, std::int64_t k);
+/// `key` of every row (per-seed values).
+std::vector<double> per_seed(const std::vector<nlohmann::json>& rows, const std::string& key);
+/// One value, or the per-seed list when there are several (results.json "metrics").
+inline nlohmann::json seeds_json(const std::vector<double>& v) {
+  auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+  if (v.size() == 1) return num(v[0]);
+  nlohmann::json a = nlohmann::json::array();
+  for (double x : v) a.push_back(num(x));
+  return a;
+}
+/// A number or null (NaN, ±inf) for JSON.
+inline nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+/// Median of values (NaN when empty; NaN values sort last and count).
+double median(std::vector<double> v);
+/// A progress callback for toy_experiments.h that reports seed k of ctx.seeds (and `stage`, e.g.
+/// one of several runs of the seed) on ctx.progress.
+std::function<void(std::int64_t, std::int64_t, const std::string&)> seed_progress(const ReproContext& ctx, std::int64_t k,
+                                                                            const std::string& stage = {});
+
+}  // namespace stablelearn::experiments::repro

@@ -1,0 +1,23 @@
+// The registry of reproductions: one line per entry (STYLE #5, #19).
+#include "entries.h"
+
+namespace stablelearn::experiments {
+
+namespace {
+std::vector<ReproEntry> register_builtin_repros() {
+  return {
+      repro::make_edge_of_stability_repro(),
+      repro::make_sgd_minimum_repro(),
+      repro::make_trajectory_repro(),
+      repro::make_intrinsic_dim_repro(),
+      repro::make_commutator_repro(),
+  };
+}
+}  // namespace
+
+const std::vector<ReproEntry>& repro_entries() {
+  static const std::vector<ReproEntry> entries = register_builtin_repros();
+  return entries;
+}
+
+}  // namespace stablelearn::experiments

@@ -1,0 +1,197 @@
+// End-to-end tests of `stablelearn repro`: the list, every entry with --quick (results.json's
+// checks recomputed here from their value and threshold, the verdict from the checks, numbers
+// recomputed from the per-seed rows and the closed forms), determinism for a seed, resume and the
+// changed-config check, and the errors (exit status 2) against "not reproduced" (exit status 0).
+#include <chrono>
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "cli_testing.h"
+#include "stablelearn/core/config.h"
+
+namespace sl = stablelearn;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator"};
+
+json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
+
+std::vector<json> metrics_rows(const fs::path& run) {
+  std::vector<json> rows;
+  for (const auto& line : sl::read_lines(run / "metrics.jsonl")) rows.push_back(json::parse(line));
+  return rows;
+}
+
+/// The run's results.json after the file's own checks: every check's pass recomputed from value,
+/// comparison and threshold; the verdict from all of them; config.toml and summary.json present.
+json checked_results(const fs::path& run, const std::string& name) {
+  const auto r = read_json(run / "results.json");
+  EXPECT_EQ(r.at("experiment"), name);
+  for (const char* key : {"paper", "claim"}) EXPECT_FALSE(r.at(key).get<std::string>().empty()) << key;
+  EXPECT_TRUE(r.at("setup").is_object());
+  EXPECT_FALSE(r.at("metrics").empty());
+  EXPECT_FALSE(r.at("checks").empty());
+  bool all = true;
+  for (const auto& c : r.at("checks")) {
+    const auto& v = c.at("value");
+    const double t = c.at("threshold").get<double>();
+    const auto cmp = c.at("comparison").get<std::string>();
+    EXPECT_TRUE(cmp == "<=" || cmp == ">=") << cmp;
+    const bool pass = !v.is_null() && (cmp == "<=" ? v.get<double>() <= t : v.get<double>() >= t);
+    EXPECT_EQ(c.at("pass").get<bool>(), pass) << c.dump();
+    all = all && pass;
+  }
+  EXPECT_EQ(r.at("verdict"), all ? "reproduced" : "not reproduced");
+  const auto cfg = sl::Config::from_file(run / "config.toml").flat_values();
+  EXPECT_EQ(cfg.at("repro.experiment"), "'" + name + "'");
+  const auto s = read_json(run / "summary.json");
+  EXPECT_TRUE(s.at("runtime").contains("threads"));
+  EXPECT_GT(s.at("seconds").get<double>(), 0);
+  return r;
+}
+
+double num(const json& v) { return v.is_null() ? std::nan("") : v.get<double>(); }
+
+}  // namespace
+
+TEST(ReproCli, ListShowsEveryEntryWithPaperAndClaim) {
+  const auto r = sl::testing::run_cli("repro list");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const auto& name : kEntries) EXPECT_NE(r.out.find(name + " "), std::string::npos) << name;
+  EXPECT_NE(r.out.find("Edge of Stability (Cohen"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Li, Farkhoor, Liu, Yosinski"), std::string::npos) << r.out;
+  std::size_t claims = 0;
+  for (auto p = r.out.find("claim: "); p != std::string::npos; p = r.out.find("claim: ", p + 1)) ++claims;
+  EXPECT_EQ(claims, kEntries.size());
+}
+
+// One test per entry, each well under 60 s: the quick run, its file checks and numbers recomputed
+// from the per-seed row and a closed form.
+class ReproQuick : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
+  const auto name = GetParam();
+  const auto run = sl::testing::temp_dir("repro_" + name) / "run";
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = sl::testing::run_cli("repro " + name + " --out " + run.string() + " --quick");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_LT(seconds, 60.0) << name << " --quick took " << seconds << " s";
+  const auto res = checked_results(run, name);
+  EXPECT_NE(r.out.find("verdict: " + res.at("verdict").get<std::string>()), std::string::npos) << r.out;
+  const auto rows = metrics_rows(run);
+  ASSERT_EQ(rows.size(), 1u);
+  const auto& row = rows[0].at("result");
+  const auto& m = res.at("metrics");
+  if (name == "edge-of-stability") {
+    // max ηλ/2 recomputed from the sharpness trace, with η from config.toml.
+    const double lr = std::stod(sl::Config::from_file(run / "config.toml").flat_values().at("options.lr"));
+    double peak = 0;
+    for (const auto& t : row.at("trace")) peak = std::max(peak, t.at("lambda_max").get<double>() * lr / 2);
+    EXPECT_NEAR(m.at("max_ratio").get<double>(), peak, 1e-12);
+    EXPECT_TRUE(fs::exists(run / "sharpness.svg"));
+  } else if (name == "sgd-minimum") {
+    // The trace condition ηp tr(H)/2 with p = (N − B)/(B(N − 1)) (B = 1: p = 1) and η λ_max / 2.
+    const auto& at = row.at("lr");
+    const double lr = at.at("lr").get<double>(), n = 200, b = 1, p = (n - b) / (b * (n - 1));
+    EXPECT_NEAR(num(m.at("trace_ratio_at_eta")), lr * p * num(at.at("trace")) / 2, 1e-9 * std::abs(num(at.at("trace"))));
+    EXPECT_NEAR(num(m.at("sharpness_ratio_at_eta")), lr * num(at.at("lambda_max")) / 2, 1e-9 * std::abs(num(at.at("lambda_max"))));
+    EXPECT_NEAR(num(m.at("trace_2eta_over_eta")), num(row.at("lr2").at("trace")) / num(at.at("trace")), 1e-12);
+  } else if (name == "trajectory") {
+    // r90 recomputed from the reported ratios (top 10, of which the cumulative sum reaches 0.9).
+    const auto ratios = row.at("sgd").at("explained_variance_ratio").get<std::vector<double>>();
+    double c = 0;
+    int r90 = 0;
+    while (r90 < static_cast<int>(ratios.size()) && c < 0.9) c += ratios[static_cast<std::size_t>(r90++)];
+    if (c >= 0.9) {
+      EXPECT_EQ(m.at("rank_90").get<int>(), r90);
+    }
+    EXPECT_EQ(num(m.at("rank_90_gap")), num(m.at("random_walk_rank_90")) - num(m.at("rank_90")));
+    EXPECT_TRUE(fs::exists(run / "trajectory_pca.svg"));
+  } else if (name == "intrinsic-dim") {
+    // d_int90 = the smallest d whose accuracy reaches 0.9 × the full model's, from the rows.
+    for (const char* net : {"narrow", "wide"}) {
+      const auto& sweep = row.at(net);
+      const double thr = 0.9 * sweep.at("full_test_accuracy").get<double>();
+      json expected = nullptr;
+      for (const auto& s : sweep.at("subspaces"))
+        if (s.at("test_accuracy").get<double>() >= thr) {
+          expected = s.at("d");
+          break;
+        }
+      EXPECT_EQ(m.at(std::string("d_int90_") + net), expected) << net;
+    }
+    EXPECT_TRUE(fs::exists(run / "intrinsic_dim.svg"));
+  } else if (name == "commutator") {
+    // Perpendicular share from the energy fractions; random baseline sqrt(k/D) in closed form.
+    const auto& rep = row.at("report");
+    double min_perp = 1;
+    for (const auto& x : rep.at("measurements")) min_perp = std::min(min_perp, std::sqrt(1 - x.at("median_energy_fraction").get<double>()));
+    EXPECT_NEAR(m.at("min_perpendicular_share").get<double>(), min_perp, 1e-12);
+    EXPECT_NEAR(m.at("expected_random_rho").get<double>(), std::sqrt(3.0 / rep.at("parameters").get<double>()), 1e-12);
+    EXPECT_TRUE(fs::exists(run / "commutator.svg"));
+  }
+  fs::remove_all(run.parent_path());
+}
+
+INSTANTIATE_TEST_SUITE_P(Entries, ReproQuick, ::testing::ValuesIn(kEntries),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n) ch = ch == '-' ? '_' : ch;
+                           return n;
+                         });
+
+TEST(ReproCli, TheSameSeedGivesTheSameMetricsAndAnotherSeedOthers) {
+  const auto dir = sl::testing::temp_dir("repro_seed");
+  const std::string args = "repro edge-of-stability --quick --set steps=200 --quiet --out ";
+  ASSERT_EQ(sl::testing::run_cli(args + (dir / "a").string()).status, 0);
+  ASSERT_EQ(sl::testing::run_cli(args + (dir / "b").string()).status, 0);
+  ASSERT_EQ(sl::testing::run_cli(args + (dir / "c").string() + " --seed 1").status, 0);
+  const auto a = read_json(dir / "a" / "results.json"), b = read_json(dir / "b" / "results.json"),
+             c = read_json(dir / "c" / "results.json");
+  EXPECT_EQ(a.at("metrics"), b.at("metrics"));
+  EXPECT_EQ(a.at("checks"), b.at("checks"));
+  EXPECT_NE(a.at("metrics").at("initial_ratio"), c.at("metrics").at("initial_ratio"));
+  fs::remove_all(dir);
+}
+
+TEST(ReproCli, ResumeSkipsFinishedSeedsAndAChangedConfigNamesTheKeys) {
+  const auto dir = sl::testing::temp_dir("repro_resume");
+  const auto run = (dir / "run").string();
+  const std::string base = "repro edge-of-stability --quick --set steps=100 --quiet --seeds 2 --out " + run;
+  ASSERT_EQ(sl::testing::run_cli(base).status, 0);
+  ASSERT_EQ(metrics_rows(run).size(), 2u);
+  const auto first = read_json(fs::path(run) / "results.json");
+  // Again without --resume: refused; with it: nothing re-run, the same results.
+  sl::testing::expect_usage_error(base, "use --resume");
+  const auto again = sl::testing::run_cli(base + " --resume");
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(metrics_rows(run).size(), 2u);
+  EXPECT_EQ(read_json(fs::path(run) / "results.json").at("metrics"), first.at("metrics"));
+  // A different configuration names every differing key.
+  const auto changed = sl::testing::run_cli("repro edge-of-stability --quick --set steps=120 --set lr=0.375 --quiet --seeds 2 --resume --out " + run);
+  EXPECT_EQ(changed.status, 2);
+  EXPECT_NE(changed.err.find("options.steps = 100 in the run, 120 now"), std::string::npos) << changed.err;
+  EXPECT_NE(changed.err.find("options.lr = 0.5 in the run, 0.375 now"), std::string::npos) << changed.err;
+  fs::remove_all(dir);
+}
+
+TEST(ReproCli, BadInputIsExitStatusTwoButNotReproducedIsZero) {
+  const auto dir = sl::testing::temp_dir("repro_bad");
+  sl::testing::expect_usage_error("repro edge-of-stabilty --out " + (dir / "x").string(),
+                                  "known: edge-of-stability, sgd-minimum, trajectory, intrinsic-dim, commutator");
+  sl::testing::expect_usage_error("repro commutator --quick --set kk=4 --out " + (dir / "y").string(),
+                                  "unknown key 'options.kk'");
+  sl::testing::expect_usage_error("repro commutator --quick --set kk=4 --out " + (dir / "y2").string(), "valid keys");
+  sl::testing::expect_usage_error("repro commutator --quick", "--out RUN is required");
+  // A GD rate far beyond 2/λ_max diverges: the claim's checks fail, which is a result (exit 0).
+  const auto r = sl::testing::run_cli("repro edge-of-stability --quick --set lr=50 --set steps=50 --quiet --out " + (dir / "z").string());
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_json(dir / "z" / "results.json").at("verdict"), "not reproduced");
+  EXPECT_NE(r.out.find("verdict: not reproduced"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}

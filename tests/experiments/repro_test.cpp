@@ -1,0 +1,91 @@
+// experiments/repro: the registry, option resolution (--quick, --set, unknown keys) and checks.
+// The entries themselves run end to end in tests/cli/repro_cli_test.cpp.
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "stablelearn/core/config.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/experiments/repro.h"
+#include "testing.h"
+
+namespace sl = stablelearn;
+namespace ex = stablelearn::experiments;
+
+TEST(Repro, TheRegistryHoldsTheMovedExperimentsEachWithPaperClaimAndOptions) {
+  std::set<std::string> names;
+  for (const auto& e : ex::repro_entries()) {
+    names.insert(e.name);
+    EXPECT_FALSE(e.paper.empty()) << e.name;
+    EXPECT_FALSE(e.claim.empty()) << e.name;
+    EXPECT_FALSE(e.options.empty()) << e.name;
+    EXPECT_TRUE(e.run_seed && e.summarise) << e.name;
+    for (const auto& o : e.options) {
+      EXPECT_GT(o.value, 0) << e.name << "." << o.name;
+      EXPECT_GT(o.quick, 0) << e.name << "." << o.name;
+      EXPECT_LE(o.quick, o.value) << e.name << "." << o.name << ": --quick is never larger";
+    }
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator"}));
+  sl::testing::expect_error<sl::UsageError>([] { ex::find_repro("edge-of-stabilty"); }, "known: edge-of-stability, sgd-minimum");
+}
+
+TEST(Repro, ResolvedConfigHasTheQuickValuesAndTheOverrides) {
+  ex::ReproRequest r;
+  r.name = "edge-of-stability";
+  r.quick = true;
+  r.seeds = 3;
+  r.seed = 7;
+  r.overrides = {"lr=0.25", "options.steps=200"};
+  const auto cfg = sl::Config::from_string(ex::resolve_repro_config(r));
+  const auto v = cfg.flat_values();
+  EXPECT_EQ(v.at("repro.experiment"), "'edge-of-stability'");  // toml++ writes literal strings
+  EXPECT_EQ(v.at("repro.quick"), "true");
+  EXPECT_EQ(v.at("repro.seeds"), "3");
+  EXPECT_EQ(v.at("repro.seed"), "7");
+  EXPECT_EQ(v.at("options.lr"), "0.25");
+  EXPECT_EQ(v.at("options.steps"), "200");
+  EXPECT_EQ(v.at("options.every"), "50");  // the quick value
+  r.quick = false;
+  r.overrides.clear();
+  EXPECT_EQ(sl::Config::from_string(ex::resolve_repro_config(r)).flat_values().at("options.steps"), "4000");
+}
+
+TEST(Repro, UnknownOrBadOptionsAreConfigErrorsNamingThem) {
+  ex::ReproRequest r;
+  r.name = "sgd-minimum";
+  r.overrides = {"learning_rate=0.1"};
+  sl::testing::expect_error<sl::ConfigError>([&] { ex::resolve_repro_config(r); }, "unknown key 'options.learning_rate'");
+  sl::testing::expect_error<sl::ConfigError>([&] { ex::resolve_repro_config(r); }, "batch_size, epochs, hidden, lr, lr_factor");
+  r.overrides = {"lr=-1"};
+  sl::testing::expect_error<sl::ConfigError>([&] { ex::resolve_repro_config(r); }, "'lr' must be a positive number");
+  r.overrides = {"epochs=1.5"};
+  sl::testing::expect_error<sl::ConfigError>([&] { ex::resolve_repro_config(r); }, "epochs");
+  r.overrides = {};
+  r.seeds = 0;
+  sl::testing::expect_error<sl::UsageError>([&] { ex::resolve_repro_config(r); }, "--seeds must be at least 1");
+}
+
+TEST(Repro, ChecksCompareValueAndThreshold) {
+  EXPECT_TRUE(ex::make_check("a", 1.0, "<=", 1.0).pass);
+  EXPECT_FALSE(ex::make_check("a", 1.0 + 1e-12, "<=", 1.0).pass);
+  EXPECT_TRUE(ex::make_check("a", 2.0, ">=", 2.0).pass);
+  EXPECT_FALSE(ex::make_check("a", 1.9, ">=", 2.0).pass);
+  EXPECT_FALSE(ex::make_check("a", std::nan(""), "<=", 1.0).pass);  // NaN never passes
+  EXPECT_FALSE(ex::make_check("a", std::nan(""), ">=", 1.0).pass);
+  EXPECT_THROW(ex::make_check("a", 1.0, "<", 1.0), sl::InternalError);
+}
+
+TEST(Repro, SummaryTextShowsEveryCheckAndTheVerdict) {
+  const nlohmann::json r{{"experiment", "x"},
+                         {"paper", "P"},
+                         {"claim", "C"},
+                         {"checks", {{{"name", "first"}, {"value", 0.5}, {"comparison", "<="}, {"threshold", 1.0}, {"pass", true}},
+                                     {{"name", "second"}, {"value", nullptr}, {"comparison", ">="}, {"threshold", 2.0}, {"pass", false}}}},
+                         {"verdict", "not reproduced"}};
+  const auto text = ex::repro_summary_text(r);
+  EXPECT_NE(text.find("claim: C"), std::string::npos) << text;
+  EXPECT_NE(text.find("first"), std::string::npos) << text;
+  EXPECT_NE(text.find("nan"), std::string::npos) << text;
+  EXPECT_NE(text.find("verdict: not reproduced (1/2 checks pass)"), std::string::npos) << text;
+}
