@@ -143,12 +143,8 @@ RunTaskProblem make_run_task_problem(const std::string& run, std::int64_t task, 
 /// edge-of-stability, sgd-minimum and trajectory: the library's experiments (toy_experiments.h).
 void add_toy_experiment_commands(CLI::App* diag, CommandRegistry& reg) {
   // diagnose edge-of-stability
-  struct EosArgs {
-    std::int64_t inputs = 2, hidden = 16, samples = 64, steps = 1000, every = 50, lanczos_steps = 20;
-    double lr = 1.0;
-    std::uint64_t seed = 0;
-  };
-  auto es = std::make_shared<EosArgs>();
+  // The options bind straight to the library's struct (its defaults are the command's).
+  auto es = std::make_shared<experiments::EdgeOfStabilityOptions>();
   auto* eos = diag->add_subcommand(
       "edge-of-stability", "Full-batch GD with MSE on the toy MLP, tracking the sharpness lambda_max against 2/eta (Cohen et al. 2021)");
   eos->add_option("--lr", es->lr, "GD learning rate eta")->capture_default_str()->check(CLI::PositiveNumber);
@@ -162,16 +158,7 @@ void add_toy_experiment_commands(CLI::App* diag, CommandRegistry& reg) {
   eos->footer("Example: stablelearn diagnose edge-of-stability --lr 0.5 --steps 2000 --every 100");
   reg.add(eos, [es]() {
     const auto t0 = std::chrono::steady_clock::now();
-    experiments::EdgeOfStabilityOptions o;
-    o.inputs = es->inputs;
-    o.hidden = es->hidden;
-    o.samples = es->samples;
-    o.steps = es->steps;
-    o.every = es->every;
-    o.lanczos_steps = es->lanczos_steps;
-    o.lr = es->lr;
-    o.seed = es->seed;
-    auto out = experiments::run_edge_of_stability(o).report;
+    auto out = experiments::run_edge_of_stability(*es).report;
     out["seconds"] = seconds_since(t0);
     write_json(out);
     return 0;

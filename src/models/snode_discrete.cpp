@@ -49,14 +49,29 @@ Core discrete_core(const torch::Tensor& x, double h, const std::vector<torch::Te
           (e.grad_V * e.grad_V).sum(1).detach()};
 }
 
+/// Φ_h with the goal rule, inputs already checked (the rollout checks once, not at every step).
+SNodeDiscreteStep discrete_step_checked(const torch::Tensor& x, double h, const std::vector<torch::Tensor>& weights,
+                                        const SNodeOptions& o, double kappa, const torch::Tensor& cond);
+
+void check_step_inputs(const torch::Tensor& x, const SNodeOptions& o, const char* who) {
+  SL_CHECK(x.dim() == 2 && x.size(1) == o.dim(), ShapeError, who, ": x must be [B, ", o.dim(), "], got ",
+           shape_string(x.sizes()));
+}
+
 }  // namespace
 
 SNodeDiscreteStep snode_discrete_step(const torch::Tensor& x, double h, const std::vector<torch::Tensor>& weights,
                                       const SNodeOptions& o, double kappa, const torch::Tensor& cond) {
   check_discrete_options(o, kappa, "snode_discrete_step");
-  SL_CHECK(x.dim() == 2 && x.size(1) == o.dim(), ShapeError, "snode_discrete_step: x must be [B, ", o.dim(), "], got ",
-           shape_string(x.sizes()));
+  check_step_inputs(x, o, "snode_discrete_step");
   SL_CHECK(h > 0 && std::isfinite(h), ConfigError, "snode_discrete_step: the step h must be > 0, got ", h);
+  return discrete_step_checked(x, h, weights, o, kappa, cond);
+}
+
+namespace {
+
+SNodeDiscreteStep discrete_step_checked(const torch::Tensor& x, double h, const std::vector<torch::Tensor>& weights,
+                                        const SNodeOptions& o, double kappa, const torch::Tensor& cond) {
   auto core = discrete_core(x, h, weights, o, kappa, cond);
   // The goal rule (file comment): V(x) = 0, ‖∇V(x)‖² at or below the dtype's floor, or V(x) ≤ 1e-200
   // with a non-finite candidate.
@@ -80,10 +95,13 @@ SNodeDiscreteStep snode_discrete_step(const torch::Tensor& x, double h, const st
   return {out, projected, goal, lyapunov};
 }
 
+}  // namespace
+
 torch::Tensor snode_discrete_rollout(const torch::Tensor& x0, const torch::Tensor& t, const std::vector<torch::Tensor>& weights,
                                      const SNodeOptions& o, double kappa, const torch::Tensor& cond,
                                      SNodeDiscreteStats* stats) {
   check_discrete_options(o, kappa, "snode_discrete_rollout");
+  check_step_inputs(x0, o, "snode_discrete_rollout");
   SL_CHECK(t.dim() == 1 && t.size(0) >= 1, ShapeError, "snode_discrete_rollout: t must be 1-D with T >= 1, got ",
            shape_string(t.sizes()));
   const auto td = t.to(torch::kCPU, torch::kFloat64).contiguous();
@@ -94,7 +112,8 @@ torch::Tensor snode_discrete_rollout(const torch::Tensor& x0, const torch::Tenso
     const double h = tp[k + 1] - tp[k];
     SL_CHECK(h > 0, DataError, "snode_discrete_rollout: t must be strictly increasing (t[", k, "] = ", tp[k],
              ", t[", k + 1, "] = ", tp[k + 1], ")");
-    const auto s = snode_discrete_step(x, h, weights, o, kappa, cond);
+    SL_CHECK(std::isfinite(h), DataError, "snode_discrete_rollout: t[", k + 1, "] - t[", k, "] is not finite");
+    const auto s = discrete_step_checked(x, h, weights, o, kappa, cond);
     x = s.x;
     states.push_back(x);
     if (stats) {
