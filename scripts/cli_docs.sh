@@ -23,5 +23,14 @@ commands=("" "data info" "lfd metrics" "lfd train" "lfd info" "lfd stability" "l
       echo '```'
     fi
   done
+  # The configuration keys, from the same declarations that parse and write them (core/options.h).
+  for what in lfd-config cl-config strategies; do
+    echo
+    echo "## stablelearn list $what"
+    echo
+    echo '```'
+    "$bin" list "$what"
+    echo '```'
+  done
 } > "$out"
 echo "wrote $out"

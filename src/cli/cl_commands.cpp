@@ -39,7 +39,8 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
   run->add_flag("--resume", args->resume, "Continue a stopped run after its last completed task");
   run->add_option("--stop-after", args->stop_after, "Stop after this many tasks (continue later with --resume)")
       ->check(CLI::PositiveNumber);
-  run->add_flag("--dry-run", args->dry_run, "Validate the configuration and print it resolved, without running");
+  run->add_flag("--dry-run", args->dry_run,
+                "Validate the configuration and print it resolved, without running (keys: stablelearn list cl-config, list strategies)");
   run->footer(
       "Writes RUN/config.toml, metrics.jsonl, accuracy_matrix.csv, summary.json, TensorBoard event files,\n"
       "accuracy_curves.svg and a checkpoint after every task.\n"

@@ -18,6 +18,7 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/options.h"
 #include "stablelearn/lfd/skill_export.h"
 #include "stablelearn/lfd/trainer.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
@@ -195,11 +196,13 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg) {
 
 void register_list_command(CLI::App& app, CommandRegistry& reg) {
   auto what = std::make_shared<std::string>();
-  auto* list = app.add_subcommand("list", "List what exists: datasets, metrics, strategies, streams, models");
-  list->add_option("WHAT", *what, "datasets | metrics | strategies | streams | models")
+  auto* list = app.add_subcommand(
+      "list", "List what exists: datasets, metrics, strategies (with their keys), streams, models, and every key of the "
+              "lfd train and cl run configurations with its default, meaning and rules");
+  list->add_option("WHAT", *what, "datasets | metrics | strategies | streams | models | lfd-config | cl-config")
       ->required()
-      ->check(CLI::IsMember({"datasets", "metrics", "strategies", "streams", "models"}));
-  list->footer("Example: stablelearn list strategies");
+      ->check(CLI::IsMember({"datasets", "metrics", "strategies", "streams", "models", "lfd-config", "cl-config"}));
+  list->footer("Example: stablelearn list strategies\n         stablelearn list lfd-config");
   reg.add(list, [what]() {
     if (*what == "datasets") {
       for (const auto& s : data::lfd_dataset_specs())
@@ -209,9 +212,18 @@ void register_list_command(CLI::App& app, CommandRegistry& reg) {
                      lfd::TrajectoryMetric::Quat})
         std::cout << lfd::metric_name(m) << "\n";
     } else if (*what == "strategies") {
-      for (const auto& s : continual::strategies()) std::cout << fmt::format("{:<10} {}\n", s.name, s.summary);
+      for (const auto& s : continual::strategies()) {
+        std::cout << fmt::format("{:<12} {}\n", s.name, s.summary);
+        std::cout << options::format_fields(s.options, false, "    ");
+      }
     } else if (*what == "streams") {
       for (const auto& [name, text] : experiments::stream_kinds()) std::cout << fmt::format("{:<13} {}\n", name, text);
+    } else if (*what == "lfd-config") {
+      std::cout << "# lfd train CONFIG.toml: every key, its default, meaning and rules\n"
+                << options::format_fields(options::describe<lfd::LfdConfig>(), true, "");
+    } else if (*what == "cl-config") {
+      std::cout << "# cl run CONFIG.toml: every key but [strategy] (stablelearn list strategies)\n"
+                << options::format_fields(options::describe<experiments::ClConfig>(), true, "");
     } else {
       for (const auto& [name, text] : models::classifier_kinds()) std::cout << fmt::format("{:<6} {}\n", name, text);
     }

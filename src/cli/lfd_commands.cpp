@@ -98,12 +98,8 @@ lfd::LfdConfig load_lfd_config(const std::string& path, const std::vector<std::s
   return lfd::LfdConfig::from_config(cfg);
 }
 
-}  // namespace
-
-void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
-  auto* lfd = app.add_subcommand("lfd", "Continual learning from demonstration");
-  lfd->require_subcommand(1);
-
+/// lfd metrics: trajectory errors between two arrays.
+void add_metrics_command(CLI::App* lfd, CommandRegistry& reg) {
   struct MetricsArgs {
     std::string ref, pred, metrics = "dtw,frechet,swept";
   };
@@ -132,24 +128,34 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     std::cout << out.dump() << "\n";
     return 0;
   });
+}
 
+/// lfd train: a continual-learning run from a configuration.
+void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
   struct TrainArgs {
     std::string config, out;
     std::vector<std::string> overrides;
-    bool resume = false;
+    bool resume = false, dry_run = false;
   };
   auto targs = std::make_shared<TrainArgs>();
   auto* train = lfd->add_subcommand(
       "train", "Learn the tasks of a sequence one after another with a hypernetwork-generated (stable) neural ODE");
   train->add_option("CONFIG", targs->config, "TOML configuration (see configs/)")->required();
-  train->add_option("--out", targs->out, "Run directory to create (or to continue with --resume)")->required();
+  train->add_option("--out", targs->out, "Run directory to create (or to continue with --resume)");
   train->add_option("--set", targs->overrides, "Override a configuration value: section.key=value (repeatable)");
   train->add_flag("--resume", targs->resume, "Continue a stopped run from its last completed task");
+  train->add_flag("--dry-run", targs->dry_run,
+                  "Validate the configuration and print it resolved, without training (keys: stablelearn list lfd-config)");
   train->footer(
       "Writes RUN/config.toml (resolved), metrics.jsonl, eval_results.json, summary.json and a checkpoint after\n"
       "every task. Example: stablelearn lfd train configs/demo.toml --out runs/demo --set train.iterations=200");
   reg.add(train, [targs]() {
+    if (!targs->dry_run && targs->out.empty()) throw CLI::RequiredError("--out");
     auto cfg = load_lfd_config(targs->config, targs->overrides);
+    if (targs->dry_run) {
+      std::cout << cfg.to_config().to_string();
+      return 0;
+    }
     lfd::LfdTrainer trainer(cfg, targs->out);
     ProgressReporter bar;
     trainer.run(targs->resume, [&](const lfd::TrainProgress& p) {
@@ -160,7 +166,10 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     std::cerr << "run written to " << targs->out << "\n";
     return 0;
   });
+}
 
+/// lfd stability: long rollouts of a learned skill from many starts.
+void add_stability_command(CLI::App* lfd, CommandRegistry& reg) {
   struct StabilityArgs {
     std::string run;
     std::int64_t task = 0;
@@ -235,7 +244,10 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     std::cout << out.dump(2) << "\n";
     return 0;
   });
+}
 
+/// lfd export, lfd figures, lfd info.
+void add_export_figures_info_commands(CLI::App* lfd, CommandRegistry& reg) {
   struct ExportArgs {
     std::string run, out;
     std::int64_t task = 0;
@@ -288,6 +300,17 @@ void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
     std::cout << out.dump(2) << "\n";
     return 0;
   });
+}
+
+}  // namespace
+
+void register_lfd_commands(CLI::App& app, CommandRegistry& reg) {
+  auto* lfd = app.add_subcommand("lfd", "Continual learning from demonstration");
+  lfd->require_subcommand(1);
+  add_metrics_command(lfd, reg);
+  add_train_command(lfd, reg);
+  add_stability_command(lfd, reg);
+  add_export_figures_info_commands(lfd, reg);
 }
 
 }  // namespace stablelearn::cli

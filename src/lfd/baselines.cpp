@@ -16,6 +16,7 @@
 #include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/models/snode_rollout.h"
 #include "run_common.h"
+#include "task_loop.h"
 
 namespace stablelearn::lfd {
 
@@ -161,229 +162,184 @@ void BaselineModel::load_tensors(const std::function<torch::Tensor(const std::st
 }
 
 // ---------------------------------------------------------------------------------------------
-// The trainer
+// The learner (driven by the task loop, task_loop.h)
 
-struct BaselineTrainer::State {
-  LfdConfig cfg;
-  std::filesystem::path run;
-  const data::LfdDatasetSpec* spec = nullptr;
-  std::unique_ptr<data::LfdDataset> dataset;
-  std::int64_t num_tasks = 0;
-  std::unique_ptr<BaselineModel> model;
-  std::unique_ptr<continual::SynapticIntelligence> si;
-  std::unique_ptr<continual::MemoryAwareSynapses> mas;
-  std::vector<data::PreparedTask> prepared, prepared32;
-  std::vector<std::vector<EvalCell>> evals;
-  std::vector<double> seconds;
+namespace detail {
+namespace {
 
-  const data::PreparedTask& task(std::int64_t i) {
-    while (static_cast<std::int64_t>(prepared.size()) <= i) {
-      const auto raw = dataset->task(static_cast<std::int64_t>(prepared.size()));
-      prepared.push_back(data::prepare_task(raw, *spec, {cfg.target == "snode", cfg.tangent_vec_scale}));
-      auto p32 = prepared.back();
-      p32.x = p32.x.to(torch::kFloat32);
-      p32.t = p32.t.to(torch::kFloat32);
-      prepared32.push_back(p32);
-    }
-    return prepared[static_cast<std::size_t>(i)];
+class BaselineLearner : public Learner {
+ public:
+  BaselineLearner(const LfdConfig& c, TaskSource& tasks) : c_(c), tasks_(tasks) {
+    torch::manual_seed(static_cast<std::uint64_t>(c.seed));
+    model_ = std::make_unique<BaselineModel>(c, tasks.spec().state_dim);
+    if (c.method == "si") si_ = std::make_unique<continual::SynapticIntelligence>(c.si_c, c.si_xi);
+    if (c.method == "mas") mas_ = std::make_unique<continual::MemoryAwareSynapses>(c.mas_lambda);
   }
-  const data::PreparedTask& task32(std::int64_t i) {
-    task(i);
-    return prepared32[static_cast<std::size_t>(i)];
-  }
-  continual::QuadraticAnchorPenalty* regularizer() const {
-    if (si) return si.get();
-    if (mas) return mas.get();
-    return nullptr;
-  }
-};
+  std::string method() const override { return c_.method; }
 
-BaselineTrainer::BaselineTrainer(LfdConfig config, std::filesystem::path run_dir) : s_(std::make_unique<State>()) {
-  config.validate();
-  s_->cfg = std::move(config);
-  s_->run = std::move(run_dir);
-  const auto& c = s_->cfg;
-  s_->spec = &data::lfd_dataset_spec(c.dataset);
-  const auto root = c.root.empty() ? data::default_data_root() : std::filesystem::path(c.root);
-  s_->dataset = std::make_unique<data::LfdDataset>(s_->spec->kind, root, c.sequence);
-  s_->num_tasks = c.tasks > 0 ? std::min(c.tasks, s_->dataset->num_tasks()) : s_->dataset->num_tasks();
-  torch::manual_seed(static_cast<std::uint64_t>(c.seed));
-  s_->model = std::make_unique<BaselineModel>(c, s_->spec->state_dim);
-  if (c.method == "si") s_->si = std::make_unique<continual::SynapticIntelligence>(c.si_c, c.si_xi);
-  if (c.method == "mas") s_->mas = std::make_unique<continual::MemoryAwareSynapses>(c.mas_lambda);
-}
-
-BaselineTrainer::~BaselineTrainer() = default;
-const std::vector<std::vector<EvalCell>>& BaselineTrainer::evaluations() const { return s_->evals; }
-const std::vector<double>& BaselineTrainer::train_seconds() const { return s_->seconds; }
-
-void BaselineTrainer::run(bool resume, const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after) {
-  using detail::task_seed;
-  auto& s = *s_;
-  const auto& c = s.cfg;
-  auto& model = *s.model;
-  const auto config_text = c.to_config().to_string();
-  std::int64_t first_task = 0;
-  std::vector<nlohmann::json> diag_rows;  // [diagnostics] rows so far (sharpness.svg, summary.json)
-  if (detail::open_lfd_run(s.run, config_text, resume)) {
-    const auto ck = detail::read_checkpoint(s.run);
-    SL_CHECK(ck.method == c.method, DataError, ck.tensors_file.string(), ": checkpoint of method '", ck.method,
-             "', the configuration says '", c.method, "'");
+  void resume(const CheckpointData& ck) override {
     // Tasks are added with the same seeds as training used, then overwritten.
-    while (model.tasks() < ck.completed) {
-      torch::manual_seed(task_seed(c.seed, model.tasks(), 0));
-      model.add_task();
+    while (model_->tasks() < ck.completed) {
+      torch::manual_seed(task_seed(c_.seed, model_->tasks(), 0));
+      model_->add_task();
     }
-    model.load_tensors([&](const std::string& key) { return detail::checkpoint_tensor(ck, key); }, ck.completed);
-    if (auto* reg = s.regularizer()) {
+    model_->load_tensors([&](const std::string& key) { return checkpoint_tensor(ck, key); }, ck.completed);
+    if (auto* reg = regularizer()) {
       std::vector<torch::Tensor> omega, anchor;
-      for (std::size_t k = 0; k < model.network(0).size(); ++k) {
-        omega.push_back(detail::checkpoint_tensor(ck, "reg.omega." + std::to_string(k)));
-        anchor.push_back(detail::checkpoint_tensor(ck, "reg.anchor." + std::to_string(k)));
+      for (std::size_t k = 0; k < model_->network(0).size(); ++k) {
+        omega.push_back(checkpoint_tensor(ck, "reg.omega." + std::to_string(k)));
+        anchor.push_back(checkpoint_tensor(ck, "reg.anchor." + std::to_string(k)));
       }
       reg->set_state(std::move(omega), std::move(anchor));
     }
-    s.seconds = ck.seconds;
-    s.evals = ck.evals;
-    first_task = ck.completed;
-    diag_rows = detail::trim_metrics_for_resume(s.run, first_task);
   }
 
-  const auto metrics_path = s.run / "metrics.jsonl";
-  const std::int64_t last_task = stop_after > 0 ? std::min(stop_after, s.num_tasks) : s.num_tasks;
-  for (std::int64_t i = first_task; i < last_task; ++i) {
-    s.task(i);
-    torch::manual_seed(task_seed(c.seed, i, 0));
-    model.add_task();
-    auto window_gen = at::detail::createCPUGenerator(task_seed(c.seed, i, 1));
-    auto replay_gen = at::detail::createCPUGenerator(task_seed(c.seed, i, 2));
-
-    const auto net = model.network(i);
-    const bool conditioned = model.conditioned();
+  void begin_task(std::int64_t i) override {
+    tasks_.task(i);
+    torch::manual_seed(task_seed(c_.seed, i, 0));
+    model_->add_task();
+    window_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 1));
+    replay_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 2));
+    net_ = model_->network(i);
     // Embeddings trained in this task: e_i, or e_0..e_i for replay (one Adam each).
-    std::vector<torch::Tensor> embs;
-    if (conditioned)
-      for (std::int64_t k = (c.method == "rep" ? 0 : i); k <= i; ++k) embs.push_back(model.embedding(k));
-    Adam opt_net(net, c.lr);
-    std::vector<Adam> opt_emb;
-    for (const auto& e : embs) opt_emb.emplace_back(std::vector<torch::Tensor>{e}, c.lr);
-    if (s.si) s.si->begin_task(net);
-    auto* reg = s.regularizer();
+    embs_.clear();
+    if (model_->conditioned())
+      for (std::int64_t k = (c_.method == "rep" ? 0 : i); k <= i; ++k) embs_.push_back(model_->embedding(k));
+    opt_net_.clear();
+    opt_net_.emplace_back(net_, c_.lr);
+    opt_emb_.clear();
+    for (const auto& e : embs_) opt_emb_.emplace_back(std::vector<torch::Tensor>{e}, c_.lr);
+    if (si_) si_->begin_task(net_);
+  }
 
-    BestTracker best;
-    std::vector<torch::Tensor> best_net, best_embs;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (std::int64_t it = 0; it < c.iterations; ++it) {
-      // Replay: a task k ~ U{0..i} per iteration; otherwise the current task.
-      const std::int64_t k =
-          c.method == "rep" ? torch::randint(0, i + 1, {1}, replay_gen, torch::kInt64).item<std::int64_t>() : i;
-      const auto win = data::sample_window(s.task32(k), c.tsub, window_gen);
-      const auto emb = conditioned ? model.embedding(k) : torch::Tensor();
-      const auto pred = s.model->train_rollout(k, win.y.select(1, 0), win.t);
-      const auto loss = (pred - win.y).pow(2).mean();
-      auto wrt = net;
-      if (conditioned) wrt.push_back(emb);
-      auto grads = torch::autograd::grad({loss}, wrt);
-      if (conditioned) {
-        const auto slot = static_cast<std::size_t>(c.method == "rep" ? k : 0);
-        opt_emb[slot].step({grads.back()});
-        grads.pop_back();
-      }
-      auto total = grads;
-      double penalty_value = 0;
-      if (reg && reg->has_anchor()) {
-        const auto pen = reg->penalty(net);
-        penalty_value = pen.item<double>();
-        const auto pen_grads = torch::autograd::grad({pen}, net);
-        for (std::size_t q = 0; q < net.size(); ++q) total[q] = grads[q] + pen_grads[q];
-      }
-      opt_net.step(total);
-      // SI's path integral uses the task-loss gradient (Zenke et al.'s unregularised gradient).
-      if (s.si) s.si->after_step(net, grads);
-      const double loss_value = loss.item<double>();
-      SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", it, ": training loss is ", loss_value,
-               " (diverged; lower train.lr?)");
-      if (c.diagnostics.enabled() && (it + 1) % c.diagnostics.every == 0) {
-        // After update it + 1, on its window (rep: the replayed task's), w.r.t. the tensors the task
-        // loss was differentiated against (the network, + the embedding if conditioned).
-        auto row = detail::measure_sharpness(
-            c, wrt,
-            [&] { return s.model->rollout(k)(win.y.select(1, 0), win.t); }, win.y, i, it + 1);
-        row["window_start"] = win.k0;
-        if (c.method == "rep") row["window_task"] = k;
-        detail::record_diagnostics_row(metrics_path, std::move(row), diag_rows);
-      }
-      if (best.offer(it, loss_value)) {
-        torch::NoGradGuard no_grad;
-        best_net.clear();
-        best_embs.clear();
-        for (const auto& p : net) best_net.push_back(p.detach().clone());
-        for (const auto& e : embs) best_embs.push_back(e.detach().clone());
-      }
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      detail::log_iteration(c, metrics_path, i, s.num_tasks, it + 1, loss_value, penalty_value, best.best, elapsed, progress);
+  StepOutcome step(std::int64_t i, std::int64_t) override {
+    const bool conditioned = model_->conditioned();
+    // Replay: a task k ~ U{0..i} per iteration; otherwise the current task.
+    k_ = c_.method == "rep" ? torch::randint(0, i + 1, {1}, replay_gen_, torch::kInt64).item<std::int64_t>() : i;
+    win_ = data::sample_window(tasks_.task32(k_), c_.tsub, window_gen_);
+    const auto emb = conditioned ? model_->embedding(k_) : torch::Tensor();
+    const auto pred = model_->train_rollout(k_, win_.y.select(1, 0), win_.t);
+    const auto loss = (pred - win_.y).pow(2).mean();
+    auto wrt = net_;
+    if (conditioned) wrt.push_back(emb);
+    auto grads = torch::autograd::grad({loss}, wrt);
+    if (conditioned) {
+      opt_emb_[static_cast<std::size_t>(c_.method == "rep" ? k_ : 0)].step({grads.back()});
+      grads.pop_back();
     }
+    auto total = grads;
+    StepOutcome out;
+    auto* reg = regularizer();
+    if (reg && reg->has_anchor()) {
+      const auto pen = reg->penalty(net_);
+      out.reg = pen.item<double>();
+      const auto pen_grads = torch::autograd::grad({pen}, net_);
+      for (std::size_t q = 0; q < net_.size(); ++q) total[q] = grads[q] + pen_grads[q];
+    }
+    opt_net_.front().step(total);
+    // SI's path integral uses the task-loss gradient (Zenke et al.'s unregularised gradient).
+    if (si_) si_->after_step(net_, grads);
+    out.loss = loss.item<double>();
+    // Diagnostics: on the window (rep: the replayed task's), w.r.t. the network (+ the embedding).
+    out.wrt = wrt;
+    out.rollout = [this] { return model_->rollout(k_)(win_.y.select(1, 0), win_.t); };
+    out.target = win_.y;
+    out.row_extra["window_start"] = win_.k0;
+    if (c_.method == "rep") out.row_extra["window_task"] = k_;
+    return out;
+  }
+
+  void keep_best() override {
+    torch::NoGradGuard no_grad;
+    best_net_.clear();
+    best_embs_.clear();
+    for (const auto& p : net_) best_net_.push_back(p.detach().clone());
+    for (const auto& e : embs_) best_embs_.push_back(e.detach().clone());
+  }
+
+  void end_task(std::int64_t i) override {
     {
       torch::NoGradGuard no_grad;  // continue from the best copy (spec §3.1)
-      for (std::size_t q = 0; q < net.size(); ++q) net[q].copy_(best_net[q]);
-      for (std::size_t q = 0; q < embs.size(); ++q) embs[q].copy_(best_embs[q]);
+      for (std::size_t q = 0; q < net_.size(); ++q) net_[q].copy_(best_net_[q]);
+      for (std::size_t q = 0; q < embs_.size(); ++q) embs_[q].copy_(best_embs_[q]);
     }
-    if (s.si) s.si->end_task(net);
-    if (s.mas) {
+    if (si_) si_->end_task(net_);
+    if (mas_) {
       // Ω from random (demonstration, time) states of the finished task: F = ẋ there.
-      const auto& p32 = s.task32(i);
-      auto mas_gen = at::detail::createCPUGenerator(task_seed(c.seed, i, 3));
-      const auto ms = torch::randint(0, p32.x.size(0), {c.mas_samples}, mas_gen, torch::kInt64);
-      const auto ts = torch::randint(0, p32.x.size(1), {c.mas_samples}, mas_gen, torch::kInt64);
-      const auto field = model.field(i);
-      s.mas->accumulate_importance(net, c.mas_samples, [&](std::int64_t n) {
+      const auto& p32 = tasks_.task32(i);
+      auto mas_gen = at::detail::createCPUGenerator(task_seed(c_.seed, i, 3));
+      const auto ms = torch::randint(0, p32.x.size(0), {c_.mas_samples}, mas_gen, torch::kInt64);
+      const auto ts = torch::randint(0, p32.x.size(1), {c_.mas_samples}, mas_gen, torch::kInt64);
+      const auto field = model_->field(i);
+      mas_->accumulate_importance(net_, c_.mas_samples, [&](std::int64_t n) {
         const auto m = ms[n].item<std::int64_t>(), q = ts[n].item<std::int64_t>();
         return field(p32.t[q], p32.x[m][q].unsqueeze(0));
       });
-      s.mas->end_task(net);
+      mas_->end_task(net_);
     }
-    s.seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
 
-    // Evaluation of every task seen so far (spec §3.6). A single-model-per-task network never
-    // changes after its task: its earlier cells are carried over (the reference copies them too).
-    std::vector<EvalCell> row;
-    if (c.evaluate) {
-      row = detail::evaluate_seen_tasks(metrics_path, i, [&](std::int64_t j) {
-        const bool carry = !conditioned && j < i && !s.evals.empty() && s.evals.back().size() > static_cast<std::size_t>(j);
-        return carry ? s.evals.back()[static_cast<std::size_t>(j)]
-                     : detail::evaluate_task(c, *s.spec, s.task(j), model.rollout(j));
-      });
-    }
-    s.evals.push_back(row);
+  EvalCell evaluate(std::int64_t i, std::int64_t j, const std::vector<std::vector<EvalCell>>& evals) override {
+    // A single-model-per-task network never changes after its task: its earlier cells are carried
+    // over (the reference copies them too).
+    const bool carry = !model_->conditioned() && j < i && !evals.empty() && evals.back().size() > static_cast<std::size_t>(j);
+    return carry ? evals.back()[static_cast<std::size_t>(j)]
+                 : evaluate_task(c_, tasks_.spec(), tasks_.task(j), model_->rollout(j));
+  }
 
-    auto tensors = model.to_tensors();
-    if (auto* r = s.regularizer(); r && r->has_anchor()) {
+  std::map<std::string, io::NdArray> checkpoint_tensors() const override {
+    auto tensors = model_->to_tensors();
+    if (auto* r = regularizer(); r && r->has_anchor()) {
       for (std::size_t q = 0; q < r->anchor().size(); ++q) {
         tensors["reg.omega." + std::to_string(q)] = data::to_ndarray(r->importance()[q]);
         tensors["reg.anchor." + std::to_string(q)] = data::to_ndarray(r->anchor()[q]);
       }
     }
-    detail::write_checkpoint(s.run, c.method, i, tensors, s.seconds, s.evals);
+    return tensors;
+  }
 
-    detail::SummaryInfo info;
-    info.method = c.method;
-    info.tasks = s.num_tasks;
-    info.task_files.assign(s.dataset->task_files().begin(), s.dataset->task_files().begin() + s.num_tasks);
-    const auto P = model.network_numel();
-    info.params = {{"target", P}, {"hypernetwork", 0}, {"theta", conditioned ? P : P * (i + 1)}};
+  SummaryInfo summary(std::int64_t completed) const override {
+    SummaryInfo info;
+    info.method = c_.method;
+    const bool conditioned = model_->conditioned();
+    const auto P = model_->network_numel();
+    info.params = {{"target", P}, {"hypernetwork", 0}, {"theta", conditioned ? P : P * completed}};
     // Stored parameters after each task (spec §4.1 MS): the network (sg: one per task), the task
     // embeddings and the regulariser's importance and anchor.
-    for (std::size_t ti = 0; ti < s.evals.size(); ++ti) {
-      const auto n = static_cast<std::int64_t>(ti + 1);
-      std::int64_t size = conditioned ? P + n * c.task_emb_dim : P * n;
-      if (s.regularizer()) size += 2 * P;
+    for (std::int64_t n = 1; n <= completed; ++n) {
+      std::int64_t size = conditioned ? P + n * c_.task_emb_dim : P * n;
+      if (regularizer()) size += 2 * P;
       info.sizes.push_back(static_cast<double>(size));
     }
-    info.stores_data = c.method == "rep";
-    info.diagnostics = diag_rows;
-    detail::write_results(s.run, c, s.evals, s.seconds, info);
-    if (c.diagnostics.enabled()) detail::write_sharpness_svg(s.run, c, diag_rows);
+    info.stores_data = c_.method == "rep";
+    return info;
   }
+
+ private:
+  continual::QuadraticAnchorPenalty* regularizer() const {
+    if (si_) return si_.get();
+    if (mas_) return mas_.get();
+    return nullptr;
+  }
+
+  const LfdConfig& c_;
+  TaskSource& tasks_;
+  std::unique_ptr<BaselineModel> model_;
+  std::unique_ptr<continual::SynapticIntelligence> si_;
+  std::unique_ptr<continual::MemoryAwareSynapses> mas_;
+  torch::Generator window_gen_, replay_gen_;
+  std::vector<torch::Tensor> net_, embs_, best_net_, best_embs_;
+  std::vector<Adam> opt_net_, opt_emb_;
+  std::int64_t k_ = 0;  // the task of the iteration's window
+  data::Window win_;
+};
+
+}  // namespace
+
+std::unique_ptr<Learner> make_baseline_learner(const LfdConfig& c, TaskSource& tasks) {
+  return std::make_unique<BaselineLearner>(c, tasks);
 }
+
+}  // namespace detail
 
 }  // namespace stablelearn::lfd

@@ -23,6 +23,7 @@
 #include "stablelearn/models/odeint.h"
 #include "stablelearn/models/snode.h"
 #include "run_common.h"
+#include "task_loop.h"
 
 namespace stablelearn::lfd {
 
@@ -49,178 +50,99 @@ bool LfdDiagnostics::records(const std::string& name) const {
   return std::find(m.begin(), m.end(), name) != m.end();
 }
 
-namespace {
-
-std::string quoted_list(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "\"" : ", \"") + n + "\"";
-  return out;
+void LfdDiagnostics::fields(options::Visitor& v) {
+  v("every", every, "iterations between curvature measurements (0 = off)").at_least(0);
+  v("lanczos_steps", lanczos_steps, "Lanczos steps of λ_max (capped at the parameter count)").at_least(2);
+  v("trace_probes", trace_probes, "Hutchinson probes of tr(C) (0 = no trace)")
+      .expect(trace_probes == 0 || trace_probes >= 2, "0 (no trace) or >= 2");
+  v("curvature", curvature, "hessian | ggn (Gauss-Newton)").one_of({"hessian", "ggn"});
+  // The resolved list is written (fields() runs on a copy when writing); an explicit list is kept in
+  // the canonical order, so the resolved config does not depend on the order written.
+  if (v.pass() == options::Visitor::Pass::Write) metrics = resolved_metrics();
+  const bool given = v.present("metrics");
+  v("metrics", metrics, "rows recorded (default: lambda_max, grad_norm, loss, and trace with trace_probes)")
+      .one_of(known_metrics())
+      .expect(!given || !metrics.empty(), "at least one metric")
+      .expect(std::none_of(metrics.begin(), metrics.end(),
+                           [&](const auto& m) { return std::count(metrics.begin(), metrics.end(), m) > 1; }),
+              "a list without repeats");
+  if (v.pass() == options::Visitor::Pass::Read && !metrics.empty()) {
+    std::vector<std::string> canonical;
+    for (const auto& name : known_metrics())
+      if (std::find(metrics.begin(), metrics.end(), name) != metrics.end()) canonical.push_back(name);
+    metrics = canonical;
+  }
 }
 
-}  // namespace
+void LfdConfig::fields(options::Visitor& v) {
+  v.table("data");
+  std::vector<std::string> datasets;
+  for (const auto& spec : data::lfd_dataset_specs()) datasets.push_back(spec.name);
+  v("dataset", dataset, "the LfD data set (stablelearn list datasets)").one_of(datasets);
+  v("root", root, "data root (\"\" = $STABLELEARN_DATA or data/)");
+  v("sequence", sequence, "sequence file (\"\" = the data set's full sequence)");
+  v("tasks", tasks, "train on the first `tasks` tasks (0 = all)").at_least(0);
+  v("tangent_vec_scale", tangent_vec_scale, "RoboTasks9: tangent-vector scale (spec §1.6)").above(0.0);
+  v.table("model");
+  std::vector<std::string> methods{"hnet"};
+  methods.insert(methods.end(), baseline_methods().begin(), baseline_methods().end());
+  v("method", method, "hnet: hypernetwork; sg, ft, rep, si, mas: the baselines (spec §7)").one_of(methods);
+  v("target", target, "snode: stable neural ODE (LSDDM-based); node: plain MLP field").one_of({"snode", "node"});
+  v("hnet", hnet, "chn: chunked hypernetwork; hn: one head per target tensor").one_of({"chn", "hn"});
+  v("fhat_layers", fhat_layers, "sNODE: hidden layers of f̂").at_least(1);
+  v("h", h, "sNODE: width of f̂").at_least(1);
+  v("hp", hp, "sNODE: ICNN width").at_least(1);
+  v("alpha", alpha, "sNODE: decay rate α of dV/dt <= -αV").above(0.0);
+  v("rehu", rehu, "sNODE: ReHU δ of the ICNN").above(0.0);
+  v("eps", eps, "sNODE: ε of the ε‖z‖² term of V").at_least(0.0);
+  v("tnet_hidden", tnet_hidden, "NODE: hidden widths").each_at_least(1);
+  v("explicit_time", explicit_time, "time appended to the state (the paper's clock input)");
+  v("discrete_step", discrete_step,
+    "sNODE: train, evaluate and execute the certified discrete-time map Φ_h at the data's period (docs/lfd.md §7)");
+  v("discrete_kappa", discrete_kappa, "κ of Φ_h: the fraction of α each step achieves").above(0.0).at_most(1.0);
+  v("hnet_hidden", hnet_hidden, "hypernetwork trunk widths").each_at_least(1);
+  v("task_emb_dim", task_emb_dim, "task embedding size").at_least(1);
+  v("chunk_emb_dim", chunk_emb_dim, "CHN: chunk embedding size").at_least(1);
+  v("chunk_dim", chunk_dim, "CHN: chunk size C").at_least(1);
+  v.table("train");
+  v("iterations", iterations, "iterations per task").at_least(1);
+  v("lr", lr, "Adam learning rate of θ and the task embeddings").above(0.0);
+  v("tsub", tsub, "window length").in(2, 1000);
+  v("fused_rollout", fused_rollout, "sNODE: the fused Euler rollout with its hand-written backward (false = autograd)");
+  v("beta", beta, "weight of the output regulariser (0 = fine-tuning)").at_least(0.0);
+  v("num_regs", num_regs, "past tasks regularised per iteration (0 = all)").at_least(0);
+  v("seed", seed, "everything random derives from it");
+  v("log_every", log_every, "iterations between metrics.jsonl rows").at_least(1);
+  v("si_c", si_c, "SI penalty strength c").at_least(0.0);
+  v("si_xi", si_xi, "SI damping ξ").above(0.0);
+  v("mas_lambda", mas_lambda, "MAS penalty strength λ").at_least(0.0);
+  v("mas_samples", mas_samples, "MAS: random (demonstration, time) states per task of Ω").at_least(1);
+  v.table("eval");
+  v("evaluate", evaluate, "evaluate every seen task after each task");
+  v("dtw_threshold", dtw_threshold, "CL accuracy: a demonstration counts if its DTW is below this");
+  v("node_solver", node_solver, "NODE solver of training and evaluation").one_of({"euler", "rk4", "dopri5"});
+  v.section("diagnostics", diagnostics);
+}
 
 LfdConfig LfdConfig::from_config(const Config& cfg) {
-  cfg.check_sections({"data", "model", "train", "eval", "diagnostics"});
   LfdConfig c;
-  auto d = cfg.section("data");
-  c.dataset = d.get("dataset", c.dataset);
-  c.root = d.get("root", c.root);
-  c.sequence = d.get("sequence", c.sequence);
-  c.tasks = d.get("tasks", c.tasks);
-  c.tangent_vec_scale = d.get("tangent_vec_scale", c.tangent_vec_scale);
-  d.finish();
-  auto m = cfg.section("model");
-  c.method = m.get("method", c.method);
-  c.target = m.get("target", c.target);
-  c.hnet = m.get("hnet", c.hnet);
-  c.fhat_layers = m.get("fhat_layers", c.fhat_layers);
-  c.h = m.get("h", c.h);
-  c.hp = m.get("hp", c.hp);
-  c.alpha = m.get("alpha", c.alpha);
-  c.rehu = m.get("rehu", c.rehu);
-  c.eps = m.get("eps", c.eps);
-  c.tnet_hidden = m.get("tnet_hidden", c.tnet_hidden);
-  c.explicit_time = m.get("explicit_time", c.explicit_time);
-  c.discrete_step = m.get("discrete_step", c.discrete_step);
-  c.discrete_kappa = m.get("discrete_kappa", c.discrete_kappa);
-  c.hnet_hidden = m.get("hnet_hidden", c.hnet_hidden);
-  c.task_emb_dim = m.get("task_emb_dim", c.task_emb_dim);
-  c.chunk_emb_dim = m.get("chunk_emb_dim", c.chunk_emb_dim);
-  c.chunk_dim = m.get("chunk_dim", c.chunk_dim);
-  m.finish();
-  auto t = cfg.section("train");
-  c.iterations = t.get("iterations", c.iterations);
-  c.lr = t.get("lr", c.lr);
-  c.tsub = t.get("tsub", c.tsub);
-  c.fused_rollout = t.get("fused_rollout", c.fused_rollout);
-  c.beta = t.get("beta", c.beta);
-  c.num_regs = t.get("num_regs", c.num_regs);
-  c.seed = t.get("seed", c.seed);
-  c.log_every = t.get("log_every", c.log_every);
-  c.si_c = t.get("si_c", c.si_c);
-  c.si_xi = t.get("si_xi", c.si_xi);
-  c.mas_lambda = t.get("mas_lambda", c.mas_lambda);
-  c.mas_samples = t.get("mas_samples", c.mas_samples);
-  t.finish();
-  auto e = cfg.section("eval");
-  c.evaluate = e.get("evaluate", c.evaluate);
-  c.dtw_threshold = e.get("dtw_threshold", c.dtw_threshold);
-  c.node_solver = e.get("node_solver", c.node_solver);
-  e.finish();
-  auto g = cfg.section("diagnostics");
-  c.diagnostics.every = g.get("every", c.diagnostics.every);
-  c.diagnostics.lanczos_steps = g.get("lanczos_steps", c.diagnostics.lanczos_steps);
-  c.diagnostics.trace_probes = g.get("trace_probes", c.diagnostics.trace_probes);
-  c.diagnostics.curvature = g.get("curvature", c.diagnostics.curvature);
-  if (g.has("metrics")) {
-    const auto m = g.get("metrics", std::vector<std::string>{});
-    const auto& known = LfdDiagnostics::known_metrics();
-    SL_CHECK(!m.empty(), ConfigError, cfg.source(), ": diagnostics.metrics must name at least one of ", quoted_list(known));
-    // Stored in the canonical order, so the resolved config does not depend on the order written.
-    for (const auto& name : known)
-      if (std::find(m.begin(), m.end(), name) != m.end()) c.diagnostics.metrics.push_back(name);
-    for (const auto& name : m) {
-      SL_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, cfg.source(),
-               ": diagnostics.metrics: unknown metric \"", name, "\" (known: ", quoted_list(known), ")");
-      SL_CHECK(std::count(m.begin(), m.end(), name) == 1, ConfigError, cfg.source(), ": diagnostics.metrics lists \"", name,
-               "\" twice");
-    }
-  }
-  g.finish();
-  c.validate();
+  options::read(cfg, c);
   return c;
 }
 
 Config LfdConfig::to_config() const {
   ConfigWriter w;
-  w.put("data", "dataset", dataset);
-  w.put("data", "root", root);
-  w.put("data", "sequence", sequence);
-  w.put("data", "tasks", tasks);
-  w.put("data", "tangent_vec_scale", tangent_vec_scale);
-  w.put("model", "method", method);
-  w.put("model", "target", target);
-  w.put("model", "hnet", hnet);
-  w.put("model", "fhat_layers", fhat_layers);
-  w.put("model", "h", h);
-  w.put("model", "hp", hp);
-  w.put("model", "alpha", alpha);
-  w.put("model", "rehu", rehu);
-  w.put("model", "eps", eps);
-  w.put("model", "tnet_hidden", tnet_hidden);
-  w.put("model", "explicit_time", explicit_time);
-  w.put("model", "discrete_step", discrete_step);
-  w.put("model", "discrete_kappa", discrete_kappa);
-  w.put("model", "hnet_hidden", hnet_hidden);
-  w.put("model", "task_emb_dim", task_emb_dim);
-  w.put("model", "chunk_emb_dim", chunk_emb_dim);
-  w.put("model", "chunk_dim", chunk_dim);
-  w.put("train", "iterations", iterations);
-  w.put("train", "lr", lr);
-  w.put("train", "tsub", tsub);
-  w.put("train", "fused_rollout", fused_rollout);
-  w.put("train", "beta", beta);
-  w.put("train", "num_regs", num_regs);
-  w.put("train", "seed", seed);
-  w.put("train", "log_every", log_every);
-  w.put("train", "si_c", si_c);
-  w.put("train", "si_xi", si_xi);
-  w.put("train", "mas_lambda", mas_lambda);
-  w.put("train", "mas_samples", mas_samples);
-  w.put("eval", "evaluate", evaluate);
-  w.put("eval", "dtw_threshold", dtw_threshold);
-  w.put("eval", "node_solver", node_solver);
-  w.put("diagnostics", "every", diagnostics.every);
-  w.put("diagnostics", "lanczos_steps", diagnostics.lanczos_steps);
-  w.put("diagnostics", "trace_probes", diagnostics.trace_probes);
-  w.put("diagnostics", "curvature", diagnostics.curvature);
-  w.put("diagnostics", "metrics", diagnostics.resolved_metrics());
+  options::write(w, *this);
   return w.config();
 }
 
-void LfdConfig::validate() const {
-  try {
-    data::lfd_dataset_spec(dataset);
-  } catch (const UsageError& e) {
-    SL_THROW(ConfigError, "data.dataset: ", e.what());
-  }
-  SL_CHECK(method == "hnet" || std::find(baseline_methods().begin(), baseline_methods().end(), method) !=
-                                    baseline_methods().end(),
-           ConfigError, "model.method must be one of hnet, sg, ft, rep, si, mas; got \"", method, "\"");
-  SL_CHECK(si_c >= 0 && si_xi > 0 && mas_lambda >= 0 && mas_samples >= 1, ConfigError,
-           "train.si_c >= 0, train.si_xi > 0, train.mas_lambda >= 0 and train.mas_samples >= 1 are required");
-  SL_CHECK(target == "snode" || target == "node", ConfigError, "model.target must be \"snode\" or \"node\", got \"", target, "\"");
-  SL_CHECK(hnet == "chn" || hnet == "hn", ConfigError, "model.hnet must be \"chn\" or \"hn\", got \"", hnet, "\"");
-  SL_CHECK(iterations >= 1, ConfigError, "train.iterations must be >= 1, got ", iterations);
-  SL_CHECK(lr > 0 && std::isfinite(lr), ConfigError, "train.lr must be > 0, got ", lr);
-  SL_CHECK(tsub >= 2 && tsub <= 1000, ConfigError, "train.tsub must be in [2, 1000], got ", tsub);
-  SL_CHECK(beta >= 0 && std::isfinite(beta), ConfigError, "train.beta must be >= 0, got ", beta);
-  SL_CHECK(num_regs >= 0, ConfigError, "train.num_regs must be >= 0 (0 = all past tasks), got ", num_regs);
-  SL_CHECK(log_every >= 1, ConfigError, "train.log_every must be >= 1, got ", log_every);
-  SL_CHECK(tasks >= 0, ConfigError, "data.tasks must be >= 0 (0 = all), got ", tasks);
-  SL_CHECK(tangent_vec_scale > 0, ConfigError, "data.tangent_vec_scale must be > 0, got ", tangent_vec_scale);
-  SL_CHECK(task_emb_dim >= 1 && chunk_emb_dim >= 1 && chunk_dim >= 1, ConfigError,
-           "model.task_emb_dim, chunk_emb_dim and chunk_dim must be >= 1");
-  SL_CHECK(h >= 1 && hp >= 1 && fhat_layers >= 1, ConfigError, "model.h, hp and fhat_layers must be >= 1");
-  SL_CHECK(alpha > 0 && rehu > 0 && eps >= 0, ConfigError, "model.alpha and rehu must be > 0 and eps >= 0");
-  SL_CHECK(discrete_kappa > 0 && discrete_kappa <= 1, ConfigError, "model.discrete_kappa must be in (0, 1], got ",
-           discrete_kappa);
+void LfdConfig::validate() const { options::check(*this); }
+
+void LfdConfig::cross_check() const {
   SL_CHECK(!discrete_step || (target == "snode" && !explicit_time), ConfigError,
            "model.discrete_step = true needs the autonomous sNODE (model.target = \"snode\", model.explicit_time = "
            "false): only there is V a Lyapunov function of the executed map; got target = \"", target,
            "\", explicit_time = ", explicit_time ? "true" : "false");
-  models::parse_ode_method(node_solver);
-  SL_CHECK(diagnostics.every >= 0, ConfigError, "diagnostics.every must be >= 0 (0 = off), got ", diagnostics.every);
-  SL_CHECK(diagnostics.lanczos_steps >= 2, ConfigError, "diagnostics.lanczos_steps must be >= 2, got ",
-           diagnostics.lanczos_steps);
-  SL_CHECK(diagnostics.trace_probes == 0 || diagnostics.trace_probes >= 2, ConfigError,
-           "diagnostics.trace_probes must be 0 (no trace) or >= 2, got ", diagnostics.trace_probes);
-  SL_CHECK(diagnostics.curvature == "hessian" || diagnostics.curvature == "ggn", ConfigError,
-           "diagnostics.curvature: expected hessian or ggn, got \"", diagnostics.curvature, "\"");
-  const auto& known = LfdDiagnostics::known_metrics();
-  for (const auto& name : diagnostics.metrics)
-    SL_CHECK(std::find(known.begin(), known.end(), name) != known.end(), ConfigError, "diagnostics.metrics: unknown metric \"",
-             name, "\" (known: ", quoted_list(known), ")");
   if (!diagnostics.metrics.empty()) {
     const bool trace = diagnostics.records("trace");
     SL_CHECK(!trace || diagnostics.trace_probes > 0, ConfigError,
@@ -318,179 +240,146 @@ LfdParamCounts count_parameters(const LfdConfig& cfg) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Trainer
+// The hypernetwork learner (spec §3) and the trainer
+
+namespace {
+
+class HnetLearner : public detail::Learner {
+ public:
+  HnetLearner(const LfdConfig& c, detail::TaskSource& tasks) : c_(c), tasks_(tasks) {
+    target_ = make_target(c, tasks.spec().state_dim);
+    torch::manual_seed(static_cast<std::uint64_t>(c.seed));
+    hn_ = make_hypernetwork(c, target_.layout);
+    net_ = hn_.net;
+  }
+  std::string method() const override { return "hnet"; }
+  void resume(const detail::CheckpointData& ck) override { load_hypernetwork(ck, c_, net_); }
+
+  void begin_task(std::int64_t i) override {
+    torch::manual_seed(task_seed(c_.seed, i, 0));
+    const auto task_id = net_->add_task();
+    SL_CHECK(task_id == i, InternalError, "task ids out of step");
+    window_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 1));
+    reg_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 2));
+    targets_.clear();
+    if (c_.beta > 0) {
+      torch::NoGradGuard no_grad;
+      for (std::int64_t j = 0; j < i; ++j) targets_.push_back(net_->forward_task(j).detach().clone());
+    }
+    theta_ = net_->theta();
+    emb_ = net_->task_embedding(i);
+    opt_theta_.clear();
+    opt_theta_.emplace_back(theta_, c_.lr);
+    opt_emb_.clear();
+    opt_emb_.emplace_back(std::vector<torch::Tensor>{emb_}, c_.lr);
+    params_ = theta_;
+    params_.push_back(emb_);
+  }
+
+  detail::StepOutcome step(std::int64_t i, std::int64_t) override {
+    win_ = data::sample_window(tasks_.task32(i), c_.tsub, window_gen_);
+    const auto pred = detail::train_rollout(c_, target_, net_->forward_task(i), {}, win_.y.select(1, 0), win_.t);
+    const auto loss = (pred - win_.y).pow(2).mean();
+    auto grads = torch::autograd::grad({loss}, params_);
+    opt_emb_.front().step({grads.back()});
+    grads.pop_back();
+    detail::StepOutcome out;
+    if (i > 0 && c_.beta > 0) {
+      const auto tasks = sample_regularized_tasks(i, c_.num_regs, reg_gen_);
+      out.reg = add_lookahead_regularizer_grad(theta_, opt_theta_.front().lookahead(grads), c_.beta, [&] {
+        return output_regularizer(targets_, tasks, [&](std::int64_t j) {
+          return net_->forward_embedding(net_->task_embedding(j).detach());
+        });
+      }, grads);
+    }
+    opt_theta_.front().step(grads);
+    out.loss = loss.item<double>();
+    out.wrt = params_;
+    out.rollout = [this, i] {
+      const auto w = target_.layout.split(net_->forward_task(i));
+      return target_.rollout(w, {})(win_.y.select(1, 0), win_.t);
+    };
+    out.target = win_.y;
+    out.row_extra["window_start"] = win_.k0;
+    return out;
+  }
+
+  void keep_best() override {
+    torch::NoGradGuard no_grad;
+    best_theta_.clear();
+    for (const auto& p : theta_) best_theta_.push_back(p.detach().clone());
+    best_emb_ = emb_.detach().clone();
+  }
+
+  void end_task(std::int64_t) override {
+    torch::NoGradGuard no_grad;  // continue from the best copy (spec §3.1)
+    for (std::size_t k = 0; k < theta_.size(); ++k) theta_[k].copy_(best_theta_[k]);
+    emb_.copy_(best_emb_);
+  }
+
+  EvalCell evaluate(std::int64_t, std::int64_t j, const std::vector<std::vector<EvalCell>>&) override {
+    torch::NoGradGuard no_grad;
+    return detail::evaluate_task(c_, tasks_.spec(), tasks_.task(j),
+                                 target_.rollout(target_.layout.split(net_->forward_task(j)), {}));
+  }
+
+  std::map<std::string, io::NdArray> checkpoint_tensors() const override {
+    std::map<std::string, io::NdArray> tensors;
+    const auto th = net_->theta();
+    for (std::size_t k = 0; k < th.size(); ++k) tensors["theta." + std::to_string(k)] = data::to_ndarray(th[k]);
+    const auto embs = net_->task_embeddings();
+    for (std::size_t k = 0; k < embs.size(); ++k) tensors["emb." + std::to_string(k)] = data::to_ndarray(embs[k]);
+    return tensors;
+  }
+
+  detail::SummaryInfo summary(std::int64_t completed) const override {
+    detail::SummaryInfo info;
+    info.method = "hnet";
+    info.params = {{"target", target_.layout.numel()}, {"hypernetwork", net_->numel_with_embeddings()},
+                   {"theta", net_->theta_numel()}};
+    for (std::int64_t ti = 0; ti < completed; ++ti)
+      info.sizes.push_back(static_cast<double>(net_->theta_numel() + (ti + 1) * c_.task_emb_dim));
+    return info;
+  }
+
+ private:
+  const LfdConfig& c_;
+  detail::TaskSource& tasks_;
+  Target target_;
+  HyperNet hn_;
+  models::TaskHyperNetwork* net_ = nullptr;
+  torch::Generator window_gen_, reg_gen_;
+  std::vector<torch::Tensor> targets_, theta_, params_, best_theta_;
+  torch::Tensor emb_, best_emb_;
+  std::vector<Adam> opt_theta_, opt_emb_;  // one each while a task trains
+  data::Window win_;
+};
+
+}  // namespace
 
 struct LfdTrainer::State {
   LfdConfig cfg;
   std::filesystem::path run;
-  std::unique_ptr<BaselineTrainer> baseline;  // methods other than hnet
-  const data::LfdDatasetSpec* spec = nullptr;
-  std::unique_ptr<data::LfdDataset> dataset;
-  std::int64_t num_tasks = 0;
-  Target target;
-  HyperNet hn;
-  std::vector<data::PreparedTask> prepared;  // tasks loaded so far (float64)
-  std::vector<std::vector<EvalCell>> evals;
-  std::vector<double> seconds;
-
-  const data::PreparedTask& task(std::int64_t i) {
-    while (static_cast<std::int64_t>(prepared.size()) <= i) {
-      const auto raw = dataset->task(static_cast<std::int64_t>(prepared.size()));
-      prepared.push_back(data::prepare_task(raw, *spec, {cfg.target == "snode", cfg.tangent_vec_scale}));
-    }
-    return prepared[static_cast<std::size_t>(i)];
-  }
+  std::unique_ptr<detail::TaskSource> tasks;
+  std::unique_ptr<detail::Learner> learner;
+  detail::LoopResults results;
 };
 
 LfdTrainer::LfdTrainer(LfdConfig config, std::filesystem::path run_dir) : s_(std::make_unique<State>()) {
   config.validate();
-  if (config.method != "hnet") {
-    s_->baseline = std::make_unique<BaselineTrainer>(std::move(config), std::move(run_dir));
-    return;
-  }
   s_->cfg = std::move(config);
   s_->run = std::move(run_dir);
-  const auto& c = s_->cfg;
-  s_->spec = &data::lfd_dataset_spec(c.dataset);
-  const auto root = c.root.empty() ? data::default_data_root() : std::filesystem::path(c.root);
-  s_->dataset = std::make_unique<data::LfdDataset>(s_->spec->kind, root, c.sequence);
-  s_->num_tasks = c.tasks > 0 ? std::min(c.tasks, s_->dataset->num_tasks()) : s_->dataset->num_tasks();
-  s_->target = make_target(c, s_->spec->state_dim);
-  torch::manual_seed(static_cast<std::uint64_t>(c.seed));
-  s_->hn = make_hypernetwork(c, s_->target.layout);
+  s_->tasks = std::make_unique<detail::TaskSource>(s_->cfg);
+  s_->learner = s_->cfg.method == "hnet" ? std::make_unique<HnetLearner>(s_->cfg, *s_->tasks)
+                                         : detail::make_baseline_learner(s_->cfg, *s_->tasks);
 }
 
 LfdTrainer::~LfdTrainer() = default;
-const std::vector<std::vector<EvalCell>>& LfdTrainer::evaluations() const {
-  return s_->baseline ? s_->baseline->evaluations() : s_->evals;
-}
-const std::vector<double>& LfdTrainer::train_seconds() const {
-  return s_->baseline ? s_->baseline->train_seconds() : s_->seconds;
-}
+const std::vector<std::vector<EvalCell>>& LfdTrainer::evaluations() const { return s_->results.evals; }
+const std::vector<double>& LfdTrainer::train_seconds() const { return s_->results.seconds; }
 
 void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after) {
-  if (s_->baseline) return s_->baseline->run(resume, progress, stop_after);
-  auto& s = *s_;
-  const auto& c = s.cfg;
-  auto* net = s.hn.net;
-  const auto config_text = c.to_config().to_string();
-  std::int64_t first_task = 0;
-  std::vector<nlohmann::json> diag_rows;  // [diagnostics] rows so far (sharpness.svg, summary.json)
-  if (detail::open_lfd_run(s.run, config_text, resume)) {
-    const auto ck = detail::read_checkpoint(s.run);
-    load_hypernetwork(ck, c, net);
-    s.seconds = ck.seconds;
-    s.evals = ck.evals;
-    first_task = ck.completed;
-    diag_rows = detail::trim_metrics_for_resume(s.run, first_task);
-  }
-
-  const auto metrics_path = s.run / "metrics.jsonl";
-  const std::int64_t last_task = stop_after > 0 ? std::min(stop_after, s.num_tasks) : s.num_tasks;
-  for (std::int64_t i = first_task; i < last_task; ++i) {
-    const auto& prep = s.task(i);
-    data::PreparedTask p32 = prep;
-    p32.x = prep.x.to(torch::kFloat32);
-    p32.t = prep.t.to(torch::kFloat32);
-
-    torch::manual_seed(task_seed(c.seed, i, 0));
-    const auto task_id = net->add_task();
-    SL_CHECK(task_id == i, InternalError, "task ids out of step");
-    auto window_gen = at::detail::createCPUGenerator(task_seed(c.seed, i, 1));
-    auto reg_gen = at::detail::createCPUGenerator(task_seed(c.seed, i, 2));
-
-    std::vector<torch::Tensor> targets;
-    if (c.beta > 0) {
-      torch::NoGradGuard no_grad;
-      for (std::int64_t j = 0; j < i; ++j) targets.push_back(net->forward_task(j).detach().clone());
-    }
-    auto theta = net->theta();
-    auto emb = net->task_embedding(i);
-    Adam opt_theta(theta, c.lr), opt_emb({emb}, c.lr);
-    std::vector<torch::Tensor> params = theta;
-    params.push_back(emb);
-    BestTracker best;
-    std::vector<torch::Tensor> best_theta;
-    torch::Tensor best_emb;
-
-    const auto t0 = std::chrono::steady_clock::now();
-    for (std::int64_t it = 0; it < c.iterations; ++it) {
-      const auto win = data::sample_window(p32, c.tsub, window_gen);
-      const auto pred = detail::train_rollout(c, s.target, net->forward_task(i), {}, win.y.select(1, 0), win.t);
-      const auto loss = (pred - win.y).pow(2).mean();
-      auto grads = torch::autograd::grad({loss}, params);
-      opt_emb.step({grads.back()});
-      grads.pop_back();
-      double reg_value = 0;
-      if (i > 0 && c.beta > 0) {
-        const auto tasks = sample_regularized_tasks(i, c.num_regs, reg_gen);
-        reg_value = add_lookahead_regularizer_grad(theta, opt_theta.lookahead(grads), c.beta, [&] {
-          return output_regularizer(targets, tasks, [&](std::int64_t j) {
-            return net->forward_embedding(net->task_embedding(j).detach());
-          });
-        }, grads);
-      }
-      opt_theta.step(grads);
-      const double loss_value = loss.item<double>();
-      SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", it, ": training loss is ", loss_value,
-               " (diverged; lower train.lr?)");
-      if (c.diagnostics.enabled() && (it + 1) % c.diagnostics.every == 0) {
-        // After update it + 1, on its window, w.r.t. θ and e_i (LfdDiagnostics).
-        auto row = detail::measure_sharpness(
-            c, params,
-            [&] {
-              const auto w = s.target.layout.split(net->forward_task(i));
-              return s.target.rollout(w, {})(win.y.select(1, 0), win.t);
-            },
-            win.y, i, it + 1);
-        row["window_start"] = win.k0;
-        detail::record_diagnostics_row(metrics_path, std::move(row), diag_rows);
-      }
-      if (best.offer(it, loss_value)) {
-        torch::NoGradGuard no_grad;
-        best_theta.clear();
-        for (const auto& p : theta) best_theta.push_back(p.detach().clone());
-        best_emb = emb.detach().clone();
-      }
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      detail::log_iteration(c, metrics_path, i, s.num_tasks, it + 1, loss_value, reg_value, best.best, elapsed, progress);
-    }
-    s.seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    {
-      torch::NoGradGuard no_grad;  // continue from the best copy (spec §3.1)
-      for (std::size_t k = 0; k < theta.size(); ++k) theta[k].copy_(best_theta[k]);
-      emb.copy_(best_emb);
-    }
-
-    // Evaluation of every task seen so far (spec §3.6).
-    std::vector<EvalCell> row;
-    if (c.evaluate) {
-      torch::NoGradGuard no_grad;
-      row = detail::evaluate_seen_tasks(metrics_path, i, [&](std::int64_t j) {
-        return detail::evaluate_task(c, *s.spec, s.task(j), s.target.rollout(s.target.layout.split(net->forward_task(j)), {}));
-      });
-    }
-    s.evals.push_back(row);
-
-    std::map<std::string, io::NdArray> tensors;
-    const auto th = net->theta();
-    for (std::size_t k = 0; k < th.size(); ++k) tensors["theta." + std::to_string(k)] = data::to_ndarray(th[k]);
-    const auto embs = net->task_embeddings();
-    for (std::size_t k = 0; k < embs.size(); ++k) tensors["emb." + std::to_string(k)] = data::to_ndarray(embs[k]);
-    detail::write_checkpoint(s.run, "hnet", i, tensors, s.seconds, s.evals);
-
-    detail::SummaryInfo info;
-    info.method = "hnet";
-    info.tasks = s.num_tasks;
-    info.task_files.assign(s.dataset->task_files().begin(), s.dataset->task_files().begin() + s.num_tasks);
-    info.params = {{"target", s.target.layout.numel()}, {"hypernetwork", net->numel_with_embeddings()},
-                   {"theta", net->theta_numel()}};
-    for (std::size_t ti = 0; ti < s.evals.size(); ++ti)
-      info.sizes.push_back(static_cast<double>(net->theta_numel() + static_cast<std::int64_t>(ti + 1) * c.task_emb_dim));
-    info.diagnostics = diag_rows;
-    detail::write_results(s.run, c, s.evals, s.seconds, info);
-    if (c.diagnostics.enabled()) detail::write_sharpness_svg(s.run, c, diag_rows);
-  }
+  detail::run_tasks(s_->cfg, s_->run, *s_->tasks, *s_->learner, resume, progress, stop_after, s_->results);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,41 +11,24 @@ namespace stablelearn::models {
 
 namespace F = torch::nn::functional;
 
-ClassifierOptions ClassifierOptions::from_config(ConfigSection& s) {
-  ClassifierOptions o;
-  o.kind = s.get("kind", o.kind);
-  o.hidden = s.get("hidden", o.hidden);
-  o.channels = s.get("channels", o.channels);
-  o.fc = s.get("fc", o.fc);
-  o.validate();
-  return o;
+void ClassifierOptions::fields(options::Visitor& v) {
+  v("kind", kind, "mlp: fully connected ReLU layers; cnn: two conv blocks and a fully connected layer").one_of({"mlp", "cnn"});
+  v("hidden", hidden, "mlp: hidden widths").each_at_least(1);
+  v("channels", channels, "cnn: channels of the two conv blocks")
+      .expect(channels.size() == 2 && channels[0] >= 1 && channels[1] >= 1, "two positive channel counts");
+  v("fc", fc, "cnn: width of the fully connected layer").at_least(1);
 }
 
-void ClassifierOptions::to_config(ConfigWriter& w, const std::string& section) const {
-  w.put(section, "kind", kind);
-  if (kind == "mlp") {
-    w.put(section, "hidden", hidden);
-  } else {
-    w.put(section, "channels", channels);
-    w.put(section, "fc", fc);
-  }
-}
-
-void ClassifierOptions::validate() const {
-  SL_CHECK(kind == "mlp" || kind == "cnn", ConfigError, "model.kind: expected mlp or cnn, got \"", kind, "\"");
+void ClassifierOptions::cross_check() const {
   SL_CHECK(classes >= 2, ConfigError, "model: classes must be >= 2, got ", classes);
   SL_CHECK(input.size() == 3 && input[0] >= 1 && input[1] >= 1 && input[2] >= 1, ConfigError,
            "model: input must be [C, H, W] with positive extents");
-  for (auto h : hidden) SL_CHECK(h >= 1, ConfigError, "model.hidden: widths must be >= 1, got ", h);
-  SL_CHECK(channels.size() == 2 && channels[0] >= 1 && channels[1] >= 1, ConfigError,
-           "model.channels: expected two positive channel counts, e.g. [32, 64]");
-  SL_CHECK(fc >= 1, ConfigError, "model.fc: must be >= 1, got ", fc);
   if (kind == "cnn")
     SL_CHECK(input[1] % 4 == 0 && input[2] % 4 == 0, ConfigError, "model: cnn needs H and W divisible by 4");
 }
 
 ClassifierImpl::ClassifierImpl(ClassifierOptions options) : options_(std::move(options)) {
-  options_.validate();
+  options::check(options_, "model");
   const auto& o = options_;
   std::vector<std::int64_t> fan_in;
   auto linear = [&](const std::string& name, std::int64_t in, std::int64_t out) {

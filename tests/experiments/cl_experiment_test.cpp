@@ -194,7 +194,25 @@ TEST(ClExperiment, BadConfigurationsNameTheKey) {
   expect_error<sl::ConfigError>([&] { make("[output]\nsnapshot_every = -5\n"); }, "output.snapshot_every");
   expect_error<sl::ConfigError>([&] { make("[output]\nsnapshot_every = \"often\"\n"); }, "snapshot_every");
   expect_error<sl::ConfigError>([&] { make("[output]\nsnapshots = 5\n"); }, "snapshots");
-  expect_error<sl::UsageError>([&] { make("[stream]\nkind = \"split\"\n"); }, "split-class");
+  // An unknown stream kind is a configuration error naming the key and listing the kinds.
+  expect_error<sl::ConfigError>([&] { make("[stream]\nkind = \"split\"\n"); }, "stream.kind");
+  expect_error<sl::ConfigError>([&] { make("[stream]\nkind = \"split\"\n"); }, "\"split-class\"");
+  expect_error<sl::ConfigError>([&] { make("[train]\nlr = nan\n"); }, "train.lr: must be a finite number");
+  expect_error<sl::ConfigError>([&] { make("[strategy]\nname = \"ewc\"\ngamma = 2\n"); }, "strategy.gamma: must be in [0.0, 1.0]");
+}
+
+TEST(ClExperiment, TaskCountDefaultsFollowTheStreamKindAndAreWrittenResolved) {
+  // The kinds' defaults (docs/continual.md): split 5, permuted 10, rotated 20; an explicit count stays.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"kind = \"split-class\"\n", "tasks = 5\n"},
+      {"kind = \"permuted\"\n", "tasks = 10\n"},
+      {"kind = \"rotated\"\n", "tasks = 20\n"},
+      {"kind = \"permuted\"\ntasks = 3\n", "tasks = 3\n"},
+  };
+  for (const auto& [stream, expected] : cases) {
+    const ClExperiment e(sl::Config::from_string("[stream]\n" + stream));
+    EXPECT_NE(e.resolved_config().find(expected), std::string::npos) << stream << e.resolved_config();
+  }
 }
 
 TEST(ClExperiment, SmallCnnLearnsTaskIncrementalSplit) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "stablelearn/core/options.h"
 #include "stablelearn/continual/strategy.h"
 
 namespace stablelearn::continual {
@@ -15,6 +16,7 @@ struct StrategyInfo {
   std::string name;
   std::string summary;
   std::function<std::unique_ptr<Strategy>(ConfigSection&)> make;  ///< reads its keys; caller finish()es
+  std::vector<options::FieldDoc> options;  ///< its [strategy] keys besides name (core/options.h)
 };
 
 /// Every built-in strategy, in a stable order.

@@ -21,24 +21,26 @@ class Joint : public Strategy {
   TrainSet train_set(Context& ctx) override;
 };
 
+/// Options of Ewc (below).
+struct EwcOptions {
+  double lambda = 100.0;
+  std::string mode = "separate";  ///< separate | online
+  double gamma = 1.0;             ///< online decay of the accumulated Fisher
+  std::int64_t fisher_samples = 1000;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
+};
+
 /// Elastic weight consolidation (Kirkpatrick et al. 2017, PNAS). Diagonal empirical Fisher F_k
 /// (mean squared gradient of log p(y_true|x) over `fisher_samples` training samples) at the end of
 /// task k, anchors θ*_k.
 ///  * mode "separate": L = CE + (λ/2) Σ_k Σ_i F_k,i (θ_i − θ*_k,i)²   (one penalty per past task)
 ///  * mode "online" (Schwarz et al. 2018, "Progress & Compress"): F ← γ F + F_k, θ* ← θ*_k,
 ///    L = CE + (λ/2) Σ_i F_i (θ_i − θ*_i)²
-class Ewc : public Strategy {
+class Ewc : public StrategyWithOptions<EwcOptions> {
  public:
-  struct Options {
-    double lambda = 100.0;
-    std::string mode = "separate";  ///< separate | online
-    double gamma = 1.0;             ///< online decay of the accumulated Fisher
-    std::int64_t fisher_samples = 1000;
-  };
   Ewc() : Ewc(Options{}) {}
   explicit Ewc(Options o);
   std::string name() const override { return "ewc"; }
-  void describe(ConfigWriter& w) const override;
   torch::Tensor extra_loss(Context& ctx, const Batch&, const torch::Tensor&) override;
   void after_task(Context& ctx) override;
   std::map<std::string, torch::Tensor> state() const override;
@@ -46,50 +48,52 @@ class Ewc : public Strategy {
   const std::vector<std::vector<torch::Tensor>>& fishers() const { return fisher_; }
 
  private:
-  Options o_;
   std::vector<std::vector<torch::Tensor>> fisher_, anchor_;
+};
+
+/// Options of Lwf (below).
+struct LwfOptions {
+  double alpha = 1.0;
+  double temperature = 2.0;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Learning without Forgetting (Li & Hoiem 2017, TPAMI): before task t > 0 the model is frozen as
 /// a teacher; L = CE + α · T² · KL(softmax(z_old/T) ‖ softmax(z/T)) over the logits of the classes
 /// seen before task t (all classes in domain-incremental streams), z_old the teacher's logits on
 /// the current batch. Defaults α = 1, T = 2 (the paper's temperature; Avalanche's defaults).
-class Lwf : public Strategy {
+class Lwf : public StrategyWithOptions<LwfOptions> {
  public:
-  struct Options {
-    double alpha = 1.0;
-    double temperature = 2.0;
-  };
   Lwf() : Lwf(Options{}) {}
-  explicit Lwf(Options o) : o_(o) {}
+  explicit Lwf(Options o) : StrategyWithOptions(std::move(o)) {}
   std::string name() const override { return "lwf"; }
-  void describe(ConfigWriter& w) const override;
   void before_task(Context& ctx) override;
   torch::Tensor extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) override;
   std::map<std::string, torch::Tensor> state() const override;
   void load_state(const std::map<std::string, torch::Tensor>& m) override;
 
  private:
-  Options o_;
   std::vector<torch::Tensor> teacher_;
   torch::Tensor old_classes_;  ///< bool [classes]
+};
+
+/// Options of ExperienceReplay (below).
+struct ExperienceReplayOptions {
+  std::int64_t memory = 2000;
+  std::string buffer = "reservoir";  ///< reservoir | class_balanced
+  std::int64_t replay_batch = 0;     ///< 0 = the training batch size
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Experience replay (Chaudhry et al. 2019, "On tiny episodic memories"): every batch of the
 /// current task is joined by an equally large batch drawn from the memory; the loss is the mean
 /// cross-entropy over both. Memory: reservoir (updated every step) or class-balanced (updated at
 /// the end of each task).
-class ExperienceReplay : public Strategy {
+class ExperienceReplay : public StrategyWithOptions<ExperienceReplayOptions> {
  public:
-  struct Options {
-    std::int64_t memory = 2000;
-    std::string buffer = "reservoir";  ///< reservoir | class_balanced
-    std::int64_t replay_batch = 0;     ///< 0 = the training batch size
-  };
   ExperienceReplay() : ExperienceReplay(Options{}) {}
   explicit ExperienceReplay(Options o);
   std::string name() const override { return "er"; }
-  void describe(ConfigWriter& w) const override;
   Batch adapt_batch(Context& ctx, Batch b) override;
   void after_step(Context& ctx, const Batch& b) override;
   void after_task(Context& ctx) override;
@@ -98,23 +102,24 @@ class ExperienceReplay : public Strategy {
   const Memory& memory() const { return mem_; }
 
  private:
-  Options o_;
   Memory mem_;
+};
+
+/// Options of AGem (below).
+struct AGemOptions {
+  std::int64_t memory_per_task = 256;
+  std::int64_t sample_size = 256;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Averaged GEM (Chaudhry et al. 2019, ICLR): with g the gradient of the current batch and g_ref
 /// the gradient on `sample_size` samples of the episodic memory (`memory_per_task` random samples
 /// of each finished task), if gᵀg_ref < 0 the step uses g − (gᵀg_ref / g_refᵀg_ref) g_ref.
-class AGem : public Strategy {
+class AGem : public StrategyWithOptions<AGemOptions> {
  public:
-  struct Options {
-    std::int64_t memory_per_task = 256;
-    std::int64_t sample_size = 256;
-  };
   AGem() : AGem(Options{}) {}
-  explicit AGem(Options o) : o_(o) {}
+  explicit AGem(Options o) : StrategyWithOptions(std::move(o)) {}
   std::string name() const override { return "agem"; }
-  void describe(ConfigWriter& w) const override;
   void after_backward(Context& ctx) override;
   void after_task(Context& ctx) override;
   std::map<std::string, torch::Tensor> state() const override;
@@ -122,34 +127,41 @@ class AGem : public Strategy {
   std::int64_t projections() const { return projections_; }
 
  private:
-  Options o_;
   torch::Tensor mx_, my_, mt_;
   std::int64_t projections_ = 0;
+};
+
+/// Options of DerPlusPlus (below).
+struct DerPlusPlusOptions {
+  std::int64_t memory = 500;
+  double alpha = 0.1;
+  double beta = 0.5;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// DER++ (Buzzega et al. 2020, NeurIPS): a reservoir memory of (x, y, logits at insertion);
 /// L = CE + α · MSE(f(x'), z') + β · CE(f(x''), y'') with (x', z') and (x'', y'') two independent
 /// memory batches. Defaults α = 0.1, β = 0.5 (memory 500).
-class DerPlusPlus : public Strategy {
+class DerPlusPlus : public StrategyWithOptions<DerPlusPlusOptions> {
  public:
-  struct Options {
-    std::int64_t memory = 500;
-    double alpha = 0.1;
-    double beta = 0.5;
-  };
   DerPlusPlus() : DerPlusPlus(Options{}) {}
-  explicit DerPlusPlus(Options o) : o_(o), mem_(o.memory, Memory::Policy::Reservoir) {}
+  explicit DerPlusPlus(Options o) : StrategyWithOptions(std::move(o)), mem_(o_.memory, Memory::Policy::Reservoir) {}
   std::string name() const override { return "derpp"; }
-  void describe(ConfigWriter& w) const override;
   torch::Tensor extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) override;
   void after_step(Context& ctx, const Batch& b) override;
   std::map<std::string, torch::Tensor> state() const override;
   void load_state(const std::map<std::string, torch::Tensor>& m) override;
 
  private:
-  Options o_;
   Memory mem_;
   torch::Tensor last_logits_;
+};
+
+/// Options of SiStrategy (below).
+struct SiStrategyOptions {
+  double c = 0.1;
+  double xi = 1e-3;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Synaptic intelligence (Zenke, Poole & Ganguli 2017, ICML) as a strategy around the shared
@@ -157,17 +169,12 @@ class DerPlusPlus : public Strategy {
 /// gradient of the task's cross-entropy alone (the penalty's gradient excluded, as in the paper),
 /// Ω += ω/((Δθ_task)² + ξ) at the end of each task, L = CE + c Σ Ω (θ − θ*)². Defaults c = 0.1,
 /// ξ = 1e-3 (the paper's MNIST setting: ξ = 1e-3, c in [0.01, 0.1]).
-class SiStrategy : public Strategy {
+class SiStrategy : public StrategyWithOptions<SiStrategyOptions> {
  public:
-  struct Options {
-    double c = 0.1;
-    double xi = 1e-3;
-  };
   SiStrategy() : SiStrategy(Options{}) {}
   explicit SiStrategy(Options o);
   ~SiStrategy() override;
   std::string name() const override { return "si"; }
-  void describe(ConfigWriter& w) const override;
   void before_task(Context& ctx) override;
   torch::Tensor extra_loss(Context& ctx, const Batch&, const torch::Tensor&) override;
   void after_backward(Context& ctx) override;
@@ -178,27 +185,28 @@ class SiStrategy : public Strategy {
   const std::vector<torch::Tensor>& importance() const;
 
  private:
-  Options o_;
   std::unique_ptr<SynapticIntelligence> si_;
   std::vector<torch::Tensor> task_grad_;
   bool penalised_ = false;
+};
+
+/// Options of MasStrategy (below).
+struct MasStrategyOptions {
+  double lambda = 1.0;
+  std::int64_t samples = 1000;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Memory-aware synapses (Aljundi et al. 2018, ECCV) as a strategy around the shared
 /// continual::MemoryAwareSynapses penalty: after each task (task 0 included),
 /// Ω += (1/N) Σ_n |∂‖f(x_n)‖²/∂θ| over N = `samples` training samples (f = the logits, unmasked),
 /// θ* = θ; L = CE + λ Σ Ω (θ − θ*)². Default λ = 1 (the paper's value).
-class MasStrategy : public Strategy {
+class MasStrategy : public StrategyWithOptions<MasStrategyOptions> {
  public:
-  struct Options {
-    double lambda = 1.0;
-    std::int64_t samples = 1000;
-  };
   MasStrategy() : MasStrategy(Options{}) {}
   explicit MasStrategy(Options o);
   ~MasStrategy() override;
   std::string name() const override { return "mas"; }
-  void describe(ConfigWriter& w) const override;
   torch::Tensor extra_loss(Context& ctx, const Batch&, const torch::Tensor&) override;
   void after_task(Context& ctx) override;
   std::map<std::string, torch::Tensor> state() const override;
@@ -206,8 +214,15 @@ class MasStrategy : public Strategy {
   const std::vector<torch::Tensor>& importance() const;
 
  private:
-  Options o_;
   std::unique_ptr<MemoryAwareSynapses> mas_;
+};
+
+/// Options of Gpm (below).
+struct GpmOptions {
+  double threshold = 0.97;
+  double threshold_step = 0.0;  ///< added per finished task (capped at 1)
+  std::int64_t samples = 300;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Gradient projection memory (Saha, Garg & Roy 2021, ICLR), for the linear layers (the MLP, or
@@ -219,17 +234,11 @@ class MasStrategy : public Strategy {
 /// While training later tasks the weight gradients are projected: ∇W_l ← ∇W_l − ∇W_l M_l M_lᵀ.
 /// Defaults: threshold 0.97 for every layer (+0.003 per task, the paper's CIFAR schedule is not
 /// used), 300 samples (the paper's PMNIST setting).
-class Gpm : public Strategy {
+class Gpm : public StrategyWithOptions<GpmOptions> {
  public:
-  struct Options {
-    double threshold = 0.97;
-    double threshold_step = 0.0;  ///< added per finished task (capped at 1)
-    std::int64_t samples = 300;
-  };
   Gpm() : Gpm(Options{}) {}
-  explicit Gpm(Options o) : o_(o) {}
+  explicit Gpm(Options o) : StrategyWithOptions(std::move(o)) {}
   std::string name() const override { return "gpm"; }
-  void describe(ConfigWriter& w) const override;
   void after_backward(Context& ctx) override;
   void after_task(Context& ctx) override;
   std::map<std::string, torch::Tensor> state() const override;
@@ -238,8 +247,13 @@ class Gpm : public Strategy {
   const std::vector<torch::Tensor>& bases() const { return bases_; }
 
  private:
-  Options o_;
   std::vector<torch::Tensor> bases_;
+};
+
+/// Options of EmaMerge (below).
+struct EmaMergeOptions {
+  double fallback = 0.01;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// EMA merging with the automatic balance weight of "Large Continual Instruction Assistant"
@@ -247,15 +261,11 @@ class Gpm : public Strategy {
 /// tensor, α = 2(1 + ‖g‖₁) / (‖θ − θ_ema‖₁ · ‖g − g_prev‖₁), replaced by `fallback` unless
 /// 0 < α < 1; θ_ema ← (1 − α) θ_ema + α θ. At the end of each task the EMA weights replace the
 /// trained ones (ema_replace), so the next task starts from — and is evaluated with — the merge.
-class EmaMerge : public Strategy {
+class EmaMerge : public StrategyWithOptions<EmaMergeOptions> {
  public:
-  struct Options {
-    double fallback = 0.01;
-  };
   EmaMerge() : EmaMerge(Options{}) {}
-  explicit EmaMerge(Options o) : o_(o) {}
+  explicit EmaMerge(Options o) : StrategyWithOptions(std::move(o)) {}
   std::string name() const override { return "ema"; }
-  void describe(ConfigWriter& w) const override;
   void before_task(Context& ctx) override;
   void after_backward(Context& ctx) override;
   void after_step(Context& ctx, const Batch&) override;
@@ -265,9 +275,15 @@ class EmaMerge : public Strategy {
   const std::vector<double>& last_alphas() const { return alphas_; }
 
  private:
-  Options o_;
   std::vector<torch::Tensor> ema_, grad_, prev_grad_;
   std::vector<double> alphas_;
+};
+
+/// Options of AdaptiveSvd (below).
+struct AdaptiveSvdOptions {
+  double rank_step = 0.2;
+  double max_fraction = 0.9;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Adaptive-SVD / orthogonal subspace fine-tuning ("Sculpting Subspaces", Nayak et al. 2025;
@@ -279,16 +295,11 @@ class EmaMerge : public Strategy {
 /// changes W only by ΔW = (I − U_h U_hᵀ) X (I − V_h V_hᵀ); this strategy applies that two-sided
 /// projection to ∇W and, after every optimiser step, re-projects W − W_h the same way (the later
 /// OSFT code's re-projection), so W_h is kept exactly. Biases are trained freely.
-class AdaptiveSvd : public Strategy {
+class AdaptiveSvd : public StrategyWithOptions<AdaptiveSvdOptions> {
  public:
-  struct Options {
-    double rank_step = 0.2;
-    double max_fraction = 0.9;
-  };
   AdaptiveSvd() : AdaptiveSvd(Options{}) {}
-  explicit AdaptiveSvd(Options o) : o_(o) {}
+  explicit AdaptiveSvd(Options o) : StrategyWithOptions(std::move(o)) {}
   std::string name() const override { return "adaptive_svd"; }
-  void describe(ConfigWriter& w) const override;
   void before_task(Context& ctx) override;
   void after_backward(Context& ctx) override;
   void after_step(Context& ctx, const Batch&) override;
@@ -296,8 +307,17 @@ class AdaptiveSvd : public Strategy {
   std::vector<std::int64_t> ranks() const;
 
  private:
-  Options o_;
   std::vector<torch::Tensor> uh_, vh_, wh_;  ///< per linear layer: U_h [m,k], V_h [n,k], W_h [m,n]
+};
+
+/// Options of Coso (below).
+struct CosoOptions {
+  std::int64_t proj_rank = 15;
+  std::int64_t rank = 100;
+  double threshold = 0.98;
+  std::int64_t update_gap = 1;
+  double decay = 1.0;
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// Continuous subspace optimisation (CoSO, Cheng et al., NeurIPS 2025; quinn-ch/CoSO:coso/adamw.py,
@@ -311,19 +331,11 @@ class AdaptiveSvd : public Strategy {
 /// Adam steps, and so does the output layer (the classifier head; CoSO trains its heads
 /// unprojected). Defaults: proj_rank 15, rank 100 (the paper's CIFAR-100 values; capped at m/2
 /// here because our layers are far narrower than ViT-B's 768), threshold 0.98, update_gap 1, decay 1.0. This strategy replaces the configured optimiser.
-class Coso : public Strategy {
+class Coso : public StrategyWithOptions<CosoOptions> {
  public:
-  struct Options {
-    std::int64_t proj_rank = 15;
-    std::int64_t rank = 100;
-    double threshold = 0.98;
-    std::int64_t update_gap = 1;
-    double decay = 1.0;
-  };
   Coso() : Coso(Options{}) {}
-  explicit Coso(Options o) : o_(o) {}
+  explicit Coso(Options o) : StrategyWithOptions(std::move(o)) {}
   std::string name() const override { return "coso"; }
-  void describe(ConfigWriter& w) const override;
   void before_task(Context& ctx) override;
   bool step(Context& ctx) override;
   void after_task(Context& ctx) override;
@@ -340,7 +352,6 @@ class Coso : public Strategy {
   torch::Tensor adam_update(Adam& a, const torch::Tensor& g, double lr);
   /// Sketch rank of a layer with m outputs: `rank`, capped at m / 2 so a task cannot claim the whole space.
   std::int64_t rank_for(std::int64_t m) const { return std::max<std::int64_t>(1, std::min(o_.rank, m / 2)); }
-  Options o_;
   std::vector<torch::Tensor> m_, sketch_, proj_;
   std::vector<Adam> adam_w_, adam_b_;
   std::int64_t steps_ = 0;

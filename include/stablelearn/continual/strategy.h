@@ -22,6 +22,7 @@
 
 #include <torch/types.h>
 
+#include "stablelearn/core/options.h"
 #include "stablelearn/data/cl_streams.h"
 #include "stablelearn/models/classifier.h"
 
@@ -90,6 +91,23 @@ class Strategy {
   /// Named tensors of the strategy's state (for checkpoints); load_state is its inverse.
   virtual std::map<std::string, torch::Tensor> state() const { return {}; }
   virtual void load_state(const std::map<std::string, torch::Tensor>&) {}
+};
+
+/// A strategy with an options struct O whose fields() declare its [strategy] keys (core/options.h):
+/// the constructor checks them (ConfigError "strategy.key: ...") and describe() writes them.
+template <class O>
+class StrategyWithOptions : public Strategy {
+ public:
+  using Options = O;
+  explicit StrategyWithOptions(O o) : o_(options::checked(std::move(o), "strategy")) {}
+  void describe(ConfigWriter& w) const override {
+    Strategy::describe(w);
+    options::write(w, o_, "strategy");
+  }
+  const O& opts() const { return o_; }
+
+ protected:
+  O o_;
 };
 
 /// Fine-tuning: no protection against forgetting (the lower baseline).

@@ -1,7 +1,7 @@
 // TOML configuration (toml++ behind a small interface, so only src/core/config.cpp pays for its
-// headers). One Options struct per component reads its table with a ConfigSection and writes its
-// resolved values with ConfigWriter (shared/STYLE.md #2). Unknown keys are errors naming the key and
-// listing the valid ones.
+// headers). Options structs declare their keys once (core/options.h), which reads their table with a
+// ConfigSection and writes their resolved values with a ConfigWriter (shared/STYLE.md #2). Unknown
+// keys are errors naming the key and listing the valid ones.
 //
 //   auto cfg = Config::from_file("run.toml");
 //   cfg.set("train.iterations=200");                 // --set, value parsed as a TOML value
@@ -77,12 +77,15 @@ class ConfigSection {
   bool has(const std::string& key) const;
   /// ConfigError naming every key of the table that was not read, with the valid keys.
   void finish() const;
+  /// The table's name.
+  const std::string& name() const { return name_; }
+  /// "SOURCE: table.key", the prefix of errors about `key`.
+  std::string where(const std::string& key) const;
 
  private:
   friend class Config;
   ConfigSection(const Config* cfg, std::string name) : cfg_(cfg), name_(std::move(name)) {}
   const void* node(const std::string& key) const;
-  std::string where(const std::string& key) const;
   const Config* cfg_;
   std::string name_;
   std::set<std::string> read_;

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/options.h"
 #include "stablelearn/data/cl_streams.h"
 #include "stablelearn/models/classifier.h"
 
@@ -59,12 +60,14 @@ struct ClTrainOptions {
   /// P, random projections per sample of the GrokAlign estimate (default 1, as the reference);
   /// drawn fresh every step from a generator seeded by (train.seed, task): cl_grokalign_seed().
   std::int64_t grokalign_projections = 1;
+  void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
 struct ClEvalOptions {
   std::int64_t every = 0;     ///< continual evaluation period in iterations (0 = task ends only)
   std::int64_t subset = 1000; ///< evaluation samples per task for continual evaluation
   std::int64_t lca_beta = 10;
+  void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
 /// [diagnostics]: curvature of the training loss tracked during training (the stability lab,
@@ -78,6 +81,7 @@ struct ClDiagnosticsOptions {
   std::int64_t lanczos_steps = 20;
   std::int64_t trace_probes = 0;
   std::string curvature = "hessian";  ///< hessian | ggn
+  void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
 struct ClOutputOptions {
@@ -89,6 +93,7 @@ struct ClOutputOptions {
   /// after_task, i.e. the weights of checkpoint_task<i>.npz). For trajectory PCA / RELEX
   /// (`stablelearn diagnose trajectory RUN`). Cost: 4·D bytes per snapshot (float32).
   std::int64_t snapshot_every = 0;
+  void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
 /// One entry of RUN/snapshots/index.json.
@@ -100,10 +105,23 @@ struct ClSnapshot {
 };
 
 struct ClStreamOptions {
-  data::StreamOptions stream;
+  /// tasks = 0: the kind's default (split 5, permuted 10, rotated 20), resolved by ClExperiment.
+  data::StreamOptions stream{data::StreamKind::SplitClassIncremental, 0, 0, 9.0};
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::int64_t train_per_task = 0;  ///< 0 = all
   std::int64_t test_per_task = 0;
+  void fields(options::Visitor& v);  ///< its keys (core/options.h)
+};
+
+/// Every table of a `cl run` config but [strategy] (read by the strategy registry).
+struct ClConfig {
+  ClStreamOptions stream;
+  models::ClassifierOptions model;
+  ClTrainOptions train;
+  ClEvalOptions eval;
+  ClOutputOptions out;
+  ClDiagnosticsOptions diag;
+  void fields(options::Visitor& v);
 };
 
 /// Progress of a run, reported every iteration and at every evaluation.

@@ -85,21 +85,6 @@ class BaselineModel {
   std::unique_ptr<Impl> p_;
 };
 
-/// Trains a sequence with config.method in {sg, ft, rep, si, mas} into a run directory, with the
-/// same files as LfdTrainer (LfdTrainer delegates to it for these methods).
-class BaselineTrainer {
- public:
-  BaselineTrainer(LfdConfig config, std::filesystem::path run_dir);
-  ~BaselineTrainer();
-  void run(bool resume, const std::function<void(const TrainProgress&)>& progress = {}, std::int64_t stop_after = -1);
-  const std::vector<std::vector<EvalCell>>& evaluations() const;
-  const std::vector<double>& train_seconds() const;
-
- private:
-  struct State;
-  std::unique_ptr<State> s_;
-};
-
 /// The baseline method names ("sg", "ft", "rep", "si", "mas").
 const std::vector<std::string>& baseline_methods();
 

@@ -23,6 +23,7 @@
 #include <torch/types.h>
 
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/options.h"
 #include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
 
@@ -54,6 +55,7 @@ struct LfdDiagnostics {
   /// (+ trace when trace_probes > 0), the rows recorded before this key existed.
   std::vector<std::string> metrics;
   bool enabled() const { return every > 0; }
+  void fields(options::Visitor& v);
   /// The names `metrics` may contain: lambda_max, grad_norm, loss, trace.
   static const std::vector<std::string>& known_metrics();
   /// `metrics`, or the default when it is empty.
@@ -118,7 +120,9 @@ struct LfdConfig {
 
   static LfdConfig from_config(const Config& cfg);  ///< ConfigError on unknown keys or bad values
   Config to_config() const;                         ///< every resolved value
-  void validate() const;
+  void fields(options::Visitor& v);                 ///< the keys of every table (core/options.h)
+  void validate() const;                            ///< every rule (a config built in code)
+  void cross_check() const;                         ///< the rules between fields
 };
 
 /// Parameter counts of a configuration without training (spec §2.6), for `lfd info`.

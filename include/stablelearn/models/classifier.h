@@ -20,6 +20,7 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include "stablelearn/core/options.h"
 #include "stablelearn/models/weight_layout.h"
 
 namespace stablelearn {
@@ -37,10 +38,10 @@ struct ClassifierOptions {
   std::int64_t classes = 10;
   std::vector<std::int64_t> input{1, 28, 28};  ///< C, H, W
 
-  /// Reads [model] (kind, hidden, channels, fc); ConfigError on unknown keys or bad values.
-  static ClassifierOptions from_config(ConfigSection& s);
-  void to_config(ConfigWriter& w, const std::string& section) const;
-  void validate() const;
+  /// The keys of [model] (kind, hidden, channels, fc; core/options.h).
+  void fields(options::Visitor& v);
+  /// The rules that involve the code-set classes and input.
+  void cross_check() const;
 };
 
 class ClassifierImpl : public torch::nn::Module {

@@ -7,10 +7,9 @@
 
 namespace stablelearn::continual {
 
-void AdaptiveSvd::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "rank_step", o_.rank_step);
-  w.put("strategy", "max_fraction", o_.max_fraction);
+void AdaptiveSvdOptions::fields(options::Visitor& v) {
+  v("rank_step", rank_step, "fraction of each weight's rank frozen per finished task").at_least(0.0);
+  v("max_fraction", max_fraction, "cap of the frozen fraction").in(0.0, 1.0);
 }
 
 void AdaptiveSvd::before_task(Context& ctx) {

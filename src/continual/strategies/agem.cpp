@@ -6,10 +6,9 @@
 
 namespace stablelearn::continual {
 
-void AGem::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "memory_per_task", o_.memory_per_task);
-  w.put("strategy", "sample_size", o_.sample_size);
+void AGemOptions::fields(options::Visitor& v) {
+  v("memory_per_task", memory_per_task, "random samples of each finished task kept").at_least(1);
+  v("sample_size", sample_size, "memory samples of the reference gradient").at_least(1);
 }
 
 void AGem::after_backward(Context& ctx) {

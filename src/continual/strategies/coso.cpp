@@ -22,13 +22,12 @@ torch::Tensor fd_shrink(const torch::Tensor& x, std::int64_t r) {
 }
 }  // namespace
 
-void Coso::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "proj_rank", o_.proj_rank);
-  w.put("strategy", "rank", o_.rank);
-  w.put("strategy", "threshold", o_.threshold);
-  w.put("strategy", "update_gap", o_.update_gap);
-  w.put("strategy", "decay", o_.decay);
+void CosoOptions::fields(options::Visitor& v) {
+  v("proj_rank", proj_rank, "rank of the gradient projector P").at_least(1);
+  v("rank", rank, "rank of the Frequent Directions sketch").at_least(1);
+  v("threshold", threshold, "energy kept of the sketch at a task end").above(0.0).at_most(1.0);
+  v("update_gap", update_gap, "steps between projector updates").at_least(1);
+  v("decay", decay, "factor on the sketch before each Frequent Directions update (1 = no decay)").above(0.0);
 }
 
 void Coso::before_task(Context& ctx) {

@@ -6,11 +6,10 @@
 
 namespace stablelearn::continual {
 
-void DerPlusPlus::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "memory", o_.memory);
-  w.put("strategy", "alpha", o_.alpha);
-  w.put("strategy", "beta", o_.beta);
+void DerPlusPlusOptions::fields(options::Visitor& v) {
+  v("memory", memory, "reservoir memory size").at_least(1);
+  v("alpha", alpha, "weight α of the logit-matching (MSE) term").at_least(0.0);
+  v("beta", beta, "weight β of the replayed cross-entropy").at_least(0.0);
 }
 
 torch::Tensor DerPlusPlus::extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) {

@@ -5,9 +5,8 @@
 
 namespace stablelearn::continual {
 
-void EmaMerge::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "fallback", o_.fallback);
+void EmaMergeOptions::fields(options::Visitor& v) {
+  v("fallback", fallback, "EMA weight α used when the automatic balance weight is outside (0, 1)").above(0.0).below(1.0);
 }
 
 void EmaMerge::before_task(Context& ctx) {

@@ -13,17 +13,15 @@ Memory::Policy parse_policy(const std::string& s) {
 }
 }  // namespace
 
-ExperienceReplay::ExperienceReplay(Options o) : o_(std::move(o)), mem_(o_.memory, parse_policy(o_.buffer)) {
-  SL_CHECK(o_.memory >= 1, ConfigError, "strategy.memory: must be >= 1, got ", o_.memory);
-  SL_CHECK(o_.replay_batch >= 0, ConfigError, "strategy.replay_batch: must be >= 0");
+void ExperienceReplayOptions::fields(options::Visitor& v) {
+  v("memory", memory, "samples kept in the memory").at_least(1);
+  v("buffer", buffer, "reservoir: updated every step; class_balanced: equal share per class, updated at task ends")
+      .one_of({"reservoir", "class_balanced"});
+  v("replay_batch", replay_batch, "memory samples joined to each batch (0 = the training batch size)").at_least(0);
 }
 
-void ExperienceReplay::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "memory", o_.memory);
-  w.put("strategy", "buffer", o_.buffer);
-  w.put("strategy", "replay_batch", o_.replay_batch);
-}
+ExperienceReplay::ExperienceReplay(Options o)
+    : StrategyWithOptions(std::move(o)), mem_(o_.memory, parse_policy(o_.buffer)) {}
 
 Batch ExperienceReplay::adapt_batch(Context& ctx, Batch b) {
   if (mem_.size() == 0) return b;

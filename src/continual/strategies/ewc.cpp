@@ -7,21 +7,15 @@
 
 namespace stablelearn::continual {
 
-Ewc::Ewc(Options o) : o_(std::move(o)) {
-  SL_CHECK(o_.mode == "separate" || o_.mode == "online", ConfigError, "strategy.mode: expected separate or online, got \"",
-           o_.mode, "\"");
-  SL_CHECK(o_.lambda >= 0, ConfigError, "strategy.lambda: must be >= 0, got ", o_.lambda);
-  SL_CHECK(o_.gamma >= 0 && o_.gamma <= 1, ConfigError, "strategy.gamma: must be in [0, 1], got ", o_.gamma);
-  SL_CHECK(o_.fisher_samples >= 1, ConfigError, "strategy.fisher_samples: must be >= 1");
+void EwcOptions::fields(options::Visitor& v) {
+  v("lambda", lambda, "penalty weight λ").at_least(0.0);
+  v("mode", mode, "separate: one penalty per past task; online: decayed sum of the Fishers (Progress & Compress)")
+      .one_of({"separate", "online"});
+  v("gamma", gamma, "online mode: decay γ of the accumulated Fisher").in(0.0, 1.0);
+  v("fisher_samples", fisher_samples, "training samples of the diagonal empirical Fisher").at_least(1);
 }
 
-void Ewc::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "lambda", o_.lambda);
-  w.put("strategy", "mode", o_.mode);
-  w.put("strategy", "gamma", o_.gamma);
-  w.put("strategy", "fisher_samples", o_.fisher_samples);
-}
+Ewc::Ewc(Options o) : StrategyWithOptions(std::move(o)) {}
 
 torch::Tensor Ewc::extra_loss(Context& ctx, const Batch&, const torch::Tensor&) {
   if (fisher_.empty()) return {};

@@ -7,11 +7,10 @@
 
 namespace stablelearn::continual {
 
-void Gpm::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "threshold", o_.threshold);
-  w.put("strategy", "threshold_step", o_.threshold_step);
-  w.put("strategy", "samples", o_.samples);
+void GpmOptions::fields(options::Visitor& v) {
+  v("threshold", threshold, "energy ratio of the protected input subspace").above(0.0).at_most(1.0);
+  v("threshold_step", threshold_step, "added to the threshold per finished task (capped at 1)");
+  v("samples", samples, "training samples of the layer inputs").at_least(1);
 }
 
 void Gpm::after_backward(Context& ctx) {

@@ -5,10 +5,9 @@
 
 namespace stablelearn::continual {
 
-void Lwf::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "alpha", o_.alpha);
-  w.put("strategy", "temperature", o_.temperature);
+void LwfOptions::fields(options::Visitor& v) {
+  v("alpha", alpha, "weight α of the distillation loss").at_least(0.0);
+  v("temperature", temperature, "softmax temperature T").above(0.0);
 }
 
 void Lwf::before_task(Context& ctx) {

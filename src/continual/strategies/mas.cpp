@@ -5,17 +5,15 @@
 
 namespace stablelearn::continual {
 
-MasStrategy::MasStrategy(Options o) : o_(o), mas_(std::make_unique<MemoryAwareSynapses>(o.lambda)) {
-  SL_CHECK(o_.samples >= 1, ConfigError, "strategy.samples: must be >= 1, got ", o_.samples);
+void MasStrategyOptions::fields(options::Visitor& v) {
+  v("lambda", lambda, "penalty strength λ").at_least(0.0);
+  v("samples", samples, "training samples of the importance Ω").at_least(1);
 }
+
+MasStrategy::MasStrategy(Options o)
+    : StrategyWithOptions(std::move(o)), mas_(std::make_unique<MemoryAwareSynapses>(o_.lambda)) {}
 MasStrategy::~MasStrategy() = default;
 const std::vector<torch::Tensor>& MasStrategy::importance() const { return mas_->importance(); }
-
-void MasStrategy::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "lambda", o_.lambda);
-  w.put("strategy", "samples", o_.samples);
-}
 
 torch::Tensor MasStrategy::extra_loss(Context& ctx, const Batch&, const torch::Tensor&) {
   return mas_->penalty(ctx.params);

@@ -4,15 +4,15 @@
 
 namespace stablelearn::continual {
 
-SiStrategy::SiStrategy(Options o) : o_(o), si_(std::make_unique<SynapticIntelligence>(o.c, o.xi)) {}
+void SiStrategyOptions::fields(options::Visitor& v) {
+  v("c", c, "penalty strength c").at_least(0.0);
+  v("xi", xi, "damping ξ of Ω").above(0.0);
+}
+
+SiStrategy::SiStrategy(Options o)
+    : StrategyWithOptions(std::move(o)), si_(std::make_unique<SynapticIntelligence>(o_.c, o_.xi)) {}
 SiStrategy::~SiStrategy() = default;
 const std::vector<torch::Tensor>& SiStrategy::importance() const { return si_->importance(); }
-
-void SiStrategy::describe(ConfigWriter& w) const {
-  Strategy::describe(w);
-  w.put("strategy", "c", o_.c);
-  w.put("strategy", "xi", o_.xi);
-}
 
 void SiStrategy::before_task(Context& ctx) { si_->begin_task(ctx.params); }
 

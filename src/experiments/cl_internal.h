@@ -1,0 +1,28 @@
+// Pieces of `cl run` shared by the configuration and run-view code (cl_experiment.cpp) and the
+// training engine (cl_run.cpp). Private to sl_experiments.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "stablelearn/core/config.h"
+#include "stablelearn/experiments/cl_experiment.h"
+
+namespace stablelearn::experiments::detail {
+
+inline constexpr const char* kCheckpointFormat = "stablelearn-cl-checkpoint";
+inline constexpr int kCheckpointVersion = 1;
+inline constexpr const char* kSnapshotFormat = "stablelearn-cl-snapshots";
+inline constexpr int kSnapshotVersion = 1;
+
+/// The tasks of a stream configuration (Fashion-MNIST, subsampled per task as configured).
+std::vector<data::ClTask> build_stream(const ClStreamOptions& o);
+
+/// Trains `p` with the strategy of `strategy_cfg` ([strategy] resolved) into the opened run
+/// directory `run` (`resumed`: continue after its checkpoint); see ClExperiment::run.
+ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const std::filesystem::path& run, bool resumed,
+                const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after);
+
+}  // namespace stablelearn::experiments::detail

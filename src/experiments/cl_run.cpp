@@ -1,0 +1,574 @@
+// The training engine of `cl run` (ClExperiment::run): one ClRun object holds a run's state —
+// stream, model, strategy, continual evaluation, [diagnostics], snapshots, TensorBoard — and trains
+// task after task: before_task → batches (strategy hooks, GrokAlign, tracking, curvature, snapshots)
+// → after_task → evaluation of every task → checkpoint → accuracy matrix, summary and figures.
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/cuda.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "cl_internal.h"
+#include "stablelearn/continual/metrics.h"
+#include "stablelearn/continual/registry.h"
+#include "stablelearn/core/env.h"
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/core/run.h"
+#include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/diagnostics/curvature.h"
+#include "stablelearn/diagnostics/eigen.h"
+#include "stablelearn/diagnostics/grokalign.h"
+#include "stablelearn/diagnostics/trace.h"
+#include "stablelearn/io/npz.h"
+#include "stablelearn/report/svg.h"
+#include "stablelearn/report/tensorboard.h"
+
+namespace stablelearn::experiments {
+
+using json = nlohmann::json;
+namespace cl = continual;
+
+namespace detail {
+
+namespace {
+
+void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
+
+json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
+
+double eval_accuracy(const cl::Context& ctx, const data::ImageSet& set, std::int64_t task, torch::Device dev) {
+  torch::NoGradGuard no_grad;
+  std::int64_t correct = 0;
+  for (std::int64_t i = 0; i < set.size(); i += 2000) {
+    const auto len = std::min<std::int64_t>(2000, set.size() - i);
+    const auto x = set.images.narrow(0, i, len).to(dev);
+    const auto t = torch::full({len}, task, torch::kInt64).to(dev);
+    const auto pred = ctx.logits(x, t).argmax(1).cpu();
+    correct += (pred == set.labels.narrow(0, i, len)).sum().item<std::int64_t>();
+  }
+  return set.size() ? static_cast<double>(correct) / static_cast<double>(set.size()) : 0.0;
+}
+
+/// Class indices [T, C] of every task (task-incremental heads; every task has the same count C).
+torch::Tensor head_index(const std::vector<data::ClTask>& tasks) {
+  std::vector<torch::Tensor> rows;
+  for (const auto& t : tasks) {
+    SL_CHECK(t.classes.size() == tasks.front().classes.size(), DataError,
+             "GrokAlign with task-incremental masking needs tasks of equal class counts");
+    rows.push_back(torch::tensor(t.classes, torch::kInt64));
+  }
+  return torch::stack(rows);
+}
+
+/// The outputs GrokAlign differentiates: the logits z = f(x) under `w`, all of them, or with
+/// `heads` defined ([n, C] class indices per sample) only the sample's task's columns.
+torch::Tensor grokalign_outputs(const models::ClassifierImpl& model, const std::vector<torch::Tensor>& w,
+                                const torch::Tensor& x, const torch::Tensor& heads) {
+  const auto z = model.forward(x, w);
+  return heads.defined() ? z.gather(1, heads) : z;
+}
+
+void write_curves_svg(const std::filesystem::path& path, const std::vector<json>& tracks, std::int64_t tasks,
+                      const std::vector<std::int64_t>& boundaries, const std::string& title) {
+  static const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  if (tracks.empty()) return;
+  double xmax = 1;
+  for (const auto& r : tracks) xmax = std::max(xmax, r.at("iteration").get<double>());
+  report::SvgPlot plot(800, 480);
+  plot.set_range(0, xmax, 0, 1);
+  plot.title(title);
+  plot.labels("iteration", "accuracy (fixed evaluation subset)");
+  for (auto b : boundaries) plot.polyline({{double(b), 0.0}, {double(b), 1.0}}, "#cccccc", 1.0);
+  for (std::int64_t j = 0; j < tasks; ++j) {
+    std::vector<std::pair<double, double>> pts;
+    for (const auto& r : tracks) {
+      const auto& acc = r.at("acc");
+      if (static_cast<std::int64_t>(acc.size()) > j) pts.emplace_back(r.at("iteration").get<double>(), acc[j].get<double>());
+    }
+    if (pts.empty()) continue;
+    const auto* c = colours[j % 10];
+    plot.polyline(pts, c, 1.5);
+    plot.legend("task " + std::to_string(j), c);
+  }
+  plot.save(path.string());
+}
+
+}  // namespace
+
+namespace {
+
+class ClRun {
+ public:
+  ClRun(const ClConfig& p, const Config& strategy_cfg, std::filesystem::path run, bool resumed,
+        std::function<void(const ClProgress&)> progress);
+  ClResult train(std::int64_t stop_after);
+
+ private:
+  void draw_eval_subsets();
+  void restore();
+  void open_snapshots();
+  void snapshot(std::int64_t current, bool task_end);
+  double track(std::int64_t current);
+  diagnostics::OutputFn ga_model(const torch::Tensor& task_ids);
+  void diagnose(std::int64_t current);
+  std::int64_t train_task(std::int64_t i);
+  double step(std::int64_t i, const cl::Batch& batch, torch::optim::Optimizer& opt, torch::Generator& ga_gen);
+  void evaluate_task_end(std::int64_t i, std::int64_t iterations);
+  void write_checkpoint(std::int64_t i);
+  void write_reports(std::int64_t i);
+  void write_sharpness_svg();
+  double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count(); }
+
+  const ClConfig& p_;
+  const std::filesystem::path run_, ckpt_json_, metrics_path_, snap_dir_;
+  const bool resumed_;
+  const std::function<void(const ClProgress&)> progress_;
+  const std::chrono::steady_clock::time_point start_time_ = std::chrono::steady_clock::now();
+  torch::Device dev_{torch::kCPU};
+  std::vector<data::ClTask> tasks_;
+  std::int64_t T_ = 0;
+  models::Classifier model_{nullptr};
+  std::unique_ptr<cl::Strategy> strategy_;
+  cl::Context ctx_;
+  torch::Tensor heads_;         // GrokAlign: class indices per task (task-incremental runs)
+  std::int64_t ga_outputs_ = 0;
+  torch::Tensor all_sub_x_, all_sub_y_, all_sub_t_;  // continual-evaluation subsets
+  std::vector<std::int64_t> sub_off_{0};
+  cl::ContinualTracker tracker_;
+  ClResult result_;
+  std::vector<json> tracks_;
+  std::vector<std::int64_t> boundaries_;
+  std::int64_t first_task_ = 0, global_iter_ = 0;
+  std::vector<json> diag_rows_;  // [diagnostics] measurements so far
+  std::unique_ptr<report::TensorBoardWriter> tb_;
+  std::vector<ClSnapshot> snapshots_;
+  double last_mean_acc_ = -1;
+};
+
+ClRun::ClRun(const ClConfig& p, const Config& strategy_cfg, std::filesystem::path run, bool resumed,
+             std::function<void(const ClProgress&)> progress)
+    : p_(p),
+      run_(std::move(run)),
+      ckpt_json_(run_ / "checkpoint.json"),
+      metrics_path_(run_ / "metrics.jsonl"),
+      snap_dir_(run_ / "snapshots"),
+      resumed_(resumed),
+      progress_(std::move(progress)),
+      tracker_(1, p.eval.lca_beta) {
+  if (p.train.device == "cuda" || (p.train.device == "auto" && torch::cuda::is_available())) {
+    SL_CHECK(torch::cuda::is_available(), UsageError, "train.device = \"cuda\" but this libtorch has no usable CUDA device");
+    dev_ = torch::Device(torch::kCUDA);
+  }
+  tasks_ = build_stream(p.stream);
+  T_ = static_cast<std::int64_t>(tasks_.size());
+  tracker_ = cl::ContinualTracker(T_, p.eval.lca_beta);
+  seed_everything(static_cast<std::uint64_t>(p.train.seed));
+  model_ = models::Classifier(p.model);
+  model_->to(dev_);
+  auto strategy_section = strategy_cfg.section("strategy");
+  strategy_ = cl::make_strategy(strategy_section);
+  result_.strategy = strategy_->name();
+
+  ctx_.model = model_.get();
+  ctx_.params = model_->weights();
+  ctx_.tasks = &tasks_;
+  ctx_.batch_size = p.train.batch_size;
+  ctx_.lr = p.train.lr;
+  ctx_.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;
+  auto mask = torch::zeros({T_, p.model.classes}, torch::kBool);
+  for (std::int64_t k = 0; k < T_; ++k)
+    for (auto c : tasks_[static_cast<std::size_t>(k)].classes) mask[k][c] = true;
+  ctx_.class_mask = mask.to(dev_);
+  // GrokAlign (λ·R in the loss, centroid alignment in [diagnostics]) differentiates the logits the
+  // loss sees: all of them, or in task-incremental runs the columns of each sample's task.
+  if (ctx_.task_incremental && (p.train.grokalign > 0 || p.diag.every > 0)) heads_ = head_index(tasks_).to(dev_);
+  ga_outputs_ = heads_.defined() ? heads_.size(1) : p.model.classes;
+  draw_eval_subsets();
+  restore();
+  if (p.out.tensorboard) tb_ = std::make_unique<report::TensorBoardWriter>(run_);
+  open_snapshots();
+}
+
+diagnostics::OutputFn ClRun::ga_model(const torch::Tensor& task_ids) {
+  auto h = heads_.defined() ? heads_.index_select(0, task_ids) : torch::Tensor();
+  return [this, h](const torch::Tensor& x) { return grokalign_outputs(*ctx_.model, ctx_.params, x, h); };
+}
+
+// Fixed, seeded continual-evaluation subsets (drawn once; ContinualEvaluation redraws them at
+// every step, which puts sampling noise into min-based metrics).
+void ClRun::draw_eval_subsets() {
+  if (p_.eval.every <= 0) return;
+  std::vector<torch::Tensor> sub_x, sub_y, ts;
+  for (std::int64_t k = 0; k < T_; ++k) {
+    const auto& test = tasks_[static_cast<std::size_t>(k)].test;
+    auto g = at::detail::createCPUGenerator(derive_seed(p_.train.seed, k, 7));
+    const auto idx = torch::randperm(test.size(), g, torch::kInt64).narrow(0, 0, std::min(p_.eval.subset, test.size()));
+    sub_x.push_back(test.images.index_select(0, idx));
+    sub_y.push_back(test.labels.index_select(0, idx));
+    sub_off_.push_back(sub_off_.back() + idx.size(0));
+    ts.push_back(torch::full({idx.size(0)}, k, torch::kInt64));
+  }
+  all_sub_x_ = torch::cat(sub_x).to(dev_);
+  all_sub_y_ = torch::cat(sub_y);
+  all_sub_t_ = torch::cat(ts).to(dev_);
+}
+
+void ClRun::restore() {
+  if (!resumed_) {
+    for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
+    return;
+  }
+  const json ck = read_checkpoint_manifest(ckpt_json_, kCheckpointFormat, kCheckpointVersion).fields;
+  first_task_ = ck.at("completed_tasks").get<std::int64_t>();
+  global_iter_ = ck.at("iteration").get<std::int64_t>();
+  result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
+  result_.init_accuracy = ck.at("init_accuracy").get<std::vector<double>>();
+  result_.train_seconds = ck.at("train_seconds").get<std::vector<double>>();
+  boundaries_ = ck.at("boundaries").get<std::vector<std::int64_t>>();
+  if (ck.contains("diagnostics"))
+    for (const auto& r : ck.at("diagnostics")) diag_rows_.push_back(r);
+  for (const auto& r : ck.at("tracks")) {
+    tracks_.push_back(r);
+    tracker_.record(r.at("task").get<std::int64_t>(), r.at("acc").get<std::vector<double>>());
+  }
+  const auto file = run_ / ck.at("file").get<std::string>();
+  const auto tensors = io::read_npz(file);
+  {
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < ctx_.params.size(); ++i) {
+      const auto key = "model." + std::to_string(i);
+      SL_CHECK(tensors.count(key), DataError, file.string(), ": missing ", key);
+      const auto t = data::to_tensor(tensors.at(key));
+      SL_CHECK(t.sizes() == ctx_.params[i].sizes(), DataError, "checkpoint: ", key, " has shape ", t.sizes(), ", expected ",
+               ctx_.params[i].sizes());
+      ctx_.params[i].copy_(t);
+    }
+  }
+  std::map<std::string, torch::Tensor> sstate;
+  for (const auto& [k, v] : tensors)
+    if (k.rfind("strategy.", 0) == 0) sstate[k.substr(9)] = data::to_tensor(v).to(dev_);
+  strategy_->load_state(sstate);
+  // Strategies that build per-task state in before_task (LwF's teacher) get it again in train().
+}
+
+// [output] snapshot_every: flattened parameters in RUN/snapshots/, listed in index.json. A resumed
+// run keeps the snapshots up to its checkpoint's iteration (later ones belong to the interrupted
+// task, which is trained again and snapshotted at the same iterations).
+void ClRun::open_snapshots() {
+  std::error_code ec;
+  if (resumed_) {
+    for (const auto& s : list_cl_snapshots(run_)) {
+      if (s.iteration <= global_iter_)
+        snapshots_.push_back(s);
+      else
+        std::filesystem::remove(snap_dir_ / s.file, ec);
+    }
+  } else {
+    std::filesystem::remove_all(snap_dir_, ec);
+  }
+  if (p_.out.snapshot_every > 0) {
+    std::filesystem::create_directories(snap_dir_, ec);
+    SL_CHECK(!ec, IoError, snap_dir_.string(), ": cannot create (", ec.message(), ")");
+  }
+}
+
+void ClRun::snapshot(std::int64_t current, bool task_end) {
+  std::vector<torch::Tensor> flat;
+  for (const auto& q : ctx_.params) flat.push_back(q.detach().cpu().flatten());
+  ClSnapshot s{global_iter_, current, task_end, fmt::format("iter_{:08d}.npz", global_iter_)};
+  io::write_npz(snap_dir_ / s.file, {{"params", data::to_ndarray(torch::cat(flat))}}, /*compress=*/false);
+  // The task-end snapshot replaces a periodic one taken at the same iteration (before after_task).
+  if (!snapshots_.empty() && snapshots_.back().iteration == global_iter_) snapshots_.pop_back();
+  snapshots_.push_back(s);
+  json rows = json::array();
+  for (const auto& r : snapshots_)
+    rows.push_back({{"iteration", r.iteration}, {"task", r.task}, {"task_end", r.task_end}, {"file", r.file}});
+  std::int64_t numel = 0;
+  for (const auto& q : ctx_.params) numel += q.numel();
+  write_file_atomic(snap_dir_ / "index.json", json{{"format", kSnapshotFormat},
+                                                  {"version", kSnapshotVersion},
+                                                  {"snapshot_every", p_.out.snapshot_every},
+                                                  {"parameters", numel},
+                                                  {"snapshots", rows}}
+                                                 .dump(1));
+}
+
+double ClRun::track(std::int64_t current) {
+  torch::NoGradGuard no_grad;
+  const auto n = sub_off_[static_cast<std::size_t>(current) + 1];
+  const auto pred = ctx_.logits(all_sub_x_.narrow(0, 0, n), all_sub_t_.narrow(0, 0, n)).argmax(1).cpu();
+  const auto ok = (pred == all_sub_y_.narrow(0, 0, n)).to(torch::kFloat64);
+  std::vector<double> acc;
+  for (std::int64_t k = 0; k <= current; ++k)
+    acc.push_back(ok.narrow(0, sub_off_[k], sub_off_[k + 1] - sub_off_[k]).mean().item<double>());
+  tracker_.record(current, acc);
+  json row{{"event", "track"}, {"task", current}, {"iteration", global_iter_}, {"acc", acc},
+           {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
+           {"wf10", tracker_.windowed_forgetting(0)}, {"wf100", tracker_.windowed_forgetting(1)}, {"lca", num(tracker_.lca())}};
+  append_jsonl(metrics_path_, row);
+  tracks_.push_back(json{{"task", current}, {"iteration", global_iter_}, {"acc", acc}});
+  if (tb_) {
+    for (std::size_t k = 0; k < acc.size(); ++k) tb_->scalar("track/acc_task" + std::to_string(k), acc[k], global_iter_);
+    if (!std::isnan(tracker_.min_acc())) tb_->scalar("track/min_acc", tracker_.min_acc(), global_iter_);
+    tb_->scalar("track/wc_acc", tracker_.wc_acc(), global_iter_);
+  }
+  double mean = 0;
+  for (double a : acc) mean += a;
+  return mean / static_cast<double>(acc.size());
+}
+
+// [diagnostics]: sharpness (and trace) of the training loss on fixed images of the current task.
+void ClRun::diagnose(std::int64_t current) {
+  const auto& train = tasks_[static_cast<std::size_t>(current)].train;
+  auto g = at::detail::createCPUGenerator(derive_seed(p_.train.seed, current, 11));
+  const auto idx = torch::randperm(train.size(), g, torch::kInt64).narrow(0, 0, std::min(p_.diag.samples, train.size()));
+  const auto x = train.images.index_select(0, idx).to(dev_), y = train.labels.index_select(0, idx).to(dev_);
+  const auto tid = torch::full({x.size(0)}, current, torch::kInt64).to(dev_);
+  std::vector<diagnostics::Batch> batches{{x, y}};
+  std::unique_ptr<diagnostics::CurvatureOperator> op;
+  if (p_.diag.curvature == "hessian")
+    op = std::make_unique<diagnostics::HessianOperator>(
+        ctx_.params, [&](const diagnostics::Batch& b) { return cl::cross_entropy(ctx_.logits(b.x, tid), b.y); }, batches);
+  else
+    op = std::make_unique<diagnostics::GaussNewtonOperator>(
+        ctx_.params, [&](const torch::Tensor& xb) { return ctx_.model->forward(xb); }, diagnostics::OutputLoss::CrossEntropy,
+        batches);
+  const auto steps = std::min<std::int64_t>(p_.diag.lanczos_steps, op->dim());
+  const auto eig = diagnostics::lanczos(*op, diagnostics::LanczosOptions().k(1).steps(steps).which(
+                                                 diagnostics::Spectrum::LargestAlgebraic).seed(derive_seed(p_.train.seed, current, 12)));
+  json row{{"event", "diagnostics"}, {"task", current}, {"iteration", global_iter_},
+           {"lambda_max", eig.eigenvalues[0].item<double>()}, {"two_over_lr", 2.0 / p_.train.lr},
+           {"hvps", eig.matvecs}, {"curvature", p_.diag.curvature}};
+  if (tb_) tb_->scalar("diag/lambda_max", row["lambda_max"].get<double>(), global_iter_);
+  // GrokAlign centroid alignment cos(J(x)ᵀ1, x), mean over the same images (no generator used).
+  row["centroid_alignment"] = diagnostics::centroid_alignment(ga_model(tid), x).mean_alignment;
+  if (tb_) tb_->scalar("diag/centroid_alignment", row["centroid_alignment"].get<double>(), global_iter_);
+  if (p_.diag.trace_probes > 0) {
+    const auto tr = diagnostics::hutchinson_trace(
+        *op, diagnostics::TraceOptions().matvecs(p_.diag.trace_probes).seed(derive_seed(p_.train.seed, current, 13)));
+    row["trace"] = tr.estimate;
+    row["trace_se"] = tr.standard_error;
+    row["hvps"] = row["hvps"].get<std::int64_t>() + tr.matvecs;
+    if (tb_) tb_->scalar("diag/trace", tr.estimate, global_iter_);
+  }
+  append_jsonl(metrics_path_, row);
+  row.erase("event");
+  diag_rows_.push_back(row);
+}
+
+/// One update on `batch`; returns the loss (with the strategy's extra loss and λ·R).
+double ClRun::step(std::int64_t i, const cl::Batch& batch, torch::optim::Optimizer& opt, torch::Generator& ga_gen) {
+  const auto trained = strategy_->adapt_batch(ctx_, batch);
+  opt.zero_grad();
+  const auto logits = ctx_.logits(trained.x, trained.task);
+  auto loss = cl::cross_entropy(logits, trained.y);
+  const auto extra = strategy_->extra_loss(ctx_, trained, logits);
+  if (extra.defined()) loss = loss + extra;
+  double ga_value = 0;
+  if (p_.train.grokalign > 0) {
+    // λ·R(x): fresh projections from the task's generator, in the outputs' dtype (as GrokAlign).
+    const auto v = diagnostics::grokalign_projections(p_.train.grokalign_projections, trained.x.size(0), ga_outputs_, ga_gen,
+                                                      logits.options().requires_grad(false));
+    const auto r = diagnostics::jacobian_norm_estimates(ga_model(trained.task), trained.x, v, /*create_graph=*/true).mean();
+    ga_value = r.item<double>();
+    loss = loss + p_.train.grokalign * r;
+  }
+  const double loss_value = loss.item<double>();
+  SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", ctx_.task_iteration,
+           ": the loss is not finite (", loss_value, "); lower train.lr or the strategy's strength");
+  loss.backward();
+  strategy_->after_backward(ctx_);
+  if (!strategy_->step(ctx_)) opt.step();
+  strategy_->after_step(ctx_, batch);
+  ++global_iter_;
+  ++ctx_.task_iteration;
+  ctx_.iteration = global_iter_;
+  if (global_iter_ % p_.out.log_every == 0) {
+    json row{{"event", "train"}, {"task", i}, {"iteration", global_iter_}, {"loss", loss_value}};
+    if (p_.train.grokalign > 0) row["grokalign"] = ga_value;
+    append_jsonl(metrics_path_, row);
+    if (tb_) tb_->scalar("train/loss", loss_value, global_iter_);
+    if (tb_ && p_.train.grokalign > 0) tb_->scalar("train/grokalign", ga_value, global_iter_);
+  }
+  return loss_value;
+}
+
+/// Trains task i (before_task → epochs of batches → after_task); returns its iterations.
+std::int64_t ClRun::train_task(std::int64_t i) {
+  ctx_.task = i;
+  ctx_.task_iteration = 0;
+  ctx_.gen = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, 2));
+  auto order_gen = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, 1));
+  auto ga_gen = at::detail::createCPUGenerator(cl_grokalign_seed(p_.train.seed, i));
+  strategy_->before_task(ctx_);
+  const auto set = strategy_->train_set(ctx_);
+  const auto n = set.size();
+  SL_CHECK(n > 0, DataError, "task ", i, ": no training samples");
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (p_.train.optimizer == "adam")
+    opt = std::make_unique<torch::optim::Adam>(ctx_.params, torch::optim::AdamOptions(p_.train.lr));
+  else
+    opt = std::make_unique<torch::optim::SGD>(ctx_.params, torch::optim::SGDOptions(p_.train.lr).momentum(p_.train.momentum));
+  const auto per_epoch = (n + p_.train.batch_size - 1) / p_.train.batch_size;
+  const auto iterations = per_epoch * p_.train.epochs;
+  if (p_.eval.every > 0 && global_iter_ == 0 && tracks_.empty()) last_mean_acc_ = track(i);  // before the first update
+  if (p_.diag.every > 0 && global_iter_ == 0 && diag_rows_.empty()) diagnose(i);
+  if (p_.out.snapshot_every > 0 && global_iter_ == 0 && snapshots_.empty()) snapshot(i, false);
+  for (std::int64_t e = 0; e < p_.train.epochs; ++e) {
+    const auto order = torch::randperm(n, order_gen, torch::kInt64);
+    for (std::int64_t b = 0; b < n; b += p_.train.batch_size) {
+      const auto idx = order.narrow(0, b, std::min(p_.train.batch_size, n - b));
+      const cl::Batch batch{set.x.index_select(0, idx).to(dev_), set.y.index_select(0, idx).to(dev_),
+                            set.task.index_select(0, idx).to(dev_)};
+      const double loss_value = step(i, batch, *opt, ga_gen);
+      if (p_.eval.every > 0 && global_iter_ % p_.eval.every == 0) last_mean_acc_ = track(i);
+      if (p_.diag.every > 0 && global_iter_ % p_.diag.every == 0) diagnose(i);
+      if (p_.out.snapshot_every > 0 && global_iter_ % p_.out.snapshot_every == 0) snapshot(i, false);
+      if (progress_) progress_({i, T_, ctx_.task_iteration, iterations, loss_value, last_mean_acc_, elapsed()});
+    }
+  }
+  strategy_->after_task(ctx_);
+  if (p_.out.snapshot_every > 0) snapshot(i, true);
+  return iterations;
+}
+
+/// Task-end evaluation on every task's full test set (future tasks too, for FWT).
+void ClRun::evaluate_task_end(std::int64_t i, std::int64_t iterations) {
+  std::vector<double> row;
+  for (std::int64_t k = 0; k < T_; ++k) row.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
+  result_.accuracy.push_back(row);
+  double seen = 0;
+  for (std::int64_t k = 0; k <= i; ++k) seen += row[k];
+  last_mean_acc_ = seen / static_cast<double>(i + 1);
+  append_jsonl(metrics_path_, {{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
+                               {"mean_seen", last_mean_acc_}, {"seconds", result_.train_seconds.back()}});
+  if (tb_) {
+    for (std::int64_t k = 0; k < T_; ++k) tb_->scalar("eval/acc_task" + std::to_string(k), row[k], global_iter_);
+    tb_->scalar("eval/mean_seen", last_mean_acc_, global_iter_);
+    tb_->flush();
+  }
+  if (progress_) progress_({i, T_, iterations, iterations, 0.0, last_mean_acc_, elapsed()});
+}
+
+/// Tensors first, then the JSON that points at them. Every task's checkpoint is kept
+/// (representation drift across tasks: `diagnose cka`).
+void ClRun::write_checkpoint(std::int64_t i) {
+  std::map<std::string, io::NdArray> tensors;
+  for (std::size_t k = 0; k < ctx_.params.size(); ++k)
+    tensors["model." + std::to_string(k)] = data::to_ndarray(ctx_.params[k].detach().cpu());
+  for (const auto& [k, v] : strategy_->state()) tensors["strategy." + k] = data::to_ndarray(v.cpu());
+  const std::string file = "checkpoint_task" + std::to_string(i) + ".npz";
+  io::write_npz(run_ / file, tensors, /*compress=*/false);
+  json jt = json::array();
+  for (const auto& r : tracks_) jt.push_back(r);
+  write_file_atomic(ckpt_json_, json{{"format", kCheckpointFormat},
+                                     {"version", kCheckpointVersion},
+                                     {"completed_tasks", i + 1},
+                                     {"iteration", global_iter_},
+                                     {"file", file},
+                                     {"accuracy", result_.accuracy},
+                                     {"init_accuracy", result_.init_accuracy},
+                                     {"train_seconds", result_.train_seconds},
+                                     {"boundaries", boundaries_},
+                                     {"tracks", jt},
+                                     {"diagnostics", diag_rows_}}
+                                    .dump());
+}
+
+/// accuracy_matrix.csv, summary.json and the figures, rewritten after every task.
+void ClRun::write_reports(std::int64_t i) {
+  std::string csv = "after_task";
+  for (std::int64_t k = 0; k < T_; ++k) csv += ",task_" + std::to_string(k);
+  csv += "\n";
+  for (std::size_t r = 0; r < result_.accuracy.size(); ++r) {
+    csv += std::to_string(r);
+    for (double a : result_.accuracy[r]) csv += fmt::format(",{:.6f}", a);
+    csv += "\n";
+  }
+  write_file_atomic(run_ / "accuracy_matrix.csv", csv);
+  std::vector<double> sizes;
+  for (const auto& t : tasks_) sizes.push_back(static_cast<double>(t.test.size()));
+  const auto m = cl::matrix_metrics(result_.accuracy, result_.init_accuracy, sizes, result_.accuracy.size());
+  std::int64_t nparams = 0;
+  for (const auto& q : ctx_.params) nparams += q.numel();
+  json summary{{"completed_tasks", i + 1},
+               {"tasks", T_},
+               {"stream", data::stream_kind_name(p_.stream.stream.kind)},
+               {"strategy", strategy_->name()},
+               {"model", p_.model.kind},
+               {"params", nparams},
+               {"seed", p_.train.seed},
+               {"accuracy_matrix", result_.accuracy},
+               {"init_accuracy", result_.init_accuracy},
+               {"metrics",
+                {{"ACC", m.acc}, {"ACC_pooled", m.acc_pooled}, {"BWT", m.bwt}, {"FWT", m.fwt},
+                 {"forgetting_just_learned", m.forgetting_just_learned}, {"forgetting_max", m.forgetting_max}}},
+               {"train_seconds", result_.train_seconds},
+               {"iterations", global_iter_},
+               {"runtime", json::parse(runtime_info_json(runtime_info()))}};
+  if (p_.eval.every > 0)
+    summary["continual"] = {{"every", p_.eval.every},   {"subset", p_.eval.subset},
+                            {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
+                            {"wf10", tracker_.windowed_forgetting(0)}, {"wf100", tracker_.windowed_forgetting(1)},
+                            {"lca", num(tracker_.lca())}, {"tracking_steps", tracker_.steps()}};
+  if (p_.diag.every > 0 && !diag_rows_.empty()) {
+    double peak = 0;
+    for (const auto& r : diag_rows_) peak = std::max(peak, r.at("lambda_max").get<double>());
+    summary["diagnostics"] = {{"every", p_.diag.every}, {"curvature", p_.diag.curvature}, {"last", diag_rows_.back()},
+                              {"max_lambda_max", peak}, {"two_over_lr", 2.0 / p_.train.lr}};
+  }
+  write_file_atomic(run_ / "summary.json", summary.dump(1));
+  if (p_.out.figures && p_.diag.every > 0 && diag_rows_.size() > 1) write_sharpness_svg();
+  if (p_.out.figures && !tracks_.empty())
+    write_curves_svg(run_ / "accuracy_curves.svg", tracks_, T_, boundaries_,
+                     fmt::format("{} on {}: per-task accuracy during training", strategy_->name(),
+                                 data::stream_kind_name(p_.stream.stream.kind)));
+}
+
+void ClRun::write_sharpness_svg() {
+  std::vector<std::pair<double, double>> pts;
+  double ymax = 2.0 / p_.train.lr;
+  for (const auto& r : diag_rows_) {
+    pts.emplace_back(r.at("iteration").get<double>(), r.at("lambda_max").get<double>());
+    ymax = std::max(ymax, pts.back().second);
+  }
+  report::SvgPlot plot(800, 400);
+  plot.set_range(0, std::max(1.0, pts.back().first), 0, ymax * 1.1);
+  plot.title(fmt::format("sharpness: top {} eigenvalue of the training loss on task samples", p_.diag.curvature));
+  plot.labels("iteration", "lambda_max");
+  plot.polyline({{0.0, 2.0 / p_.train.lr}, {std::max(1.0, pts.back().first), 2.0 / p_.train.lr}}, "#d62728", 1.0);
+  plot.legend("2 / lr (GD stability bound)", "#d62728");
+  plot.polyline(pts, "#1f77b4", 1.5);
+  plot.legend("lambda_max", "#1f77b4");
+  plot.save((run_ / "sharpness.svg").string());
+}
+
+ClResult ClRun::train(std::int64_t stop_after) {
+  const std::int64_t last_task = stop_after > 0 ? std::min(T_, first_task_ + stop_after) : T_;
+  for (std::int64_t i = first_task_; i < last_task; ++i) {
+    const auto task_start = std::chrono::steady_clock::now();
+    const auto iterations = train_task(i);
+    result_.train_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - task_start).count());
+    boundaries_.push_back(global_iter_);
+    evaluate_task_end(i, iterations);
+    write_checkpoint(i);
+    write_reports(i);
+  }
+  return result_;
+}
+
+}  // namespace
+
+ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const std::filesystem::path& run, bool resumed,
+                const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after) {
+  return ClRun(p, strategy_cfg, run, resumed, progress).train(stop_after);
+}
+
+}  // namespace detail
+}  // namespace stablelearn::experiments
