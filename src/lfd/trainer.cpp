@@ -83,6 +83,7 @@ LfdConfig LfdConfig::from_config(const Config& cfg) {
   c.explicit_time = m.get("explicit_time", c.explicit_time);
   c.discrete_step = m.get("discrete_step", c.discrete_step);
   c.discrete_kappa = m.get("discrete_kappa", c.discrete_kappa);
+  c.center_fhat = m.get("center_fhat", c.center_fhat);
   c.hnet_hidden = m.get("hnet_hidden", c.hnet_hidden);
   c.task_emb_dim = m.get("task_emb_dim", c.task_emb_dim);
   c.chunk_emb_dim = m.get("chunk_emb_dim", c.chunk_emb_dim);
@@ -151,6 +152,7 @@ Config LfdConfig::to_config() const {
   w.put("model", "explicit_time", explicit_time);
   w.put("model", "discrete_step", discrete_step);
   w.put("model", "discrete_kappa", discrete_kappa);
+  w.put("model", "center_fhat", center_fhat);
   w.put("model", "hnet_hidden", hnet_hidden);
   w.put("model", "task_emb_dim", task_emb_dim);
   w.put("model", "chunk_emb_dim", chunk_emb_dim);
@@ -209,6 +211,9 @@ void LfdConfig::validate() const {
            "model.discrete_step = true needs the autonomous sNODE (model.target = \"snode\", model.explicit_time = "
            "false): only there is V a Lyapunov function of the executed map; got target = \"", target,
            "\", explicit_time = ", explicit_time ? "true" : "false");
+  SL_CHECK(!center_fhat || target == "snode", ConfigError,
+           "model.center_fhat = true needs model.target = \"snode\" (it centres the sNODE's nominal field f̂ at the "
+           "goal), got target = \"", target, "\"");
   models::parse_ode_method(node_solver);
   SL_CHECK(diagnostics.every >= 0, ConfigError, "diagnostics.every must be >= 0 (0 = off), got ", diagnostics.every);
   SL_CHECK(diagnostics.lanczos_steps >= 2, ConfigError, "diagnostics.lanczos_steps must be >= 2, got ",
