@@ -65,7 +65,8 @@ DemoSpread demo_spread(const data::LfdTask& task, const data::LfdDatasetSpec& sp
 }
 
 /// Part 2 of the demo: continual learning with and without the output regulariser.
-void run_training_demo(const std::string& config_path, const fs::path& data_root, const fs::path& out) {
+void run_training_demo(const std::string& config_path, const fs::path& data_root, const fs::path& out,
+                       std::int64_t stability_starts) {
   auto cfg = lfd::LfdConfig::from_config(Config::from_file(config_path));
   if (cfg.root.empty()) cfg.root = data_root.string();
   std::cout << fmt::format("\n== 2. Continual learning of {} LASA skills ({} {} -> {}, {} iterations per task) ==\n", cfg.tasks,
@@ -108,15 +109,24 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
   std::cout << "\n== 3. Stability of the learned skills (regularised run) ==\n";
   const lfd::LfdRun run(out / "demo-regularised");
   lfd::StabilityOptions so;
-  so.starts = 20;
-  so.horizon_factor = 4;
+  so.starts = stability_starts;  // the demonstration starts, then random ones in the 1.5x box
+  std::int64_t converged_skills = 0;
   for (std::int64_t j = 0; j < run.completed_tasks(); ++j) {
     const auto r = lfd::check_stability(run, j, so);
-    std::cout << fmt::format("  task {} ({}): {:.0f} % of {} starts within {:.2f} of the goal after {} steps; median final "
-                             "distance {:.2f}\n",
-                             j, run.task_name(j), 100 * r.converged_fraction, r.starts, r.tolerance, r.steps,
+    const auto converged = static_cast<std::int64_t>(std::llround(r.converged_fraction * static_cast<double>(r.starts)));
+    converged_skills += converged == r.starts ? 1 : 0;
+    std::cout << fmt::format("  task {} ({}): {}/{} starts within {:.2f} of the goal after {:.1f} s ({}); median final "
+                             "distance {:.2g}",
+                             j, run.task_name(j), converged, r.starts, r.tolerance, r.horizon_seconds, r.method,
                              r.median_final_distance);
+    if (r.method == "discrete" || r.method == "certified")
+      std::cout << fmt::format("; radially pulled: {:.2f} % of {} steps", 100 * r.projected_fraction, r.substeps);
+    std::cout << "\n";
   }
+  std::cout << fmt::format("  {} of {} skills converge from every start{}\n", converged_skills, run.completed_tasks(),
+                           run.config().discrete_step
+                               ? " (executed as trained: the discrete-time map at the data's period, docs/lfd.md §7)"
+                               : "");
 
   std::cout << "\n== 4. A skill in a control loop (libtorch-free runtime) ==\n";
   const auto skill_path = out / "demo-regularised" / "task0.slskill";
@@ -125,13 +135,24 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
   runtime::Workspace ws(skill);
   const auto d = run.task(0);
   std::vector<double> x = {d.raw[0][0][0].item<double>(), d.raw[0][0][1].item<double>()}, v(2);
+  const auto& hd = skill.header();
+  const auto raw_goal = [&hd](std::size_t i) { return hd.mean[i] + hd.std[i] * hd.goal[i]; };  // x_model = 0
   const int steps = 2000;
+  int pulled = 0;
+  const bool discrete = skill.header().discrete_step;
   const auto c0 = std::chrono::steady_clock::now();
-  for (int k = 0; k < steps; ++k) skill.step_euler(x.data(), skill.header().t0 + k * skill.header().dt, skill.header().dt, ws);
+  for (int k = 0; k < steps; ++k) {
+    if (discrete)
+      pulled += skill.step_discrete(x.data(), ws) ? 1 : 0;
+    else
+      skill.step_euler(x.data(), skill.header().t0 + k * skill.header().dt, skill.header().dt, ws);
+  }
   const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - c0).count() / steps;
-  std::cout << fmt::format("  exported {} ({} bytes); {} Euler steps from demonstration 0's start: {:.2f} us per step,\n"
-                           "  final position ({:.2f}, {:.2f}), goal (0, 0)\n",
-                           skill_path.string(), fs::file_size(skill_path), steps, us, x[0], x[1]);
+  std::cout << fmt::format("  exported {} ({} bytes); {} {} steps from demonstration 0's start: {:.2f} us per step{},\n"
+                           "  final position ({:.2f}, {:.2f}), goal ({:.2f}, {:.2f})\n",
+                           skill_path.string(), fs::file_size(skill_path), steps, discrete ? "discrete-map" : "Euler", us,
+                           discrete ? fmt::format(", {} radially pulled", pulled) : std::string(), x[0], x[1],
+                           raw_goal(0), raw_goal(1));
 }
 
 }  // namespace
@@ -140,21 +161,27 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg) {
   struct DemoArgs {
     std::string root, config, out = "runs";
     bool details = false, no_train = false;
+    std::int64_t starts = 50;
   };
   auto a = std::make_shared<DemoArgs>();
-  a->config = (fs::path(SL_SOURCE_DIR) / "configs/demo.toml").string();
+  a->config = (fs::path(SL_SOURCE_DIR) / "configs/demo_discrete.toml").string();
   auto* demo = app.add_subcommand(
       "demo",
       "The main demo: runtime, the shipped LfD data sets and the spread of their demonstrations, then continual "
-      "learning of 4 LASA skills with CHN->sNODE (output regulariser) against fine-tuning, their stability, and "
-      "one exported skill evaluated by the libtorch-free runtime");
+      "learning of 4 LASA skills with CHN->sNODE (output regulariser) against fine-tuning, trained and executed as the "
+      "discrete-time map (configs/demo_discrete.toml), their stability from --starts starts, and one exported skill run "
+      "by the libtorch-free runtime");
   demo->add_option("--data-root", a->root, "Data root (default: $STABLELEARN_DATA or the project's data/ folder)");
   demo->add_option("--config", a->config, "Training configuration of the continual-learning part")->capture_default_str();
   demo->add_option("--out", a->out, "Folder for the demo's runs (demo-regularised/, demo-finetune/ are replaced)")
       ->capture_default_str();
+  demo->add_option("--starts", a->starts, "Starts per skill in the stability check (demonstration starts first, then random "
+                                          "ones in the 1.5x box)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
   demo->add_flag("--details", a->details, "Print the demonstration spread of every task, not only per data set");
   demo->add_flag("--no-train", a->no_train, "Skip the training part (data and metrics only, a few seconds)");
-  demo->footer("Example: stablelearn demo --threads 2   (about 2 minutes on 2 cores)");
+  demo->footer("Example: stablelearn demo --threads 2   (about 4 minutes on 2 cores: 8 trainings through the discrete-time map)");
   reg.add(demo, [a]() {
     const auto t0 = std::chrono::steady_clock::now();
     const fs::path data_root = a->root.empty() ? data::default_data_root() : fs::path(a->root);
@@ -187,7 +214,7 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg) {
       std::cout << fmt::format("  {:<12} {:>6} {:>12.2f} {:>14.4f} {:>12.2f}\n", spec.name, ds.num_tasks(),
                                lfd::summarize(dtw).median, lfd::summarize(fr).median, lfd::summarize(sw).median);
     }
-    if (!a->no_train) run_training_demo(a->config, data_root, fs::path(a->out));
+    if (!a->no_train) run_training_demo(a->config, data_root, fs::path(a->out), a->starts);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << fmt::format("\ndemo finished in {:.1f} s\n", secs);
     return 0;

@@ -40,6 +40,7 @@ models::SNodeOptions snode_options(const LfdConfig& c, std::int64_t dim, std::in
                      .eps(c.eps)
                      .rehu(c.rehu)
                      .explicit_time(c.explicit_time)
+                     .center_fhat(c.center_fhat)
                      .condition_dim(condition_dim);
   o.validate();
   return o;

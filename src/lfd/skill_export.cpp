@@ -5,7 +5,9 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/lfd/trainer.h"
+#include "stablelearn/models/snode.h"
 #include "stablelearn/runtime/skill.h"
+#include "run_common.h"
 
 namespace stablelearn::lfd {
 namespace {
@@ -69,6 +71,21 @@ std::vector<unsigned char> serialize_skill(const SkillSpec& s, const std::vector
   return w.out;
 }
 
+std::vector<torch::Tensor> fold_centered_fhat(const models::SNodeOptions& options, std::vector<torch::Tensor> weights) {
+  if (!options.center_fhat()) return weights;
+  torch::NoGradGuard no_grad;
+  auto plain = options;
+  plain.center_fhat(false);
+  std::vector<torch::Tensor> w64;
+  for (const auto& t : weights) w64.push_back(t.detach().to(torch::kCPU, torch::kFloat64));
+  // f̂(0) of the plain MLP; with a conditioning vector there is no single f̂(0) (not exportable anyway).
+  SL_CHECK(options.condition_dim() == 0, UsageError, "fold_centered_fhat: a conditioned f̂ has no single value at the goal");
+  const auto f0 = models::functional::snode_fhat(torch::zeros({1, plain.input_dim()}, torch::kFloat64), w64, plain);
+  const auto out_bias = static_cast<std::size_t>(2 * options.fhat_layers() + 1);  // fhat.layer_out.bias (snode_layout)
+  weights[out_bias] = w64[out_bias] - f0.squeeze(0);
+  return weights;
+}
+
 SkillSpec export_skill(const LfdRun& run, std::int64_t task, const std::filesystem::path& path) {
   const auto& c = run.config();
   const auto d = run.task(task);
@@ -94,7 +111,9 @@ SkillSpec export_skill(const LfdRun& run, std::int64_t task, const std::filesyst
     s.goal.push_back(goal[i].item<double>());
   }
   s.name = run.task_name(task);
-  const auto bytes = serialize_skill(s, run.weights(task));
+  // model.center_fhat: folded into f̂'s output bias, so the file format and the runtime's step stay as they are.
+  const auto weights = s.snode ? fold_centered_fhat(detail::snode_options(c, s.dim), run.weights(task)) : run.weights(task);
+  const auto bytes = serialize_skill(s, weights);
   write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   return s;
 }

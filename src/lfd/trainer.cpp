@@ -100,6 +100,8 @@ void LfdConfig::fields(options::Visitor& v) {
   v("discrete_step", discrete_step,
     "sNODE: train, evaluate and execute the certified discrete-time map Φ_h at the data's period (docs/lfd.md §7)");
   v("discrete_kappa", discrete_kappa, "κ of Φ_h: the fraction of α each step achieves").above(0.0).at_most(1.0);
+  v("center_fhat", center_fhat,
+    "sNODE: centre the nominal field at the goal, f̂(x) − f̂(0), so the projected field vanishes there (docs/lfd.md §7.1)");
   v("hnet_hidden", hnet_hidden, "hypernetwork trunk widths").each_at_least(1);
   v("task_emb_dim", task_emb_dim, "task embedding size").at_least(1);
   v("chunk_emb_dim", chunk_emb_dim, "CHN: chunk embedding size").at_least(1);
@@ -143,6 +145,9 @@ void LfdConfig::cross_check() const {
            "model.discrete_step = true needs the autonomous sNODE (model.target = \"snode\", model.explicit_time = "
            "false): only there is V a Lyapunov function of the executed map; got target = \"", target,
            "\", explicit_time = ", explicit_time ? "true" : "false");
+  SL_CHECK(!center_fhat || target == "snode", ConfigError,
+           "model.center_fhat = true needs model.target = \"snode\" (it centres the sNODE's nominal field f̂ at the "
+           "goal), got target = \"", target, "\"");
   if (!diagnostics.metrics.empty()) {
     const bool trace = diagnostics.records("trace");
     SL_CHECK(!trace || diagnostics.trace_probes > 0, ConfigError,

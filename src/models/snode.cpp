@@ -152,6 +152,21 @@ torch::Tensor fhat_of(const torch::Tensor& z, const SNodeWeights& v) {
   return torch::linear(h, v.fhat_w(v.L), v.fhat_b(v.L));
 }
 
+/// f̂ as the options define it: the MLP at f̂'s input, minus its value at z = 0_n with center_fhat
+/// (evaluated in the same batched pass: one extra row without a conditioning vector, the B rows
+/// [cond, 0] with one).
+torch::Tensor nominal_field(const torch::Tensor& z, const torch::Tensor& cond, const SNodeWeights& v,
+                            const SNodeOptions& o) {
+  const auto in = fhat_input(z, cond, o);
+  if (!o.center_fhat()) return fhat_of(in, v);
+  const auto B = z.size(0);
+  // One reference row unless the conditioning vector differs between rows.
+  const bool one_row = !cond.defined() || cond.dim() == 1 || cond.size(0) == 1;
+  const auto ref = fhat_input(torch::zeros({one_row ? 1 : B, z.size(1)}, z.options()), cond, o);
+  const auto out = fhat_of(torch::cat({in, ref}, 0), v);
+  return out.narrow(0, 0, B) - out.narrow(0, B, one_row ? 1 : B);
+}
+
 struct VAndGrad {
   torch::Tensor V, grad;
 };
@@ -213,7 +228,7 @@ torch::Tensor rehu_derivative(const torch::Tensor& s, double delta) {
 torch::Tensor snode_fhat(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
                          const SNodeOptions& o, const torch::Tensor& cond) {
   expect_state(z, o, "snode_fhat");
-  return fhat_of(fhat_input(z, cond, o), view_weights(weights, o));
+  return nominal_field(z, cond, view_weights(weights, o), o);
 }
 
 torch::Tensor snode_icnn(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
@@ -239,7 +254,7 @@ SNodeEval snode_eval(const torch::Tensor& z, const std::vector<torch::Tensor>& w
   expect_state(z, o, "snode_eval");
   const auto v = view_weights(weights, o);
   SNodeEval e;
-  auto fhat = fhat_of(fhat_input(z, cond, o), v);
+  auto fhat = nominal_field(z, cond, v, o);
   e.fhat_aug = o.explicit_time() ? torch::cat({fhat, torch::ones({z.size(0), 1}, fhat.options())}, 1)
                                  : fhat;
   auto vg = lyapunov_and_grad(z, v, o, o.grad_mode());
@@ -288,7 +303,8 @@ void SNodeImpl::pretty_print(std::ostream& stream) const {
   stream << "stablelearn::models::SNode(dim=" << options.dim() << ", h=" << options.hidden()
          << ", fhat_layers=" << options.fhat_layers() << ", hp=" << options.icnn_hidden()
          << ", alpha=" << options.alpha() << ", eps=" << options.eps() << ", rehu=" << options.rehu()
-         << ", explicit_time=" << options.explicit_time() << ", params=" << layout_.numel() << ")";
+         << ", explicit_time=" << options.explicit_time()
+         << (options.center_fhat() ? ", center_fhat=1" : "") << ", params=" << layout_.numel() << ")";
 }
 
 }  // namespace stablelearn::models

@@ -73,26 +73,31 @@ namespace {
 SNodeDiscreteStep discrete_step_checked(const torch::Tensor& x, double h, const std::vector<torch::Tensor>& weights,
                                         const SNodeOptions& o, double kappa, const torch::Tensor& cond) {
   auto core = discrete_core(x, h, weights, o, kappa, cond);
-  // The goal rule (file comment): V(x) = 0, ‖∇V(x)‖² at or below the dtype's floor, or V(x) ≤ 1e-200
-  // with a non-finite candidate.
+  // The goal rule (file comment): x = 0, V(x) = 0, ‖∇V(x)‖² at or below the dtype's floor, or
+  // V(x) ≤ 1e-200 with a non-finite candidate. x = 0 is tested on the state itself: V(0) is exactly
+  // 0 only up to the batch's rounding (g(x) − g(0) with g(0) from another row of the same matrix
+  // product, whose kernel may sum in another order), and a state put on the goal stays there.
   const auto V = core.lyapunov.detach();
-  const auto goal = (V <= 0) | (core.grad_norm2 <= discrete_goal_grad_norm2(x.scalar_type())) |
+  const auto goal = (x.detach() == 0).all(1) | (V <= 0) | (core.grad_norm2 <= discrete_goal_grad_norm2(x.scalar_type())) |
                     ((V <= kDiscreteGoalLyapunov) & core.candidate_finite.logical_not());
   if (!goal.any().item<bool>()) return {core.x, core.projected, goal, core.lyapunov};
   // Rare: re-evaluate without the goal rows (their 0/0 field would put NaN into the gradient) and
-  // place those rows exactly on the goal.
+  // place those rows exactly on the goal. The other rows go through the goal rule again: in a
+  // smaller batch their V and ∇V are rounded differently and may meet it now.
   const auto keep = goal.logical_not().nonzero().squeeze(1);
   auto out = torch::zeros_like(x);
   auto projected = torch::zeros_like(goal);
+  auto at_goal = goal.clone();
   auto lyapunov = torch::zeros_like(V);
   if (keep.numel() > 0) {
     const auto sub_cond = cond.defined() && cond.dim() == 2 && cond.size(0) == x.size(0) ? cond.index_select(0, keep) : cond;
-    const auto sub = discrete_core(x.index_select(0, keep), h, weights, o, kappa, sub_cond);
+    const auto sub = discrete_step_checked(x.index_select(0, keep), h, weights, o, kappa, sub_cond);
     out = out.index_copy(0, keep, sub.x);
     projected = projected.index_copy(0, keep, sub.projected);
+    at_goal = at_goal.index_copy(0, keep, sub.goal);
     lyapunov = lyapunov.index_copy(0, keep, sub.lyapunov);
   }
-  return {out, projected, goal, lyapunov};
+  return {out, projected, at_goal, lyapunov};
 }
 
 }  // namespace

@@ -473,8 +473,8 @@ void check_inputs(const torch::Tensor& flat, const torch::Tensor& x0, const torc
   SL_CHECK(!cond.defined() || cond.numel() == o.condition_dim(), ShapeError, "snode_euler_rollout: cond must hold ",
            o.condition_dim(), " values, got ", shape_string(cond.sizes()));
   SL_CHECK(snode_euler_rollout_supported(flat, x0, o, cond), ConfigError,
-           "snode_euler_rollout: needs CPU float32/float64 tensors of one dtype, analytic ∇V and a state of at most 64 "
-           "components (d + clock), got flat ", flat.dtype(), " on ", flat.device(), ", x0 ", x0.dtype(), " on ",
+           "snode_euler_rollout: needs CPU float32/float64 tensors of one dtype, analytic ∇V, center_fhat off and a "
+           "state of at most 64 components (d + clock), got flat ", flat.dtype(), " on ", flat.device(), ", x0 ", x0.dtype(), " on ",
            x0.device(), ", n = ", o.input_dim());
 }
 
@@ -566,7 +566,7 @@ bool snode_euler_rollout_supported(const torch::Tensor& flat, const torch::Tenso
   return flat.defined() && x0.defined() && flat.device().is_cpu() && x0.device().is_cpu() &&
          (dt == torch::kFloat32 || dt == torch::kFloat64) && x0.scalar_type() == dt &&
          (!cond.defined() || cond.device().is_cpu()) && o.grad_mode() == LyapunovGradMode::Analytic &&
-         o.input_dim() <= 64;
+         !o.center_fhat() && o.input_dim() <= 64;
 }
 
 namespace {

@@ -230,6 +230,21 @@ TEST_F(Cli, DemoTrainingPartWithATinyConfig) {
   EXPECT_TRUE(fs::exists(dir / "runs/demo-regularised/task0.slskill"));
 }
 
+TEST_F(Cli, DemoWithADiscreteStepConfigPrintsThePerSkillStabilitySummary) {
+  // The demo's default is configs/demo_discrete.toml: skills trained and executed as Φ (docs/lfd.md §7),
+  // whose stability summary gives converged starts and pulled steps per skill. Tiny sizes, 10 iterations.
+  sl::write_file_atomic(dir / "tiny_discrete.toml",
+                        "[data]\ntasks = 2\n[model]\nh = 8\nhp = 4\nfhat_layers = 1\nhnet_hidden = [8]\n"
+                        "task_emb_dim = 4\nchunk_emb_dim = 4\nchunk_dim = 128\neps = 0.001\nexplicit_time = false\n"
+                        "discrete_step = true\n[train]\niterations = 10\n");
+  const auto r = run("demo --config " + (dir / "tiny_discrete.toml").string() + " --out " + (dir / "runs").string() +
+                     " --starts 5");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* part : {"5/5 starts within", "(discrete)", "radially pulled:", "2 of 2 skills converge from every start",
+                           "discrete-map steps"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
+}
+
 TEST_F(Cli, LfdTrainInfoStabilityExportEndToEnd) {
   sl::write_file_atomic(dir / "tiny.toml",
                         "[data]\ntasks = 2\n[model]\nh = 8\nhp = 4\nfhat_layers = 1\nhnet_hidden = [8]\n"

@@ -68,9 +68,12 @@ TEST(SNodeDiscrete, DecreasesTheLyapunovFunctionForAnyWeights) {
   for (std::int64_t d : {2, 8})
     for (std::uint64_t seed : {1u, 2u, 3u})
       for (double h : {0.01, 0.2, 1.0})
-        for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
-          SCOPED_TRACE(::testing::Message() << "d " << d << " seed " << seed << " h " << h << " dtype " << dtype);
-          const auto n = untrained(d, seed, 3.0);
+        for (auto dtype : {torch::kFloat64, torch::kFloat32})
+          for (bool center : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "d " << d << " seed " << seed << " h " << h << " dtype " << dtype
+                                            << " center_fhat " << center);
+          auto n = untrained(d, seed, 3.0);
+          n.o.center_fhat(center);
           const auto x = test_states(n, seed + 100);
           const auto step = F::snode_discrete_step(x.to(dtype), h, cast(n.w64, dtype), n.o, kappa);
           const auto V0 = F::snode_lyapunov(x.to(dtype).to(torch::kFloat64), n.w64, n.o);
@@ -83,7 +86,8 @@ TEST(SNodeDiscrete, DecreasesTheLyapunovFunctionForAnyWeights) {
           projected += step.projected.sum().item<std::int64_t>();
           total += x.size(0);
         }
-  // Both branches are exercised: some states are Euler-certified, others pulled.
+  // Both branches are exercised (with and without center_fhat): some states are Euler-certified,
+  // others pulled.
   EXPECT_GT(projected, total / 20);
   EXPECT_LT(projected, total - total / 20);
 }
@@ -209,4 +213,119 @@ TEST(SNodeDiscrete, RolloutCountsAndRejectsClockInputsAndBadKappa) {
   EXPECT_THROW(F::snode_discrete_step(x0, 0.1, n.w64, n.o, 0.0), sl::ConfigError);
   EXPECT_THROW(F::snode_discrete_step(x0, 0.1, n.w64, n.o, 1.5), sl::ConfigError);
   EXPECT_THROW(F::snode_discrete_rollout(x0, torch::tensor({0.0, 0.5, 0.5}, torch::kFloat64), n.w64, n.o), sl::DataError);
+}
+
+namespace {
+
+/// f̂ computed by hand from the weight list (ReLU layers, linear output), independent of snode.cpp.
+torch::Tensor mlp_by_hand(const torch::Tensor& in, const std::vector<torch::Tensor>& w, std::int64_t L) {
+  auto h = in;
+  for (std::int64_t k = 0; k < L; ++k) h = (h.mm(w[2 * k].t()) + w[2 * k + 1]).clamp_min(0);
+  return h.mm(w[2 * L].t()) + w[2 * L + 1];
+}
+
+}  // namespace
+
+TEST(SNodeDiscrete, CenteredFhatIsTheMlpMinusItsValueAtTheGoal) {
+  // center_fhat: f̂_c(z) = f̂(z) − f̂(0) (with a conditioning vector per row: f̂([c_b, z_b]) −
+  // f̂([c_b, 0])), against the MLP evaluated by hand; f̂_c(0) = 0; the weight layout is unchanged.
+  for (std::int64_t d : {2, 8}) {
+    auto n = untrained(d, 31, 1.0);
+    auto oc = n.o;
+    oc.center_fhat(true);
+    EXPECT_EQ(sl::models::snode_layout(oc).numel(), sl::models::snode_layout(n.o).numel());
+    const auto x = torch::randn({16, d}, torch::kFloat64);
+    const auto L = n.o.fhat_layers();
+    const auto expect = mlp_by_hand(x, n.w64, L) - mlp_by_hand(torch::zeros({1, d}, torch::kFloat64), n.w64, L);
+    EXPECT_TRUE(torch::allclose(F::snode_fhat(x, n.w64, oc), expect, 1e-12, 1e-12)) << d;
+    EXPECT_TRUE(torch::allclose(F::snode_fhat(x, n.w64, n.o), mlp_by_hand(x, n.w64, L), 1e-12, 1e-12)) << d;
+    EXPECT_LE(F::snode_fhat(torch::zeros({3, d}, torch::kFloat64), n.w64, oc).abs().max().item<double>(), 0.0);
+    // The projected field at the goal's neighbourhood is small with the centred f̂ only.
+    const auto e = F::snode_eval(torch::full({1, d}, 1e-7, torch::kFloat64), n.w64, oc);
+    EXPECT_LT(e.f.norm().item<double>(), 1e-5);
+  }
+  // A conditioning vector (the FT/REP/SI/MAS baselines' task embedding), one per row and shared.
+  auto o = SNodeOptions(2).hidden(8).fhat_layers(2).icnn_hidden(4).explicit_time(false).condition_dim(3);
+  torch::manual_seed(32);
+  sl::models::SNode net(o);
+  std::vector<torch::Tensor> w;
+  for (const auto& t : net->weights()) w.push_back(t.detach().to(torch::kFloat64));
+  auto oc = o;
+  oc.center_fhat(true);
+  const auto x = torch::randn({5, 2}, torch::kFloat64);
+  const auto cond = torch::randn({5, 3}, torch::kFloat64);
+  const auto expect = mlp_by_hand(torch::cat({cond, x}, 1), w, 2) -
+                      mlp_by_hand(torch::cat({cond, torch::zeros({5, 2}, torch::kFloat64)}, 1), w, 2);
+  EXPECT_TRUE(torch::allclose(F::snode_fhat(x, w, oc, cond), expect, 1e-12, 1e-12));
+  const auto c1 = cond[0];
+  const auto expect1 = mlp_by_hand(torch::cat({c1.expand({5, 3}), x}, 1), w, 2) -
+                       mlp_by_hand(torch::cat({c1.unsqueeze(0), torch::zeros({1, 2}, torch::kFloat64)}, 1), w, 2);
+  EXPECT_TRUE(torch::allclose(F::snode_fhat(x, w, oc, c1), expect1, 1e-12, 1e-12));
+}
+
+TEST(SNodeDiscrete, CenteredFieldIsLinearlyBoundedAndItsEulerStepDoesNotOvershootTheGoal) {
+  // docs/lfd.md §7: with f̂(0) = 0, ‖f(x)‖ ≤ 2‖f̂(x)‖ + α‖x‖ for every x (convexity: ‖∇V‖ ≥ V/‖x‖),
+  // so near the goal f = O(‖x‖) and V(x + h f(x)) / V(x) has a finite limit along every ray as
+  // x → 0 (V and the step are homogeneous to leading order): the Euler step is certified or not
+  // by direction, not by distance. Without it f → f̂(0)'s projection ≠ 0, and every state much
+  // closer to the goal than h‖f̂(0)‖ overshoots: V(y)/V(x) ~ 1/‖x‖².
+  const double h = 0.01, kappa = 0.5;
+  for (std::uint64_t seed : {41u, 42u, 43u}) {
+    auto n = untrained(2, seed, 1.0);
+    auto oc = n.o;
+    oc.center_fhat(true);
+    auto gen = at::detail::createCPUGenerator(seed);
+    auto u = torch::randn({200, 2}, gen, torch::kFloat64);
+    u = u / u.norm(2, 1, true);
+    // The bound, at scales from far away to the goal's neighbourhood.
+    for (double s : {3.0, 1e-2, 1e-5}) {
+      const auto x = u * s;
+      const auto e = F::snode_eval(x, n.w64, oc);
+      const auto bound = 2 * e.fhat_aug.norm(2, 1) + oc.alpha() * x.norm(2, 1);
+      EXPECT_LE((e.f.norm(2, 1) - bound * (1 + 1e-9)).max().item<double>(), 0.0) << s;
+    }
+    const auto ratio = [&](const SNodeOptions& o, double s) {
+      const auto x = u * s;
+      const auto y = x + h * F::snode_field(x, n.w64, o);
+      return F::snode_lyapunov(y, n.w64, o) / F::snode_lyapunov(x, n.w64, o);
+    };
+    // Centred: the ratio converges along each ray (1e-4 → 1e-6: equal to 1e-3 relative), and the
+    // certified directions are the same at both distances.
+    const auto rc4 = ratio(oc, 1e-4), rc6 = ratio(oc, 1e-6);
+    EXPECT_TRUE(torch::allclose(rc4, rc6, 1e-3, 0)) << (rc4 - rc6).abs().max().item<double>();
+    const double c = std::exp(-kappa * oc.alpha() * h);
+    EXPECT_TRUE(torch::equal(rc4 > c, rc6 > c));
+    // Plain f̂: the ratio grows like 1/‖x‖² (×1e4 from 1e-4 to 1e-6 along most rays) and every
+    // step that close to the goal is pulled.
+    const auto rp4 = ratio(n.o, 1e-4), rp6 = ratio(n.o, 1e-6);
+    EXPECT_GT((rp6 / rp4).median().item<double>(), 5e3);
+    EXPECT_GE((rp6 > c).to(torch::kFloat64).mean().item<double>(), 0.95);
+  }
+}
+
+TEST(SNodeDiscrete, StatesOnTheGoalStayThereInEveryBatchLayout) {
+  // x = 0 is a goal row by the state itself: V(0) computed in a batch is 0 only up to the rounding
+  // of g(x) − g(0) when the two rows go through different matrix-product kernels, and a trained
+  // centred-f̂ skill in float32 once turned such a row into NaN when a second goal row sent it
+  // through the re-evaluation. Batches of 1..70 rows, the zero rows at every position, float32,
+  // plain and centred f̂: the zero rows are flagged, stay exactly 0, and nothing is non-finite.
+  auto n = untrained(2, 51, 1.0);
+  for (bool center : {false, true}) {
+    n.o.center_fhat(center);
+    const auto w = cast(n.w64, torch::kFloat32);
+    for (std::int64_t B : {1, 2, 7, 33, 70}) {
+      auto x = torch::randn({B, 2}) * 0.5;
+      for (std::int64_t b = 0; b < B; b += 3) x[b].zero_();
+      const auto step = F::snode_discrete_step(x, 0.01, w, n.o, 0.5);
+      EXPECT_TRUE(torch::isfinite(step.x).all().item<bool>()) << B << " " << center;
+      for (std::int64_t b = 0; b < B; b += 3) {
+        EXPECT_TRUE(step.goal[b].item<bool>()) << b;
+        EXPECT_TRUE(torch::equal(step.x[b], torch::zeros({2}))) << b;
+      }
+      F::SNodeDiscreteStats st;
+      const auto traj = F::snode_discrete_rollout(x, torch::arange(50, torch::kFloat64) * 0.01, w, n.o, 0.5, {}, &st);
+      EXPECT_EQ(st.nonfinite, 0) << B << " " << center;
+      EXPECT_TRUE(torch::isfinite(traj).all().item<bool>());
+    }
+  }
 }

@@ -196,3 +196,39 @@ TEST(RuntimeDiscrete, VersionTwoFixtureLoadsAndStepsLikeLibtorch) {
     }
   }
 }
+
+TEST(RuntimeDiscrete, CenteredFhatSkillRunsAsTheLibtorchMapAfterFoldingItsBias) {
+  // model.center_fhat: export folds f̂(0) into f̂'s output bias (lfd::fold_centered_fhat), so the
+  // runtime's plain MLP computes f̂(x) − f̂(0). Only that bias changes, to −W_out h(0); the runtime's
+  // Φ equals libtorch's centred Φ to float32 rounding, and at the goal the runtime's field is ~0.
+  const double kappa = 0.5, h = 0.05;
+  for (std::int64_t d : {2, 8}) {
+    auto c = make_case(d, 61 + static_cast<std::uint64_t>(d));
+    auto centred = c.o;
+    centred.center_fhat(true);
+    const auto folded = sl::lfd::fold_centered_fhat(centred, c.w);
+    ASSERT_EQ(folded.size(), c.w.size());
+    const std::size_t out_bias = 2 * 2 + 1;
+    for (std::size_t k = 0; k < c.w.size(); ++k)
+      if (k != out_bias) EXPECT_TRUE(torch::equal(folded[k], c.w[k])) << k;
+    const auto h0 = (c.w64[2].mv((c.w64[0].mv(torch::zeros({d}, torch::kFloat64)) + c.w64[1]).clamp_min(0)) + c.w64[3]).clamp_min(0);
+    EXPECT_TRUE(torch::allclose(folded[out_bias].to(torch::kFloat64), -c.w64[4].mv(h0), 1e-6, 1e-6)) << d;
+    EXPECT_FALSE(torch::equal(sl::lfd::fold_centered_fhat(c.o, c.w)[out_bias].to(torch::kFloat64), folded[out_bias].to(torch::kFloat64)));
+    const auto bytes = sl::lfd::serialize_skill(c.spec, folded);
+    const auto skill = rt::Skill::parse(bytes.data(), bytes.size());
+    rt::Workspace ws(skill);
+    const auto xm = torch::randn({100, d}) * 2;
+    const auto ref = F::snode_discrete_step(xm, h, c.w, centred, kappa);
+    for (std::int64_t b = 0; b < xm.size(0); ++b) {
+      std::vector<double> m(static_cast<std::size_t>(d)), raw(static_cast<std::size_t>(d)), out(static_cast<std::size_t>(d));
+      for (std::int64_t i = 0; i < d; ++i) m[static_cast<std::size_t>(i)] = xm[b][i].item<double>();
+      skill.to_raw(m.data(), raw.data());
+      skill.step_discrete(raw.data(), h, ws, kappa);
+      skill.to_model(raw.data(), out.data());
+      for (std::int64_t i = 0; i < d; ++i) {
+        const double r = ref.x[b][i].item<double>();
+        EXPECT_NEAR(out[static_cast<std::size_t>(i)], r, 1e-4 * (1 + std::abs(r))) << "d " << d << " row " << b;
+      }
+    }
+  }
+}

@@ -9,6 +9,8 @@
 
 #include <torch/types.h>
 
+#include "stablelearn/models/snode.h"
+
 namespace stablelearn::lfd {
 
 class LfdRun;
@@ -33,6 +35,12 @@ struct SkillSpec {
 
 /// The file's bytes: weights (in the target's layout order) stored as float32.
 std::vector<unsigned char> serialize_skill(const SkillSpec& spec, const std::vector<torch::Tensor>& weights);
+
+/// The weights of an sNODE with options.center_fhat() (f̂(z) − f̂(0)) as a plain sNODE's: f̂(z) − f̂(0)
+/// = W_out (h(z) − h(0)), i.e. the same MLP with the output bias b_out − f̂(0) = −W_out h(0)
+/// (computed in float64; the other tensors are returned as given). Without center_fhat, the weights
+/// as given. What export_skill writes, so that the runtime needs no notion of centring.
+std::vector<torch::Tensor> fold_centered_fhat(const models::SNodeOptions& options, std::vector<torch::Tensor> weights);
 
 /// Writes task `task` of a trained run to `path` (atomically). The goal is the mean of the
 /// demonstrations' normalised end points (the LfD data sets end every demonstration at one point).

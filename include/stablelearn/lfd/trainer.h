@@ -90,6 +90,11 @@ struct LfdConfig {
   /// (runtime Skill::step_discrete). Needs target = "snode" and explicit_time = false. Default false.
   bool discrete_step = false;
   double discrete_kappa = 0.5;      ///< κ ∈ (0, 1] of Φ_h: the fraction of α each step achieves
+  /// sNODE: centre the nominal field at the goal, f̂(x) − f̂(0) (models::SNodeOptions::center_fhat),
+  /// so that the projected field vanishes at the goal and a short Euler step there contracts V
+  /// instead of overshooting the goal (docs/lfd.md §7). Trains through the tensor path (the fused
+  /// Euler rollout does not apply). Needs target = "snode". Default false.
+  bool center_fhat = false;
   std::vector<std::int64_t> hnet_hidden{200, 200, 200};   ///< hypernetwork trunk (--hnet_arch)
   std::int64_t task_emb_dim = 256;  ///< te (--task_emb_dim)
   std::int64_t chunk_emb_dim = 256; ///< ce (--chunk_emb_dim)

@@ -90,6 +90,11 @@ struct SNodeOptions {
   /// is the state's own components (the FT/REP/SI/MAS baselines with spec §8.2 fixed).
   /// Default 0 (none).
   TORCH_ARG(std::int64_t, condition_dim) = 0;
+  /// Centre the nominal field at the goal: use f̂(z) − f̂(0_n) (with a conditioning vector,
+  /// f̂([cond, z]) − f̂([cond, 0_n])) wherever f̂ enters, so that f̂ and the projected field vanish
+  /// at the goal z = 0 (‖f(z)‖ ≤ 2‖f̂(z) − f̂(0)‖ + α‖z‖, docs/lfd.md §7). Equivalent to an output
+  /// bias of −W_out·h(0): the same weight layout; exports fold it into the bias. Default false.
+  TORCH_ARG(bool, center_fhat) = false;
 
  public:
 
@@ -114,8 +119,8 @@ torch::Tensor rehu(const torch::Tensor& s, double delta);
 /// ReHU_δ'(s) = clamp(s/δ, 0, 1) (differentiable: second derivative 1/δ on (0, δ)).
 torch::Tensor rehu_derivative(const torch::Tensor& s, double delta);
 
-/// Nominal dynamics f̂(z): z [B, n] -> [B, d] (ReLU MLP, without the appended 1).
-/// With condition_dim c > 0, `cond` ([c] or [B, c]) is required and f̂ sees [cond, z].
+/// Nominal dynamics f̂(z): z [B, n] -> [B, d] (ReLU MLP, without the appended 1; minus f̂(0_n) with
+/// center_fhat). With condition_dim c > 0, `cond` ([c] or [B, c]) is required and f̂ sees [cond, z].
 torch::Tensor snode_fhat(const torch::Tensor& z, const std::vector<torch::Tensor>& weights,
                          const SNodeOptions& options, const torch::Tensor& cond = {});
 /// ICNN output g(z): z [B, n] -> [B].

@@ -27,11 +27,13 @@
 // near it ‖∇V‖² underflows. Near the goal the pull contracts quadratically (Euler from x ≈ 0 lands
 // near h f̂(0), so λ ≈ V(x)/V(y) and ‖Φ(x)‖ ~ ‖x‖²/‖y‖): a few steps take a state from 1e-4 to 1e-12
 // and on, where the projection's backward (1/‖∇V‖⁴) overflows into NaN gradients. So a sample is
-// put exactly on the goal (Φ = 0; V(0) = 0 certifies it) where V(x) = 0, where ‖∇V(x)‖² ≤
+// put exactly on the goal (Φ = 0; V(0) = 0 certifies it) where x = 0 (tested on the state: a
+// computed V(0) is 0 only up to the batch's rounding of g(x) − g(0)), where V(x) = 0, where ‖∇V(x)‖² ≤
 // discrete_goal_grad_norm2(dtype) (float32 6.7e-16, float64 8.7e-124; since ∇V(x)ᵀx ≥ V(x) ≥
 // ε‖x‖² by convexity, that is within √floor / ε of the goal: 2.6e-5 for float32 and ε = 1e-3), or
 // where V(x) ≤ 1e-200 and the Euler candidate is not finite (the rule of models::certified_euler).
-// Those rows are evaluated without the others in the batch, so no NaN reaches the gradient. Any
+// Those rows are evaluated without the others in the batch, so no NaN reaches the gradient (the
+// others go through the rule again: in the smaller batch their V rounds differently). Any
 // other non-finite candidate (broken weights) is returned as it is and counted.
 //
 // Cost: one f evaluation as for the Euler step (which computes V(x) on the way) plus one V
