@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue 16 item 4: the paper's long LASA 2D sequence (all 26 shapes) with the discrete-time sNODE
+# (configs/demo_discrete.toml: CHN -> autonomous sNODE trained, evaluated and executed as the
+# certified map Φ at the data's period, docs/lfd.md §7), at the demo's sizes and ITERATIONS per task
+# (default 600; the paper trains 15 000 at its own sizes): CHN-1 (one sampled past task regularised
+# per iteration), CHN-all (every past task) and fine-tuning (beta = 0). Then `lfd stability` of every
+# skill of every run from STARTS starts. Everything resumes: a run continues from its last
+# checkpoint, a stability file already written is kept. Last, the summary (scripts/lasa26_summary.py)
+# goes to OUT/summary.md.
+#   scripts/lasa26_discrete.sh [OUT=runs/lasa26_discrete] [ITERATIONS=600]
+#   env: BIN (default build/stablelearn), THREADS (default 2), STARTS (default 50), SEED (default 100)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+out=${1:-runs/lasa26_discrete}
+iters=${2:-600}
+bin=${BIN:-$here/build/stablelearn}
+threads=${THREADS:-2}
+starts=${STARTS:-50}
+seed=${SEED:-100}
+mkdir -p "$out"
+train() {  # name [--set ...]
+  local name=$1; shift
+  local resume=()
+  [ -f "$out/$name/checkpoint.json" ] && resume=(--resume)
+  echo "==> $(date -u +%H:%M:%S) train $name" >&2
+  "$bin" --threads "$threads" lfd train "$here/configs/demo_discrete.toml" --out "$out/$name" "${resume[@]}" \
+    --set data.tasks=0 --set train.iterations="$iters" --set train.seed="$seed" "$@"
+}
+stability() {  # name
+  local name=$1 tasks
+  tasks=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['completed_tasks'])" "$out/$name/summary.json")
+  for ((j = 0; j < tasks; j++)); do
+    [ -s "$out/$name/stability_$j.json" ] && continue
+    echo "==> $(date -u +%H:%M:%S) stability $name task $j" >&2
+    "$bin" --threads "$threads" lfd stability "$out/$name" --task "$j" --starts "$starts" > "$out/$name/stability_$j.json.tmp"
+    mv "$out/$name/stability_$j.json.tmp" "$out/$name/stability_$j.json"
+  done
+}
+train chn1 --set train.num_regs=1
+stability chn1
+train chnall --set train.num_regs=0
+stability chnall
+train finetune --set train.beta=0
+stability finetune
+python3 "$here/scripts/lasa26_summary.py" "$out" "$iters" > "$out/summary.md"
+echo "wrote $out/summary.md" >&2

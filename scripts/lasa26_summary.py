@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Summary of scripts/lasa26_discrete.sh: per run, after every task the median and IQR of the DTW of
+every demonstration of every task seen so far (the statistic of the paper's figure, "median
+cumulative DTW vs current task"), and per skill its just-learned and final median DTW, converged
+starts and share of radially pulled steps (lfd stability).
+    scripts/lasa26_summary.py OUT ITERATIONS"""
+import json
+import os
+import statistics
+import sys
+
+out, iters = sys.argv[1], sys.argv[2]
+runs = [("chn1", "CHN-1 → sNODE (Φ)"), ("chnall", "CHN-all → sNODE (Φ)"), ("finetune", "fine-tuning (β = 0)")]
+# The paper's figure (shared/specs/clfd-snode.md §6.2, read off the plot, ±5 %): CHN → sNODE.
+paper = {0: 1.1e3, 10: 1.3e3, 25: 1.7e3}
+
+
+def quartiles(xs):
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+print(f"# LASA 2D, all 26 shapes, discrete-time sNODE at the demo's sizes, {iters} iterations per task\n")
+print("Produced by `scripts/lasa26_discrete.sh` (configs/demo_discrete.toml, `--set data.tasks=0 "
+      f"--set train.iterations={iters}`); stability: `lfd stability RUN --task J --starts 50`.\n")
+loaded = {}
+for name, title in runs:
+    path = os.path.join(out, name)
+    if not os.path.exists(os.path.join(path, "eval_results.json")):
+        print(f"{title}: not run\n")
+        continue
+    errs = json.load(open(os.path.join(path, "eval_results.json")))["data"]["metric_errors"]
+    summ = json.load(open(os.path.join(path, "summary.json")))
+    loaded[name] = (errs, summ)
+n_max = max((s["completed_tasks"] for _, s in loaded.values()), default=0)
+
+print("## Median DTW over every demonstration of the tasks seen so far (Q1 – Q3), after each task\n")
+print("| after task | " + " | ".join(t for n, t in runs if n in loaded) + " | paper, CHN → sNODE |")
+print("|---:|" + "---:|" * (len(loaded) + 1))
+for i in range(n_max):
+    cells = []
+    for name, _ in runs:
+        if name not in loaded:
+            continue
+        errs, _ = loaded[name]
+        row = errs.get(f"train_task_{i}")
+        if row is None:
+            cells.append("–")
+            continue
+        pooled = [d for j in range(i + 1) for d in row[f"eval_task_{j}"]["dtw"]]
+        q1, med, q3 = quartiles(pooled)
+        cells.append(f"{med:.0f} ({q1:.0f} – {q3:.0f})")
+    ref = f"≈ {paper[i]:.1e}" if i in paper else ""
+    print(f"| {i} | " + " | ".join(cells) + f" | {ref} |")
+
+for name, title in runs:
+    if name not in loaded:
+        continue
+    errs, summ = loaded[name]
+    n = summ["completed_tasks"]
+    med = summ["median_errors"]
+    print(f"\n## {title}: per skill\n")
+    print(f"training: {sum(summ['per_task_train_seconds']) / 60:.1f} min in all; CL scores: " +
+          ", ".join(f"{k} {v:.3f}" for k, v in summ.get("cl_scores", {}).items() if isinstance(v, (int, float))))
+    print("\n| task | shape | DTW just learned | DTW after the last task | converged starts | pulled steps |")
+    print("|---:|---|---:|---:|---:|---:|")
+    conv_all = 0
+    for j in range(n):
+        jl = med[f"train_task_{j}"][f"eval_task_{j}"]["dtw"]
+        last = med[f"train_task_{n - 1}"][f"eval_task_{j}"]["dtw"]
+        sp = os.path.join(out, name, f"stability_{j}.json")
+        if os.path.exists(sp) and os.path.getsize(sp) > 0:
+            st = json.load(open(sp))
+            k = round(st["converged_fraction"] * st["starts"])
+            conv_all += k == st["starts"]
+            conv, pulled = f"{k}/{st['starts']}", f"{100 * st.get('projected_fraction', 0):.2f} %"
+        else:
+            conv, pulled = "–", "–"
+        shape = os.path.basename(summ["task_files"][j]).replace(".npz", "") if j < len(summ["task_files"]) else ""
+        print(f"| {j} | {shape} | {jl:.0f} | {last:.0f} | {conv} | {pulled} |")
+    print(f"\n{conv_all} of {n} skills converge from every start.")
