@@ -3,6 +3,8 @@
 // recomputed from the per-seed rows and the closed forms), determinism for a seed, resume and the
 // changed-config check, and the errors (exit status 2) against "not reproduced" (exit status 0).
 #include <chrono>
+#include <fstream>
+#include <map>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -16,7 +18,8 @@ using nlohmann::json;
 
 namespace {
 
-const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator"};
+const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
+                                           "stability-gap"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -134,6 +137,28 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(m.at("min_perpendicular_share").get<double>(), min_perp, 1e-12);
     EXPECT_NEAR(m.at("expected_random_rho").get<double>(), std::sqrt(3.0 / rep.at("parameters").get<double>()), 1e-12);
     EXPECT_TRUE(fs::exists(run / "commutator.svg"));
+  } else if (name == "stability-gap") {
+    // Drops and recoveries recomputed from the cl run's own tracked accuracies (metrics.jsonl).
+    std::map<std::int64_t, std::vector<std::vector<double>>> tracked;
+    std::ifstream in(run / "cl_seed0" / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const auto j = json::parse(line);
+      if (j.value("event", "") == "track") tracked[j.at("task").get<std::int64_t>()].push_back(j.at("acc").get<std::vector<double>>());
+    }
+    std::vector<double> drops, recoveries;
+    for (std::int64_t t = 1; t < static_cast<std::int64_t>(tracked.size()); ++t)
+      for (std::size_t k = 0; k < static_cast<std::size_t>(t); ++k) {
+        double lo = 2;
+        for (const auto& a : tracked[t]) lo = std::min(lo, a[k]);
+        drops.push_back(tracked[t - 1].back()[k] - lo);
+        recoveries.push_back(tracked[t].back()[k] - lo);
+      }
+    ASSERT_EQ(drops.size(), 3u);  // --quick: 3 tasks, pairs (0,1), (0,2), (1,2)
+    std::sort(drops.begin(), drops.end());
+    std::sort(recoveries.begin(), recoveries.end());
+    EXPECT_NEAR(num(m.at("median_drop")), drops[1], 1e-12);
+    EXPECT_NEAR(num(m.at("median_recovery")), recoveries[1], 1e-12);
+    EXPECT_TRUE(fs::exists(run / "accuracy_curves.svg"));
   }
   fs::remove_all(run.parent_path());
 }

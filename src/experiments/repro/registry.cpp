@@ -11,6 +11,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_trajectory_repro(),
       repro::make_intrinsic_dim_repro(),
       repro::make_commutator_repro(),
+      repro::make_stability_gap_repro(),
   };
 }
 }  // namespace
