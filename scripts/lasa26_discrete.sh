@@ -8,7 +8,9 @@
 # checkpoint, a stability file already written is kept. Last, the summary (scripts/lasa26_summary.py)
 # goes to OUT/summary.md.
 #   scripts/lasa26_discrete.sh [OUT=runs/lasa26_discrete] [ITERATIONS=600]
-#   env: BIN (default build/stablelearn), THREADS (default 2), STARTS (default 50), SEED (default 100)
+#   env: BIN (default build/stablelearn), THREADS (default 2), STARTS (default 50), SEED (default 100),
+#        METHODS (default "chn1 chnall finetune": the runs this call trains and checks; separate calls
+#        with one method each may run side by side, each touches only its own run directory)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${1:-runs/lasa26_discrete}
@@ -36,11 +38,14 @@ stability() {  # name
     mv "$out/$name/stability_$j.json.tmp" "$out/$name/stability_$j.json"
   done
 }
-train chn1 --set train.num_regs=1
-stability chn1
-train chnall --set train.num_regs=0
-stability chnall
-train finetune --set train.beta=0
-stability finetune
+for method in ${METHODS:-chn1 chnall finetune}; do
+  case $method in
+    chn1) train chn1 --set train.num_regs=1 ;;
+    chnall) train chnall --set train.num_regs=0 ;;
+    finetune) train finetune --set train.beta=0 ;;
+    *) echo "unknown method '$method' (chn1, chnall, finetune)" >&2; exit 2 ;;
+  esac
+  stability "$method"
+done
 python3 "$here/scripts/lasa26_summary.py" "$out" "$iters" > "$out/summary.md"
 echo "wrote $out/summary.md" >&2

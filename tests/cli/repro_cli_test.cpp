@@ -19,7 +19,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap"};
+                                           "stability-gap", "lfd-forgetting"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -159,6 +159,21 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(num(m.at("median_drop")), drops[1], 1e-12);
     EXPECT_NEAR(num(m.at("median_recovery")), recoveries[1], 1e-12);
     EXPECT_TRUE(fs::exists(run / "accuracy_curves.svg"));
+  } else if (name == "lfd-forgetting") {
+    // Forgetting ratios recomputed from each lfd train run's own summary.json (median DTW per cell).
+    auto ratio = [&](const std::string& variant) {
+      const auto s = json::parse(std::ifstream(run / ("lfd_seed0_" + variant) / "summary.json"));
+      const auto& med = s.at("median_errors");
+      const auto n = s.at("completed_tasks").get<int>();
+      std::vector<double> r;
+      for (int j = 0; j + 1 < n; ++j)
+        r.push_back(med.at("train_task_" + std::to_string(n - 1)).at("eval_task_" + std::to_string(j)).at("dtw").get<double>() /
+                    med.at("train_task_" + std::to_string(j)).at("eval_task_" + std::to_string(j)).at("dtw").get<double>());
+      std::sort(r.begin(), r.end());
+      return r.size() % 2 ? r[r.size() / 2] : (r[r.size() / 2 - 1] + r[r.size() / 2]) / 2;
+    };
+    EXPECT_NEAR(num(m.at("ratio_regularised")), ratio("regularised"), 1e-9);
+    EXPECT_NEAR(num(m.at("ratio_finetune")), ratio("finetune"), 1e-9);
   }
   fs::remove_all(run.parent_path());
 }
