@@ -21,9 +21,8 @@
 #include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
-#include "stablelearn/diagnostics/eigen.h"
 #include "stablelearn/diagnostics/grokalign.h"
-#include "stablelearn/diagnostics/trace.h"
+#include "stablelearn/diagnostics/monitor.h"
 #include "stablelearn/io/npz.h"
 #include "stablelearn/report/svg.h"
 #include "stablelearn/report/tensorboard.h"
@@ -339,23 +338,23 @@ void ClRun::diagnose(std::int64_t current) {
     op = std::make_unique<diagnostics::GaussNewtonOperator>(
         ctx_.params, [&](const torch::Tensor& xb) { return ctx_.model->forward(xb); }, diagnostics::OutputLoss::CrossEntropy,
         batches);
-  const auto steps = std::min<std::int64_t>(p_.diag.lanczos_steps, op->dim());
-  const auto eig = diagnostics::lanczos(*op, diagnostics::LanczosOptions().k(1).steps(steps).which(
-                                                 diagnostics::Spectrum::LargestAlgebraic).seed(derive_seed(p_.train.seed, current, 12)));
+  diagnostics::MonitorOptions mo;
+  mo.lanczos_steps = p_.diag.lanczos_steps;
+  mo.trace_probes = p_.diag.trace_probes;
+  mo.lanczos_seed = derive_seed(p_.train.seed, current, 12);
+  mo.trace_seed = derive_seed(p_.train.seed, current, 13);
+  const auto reading = diagnostics::read_curvature(*op, mo);
   json row{{"event", "diagnostics"}, {"task", current}, {"iteration", global_iter_},
-           {"lambda_max", eig.eigenvalues[0].item<double>()}, {"two_over_lr", 2.0 / p_.train.lr},
-           {"hvps", eig.matvecs}, {"curvature", p_.diag.curvature}};
+           {"lambda_max", *reading.lambda_max}, {"two_over_lr", 2.0 / p_.train.lr},
+           {"hvps", reading.matvecs}, {"curvature", p_.diag.curvature}};
   if (tb_) tb_->scalar("diag/lambda_max", row["lambda_max"].get<double>(), global_iter_);
   // GrokAlign centroid alignment cos(J(x)ᵀ1, x), mean over the same images (no generator used).
   row["centroid_alignment"] = diagnostics::centroid_alignment(ga_model(tid), x).mean_alignment;
   if (tb_) tb_->scalar("diag/centroid_alignment", row["centroid_alignment"].get<double>(), global_iter_);
-  if (p_.diag.trace_probes > 0) {
-    const auto tr = diagnostics::hutchinson_trace(
-        *op, diagnostics::TraceOptions().matvecs(p_.diag.trace_probes).seed(derive_seed(p_.train.seed, current, 13)));
-    row["trace"] = tr.estimate;
-    row["trace_se"] = tr.standard_error;
-    row["hvps"] = row["hvps"].get<std::int64_t>() + tr.matvecs;
-    if (tb_) tb_->scalar("diag/trace", tr.estimate, global_iter_);
+  if (reading.trace) {
+    row["trace"] = *reading.trace;
+    row["trace_se"] = *reading.trace_se;
+    if (tb_) tb_->scalar("diag/trace", *reading.trace, global_iter_);
   }
   append_jsonl(metrics_path_, row);
   row.erase("event");

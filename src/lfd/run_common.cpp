@@ -14,6 +14,7 @@
 #include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
+#include "stablelearn/diagnostics/monitor.h"
 #include "stablelearn/diagnostics/eigen.h"
 #include "stablelearn/diagnostics/trace.h"
 #include "stablelearn/io/npz.h"
@@ -226,25 +227,27 @@ json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& par
   const D::CurvatureOperator& op = ggn ? static_cast<const D::CurvatureOperator&>(*ggn) : hessian;
   const auto seed = task_seed(c.seed, task, 11) + 2 * static_cast<std::uint64_t>(iteration);
   json row{{"event", "diagnostics"}, {"task", task}, {"iteration", iteration}};
-  std::int64_t products = 0;
-  if (d.records("lambda_max")) {
-    const auto steps = std::min<std::int64_t>(d.lanczos_steps, op.dim());
-    const auto eig = D::lanczos(op, D::LanczosOptions().k(1).steps(steps).which(D::Spectrum::LargestAlgebraic).seed(seed));
-    row["lambda_max"] = eig.eigenvalues[0].item<double>();
-    row["lambda_residual"] = eig.residuals[0].item<double>();
-    products += eig.matvecs;
+  D::MonitorOptions mo;
+  mo.lambda_max = d.records("lambda_max");
+  mo.lanczos_steps = d.lanczos_steps;
+  mo.trace_probes = d.records("trace") ? d.trace_probes : 0;
+  mo.lanczos_seed = seed;
+  mo.trace_seed = seed + 1;
+  const auto reading = D::read_curvature(op, mo);
+  if (reading.lambda_max) {
+    row["lambda_max"] = *reading.lambda_max;
+    row["lambda_residual"] = *reading.lambda_residual;
   }
   if (d.records("grad_norm") || d.records("loss")) {
     const auto [loss_value, grad] = hessian.loss_and_gradient();
     if (d.records("grad_norm")) row["grad_norm"] = grad.norm().item<double>();
     if (d.records("loss")) row["loss"] = loss_value;
   }
-  if (d.records("trace")) {
-    const auto tr = D::hutchinson_trace(op, D::TraceOptions().matvecs(d.trace_probes).seed(seed + 1));
-    row["trace"] = tr.estimate;
-    row["trace_se"] = tr.standard_error;
-    products += tr.matvecs;
+  if (reading.trace) {
+    row["trace"] = *reading.trace;
+    row["trace_se"] = *reading.trace_se;
   }
+  const std::int64_t products = reading.matvecs;
   if (d.records("lambda_max") || d.records("trace")) row["curvature"] = d.curvature;
   row["two_over_lr"] = 2.0 / c.lr;
   row["params"] = op.dim();
