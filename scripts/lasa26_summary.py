@@ -59,10 +59,11 @@ for name, title in runs:
     errs, summ = loaded[name]
     n = summ["completed_tasks"]
     med = summ["median_errors"]
-    print(f"\n## {title}: per skill\n")
+    total = summ.get("tasks", n)
+    print(f"\n## {title}: per skill ({n} of {total} tasks trained{'' if n == total else '; the run resumes'})\n")
     print(f"training: {sum(summ['per_task_train_seconds']) / 60:.1f} min in all; CL scores: " +
           ", ".join(f"{k} {v:.3f}" for k, v in summ.get("cl_scores", {}).items() if isinstance(v, (int, float))))
-    print("\n| task | shape | DTW just learned | DTW after the last task | converged starts | pulled steps |")
+    print(f"\n| task | shape | DTW just learned | DTW after task {n - 1} | converged starts | pulled steps |")
     print("|---:|---|---:|---:|---:|---:|")
     conv_all = 0
     for j in range(n):

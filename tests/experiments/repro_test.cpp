@@ -26,7 +26,8 @@ TEST(Repro, TheRegistryHoldsTheMovedExperimentsEachWithPaperClaimAndOptions) {
       EXPECT_LE(o.quick, o.value) << e.name << "." << o.name << ": --quick is never larger";
     }
   }
-  EXPECT_EQ(names, (std::set<std::string>{"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator"}));
+  EXPECT_EQ(names, (std::set<std::string>{"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
+                                          "stability-gap", "lfd-forgetting"}));
   sl::testing::expect_error<sl::UsageError>([] { ex::find_repro("edge-of-stabilty"); }, "known: edge-of-stability, sgd-minimum");
 }
 
