@@ -161,13 +161,12 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
   // On --resume the run's config.toml is re-resolved with this build's defaults (keys added since
   // the run was made get their defaults): equal to this configuration → the run continues.
   const auto config_path = (run / "config.toml").string();
-  const bool resumed =
+  const auto dir =
       RunDir::open(run, p_->resolved,
                    RunDirOptions().resume(resume).marker("checkpoint.json").reresolve([&](const std::string& stored) {
                      return ClExperiment(Config::from_string(stored, config_path)).resolved_config();
-                   }))
-          .resumed();
-  return detail::run_cl(*p_, p_->strategy_cfg, run, resumed, progress, stop_after);
+                   }));
+  return detail::run_cl(*p_, p_->strategy_cfg, dir, progress, stop_after);
 }
 
 torch::Tensor ClRunView::logits(const torch::Tensor& x, std::int64_t task) const {

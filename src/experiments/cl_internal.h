@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/run.h"
 #include "stablelearn/experiments/cl_experiment.h"
 
 namespace stablelearn::experiments::detail {
@@ -21,8 +22,8 @@ inline constexpr int kSnapshotVersion = 1;
 std::vector<data::ClTask> build_stream(const ClStreamOptions& o);
 
 /// Trains `p` with the strategy of `strategy_cfg` ([strategy] resolved) into the opened run
-/// directory `run` (`resumed`: continue after its checkpoint); see ClExperiment::run.
-ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const std::filesystem::path& run, bool resumed,
+/// directory `run` (resumed: continue after its checkpoint); see ClExperiment::run.
+ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const RunDir& run,
                 const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after);
 
 }  // namespace stablelearn::experiments::detail

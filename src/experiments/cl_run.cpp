@@ -36,8 +36,6 @@ namespace detail {
 
 namespace {
 
-void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
-
 json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 
 double eval_accuracy(const cl::Context& ctx, const data::ImageSet& set, std::int64_t task, torch::Device dev) {
@@ -104,8 +102,7 @@ namespace {
 
 class ClRun {
  public:
-  ClRun(const ClConfig& p, const Config& strategy_cfg, std::filesystem::path run, bool resumed,
-        std::function<void(const ClProgress&)> progress);
+  ClRun(const ClConfig& p, const Config& strategy_cfg, const RunDir& run, std::function<void(const ClProgress&)> progress);
   ClResult train(std::int64_t stop_after);
 
  private:
@@ -125,7 +122,8 @@ class ClRun {
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count(); }
 
   const ClConfig& p_;
-  const std::filesystem::path run_, ckpt_json_, metrics_path_, snap_dir_;
+  const RunDir& dir_;
+  const std::filesystem::path run_, snap_dir_;
   const bool resumed_;
   const std::function<void(const ClProgress&)> progress_;
   const std::chrono::steady_clock::time_point start_time_ = std::chrono::steady_clock::now();
@@ -150,14 +148,12 @@ class ClRun {
   double last_mean_acc_ = -1;
 };
 
-ClRun::ClRun(const ClConfig& p, const Config& strategy_cfg, std::filesystem::path run, bool resumed,
-             std::function<void(const ClProgress&)> progress)
+ClRun::ClRun(const ClConfig& p, const Config& strategy_cfg, const RunDir& run, std::function<void(const ClProgress&)> progress)
     : p_(p),
-      run_(std::move(run)),
-      ckpt_json_(run_ / "checkpoint.json"),
-      metrics_path_(run_ / "metrics.jsonl"),
+      dir_(run),
+      run_(run.path()),
       snap_dir_(run_ / "snapshots"),
-      resumed_(resumed),
+      resumed_(run.resumed()),
       progress_(std::move(progress)),
       tracker_(1, p.eval.lca_beta) {
   if (p.train.device == "cuda" || (p.train.device == "auto" && torch::cuda::is_available())) {
@@ -223,7 +219,7 @@ void ClRun::restore() {
     for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
     return;
   }
-  const json ck = read_checkpoint_manifest(ckpt_json_, kCheckpointFormat, kCheckpointVersion).fields;
+  const json ck = dir_.read_manifest(kCheckpointFormat, kCheckpointVersion).fields;
   first_task_ = ck.at("completed_tasks").get<std::int64_t>();
   global_iter_ = ck.at("iteration").get<std::int64_t>();
   result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
@@ -310,7 +306,7 @@ double ClRun::track(std::int64_t current) {
   json row{{"event", "track"}, {"task", current}, {"iteration", global_iter_}, {"acc", acc},
            {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
            {"wf10", tracker_.windowed_forgetting(0)}, {"wf100", tracker_.windowed_forgetting(1)}, {"lca", num(tracker_.lca())}};
-  append_jsonl(metrics_path_, row);
+  dir_.append_metrics(row);
   tracks_.push_back(json{{"task", current}, {"iteration", global_iter_}, {"acc", acc}});
   if (tb_) {
     for (std::size_t k = 0; k < acc.size(); ++k) tb_->scalar("track/acc_task" + std::to_string(k), acc[k], global_iter_);
@@ -356,7 +352,7 @@ void ClRun::diagnose(std::int64_t current) {
     row["trace_se"] = *reading.trace_se;
     if (tb_) tb_->scalar("diag/trace", *reading.trace, global_iter_);
   }
-  append_jsonl(metrics_path_, row);
+  dir_.append_metrics(row);
   row.erase("event");
   diag_rows_.push_back(row);
 }
@@ -391,7 +387,7 @@ double ClRun::step(std::int64_t i, const cl::Batch& batch, torch::optim::Optimiz
   if (global_iter_ % p_.out.log_every == 0) {
     json row{{"event", "train"}, {"task", i}, {"iteration", global_iter_}, {"loss", loss_value}};
     if (p_.train.grokalign > 0) row["grokalign"] = ga_value;
-    append_jsonl(metrics_path_, row);
+    dir_.append_metrics(row);
     if (tb_) tb_->scalar("train/loss", loss_value, global_iter_);
     if (tb_ && p_.train.grokalign > 0) tb_->scalar("train/grokalign", ga_value, global_iter_);
   }
@@ -445,7 +441,7 @@ void ClRun::evaluate_task_end(std::int64_t i, std::int64_t iterations) {
   double seen = 0;
   for (std::int64_t k = 0; k <= i; ++k) seen += row[k];
   last_mean_acc_ = seen / static_cast<double>(i + 1);
-  append_jsonl(metrics_path_, {{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
+  dir_.append_metrics({{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
                                {"mean_seen", last_mean_acc_}, {"seconds", result_.train_seconds.back()}});
   if (tb_) {
     for (std::int64_t k = 0; k < T_; ++k) tb_->scalar("eval/acc_task" + std::to_string(k), row[k], global_iter_);
@@ -466,18 +462,16 @@ void ClRun::write_checkpoint(std::int64_t i) {
   io::write_npz(run_ / file, tensors, /*compress=*/false);
   json jt = json::array();
   for (const auto& r : tracks_) jt.push_back(r);
-  write_file_atomic(ckpt_json_, json{{"format", kCheckpointFormat},
-                                     {"version", kCheckpointVersion},
-                                     {"completed_tasks", i + 1},
-                                     {"iteration", global_iter_},
-                                     {"file", file},
-                                     {"accuracy", result_.accuracy},
-                                     {"init_accuracy", result_.init_accuracy},
-                                     {"train_seconds", result_.train_seconds},
-                                     {"boundaries", boundaries_},
-                                     {"tracks", jt},
-                                     {"diagnostics", diag_rows_}}
-                                    .dump());
+  dir_.write_manifest({kCheckpointFormat, kCheckpointVersion,
+                       json{{"completed_tasks", i + 1},
+                            {"iteration", global_iter_},
+                            {"file", file},
+                            {"accuracy", result_.accuracy},
+                            {"init_accuracy", result_.init_accuracy},
+                            {"train_seconds", result_.train_seconds},
+                            {"boundaries", boundaries_},
+                            {"tracks", jt},
+                            {"diagnostics", diag_rows_}}});
 }
 
 /// accuracy_matrix.csv, summary.json and the figures, rewritten after every task.
@@ -490,7 +484,7 @@ void ClRun::write_reports(std::int64_t i) {
     for (double a : result_.accuracy[r]) csv += fmt::format(",{:.6f}", a);
     csv += "\n";
   }
-  write_file_atomic(run_ / "accuracy_matrix.csv", csv);
+  dir_.write_text("accuracy_matrix.csv", csv);
   std::vector<double> sizes;
   for (const auto& t : tasks_) sizes.push_back(static_cast<double>(t.test.size()));
   const auto m = cl::matrix_metrics(result_.accuracy, result_.init_accuracy, sizes, result_.accuracy.size());
@@ -509,8 +503,7 @@ void ClRun::write_reports(std::int64_t i) {
                 {{"ACC", m.acc}, {"ACC_pooled", m.acc_pooled}, {"BWT", m.bwt}, {"FWT", m.fwt},
                  {"forgetting_just_learned", m.forgetting_just_learned}, {"forgetting_max", m.forgetting_max}}},
                {"train_seconds", result_.train_seconds},
-               {"iterations", global_iter_},
-               {"runtime", json::parse(runtime_info_json(runtime_info()))}};
+               {"iterations", global_iter_}};
   if (p_.eval.every > 0)
     summary["continual"] = {{"every", p_.eval.every},   {"subset", p_.eval.subset},
                             {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
@@ -522,7 +515,7 @@ void ClRun::write_reports(std::int64_t i) {
     summary["diagnostics"] = {{"every", p_.diag.every}, {"curvature", p_.diag.curvature}, {"last", diag_rows_.back()},
                               {"max_lambda_max", peak}, {"two_over_lr", 2.0 / p_.train.lr}};
   }
-  write_file_atomic(run_ / "summary.json", summary.dump(1));
+  dir_.write_summary(summary);  // + the runtime block
   if (p_.out.figures && p_.diag.every > 0 && diag_rows_.size() > 1) write_sharpness_svg();
   if (p_.out.figures && !tracks_.empty())
     write_curves_svg(run_ / "accuracy_curves.svg", tracks_, T_, boundaries_,
@@ -564,9 +557,9 @@ ClResult ClRun::train(std::int64_t stop_after) {
 
 }  // namespace
 
-ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const std::filesystem::path& run, bool resumed,
+ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const RunDir& run,
                 const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after) {
-  return ClRun(p, strategy_cfg, run, resumed, progress).train(stop_after);
+  return ClRun(p, strategy_cfg, run, progress).train(stop_after);
 }
 
 }  // namespace detail
