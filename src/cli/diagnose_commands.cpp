@@ -40,6 +40,7 @@
 #include "stablelearn/diagnostics/trajectory.h"
 #include "stablelearn/diagnostics/update_alignment.h"
 #include "stablelearn/experiments/cl_experiment.h"
+#include "stablelearn/experiments/curvature_problem.h"
 #include "stablelearn/experiments/toy_experiments.h"
 #include "stablelearn/models/classifier.h"
 
@@ -54,19 +55,11 @@ using experiments::make_batches;
 using experiments::stability_json;
 using experiments::to_vector;
 
-constexpr std::int64_t kToySamples = 128, kToyBatch = 32, kRunSamples = 1000;
-constexpr double kToyLr = 0.2;
 
-/// Options of the problem every curvature command analyses. 0 for samples / batch size / lr means
-/// "the problem's default" (toy: 128 / 32 / 0.2; RUN: 1000 / the run's train.batch_size / train.lr).
-struct ProblemArgs {
-  std::string run;  ///< `cl run` directory; empty = toy problem
+/// Options of the problem every curvature command analyses (experiments/curvature_problem.h), plus
+/// the --toy flag and the curvature operator.
+struct ProblemArgs : experiments::CurvatureProblemOptions {
   bool toy = false;
-  std::int64_t task = 0;
-  std::int64_t after = -1;  ///< RUN: the checkpoint after this task; −1 = the run's final weights
-  std::int64_t inputs = 2, hidden = 16, samples = 0, batch_size = 0, train_steps = 200;
-  double learning_rate = 0.0;
-  std::uint64_t seed = 0;
   std::string op = "hessian";
 };
 
@@ -101,149 +94,11 @@ void add_problem_options(CLI::App* cmd, ProblemArgs& a, bool with_operator = tru
         ->check(CLI::IsMember({"hessian", "ggn", "fisher"}));
 }
 
-/// The model, data and loss a curvature command works on.
-struct Prepared {
-  std::vector<torch::Tensor> params;
-  std::vector<dg::Batch> batches;
-  dg::LossFn loss;
-  dg::OutputFn model;
-  dg::OutputLoss output_loss = dg::OutputLoss::MeanSquaredError;
-  std::vector<std::pair<std::string, torch::Tensor>> linear_weights;  ///< for spectra
-  std::vector<std::size_t> linear_indices;                             ///< their places in params
-  /// RUN only: the weights after task i (checkpoint_task<i>.npz); empty for the toy problem
-  std::function<std::vector<torch::Tensor>(std::int64_t)> task_weights;
-  std::int64_t samples = 0, batch_size = 0;
-  double learning_rate = 0.0;
-  nlohmann::json info;
-  std::shared_ptr<void> owner;  ///< keeps the toy problem / the loaded run alive
-
-  std::unique_ptr<dg::CurvatureOperator> make_operator(const std::string& op) const {
-    if (op == "hessian") return std::make_unique<dg::HessianOperator>(params, loss, batches);
-    if (op == "ggn") return std::make_unique<dg::GaussNewtonOperator>(params, model, output_loss, batches);
-    return std::make_unique<dg::EmpiricalFisherOperator>(params, loss, batches);
-  }
-};
-
-Prepared prepare_toy(const ProblemArgs& a) {
-  Prepared p;
-  p.samples = a.samples > 0 ? a.samples : kToySamples;
-  p.batch_size = a.batch_size > 0 ? a.batch_size : std::min(kToyBatch, p.samples);
-  p.learning_rate = a.learning_rate > 0 ? a.learning_rate : kToyLr;
-  SL_CHECK(p.batch_size <= p.samples, UsageError, "--batch-size ", p.batch_size, " exceeds --samples ", p.samples);
-  auto problem = std::make_shared<dg::ToyProblem>(dg::make_toy_problem(dg::ToyProblemOptions()
-                                                                            .inputs(a.inputs)
-                                                                            .hidden(a.hidden)
-                                                                            .samples(p.samples)
-                                                                            .batch_size(p.batch_size)
-                                                                            .seed(a.seed)));
-  const auto losses = problem->train_gd(a.train_steps, p.learning_rate);
-  p.params = problem->params;
-  p.batches = problem->batches;
-  p.loss = problem->loss;
-  p.model = problem->model;
-  p.output_loss = dg::OutputLoss::MeanSquaredError;
-  p.linear_weights = {{"layer_0.weight", problem->params[0]}, {"layer_1.weight", problem->params[2]}};
-  p.owner = problem;
-  p.info = {{"problem", "toy tanh MLP regression"},
-            {"parameters", dg::total_numel(p.params)},
-            {"samples", p.samples},
-            {"batch_size", p.batch_size},
-            {"train_steps", a.train_steps},
-            {"learning_rate", p.learning_rate},
-            {"seed", a.seed},
-            {"initial_loss", losses.front()},
-            {"loss", losses.back()}};
-  return p;
-}
-
-Prepared prepare_run(const ProblemArgs& a) {
-  SL_CHECK(fs::is_directory(a.run), IoError, a.run, ": no such run directory");
-  auto view = std::make_shared<experiments::ClRunView>(experiments::load_cl_run(a.run));
-  const auto tasks = static_cast<std::int64_t>(view->tasks.size());
-  SL_CHECK(a.task >= 0 && a.task < tasks, UsageError, "--task ", a.task, " is out of range: the run has ", tasks,
-           " tasks (0..", tasks - 1, ")");
-  const auto config = Config::from_file(fs::path(a.run) / "config.toml");
-  auto train = config.section("train");
-  Prepared p;
-  const auto& task = view->tasks[static_cast<std::size_t>(a.task)];
-  p.samples = std::min(a.samples > 0 ? a.samples : kRunSamples, task.train.size());
-  SL_CHECK(p.samples >= 2, DataError, "task ", a.task, " has ", task.train.size(), " training images; need at least 2");
-  p.batch_size = std::min(a.batch_size > 0 ? a.batch_size : train.get("batch_size", std::int64_t{128}), p.samples);
-  p.learning_rate = a.learning_rate > 0 ? a.learning_rate : train.get("lr", 0.01);
-
-  const auto after = a.after >= 0 ? a.after : view->completed_tasks - 1;
-  SL_CHECK(after < view->completed_tasks, UsageError, "--after ", a.after, " is out of range: the run has completed ",
-           view->completed_tasks, " task(s) (0..", view->completed_tasks - 1, ")");
-  if (a.after >= 0) {
-    const auto w = view->task_weights(a.after);
-    torch::NoGradGuard ng;
-    auto current = view->model->weights();
-    for (std::size_t i = 0; i < current.size(); ++i) current[i].copy_(w[i]);
-  }
-  // Curvature in float64 (the run trained in float32; the weights are converted, not retrained).
-  view->model->eval();
-  view->model->to(torch::kFloat64);
-  auto x = task.train.images.slice(0, 0, p.samples).to(torch::kFloat64);
-  auto y = task.train.labels.slice(0, 0, p.samples).to(torch::kInt64);
-  // Task-incremental runs: the head of task J is the columns of its classes (the masked logits of
-  // ClRunView::logits without the −∞, whose double backward would give NaN); labels become indices
-  // into those columns.
-  torch::Tensor columns;
-  if (view->task_incremental) {
-    columns = torch::tensor(task.classes, torch::kInt64);
-    auto lut = torch::full({view->model->options().classes}, -1, torch::kInt64);
-    for (std::size_t i = 0; i < task.classes.size(); ++i) lut[task.classes[i]] = static_cast<std::int64_t>(i);
-    y = lut.index_select(0, y);
-  }
-  auto model = view->model;
-  p.model = [model, columns](const torch::Tensor& in) {
-    auto z = model->forward(in, model->weights());
-    return columns.defined() ? z.index_select(1, columns) : z;
-  };
-  auto f = p.model;
-  p.loss = [f](const dg::Batch& b) { return F::cross_entropy(f(b.x), b.y); };
-  p.output_loss = dg::OutputLoss::CrossEntropy;
-  p.params = model->weights();
-  for (auto& w : p.params) w.requires_grad_(true);
-  p.batches = make_batches(x, y, p.batch_size);
-  const auto& entries = model->layout().entries();
-  for (auto i : model->linear_weight_indices()) {
-    p.linear_weights.push_back({entries[i].name, p.params[i]});
-    p.linear_indices.push_back(static_cast<std::size_t>(i));
-  }
-  p.task_weights = [view](std::int64_t i) { return view->task_weights(i); };
-  p.owner = view;
-
-  double loss = 0, accuracy = 0;
-  {
-    torch::NoGradGuard ng;
-    const auto z = f(x);
-    loss = F::cross_entropy(z, y).item<double>();
-    accuracy = z.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
-  }
-  p.info = {{"problem", "cl run"},
-            {"run", a.run},
-            {"model", model->options().kind},
-            {"task", a.task},
-            {"tasks", tasks},
-            {"completed_tasks", view->completed_tasks},
-            {"after_task", after},
-            {"task_classes", task.classes},
-            {"task_incremental", view->task_incremental},
-            {"parameters", dg::total_numel(p.params)},
-            {"samples", p.samples},
-            {"batch_size", p.batch_size},
-            {"learning_rate", p.learning_rate},
-            {"seed", a.seed},
-            {"loss", loss},
-            {"accuracy", accuracy}};
-  return p;
-}
+using Prepared = experiments::CurvatureProblem;
 
 Prepared prepare(const ProblemArgs& a) {
   SL_CHECK(!(a.toy && !a.run.empty()), UsageError, "give either RUN or --toy, not both");
-  SL_CHECK(a.after < 0 || !a.run.empty(), UsageError, "--after needs RUN (a `cl run` directory)");
-  return a.run.empty() ? prepare_toy(a) : prepare_run(a);
+  return experiments::make_curvature_problem(a);
 }
 
 
