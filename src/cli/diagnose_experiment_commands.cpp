@@ -20,6 +20,7 @@
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/intrinsic_dimension.h"
 #include "stablelearn/experiments/cl_experiment.h"
+#include "stablelearn/experiments/curvature_problem.h"
 #include "stablelearn/experiments/toy_experiments.h"
 
 namespace stablelearn::cli {
@@ -79,66 +80,6 @@ experiments::FmnistOptions fmnist_options(const FmnistArgs& a) {
   return o;
 }
 
-/// Task J of a `cl run` as a training problem from scratch (`diagnose intrinsic-dim RUN`): the run's
-/// model architecture ([model] of its config.toml) freshly initialised exactly as `cl run` does
-/// (seed_everything(seed), then Classifier(options); with the run's [train] seed this is the run's
-/// own θ₀), the first `samples` training and `test_samples` test images of task J of the run's
-/// stream (rebuilt from its config, so the same tasks), float32, cross-entropy. Task-incremental
-/// runs (split-task, one masked head per task): the logits are restricted to task J's classes and
-/// the labels re-indexed into them, which gives the same cross-entropy and argmax as the run's
-/// masked logits (ClRunView::logits, −∞ outside the task's classes).
-struct RunTaskProblem {
-  FmnistProblem problem;
-  std::uint64_t seed = 0;
-  nlohmann::json info;
-};
-
-RunTaskProblem make_run_task_problem(const std::string& run, std::int64_t task, std::int64_t samples, std::int64_t test_samples,
-                                     std::optional<std::uint64_t> seed) {
-  check_run_dir(run);
-  const auto view = experiments::load_cl_run(run);
-  const auto tasks = static_cast<std::int64_t>(view.tasks.size());
-  SL_CHECK(task >= 0 && task < tasks, UsageError, "--task ", task, " is out of range: the run has ", tasks, " tasks (0..",
-           tasks - 1, ")");
-  const auto config = Config::from_file(fs::path(run) / "config.toml");
-  auto train = config.section("train");
-  RunTaskProblem out;
-  out.seed = seed ? *seed : static_cast<std::uint64_t>(train.get("seed", std::int64_t{0}));
-  const auto& t = view.tasks[static_cast<std::size_t>(task)];
-  SL_CHECK(t.train.size() >= 2, DataError, run, ": task ", task, " has ", t.train.size(), " training images; need at least 2");
-  SL_CHECK(t.test.size() >= 1, DataError, run, ": task ", task, " has no test images");
-  auto& p = out.problem;
-  p.loss_name = "ce";
-  p.x = t.train.images.slice(0, 0, std::min(samples, t.train.size())).to(torch::kFloat32);
-  p.y = t.train.labels.slice(0, 0, p.x.size(0)).to(torch::kInt64);
-  p.x_test = t.test.images.slice(0, 0, std::min(test_samples, t.test.size())).to(torch::kFloat32);
-  p.y_test = t.test.labels.slice(0, 0, p.x_test.size(0)).to(torch::kInt64);
-  const auto options = view.model->options();
-  if (view.task_incremental) {
-    p.columns = torch::tensor(t.classes, torch::kInt64);
-    auto lut = torch::full({options.classes}, -1, torch::kInt64);
-    for (std::size_t i = 0; i < t.classes.size(); ++i) lut[t.classes[i]] = static_cast<std::int64_t>(i);
-    p.y = lut.index_select(0, p.y);
-    p.y_test = lut.index_select(0, p.y_test);
-  }
-  seed_everything(out.seed);
-  p.model = models::Classifier(options);
-  p.model->to(torch::kFloat32);
-  p.params = p.model->weights();
-  out.info = {{"run", run},
-              {"task", task},
-              {"tasks", tasks},
-              {"task_classes", t.classes},
-              {"task_incremental", view.task_incremental},
-              {"model", options.kind}};
-  if (options.kind == "cnn") {
-    out.info["channels"] = options.channels;
-    out.info["fc"] = options.fc;
-  } else {
-    out.info["hidden"] = options.hidden;
-  }
-  return out;
-}
 
 /// edge-of-stability, sgd-minimum and trajectory: the library's experiments (toy_experiments.h).
 void add_toy_experiment_commands(CLI::App* diag, CommandRegistry& reg) {
@@ -298,7 +239,7 @@ void add_intrinsic_dim_command(CLI::App* diag, CommandRegistry& reg) {
                  " configures the Fashion-MNIST MLP and cannot be combined with RUN (the run's config.toml gives the model "
                  "and the data)");
       const bool seed_given = idim->get_option("--seed")->count() > 0;
-      auto rp = make_run_task_problem(id->run, id->task, id->data.samples, id->data.test_samples,
+      auto rp = experiments::make_run_task_problem(id->run, id->task, id->data.samples, id->data.test_samples,
                                       seed_given ? std::optional<std::uint64_t>(id->data.seed) : std::nullopt);
       p = std::move(rp.problem);
       seed = rp.seed;

@@ -6,6 +6,7 @@
 #include <torch/nn/functional/loss.h>
 
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/diagnostics/toy_problem.h"
 #include "stablelearn/experiments/cl_experiment.h"
@@ -150,6 +151,53 @@ CurvatureProblem make_run(const CurvatureProblemOptions& a) {
 CurvatureProblem make_curvature_problem(const CurvatureProblemOptions& options) {
   SL_CHECK(options.after < 0 || !options.run.empty(), UsageError, "--after needs RUN (a `cl run` directory)");
   return options.run.empty() ? make_toy(options) : make_run(options);
+}
+
+RunTaskProblem make_run_task_problem(const std::string& run, std::int64_t task, std::int64_t samples, std::int64_t test_samples,
+                                     std::optional<std::uint64_t> seed) {
+  SL_CHECK(fs::is_directory(run), IoError, run, ": no such run directory");
+  const auto view = experiments::load_cl_run(run);
+  const auto tasks = static_cast<std::int64_t>(view.tasks.size());
+  SL_CHECK(task >= 0 && task < tasks, UsageError, "--task ", task, " is out of range: the run has ", tasks, " tasks (0..",
+           tasks - 1, ")");
+  const auto config = Config::from_file(fs::path(run) / "config.toml");
+  auto train = config.section("train");
+  RunTaskProblem out;
+  out.seed = seed ? *seed : static_cast<std::uint64_t>(train.get("seed", std::int64_t{0}));
+  const auto& t = view.tasks[static_cast<std::size_t>(task)];
+  SL_CHECK(t.train.size() >= 2, DataError, run, ": task ", task, " has ", t.train.size(), " training images; need at least 2");
+  SL_CHECK(t.test.size() >= 1, DataError, run, ": task ", task, " has no test images");
+  auto& p = out.problem;
+  p.loss_name = "ce";
+  p.x = t.train.images.slice(0, 0, std::min(samples, t.train.size())).to(torch::kFloat32);
+  p.y = t.train.labels.slice(0, 0, p.x.size(0)).to(torch::kInt64);
+  p.x_test = t.test.images.slice(0, 0, std::min(test_samples, t.test.size())).to(torch::kFloat32);
+  p.y_test = t.test.labels.slice(0, 0, p.x_test.size(0)).to(torch::kInt64);
+  const auto options = view.model->options();
+  if (view.task_incremental) {
+    p.columns = torch::tensor(t.classes, torch::kInt64);
+    auto lut = torch::full({options.classes}, -1, torch::kInt64);
+    for (std::size_t i = 0; i < t.classes.size(); ++i) lut[t.classes[i]] = static_cast<std::int64_t>(i);
+    p.y = lut.index_select(0, p.y);
+    p.y_test = lut.index_select(0, p.y_test);
+  }
+  seed_everything(out.seed);
+  p.model = models::Classifier(options);
+  p.model->to(torch::kFloat32);
+  p.params = p.model->weights();
+  out.info = {{"run", run},
+              {"task", task},
+              {"tasks", tasks},
+              {"task_classes", t.classes},
+              {"task_incremental", view.task_incremental},
+              {"model", options.kind}};
+  if (options.kind == "cnn") {
+    out.info["channels"] = options.channels;
+    out.info["fc"] = options.fc;
+  } else {
+    out.info["hidden"] = options.hidden;
+  }
+  return out;
 }
 
 }  // namespace stablelearn::experiments

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <torch/types.h>
 
 #include "stablelearn/diagnostics/curvature.h"
+#include "stablelearn/experiments/toy_experiments.h"
 
 namespace stablelearn::experiments {
 
@@ -54,5 +56,22 @@ struct CurvatureProblem {
 /// The toy problem (options.run empty) or task `task` of the run; UsageError / IoError / DataError
 /// naming the option or file.
 CurvatureProblem make_curvature_problem(const CurvatureProblemOptions& options);
+
+/// Task J of a `cl run` as a training problem from scratch (`diagnose intrinsic-dim RUN`): the run's
+/// model architecture ([model] of its config.toml) freshly initialised exactly as `cl run` does
+/// (seed_everything(seed), then Classifier(options); with the run's [train] seed this is the run's
+/// own θ₀), the first `samples` training and `test_samples` test images of task J of the run's
+/// stream (rebuilt from its config, so the same tasks), float32, cross-entropy. Task-incremental
+/// runs (split-task, one masked head per task): the logits are restricted to task J's classes and
+/// the labels re-indexed into them, which gives the same cross-entropy and argmax as the run's
+/// masked logits (ClRunView::logits, −∞ outside the task's classes).
+struct RunTaskProblem {
+  FmnistProblem problem;
+  std::uint64_t seed = 0;
+  nlohmann::json info;
+};
+
+RunTaskProblem make_run_task_problem(const std::string& run, std::int64_t task, std::int64_t samples, std::int64_t test_samples,
+                                     std::optional<std::uint64_t> seed);
 
 }  // namespace stablelearn::experiments
