@@ -120,8 +120,9 @@ void RunDir::append_metrics(const json& row) const {
            written < 0 ? std::strerror(err) : "short write", ")");
 }
 
-std::vector<json> RunDir::read_metrics() const {
-  const auto path = file("metrics.jsonl");
+std::vector<json> RunDir::read_metrics() const { return read_metrics_file(file("metrics.jsonl")); }
+
+std::vector<json> read_metrics_file(const fs::path& path) {
   std::vector<json> rows;
   if (!fs::exists(path)) return rows;
   const auto text = read_file_text(path);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -205,8 +206,7 @@ class BaselineLearner : public Learner {
     embs_.clear();
     if (model_->conditioned())
       for (std::int64_t k = (c_.method == "rep" ? 0 : i); k <= i; ++k) embs_.push_back(model_->embedding(k));
-    opt_net_.clear();
-    opt_net_.emplace_back(net_, c_.lr);
+    opt_net_.emplace(net_, c_.lr);
     opt_emb_.clear();
     for (const auto& e : embs_) opt_emb_.emplace_back(std::vector<torch::Tensor>{e}, c_.lr);
     if (si_) si_->begin_task(net_);
@@ -236,17 +236,24 @@ class BaselineLearner : public Learner {
       const auto pen_grads = torch::autograd::grad({pen}, net_);
       for (std::size_t q = 0; q < net_.size(); ++q) total[q] = grads[q] + pen_grads[q];
     }
-    opt_net_.front().step(total);
+    opt_net_->step(total);
     // SI's path integral uses the task-loss gradient (Zenke et al.'s unregularised gradient).
     if (si_) si_->after_step(net_, grads);
     out.loss = loss.item<double>();
-    // Diagnostics: on the window (rep: the replayed task's), w.r.t. the network (+ the embedding).
-    out.wrt = wrt;
-    out.rollout = [this] { return model_->rollout(k_)(win_.y.select(1, 0), win_.t); };
-    out.target = win_.y;
-    out.row_extra["window_start"] = win_.k0;
-    if (c_.method == "rep") out.row_extra["window_task"] = k_;
     return out;
+  }
+
+  // On the last window (rep: the replayed task's), w.r.t. what the task loss was differentiated
+  // against: the network, + the window task's embedding if conditioned.
+  DiagnosticsProbe probe(std::int64_t) const override {
+    DiagnosticsProbe p;
+    p.wrt = net_;
+    if (model_->conditioned()) p.wrt.push_back(model_->embedding(k_));
+    p.rollout = [this] { return model_->rollout(k_)(win_.y.select(1, 0), win_.t); };
+    p.target = win_.y;
+    p.row_extra["window_start"] = win_.k0;
+    if (c_.method == "rep") p.row_extra["window_task"] = k_;
+    return p;
   }
 
   void keep_best() override {
@@ -329,7 +336,8 @@ class BaselineLearner : public Learner {
   std::unique_ptr<continual::MemoryAwareSynapses> mas_;
   torch::Generator window_gen_, replay_gen_;
   std::vector<torch::Tensor> net_, embs_, best_net_, best_embs_;
-  std::vector<Adam> opt_net_, opt_emb_;
+  std::optional<Adam> opt_net_;
+  std::vector<Adam> opt_emb_;  // one per trained embedding
   std::int64_t k_ = 0;  // the task of the iteration's window
   data::Window win_;
 };

@@ -47,14 +47,15 @@ double train_task(const LfdConfig& c, const std::filesystem::path& metrics_path,
   BestTracker best;
   const auto t0 = std::chrono::steady_clock::now();
   for (std::int64_t it = 0; it < c.iterations; ++it) {
-    auto out = learner.step(i, it);
+    const auto out = learner.step(i, it);
     SL_CHECK(std::isfinite(out.loss), DataError, "task ", i, " iteration ", it, ": training loss is ", out.loss,
              " (diverged; lower train.lr?)");
     if (c.diagnostics.enabled() && (it + 1) % c.diagnostics.every == 0) {
       // After update it + 1, on its window, w.r.t. the tensors the task loss was differentiated
       // against (LfdDiagnostics).
-      auto row = measure_sharpness(c, out.wrt, out.rollout, out.target, i, it + 1);
-      row.update(out.row_extra);
+      const auto probe = learner.probe(i);
+      auto row = measure_sharpness(c, probe.wrt, probe.rollout, probe.target, i, it + 1);
+      row.update(probe.row_extra);
       record_diagnostics_row(metrics_path, std::move(row), diag_rows);
     }
     if (best.offer(it, out.loss)) learner.keep_best();

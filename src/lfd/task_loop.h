@@ -45,9 +45,12 @@ class TaskSource {
 struct StepOutcome {
   double loss = 0;  ///< the task loss (the number logged and offered to the best copy)
   double reg = 0;   ///< the regulariser's value (0 without one)
-  /// For the [diagnostics] monitor: the tensors the task loss was differentiated against, a closure
-  /// that rolls the iteration's window out again from them (with a graph), the window's targets and
-  /// what the row adds (window_start, ...).
+};
+
+/// What the [diagnostics] monitor measures after a step: the tensors the task loss was
+/// differentiated against, a closure that rolls the step's window out again from them (with a
+/// graph), the window's targets and what the row adds (window_start, ...).
+struct DiagnosticsProbe {
   std::vector<torch::Tensor> wrt;
   std::function<torch::Tensor()> rollout;
   torch::Tensor target;
@@ -67,6 +70,9 @@ class Learner {
   virtual void begin_task(std::int64_t i) = 0;
   /// Iteration `it` (0-based) of task i: one update.
   virtual StepOutcome step(std::int64_t i, std::int64_t it) = 0;
+  /// The probe of the last step of task i (asked only when a [diagnostics] row is due, so steps
+  /// build nothing for it).
+  virtual DiagnosticsProbe probe(std::int64_t i) const = 0;
   /// The current parameters became the best copy.
   virtual void keep_best() = 0;
   /// Continues from the best copy and finishes task i (importance of SI/MAS, ...).

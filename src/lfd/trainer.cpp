@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -273,10 +274,8 @@ class HnetLearner : public detail::Learner {
     }
     theta_ = net_->theta();
     emb_ = net_->task_embedding(i);
-    opt_theta_.clear();
-    opt_theta_.emplace_back(theta_, c_.lr);
-    opt_emb_.clear();
-    opt_emb_.emplace_back(std::vector<torch::Tensor>{emb_}, c_.lr);
+    opt_theta_.emplace(theta_, c_.lr);
+    opt_emb_.emplace(std::vector<torch::Tensor>{emb_}, c_.lr);
     params_ = theta_;
     params_.push_back(emb_);
   }
@@ -286,27 +285,32 @@ class HnetLearner : public detail::Learner {
     const auto pred = detail::train_rollout(c_, target_, net_->forward_task(i), {}, win_.y.select(1, 0), win_.t);
     const auto loss = (pred - win_.y).pow(2).mean();
     auto grads = torch::autograd::grad({loss}, params_);
-    opt_emb_.front().step({grads.back()});
+    opt_emb_->step({grads.back()});
     grads.pop_back();
     detail::StepOutcome out;
     if (i > 0 && c_.beta > 0) {
       const auto tasks = sample_regularized_tasks(i, c_.num_regs, reg_gen_);
-      out.reg = add_lookahead_regularizer_grad(theta_, opt_theta_.front().lookahead(grads), c_.beta, [&] {
+      out.reg = add_lookahead_regularizer_grad(theta_, opt_theta_->lookahead(grads), c_.beta, [&] {
         return output_regularizer(targets_, tasks, [&](std::int64_t j) {
           return net_->forward_embedding(net_->task_embedding(j).detach());
         });
       }, grads);
     }
-    opt_theta_.front().step(grads);
+    opt_theta_->step(grads);
     out.loss = loss.item<double>();
-    out.wrt = params_;
-    out.rollout = [this, i] {
+    return out;
+  }
+
+  detail::DiagnosticsProbe probe(std::int64_t i) const override {
+    detail::DiagnosticsProbe p;
+    p.wrt = params_;
+    p.rollout = [this, i] {
       const auto w = target_.layout.split(net_->forward_task(i));
       return target_.rollout(w, {})(win_.y.select(1, 0), win_.t);
     };
-    out.target = win_.y;
-    out.row_extra["window_start"] = win_.k0;
-    return out;
+    p.target = win_.y;
+    p.row_extra["window_start"] = win_.k0;
+    return p;
   }
 
   void keep_best() override {
@@ -356,7 +360,7 @@ class HnetLearner : public detail::Learner {
   torch::Generator window_gen_, reg_gen_;
   std::vector<torch::Tensor> targets_, theta_, params_, best_theta_;
   torch::Tensor emb_, best_emb_;
-  std::vector<Adam> opt_theta_, opt_emb_;  // one each while a task trains
+  std::optional<Adam> opt_theta_, opt_emb_;  // the current task's
   data::Window win_;
 };
 

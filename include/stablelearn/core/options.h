@@ -200,12 +200,12 @@ Field<T>& Field<T>::each_at_least(std::int64_t lo) {
 
 namespace detail {
 template <class O, class = void>
-struct HasValidate : std::false_type {};
+struct HasCrossCheck : std::false_type {};
 template <class O>
-struct HasValidate<O, std::void_t<decltype(std::declval<const O&>().cross_check())>> : std::true_type {};
+struct HasCrossCheck<O, std::void_t<decltype(std::declval<const O&>().cross_check())>> : std::true_type {};
 template <class O>
-void validate(const O& o) {
-  if constexpr (HasValidate<O>::value) o.cross_check();
+void cross_check(const O& o) {
+  if constexpr (HasCrossCheck<O>::value) o.cross_check();
 }
 }  // namespace detail
 
@@ -216,7 +216,7 @@ void read(ConfigSection& s, O& o) {
   Visitor v(Visitor::Pass::Read, s.name());
   v.bind(&s);
   o.fields(v);
-  detail::validate(o);
+  detail::cross_check(o);
 }
 template <class O>
 O read(ConfigSection& s) {
@@ -243,7 +243,7 @@ void read(const Config& cfg, O& o, const std::vector<std::string>& other_tables 
   v.bind(&cfg);
   o.fields(v);
   v.finish();
-  detail::validate(o);
+  detail::cross_check(o);
 }
 
 /// Checks the rules and cross_check() of a struct built in code (ConfigError "table.key: ...").
@@ -251,7 +251,7 @@ template <class O>
 void check(O o, const std::string& table = "") {
   Visitor v(Visitor::Pass::Check, table);
   o.fields(v);
-  detail::validate(o);
+  detail::cross_check(o);
 }
 template <class O>
 O checked(O o, const std::string& table = "") {

@@ -67,6 +67,9 @@ struct CheckpointManifest {
 /// stablelearn FORMAT file"), or of a version outside 1..max_version ("PATH: format version N was
 /// written by a newer stablelearn; this build reads versions 1..M").
 CheckpointManifest read_checkpoint_manifest(const std::filesystem::path& path, const std::string& format, int max_version);
+/// Every complete row of a metrics.jsonl file (empty when it does not exist); DataError naming the
+/// file and line for a row that is not JSON. RunDir::read_metrics() reads its own.
+std::vector<nlohmann::json> read_metrics_file(const std::filesystem::path& path);
 /// Writes a manifest atomically (format and version first).
 void write_checkpoint_manifest(const std::filesystem::path& path, const CheckpointManifest& manifest);
 

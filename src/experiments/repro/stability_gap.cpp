@@ -15,7 +15,6 @@
 // These thresholds were set with the stability-gap figure of scripts/cl_stability_gap.sh (the same
 // setup, earlier sessions) already seen; docs/repro.md says so.
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
 
@@ -50,10 +49,7 @@ std::string cl_config(const ReproContext& ctx, std::int64_t k) {
 /// The (k, t) pairs of a run's tracked accuracies (metrics.jsonl "track" rows).
 json gap_pairs(const std::filesystem::path& metrics, std::int64_t tasks) {
   std::vector<std::vector<std::vector<double>>> by_task(static_cast<std::size_t>(tasks));  // task → rows → acc
-  std::ifstream in(metrics);
-  SL_CHECK(in.good(), IoError, metrics.string(), ": cannot read");
-  for (std::string line; std::getline(in, line);) {
-    const auto row = json::parse(line);
+  for (const auto& row : read_metrics_file(metrics)) {
     if (row.value("event", "") != "track") continue;
     by_task.at(row.at("task").get<std::size_t>()).push_back(row.at("acc").get<std::vector<double>>());
   }
