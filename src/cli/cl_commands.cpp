@@ -26,7 +26,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
   struct RunArgs {
     std::string config, out;
     std::vector<std::string> overrides;
-    bool resume = false, dry_run = false;
+    bool resume = false, dry_run = false, quiet = false;
     std::int64_t stop_after = -1;
   };
   auto args = std::make_shared<RunArgs>();
@@ -41,6 +41,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
       ->check(CLI::PositiveNumber);
   run->add_flag("--dry-run", args->dry_run,
                 "Validate the configuration and print it resolved, without running (keys: stablelearn list cl-config, list strategies)");
+  run->add_flag("--quiet", args->quiet, "No progress on stderr");
   run->footer(
       "Writes RUN/config.toml, metrics.jsonl, accuracy_matrix.csv, summary.json, TensorBoard event files,\n"
       "accuracy_curves.svg and a checkpoint after every task.\n"
@@ -54,7 +55,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
       std::cout << e.resolved_config();
       return 0;
     }
-    ProgressReporter bar;
+    ProgressReporter bar(args->quiet ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
     e.run(args->out, args->resume,
                          [&](const experiments::ClProgress& p) {
                            const auto detail = p.mean_seen_accuracy >= 0

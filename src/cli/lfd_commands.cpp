@@ -135,7 +135,7 @@ void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
   struct TrainArgs {
     std::string config, out;
     std::vector<std::string> overrides;
-    bool resume = false, dry_run = false;
+    bool resume = false, dry_run = false, quiet = false;
   };
   auto targs = std::make_shared<TrainArgs>();
   auto* train = lfd->add_subcommand(
@@ -146,6 +146,7 @@ void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
   train->add_flag("--resume", targs->resume, "Continue a stopped run from its last completed task");
   train->add_flag("--dry-run", targs->dry_run,
                   "Validate the configuration and print it resolved, without training (keys: stablelearn list lfd-config)");
+  train->add_flag("--quiet", targs->quiet, "No progress on stderr");
   train->footer(
       "Writes RUN/config.toml (resolved), metrics.jsonl, eval_results.json, summary.json and a checkpoint after\n"
       "every task. Example: stablelearn lfd train configs/demo.toml --out runs/demo --set train.iterations=200");
@@ -157,13 +158,13 @@ void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
       return 0;
     }
     lfd::LfdTrainer trainer(cfg, targs->out);
-    ProgressReporter bar;
+    ProgressReporter bar(targs->quiet ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
     trainer.run(targs->resume, [&](const lfd::TrainProgress& p) {
       bar.update(fmt::format("task {}/{}", p.task + 1, p.tasks), p.iteration, p.iterations,
                  fmt::format("loss {:.3e} reg {:.3e}", p.loss, p.reg));
     });
     if (cfg.evaluate) lfd::write_run_figures(lfd::LfdRun(targs->out), targs->out, std::filesystem::path(targs->out) / "figures");
-    std::cerr << "run written to " << targs->out << "\n";
+    if (!targs->quiet) std::cerr << "run written to " << targs->out << "\n";
     return 0;
   });
 }

@@ -19,10 +19,21 @@ template <class S>
 StrategyInfo entry(std::string name, std::string summary) {
   StrategyInfo info{std::move(name), std::move(summary), {}, {}};
   if constexpr (HasOptions<S>::value) {
-    info.make = [](ConfigSection& s) { return std::make_unique<S>(options::read<typename S::Options>(s)); };
-    info.options = options::describe<typename S::Options>({}, "strategy");
+    using O = typename S::Options;
+    info.parse = [n = info.name](ConfigSection& s) {
+      // Read and checked once; every strategy made from the spec gets a copy.
+      const auto o = options::checked(options::read<O>(s), "strategy");
+      return StrategySpec{n, [o] { return std::make_unique<S>(o); },
+                          [n, o](ConfigWriter& w) {
+                            w.put("strategy", "name", n);
+                            options::write(w, o, "strategy");
+                          }};
+    };
+    info.options = options::describe<O>({}, "strategy");
   } else {
-    info.make = [](ConfigSection&) { return std::make_unique<S>(); };
+    info.parse = [n = info.name](ConfigSection&) {
+      return StrategySpec{n, [] { return std::make_unique<S>(); }, [n](ConfigWriter& w) { w.put("strategy", "name", n); }};
+    };
   }
   return info;
 }
@@ -48,14 +59,16 @@ const std::vector<StrategyInfo>& strategies() {
   return list;
 }
 
-std::unique_ptr<Strategy> make_strategy(ConfigSection& section) {
+StrategySpec parse_strategy(ConfigSection& section) {
   const auto name = section.get("name", std::string("finetune"));
   for (const auto& s : strategies())
-    if (s.name == name) return s.make(section);
+    if (s.name == name) return s.parse(section);
   std::string names;
   for (const auto& s : strategies()) names += (names.empty() ? "" : ", ") + s.name;
   SL_THROW(ConfigError, "strategy.name: unknown strategy \"", name, "\" (known: ", names, ")");
 }
+
+std::unique_ptr<Strategy> make_strategy(ConfigSection& section) { return parse_strategy(section).make(); }
 
 std::unique_ptr<Strategy> make_strategy(const std::string& name) {
   auto cfg = Config::from_string("[strategy]\nname = \"" + name + "\"\n", "make_strategy");

@@ -75,13 +75,28 @@ void check_resumed_config(const fs::path& run, const std::string& current, const
            text.empty() ? std::string("compare config.toml") : text);
 }
 
-/// Drops a last metrics.jsonl row without its newline (cut by a kill during the append).
+/// Drops a torn last metrics.jsonl row: one without its newline (cut by a kill during the append)
+/// or, with its newline, one that is not JSON (a row cut and then terminated by an older writer).
 void drop_partial_metrics_row(const fs::path& path) {
   if (!fs::exists(path)) return;
-  const auto text = read_file_text(path);
-  if (text.empty() || text.back() == '\n') return;
-  const auto end = text.find_last_of('\n');
-  write_file_atomic(path, end == std::string::npos ? std::string() : text.substr(0, end + 1));
+  auto text = read_file_text(path);
+  if (text.empty()) return;
+  bool changed = false;
+  if (text.back() != '\n') {
+    const auto end = text.find_last_of('\n');
+    text = end == std::string::npos ? std::string() : text.substr(0, end + 1);
+    changed = true;
+  }
+  if (!text.empty()) {
+    const auto prev = text.find_last_of('\n', text.size() - 2);
+    const auto start = prev == std::string::npos ? 0 : prev + 1;
+    const auto last = text.substr(start, text.size() - 1 - start);
+    if (last.find_first_not_of(" \t\r") != std::string::npos && !json::accept(last)) {
+      text.erase(start);
+      changed = true;
+    }
+  }
+  if (changed) write_file_atomic(path, text);
 }
 
 }  // namespace

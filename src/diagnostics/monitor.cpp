@@ -1,6 +1,7 @@
 #include "stablelearn/diagnostics/monitor.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "stablelearn/diagnostics/eigen.h"
 #include "stablelearn/diagnostics/trace.h"
@@ -23,6 +24,39 @@ MonitorReading read_curvature(const CurvatureOperator& op, const MonitorOptions&
     r.matvecs += tr.matvecs;
   }
   return r;
+}
+
+nlohmann::json reading_fields(const MonitorReading& r) {
+  nlohmann::json row = nlohmann::json::object();
+  if (r.lambda_max) {
+    row["lambda_max"] = *r.lambda_max;
+    row["lambda_residual"] = *r.lambda_residual;
+  }
+  if (r.trace) {
+    row["trace"] = *r.trace;
+    row["trace_se"] = *r.trace_se;
+  }
+  row["hvps"] = r.matvecs;
+  return row;
+}
+
+nlohmann::json monitor_summary(const std::vector<nlohmann::json>& rows, std::int64_t every, const std::string& curvature,
+                               double two_over_lr) {
+  nlohmann::json s{{"every", every},
+                   {"curvature", curvature},
+                   {"measurements", rows.size()},
+                   {"last", rows.empty() ? nlohmann::json() : rows.back()},
+                   {"two_over_lr", two_over_lr}};
+  bool any = false;
+  double peak = -INFINITY;
+  for (const auto& r : rows) {
+    if (!r.contains("lambda_max")) continue;
+    any = true;
+    const auto& v = r.at("lambda_max");
+    if (v.is_number() && std::isfinite(v.get<double>())) peak = std::max(peak, v.get<double>());
+  }
+  if (any) s["max_lambda_max"] = std::isfinite(peak) ? nlohmann::json(peak) : nlohmann::json();
+  return s;
 }
 
 }  // namespace stablelearn::diagnostics

@@ -126,7 +126,7 @@ void ClConfig::fields(options::Visitor& v) {
 }
 
 struct ClExperiment::Impl : ClConfig {
-  Config strategy_cfg;
+  continual::StrategySpec strategy;
   std::string resolved;
 };
 
@@ -144,10 +144,9 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
   ConfigWriter w;
   {
     auto s = cfg.section("strategy");
-    auto strategy = cl::make_strategy(s);
+    p.strategy = cl::parse_strategy(s);
     s.finish();
-    strategy->describe(w);
-    p.strategy_cfg = w.config();
+    p.strategy.describe(w);
   }
   options::write(w, static_cast<const ClConfig&>(p));
   p.resolved = w.to_string();
@@ -166,7 +165,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                    RunDirOptions().resume(resume).marker("checkpoint.json").reresolve([&](const std::string& stored) {
                      return ClExperiment(Config::from_string(stored, config_path)).resolved_config();
                    }));
-  return detail::run_cl(*p_, p_->strategy_cfg, dir, progress, stop_after);
+  return detail::run_cl(*p_, p_->strategy, dir, progress, stop_after);
 }
 
 torch::Tensor ClRunView::logits(const torch::Tensor& x, std::int64_t task) const {

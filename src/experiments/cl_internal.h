@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "stablelearn/continual/registry.h"
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/run.h"
 #include "stablelearn/experiments/cl_experiment.h"
@@ -21,9 +22,9 @@ inline constexpr int kSnapshotVersion = 1;
 /// The tasks of a stream configuration (Fashion-MNIST, subsampled per task as configured).
 std::vector<data::ClTask> build_stream(const ClStreamOptions& o);
 
-/// Trains `p` with the strategy of `strategy_cfg` ([strategy] resolved) into the opened run
-/// directory `run` (resumed: continue after its checkpoint); see ClExperiment::run.
-ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const RunDir& run,
+/// Trains `p` with a strategy made by `strategy` into the opened run directory `run` (resumed:
+/// continue after its checkpoint); see ClExperiment::run.
+ClResult run_cl(const ClConfig& p, const continual::StrategySpec& strategy, const RunDir& run,
                 const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after);
 
 }  // namespace stablelearn::experiments::detail

@@ -1,7 +1,8 @@
 // The training engine of `cl run` (ClExperiment::run): one ClRun object holds a run's state —
-// stream, model, strategy, continual evaluation, [diagnostics], snapshots, TensorBoard — and trains
-// task after task: before_task → batches (strategy hooks, GrokAlign, tracking, curvature, snapshots)
-// → after_task → evaluation of every task → checkpoint → accuracy matrix, summary and figures.
+// stream, model, strategy, continual evaluation, [diagnostics], snapshots, TensorBoard — and is a
+// learner of the one task loop (core/task_loop.h): before_task → batches (strategy hooks,
+// GrokAlign, tracking, curvature, snapshots) → after_task → evaluation of every task → checkpoint
+// → accuracy matrix, summary and figures.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
@@ -19,6 +20,7 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/core/run.h"
+#include "stablelearn/core/task_loop.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/grokalign.h"
@@ -100,10 +102,20 @@ void write_curves_svg(const std::filesystem::path& path, const std::vector<json>
 
 namespace {
 
-class ClRun {
+/// `cl run` as a learner of the one task loop (core/task_loop.h).
+class ClRun final : public TaskLearner {
  public:
-  ClRun(const ClConfig& p, const Config& strategy_cfg, const RunDir& run, std::function<void(const ClProgress&)> progress);
+  ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& run, std::function<void(const ClProgress&)> progress);
   ClResult train(std::int64_t stop_after);
+
+  std::int64_t begin_task(std::int64_t i) override;
+  double step(std::int64_t i, std::int64_t s) override;
+  void after_step(std::int64_t i, std::int64_t s, double loss) override;
+  void end_task(std::int64_t i) override;
+  void evaluate(std::int64_t i, double seconds) override;
+  void checkpoint(std::int64_t i) override { write_checkpoint(i); }
+  void report(std::int64_t i) override { write_reports(i); }
+  std::string divergence_hint() const override { return "lower train.lr or the strategy's strength"; }
 
  private:
   void draw_eval_subsets();
@@ -113,9 +125,7 @@ class ClRun {
   double track(std::int64_t current);
   diagnostics::OutputFn ga_model(const torch::Tensor& task_ids);
   void diagnose(std::int64_t current);
-  std::int64_t train_task(std::int64_t i);
-  double step(std::int64_t i, const cl::Batch& batch, torch::optim::Optimizer& opt, torch::Generator& ga_gen);
-  void evaluate_task_end(std::int64_t i, std::int64_t iterations);
+  double update(const cl::Batch& batch);
   void write_checkpoint(std::int64_t i);
   void write_reports(std::int64_t i);
   void write_sharpness_svg();
@@ -123,7 +133,7 @@ class ClRun {
 
   const ClConfig& p_;
   const RunDir& dir_;
-  const std::filesystem::path run_, snap_dir_;
+  const std::filesystem::path snap_dir_;
   const bool resumed_;
   const std::function<void(const ClProgress&)> progress_;
   const std::chrono::steady_clock::time_point start_time_ = std::chrono::steady_clock::now();
@@ -146,13 +156,19 @@ class ClRun {
   std::unique_ptr<report::TensorBoardWriter> tb_;
   std::vector<ClSnapshot> snapshots_;
   double last_mean_acc_ = -1;
+  // The current task's training state (begin_task).
+  torch::Generator order_gen_, ga_gen_;
+  cl::TrainSet set_;
+  torch::Tensor order_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::int64_t per_epoch_ = 0, iterations_ = 0;
+  double ga_value_ = 0;  // the last update's GrokAlign term
 };
 
-ClRun::ClRun(const ClConfig& p, const Config& strategy_cfg, const RunDir& run, std::function<void(const ClProgress&)> progress)
+ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& run, std::function<void(const ClProgress&)> progress)
     : p_(p),
       dir_(run),
-      run_(run.path()),
-      snap_dir_(run_ / "snapshots"),
+      snap_dir_(run.file("snapshots")),
       resumed_(run.resumed()),
       progress_(std::move(progress)),
       tracker_(1, p.eval.lca_beta) {
@@ -166,8 +182,7 @@ ClRun::ClRun(const ClConfig& p, const Config& strategy_cfg, const RunDir& run, s
   seed_everything(static_cast<std::uint64_t>(p.train.seed));
   model_ = models::Classifier(p.model);
   model_->to(dev_);
-  auto strategy_section = strategy_cfg.section("strategy");
-  strategy_ = cl::make_strategy(strategy_section);
+  strategy_ = strategy.make();
   result_.strategy = strategy_->name();
 
   ctx_.model = model_.get();
@@ -186,7 +201,7 @@ ClRun::ClRun(const ClConfig& p, const Config& strategy_cfg, const RunDir& run, s
   ga_outputs_ = heads_.defined() ? heads_.size(1) : p.model.classes;
   draw_eval_subsets();
   restore();
-  if (p.out.tensorboard) tb_ = std::make_unique<report::TensorBoardWriter>(run_);
+  if (p.out.tensorboard) tb_ = std::make_unique<report::TensorBoardWriter>(run.path());
   open_snapshots();
 }
 
@@ -232,7 +247,7 @@ void ClRun::restore() {
     tracks_.push_back(r);
     tracker_.record(r.at("task").get<std::int64_t>(), r.at("acc").get<std::vector<double>>());
   }
-  const auto file = run_ / ck.at("file").get<std::string>();
+  const auto file = dir_.file(ck.at("file").get<std::string>());
   const auto tensors = io::read_npz(file);
   {
     torch::NoGradGuard no_grad;
@@ -258,7 +273,7 @@ void ClRun::restore() {
 void ClRun::open_snapshots() {
   std::error_code ec;
   if (resumed_) {
-    for (const auto& s : list_cl_snapshots(run_)) {
+    for (const auto& s : list_cl_snapshots(dir_.path())) {
       if (s.iteration <= global_iter_)
         snapshots_.push_back(s);
       else
@@ -321,7 +336,7 @@ double ClRun::track(std::int64_t current) {
 // [diagnostics]: sharpness (and trace) of the training loss on fixed images of the current task.
 void ClRun::diagnose(std::int64_t current) {
   const auto& train = tasks_[static_cast<std::size_t>(current)].train;
-  auto g = at::detail::createCPUGenerator(derive_seed(p_.train.seed, current, 11));
+  auto g = at::detail::createCPUGenerator(derive_seed(p_.train.seed, current, seed_purpose::probe_samples));
   const auto idx = torch::randperm(train.size(), g, torch::kInt64).narrow(0, 0, std::min(p_.diag.samples, train.size()));
   const auto x = train.images.index_select(0, idx).to(dev_), y = train.labels.index_select(0, idx).to(dev_);
   const auto tid = torch::full({x.size(0)}, current, torch::kInt64).to(dev_);
@@ -337,104 +352,111 @@ void ClRun::diagnose(std::int64_t current) {
   diagnostics::MonitorOptions mo;
   mo.lanczos_steps = p_.diag.lanczos_steps;
   mo.trace_probes = p_.diag.trace_probes;
-  mo.lanczos_seed = derive_seed(p_.train.seed, current, 12);
-  mo.trace_seed = derive_seed(p_.train.seed, current, 13);
+  mo.lanczos_seed = derive_seed(p_.train.seed, current, seed_purpose::lanczos);
+  mo.trace_seed = derive_seed(p_.train.seed, current, seed_purpose::trace);
   const auto reading = diagnostics::read_curvature(*op, mo);
   json row{{"event", "diagnostics"}, {"task", current}, {"iteration", global_iter_},
-           {"lambda_max", *reading.lambda_max}, {"two_over_lr", 2.0 / p_.train.lr},
-           {"hvps", reading.matvecs}, {"curvature", p_.diag.curvature}};
+           {"two_over_lr", 2.0 / p_.train.lr}, {"curvature", p_.diag.curvature}};
+  row.update(diagnostics::reading_fields(reading));
   if (tb_) tb_->scalar("diag/lambda_max", row["lambda_max"].get<double>(), global_iter_);
   // GrokAlign centroid alignment cos(J(x)ᵀ1, x), mean over the same images (no generator used).
   row["centroid_alignment"] = diagnostics::centroid_alignment(ga_model(tid), x).mean_alignment;
   if (tb_) tb_->scalar("diag/centroid_alignment", row["centroid_alignment"].get<double>(), global_iter_);
-  if (reading.trace) {
-    row["trace"] = *reading.trace;
-    row["trace_se"] = *reading.trace_se;
-    if (tb_) tb_->scalar("diag/trace", *reading.trace, global_iter_);
-  }
+  if (reading.trace && tb_) tb_->scalar("diag/trace", *reading.trace, global_iter_);
   dir_.append_metrics(row);
   row.erase("event");
   diag_rows_.push_back(row);
 }
 
 /// One update on `batch`; returns the loss (with the strategy's extra loss and λ·R).
-double ClRun::step(std::int64_t i, const cl::Batch& batch, torch::optim::Optimizer& opt, torch::Generator& ga_gen) {
+double ClRun::update(const cl::Batch& batch) {
   const auto trained = strategy_->adapt_batch(ctx_, batch);
-  opt.zero_grad();
+  opt_->zero_grad();
   const auto logits = ctx_.logits(trained.x, trained.task);
   auto loss = cl::cross_entropy(logits, trained.y);
   const auto extra = strategy_->extra_loss(ctx_, trained, logits);
   if (extra.defined()) loss = loss + extra;
-  double ga_value = 0;
+  ga_value_ = 0;
   if (p_.train.grokalign > 0) {
     // λ·R(x): fresh projections from the task's generator, in the outputs' dtype (as GrokAlign).
-    const auto v = diagnostics::grokalign_projections(p_.train.grokalign_projections, trained.x.size(0), ga_outputs_, ga_gen,
+    const auto v = diagnostics::grokalign_projections(p_.train.grokalign_projections, trained.x.size(0), ga_outputs_, ga_gen_,
                                                       logits.options().requires_grad(false));
     const auto r = diagnostics::jacobian_norm_estimates(ga_model(trained.task), trained.x, v, /*create_graph=*/true).mean();
-    ga_value = r.item<double>();
+    ga_value_ = r.item<double>();
     loss = loss + p_.train.grokalign * r;
   }
   const double loss_value = loss.item<double>();
-  SL_CHECK(std::isfinite(loss_value), DataError, "task ", i, " iteration ", ctx_.task_iteration,
-           ": the loss is not finite (", loss_value, "); lower train.lr or the strategy's strength");
+  if (!std::isfinite(loss_value)) return loss_value;  // the loop stops the run (no update)
   loss.backward();
   strategy_->after_backward(ctx_);
-  if (!strategy_->step(ctx_)) opt.step();
+  if (!strategy_->step(ctx_)) opt_->step();
   strategy_->after_step(ctx_, batch);
   ++global_iter_;
   ++ctx_.task_iteration;
   ctx_.iteration = global_iter_;
-  if (global_iter_ % p_.out.log_every == 0) {
-    json row{{"event", "train"}, {"task", i}, {"iteration", global_iter_}, {"loss", loss_value}};
-    if (p_.train.grokalign > 0) row["grokalign"] = ga_value;
-    dir_.append_metrics(row);
-    if (tb_) tb_->scalar("train/loss", loss_value, global_iter_);
-    if (tb_ && p_.train.grokalign > 0) tb_->scalar("train/grokalign", ga_value, global_iter_);
-  }
   return loss_value;
 }
 
-/// Trains task i (before_task → epochs of batches → after_task); returns its iterations.
-std::int64_t ClRun::train_task(std::int64_t i) {
+/// Task i's before_task, training set, optimiser and generators (batch order, the strategy's,
+/// GrokAlign's); the measurements before the run's first update. Returns the task's updates.
+std::int64_t ClRun::begin_task(std::int64_t i) {
   ctx_.task = i;
   ctx_.task_iteration = 0;
-  ctx_.gen = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, 2));
-  auto order_gen = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, 1));
-  auto ga_gen = at::detail::createCPUGenerator(cl_grokalign_seed(p_.train.seed, i));
+  ctx_.gen = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, seed_purpose::method));
+  order_gen_ = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, seed_purpose::batches));
+  ga_gen_ = at::detail::createCPUGenerator(cl_grokalign_seed(p_.train.seed, i));
   strategy_->before_task(ctx_);
-  const auto set = strategy_->train_set(ctx_);
-  const auto n = set.size();
+  set_ = strategy_->train_set(ctx_);
+  const auto n = set_.size();
   SL_CHECK(n > 0, DataError, "task ", i, ": no training samples");
-  std::unique_ptr<torch::optim::Optimizer> opt;
   if (p_.train.optimizer == "adam")
-    opt = std::make_unique<torch::optim::Adam>(ctx_.params, torch::optim::AdamOptions(p_.train.lr));
+    opt_ = std::make_unique<torch::optim::Adam>(ctx_.params, torch::optim::AdamOptions(p_.train.lr));
   else
-    opt = std::make_unique<torch::optim::SGD>(ctx_.params, torch::optim::SGDOptions(p_.train.lr).momentum(p_.train.momentum));
-  const auto per_epoch = (n + p_.train.batch_size - 1) / p_.train.batch_size;
-  const auto iterations = per_epoch * p_.train.epochs;
+    opt_ = std::make_unique<torch::optim::SGD>(ctx_.params, torch::optim::SGDOptions(p_.train.lr).momentum(p_.train.momentum));
+  per_epoch_ = (n + p_.train.batch_size - 1) / p_.train.batch_size;
+  iterations_ = per_epoch_ * p_.train.epochs;
   if (p_.eval.every > 0 && global_iter_ == 0 && tracks_.empty()) last_mean_acc_ = track(i);  // before the first update
   if (p_.diag.every > 0 && global_iter_ == 0 && diag_rows_.empty()) diagnose(i);
   if (p_.out.snapshot_every > 0 && global_iter_ == 0 && snapshots_.empty()) snapshot(i, false);
-  for (std::int64_t e = 0; e < p_.train.epochs; ++e) {
-    const auto order = torch::randperm(n, order_gen, torch::kInt64);
-    for (std::int64_t b = 0; b < n; b += p_.train.batch_size) {
-      const auto idx = order.narrow(0, b, std::min(p_.train.batch_size, n - b));
-      const cl::Batch batch{set.x.index_select(0, idx).to(dev_), set.y.index_select(0, idx).to(dev_),
-                            set.task.index_select(0, idx).to(dev_)};
-      const double loss_value = step(i, batch, *opt, ga_gen);
-      if (p_.eval.every > 0 && global_iter_ % p_.eval.every == 0) last_mean_acc_ = track(i);
-      if (p_.diag.every > 0 && global_iter_ % p_.diag.every == 0) diagnose(i);
-      if (p_.out.snapshot_every > 0 && global_iter_ % p_.out.snapshot_every == 0) snapshot(i, false);
-      if (progress_) progress_({i, T_, ctx_.task_iteration, iterations, loss_value, last_mean_acc_, elapsed()});
-    }
+  return iterations_;
+}
+
+/// Update s of task i: batch s mod per-epoch of the epoch's order (one permutation per epoch).
+double ClRun::step(std::int64_t, std::int64_t s) {
+  const auto n = set_.size();
+  const auto b = (s % per_epoch_) * p_.train.batch_size;
+  if (b == 0) order_ = torch::randperm(n, order_gen_, torch::kInt64);
+  const auto idx = order_.narrow(0, b, std::min(p_.train.batch_size, n - b));
+  const cl::Batch batch{set_.x.index_select(0, idx).to(dev_), set_.y.index_select(0, idx).to(dev_),
+                        set_.task.index_select(0, idx).to(dev_)};
+  return update(batch);
+}
+
+/// The training row, continual tracking, [diagnostics], snapshots and progress after an update.
+void ClRun::after_step(std::int64_t i, std::int64_t, double loss) {
+  if (global_iter_ % p_.out.log_every == 0) {
+    json row{{"event", "train"}, {"task", i}, {"iteration", global_iter_}, {"loss", loss}};
+    if (p_.train.grokalign > 0) row["grokalign"] = ga_value_;
+    dir_.append_metrics(row);
+    if (tb_) tb_->scalar("train/loss", loss, global_iter_);
+    if (tb_ && p_.train.grokalign > 0) tb_->scalar("train/grokalign", ga_value_, global_iter_);
   }
+  if (p_.eval.every > 0 && global_iter_ % p_.eval.every == 0) last_mean_acc_ = track(i);
+  if (p_.diag.every > 0 && global_iter_ % p_.diag.every == 0) diagnose(i);
+  if (p_.out.snapshot_every > 0 && global_iter_ % p_.out.snapshot_every == 0) snapshot(i, false);
+  if (progress_) progress_({i, T_, ctx_.task_iteration, iterations_, loss, last_mean_acc_, elapsed()});
+}
+
+void ClRun::end_task(std::int64_t i) {
   strategy_->after_task(ctx_);
   if (p_.out.snapshot_every > 0) snapshot(i, true);
-  return iterations;
+  opt_.reset();
 }
 
 /// Task-end evaluation on every task's full test set (future tasks too, for FWT).
-void ClRun::evaluate_task_end(std::int64_t i, std::int64_t iterations) {
+void ClRun::evaluate(std::int64_t i, double seconds) {
+  result_.train_seconds.push_back(seconds);
+  boundaries_.push_back(global_iter_);
   std::vector<double> row;
   for (std::int64_t k = 0; k < T_; ++k) row.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
   result_.accuracy.push_back(row);
@@ -442,13 +464,13 @@ void ClRun::evaluate_task_end(std::int64_t i, std::int64_t iterations) {
   for (std::int64_t k = 0; k <= i; ++k) seen += row[k];
   last_mean_acc_ = seen / static_cast<double>(i + 1);
   dir_.append_metrics({{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
-                               {"mean_seen", last_mean_acc_}, {"seconds", result_.train_seconds.back()}});
+                       {"mean_seen", last_mean_acc_}, {"seconds", seconds}});
   if (tb_) {
     for (std::int64_t k = 0; k < T_; ++k) tb_->scalar("eval/acc_task" + std::to_string(k), row[k], global_iter_);
     tb_->scalar("eval/mean_seen", last_mean_acc_, global_iter_);
     tb_->flush();
   }
-  if (progress_) progress_({i, T_, iterations, iterations, 0.0, last_mean_acc_, elapsed()});
+  if (progress_) progress_({i, T_, iterations_, iterations_, 0.0, last_mean_acc_, elapsed()});
 }
 
 /// Tensors first, then the JSON that points at them. Every task's checkpoint is kept
@@ -459,7 +481,7 @@ void ClRun::write_checkpoint(std::int64_t i) {
     tensors["model." + std::to_string(k)] = data::to_ndarray(ctx_.params[k].detach().cpu());
   for (const auto& [k, v] : strategy_->state()) tensors["strategy." + k] = data::to_ndarray(v.cpu());
   const std::string file = "checkpoint_task" + std::to_string(i) + ".npz";
-  io::write_npz(run_ / file, tensors, /*compress=*/false);
+  io::write_npz(dir_.file(file), tensors, /*compress=*/false);
   json jt = json::array();
   for (const auto& r : tracks_) jt.push_back(r);
   dir_.write_manifest({kCheckpointFormat, kCheckpointVersion,
@@ -509,57 +531,36 @@ void ClRun::write_reports(std::int64_t i) {
                             {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
                             {"wf10", tracker_.windowed_forgetting(0)}, {"wf100", tracker_.windowed_forgetting(1)},
                             {"lca", num(tracker_.lca())}, {"tracking_steps", tracker_.steps()}};
-  if (p_.diag.every > 0 && !diag_rows_.empty()) {
-    double peak = 0;
-    for (const auto& r : diag_rows_) peak = std::max(peak, r.at("lambda_max").get<double>());
-    summary["diagnostics"] = {{"every", p_.diag.every}, {"curvature", p_.diag.curvature}, {"last", diag_rows_.back()},
-                              {"max_lambda_max", peak}, {"two_over_lr", 2.0 / p_.train.lr}};
-  }
+  if (p_.diag.every > 0 && !diag_rows_.empty())
+    summary["diagnostics"] = diagnostics::monitor_summary(diag_rows_, p_.diag.every, p_.diag.curvature, 2.0 / p_.train.lr);
   dir_.write_summary(summary);  // + the runtime block
   if (p_.out.figures && p_.diag.every > 0 && diag_rows_.size() > 1) write_sharpness_svg();
   if (p_.out.figures && !tracks_.empty())
-    write_curves_svg(run_ / "accuracy_curves.svg", tracks_, T_, boundaries_,
+    write_curves_svg(dir_.file("accuracy_curves.svg"), tracks_, T_, boundaries_,
                      fmt::format("{} on {}: per-task accuracy during training", strategy_->name(),
                                  data::stream_kind_name(p_.stream.stream.kind)));
 }
 
 void ClRun::write_sharpness_svg() {
-  std::vector<std::pair<double, double>> pts;
-  double ymax = 2.0 / p_.train.lr;
-  for (const auto& r : diag_rows_) {
-    pts.emplace_back(r.at("iteration").get<double>(), r.at("lambda_max").get<double>());
-    ymax = std::max(ymax, pts.back().second);
-  }
-  report::SvgPlot plot(800, 400);
-  plot.set_range(0, std::max(1.0, pts.back().first), 0, ymax * 1.1);
-  plot.title(fmt::format("sharpness: top {} eigenvalue of the training loss on task samples", p_.diag.curvature));
-  plot.labels("iteration", "lambda_max");
-  plot.polyline({{0.0, 2.0 / p_.train.lr}, {std::max(1.0, pts.back().first), 2.0 / p_.train.lr}}, "#d62728", 1.0);
-  plot.legend("2 / lr (GD stability bound)", "#d62728");
-  plot.polyline(pts, "#1f77b4", 1.5);
-  plot.legend("lambda_max", "#1f77b4");
-  plot.save((run_ / "sharpness.svg").string());
+  report::SharpnessFigure f;
+  for (const auto& r : diag_rows_) f.points.emplace_back(r.at("iteration").get<double>(), r.at("lambda_max").get<double>());
+  for (auto b : boundaries_) f.boundaries.push_back(static_cast<double>(b));
+  f.x_end = static_cast<double>(global_iter_);
+  f.two_over_lr = 2.0 / p_.train.lr;
+  f.title = fmt::format("sharpness: top {} eigenvalue of the training loss on task samples", p_.diag.curvature);
+  report::save_sharpness_figure(dir_.file("sharpness.svg").string(), f);
 }
 
 ClResult ClRun::train(std::int64_t stop_after) {
-  const std::int64_t last_task = stop_after > 0 ? std::min(T_, first_task_ + stop_after) : T_;
-  for (std::int64_t i = first_task_; i < last_task; ++i) {
-    const auto task_start = std::chrono::steady_clock::now();
-    const auto iterations = train_task(i);
-    result_.train_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - task_start).count());
-    boundaries_.push_back(global_iter_);
-    evaluate_task_end(i, iterations);
-    write_checkpoint(i);
-    write_reports(i);
-  }
+  run_task_loop(*this, first_task_, stop_after > 0 ? std::min(T_, first_task_ + stop_after) : T_);
   return result_;
 }
 
 }  // namespace
 
-ClResult run_cl(const ClConfig& p, const Config& strategy_cfg, const RunDir& run,
+ClResult run_cl(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& run,
                 const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after) {
-  return ClRun(p, strategy_cfg, run, progress).train(stop_after);
+  return ClRun(p, strategy, run, progress).train(stop_after);
 }
 
 }  // namespace detail

@@ -10,6 +10,7 @@
 
 #include "stablelearn/continual/regularizers.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/core/run.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/data/lfd_preprocess.h"
@@ -181,7 +182,7 @@ class BaselineLearner : public Learner {
   void resume(const CheckpointData& ck) override {
     // Tasks are added with the same seeds as training used, then overwritten.
     while (model_->tasks() < ck.completed) {
-      torch::manual_seed(task_seed(c_.seed, model_->tasks(), 0));
+      torch::manual_seed(derive_seed(c_.seed, model_->tasks(), seed_purpose::init));
       model_->add_task();
     }
     model_->load_tensors([&](const std::string& key) { return checkpoint_tensor(ck, key); }, ck.completed);
@@ -197,10 +198,10 @@ class BaselineLearner : public Learner {
 
   void begin_task(std::int64_t i) override {
     tasks_.task(i);
-    torch::manual_seed(task_seed(c_.seed, i, 0));
+    torch::manual_seed(derive_seed(c_.seed, i, seed_purpose::init));
     model_->add_task();
-    window_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 1));
-    replay_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 2));
+    window_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::batches));
+    replay_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::method));
     net_ = model_->network(i);
     // Embeddings trained in this task: e_i, or e_0..e_i for replay (one Adam each).
     embs_.clear();
@@ -274,7 +275,7 @@ class BaselineLearner : public Learner {
     if (mas_) {
       // Ω from random (demonstration, time) states of the finished task: F = ẋ there.
       const auto& p32 = tasks_.task32(i);
-      auto mas_gen = at::detail::createCPUGenerator(task_seed(c_.seed, i, 3));
+      auto mas_gen = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::importance));
       const auto ms = torch::randint(0, p32.x.size(0), {c_.mas_samples}, mas_gen, torch::kInt64);
       const auto ts = torch::randint(0, p32.x.size(1), {c_.mas_samples}, mas_gen, torch::kInt64);
       const auto field = model_->field(i);

@@ -2,15 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <fstream>
-#include <limits>
 #include <memory>
 
 #include "stablelearn/core/config.h"
-#include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
-#include "stablelearn/core/fs.h"
 #include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
@@ -25,7 +20,6 @@
 #include "stablelearn/models/snode.h"
 #include "stablelearn/models/snode_discrete.h"
 #include "stablelearn/models/snode_rollout.h"
-#include "stablelearn/report/svg.h"
 
 namespace stablelearn::lfd::detail {
 
@@ -94,10 +88,6 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
   return t;
 }
 
-std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stream) {
-  return static_cast<std::uint64_t>(seed) * 1000003ULL + static_cast<std::uint64_t>(task) * 7919ULL + stream;
-}
-
 torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
                             const torch::Tensor& x0, const torch::Tensor& t) {
   if (fused_rollout_applies(c, target, flat, x0, cond)) return F::snode_euler_rollout(flat, x0, t, *target.snode, cond);
@@ -108,6 +98,24 @@ bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch
                            const torch::Tensor& x0, const torch::Tensor& cond) {
   return c.fused_rollout && !c.discrete_step && target.snode &&
          F::snode_euler_rollout_supported(weights_like, x0, *target.snode, cond);
+}
+
+double data_period(const torch::Tensor& t) {
+  SL_CHECK(t.dim() == 1 && t.size(0) >= 2, ShapeError, "a task's time grid must be 1-D with >= 2 points, got ", t.sizes());
+  return (t[-1].item<double>() - t[0].item<double>()) / static_cast<double>(t.size(0) - 1);
+}
+
+torch::Tensor certificate_states(const torch::Tensor& demos, std::int64_t n, torch::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  const auto flat = demos.reshape({-1, demos.size(-1)});
+  const auto lo = std::get<0>(flat.min(0)), hi = std::get<0>(flat.max(0));
+  const auto centre = (lo + hi) / 2, half = (hi - lo) * 0.75;
+  const auto u = torch::rand({n, flat.size(1)}, gen, flat.options()) * 2 - 1;
+  auto x = centre + u * half;
+  // Every second state towards the goal (the origin of model coordinates) by 10^U(-2, 0).
+  const auto scale = torch::pow(10.0, torch::rand({n, 1}, gen, flat.options()) * 2 - 2);
+  const auto odd = (torch::arange(n, flat.options().dtype(torch::kInt64)).remainder(2) == 1).unsqueeze(1);
+  return torch::where(odd, x * scale, x);
 }
 
 EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& pj,
@@ -135,66 +143,6 @@ EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, con
     cell.has_quat = true;
   }
   return cell;
-}
-
-void append_jsonl(const std::filesystem::path& path, const json& row) { append_line(path, row.dump()); }
-
-void log_iteration(const LfdConfig& c, const std::filesystem::path& metrics_path, std::int64_t task, std::int64_t tasks,
-                   std::int64_t iteration, double loss, double reg, double best_loss, double seconds,
-                   const std::function<void(const TrainProgress&)>& progress) {
-  if (iteration % c.log_every == 0 || iteration == c.iterations)
-    append_jsonl(metrics_path, {{"task", task}, {"iteration", iteration}, {"loss", loss}, {"reg", reg},
-                                {"best_loss", best_loss}, {"seconds", seconds}});
-  if (progress) progress({task, tasks, iteration, c.iterations, loss, reg, seconds});
-}
-
-void record_diagnostics_row(const std::filesystem::path& metrics_path, json row, std::vector<json>& rows) {
-  append_jsonl(metrics_path, row);
-  row.erase("event");
-  rows.push_back(std::move(row));
-}
-
-std::vector<EvalCell> evaluate_seen_tasks(const std::filesystem::path& metrics_path, std::int64_t task,
-                                          const std::function<EvalCell(std::int64_t j)>& cell) {
-  std::vector<EvalCell> row;
-  for (std::int64_t j = 0; j <= task; ++j) {
-    row.push_back(cell(j));
-    const auto& e = row.back();
-    append_jsonl(metrics_path, {{"task", task}, {"eval_task", j}, {"dtw_median", e.dtw.median},
-                                {"frechet_median", e.frechet.median}, {"swept_median", e.swept.median}});
-  }
-  return row;
-}
-
-bool open_lfd_run(const std::filesystem::path& run, const std::string& config_text, bool resume) {
-  const auto path = (run / "config.toml").string();
-  const auto reresolve = [path](const std::string& stored) {
-    return LfdConfig::from_config(Config::from_string(stored, path)).to_config().to_string();
-  };
-  return RunDir::open(run, config_text, RunDirOptions().resume(resume).marker("checkpoint.json").reresolve(reresolve)).resumed();
-}
-
-std::vector<json> trim_metrics_for_resume(const std::filesystem::path& run, std::int64_t completed) {
-  const auto path = run / "metrics.jsonl";
-  std::vector<json> diag;
-  if (!std::filesystem::exists(path)) return diag;
-  std::string kept;
-  for (const auto& line : read_lines(path)) {
-    json row;
-    try {
-      row = json::parse(line);
-    } catch (const json::exception&) {
-      continue;  // a torn last line of a killed run
-    }
-    if (!row.is_object() || !row.contains("task") || row.at("task").get<std::int64_t>() >= completed) continue;
-    kept += line + "\n";
-    if (row.value("event", "") == "diagnostics") {
-      row.erase("event");
-      diag.push_back(row);
-    }
-  }
-  write_file_atomic(path, kept);
-  return diag;
 }
 
 json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& params,
@@ -225,75 +173,24 @@ json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& par
         D::OutputLoss::MeanSquaredError, batches);
   }
   const D::CurvatureOperator& op = ggn ? static_cast<const D::CurvatureOperator&>(*ggn) : hessian;
-  const auto seed = task_seed(c.seed, task, 11) + 2 * static_cast<std::uint64_t>(iteration);
   json row{{"event", "diagnostics"}, {"task", task}, {"iteration", iteration}};
   D::MonitorOptions mo;
   mo.lambda_max = d.records("lambda_max");
   mo.lanczos_steps = d.lanczos_steps;
   mo.trace_probes = d.records("trace") ? d.trace_probes : 0;
-  mo.lanczos_seed = seed;
-  mo.trace_seed = seed + 1;
+  mo.lanczos_seed = derive_seed(c.seed, task, seed_purpose::lanczos);
+  mo.trace_seed = derive_seed(c.seed, task, seed_purpose::trace);
   const auto reading = D::read_curvature(op, mo);
-  if (reading.lambda_max) {
-    row["lambda_max"] = *reading.lambda_max;
-    row["lambda_residual"] = *reading.lambda_residual;
-  }
+  row.update(D::reading_fields(reading));
   if (d.records("grad_norm") || d.records("loss")) {
     const auto [loss_value, grad] = hessian.loss_and_gradient();
     if (d.records("grad_norm")) row["grad_norm"] = grad.norm().item<double>();
     if (d.records("loss")) row["loss"] = loss_value;
   }
-  if (reading.trace) {
-    row["trace"] = *reading.trace;
-    row["trace_se"] = *reading.trace_se;
-  }
-  const std::int64_t products = reading.matvecs;
   if (d.records("lambda_max") || d.records("trace")) row["curvature"] = d.curvature;
   row["two_over_lr"] = 2.0 / c.lr;
   row["params"] = op.dim();
-  row["hvps"] = products;
   return row;
-}
-
-void write_sharpness_svg(const std::filesystem::path& run, const LfdConfig& c, const std::vector<json>& rows) {
-  if (rows.empty() || !c.diagnostics.records("lambda_max")) return;
-  const double bound = 2.0 / c.lr;
-  std::vector<std::pair<double, double>> pts;
-  std::int64_t last_task = 0;
-  double ymax = 0;
-  for (const auto& r : rows) {
-    const auto task = r.at("task").get<std::int64_t>();
-    last_task = std::max(last_task, task);
-    const double x = static_cast<double>(task * c.iterations + r.at("iteration").get<std::int64_t>());
-    const double y = r.at("lambda_max").get<double>();
-    pts.emplace_back(x, y);
-    if (std::isfinite(y)) ymax = std::max(ymax, y);
-  }
-  const double x1 = static_cast<double>((last_task + 1) * c.iterations);
-  // 2/lr is drawn only when it is within a factor 10 of the data (Adam's lr makes it huge).
-  const bool show_bound = bound <= 10 * std::max(ymax, 1e-12);
-  const double y1 = 1.1 * std::max(show_bound ? bound : 0.0, ymax > 0 ? ymax : 1.0);
-  report::SvgPlot plot(800, 400);
-  plot.set_range(0, x1, 0, y1);
-  plot.title(std::string("sharpness: top ") + (c.diagnostics.curvature == "ggn" ? "Gauss-Newton" : "Hessian") +
-             " eigenvalue of the task loss on the training window (" + c.method + ")");
-  plot.labels("iteration (tasks in sequence)", "lambda_max");
-  for (std::int64_t t = 1; t <= last_task; ++t) {
-    const double xb = static_cast<double>(t * c.iterations);
-    plot.polyline({{xb, 0.0}, {xb, y1}}, "#999999", 1.0, 0.6);
-  }
-  if (show_bound) {
-    plot.polyline({{0.0, bound}, {x1, bound}}, "#d62728", 1.0);
-    plot.legend("2 / lr (GD stability bound)", "#d62728");
-  } else {
-    char text[96];
-    std::snprintf(text, sizeof text, "2 / lr = %.4g (GD bound, off the scale)", bound);
-    plot.legend(text, "#d62728");
-  }
-  plot.polyline(pts, "#1f77b4", 1.5);
-  for (const auto& [x, y] : pts) plot.marker(x, y, "#1f77b4", 2);
-  plot.legend("lambda_max", "#1f77b4");
-  plot.save((run / "sharpness.svg").string());
 }
 
 namespace {
@@ -318,7 +215,7 @@ EvalCell cell_from(const json& j) {
   return c;
 }
 
-constexpr const char* kCheckpointFormat = "stablelearn-lfd-checkpoint";
+constexpr const char* kCheckpointFormat = "stablelearn-lfd-checkpoint";  // read_checkpoint_manifest's format
 // Version 2 adds "method" (absent in version 1 = "hnet").
 constexpr int kCheckpointVersion = 2;
 
@@ -354,31 +251,29 @@ torch::Tensor checkpoint_tensor(const CheckpointData& ck, const std::string& key
   return data::to_tensor(it->second);
 }
 
-void write_checkpoint(const std::filesystem::path& run, const std::string& method, std::int64_t task,
+void write_checkpoint(const RunDir& run, const std::string& method, std::int64_t task,
                       const std::map<std::string, io::NdArray>& tensors, const std::vector<double>& seconds,
                       const std::vector<std::vector<EvalCell>>& evals) {
   // Tensors first, then the JSON that points at them (atomic, in that order).
   const std::string file = "checkpoint_task" + std::to_string(task) + ".npz";
-  io::write_npz(run / file, tensors, /*compress=*/false);
+  io::write_npz(run.file(file), tensors, /*compress=*/false);
   json ev = json::array();
   for (const auto& r : evals) {
     json jr = json::array();
     for (const auto& cell : r) jr.push_back(cell_json(cell));
     ev.push_back(jr);
   }
-  write_file_atomic(run / "checkpoint.json", json{{"format", kCheckpointFormat},
-                                                  {"version", kCheckpointVersion},
-                                                  {"method", method},
-                                                  {"completed_tasks", task + 1},
-                                                  {"file", file},
-                                                  {"train_seconds", seconds},
-                                                  {"evaluations", ev}}
-                                                 .dump(1));
+  run.write_manifest({kCheckpointFormat, kCheckpointVersion,
+                      json{{"method", method},
+                           {"completed_tasks", task + 1},
+                           {"file", file},
+                           {"train_seconds", seconds},
+                           {"evaluations", ev}}});
   std::error_code ec;
-  if (task > 0) std::filesystem::remove(run / ("checkpoint_task" + std::to_string(task - 1) + ".npz"), ec);
+  if (task > 0) std::filesystem::remove(run.file("checkpoint_task" + std::to_string(task - 1) + ".npz"), ec);
 }
 
-void write_results(const std::filesystem::path& run, const LfdConfig& c, const std::vector<std::vector<EvalCell>>& evals,
+void write_results(const RunDir& run, const LfdConfig& c, const std::vector<std::vector<EvalCell>>& evals,
                    const std::vector<double>& seconds, const SummaryInfo& info) {
   // eval_results.json (the reference's layout) and summary.json.
   json metric_errors = json::object();
@@ -396,7 +291,7 @@ void write_results(const std::filesystem::path& run, const LfdConfig& c, const s
       medians["train_task_" + std::to_string(ti)]["eval_task_" + std::to_string(tj)] = m;
     }
   }
-  write_file_atomic(run / "eval_results.json", json{{"data", {{"metric_errors", metric_errors}}}}.dump(1));
+  run.write_json("eval_results.json", json{{"data", {{"metric_errors", metric_errors}}}});
 
   json summary{{"method", info.method},
                {"completed_tasks", evals.size()},
@@ -405,8 +300,7 @@ void write_results(const std::filesystem::path& run, const LfdConfig& c, const s
                {"params", info.params},
                {"per_task_train_seconds", seconds},
                {"median_errors", medians},
-               {"seed", c.seed},
-               {"runtime", json::parse(runtime_info_json(runtime_info()))}};
+               {"seed", c.seed}};
   if (c.evaluate && !evals.empty()) {
     const auto n = evals.size();
     ClScoreInputs in;
@@ -422,19 +316,10 @@ void write_results(const std::filesystem::path& run, const LfdConfig& c, const s
                             {"FS", sc.fs}, {"SSS", sc.sss}, {"CL_score", sc.cl_score}, {"CL_stability", sc.cl_stability}};
   }
   if (c.diagnostics.enabled() && !info.diagnostics.empty()) {
-    summary["diagnostics"] = {{"every", c.diagnostics.every},
-                              {"curvature", c.diagnostics.curvature},
-                              {"metrics", c.diagnostics.resolved_metrics()},
-                              {"measurements", info.diagnostics.size()},
-                              {"last", info.diagnostics.back()},
-                              {"two_over_lr", 2.0 / c.lr}};
-    if (c.diagnostics.records("lambda_max")) {
-      double peak = -std::numeric_limits<double>::infinity();
-      for (const auto& r : info.diagnostics) peak = std::max(peak, r.at("lambda_max").get<double>());
-      summary["diagnostics"]["max_lambda_max"] = peak;
-    }
+    summary["diagnostics"] = diagnostics::monitor_summary(info.diagnostics, c.diagnostics.every, c.diagnostics.curvature, 2.0 / c.lr);
+    summary["diagnostics"]["metrics"] = c.diagnostics.resolved_metrics();
   }
-  write_file_atomic(run / "summary.json", summary.dump(1));
+  run.write_summary(summary);  // + the runtime block
 }
 
 }  // namespace stablelearn::lfd::detail

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/types.h>
 
+#include "stablelearn/core/run.h"
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/data/lfd_preprocess.h"
 #include "stablelearn/io/ndarray.h"
@@ -45,10 +46,6 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
 /// The sNODE options of a configuration (validated), for state dimension `dim`.
 models::SNodeOptions snode_options(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim = 0);
 
-/// Seed of the random draws that belong to task `task` (embedding, windows, sampled tasks), so a
-/// resumed run draws exactly what an uninterrupted one would.
-std::uint64_t task_seed(std::int64_t seed, std::int64_t task, std::uint64_t stream);
-
 /// The training rollout of one window: x0 [B, d] integrated over t with the training solver, the
 /// weights given as one flat vector in `target.layout` order. sNODE targets take the fused Euler
 /// rollout with the hand-written backward when train.fused_rollout is set and the tensors allow it
@@ -59,56 +56,30 @@ torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torc
 bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch::Tensor& weights_like,
                            const torch::Tensor& x0, const torch::Tensor& cond);
 
+/// The period h of a task's time grid t [T] (uniform: (t_last − t_first) / (T − 1)).
+double data_period(const torch::Tensor& t);
+
+/// The states of the certificate penalty for a task's demonstrations x [B, T, d] (model
+/// coordinates): n draws, uniform in the box 1.5× the demonstrations' extent (as `lfd stability`'s
+/// random starts), every second one then scaled towards the goal by 10^U(−2, 0), so the states near
+/// the goal, where the pulls gather (docs/lfd.md §7.1), are sampled too.
+torch::Tensor certificate_states(const torch::Tensor& demos, std::int64_t n, torch::Generator& gen);
+
 /// Evaluation of one task with a learned skill's solver (Target::rollout; spec §3.6: sNODE
 /// windowed, NODE one full integration), de-normalised, DTW / Fréchet / swept (+ quaternion error).
 EvalCell evaluate_task(const LfdConfig& c, const data::LfdDatasetSpec& spec, const data::PreparedTask& task,
                        const GridRollout& rollout);
 
-void append_jsonl(const std::filesystem::path& path, const nlohmann::json& row);
-
-/// One training iteration's bookkeeping, shared by the trainers: every log_every-th (and the last)
-/// iteration appends {task, iteration, loss, reg, best_loss, seconds} to metrics.jsonl, and the
-/// progress callback (if any) sees every iteration.
-void log_iteration(const LfdConfig& c, const std::filesystem::path& metrics_path, std::int64_t task, std::int64_t tasks,
-                   std::int64_t iteration, double loss, double reg, double best_loss, double seconds,
-                   const std::function<void(const TrainProgress&)>& progress);
-
-/// Appends a [diagnostics] row (with its "event") to metrics.jsonl and keeps it, without the
-/// event, in `rows` (sharpness.svg, summary.json).
-void record_diagnostics_row(const std::filesystem::path& metrics_path, nlohmann::json row, std::vector<nlohmann::json>& rows);
-
-/// Evaluation of tasks 0..task after training `task` (spec §3.6): cell(j) for each, each one's
-/// medians appended to metrics.jsonl as {task, eval_task, dtw_median, frechet_median, swept_median}.
-std::vector<EvalCell> evaluate_seen_tasks(const std::filesystem::path& metrics_path, std::int64_t task,
-                                          const std::function<EvalCell(std::int64_t j)>& cell);
-
-/// Opens the run directory of `lfd train` through core/run's RunDir and says whether the run
-/// continues: with `resume` and RUN/checkpoint.json, RUN/config.toml must resolve (with this build's
-/// defaults, e.g. a run made before the [diagnostics] table existed) to `config_text` — it is then
-/// rewritten in the current form — else ConfigError naming every differing key; without `resume` a
-/// folder holding a checkpoint is a UsageError; otherwise config.toml is written and a stale
-/// metrics.jsonl removed.
-bool open_lfd_run(const std::filesystem::path& run, const std::string& config_text, bool resume);
-
-/// On --resume: keeps the metrics.jsonl rows of the `completed` tasks (every row carries "task";
-/// rows of an interrupted task are dropped since that task is trained again, so nothing is
-/// duplicated) and returns its [diagnostics] rows (without "event"), for sharpness.svg.
-std::vector<nlohmann::json> trim_metrics_for_resume(const std::filesystem::path& run, std::int64_t completed);
-
 /// One [diagnostics] measurement (LfdDiagnostics): the task loss L = mean((Ŷ − Y)²) with Ŷ =
 /// `rollout()` (a closure that rebuilds the rolled-out window from `params`, with a graph to them)
 /// and Y = `target` (same number of elements). Records the LfdDiagnostics::metrics chosen —
 /// λ_max of the curvature (Hessian, or GGN (2/N) JᵀJ) by Lanczos, ‖∇L‖, L, Hutchinson's trace —
-/// plus 2/lr, the parameter count and the products used. Returns the metrics.jsonl row
+/// plus 2/lr, the parameter count and the products used (Lanczos and Hutchinson draw from
+/// derive_seed(seed, task, seed_purpose::lanczos / trace)). Returns the metrics.jsonl row
 /// ("event": "diagnostics").
 nlohmann::json measure_sharpness(const LfdConfig& c, const std::vector<torch::Tensor>& params,
                                  const std::function<torch::Tensor()>& rollout, const torch::Tensor& target,
                                  std::int64_t task, std::int64_t iteration);
-
-/// RUN/sharpness.svg: λ_max of every row against the run's cumulative iteration (tasks one after
-/// another; dashed task boundaries) with the 2/lr reference line. Writes nothing without rows or
-/// when the rows do not record lambda_max (diagnostics.metrics).
-void write_sharpness_svg(const std::filesystem::path& run, const LfdConfig& c, const std::vector<nlohmann::json>& rows);
 
 /// RUN/checkpoint.json + the tensors file it points at.
 struct CheckpointData {
@@ -125,7 +96,7 @@ CheckpointData read_checkpoint(const std::filesystem::path& run);
 torch::Tensor checkpoint_tensor(const CheckpointData& ck, const std::string& key);
 /// Writes RUN/checkpoint_task<i>.npz, then RUN/checkpoint.json atomically, then removes the
 /// previous task's tensors file.
-void write_checkpoint(const std::filesystem::path& run, const std::string& method, std::int64_t task,
+void write_checkpoint(const RunDir& run, const std::string& method, std::int64_t task,
                       const std::map<std::string, io::NdArray>& tensors, const std::vector<double>& seconds,
                       const std::vector<std::vector<EvalCell>>& evals);
 
@@ -140,7 +111,7 @@ struct SummaryInfo {
   std::vector<nlohmann::json> diagnostics;  ///< [diagnostics] rows so far (summary.json "diagnostics")
 };
 /// Rewrites RUN/eval_results.json and RUN/summary.json from the evaluations so far.
-void write_results(const std::filesystem::path& run, const LfdConfig& c, const std::vector<std::vector<EvalCell>>& evals,
+void write_results(const RunDir& run, const LfdConfig& c, const std::vector<std::vector<EvalCell>>& evals,
                    const std::vector<double>& seconds, const SummaryInfo& info);
 
 }  // namespace stablelearn::lfd::detail

@@ -1,9 +1,13 @@
 #include "task_loop.h"
 
+#include <algorithm>
 #include <chrono>
-#include <cmath>
 
+#include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/core/run.h"
+#include "stablelearn/core/task_loop.h"
+#include "stablelearn/report/svg.h"
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/lfd/hnet_training.h"
 
@@ -39,66 +43,143 @@ std::vector<std::string> TaskSource::task_files() const {
 
 namespace {
 
-/// The iterations of task i; returns the task's training seconds.
-double train_task(const LfdConfig& c, const std::filesystem::path& metrics_path, std::int64_t i, std::int64_t tasks,
-                  Learner& learner, const std::function<void(const TrainProgress&)>& progress,
-                  std::vector<nlohmann::json>& diag_rows) {
-  learner.begin_task(i);
-  BestTracker best;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (std::int64_t it = 0; it < c.iterations; ++it) {
-    const auto out = learner.step(i, it);
-    SL_CHECK(std::isfinite(out.loss), DataError, "task ", i, " iteration ", it, ": training loss is ", out.loss,
-             " (diverged; lower train.lr?)");
-    if (c.diagnostics.enabled() && (it + 1) % c.diagnostics.every == 0) {
+/// `lfd train` as a learner of the one task loop (core/task_loop.h): the method's Learner plus
+/// what every method shares — the finite-loss check (the loop), the [diagnostics] curvature monitor,
+/// the best copy of spec §3.1, the metrics.jsonl rows and progress, the evaluation of the seen tasks
+/// (spec §3.6), checkpoints and the result files.
+class LfdRun final : public TaskLearner {
+ public:
+  LfdRun(const LfdConfig& c, const RunDir& dir, TaskSource& tasks, Learner& learner,
+         const std::function<void(const TrainProgress&)>& progress, LoopResults& results)
+      : c_(c), dir_(dir), tasks_(tasks), learner_(learner), progress_(progress), results_(results) {}
+
+  /// On --resume: the learner's state, the results so far and the metrics.jsonl rows of the
+  /// completed tasks (rows of an interrupted task are dropped, since it is trained again); returns
+  /// the first task to train.
+  std::int64_t restore() {
+    const auto ck = read_checkpoint(dir_.path());
+    SL_CHECK(ck.method == learner_.method(), DataError, ck.tensors_file.string(), ": checkpoint of method '", ck.method,
+             "', the configuration says '", learner_.method(), "'");
+    learner_.resume(ck);
+    results_.seconds = ck.seconds;
+    results_.evals = ck.evals;
+    const auto kept = dir_.keep_metrics([&](const nlohmann::json& row) {
+      return row.is_object() && row.contains("task") && row.at("task").get<std::int64_t>() < ck.completed;
+    });
+    for (auto row : kept)
+      if (row.value("event", "") == "diagnostics") {
+        row.erase("event");
+        diag_rows_.push_back(std::move(row));
+      }
+    return ck.completed;
+  }
+
+  std::int64_t begin_task(std::int64_t i) override {
+    learner_.begin_task(i);
+    best_ = BestTracker{};
+    t0_ = std::chrono::steady_clock::now();
+    return c_.iterations;
+  }
+
+  double step(std::int64_t i, std::int64_t it) override {
+    out_ = learner_.step(i, it);
+    return out_.loss;
+  }
+
+  void after_step(std::int64_t i, std::int64_t it, double loss) override {
+    if (c_.diagnostics.enabled() && (it + 1) % c_.diagnostics.every == 0) {
       // After update it + 1, on its window, w.r.t. the tensors the task loss was differentiated
       // against (LfdDiagnostics).
-      const auto probe = learner.probe(i);
-      auto row = measure_sharpness(c, probe.wrt, probe.rollout, probe.target, i, it + 1);
+      const auto probe = learner_.probe(i);
+      auto row = measure_sharpness(c_, probe.wrt, probe.rollout, probe.target, i, it + 1);
       row.update(probe.row_extra);
-      record_diagnostics_row(metrics_path, std::move(row), diag_rows);
+      dir_.append_metrics(row);
+      row.erase("event");
+      diag_rows_.push_back(std::move(row));
     }
-    if (best.offer(it, out.loss)) learner.keep_best();
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log_iteration(c, metrics_path, i, tasks, it + 1, out.loss, out.reg, best.best, elapsed, progress);
+    if (best_.offer(it, loss)) learner_.keep_best();
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    const auto iteration = it + 1;
+    if (iteration % c_.log_every == 0 || iteration == c_.iterations) {
+      nlohmann::json row{{"task", i},         {"iteration", iteration},   {"loss", loss},
+                         {"reg", out_.reg},   {"best_loss", best_.best},  {"seconds", elapsed}};
+      if (out_.cert >= 0) row["cert"] = out_.cert;
+      dir_.append_metrics(row);
+    }
+    if (progress_) progress_({i, tasks_.num_tasks(), iteration, c_.iterations, loss, out_.reg, elapsed});
   }
-  learner.end_task(i);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+
+  void end_task(std::int64_t i) override { learner_.end_task(i); }
+
+  void evaluate(std::int64_t i, double seconds) override {
+    results_.seconds.push_back(seconds);
+    std::vector<EvalCell> row;
+    for (std::int64_t j = 0; c_.evaluate && j <= i; ++j) {
+      row.push_back(learner_.evaluate(i, j, results_.evals));
+      const auto& e = row.back();
+      dir_.append_metrics({{"task", i}, {"eval_task", j}, {"dtw_median", e.dtw.median},
+                           {"frechet_median", e.frechet.median}, {"swept_median", e.swept.median}});
+    }
+    results_.evals.push_back(std::move(row));
+  }
+
+  void checkpoint(std::int64_t i) override {
+    write_checkpoint(dir_, learner_.method(), i, learner_.checkpoint_tensors(), results_.seconds, results_.evals);
+  }
+
+  void report(std::int64_t i) override {
+    auto info = learner_.summary(i + 1);
+    info.tasks = tasks_.num_tasks();
+    info.task_files = tasks_.task_files();
+    info.diagnostics = diag_rows_;
+    write_results(dir_, c_, results_.evals, results_.seconds, info);
+    if (c_.diagnostics.enabled() && c_.diagnostics.records("lambda_max") && !diag_rows_.empty()) write_figure(i);
+  }
+
+ private:
+  /// RUN/sharpness.svg: λ_max of every row against the run's cumulative iteration.
+  void write_figure(std::int64_t i) const {
+    report::SharpnessFigure f;
+    for (const auto& r : diag_rows_)
+      f.points.emplace_back(static_cast<double>(r.at("task").get<std::int64_t>() * c_.iterations +
+                                                r.at("iteration").get<std::int64_t>()),
+                            r.at("lambda_max").get<double>());
+    for (std::int64_t t = 1; t <= i; ++t) f.boundaries.push_back(static_cast<double>(t * c_.iterations));
+    f.x_end = static_cast<double>((i + 1) * c_.iterations);
+    f.two_over_lr = 2.0 / c_.lr;
+    f.title = std::string("sharpness: top ") + (c_.diagnostics.curvature == "ggn" ? "Gauss-Newton" : "Hessian") +
+              " eigenvalue of the task loss on the training window (" + c_.method + ")";
+    report::save_sharpness_figure(dir_.file("sharpness.svg").string(), f);
+  }
+
+  const LfdConfig& c_;
+  const RunDir& dir_;
+  TaskSource& tasks_;
+  Learner& learner_;
+  const std::function<void(const TrainProgress&)>& progress_;
+  LoopResults& results_;
+  std::vector<nlohmann::json> diag_rows_;  // [diagnostics] rows so far (sharpness.svg, summary.json)
+  BestTracker best_;
+  StepOutcome out_;
+  std::chrono::steady_clock::time_point t0_;
+};
 
 }  // namespace
 
 void run_tasks(const LfdConfig& c, const std::filesystem::path& run, TaskSource& tasks, Learner& learner, bool resume,
                const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after, LoopResults& results) {
-  std::int64_t first_task = 0;
-  std::vector<nlohmann::json> diag_rows;  // [diagnostics] rows so far (sharpness.svg, summary.json)
-  if (open_lfd_run(run, c.to_config().to_string(), resume)) {
-    const auto ck = read_checkpoint(run);
-    SL_CHECK(ck.method == learner.method(), DataError, ck.tensors_file.string(), ": checkpoint of method '", ck.method,
-             "', the configuration says '", learner.method(), "'");
-    learner.resume(ck);
-    results.seconds = ck.seconds;
-    results.evals = ck.evals;
-    first_task = ck.completed;
-    diag_rows = trim_metrics_for_resume(run, first_task);
-  }
-  const auto metrics_path = run / "metrics.jsonl";
+  // On --resume the stored config.toml is re-resolved with this build's defaults (e.g. a run made
+  // before the [diagnostics] table existed): equal to this configuration → the run continues.
+  const auto config_path = (run / "config.toml").string();
+  const auto reresolve = [&config_path](const std::string& stored) {
+    return LfdConfig::from_config(Config::from_string(stored, config_path)).to_config().to_string();
+  };
+  const auto dir =
+      RunDir::open(run, c.to_config().to_string(), RunDirOptions().resume(resume).marker("checkpoint.json").reresolve(reresolve));
+  LfdRun lfd_run(c, dir, tasks, learner, progress, results);
+  const std::int64_t first = dir.resumed() ? lfd_run.restore() : 0;
   const auto n = tasks.num_tasks();
-  const std::int64_t last_task = stop_after > 0 ? std::min(stop_after, n) : n;
-  for (std::int64_t i = first_task; i < last_task; ++i) {
-    results.seconds.push_back(train_task(c, metrics_path, i, n, learner, progress, diag_rows));
-    std::vector<EvalCell> row;
-    if (c.evaluate)
-      row = evaluate_seen_tasks(metrics_path, i, [&](std::int64_t j) { return learner.evaluate(i, j, results.evals); });
-    results.evals.push_back(row);
-    write_checkpoint(run, learner.method(), i, learner.checkpoint_tensors(), results.seconds, results.evals);
-    auto info = learner.summary(i + 1);
-    info.tasks = n;
-    info.task_files = tasks.task_files();
-    info.diagnostics = diag_rows;
-    write_results(run, c, results.evals, results.seconds, info);
-    if (c.diagnostics.enabled()) write_sharpness_svg(run, c, diag_rows);
-  }
+  run_task_loop(lfd_run, first, stop_after > 0 ? std::min(stop_after, n) : n);
 }
 
 }  // namespace stablelearn::lfd::detail

@@ -1,9 +1,10 @@
-// The one task loop of `lfd train` (private to sl_lfd): every method — the hypernetwork (hnet,
-// trainer.cpp) and the baselines (sg, ft, rep, si, mas; baselines.cpp) — is a Learner driven by
-// run_tasks(): open or resume the run directory → per task: begin_task → iterations of step (with
-// the finite-loss check, the [diagnostics] curvature monitor, the best-copy bookkeeping of spec §3.1
-// and the metrics.jsonl/progress rows) → end_task → evaluation of the seen tasks (spec §3.6) →
-// checkpoint → eval_results.json / summary.json (+ sharpness.svg).
+// `lfd train` on the one task loop (core/task_loop.h; private to sl_lfd): every method — the
+// hypernetwork (hnet, trainer.cpp) and the baselines (sg, ft, rep, si, mas; baselines.cpp) — is a
+// Learner, and run_tasks() opens or resumes the run directory (core/run.h) and drives the loop
+// with what every method shares: per task begin_task → iterations of step (the loop's finite-loss
+// check, the [diagnostics] curvature monitor, the best copy of spec §3.1, the metrics.jsonl and
+// progress rows) → end_task → evaluation of the seen tasks (spec §3.6) → checkpoint →
+// eval_results.json / summary.json (+ sharpness.svg).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,7 @@ class TaskSource {
 struct StepOutcome {
   double loss = 0;  ///< the task loss (the number logged and offered to the best copy)
   double reg = 0;   ///< the regulariser's value (0 without one)
+  double cert = -1; ///< the certificate penalty's value (train.cert_weight; -1 = not computed)
 };
 
 /// What the [diagnostics] monitor measures after a step: the tensors the task loss was
@@ -66,7 +68,7 @@ class Learner {
   virtual std::string method() const = 0;
   /// Restores the state saved by checkpoint_tensors() after ck.completed tasks.
   virtual void resume(const CheckpointData& ck) = 0;
-  /// Adds task i: its parameters, optimisers and generators (seeded by task_seed(seed, i, ·)).
+  /// Adds task i: its parameters, optimisers and generators (seeded by derive_seed(seed, i, seed_purpose::…)).
   virtual void begin_task(std::int64_t i) = 0;
   /// Iteration `it` (0-based) of task i: one update.
   virtual StepOutcome step(std::int64_t i, std::int64_t it) = 0;

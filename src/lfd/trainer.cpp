@@ -11,6 +11,7 @@
 
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/core/run.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/data/lfd_preprocess.h"
@@ -120,6 +121,10 @@ void LfdConfig::fields(options::Visitor& v) {
   v("si_xi", si_xi, "SI damping ξ").above(0.0);
   v("mas_lambda", mas_lambda, "MAS penalty strength λ").at_least(0.0);
   v("mas_samples", mas_samples, "MAS: random (demonstration, time) states per task of Ω").at_least(1);
+  v("cert_weight", cert_weight,
+    "discrete_step, hnet: weight of the certificate penalty on states of the 1.5× box (docs/lfd.md §7.2; 0 = off)")
+      .at_least(0.0);
+  v("cert_samples", cert_samples, "states per iteration of the certificate penalty").at_least(1);
   v.table("eval");
   v("evaluate", evaluate, "evaluate every seen task after each task");
   v("dtw_threshold", dtw_threshold, "CL accuracy: a demonstration counts if its DTW is below this");
@@ -146,6 +151,9 @@ void LfdConfig::cross_check() const {
            "model.discrete_step = true needs the autonomous sNODE (model.target = \"snode\", model.explicit_time = "
            "false): only there is V a Lyapunov function of the executed map; got target = \"", target,
            "\", explicit_time = ", explicit_time ? "true" : "false");
+  SL_CHECK(cert_weight == 0 || (discrete_step && method == "hnet"), ConfigError,
+           "train.cert_weight > 0 needs model.discrete_step = true (the penalty is Φ_h's certificate) and model.method = "
+           "\"hnet\", got discrete_step = ", discrete_step ? "true" : "false", ", method = \"", method, "\"");
   SL_CHECK(!center_fhat || target == "snode", ConfigError,
            "model.center_fhat = true needs model.target = \"snode\" (it centres the sNODE's nominal field f̂ at the "
            "goal), got target = \"", target, "\"");
@@ -166,7 +174,6 @@ namespace {
 
 using detail::Target;
 using detail::make_target;
-using detail::task_seed;
 
 /// The hypernetwork as the shared interface plus the module that owns it.
 struct HyperNet {
@@ -200,7 +207,7 @@ void load_hypernetwork(const detail::CheckpointData& ck, const LfdConfig& c, mod
   SL_CHECK(ck.method == "hnet", ConfigError, ck.tensors_file.string(), ": the checkpoint is of method '", ck.method,
            "', the configuration says 'hnet'");
   while (net->num_tasks() < ck.completed) {
-    torch::manual_seed(task_seed(c.seed, net->num_tasks(), 0));
+    torch::manual_seed(derive_seed(c.seed, net->num_tasks(), seed_purpose::init));
     net->add_task();
   }
   torch::NoGradGuard no_grad;
@@ -262,11 +269,12 @@ class HnetLearner : public detail::Learner {
   void resume(const detail::CheckpointData& ck) override { load_hypernetwork(ck, c_, net_); }
 
   void begin_task(std::int64_t i) override {
-    torch::manual_seed(task_seed(c_.seed, i, 0));
+    torch::manual_seed(derive_seed(c_.seed, i, seed_purpose::init));
     const auto task_id = net_->add_task();
     SL_CHECK(task_id == i, InternalError, "task ids out of step");
-    window_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 1));
-    reg_gen_ = at::detail::createCPUGenerator(task_seed(c_.seed, i, 2));
+    window_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::batches));
+    reg_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::method));
+    cert_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::states));
     targets_.clear();
     if (c_.beta > 0) {
       torch::NoGradGuard no_grad;
@@ -282,12 +290,21 @@ class HnetLearner : public detail::Learner {
 
   detail::StepOutcome step(std::int64_t i, std::int64_t) override {
     win_ = data::sample_window(tasks_.task32(i), c_.tsub, window_gen_);
-    const auto pred = detail::train_rollout(c_, target_, net_->forward_task(i), {}, win_.y.select(1, 0), win_.t);
-    const auto loss = (pred - win_.y).pow(2).mean();
+    const auto flat = net_->forward_task(i);
+    const auto pred = detail::train_rollout(c_, target_, flat, {}, win_.y.select(1, 0), win_.t);
+    auto loss = (pred - win_.y).pow(2).mean();
+    detail::StepOutcome out;
+    if (c_.cert_weight > 0) {
+      const auto& task = tasks_.task32(i);
+      const auto states = detail::certificate_states(task.x, c_.cert_samples, cert_gen_);
+      const auto cert = models::functional::snode_certificate_violation(
+          states, detail::data_period(task.t), target_.layout.split(flat), *target_.snode, c_.discrete_kappa);
+      out.cert = cert.item<double>();
+      loss = loss + c_.cert_weight * cert;
+    }
     auto grads = torch::autograd::grad({loss}, params_);
     opt_emb_->step({grads.back()});
     grads.pop_back();
-    detail::StepOutcome out;
     if (i > 0 && c_.beta > 0) {
       const auto tasks = sample_regularized_tasks(i, c_.num_regs, reg_gen_);
       out.reg = add_lookahead_regularizer_grad(theta_, opt_theta_->lookahead(grads), c_.beta, [&] {
@@ -357,7 +374,7 @@ class HnetLearner : public detail::Learner {
   Target target_;
   HyperNet hn_;
   models::TaskHyperNetwork* net_ = nullptr;
-  torch::Generator window_gen_, reg_gen_;
+  torch::Generator window_gen_, reg_gen_, cert_gen_;
   std::vector<torch::Tensor> targets_, theta_, params_, best_theta_;
   torch::Tensor emb_, best_emb_;
   std::optional<Adam> opt_theta_, opt_emb_;  // the current task's

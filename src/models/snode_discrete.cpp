@@ -131,4 +131,22 @@ torch::Tensor snode_discrete_rollout(const torch::Tensor& x0, const torch::Tenso
   return torch::stack(states, 1);
 }
 
+torch::Tensor snode_certificate_violation(const torch::Tensor& x, double h, const std::vector<torch::Tensor>& w,
+                                          const SNodeOptions& o, double kappa) {
+  check_discrete_options(o, kappa, "snode_certificate_violation");
+  constexpr double kDelta = 1e-12;
+  torch::Tensor keep;
+  {
+    torch::NoGradGuard no_grad;  // states at the goal have no decrease to meet (V = 0)
+    keep = (snode_lyapunov(x, w, o) > 1e-8).nonzero().squeeze(1);
+  }
+  if (keep.numel() == 0) return torch::zeros({}, x.options());
+  const auto xs = x.index_select(0, keep);
+  const auto vx = snode_lyapunov(xs, w, o);
+  const auto y = xs + h * snode_rhs(torch::zeros({}, x.options()), xs, w, o);
+  const auto vy = snode_lyapunov(y, w, o);
+  const double c = std::exp(-kappa * o.alpha() * h);
+  return torch::relu(torch::log(vy + kDelta) - torch::log(c * vx + kDelta)).mean();
+}
+
 }  // namespace stablelearn::models::functional

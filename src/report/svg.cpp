@@ -1,5 +1,6 @@
 #include "stablelearn/report/svg.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -104,5 +105,35 @@ std::string SvgPlot::str() const {
 }
 
 void SvgPlot::save(const std::string& path) const { write_file_atomic(path, str()); }
+
+void save_sharpness_figure(const std::string& path, const SharpnessFigure& f) {
+  if (f.points.empty()) return;
+  double ymax = 0, x1 = std::max(1.0, f.x_end);
+  for (const auto& [x, y] : f.points) {
+    x1 = std::max(x1, x);
+    if (std::isfinite(y)) ymax = std::max(ymax, y);
+  }
+  const double bound = f.two_over_lr;
+  const bool show_bound = bound <= 10 * std::max(ymax, 1e-12);
+  const double y1 = 1.1 * std::max(show_bound ? bound : 0.0, ymax > 0 ? ymax : 1.0);
+  SvgPlot plot(800, 400);
+  plot.set_range(0, x1, 0, y1);
+  plot.title(f.title);
+  plot.labels("iteration (tasks in sequence)", "lambda_max");
+  for (double xb : f.boundaries)
+    if (xb > 0 && xb < x1) plot.polyline({{xb, 0.0}, {xb, y1}}, "#999999", 1.0, 0.6);
+  if (show_bound) {
+    plot.polyline({{0.0, bound}, {x1, bound}}, "#d62728", 1.0);
+    plot.legend("2 / lr (GD stability bound)", "#d62728");
+  } else {
+    char text[96];
+    std::snprintf(text, sizeof text, "2 / lr = %.4g (GD bound, off the scale)", bound);
+    plot.legend(text, "#d62728");
+  }
+  plot.polyline(f.points, "#1f77b4", 1.5);
+  for (const auto& [x, y] : f.points) plot.marker(x, y, "#1f77b4", 2);
+  plot.legend("lambda_max", "#1f77b4");
+  plot.save(path);
+}
 
 }  // namespace stablelearn::report

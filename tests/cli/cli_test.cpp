@@ -265,6 +265,10 @@ TEST_F(Cli, LfdTrainInfoStabilityExportEndToEnd) {
   EXPECT_EQ(again.status, 2);  // the folder holds a run: --resume or another --out
   const auto resumed = run("lfd train " + cfg + " --out " + (dir / "run").string() + " --set train.seed=7 --resume");
   EXPECT_EQ(resumed.status, 0) << resumed.err;  // nothing left to do
+  EXPECT_FALSE(train.err.empty());              // progress on stderr ...
+  const auto quiet = run("lfd train " + cfg + " --out " + (dir / "quiet").string() + " --quiet");
+  ASSERT_EQ(quiet.status, 0) << quiet.err;
+  EXPECT_TRUE(quiet.err.empty()) << quiet.err;  // ... none with --quiet
   const auto st = run("lfd stability " + (dir / "run").string() + " --task 1 --starts 5 --horizon-factor 0.2");
   ASSERT_EQ(st.status, 0) << st.err;
   EXPECT_EQ(json::parse(st.out)["starts"], 5);
@@ -295,7 +299,10 @@ TEST_F(Cli, ClRunAndListCommands) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("ewc on split-class after 2/2 tasks: ACC"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("min-ACC"), std::string::npos) << r.out;
-  EXPECT_NE(r.err.find("task 2/2"), std::string::npos) << r.err;  // progress on stderr
+  EXPECT_NE(r.err.find("task 2/2"), std::string::npos) << r.err;  // progress on stderr, none with --quiet
+  const auto quiet = run("cl run " + cfg.string() + " --out " + (dir / "quiet").string() + " --quiet");
+  ASSERT_EQ(quiet.status, 0) << quiet.err;
+  EXPECT_TRUE(quiet.err.empty()) << quiet.err;
   EXPECT_NE(sl::read_file_text(dir / "run" / "config.toml").find("lambda = 10"), std::string::npos);
   // A bad override names the key and exits with the configuration error status.
   const auto bad = run("cl run " + cfg.string() + " --out " + (dir / "run2").string() + " --set train.epochz=2");

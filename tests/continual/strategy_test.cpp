@@ -168,6 +168,27 @@ TEST(Registry, EveryStrategyIsBuiltFromItsNameAndUnknownKeysAreRejected) {
   sl::testing::expect_error<sl::ConfigError>([&] { sec.finish(); }, "lamda");
 }
 
+TEST(Registry, AParsedSpecMakesFreshStrategiesAndWritesTheTableItRead) {
+  auto cfg = sl::Config::from_string("[strategy]\nname = \"er\"\nmemory = 7\n", "cfg.toml");
+  auto sec = cfg.section("strategy");
+  const auto spec = parse_strategy(sec);
+  sec.finish();
+  EXPECT_EQ(spec.name, "er");
+  const auto a = spec.make(), b = spec.make();
+  EXPECT_NE(a.get(), b.get());
+  EXPECT_EQ(a->name(), "er");
+  // The spec's table equals the one a strategy built from it writes, and holds the value read.
+  sl::ConfigWriter from_spec, from_strategy;
+  spec.describe(from_spec);
+  a->describe(from_strategy);
+  EXPECT_EQ(from_spec.to_string(), from_strategy.to_string());
+  EXPECT_NE(from_spec.to_string().find("memory = 7"), std::string::npos) << from_spec.to_string();
+  // Options are checked when read, not when a strategy is made.
+  auto bad = sl::Config::from_string("[strategy]\nname = \"ewc\"\nlambda = -1.0\n", "bad.toml");
+  auto bad_sec = bad.section("strategy");
+  sl::testing::expect_error<sl::ConfigError>([&] { parse_strategy(bad_sec); }, "strategy.lambda");
+}
+
 namespace {
 /// MLP 6-8-3 on 1×2×3 images with random weights and random data, for the subspace strategies.
 struct Small {

@@ -135,6 +135,14 @@ TEST(RunDir, APartialLastMetricsRowIsDroppedOnResume) {
   // A malformed complete row is a DataError naming the file and line.
   sl::write_file_atomic(dir / "metrics.jsonl", "{\"step\":1}\nnot json\n");
   sl::testing::expect_error<sl::DataError>([&] { run.read_metrics(); }, "metrics.jsonl:2");
+  // A torn last row that an older writer terminated with a newline is dropped on resume too; a
+  // malformed row before it is not touched (read_metrics reports it).
+  sl::write_file_atomic(dir / "metrics.jsonl", "{\"step\":1}\n{\"step\":2,\"lo\n");
+  sl::RunDir::open(dir, kConfig, sl::RunDirOptions().resume(true));
+  EXPECT_EQ(sl::read_file_text(dir / "metrics.jsonl"), "{\"step\":1}\n");
+  sl::write_file_atomic(dir / "metrics.jsonl", "bad\n{\"step\":2}\n");
+  sl::RunDir::open(dir, kConfig, sl::RunDirOptions().resume(true));
+  EXPECT_EQ(sl::read_file_text(dir / "metrics.jsonl"), "bad\n{\"step\":2}\n");
   fs::remove_all(dir);
 }
 

@@ -48,4 +48,38 @@ TEST(CurvatureMonitor, LeavesOutWhatIsNotAskedFor) {
   EXPECT_FALSE(top.trace);
 }
 
+TEST(CurvatureMonitor, ReadingFieldsHoldWhatWasRead) {
+  D::MonitorReading r;
+  r.lambda_max = 3.5;
+  r.lambda_residual = 1e-9;
+  r.matvecs = 12;
+  const auto f = D::reading_fields(r);
+  EXPECT_EQ(f.size(), 3u);
+  EXPECT_DOUBLE_EQ(f.at("lambda_max").get<double>(), 3.5);
+  EXPECT_DOUBLE_EQ(f.at("lambda_residual").get<double>(), 1e-9);
+  EXPECT_EQ(f.at("hvps").get<std::int64_t>(), 12);
+  r.trace = 10.0;
+  r.trace_se = 0.5;
+  const auto g = D::reading_fields(r);
+  EXPECT_DOUBLE_EQ(g.at("trace").get<double>(), 10.0);
+  EXPECT_DOUBLE_EQ(g.at("trace_se").get<double>(), 0.5);
+}
+
+TEST(CurvatureMonitor, SummaryTakesTheLargestFiniteLambdaAndTheLastRow) {
+  const std::vector<nlohmann::json> rows = {{{"iteration", 10}, {"lambda_max", 1.5}},
+                                            {{"iteration", 20}, {"lambda_max", std::nan("")}},
+                                            {{"iteration", 30}, {"lambda_max", 4.25}},
+                                            {{"iteration", 40}, {"lambda_max", 2.0}}};
+  const auto s = D::monitor_summary(rows, 10, "hessian", 20.0);
+  EXPECT_EQ(s.at("every").get<std::int64_t>(), 10);
+  EXPECT_EQ(s.at("curvature").get<std::string>(), "hessian");
+  EXPECT_EQ(s.at("measurements").get<std::size_t>(), 4u);
+  EXPECT_EQ(s.at("last").at("iteration").get<std::int64_t>(), 40);
+  EXPECT_DOUBLE_EQ(s.at("two_over_lr").get<double>(), 20.0);
+  EXPECT_DOUBLE_EQ(s.at("max_lambda_max").get<double>(), 4.25);
+  // Rows without lambda_max (trace only): no max_lambda_max.
+  const auto t = D::monitor_summary({{{"iteration", 1}, {"trace", 3.0}}}, 1, "ggn", 2.0);
+  EXPECT_FALSE(t.contains("max_lambda_max"));
+}
+
 }  // namespace

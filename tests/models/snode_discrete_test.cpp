@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/optim/adam.h>
 
 #include "stablelearn/core/error.h"
 #include "stablelearn/models/snode.h"
@@ -328,4 +329,71 @@ TEST(SNodeDiscrete, StatesOnTheGoalStayThereInEveryBatchLayout) {
       EXPECT_TRUE(torch::isfinite(traj).all().item<bool>());
     }
   }
+}
+
+TEST(SNodeDiscrete, CertificateViolationIsZeroExactlyWhereTheMapTakesTheEulerStep) {
+  // The penalty of train.cert_weight against Φ's own decision (snode_discrete_step's `projected`):
+  // per state it is 0 where Φ takes the Euler step and equals log(V(y)/(e^{−καh}V(x))) (> 0) where
+  // Φ pulls, with V(y) recomputed here from the Euler step in float64; the batch value is the mean.
+  const double kappa = 0.5, h = 0.2;
+  for (std::uint64_t seed : {1u, 2u}) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    const auto n = untrained(2, seed, 3.0);
+    const auto x = test_states(n, seed + 200);
+    const auto step = F::snode_discrete_step(x, h, n.w64, n.o, kappa);
+    const auto vx = F::snode_lyapunov(x, n.w64, n.o);
+    const auto y = x + h * F::snode_rhs(torch::zeros({}, torch::kFloat64), x, n.w64, n.o);
+    const auto vy = F::snode_lyapunov(y, n.w64, n.o);
+    const double c = std::exp(-kappa * n.o.alpha() * h);
+    double sum = 0;
+    std::int64_t counted = 0, pulled = 0;
+    for (std::int64_t i = 0; i < x.size(0); ++i) {
+      const double v = F::snode_certificate_violation(x.narrow(0, i, 1), h, n.w64, n.o, kappa).item<double>();
+      if (vx[i].item<double>() <= 1e-8) {
+        EXPECT_EQ(v, 0.0);
+        continue;
+      }
+      if (step.goal[i].item<bool>()) continue;  // the goal rule, not a certificate decision
+      ++counted;
+      sum += v;
+      if (step.projected[i].item<bool>()) {
+        ++pulled;
+        const double want = std::log(vy[i].item<double>() + 1e-12) - std::log(c * vx[i].item<double>() + 1e-12);
+        EXPECT_GT(v, 0.0) << "state " << i;
+        EXPECT_NEAR(v, want, 1e-9 * (1 + std::abs(want))) << "state " << i;
+      } else {
+        EXPECT_LE(v, 1e-9) << "state " << i;
+      }
+    }
+    EXPECT_GT(pulled, 0);                // the test states include pulled ones ...
+    EXPECT_LT(pulled, counted);          // ... and certified ones
+    EXPECT_NEAR(F::snode_certificate_violation(x, h, n.w64, n.o, kappa).item<double>(), sum / counted, 1e-9);
+  }
+}
+
+TEST(SNodeDiscrete, MinimisingTheCertificateViolationLowersThePulledShare) {
+  // A few Adam steps on the weights of an untrained net, on the penalty of fixed states, lower the
+  // penalty and the share of those states Φ pulls (the purpose of train.cert_weight).
+  const double kappa = 0.5, h = 0.2;
+  auto n = untrained(2, 4, 3.0);
+  const auto x = test_states(n, 300);
+  std::vector<torch::Tensor> w;
+  for (const auto& t : n.w64) w.push_back(t.clone().requires_grad_(true));
+  const auto pulled_share = [&] {
+    torch::NoGradGuard no_grad;
+    return F::snode_discrete_step(x, h, w, n.o, kappa).projected.to(torch::kFloat64).mean().item<double>();
+  };
+  const double p0 = pulled_share();
+  const double v0 = F::snode_certificate_violation(x, h, w, n.o, kappa).item<double>();
+  torch::optim::Adam opt(w, torch::optim::AdamOptions(1e-2));
+  for (int it = 0; it < 100; ++it) {
+    opt.zero_grad();
+    F::snode_certificate_violation(x, h, w, n.o, kappa).backward();
+    opt.step();
+  }
+  const double v1 = F::snode_certificate_violation(x, h, w, n.o, kappa).item<double>();
+  const double p1 = pulled_share();
+  EXPECT_GT(p0, 0.05);
+  EXPECT_LT(v1, 0.5 * v0) << v0 << " -> " << v1;
+  EXPECT_LT(p1, 0.5 * p0) << p0 << " -> " << p1;
 }

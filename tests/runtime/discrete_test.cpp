@@ -209,8 +209,11 @@ TEST(RuntimeDiscrete, CenteredFhatSkillRunsAsTheLibtorchMapAfterFoldingItsBias) 
     const auto folded = sl::lfd::fold_centered_fhat(centred, c.w);
     ASSERT_EQ(folded.size(), c.w.size());
     const std::size_t out_bias = 2 * 2 + 1;
-    for (std::size_t k = 0; k < c.w.size(); ++k)
-      if (k != out_bias) EXPECT_TRUE(torch::equal(folded[k], c.w[k])) << k;
+    for (std::size_t k = 0; k < c.w.size(); ++k) {
+      if (k != out_bias) {
+        EXPECT_TRUE(torch::equal(folded[k], c.w[k])) << k;
+      }
+    }
     const auto h0 = (c.w64[2].mv((c.w64[0].mv(torch::zeros({d}, torch::kFloat64)) + c.w64[1]).clamp_min(0)) + c.w64[3]).clamp_min(0);
     EXPECT_TRUE(torch::allclose(folded[out_bias].to(torch::kFloat64), -c.w64[4].mv(h0), 1e-6, 1e-6)) << d;
     EXPECT_FALSE(torch::equal(sl::lfd::fold_centered_fhat(c.o, c.w)[out_bias].to(torch::kFloat64), folded[out_bias].to(torch::kFloat64)));

@@ -32,6 +32,19 @@ namespace stablelearn {
 /// two generators never share a stream. (The same function `cl run` has always used.)
 std::uint64_t derive_seed(std::int64_t seed, std::int64_t task, std::int64_t purpose);
 
+/// The `purpose` numbers of derive_seed that the runs share (`cl run` and `lfd train`); a run's own
+/// generators take numbers not listed here.
+namespace seed_purpose {
+constexpr std::int64_t init = 0;           ///< a task's new parameters (embedding, head)
+constexpr std::int64_t batches = 1;        ///< batch order / training windows
+constexpr std::int64_t method = 2;         ///< the strategy's or method's draws (replay, regularised tasks)
+constexpr std::int64_t importance = 3;     ///< importance estimates (MAS's samples)
+constexpr std::int64_t states = 4;         ///< states drawn for a training penalty (LfD's certificate)
+constexpr std::int64_t probe_samples = 11; ///< the [diagnostics] monitor's samples
+constexpr std::int64_t lanczos = 12;       ///< its Lanczos start vector
+constexpr std::int64_t trace = 13;         ///< its Hutchinson probes
+}  // namespace seed_purpose
+
 /// The keys in which two TOML documents differ, as "key = A in the run, B now" (absent keys say
 /// "(absent)"), one per differing key of Config::flat_values, in key order.
 std::vector<std::string> config_differences(const std::string& stored_toml, const std::string& current_toml);
@@ -80,7 +93,7 @@ class RunDir {
   /// `config_toml`:
   /// * the folder holds a run (see RunDirOptions::marker) and resume: the stored config.toml must
   ///   equal `config_toml` (after RunDirOptions::reresolve), else ConfigError naming every
-  ///   differing key; a partial last metrics.jsonl row is dropped; resumed() is true;
+  ///   differing key; a torn last metrics.jsonl row (no newline, or not JSON) is dropped; resumed() is true;
   /// * the folder holds a run and no resume: UsageError ("use --resume to continue it or choose
   ///   another --out");
   /// * otherwise (also resume of an empty folder): config.toml is written, a stale metrics.jsonl

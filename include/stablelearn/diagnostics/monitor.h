@@ -1,11 +1,16 @@
 // The curvature monitor of training runs: what `[diagnostics]` of `cl run` and of `lfd train` read
-// off a curvature operator at a training step — λ_max by Lanczos and Hutchinson's trace — in one
-// place. Each run builds its own operator (the classifier's cross-entropy on fixed images; the LfD
-// window loss) and writes its own metrics.jsonl row around the reading.
+// off a curvature operator at a training step — λ_max by Lanczos and Hutchinson's trace — the
+// metrics.jsonl fields of a reading and summary.json's "diagnostics" block, in one place. Each run
+// builds its own operator (the classifier's cross-entropy on fixed images; the LfD window loss);
+// its sharpness.svg is report::save_sharpness_figure.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "stablelearn/diagnostics/curvature.h"
 
@@ -28,5 +33,15 @@ struct MonitorReading {
 /// One reading: the largest algebraic eigenvalue of `op` (Lanczos, k = 1) and, with trace_probes
 /// > 0, the trace.
 MonitorReading read_curvature(const CurvatureOperator& op, const MonitorOptions& options);
+
+/// A reading's metrics.jsonl fields: lambda_max and lambda_residual, trace and trace_se (those
+/// read), and hvps (the operator products used).
+nlohmann::json reading_fields(const MonitorReading& reading);
+
+/// summary.json's "diagnostics" block from the rows measured so far (not empty): every, curvature,
+/// measurements, the last row, two_over_lr and, when the rows hold lambda_max, its largest value
+/// max_lambda_max (non-finite values ignored; null when none is finite).
+nlohmann::json monitor_summary(const std::vector<nlohmann::json>& rows, std::int64_t every, const std::string& curvature,
+                               double two_over_lr);
 
 }  // namespace stablelearn::diagnostics

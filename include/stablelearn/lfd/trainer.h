@@ -116,6 +116,13 @@ struct LfdConfig {
   double si_xi = 0.3;               ///< SI damping ξ (--si_epsilon, spec §7)
   double mas_lambda = 0.1;          ///< MAS penalty strength λ (--mas_lambda, spec §7)
   std::int64_t mas_samples = 200;   ///< MAS: random (demonstration, time) states per task for Ω
+  /// model.discrete_step, hnet: weight of the certificate penalty (docs/lfd.md §7.2), the mean over
+  /// cert_samples states drawn per iteration in the task's 1.5× box of relu(log V(x + h f(x)) −
+  /// log(e^{−καh} V(x))): zero where Φ_h takes the plain Euler step, so the trained field itself
+  /// satisfies the decrease and execution pulls less. 0 = off. With it the logged loss is the window
+  /// loss plus cert_weight × cert, and "cert" is logged too.
+  double cert_weight = 0;
+  std::int64_t cert_samples = 64;   ///< states per iteration of the certificate penalty
   // [eval]
   bool evaluate = true;             ///< evaluate all seen tasks after each task
   double dtw_threshold = 2191;      ///< CL accuracy: a demonstration counts if DTW < threshold

@@ -87,6 +87,14 @@ torch::Tensor snode_discrete_rollout(const torch::Tensor& x0, const torch::Tenso
                                      const SNodeOptions& options, double kappa = 0.5, const torch::Tensor& cond = {},
                                      SNodeDiscreteStats* stats = nullptr);
 
+/// The certificate penalty of Φ_h (docs/lfd.md §7.2, `train.cert_weight`) on states x [S, d]: the
+/// mean, over the states with V(x) > 1e-8 (0 when there is none), of
+///   relu(log(V(y) + δ) − log(e^{−καh} V(x) + δ)),   y = x + h f(x) the plain Euler step, δ = 1e-12,
+/// which is zero exactly where Φ_h takes the Euler step (up to δ) and grows with the factor by which
+/// the step misses the decrease. Differentiable w.r.t. the weights (and x).
+torch::Tensor snode_certificate_violation(const torch::Tensor& x, double h, const std::vector<torch::Tensor>& weights,
+                                          const SNodeOptions& options, double kappa = 0.5);
+
 /// ConfigError unless the options describe an autonomous sNODE and κ ∈ (0, 1] (`who` names the caller).
 void check_discrete_options(const SNodeOptions& options, double kappa, const char* who);
 

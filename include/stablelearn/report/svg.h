@@ -36,4 +36,18 @@ class SvgPlot {
   std::vector<std::pair<std::string, std::string>> legend_;
 };
 
+/// The sharpness figure of a run's [diagnostics] curvature monitor (`cl run` and `lfd train`):
+/// λ_max at each measured iteration (line and markers), grey task boundaries, and the gradient-
+/// descent stability bound 2/lr — drawn when it is within 10× of the data, else named in the legend
+/// (Adam's small lr puts it off any useful scale). Non-finite λ values are drawn but do not set the
+/// scale. Nothing is written without points.
+struct SharpnessFigure {
+  std::vector<std::pair<double, double>> points;  ///< (iteration, λ_max)
+  std::vector<double> boundaries;                 ///< iterations at which a new task starts
+  double x_end = 0;                               ///< right end of the x axis (at least the last point)
+  double two_over_lr = 0;
+  std::string title;
+};
+void save_sharpness_figure(const std::string& path, const SharpnessFigure& figure);
+
 }  // namespace stablelearn::report

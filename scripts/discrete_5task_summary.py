@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Summary of scripts/discrete_5task.sh: per variant, per seed and task the median DTW just learned
+and after the last task, the converged starts and the pulled share of `lfd stability`; then per task
+the median over seeds and the largest pulled share.
+usage: discrete_5task_summary.py OUT VARIANT-SPEC..."""
+import glob
+import json
+import os
+import statistics as st
+import sys
+
+
+def load(run):
+    p = os.path.join(run, "summary.json")
+    if not os.path.exists(p):
+        return None
+    m = json.load(open(p))["median_errors"]
+    n = len(m)
+    rows = []
+    for j in range(n):
+        just = m[f"train_task_{j}"][f"eval_task_{j}"]["dtw"]
+        last = m[f"train_task_{n - 1}"][f"eval_task_{j}"]["dtw"]
+        q = os.path.join(run, f"stab_{j}.json")
+        d = json.load(open(q)) if os.path.exists(q) and os.path.getsize(q) > 0 else None
+        rows.append((just, last, d))
+    return rows
+
+
+def main():
+    out, specs = sys.argv[1], sys.argv[2:]
+    for spec in specs:
+        name, sets = spec.split(":", 1)
+        print(f"\n### {name} ({sets or 'configs/demo_discrete.toml as is'})\n")
+        print("| seed | task | DTW just learned | DTW after last task | converged | pulled steps | non-finite |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        runs = {}
+        for path in sorted(glob.glob(os.path.join(out, f"{name}_s*"))):
+            if not os.path.isdir(path):
+                continue
+            rows = load(path)
+            if not rows:
+                continue
+            seed = path.rsplit("_s", 1)[1]
+            runs[seed] = rows
+            for j, (just, last, d) in enumerate(rows):
+                if d:
+                    conv = f"{round(d['converged_fraction'] * d['starts'])}/{d['starts']}"
+                    pulled = f"{100 * d['projected_fraction']:.2f} %"
+                    nf = str(d["nonfinite_steps"])
+                else:
+                    conv = pulled = nf = "–"
+                print(f"| {seed} | {j} | {just:.0f} | {last:.0f} | {conv} | {pulled} | {nf} |")
+        if not runs:
+            continue
+        tasks = min(len(r) for r in runs.values())
+        print(f"\nOver seeds {', '.join(runs)}: per task the median DTW, the largest pulled share\n")
+        print("| task | median DTW just learned | median DTW after last task | max pulled | all converged |")
+        print("|---:|---:|---:|---:|---|")
+        for j in range(tasks):
+            just = st.median(r[j][0] for r in runs.values())
+            last = st.median(r[j][1] for r in runs.values())
+            ds = [r[j][2] for r in runs.values() if r[j][2]]
+            mp = f"{100 * max(d['projected_fraction'] for d in ds):.2f} %" if ds else "–"
+            ok = ("yes" if all(d["converged_fraction"] == 1.0 for d in ds) else "no") if ds else "–"
+            print(f"| {j} | {just:.0f} | {last:.0f} | {mp} | {ok} |")
+
+
+main()
