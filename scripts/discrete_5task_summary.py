@@ -2,6 +2,8 @@
 """Summary of scripts/discrete_5task.sh: per variant, per seed and task the median DTW just learned
 and after the last task, the converged starts and the pulled share of `lfd stability`; then per task
 the median over seeds and the largest pulled share.
+With BASELINE=NAME in the environment, each per-task table adds the ratio of its median DTW just
+learned to that variant's (the issue's "no worse than 1.2x the eps = 1e-4 Euler baseline").
 usage: discrete_5task_summary.py OUT VARIANT-SPEC..."""
 import glob
 import json
@@ -26,8 +28,18 @@ def load(run):
     return rows
 
 
+def medians(out, name):
+    runs = [load(p) for p in sorted(glob.glob(os.path.join(out, f"{name}_s*"))) if os.path.isdir(p)]
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    return [st.median(r[j][0] for r in runs) for j in range(min(len(r) for r in runs))]
+
+
 def main():
     out, specs = sys.argv[1], sys.argv[2:]
+    base = os.environ.get("BASELINE")
+    base_med = medians(out, base) if base else None
     for spec in specs:
         name, sets = spec.split(":", 1)
         print(f"\n### {name} ({sets or 'configs/demo_discrete.toml as is'})\n")
@@ -54,15 +66,18 @@ def main():
             continue
         tasks = min(len(r) for r in runs.values())
         print(f"\nOver seeds {', '.join(runs)}: per task the median DTW, the largest pulled share\n")
-        print("| task | median DTW just learned | median DTW after last task | max pulled | all converged |")
-        print("|---:|---:|---:|---:|---|")
+        ratio = base_med is not None and not spec.startswith(base + ":")
+        print("| task | median DTW just learned | median DTW after last task | max pulled | all converged |"
+              + (f" just learned / {base} |" if ratio else ""))
+        print("|---:|---:|---:|---:|---|" + ("---:|" if ratio else ""))
         for j in range(tasks):
             just = st.median(r[j][0] for r in runs.values())
             last = st.median(r[j][1] for r in runs.values())
             ds = [r[j][2] for r in runs.values() if r[j][2]]
             mp = f"{100 * max(d['projected_fraction'] for d in ds):.2f} %" if ds else "–"
             ok = ("yes" if all(d["converged_fraction"] == 1.0 for d in ds) else "no") if ds else "–"
-            print(f"| {j} | {just:.0f} | {last:.0f} | {mp} | {ok} |")
+            extra = f" {just / base_med[j]:.2f} |" if ratio and j < len(base_med) else ""
+            print(f"| {j} | {just:.0f} | {last:.0f} | {mp} | {ok} |" + extra)
 
 
 main()
