@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Summary of scripts/discrete_5task.sh: per variant, per seed and task the median DTW just learned
-and after the last task, the converged starts and the pulled share of `lfd stability`; then per task
-the median over seeds and the largest pulled share.
+and after the last task, the converged starts and the pulled shares of `lfd stability` (of all
+steps, and of the steps on the way, outside the certified ball); then per task the median over
+seeds and the largest pulled shares.
 With BASELINE=NAME in the environment, each per-task table adds the ratio of its median DTW just
 learned to that variant's (the issue's "no worse than 1.2x the eps = 1e-4 Euler baseline").
 usage: discrete_5task_summary.py OUT VARIANT-SPEC..."""
@@ -43,8 +44,9 @@ def main():
     for spec in specs:
         name, sets = spec.split(":", 1)
         print(f"\n### {name} ({sets or 'configs/demo_discrete.toml as is'})\n")
-        print("| seed | task | DTW just learned | DTW after last task | converged | pulled steps | non-finite |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("| seed | task | DTW just learned | DTW after last task | converged | pulled steps | pulled on the way |"
+              " non-finite |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         runs = {}
         for path in sorted(glob.glob(os.path.join(out, f"{name}_s*"))):
             if not os.path.isdir(path):
@@ -58,26 +60,30 @@ def main():
                 if d:
                     conv = f"{round(d['converged_fraction'] * d['starts'])}/{d['starts']}"
                     pulled = f"{100 * d['projected_fraction']:.2f} %"
+                    way = (f"{100 * d['projected_fraction_outside_ball']:.2f} %"
+                           if "projected_fraction_outside_ball" in d else "–")
                     nf = str(d["nonfinite_steps"])
                 else:
-                    conv = pulled = nf = "–"
-                print(f"| {seed} | {j} | {just:.0f} | {last:.0f} | {conv} | {pulled} | {nf} |")
+                    conv = pulled = way = nf = "–"
+                print(f"| {seed} | {j} | {just:.0f} | {last:.0f} | {conv} | {pulled} | {way} | {nf} |")
         if not runs:
             continue
         tasks = min(len(r) for r in runs.values())
         print(f"\nOver seeds {', '.join(runs)}: per task the median DTW, the largest pulled share\n")
         ratio = base_med is not None and not spec.startswith(base + ":")
-        print("| task | median DTW just learned | median DTW after last task | max pulled | all converged |"
-              + (f" just learned / {base} |" if ratio else ""))
-        print("|---:|---:|---:|---:|---|" + ("---:|" if ratio else ""))
+        print("| task | median DTW just learned | median DTW after last task | max pulled | max pulled on the way |"
+              " all converged |" + (f" just learned / {base} |" if ratio else ""))
+        print("|---:|---:|---:|---:|---:|---|" + ("---:|" if ratio else ""))
         for j in range(tasks):
             just = st.median(r[j][0] for r in runs.values())
             last = st.median(r[j][1] for r in runs.values())
             ds = [r[j][2] for r in runs.values() if r[j][2]]
             mp = f"{100 * max(d['projected_fraction'] for d in ds):.2f} %" if ds else "–"
+            ws = [d["projected_fraction_outside_ball"] for d in ds if "projected_fraction_outside_ball" in d]
+            mw = f"{100 * max(ws):.2f} %" if ws else "–"
             ok = ("yes" if all(d["converged_fraction"] == 1.0 for d in ds) else "no") if ds else "–"
             extra = f" {just / base_med[j]:.2f} |" if ratio and j < len(base_med) else ""
-            print(f"| {j} | {just:.0f} | {last:.0f} | {mp} | {ok} |" + extra)
+            print(f"| {j} | {just:.0f} | {last:.0f} | {mp} | {mw} | {ok} |" + extra)
 
 
 main()

@@ -10,7 +10,8 @@
 #   scripts/lasa26_discrete.sh [OUT=runs/lasa26_discrete] [ITERATIONS=600]
 #   env: BIN (default build/stablelearn), THREADS (default 2), STARTS (default 50), SEED (default 100),
 #        METHODS (default "chn1 chnall finetune": the runs this call trains and checks; separate calls
-#        with one method each may run side by side, each touches only its own run directory)
+#        with one method each may run side by side, each touches only its own run directory;
+#        "chn1cert": CHN-1 with the certificate penalty train.cert_weight = CERT, default 0.01)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${1:-runs/lasa26_discrete}
@@ -41,11 +42,22 @@ stability() {  # name
 for method in ${METHODS:-chn1 chnall finetune}; do
   case $method in
     chn1) train chn1 --set train.num_regs=1 ;;
+    chn1cert) train chn1cert --set train.num_regs=1 --set train.cert_weight="${CERT:-0.01}" ;;
     chnall) train chnall --set train.num_regs=0 ;;
     finetune) train finetune --set train.beta=0 ;;
-    *) echo "unknown method '$method' (chn1, chnall, finetune)" >&2; exit 2 ;;
+    *) echo "unknown method '$method' (chn1, chn1cert, chnall, finetune)" >&2; exit 2 ;;
   esac
   stability "$method"
 done
-python3 "$here/scripts/lasa26_summary.py" "$out" "$iters" > "$out/summary.md"
+titles=()
+for method in chn1 chn1cert chnall finetune; do
+  [ -f "$out/$method/eval_results.json" ] || continue
+  case $method in
+    chn1) titles+=("chn1:CHN-1 → sNODE (Φ)") ;;
+    chn1cert) titles+=("chn1cert:CHN-1 → sNODE (Φ) + certificate penalty ${CERT:-0.01}") ;;
+    chnall) titles+=("chnall:CHN-all → sNODE (Φ)") ;;
+    finetune) titles+=("finetune:fine-tuning (β = 0)") ;;
+  esac
+done
+python3 "$here/scripts/lasa26_summary.py" "$out" "$iters" "${titles[@]}" > "$out/summary.md"
 echo "wrote $out/summary.md" >&2

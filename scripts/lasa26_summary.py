@@ -3,7 +3,7 @@
 every demonstration of every task seen so far (the statistic of the paper's figure, "median
 cumulative DTW vs current task"), and per skill its just-learned and final median DTW, converged
 starts and share of radially pulled steps (lfd stability).
-    scripts/lasa26_summary.py OUT ITERATIONS"""
+    scripts/lasa26_summary.py OUT ITERATIONS [RUN:TITLE ...]   (default: chn1, chnall, finetune)"""
 import json
 import os
 import statistics
@@ -11,6 +11,8 @@ import sys
 
 out, iters = sys.argv[1], sys.argv[2]
 runs = [("chn1", "CHN-1 → sNODE (Φ)"), ("chnall", "CHN-all → sNODE (Φ)"), ("finetune", "fine-tuning (β = 0)")]
+if len(sys.argv) > 3:
+    runs = [tuple(a.split(":", 1)) for a in sys.argv[3:]]
 # The paper's figure (shared/specs/clfd-snode.md §6.2, read off the plot, ±5 %): CHN → sNODE.
 paper = {0: 1.1e3, 10: 1.3e3, 25: 1.7e3}
 
@@ -63,8 +65,9 @@ for name, title in runs:
     print(f"\n## {title}: per skill ({n} of {total} tasks trained{'' if n == total else '; the run resumes'})\n")
     print(f"training: {sum(summ['per_task_train_seconds']) / 60:.1f} min in all; CL scores: " +
           ", ".join(f"{k} {v:.3f}" for k, v in summ.get("cl_scores", {}).items() if isinstance(v, (int, float))))
-    print(f"\n| task | shape | DTW just learned | DTW after task {n - 1} | converged starts | pulled steps |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print(f"\n| task | shape | DTW just learned | DTW after task {n - 1} | converged starts | pulled steps |"
+          " pulled on the way |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     conv_all = 0
     for j in range(n):
         jl = med[f"train_task_{j}"][f"eval_task_{j}"]["dtw"]
@@ -75,8 +78,10 @@ for name, title in runs:
             k = round(st["converged_fraction"] * st["starts"])
             conv_all += k == st["starts"]
             conv, pulled = f"{k}/{st['starts']}", f"{100 * st.get('projected_fraction', 0):.2f} %"
+            way = (f"{100 * st['projected_fraction_outside_ball']:.2f} %"
+                   if "projected_fraction_outside_ball" in st else "–")
         else:
-            conv, pulled = "–", "–"
+            conv, pulled, way = "–", "–", "–"
         shape = os.path.basename(summ["task_files"][j]).replace(".npz", "") if j < len(summ["task_files"]) else ""
-        print(f"| {j} | {shape} | {jl:.0f} | {last:.0f} | {conv} | {pulled} |")
+        print(f"| {j} | {shape} | {jl:.0f} | {last:.0f} | {conv} | {pulled} | {way} |")
     print(f"\n{conv_all} of {n} skills converge from every start.")

@@ -120,7 +120,9 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
                              j, run.task_name(j), converged, r.starts, r.tolerance, r.horizon_seconds, r.method,
                              r.median_final_distance);
     if (r.method == "discrete" || r.method == "certified")
-      std::cout << fmt::format("; radially pulled: {:.2f} % of {} steps", 100 * r.projected_fraction, r.substeps);
+      std::cout << fmt::format("; radially pulled: {:.2f} % of {} steps ({:.2f} % of the {} on the way, outside the certified ball)",
+                               100 * r.projected_fraction, r.substeps, 100 * r.projected_fraction_outside_ball,
+                               r.outside_ball_substeps);
     std::cout << "\n";
   }
   std::cout << fmt::format("  {} of {} skills converge from every start{}\n", converged_skills, run.completed_tasks(),

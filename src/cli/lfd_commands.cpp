@@ -239,6 +239,9 @@ void add_stability_command(CLI::App* lfd, CommandRegistry& reg) {
       out["steps_applied"] = r.substeps;
       out["projected_steps"] = r.projected_substeps;
       out["projected_fraction"] = r.projected_fraction;
+      out["steps_outside_ball"] = r.outside_ball_substeps;
+      out["projected_steps_outside_ball"] = r.projected_outside_ball;
+      out["projected_fraction_outside_ball"] = r.projected_fraction_outside_ball;
       out["certified_ball_seconds"] = r.certified_ball_seconds;
       out["nonfinite_steps"] = r.uncertified_substeps;
     }

@@ -142,9 +142,12 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
       uncertified = st.uncertified;
     } else if (plan.discrete) {
       models::functional::SNodeDiscreteStats st;
+      if (ball > 0) st.ball = ball;
       state = discrete(state, g, &st).select(1, len - 1);
       r.substeps += st.steps;
       r.projected_substeps += st.projected;
+      r.outside_ball_substeps += st.steps_outside;
+      r.projected_outside_ball += st.projected_outside;
       uncertified = st.nonfinite;
     } else {
       state = models::odeint(field, state, g, solver).select(1, len - 1);
@@ -173,6 +176,9 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   r.median_final_distance = s.median;
   r.max_final_distance = *std::max_element(r.final_distances.begin(), r.final_distances.end());
   r.projected_fraction = r.substeps > 0 ? static_cast<double>(r.projected_substeps) / static_cast<double>(r.substeps) : 0;
+  r.projected_fraction_outside_ball = r.outside_ball_substeps > 0 ? static_cast<double>(r.projected_outside_ball) /
+                                                                        static_cast<double>(r.outside_ball_substeps)
+                                                                  : 0;
   return r;
 }
 

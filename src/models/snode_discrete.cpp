@@ -126,6 +126,11 @@ torch::Tensor snode_discrete_rollout(const torch::Tensor& x0, const torch::Tenso
       stats->projected += s.projected.sum().item<std::int64_t>();
       stats->goal += s.goal.sum().item<std::int64_t>();
       stats->nonfinite += torch::isfinite(x.detach()).all(1).logical_not().sum().item<std::int64_t>();
+      if (stats->ball >= 0) {
+        const auto outside = s.lyapunov.detach() > stats->ball;
+        stats->steps_outside += outside.sum().item<std::int64_t>();
+        stats->projected_outside += (s.projected & outside).sum().item<std::int64_t>();
+      }
     }
   }
   return torch::stack(states, 1);

@@ -397,3 +397,42 @@ TEST(SNodeDiscrete, MinimisingTheCertificateViolationLowersThePulledShare) {
   EXPECT_LT(v1, 0.5 * v0) << v0 << " -> " << v1;
   EXPECT_LT(p1, 0.5 * p0) << p0 << " -> " << p1;
 }
+
+TEST(SNodeDiscrete, RolloutCountsStepsAndPullsOutsideABall) {
+  // The counts behind `lfd stability`'s projected_fraction_outside_ball: step by step with
+  // snode_discrete_step, V(x) recomputed with snode_lyapunov, counted here by hand.
+  const double kappa = 0.5, h = 0.2;
+  const auto n = untrained(2, 5, 3.0);
+  const auto x0 = test_states(n, 400);
+  const auto t = torch::arange(15, torch::kFloat64) * h;
+  const double ball = F::snode_lyapunov(x0, n.w64, n.o).median().item<double>();
+  F::SNodeDiscreteStats st;
+  st.ball = ball;
+  F::snode_discrete_rollout(x0, t, n.w64, n.o, kappa, {}, &st);
+  std::int64_t steps = 0, pulled = 0, outside = 0, pulled_outside = 0;
+  auto x = x0;
+  for (int k = 0; k < 14; ++k) {
+    const auto v = F::snode_lyapunov(x, n.w64, n.o);
+    const auto s = F::snode_discrete_step(x, h, n.w64, n.o, kappa);
+    for (std::int64_t i = 0; i < x.size(0); ++i) {
+      const bool out = v[i].item<double>() > ball, p = s.projected[i].item<bool>();
+      ++steps;
+      pulled += p;
+      outside += out;
+      pulled_outside += p && out;
+    }
+    x = s.x;
+  }
+  EXPECT_EQ(st.steps, steps);
+  EXPECT_EQ(st.projected, pulled);
+  EXPECT_EQ(st.steps_outside, outside);
+  EXPECT_EQ(st.projected_outside, pulled_outside);
+  EXPECT_GT(outside, 0);
+  EXPECT_LT(outside, steps);
+  EXPECT_GT(pulled_outside, 0);
+  // Off by default: nothing counted outside.
+  F::SNodeDiscreteStats off;
+  F::snode_discrete_rollout(x0, t, n.w64, n.o, kappa, {}, &off);
+  EXPECT_EQ(off.steps_outside, 0);
+  EXPECT_EQ(off.projected_outside, 0);
+}

@@ -267,6 +267,12 @@ struct StabilityReport {
   /// pulled, uncertified_substeps = non-finite results
   std::int64_t substeps = 0, rejected_substeps = 0, projected_substeps = 0, uncertified_substeps = 0;
   double projected_fraction = 0;        ///< projected_substeps / substeps (certified, discrete)
+  /// discrete with an autonomous sNODE: the applications of Φ to states outside the certified ball
+  /// (V > ε (tol/(2 max std))², i.e. not yet certified within half the tolerance: on the way to the
+  /// goal), those of them radially pulled, and their ratio — the pulls the robot meets en route, as
+  /// opposed to those while it settles at the goal
+  std::int64_t outside_ball_substeps = 0, projected_outside_ball = 0;
+  double projected_fraction_outside_ball = 0;
   /// certified or discrete with the automatic horizon: the time at which every start had V <= ε (tol/(2 max
   /// std))², after which the certificate keeps it within half the tolerance; the rollout stops there
   /// (0 if it did not happen before the horizon)

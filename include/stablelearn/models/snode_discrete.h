@@ -71,6 +71,11 @@ struct SNodeDiscreteStats {
   std::int64_t projected = 0;  ///< of those, radially projected
   std::int64_t goal = 0;       ///< put on the goal by the goal rule
   std::int64_t nonfinite = 0;  ///< non-finite results (not certified; broken weights)
+  /// Input: with ball >= 0, the steps taken from states with V(x) > ball (outside that sublevel set,
+  /// e.g. `lfd stability`'s certified ball around the goal) are counted again below.
+  double ball = -1;
+  std::int64_t steps_outside = 0;      ///< applications of Φ to a state with V(x) > ball
+  std::int64_t projected_outside = 0;  ///< of those, radially projected
   double projected_fraction() const { return steps > 0 ? static_cast<double>(projected) / static_cast<double>(steps) : 0; }
 };
 
