@@ -109,16 +109,20 @@ void add_hessian_command(CLI::App* diag, CommandRegistry& reg) {
     ProblemArgs problem;
     std::int64_t k = 3, iterations = 100;
     std::string method = "lanczos";
+    bool stability = false;
   };
   auto h = std::make_shared<HessianArgs>();
   auto* hess = diag->add_subcommand(
-      "hessian", "Top-k eigenvalues (Lanczos or power iteration) and the GD/SGD stability thresholds 2/eta, 2/(eta p)");
+      "hessian", "Top-k eigenvalues (Lanczos or power iteration); with --stability the GD/SGD thresholds 2/eta, 2/(eta p)");
   add_problem_options(hess, h->problem);
   hess->add_option("-k", h->k, "Eigenvalues wanted")->capture_default_str()->check(CLI::PositiveNumber);
   hess->add_option("--method", h->method, "lanczos or power")->capture_default_str()->check(CLI::IsMember({"lanczos", "power"}));
   hess->add_option("--iterations", h->iterations, "Lanczos steps / power iterations per eigenvalue (capped at D)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  hess->add_flag("--stability", h->stability,
+                 "Also the GD/SGD stability block (lambda_max, tr H by Hutch++, ||H||_F: about 120 more products; "
+                 "`diagnose stability` gives it alone)");
   hess->footer(
       "Examples:\n  stablelearn diagnose hessian runs/split_ewc --task 1 --samples 1000 -k 5\n"
       "  stablelearn diagnose hessian -k 5 --train-steps 300 --lr 1.0   (toy: edge of stability, eta*lmax/2 ~ 1)");
@@ -134,11 +138,6 @@ void add_hessian_command(CLI::App* diag, CommandRegistry& reg) {
     } else {
       r = dg::power_iteration(*op, dg::PowerIterationOptions().k(h->k).max_iter(h->iterations).seed(h->problem.seed));
     }
-    const auto s = dg::stability_check(*op, dg::StabilityOptions()
-                                                .learning_rate(p.learning_rate)
-                                                .batch_size(p.batch_size)
-                                                .num_samples(p.samples)
-                                                .seed(h->problem.seed));
     nlohmann::json out = p.info;
     out["operator"] = h->problem.op;
     out["method"] = h->method;
@@ -146,7 +145,12 @@ void add_hessian_command(CLI::App* diag, CommandRegistry& reg) {
     out["residuals"] = to_vector(r.residuals);
     out["matvecs"] = r.matvecs;
     out["converged"] = r.converged;
-    out["stability"] = stability_json(s);
+    if (h->stability)  // only when asked: it costs ~120 products on top of the eigenvalues'
+      out["stability"] = stability_json(dg::stability_check(*op, dg::StabilityOptions()
+                                                                  .learning_rate(p.learning_rate)
+                                                                  .batch_size(p.batch_size)
+                                                                  .num_samples(p.samples)
+                                                                  .seed(h->problem.seed)));
     out["seconds"] = seconds_since(t0);
     write_json(out);
     return 0;

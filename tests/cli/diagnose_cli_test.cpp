@@ -94,7 +94,7 @@ TEST_F(DiagnoseCli, HessianTopEigenvaluesOfARunMatchTheClosedForm) {
   // Batches of 20, 20, 10: the uneven last batch must be weighted by its size.
   {
     const std::string op = "hessian";
-    const auto r = run("diagnose hessian " + R() + " --task 1 --samples 50 --batch-size 20 -k 3 --operator " + op);
+    const auto r = run("diagnose hessian " + R() + " --task 1 --samples 50 --batch-size 20 -k 3 --stability --operator " + op);
     ASSERT_EQ(r.status, 0) << r.err;
     const auto j = r.js();
     EXPECT_EQ(j["problem"], "cl run");
@@ -214,6 +214,9 @@ TEST_F(DiagnoseCli, EveryCommandHasHelpWithAnExampleAndTheToyProblemStaysTheDefa
   }
   const auto toy = run("diagnose hessian -k 1 --samples 64 --batch-size 64 --train-steps 0").js();
   EXPECT_EQ(toy["problem"], "toy tanh MLP regression");
+  // Without --stability only the eigenvalues' products are spent (Lanczos: at most --iterations).
+  EXPECT_FALSE(toy.contains("stability"));
+  EXPECT_LE(toy["matvecs"].get<std::int64_t>(), 100);
   // edge-of-stability measures the same sharpness at step 0, and 2/η.
   const auto e = run("diagnose edge-of-stability --lr 0.5 --steps 20 --every 10 --lanczos-steps 40").js();
   EXPECT_EQ(e["trace"].size(), 3u);
