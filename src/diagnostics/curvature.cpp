@@ -142,21 +142,40 @@ HessianOperator::HessianOperator(std::vector<torch::Tensor> params, LossFn loss,
   SL_CHECK(static_cast<bool>(loss_), ConfigError, "HessianOperator: empty loss function");
 }
 
+const std::vector<std::vector<torch::Tensor>>& HessianOperator::batch_gradients() const {
+  std::vector<std::int64_t> now;
+  for (const auto& p : params_) now.push_back(static_cast<std::int64_t>(p._version()));
+  if (reuse_ && !grads_.empty() && now == versions_) return grads_;
+  grads_.clear();
+  for (const auto& b : batches_) {
+    const auto loss = loss_(b);
+    SL_CHECK(loss.numel() == 1, ShapeError, "HessianOperator: the loss must be a scalar, got shape ", loss.sizes());
+    if (!loss.requires_grad()) {  // constant in θ: zero curvature
+      grads_.emplace_back();
+      continue;
+    }
+    grads_.push_back(torch::autograd::grad({loss.reshape({})}, params_, {}, true, true, true));
+  }
+  versions_ = std::move(now);
+  return grads_;
+}
+
 torch::Tensor HessianOperator::apply(const torch::Tensor& v_in) const {
   torch::AutoGradMode grad_mode(true);
   const auto v = prepare(v_in, dim_, options());
   const auto vs = unflatten_like(v, params_);
   auto out = torch::zeros({dim_}, options());
-  for (const auto& b : batches_) {
-    const auto loss = loss_(b);
-    SL_CHECK(loss.numel() == 1, ShapeError, "HessianOperator: the loss must be a scalar, got shape ", loss.sizes());
-    if (!loss.requires_grad()) continue;  // constant in θ: zero curvature
-    const auto grads = torch::autograd::grad({loss.reshape({})}, params_, {}, true, true, true);
-    const auto dot = dot_all(grads, vs);
+  const auto& grads = batch_gradients();
+  for (std::size_t k = 0; k < batches_.size(); ++k) {
+    if (grads[k].empty()) continue;
+    const auto dot = dot_all(grads[k], vs);
     if (!dot.defined() || !dot.requires_grad()) continue;  // gradient constant in θ
-    const auto hv = torch::autograd::grad({dot}, params_, {}, false, false, true);
-    out.add_(flatten_grads(hv, params_), static_cast<double>(b.size()) / static_cast<double>(num_samples_));
+    // retain_graph: the gradient graph serves the next product too.
+    const auto hv = torch::autograd::grad({dot}, params_, {}, /*retain_graph=*/reuse_, false, true);
+    out.add_(flatten_grads(hv, params_),
+             static_cast<double>(batches_[k].size()) / static_cast<double>(num_samples_));
   }
+  if (!reuse_) clear_cache();
   return out;
 }
 

@@ -149,6 +149,43 @@ TEST(Curvature, HessianOfMlpMatchesFiniteDifferencesOfTheGradient) {
   EXPECT_LT(max_abs_diff(hm, hm.t()), 1e-12);  // symmetric
 }
 
+TEST(Curvature, HessianKeepsItsGradientGraphsUntilAParameterChanges) {
+  // The kept graphs give the products of a fresh operator (built per product: reuse_graph(false))
+  // bit for bit, and after an in-place step on the parameters the product is the new Hessian's:
+  // checked against a second operator built after the step and against central differences.
+  TinyMlp m;
+  D::HessianOperator kept(m.params(), m.loss(), m.batches());
+  D::HessianOperator fresh(m.params(), m.loss(), m.batches());
+  fresh.reuse_graph(false);
+  for (int k = 0; k < 3; ++k) {
+    const auto v = torch::randn({kept.dim()}, f64());
+    EXPECT_TRUE(torch::equal(kept.apply(v), fresh.apply(v))) << k;
+  }
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : m.params()) p.mul_(1.3).add_(0.05);
+  }
+  const auto v = torch::randn({kept.dim()}, f64());
+  const D::HessianOperator after(m.params(), m.loss(), m.batches());
+  const auto hv = kept.apply(v);
+  EXPECT_TRUE(torch::equal(hv, after.apply(v)));
+  // clear_cache() drops the graphs; the next product builds them again, same values.
+  kept.clear_cache();
+  EXPECT_TRUE(torch::equal(kept.apply(v), hv));
+  const double eps = 1e-5;
+  auto shift = [&](double s) {
+    torch::NoGradGuard ng;
+    auto parts = D::unflatten_like(v, m.params());
+    for (std::size_t i = 0; i < parts.size(); ++i) m.params()[i].add_(parts[i], s);
+  };
+  shift(eps);
+  const auto gp = after.loss_and_gradient().second;
+  shift(-2 * eps);
+  const auto gm = after.loss_and_gradient().second;
+  shift(eps);
+  EXPECT_LT(max_abs_diff(hv, (gp - gm) / (2 * eps)), 1e-7 * std::max(1.0, hv.abs().max().item<double>()));
+}
+
 TEST(Curvature, ParameterSubsetGivesTheMatchingBlockOfTheHessian) {
   // Per-layer curvature: an operator over a subset of the parameters (the others held fixed) is
   // the corresponding diagonal block of the full Hessian.

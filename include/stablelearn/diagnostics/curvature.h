@@ -111,18 +111,40 @@ class ParameterOperator : public CurvatureOperator {
   std::int64_t num_samples_ = 0;
 };
 
-/// The Hessian of the full-data mean loss, H = Σ_b (n_b/N) ∇²L_b(θ).
-/// Each product does, per batch, one forward pass, a gradient with create_graph and one
-/// double backward (Pearlmutter's exact HVP). Nothing is cached between calls.
+/// The Hessian of the full-data mean loss, H = Σ_b (n_b/N) ∇²L_b(θ), by Pearlmutter's exact HVP:
+/// per batch the gradient g_b with create_graph, then Hv = Σ_b (n_b/N) ∂(g_b·v)/∂θ.
+/// The gradient graphs are built on the first product and kept for the following ones (as
+/// PyHessian does), so a product costs one double backward per batch instead of a forward, a
+/// backward and a double backward; memory: every batch's forward and gradient graph at once. They
+/// are rebuilt when a parameter was modified in place since (its version counter moved: e.g. a
+/// training step between two measurements); a loss closure that reads other state that changes
+/// needs clear_cache() (or reuse_graph(false)).
 class HessianOperator final : public ParameterOperator {
  public:
   HessianOperator(std::vector<torch::Tensor> params, LossFn loss, std::vector<Batch> batches);
   torch::Tensor apply(const torch::Tensor& v) const override;
   /// The full-data mean loss and its gradient (flat), batch-weighted as the Hessian.
   std::pair<double, torch::Tensor> loss_and_gradient() const;
+  /// Keep the gradient graphs between products (default true); false rebuilds them every product.
+  HessianOperator& reuse_graph(bool on) {
+    reuse_ = on;
+    clear_cache();
+    return *this;
+  }
+  /// Drops the kept gradient graphs.
+  void clear_cache() const {
+    grads_.clear();
+    versions_.clear();
+  }
 
  private:
+  /// The per-batch gradients with their graphs (empty entries: the batch's loss or gradient is
+  /// constant in θ), built or reused.
+  const std::vector<std::vector<torch::Tensor>>& batch_gradients() const;
   LossFn loss_;
+  bool reuse_ = true;
+  mutable std::vector<std::vector<torch::Tensor>> grads_;
+  mutable std::vector<std::int64_t> versions_;
 };
 
 /// The generalised Gauss–Newton matrix G = (1/N) Σ_i J_iᵀ H_out,i J_i with J_i = ∂f(x_i)/∂θ.
