@@ -61,6 +61,7 @@ using experiments::to_vector;
 struct ProblemArgs : experiments::CurvatureProblemOptions {
   bool toy = false;
   std::string op = "hessian";
+  std::string dtype_name = "float64";
 };
 
 void add_problem_options(CLI::App* cmd, ProblemArgs& a, bool with_operator = true) {
@@ -88,6 +89,9 @@ void add_problem_options(CLI::App* cmd, ProblemArgs& a, bool with_operator = tru
   cmd->add_option("--train-steps", a.train_steps, "Toy: full-batch GD steps before the diagnostic (0 = at initialisation)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--dtype", a.dtype_name, "float64 (exact, the default) or float32 (about 2x faster; a run's weights are float32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float64", "float32"}));
   if (with_operator)
     cmd->add_option("--operator", a.op, "Curvature operator: hessian, ggn (Gauss-Newton) or fisher (empirical Fisher)")
         ->capture_default_str()
@@ -98,7 +102,11 @@ using Prepared = experiments::CurvatureProblem;
 
 Prepared prepare(const ProblemArgs& a) {
   SL_CHECK(!(a.toy && !a.run.empty()), UsageError, "give either RUN or --toy, not both");
-  return experiments::make_curvature_problem(a);
+  auto options = static_cast<const experiments::CurvatureProblemOptions&>(a);
+  options.dtype = a.dtype_name == "float32" ? torch::kFloat32 : torch::kFloat64;
+  auto p = experiments::make_curvature_problem(options);
+  p.info["dtype"] = a.dtype_name;
+  return p;
 }
 
 

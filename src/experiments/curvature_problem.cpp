@@ -41,7 +41,8 @@ CurvatureProblem make_toy(const CurvatureProblemOptions& a) {
                                                                             .hidden(a.hidden)
                                                                             .samples(p.samples)
                                                                             .batch_size(p.batch_size)
-                                                                            .seed(a.seed)));
+                                                                            .seed(a.seed)
+                                                                            .dtype(a.dtype)));
   const auto losses = problem->train_gd(a.train_steps, p.learning_rate);
   p.params = problem->params;
   p.batches = problem->batches;
@@ -86,10 +87,11 @@ CurvatureProblem make_run(const CurvatureProblemOptions& a) {
     auto current = view->model->weights();
     for (std::size_t i = 0; i < current.size(); ++i) current[i].copy_(w[i]);
   }
-  // Curvature in float64 (the run trained in float32; the weights are converted, not retrained).
+  // Curvature in float64 by default (the run trained in float32; the weights are converted, not
+  // retrained), or in float32.
   view->model->eval();
-  view->model->to(torch::kFloat64);
-  auto x = task.train.images.slice(0, 0, p.samples).to(torch::kFloat64);
+  view->model->to(a.dtype);
+  auto x = task.train.images.slice(0, 0, p.samples).to(a.dtype);
   auto y = task.train.labels.slice(0, 0, p.samples).to(torch::kInt64);
   // Task-incremental runs: the head of task J is the columns of its classes (the masked logits of
   // ClRunView::logits without the −∞, whose double backward would give NaN); labels become indices

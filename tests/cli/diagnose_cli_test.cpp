@@ -109,6 +109,17 @@ TEST_F(DiagnoseCli, HessianTopEigenvaluesOfARunMatchTheClosedForm) {
     EXPECT_NEAR(j["stability"]["lambda_max"].get<double>(), closed().eigenvalues[0].item<double>(),
                 1e-5 * closed().eigenvalues[0].item<double>());
   }
+  {
+    // float32: the same closed form to float32's accuracy.
+    const auto r = run("diagnose hessian " + R() + " --task 1 --samples 50 --batch-size 20 -k 3 --dtype float32");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto j = r.js();
+    EXPECT_EQ(j["dtype"], "float32");
+    for (int i = 0; i < 3; ++i) {
+      const double want = closed().eigenvalues[i].item<double>();
+      EXPECT_NEAR(j["eigenvalues"][i].get<double>(), want, 1e-4 * want) << "float32 eigenvalue " << i;
+    }
+  }
 }
 
 TEST_F(DiagnoseCli, TraceOfARunMatchesTheClosedForm) {

@@ -1,7 +1,7 @@
 // The problem every `stablelearn diagnose` curvature command analyses (hessian, trace, density,
 // spectra, stability): the built-in toy regression MLP (diagnostics/toy_problem.h), or task J of a
 // finished `cl run` — the trained classifier (final, or after task I) with the cross-entropy of the
-// task's first training images, in float64.
+// task's first training images, in float64 (or float32 with dtype).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,9 @@ struct CurvatureProblemOptions {
   std::int64_t train_steps = 200;  ///< toy: full-batch GD steps before the diagnostic
   double learning_rate = 0.0;
   std::uint64_t seed = 0;
+  /// The dtype of the weights, data and products: float64 (exact to ~1e-12; the tests' closed forms)
+  /// or float32 (about twice as fast on CPU; a run's weights are float32 anyway).
+  torch::Dtype dtype = torch::kFloat64;
 };
 
 /// The model, data and loss a curvature command works on.
