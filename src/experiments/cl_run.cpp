@@ -134,7 +134,6 @@ class ClRun final : public TaskLearner {
   const ClConfig& p_;
   const RunDir& dir_;
   const std::filesystem::path snap_dir_;
-  const bool resumed_;
   const std::function<void(const ClProgress&)> progress_;
   const std::chrono::steady_clock::time_point start_time_ = std::chrono::steady_clock::now();
   torch::Device dev_{torch::kCPU};
@@ -169,7 +168,6 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& 
     : p_(p),
       dir_(run),
       snap_dir_(run.file("snapshots")),
-      resumed_(run.resumed()),
       progress_(std::move(progress)),
       tracker_(1, p.eval.lca_beta) {
   if (p.train.device == "cuda" || (p.train.device == "auto" && torch::cuda::is_available())) {
@@ -230,7 +228,7 @@ void ClRun::draw_eval_subsets() {
 }
 
 void ClRun::restore() {
-  if (!resumed_) {
+  if (!dir_.resumed()) {
     for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
     return;
   }
@@ -272,7 +270,7 @@ void ClRun::restore() {
 // task, which is trained again and snapshotted at the same iterations).
 void ClRun::open_snapshots() {
   std::error_code ec;
-  if (resumed_) {
+  if (dir_.resumed()) {
     for (const auto& s : list_cl_snapshots(dir_.path())) {
       if (s.iteration <= global_iter_)
         snapshots_.push_back(s);

@@ -105,11 +105,16 @@ double data_period(const torch::Tensor& t) {
   return (t[-1].item<double>() - t[0].item<double>()) / static_cast<double>(t.size(0) - 1);
 }
 
+std::pair<torch::Tensor, torch::Tensor> demo_box(const torch::Tensor& demos) {
+  const auto flat = demos.reshape({-1, demos.size(-1)});
+  const auto lo = std::get<0>(flat.min(0)), hi = std::get<0>(flat.max(0));
+  return {(lo + hi) / 2, (hi - lo) * 0.75};
+}
+
 torch::Tensor certificate_states(const torch::Tensor& demos, std::int64_t n, torch::Generator& gen) {
   torch::NoGradGuard no_grad;
   const auto flat = demos.reshape({-1, demos.size(-1)});
-  const auto lo = std::get<0>(flat.min(0)), hi = std::get<0>(flat.max(0));
-  const auto centre = (lo + hi) / 2, half = (hi - lo) * 0.75;
+  const auto [centre, half] = demo_box(demos);
   const auto u = torch::rand({n, flat.size(1)}, gen, flat.options()) * 2 - 1;
   auto x = centre + u * half;
   // Every second state towards the goal (the origin of model coordinates) by 10^U(-2, 0).

@@ -59,6 +59,10 @@ bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch
 /// The period h of a task's time grid t [T] (uniform: (t_last − t_first) / (T − 1)).
 double data_period(const torch::Tensor& t);
 
+/// The box 1.5× the extent of demonstrations x [B, T, d] (model coordinates): its centre and
+/// half-widths [d] (`lfd stability`'s random starts and the certificate penalty's states).
+std::pair<torch::Tensor, torch::Tensor> demo_box(const torch::Tensor& demos);
+
 /// The states of the certificate penalty for a task's demonstrations x [B, T, d] (model
 /// coordinates): n draws, uniform in the box 1.5× the demonstrations' extent (as `lfd stability`'s
 /// random starts), every second one then scaled towards the goal by 10^U(−2, 0), so the states near

@@ -19,9 +19,7 @@ namespace {
 /// The demonstrations' first states, then uniform draws in a box 1.5x their extent (model coordinates).
 torch::Tensor stability_starts(const LfdRun::TaskData& d, const StabilityOptions& o) {
   const auto M = d.x.size(0);
-  const auto flat = d.x.reshape({-1, d.x.size(2)});
-  const auto lo = std::get<0>(flat.min(0)), hi = std::get<0>(flat.max(0));
-  const auto centre = (lo + hi) / 2, half = (hi - lo) * 0.75;
+  const auto [centre, half] = detail::demo_box(d.x);
   std::vector<torch::Tensor> starts;
   for (std::int64_t m = 0; m < std::min(M, o.starts); ++m) starts.push_back(d.x[m][0]);
   auto gen = at::detail::createCPUGenerator(o.seed);

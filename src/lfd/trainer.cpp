@@ -275,6 +275,7 @@ class HnetLearner : public detail::Learner {
     window_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::batches));
     reg_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::method));
     cert_gen_ = at::detail::createCPUGenerator(derive_seed(c_.seed, i, seed_purpose::states));
+    if (c_.cert_weight > 0) period_ = detail::data_period(tasks_.task32(i).t);
     targets_.clear();
     if (c_.beta > 0) {
       torch::NoGradGuard no_grad;
@@ -298,7 +299,7 @@ class HnetLearner : public detail::Learner {
       const auto& task = tasks_.task32(i);
       const auto states = detail::certificate_states(task.x, c_.cert_samples, cert_gen_);
       const auto cert = models::functional::snode_certificate_violation(
-          states, detail::data_period(task.t), target_.layout.split(flat), *target_.snode, c_.discrete_kappa);
+          states, period_, target_.layout.split(flat), *target_.snode, c_.discrete_kappa);
       out.cert = cert.item<double>();
       loss = loss + c_.cert_weight * cert;
     }
@@ -375,6 +376,7 @@ class HnetLearner : public detail::Learner {
   HyperNet hn_;
   models::TaskHyperNetwork* net_ = nullptr;
   torch::Generator window_gen_, reg_gen_, cert_gen_;
+  double period_ = 0;  // the task's data period h (the certificate penalty's step)
   std::vector<torch::Tensor> targets_, theta_, params_, best_theta_;
   torch::Tensor emb_, best_emb_;
   std::optional<Adam> opt_theta_, opt_emb_;  // the current task's

@@ -140,14 +140,12 @@ torch::Tensor snode_certificate_violation(const torch::Tensor& x, double h, cons
                                           const SNodeOptions& o, double kappa) {
   check_discrete_options(o, kappa, "snode_certificate_violation");
   constexpr double kDelta = 1e-12;
-  torch::Tensor keep;
-  {
-    torch::NoGradGuard no_grad;  // states at the goal have no decrease to meet (V = 0)
-    keep = (snode_lyapunov(x, w, o) > 1e-8).nonzero().squeeze(1);
-  }
+  // States at the goal (V = 0) have no decrease to meet; V(x) is computed once, with its graph.
+  const auto v_all = snode_lyapunov(x, w, o);
+  const auto keep = (v_all.detach() > 1e-8).nonzero().squeeze(1);
   if (keep.numel() == 0) return torch::zeros({}, x.options());
   const auto xs = x.index_select(0, keep);
-  const auto vx = snode_lyapunov(xs, w, o);
+  const auto vx = v_all.index_select(0, keep);
   const auto y = xs + h * snode_rhs(torch::zeros({}, x.options()), xs, w, o);
   const auto vy = snode_lyapunov(y, w, o);
   const double c = std::exp(-kappa * o.alpha() * h);

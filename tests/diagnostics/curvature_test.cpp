@@ -62,6 +62,23 @@ struct TinyMlp {
   std::vector<D::Batch> batches() const { return split(x, y, {5, 4}); }
 };
 
+/// (g(θ + εv) − g(θ − εv)) / 2ε, g the gradient of `op`'s loss at `params` (shifted in place and
+/// restored): the central difference of the gradient along v, an independent H v.
+torch::Tensor gradient_difference(const D::HessianOperator& op, const std::vector<torch::Tensor>& params,
+                                  const torch::Tensor& v, double eps = 1e-5) {
+  auto shift = [&](double s) {
+    torch::NoGradGuard ng;
+    auto parts = D::unflatten_like(v, params);
+    for (std::size_t i = 0; i < parts.size(); ++i) params[i].add_(parts[i], s);
+  };
+  shift(eps);
+  const auto gp = op.loss_and_gradient().second;
+  shift(-2 * eps);
+  const auto gm = op.loss_and_gradient().second;
+  shift(eps);
+  return (gp - gm) / (2 * eps);
+}
+
 TEST(Curvature, FlattenAndUnflattenRoundTrip) {
   std::vector<torch::Tensor> ts{torch::arange(6, f64()).reshape({2, 3}), torch::arange(6, 8, f64())};
   auto flat = D::flatten_tensors(ts);
@@ -131,19 +148,7 @@ TEST(Curvature, HessianOfMlpMatchesFiniteDifferencesOfTheGradient) {
   D::HessianOperator h(m.params(), m.loss(), m.batches());
   auto v = torch::randn({h.dim()}, f64());
   auto hv = h.apply(v);
-  // Central difference of the gradient along v: (g(θ + εv) − g(θ − εv)) / 2ε.
-  const double eps = 1e-5;
-  auto shift = [&](double s) {
-    torch::NoGradGuard ng;
-    auto parts = D::unflatten_like(v, m.params());
-    for (std::size_t i = 0; i < parts.size(); ++i) m.params()[i].add_(parts[i], s);
-  };
-  shift(eps);
-  auto gp = h.loss_and_gradient().second;
-  shift(-2 * eps);
-  auto gm = h.loss_and_gradient().second;
-  shift(eps);
-  auto fd = (gp - gm) / (2 * eps);
+  const auto fd = gradient_difference(h, m.params(), v);
   EXPECT_LT(max_abs_diff(hv, fd), 1e-7 * std::max(1.0, hv.abs().max().item<double>()));
   auto hm = materialize(h);
   EXPECT_LT(max_abs_diff(hm, hm.t()), 1e-12);  // symmetric
@@ -172,18 +177,7 @@ TEST(Curvature, HessianKeepsItsGradientGraphsUntilAParameterChanges) {
   // clear_cache() drops the graphs; the next product builds them again, same values.
   kept.clear_cache();
   EXPECT_TRUE(torch::equal(kept.apply(v), hv));
-  const double eps = 1e-5;
-  auto shift = [&](double s) {
-    torch::NoGradGuard ng;
-    auto parts = D::unflatten_like(v, m.params());
-    for (std::size_t i = 0; i < parts.size(); ++i) m.params()[i].add_(parts[i], s);
-  };
-  shift(eps);
-  const auto gp = after.loss_and_gradient().second;
-  shift(-2 * eps);
-  const auto gm = after.loss_and_gradient().second;
-  shift(eps);
-  EXPECT_LT(max_abs_diff(hv, (gp - gm) / (2 * eps)), 1e-7 * std::max(1.0, hv.abs().max().item<double>()));
+  EXPECT_LT(max_abs_diff(hv, gradient_difference(after, m.params(), v)), 1e-7 * std::max(1.0, hv.abs().max().item<double>()));
 }
 
 TEST(Curvature, ParameterSubsetGivesTheMatchingBlockOfTheHessian) {
