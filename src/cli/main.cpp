@@ -9,6 +9,7 @@
 
 int main(int argc, char** argv) {
   using namespace stablelearn;
+  select_blas_kernels(argv);  // may re-execute this program once (OpenBLAS's kernel choice)
   CLI::App app{"stablelearn: continual learning of stable skills, continual-learning engine and "
                "stability diagnostics (C++17 / libtorch)",
                "stablelearn"};

@@ -3,6 +3,10 @@
 #include <dlfcn.h>
 #include <link.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -25,6 +29,59 @@ int apply_threads(int n) {
   using SetFn = void (*)(int);
   if (auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
   return at::get_num_threads();
+}
+
+namespace {
+
+constexpr const char* kReexecMarker = "SL_BLAS_CORE_REEXEC";  // the core OpenBLAS chose before the re-exec
+
+using CoreNameFn = char* (*)();
+
+CoreNameFn openblas_corename_fn() {
+  return reinterpret_cast<CoreNameFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+}
+
+/// The OpenBLAS core for this CPU's instruction set, nullptr where Prescott is all it has.
+const char* core_for_this_cpu() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return nullptr;
+}
+
+}  // namespace
+
+void select_blas_kernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
+  const auto corename = openblas_corename_fn();
+  if (corename == nullptr) return;
+  const std::string core = corename();
+  if (core != "Prescott") return;
+  const char* better = core_for_this_cpu();
+  if (better == nullptr) return;
+  setenv("OPENBLAS_CORETYPE", better, 1);
+  setenv(kReexecMarker, core.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  // Only reached when the exec failed: go on as we are, and leave no trace for child processes.
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv(kReexecMarker);
+  std::fprintf(stderr,
+               "stablelearn: note: OpenBLAS runs its slow Prescott kernels on this CPU and re-running with "
+               "OPENBLAS_CORETYPE=%s failed; set that variable to get the fast ones\n",
+               better);
+}
+
+std::string blas_core() {
+  const auto corename = openblas_corename_fn();
+  if (corename == nullptr) return "";
+  std::string core = corename();
+  if (const char* was = std::getenv(kReexecMarker)) core += std::string(" (re-executed: OpenBLAS chose ") + was + ")";
+  return core;
 }
 
 void seed_everything(std::uint64_t seed) { torch::manual_seed(seed); }
@@ -99,6 +156,7 @@ RuntimeInfo runtime_info() {
   } else {
     r.blas_name = "unknown";
   }
+  r.blas_core = blas_core();
   if (lib.find("openblas-pthread") != std::string::npos) r.blas_name += " [pthread variant: fights libtorch's OpenMP threads]";
   static const std::string cpu = cpu_model_name();
   r.cpu_model = cpu;
@@ -116,6 +174,7 @@ std::string runtime_info_text(const RuntimeInfo& r) {
   s += "compiler    " + r.compiler + "\n";
   s += "BLAS        " + r.blas_name + "\n";
   s += "BLAS lib    " + r.blas_library + "\n";
+  if (!r.blas_core.empty()) s += "BLAS core   " + r.blas_core + "\n";
   s += "CPU         " + r.cpu_model + " (libtorch kernels: " + r.cpu_capability + ")\n";
   s += "threads     " + std::to_string(r.threads) + " of " + std::to_string(r.cores) + " cores\n";
   return s;
@@ -125,6 +184,7 @@ std::string runtime_info_json(const RuntimeInfo& r) {
   nlohmann::json j{{"stablelearn", r.stablelearn_version}, {"torch", r.torch_version},
                    {"compiler", r.compiler},          {"build_type", r.build_type},
                    {"blas", r.blas_name},             {"blas_library", r.blas_library},
+                   {"blas_core", r.blas_core},
                    {"cpu", r.cpu_model},              {"cpu_capability", r.cpu_capability},
                    {"threads", r.threads},            {"cores", r.cores},
                    {"cuda_available", r.cuda_available}};

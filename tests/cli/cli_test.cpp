@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -60,6 +62,58 @@ TEST_F(Cli, VersionNamesTheKernelsLibtorchDispatchesTo) {
   EXPECT_NE(r.out.find("(libtorch kernels: DEFAULT)"), std::string::npos) << r.out;
   const auto plain = run("--version");
   EXPECT_EQ(plain.out.find("(libtorch kernels: unknown)"), std::string::npos) << plain.out;
+}
+
+namespace {
+
+/// Runs `stablelearn --version` with OPENBLAS_CORETYPE set to `coretype` (nullptr: unset) and the
+/// re-exec marker cleared, restoring both afterwards; returns the value of the line `key`
+/// ("BLAS core", "BLAS"; "" if there is none).
+std::string version_line(const char* coretype, const std::string& key = "BLAS core") {
+  std::map<std::string, std::optional<std::string>> saved;
+  for (const char* k : {"OPENBLAS_CORETYPE", "SL_BLAS_CORE_REEXEC"}) {
+    const char* v = std::getenv(k);
+    saved[k] = v != nullptr ? std::optional<std::string>(v) : std::nullopt;
+  }
+  unsetenv("SL_BLAS_CORE_REEXEC");
+  if (coretype != nullptr) setenv("OPENBLAS_CORETYPE", coretype, 1);
+  else unsetenv("OPENBLAS_CORETYPE");
+  const auto r = sl::testing::run_cli("--version");
+  for (const auto& [k, v] : saved) {
+    if (v) setenv(k.c_str(), v->c_str(), 1);
+    else unsetenv(k.c_str());
+  }
+  EXPECT_EQ(r.status, 0) << r.err;
+  const std::string head = "\n" + key + std::string(12 - key.size(), ' ');
+  const std::string out = "\n" + r.out;
+  const auto pos = out.find(head);
+  if (pos == std::string::npos) return "";
+  return out.substr(pos + head.size(), out.find('\n', pos + 1) - pos - head.size());
+}
+
+}  // namespace
+
+TEST_F(Cli, OpenBlasRunsTheKernelsOfThisCpu) {
+  // Debian's OpenBLAS 0.3.21 falls back to its SSE3 "Prescott" kernels on CPUs it does not know;
+  // stablelearn then re-runs itself with OPENBLAS_CORETYPE naming the CPU's instruction set.
+  const std::string core = version_line(nullptr);
+  if (core.empty()) {
+    // No core reported: that must be because the BLAS is not OpenBLAS.
+    EXPECT_EQ(version_line(nullptr, "BLAS").find("OpenBLAS"), std::string::npos);
+    return;
+  }
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2) {
+    EXPECT_NE(core.substr(0, 8), "Prescott") << core;
+  }
+  // Where the re-exec happened, the report says from what.
+  if (core.find("re-executed") != std::string::npos) {
+    EXPECT_TRUE(core.rfind("SkylakeX", 0) == 0 || core.rfind("Haswell", 0) == 0) << core;
+    EXPECT_NE(core.find("OpenBLAS chose Prescott"), std::string::npos) << core;
+  }
+  // A core the user names is kept as it is (no re-exec).
+  EXPECT_EQ(version_line("Prescott"), "Prescott");
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {

@@ -15,6 +15,21 @@ const char* version();
 /// Returns the count in effect. Debian's libtorch otherwise starts with one thread.
 int apply_threads(int n);
 
+/// Makes OpenBLAS run the kernels of the CPU it runs on. Debian 12's OpenBLAS 0.3.21 (DYNAMIC_ARCH)
+/// falls back to its Prescott (SSE3) kernels on CPUs it does not know, e.g. recent Xeons that
+/// report "Intel(R) Xeon(R) Processor": its GEMMs then run 2-3x slower than the CPU allows
+/// (BENCHMARKS.md). Where the loaded OpenBLAS reports "Prescott" but the CPU has AVX2 and FMA, this
+/// sets OPENBLAS_CORETYPE (SkylakeX with AVX-512 F/CD/BW/DQ/VL, else Haswell) and re-executes the
+/// program with the same arguments, since OpenBLAS reads the variable only when it is loaded.
+/// Does nothing when OPENBLAS_CORETYPE is already set (the user's choice, or after the re-exec),
+/// when the BLAS is not OpenBLAS, or when it chose any other core; if the re-exec fails the
+/// process goes on with the slow kernels. Call first thing in main(), before threads exist.
+void select_blas_kernels(char** argv);
+
+/// The OpenBLAS core in use ("SkylakeX", "Haswell", ...), "" when the BLAS is not OpenBLAS;
+/// " (re-executed: OpenBLAS chose Prescott)" appended after select_blas_kernels' re-exec.
+std::string blas_core();
+
 /// Seeds libtorch's global generator (and anything else that draws randomness).
 void seed_everything(std::uint64_t seed);
 
@@ -31,6 +46,7 @@ struct RuntimeInfo {
   std::string build_type;
   std::string blas_library;  ///< resolved path of the BLAS shared object in this process
   std::string blas_name;     ///< "OpenBLAS 0.3.21 (openmp)", "reference BLAS", ...
+  std::string blas_core;     ///< blas_core(): the OpenBLAS kernels in use, "" for another BLAS
   std::string cpu_model;       ///< "model name" of /proc/cpuinfo ("unknown" elsewhere)
   std::string cpu_capability;  ///< vector kernels libtorch dispatches to: "AVX2", "AVX512", "DEFAULT"
                                ///< (ATEN_CPU_CAPABILITY overrides the CPU's own; rounding depends on it)
