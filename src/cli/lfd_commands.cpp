@@ -178,7 +178,8 @@ void add_stability_command(CLI::App* lfd, CommandRegistry& reg) {
   };
   auto sargs = std::make_shared<StabilityArgs>();
   auto* stab = lfd->add_subcommand(
-      "stability", "Roll a learned skill out from many starts for a long horizon; does it reach its goal? (JSON)");
+      "stability", "Roll a learned skill out from many starts for a long horizon; does it reach its goal? With the same solver, "
+      "its accuracy as executed: DTW from the demonstrations' starts, and the share of those steps radially pulled (JSON)");
   stab->add_option("RUN", sargs->run, "Run directory of 'lfd train'")->required();
   stab->add_option("--task", sargs->task, "Task index (0-based) of the skill")->required();
   stab->add_option("--starts", sargs->opt.starts, "Starts: the demonstrations' first states, then random ones in a box 1.5x their extent")
@@ -222,6 +223,15 @@ void add_stability_command(CLI::App* lfd, CommandRegistry& reg) {
                        {"median_final_distance", r.median_final_distance},
                        {"max_final_distance", r.max_final_distance},
                        {"final_distances", r.final_distances}};
+    out["demo_dtw_median"] = r.demo_errors.dtw.median;
+    out["demo_dtw"] = r.demo_errors.dtw.per_demo;
+    out["demo_frechet_median"] = r.demo_errors.frechet.median;
+    if (r.demo_errors.has_quat) out["demo_quat_median"] = r.demo_errors.quat.median;
+    if (r.method == "certified" || r.method == "discrete") {
+      out["demo_steps"] = r.demo_steps;
+      out["demo_projected_steps"] = r.demo_projected_steps;
+      out["demo_projected_fraction"] = r.demo_projected_fraction;
+    }
     if (r.bound_horizon_seconds > 0) {
       out["max_initial_lyapunov"] = r.max_initial_lyapunov;
       out["bound_horizon_seconds"] = r.bound_horizon_seconds;

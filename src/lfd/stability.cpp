@@ -127,6 +127,31 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   }
   const auto solver = plan.certified || plan.discrete ? models::OdeintOptions{}
                                                       : models::OdeintOptions{}.method(models::parse_ode_method(plan.method));
+  // Accuracy as executed: the training's evaluation of the demonstrations' starts with this solver
+  // (float32 states as evaluated), counting the pulled steps of those rollouts.
+  {
+    models::functional::SNodeDiscreteStats demo_st;
+    models::CertifiedEulerStats demo_cst;
+    GridRollout executed;
+    if (plan.discrete) {
+      executed.fn = [&](const torch::Tensor& x, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
+        return discrete(x.to(dtype), t, &demo_st).to(x.scalar_type());
+      };
+    } else if (plan.certified) {
+      executed.fn = [&](const torch::Tensor& x, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
+        return models::certified_euler(field, lyap, x.to(dtype), t.to(torch::kFloat64), copt, &demo_cst).to(x.scalar_type());
+      };
+    } else {
+      executed.fn = [&](const torch::Tensor& x, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
+        return models::odeint(field, x.to(dtype), t, solver).to(x.scalar_type());
+      };
+    }
+    r.demo_errors = run.evaluate(task, executed);
+    r.demo_steps = plan.discrete ? demo_st.steps : demo_cst.substeps;
+    r.demo_projected_steps = plan.discrete ? demo_st.projected : demo_cst.projections;
+    r.demo_projected_fraction =
+        r.demo_steps > 0 ? static_cast<double>(r.demo_projected_steps) / static_cast<double>(r.demo_steps) : 0;
+  }
   for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
     const auto len = std::min(chunk, steps - k);
     const auto g = grid.narrow(0, k, len);  // float64: the step sizes are formed in double from it

@@ -500,6 +500,14 @@ LfdRun::TaskData LfdRun::task(std::int64_t task) const {
   return {prep.raw, prep.x, prep.t, prep.norm.mean, prep.norm.std, prep.goal, prep.position_dim};
 }
 
+EvalCell LfdRun::evaluate(std::int64_t task, const GridRollout& rollout) const {
+  SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (", p_->completed,
+           " tasks completed)");
+  const auto prep = data::prepare_task(p_->dataset->task(task), *p_->spec,
+                                       {p_->cfg.target == "snode", p_->cfg.tangent_vec_scale});
+  return detail::evaluate_task(p_->cfg, *p_->spec, prep, rollout);
+}
+
 LyapunovFunction LfdRun::lyapunov(std::int64_t task, torch::Dtype dtype) const {
   SL_CHECK(p_->cfg.target == "snode", UsageError, "a learned Lyapunov function exists for sNODE skills only (this run's "
            "target is '", p_->cfg.target, "')");

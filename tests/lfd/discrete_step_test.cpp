@@ -128,6 +128,13 @@ TEST(LfdDiscreteTraining, TrainsEvaluatesAndConvergesWithTheSameMap) {
     EXPECT_NEAR(r.bound_horizon_seconds,
                 std::log(r.max_initial_lyapunov / (cfg.eps * tol_model * tol_model)) / (cfg.discrete_kappa * cfg.alpha), 1e-9);
     EXPECT_EQ(r.converged_fraction, 1.0) << "max final distance " << r.max_final_distance << " > " << r.tolerance;
+    // Accuracy as executed: the demonstrations' starts under Φ, the evaluation recomputed above; the
+    // steps counted are those of the windowed protocol: M starts × T / tsub windows × (tsub − 1).
+    EXPECT_NEAR(r.demo_errors.dtw.median, dtw.median, 1e-6 * dtw.median);
+    EXPECT_EQ(r.demo_steps, d.x.size(0) * (d.x.size(1) / cfg.tsub) * (cfg.tsub - 1));
+    EXPECT_GE(r.demo_projected_steps, 0);
+    EXPECT_LE(r.demo_projected_steps, r.demo_steps);
+    EXPECT_DOUBLE_EQ(r.demo_projected_fraction, static_cast<double>(r.demo_projected_steps) / static_cast<double>(r.demo_steps));
   }
   std::filesystem::remove_all(dir);
 }
@@ -157,6 +164,38 @@ TEST(LfdDiscreteStability, DiscreteMethodAppliesTheMapToASkillTrainedWithEuler) 
   EXPECT_NEAR(r.bound_horizon_seconds, std::log(r.max_initial_lyapunov / (cfg.eps * tol_model * tol_model)) / (0.4 * cfg.alpha),
               1e-9);
   EXPECT_EQ(r.converged_fraction, 1.0);
+  // Accuracy as executed under Φ (κ = 0.4) on the Euler-trained weights, recomputed by hand: the
+  // windowed rollout of snode_discrete_rollout, de-normalised, DTW per demonstration.
+  {
+    torch::NoGradGuard no_grad;
+    const auto w = run.weights(0);
+    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
+                       .eps(cfg.eps).explicit_time(false);
+    sl::models::functional::SNodeDiscreteStats st;
+    GridRollout phi{[&](const torch::Tensor& x, const torch::Tensor& t, sl::models::functional::SNodeDiscreteStats*) {
+      return sl::models::functional::snode_discrete_rollout(x, t, w, o, 0.4, {}, &st);
+    }};
+    const auto traj = windowed_rollout(phi, d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), cfg.tsub)
+                          .to(torch::kFloat64);
+    const auto pred = ((traj + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
+    const auto ref = d.raw.narrow(1, 0, pred.size(1)).contiguous();
+    const auto dtw = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
+                                    {pred.data_ptr<double>(), pred.size(0), pred.size(1), 2});
+    EXPECT_NEAR(r.demo_errors.dtw.median, dtw.median, 1e-6 * dtw.median);
+    EXPECT_EQ(r.demo_steps, st.steps);
+    EXPECT_EQ(r.demo_projected_steps, st.projected);
+    // With Euler (as trained and evaluated) the same protocol gives the other solver's rollout.
+    StabilityOptions eo = so;
+    eo.method = "euler";
+    const auto re = check_stability(run, 0, eo);
+    const auto traj_e = windowed_rollout(run.field(0), d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), cfg.tsub)
+                            .to(torch::kFloat64);
+    const auto pred_e = ((traj_e + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
+    const auto dtw_e = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
+                                      {pred_e.data_ptr<double>(), pred_e.size(0), pred_e.size(1), 2});
+    EXPECT_NEAR(re.demo_errors.dtw.median, dtw_e.median, 1e-6 * dtw_e.median);
+    EXPECT_EQ(re.demo_steps, 0);
+  }
   std::filesystem::remove_all(dir);
   const auto clock_dir = sl::testing::temp_dir("lfd_discrete_clock");
   auto clock = sl::testing::tiny_lfd_config(1, 2, 0.005);

@@ -209,6 +209,10 @@ class LfdRun {
   };
   TaskData task(std::int64_t task) const;
   const std::string& task_name(std::int64_t task) const;
+  /// The training's evaluation of `task` (the sNODE windowed protocol, de-normalised DTW / Fréchet /
+  /// swept (+ quaternion) errors against each demonstration) with another solver `rollout` on the
+  /// task's time grid (model coordinates, float32 states).
+  EvalCell evaluate(std::int64_t task, const GridRollout& rollout) const;
 
  private:
   std::unique_ptr<detail::RunParts> p_;
@@ -277,6 +281,13 @@ struct StabilityReport {
   /// std))², after which the certificate keeps it within half the tolerance; the rollout stops there
   /// (0 if it did not happen before the horizon)
   double certified_ball_seconds = 0;
+  /// Accuracy as executed: the demonstrations' starts rolled out over the demonstrations' grid with
+  /// the same solver (the training's evaluation protocol, LfdRun::evaluate): median DTW against the
+  /// demonstrations (raw units) and, for discrete/certified, the share of the steps of those rollouts
+  /// that were radially pulled — the part of the reproduced motion that follows the projection.
+  EvalCell demo_errors;
+  std::int64_t demo_steps = 0, demo_projected_steps = 0;
+  double demo_projected_fraction = 0;
 };
 StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& options);
 
