@@ -112,14 +112,14 @@ GridRollout BaselineModel::rollout(std::int64_t task, torch::Dtype dtype) const 
   return p_->target.rollout(cast(network(task), dtype), cast_embedding(embedding(task), dtype));
 }
 
-torch::Tensor BaselineModel::train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t) const {
+torch::Tensor BaselineModel::train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t, bool fused) const {
   const auto net = network(task);
   const auto e = embedding(task);
   // The fused rollout takes one flat vector; the tensor path integrates the owned tensors directly
   // (no concatenation to split again).
-  if (detail::fused_rollout_applies(p_->cfg, p_->target, net.front(), x0, e))
+  if (fused && detail::fused_rollout_applies(p_->cfg, p_->target, net.front(), x0, e))
     return models::functional::snode_euler_rollout(p_->target.layout.flatten(net), x0, t, *p_->target.snode, e);
-  return rollout(task)(x0, t);
+  return p_->target.train(net, e)(x0, t);
 }
 
 LyapunovFunction BaselineModel::lyapunov(std::int64_t task, torch::Dtype dtype) const {
@@ -250,7 +250,7 @@ class BaselineLearner : public Learner {
     DiagnosticsProbe p;
     p.wrt = net_;
     if (model_->conditioned()) p.wrt.push_back(model_->embedding(k_));
-    p.rollout = [this] { return model_->rollout(k_)(win_.y.select(1, 0), win_.t); };
+    p.rollout = [this] { return model_->train_rollout(k_, win_.y.select(1, 0), win_.t, /*fused=*/false); };
     p.target = win_.y;
     p.row_extra["window_start"] = win_.k0;
     if (c_.method == "rep") p.row_extra["window_task"] = k_;

@@ -85,18 +85,23 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
       return ode_rollout(field(w, cond), solver);
     };
   }
+  t.train = t.rollout;
+  if (c.discrete_step && c.train_rollout == "euler")
+    t.train = [field = t.field](const std::vector<torch::Tensor>& w, const torch::Tensor& cond) {
+      return ode_rollout(field(w, cond));
+    };
   return t;
 }
 
 torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
                             const torch::Tensor& x0, const torch::Tensor& t) {
   if (fused_rollout_applies(c, target, flat, x0, cond)) return F::snode_euler_rollout(flat, x0, t, *target.snode, cond);
-  return target.rollout(target.layout.split(flat), cond)(x0, t);
+  return target.train(target.layout.split(flat), cond)(x0, t);
 }
 
 bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch::Tensor& weights_like,
                            const torch::Tensor& x0, const torch::Tensor& cond) {
-  return c.fused_rollout && !c.discrete_step && target.snode &&
+  return c.fused_rollout && !(c.discrete_step && c.train_rollout == "map") && target.snode &&
          F::snode_euler_rollout_supported(weights_like, x0, *target.snode, cond);
 }
 

@@ -40,6 +40,9 @@ struct Target {
   /// for sNODE, node_solver for NODE, the discrete-time map Φ with model.discrete_step. Training
   /// (tensor path), evaluation, diagnostics and the stability check all integrate through it.
   std::function<GridRollout(const std::vector<torch::Tensor>& weights, const torch::Tensor& cond)> rollout;
+  /// What training integrates (train.rollout): `rollout` itself ("map"), or Euler on the field
+  /// ("euler") where `rollout` is Φ. Training's tensor path and its [diagnostics] use it.
+  std::function<GridRollout(const std::vector<torch::Tensor>& weights, const torch::Tensor& cond)> train;
   VectorField operator()(const std::vector<torch::Tensor>& w, const torch::Tensor& cond = {}) const { return field(w, cond); }
 };
 Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_dim = 0);
@@ -49,7 +52,8 @@ models::SNodeOptions snode_options(const LfdConfig& c, std::int64_t dim, std::in
 /// The training rollout of one window: x0 [B, d] integrated over t with the training solver, the
 /// weights given as one flat vector in `target.layout` order. sNODE targets take the fused Euler
 /// rollout with the hand-written backward when train.fused_rollout is set and the tensors allow it
-/// (CPU float32/float64, not model.discrete_step); everything else goes through `target.rollout`.
+/// (CPU float32/float64, not Φ: model.discrete_step with train.rollout = "map"); everything else
+/// goes through `target.train`.
 torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torch::Tensor& flat, const torch::Tensor& cond,
                             const torch::Tensor& x0, const torch::Tensor& t);
 /// Whether train_rollout takes the fused path for weights of `weights_like`'s dtype and device.

@@ -113,6 +113,10 @@ void LfdConfig::fields(options::Visitor& v) {
   v("lr", lr, "Adam learning rate of θ and the task embeddings").above(0.0);
   v("tsub", tsub, "window length").in(2, 1000);
   v("fused_rollout", fused_rollout, "sNODE: the fused Euler rollout with its hand-written backward (false = autograd)");
+  v("rollout", train_rollout,
+    "what training integrates: map (the skill's own map: Φ_h with model.discrete_step, else Euler) or euler (Euler "
+    "steps even with model.discrete_step, which is still what is evaluated and executed; docs/lfd.md §7.3)")
+      .one_of({"map", "euler"});
   v("beta", beta, "weight of the output regulariser (0 = fine-tuning)").at_least(0.0);
   v("num_regs", num_regs, "past tasks regularised per iteration (0 = all)").at_least(0);
   v("seed", seed, "everything random derives from it");
@@ -324,7 +328,7 @@ class HnetLearner : public detail::Learner {
     p.wrt = params_;
     p.rollout = [this, i] {
       const auto w = target_.layout.split(net_->forward_task(i));
-      return target_.rollout(w, {})(win_.y.select(1, 0), win_.t);
+      return target_.train(w, {})(win_.y.select(1, 0), win_.t);
     };
     p.target = win_.y;
     p.row_extra["window_start"] = win_.k0;

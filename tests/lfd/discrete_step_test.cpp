@@ -139,6 +139,54 @@ TEST(LfdDiscreteTraining, TrainsEvaluatesAndConvergesWithTheSameMap) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(LfdDiscreteTraining, EulerTrainingOfADiscreteSkillTrainsLikeEulerAndEvaluatesPhi) {
+  // train.rollout = "euler" with model.discrete_step: training takes the fused Euler rollout and
+  // ends with exactly the weights of the same run without discrete_step (the same seed and
+  // updates), while the evaluation, `lfd stability` and the skill file are Φ's.
+  auto cfg = sl::testing::tiny_lfd_config(2, 20, 0.005);
+  cfg.explicit_time = false;
+  cfg.eps = 1e-4;
+  const auto euler_dir = sl::testing::temp_dir("lfd_euler_plain");
+  LfdTrainer(cfg, euler_dir).run(false);
+  cfg.discrete_step = true;
+  cfg.train_rollout = "euler";
+  const auto dir = sl::testing::temp_dir("lfd_euler_phi");
+  const auto fused_before = sl::models::functional::snode_euler_rollout_calls();
+  LfdTrainer(cfg, dir).run(false);
+  EXPECT_GE(sl::models::functional::snode_euler_rollout_calls() - fused_before, 2 * 20) << "one fused rollout per update";
+  const LfdRun plain(euler_dir), run(dir);
+  EXPECT_EQ(run.config().train_rollout, "euler");
+  const auto summary = json::parse(sl::read_file_text(dir / "summary.json"));
+  for (std::int64_t task = 0; task < 2; ++task) {
+    SCOPED_TRACE(task);
+    const auto w = run.weights(task), w_plain = plain.weights(task);
+    ASSERT_EQ(w.size(), w_plain.size());
+    for (std::size_t k = 0; k < w.size(); ++k) EXPECT_TRUE(torch::equal(w[k], w_plain[k])) << "tensor " << k;
+    // The evaluation is Φ's windowed rollout of those weights (κ = 0.5), recomputed by hand.
+    torch::NoGradGuard no_grad;
+    const auto d = run.task(task);
+    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
+                       .eps(cfg.eps).explicit_time(false);
+    GridRollout phi{[&](const torch::Tensor& x, const torch::Tensor& t, sl::models::functional::SNodeDiscreteStats*) {
+      return sl::models::functional::snode_discrete_rollout(x, t, w, o, 0.5);
+    }};
+    const auto traj = windowed_rollout(phi, d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), cfg.tsub)
+                          .to(torch::kFloat64);
+    const auto pred = ((traj + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
+    const auto ref = d.raw.narrow(1, 0, pred.size(1)).contiguous();
+    const auto dtw = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
+                                    {pred.data_ptr<double>(), pred.size(0), pred.size(1), 2});
+    const std::string key = "eval_task_" + std::to_string(task);
+    EXPECT_NEAR(dtw.median, summary["median_errors"]["train_task_1"][key]["dtw"].get<double>(), 1e-6 * dtw.median);
+    StabilityOptions so;
+    so.starts = 10;
+    EXPECT_EQ(check_stability(run, task, so).method, "discrete");
+  }
+  sl::testing::expect_error<sl::ConfigError>([] { from_text("[train]\nrollout = \"rk4\"\n"); }, "train.rollout");
+  std::filesystem::remove_all(euler_dir);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LfdDiscreteStability, DiscreteMethodAppliesTheMapToASkillTrainedWithEuler) {
   // `--method discrete` on an autonomous skill trained without discrete_step runs Φ (κ = --kappa)
   // on its weights: every start and step is an application of Φ (counted), V's certificate gives

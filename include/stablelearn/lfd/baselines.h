@@ -64,9 +64,10 @@ class BaselineModel {
   /// discrete-time map Φ with model.discrete_step), cast to `dtype` as field().
   GridRollout rollout(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
   /// The training rollout of one window of `task` from x0 [B, d] over t (differentiable w.r.t. the
-  /// network and the embedding): the fused sNODE rollout where train.fused_rollout allows it, else
-  /// rollout(task).
-  torch::Tensor train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t) const;
+  /// network and the embedding): the fused sNODE rollout where train.fused_rollout allows it (and
+  /// `fused`), else the tensor path of what training integrates (train.rollout: rollout(task) or,
+  /// with "euler", Euler on the field).
+  torch::Tensor train_rollout(std::int64_t task, const torch::Tensor& x0, const torch::Tensor& t, bool fused = true) const;
   /// V of `task`'s sNODE (UsageError for NODE targets); it does not depend on the embedding.
   LyapunovFunction lyapunov(std::int64_t task, torch::Dtype dtype = torch::kFloat32) const;
   /// The target weights of `task` in the plain target layout (sg only: the conditioned network of

@@ -108,6 +108,13 @@ struct LfdConfig {
   /// rounding, several times slower). Diagnostics always use the tensor field. Not used with
   /// model.discrete_step (Φ has no fused form; it trains through its tensor ops).
   bool fused_rollout = true;
+  /// What training rolls out: "map" (default) = the skill's own map, i.e. Φ_h with
+  /// model.discrete_step (training, evaluation and execution one map) and Euler otherwise;
+  /// "euler" = plain Euler steps of the field even with model.discrete_step, which then still
+  /// makes Φ_h what is evaluated, checked, exported and executed. With "euler" the fused rollout
+  /// applies (several times faster than Φ's tensor path); Φ differs from the Euler step only where
+  /// it pulls (docs/lfd.md §7.3).
+  std::string train_rollout = "map";
   double beta = 0.005;              ///< regulariser weight (--beta); 0 = no regularisation (fine-tuning)
   std::int64_t num_regs = 1;        ///< past tasks regularised per iteration; 0 = all (--num_regs)
   std::int64_t seed = 100;          ///< everything random derives from it
