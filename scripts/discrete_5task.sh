@@ -10,6 +10,7 @@
 #        VARIANTS: "NAME:KEY=VALUE,KEY=VALUE ..." (default "base: cert01:train.cert_weight=0.1"); the
 #          pseudo-key config=PATH trains another configuration (e.g. the Euler baseline
 #          config=configs/demo_autonomous.toml,model.eps=1e-4) and stability=0 skips the checks,
+#        CONFIG (default configs/demo_discrete.toml: the configuration of variants without config=),
 #        JOBS (2: runs trained side by side, each on THREADS threads), BASELINE (a variant name: the
 #        summary adds each variant's DTW ratio to it)
 set -euo pipefail
@@ -25,7 +26,7 @@ mkdir -p "$out"
 
 one() {  # variant-spec seed
   local name=${1%%:*} sets=${1#*:} seed=$2
-  local run="$out/${name}_s$seed" args=() config="$here/configs/demo_discrete.toml" check=1
+  local run="$out/${name}_s$seed" args=() config="$here/${CONFIG:-configs/demo_discrete.toml}" check=1
   IFS=',' read -ra kv <<< "$sets"
   for s in "${kv[@]}"; do
     case "$s" in

@@ -43,10 +43,10 @@ def main():
     base_med = medians(out, base) if base else None
     for spec in specs:
         name, sets = spec.split(":", 1)
-        print(f"\n### {name} ({sets or 'configs/demo_discrete.toml as is'})\n")
+        print(f"\n### {name} ({sets or os.environ.get('CONFIG', 'configs/demo_discrete.toml') + ' as is'})\n")
         print("| seed | task | DTW just learned | DTW after last task | converged | pulled steps | pulled on the way |"
-              " non-finite |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+              " pulled from the demonstrations' starts | non-finite |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         runs = {}
         for path in sorted(glob.glob(os.path.join(out, f"{name}_s*"))):
             if not os.path.isdir(path):
@@ -62,18 +62,20 @@ def main():
                     pulled = f"{100 * d['projected_fraction']:.2f} %"
                     way = (f"{100 * d['projected_fraction_outside_ball']:.2f} %"
                            if "projected_fraction_outside_ball" in d else "–")
+                    demo = f"{100 * d['demo_projected_fraction']:.2f} %" if "demo_projected_fraction" in d else "–"
                     nf = str(d["nonfinite_steps"])
                 else:
-                    conv = pulled = way = nf = "–"
-                print(f"| {seed} | {j} | {just:.0f} | {last:.0f} | {conv} | {pulled} | {way} | {nf} |")
+                    conv = pulled = way = demo = nf = "–"
+                print(f"| {seed} | {j} | {just:.0f} | {last:.0f} | {conv} | {pulled} | {way} | {demo} | {nf} |")
         if not runs:
             continue
         tasks = min(len(r) for r in runs.values())
         print(f"\nOver seeds {', '.join(runs)}: per task the median DTW, the largest pulled share\n")
         ratio = base_med is not None and not spec.startswith(base + ":")
-        print("| task | median DTW just learned | median DTW after last task | max pulled | max pulled on the way |"
-              " all converged |" + (f" just learned / {base} |" if ratio else ""))
-        print("|---:|---:|---:|---:|---:|---|" + ("---:|" if ratio else ""))
+        print("| task | median DTW just learned | median DTW after last task | after / just | max pulled |"
+              " max pulled on the way | max pulled from the demonstrations' starts | all converged |"
+              + (f" just learned / {base} |" if ratio else ""))
+        print("|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if ratio else ""))
         for j in range(tasks):
             just = st.median(r[j][0] for r in runs.values())
             last = st.median(r[j][1] for r in runs.values())
@@ -81,9 +83,11 @@ def main():
             mp = f"{100 * max(d['projected_fraction'] for d in ds):.2f} %" if ds else "–"
             ws = [d["projected_fraction_outside_ball"] for d in ds if "projected_fraction_outside_ball" in d]
             mw = f"{100 * max(ws):.2f} %" if ws else "–"
+            dm = [d["demo_projected_fraction"] for d in ds if "demo_projected_fraction" in d]
+            md = f"{100 * max(dm):.2f} %" if dm else "–"
             ok = ("yes" if all(d["converged_fraction"] == 1.0 for d in ds) else "no") if ds else "–"
             extra = f" {just / base_med[j]:.2f} |" if ratio and j < len(base_med) else ""
-            print(f"| {j} | {just:.0f} | {last:.0f} | {mp} | {mw} | {ok} |" + extra)
+            print(f"| {j} | {just:.0f} | {last:.0f} | {last / just:.2f} | {mp} | {mw} | {md} | {ok} |" + extra)
 
 
 main()

@@ -11,7 +11,9 @@
 #   env: BIN (default build/stablelearn), THREADS (default 2), STARTS (default 50), SEED (default 100),
 #        METHODS (default "chn1 chnall finetune": the runs this call trains and checks; separate calls
 #        with one method each may run side by side, each touches only its own run directory;
-#        "chn1cert": CHN-1 with the certificate penalty train.cert_weight = CERT, default 0.01)
+#        "chn1cert": CHN-1 with the certificate penalty train.cert_weight = CERT, default 0.01),
+#        CONFIG (default configs/demo_discrete.toml; e.g. configs/demo_stable.toml: trained with Euler,
+#        executed as Φ), SETS (more "section.key=value" overrides for every run, space-separated)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${1:-runs/lasa26_discrete}
@@ -26,8 +28,10 @@ train() {  # name [--set ...]
   local resume=()
   [ -f "$out/$name/checkpoint.json" ] && resume=(--resume)
   echo "==> $(date -u +%H:%M:%S) train $name" >&2
-  "$bin" --threads "$threads" lfd train "$here/configs/demo_discrete.toml" --out "$out/$name" "${resume[@]}" \
-    --set data.tasks=0 --set train.iterations="$iters" --set train.seed="$seed" "$@"
+  local extra=()
+  for kv in ${SETS:-}; do extra+=(--set "$kv"); done
+  "$bin" --threads "$threads" lfd train "$here/${CONFIG:-configs/demo_discrete.toml}" --out "$out/$name" "${resume[@]}" \
+    --set data.tasks=0 --set train.iterations="$iters" --set train.seed="$seed" "${extra[@]}" "$@"
 }
 stability() {  # name
   local name=$1 tasks
@@ -59,5 +63,5 @@ for method in chn1 chn1cert chnall finetune; do
     finetune) titles+=("finetune:fine-tuning (β = 0)") ;;
   esac
 done
-python3 "$here/scripts/lasa26_summary.py" "$out" "$iters" "${titles[@]}" > "$out/summary.md"
+CONFIG="${CONFIG:-configs/demo_discrete.toml}" SETS="${SETS:-}" python3 "$here/scripts/lasa26_summary.py" "$out" "$iters" "${titles[@]}" > "$out/summary.md"
 echo "wrote $out/summary.md" >&2

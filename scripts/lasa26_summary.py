@@ -22,9 +22,8 @@ def quartiles(xs):
     return q[0], statistics.median(xs), q[2]
 
 
-print(f"# LASA 2D, all 26 shapes, discrete-time sNODE at the demo's sizes, {iters} iterations per task\n")
-print("Produced by `scripts/lasa26_discrete.sh` (configs/demo_discrete.toml, `--set data.tasks=0 "
-      f"--set train.iterations={iters}`); stability: `lfd stability RUN --task J --starts 50`.\n")
+config = os.environ.get("CONFIG", "configs/demo_discrete.toml")
+sets = "".join(f" --set {kv}" for kv in os.environ.get("SETS", "").split())
 loaded = {}
 for name, title in runs:
     path = os.path.join(out, name)
@@ -35,10 +34,25 @@ for name, title in runs:
     summ = json.load(open(os.path.join(path, "summary.json")))
     loaded[name] = (errs, summ)
 n_max = max((s["completed_tasks"] for _, s in loaded.values()), default=0)
+dataset = "lasa2d"
+for name, _ in runs:
+    cfg = os.path.join(out, name, "config.toml")
+    if name in loaded and os.path.exists(cfg):
+        for line in open(cfg):
+            if line.startswith("dataset"):
+                dataset = line.split("=", 1)[1].strip().strip("'\"")
+        break
+titles = {"lasa2d": "LASA 2D", "robottasks9": "RoboTasks9", "helloworld": "HelloWorld"}
+if dataset != "lasa2d":
+    paper = {}
+total = max((len(s["task_files"]) for _, s in loaded.values()), default=0)
+print(f"# {titles.get(dataset, dataset)}, all {total} tasks, discrete-time sNODE ({config}), {iters} iterations per task\n")
+print(f"Produced by `scripts/lasa26_discrete.sh` ({config}, `--set data.tasks=0 "
+      f"--set train.iterations={iters}{sets}`); stability: `lfd stability RUN --task J --starts 50`.\n")
 
 print("## Median DTW over every demonstration of the tasks seen so far (Q1 – Q3), after each task\n")
-print("| after task | " + " | ".join(t for n, t in runs if n in loaded) + " | paper, CHN → sNODE |")
-print("|---:|" + "---:|" * (len(loaded) + 1))
+print("| after task | " + " | ".join(t for n, t in runs if n in loaded) + (" | paper, CHN → sNODE |" if paper else " |"))
+print("|---:|" + "---:|" * (len(loaded) + (1 if paper else 0)))
 for i in range(n_max):
     cells = []
     for name, _ in runs:
@@ -52,8 +66,8 @@ for i in range(n_max):
         pooled = [d for j in range(i + 1) for d in row[f"eval_task_{j}"]["dtw"]]
         q1, med, q3 = quartiles(pooled)
         cells.append(f"{med:.0f} ({q1:.0f} – {q3:.0f})")
-    ref = f"≈ {paper[i]:.1e}" if i in paper else ""
-    print(f"| {i} | " + " | ".join(cells) + f" | {ref} |")
+    ref = (f" {'≈ %.1e' % paper[i] if i in paper else ''} |") if paper else ""
+    print(f"| {i} | " + " | ".join(cells) + " |" + ref)
 
 for name, title in runs:
     if name not in loaded:
@@ -65,9 +79,11 @@ for name, title in runs:
     print(f"\n## {title}: per skill ({n} of {total} tasks trained{'' if n == total else '; the run resumes'})\n")
     print(f"training: {sum(summ['per_task_train_seconds']) / 60:.1f} min in all; CL scores: " +
           ", ".join(f"{k} {v:.3f}" for k, v in summ.get("cl_scores", {}).items() if isinstance(v, (int, float))))
-    print(f"\n| task | shape | DTW just learned | DTW after task {n - 1} | converged starts | pulled steps |"
-          " pulled on the way |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    quat = "quat_error" in med["train_task_0"]["eval_task_0"]
+    print(f"\n| task | shape | DTW just learned | DTW after task {n - 1} |" +
+          (f" quaternion error just learned | after task {n - 1} |" if quat else "") +
+          " converged starts | pulled steps | pulled on the way | pulled from the demonstrations' starts |")
+    print("|---:|---|---:|---:|" + ("---:|---:|" if quat else "") + "---:|---:|---:|---:|")
     conv_all = 0
     for j in range(n):
         jl = med[f"train_task_{j}"][f"eval_task_{j}"]["dtw"]
@@ -80,8 +96,11 @@ for name, title in runs:
             conv, pulled = f"{k}/{st['starts']}", f"{100 * st.get('projected_fraction', 0):.2f} %"
             way = (f"{100 * st['projected_fraction_outside_ball']:.2f} %"
                    if "projected_fraction_outside_ball" in st else "–")
+            demo = f"{100 * st['demo_projected_fraction']:.2f} %" if "demo_projected_fraction" in st else "–"
         else:
-            conv, pulled, way = "–", "–", "–"
+            conv, pulled, way, demo = "–", "–", "–", "–"
         shape = os.path.basename(summ["task_files"][j]).replace(".npz", "") if j < len(summ["task_files"]) else ""
-        print(f"| {j} | {shape} | {jl:.0f} | {last:.0f} | {conv} | {pulled} | {way} |")
+        q = (f" {med[f'train_task_{j}'][f'eval_task_{j}']['quat_error']:.3f} |"
+             f" {med[f'train_task_{n - 1}'][f'eval_task_{j}']['quat_error']:.3f} |") if quat else ""
+        print(f"| {j} | {shape} | {jl:.0f} | {last:.0f} |{q} {conv} | {pulled} | {way} | {demo} |")
     print(f"\n{conv_all} of {n} skills converge from every start.")
