@@ -45,8 +45,8 @@ def main():
         name, sets = spec.split(":", 1)
         print(f"\n### {name} ({sets or os.environ.get('CONFIG', 'configs/demo_discrete.toml') + ' as is'})\n")
         print("| seed | task | DTW just learned | DTW after last task | converged | pulled steps | pulled on the way |"
-              " pulled from the demonstrations' starts | non-finite |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              " pulled from the demonstrations' starts | at the goal after (demonstrations) | non-finite |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         runs = {}
         for path in sorted(glob.glob(os.path.join(out, f"{name}_s*"))):
             if not os.path.isdir(path):
@@ -63,10 +63,12 @@ def main():
                     way = (f"{100 * d['projected_fraction_outside_ball']:.2f} %"
                            if "projected_fraction_outside_ball" in d else "–")
                     demo = f"{100 * d['demo_projected_fraction']:.2f} %" if "demo_projected_fraction" in d else "–"
+                    arr = (f"{d['demo_arrival_median_seconds']:.1f} s ({d['demo_duration_seconds']:.1f} s)"
+                           if "demo_arrival_median_seconds" in d else "–")
                     nf = str(d["nonfinite_steps"])
                 else:
-                    conv = pulled = way = demo = nf = "–"
-                print(f"| {seed} | {j} | {just:.0f} | {last:.0f} | {conv} | {pulled} | {way} | {demo} | {nf} |")
+                    conv = pulled = way = demo = arr = nf = "–"
+                print(f"| {seed} | {j} | {just:.0f} | {last:.0f} | {conv} | {pulled} | {way} | {demo} | {arr} | {nf} |")
         if not runs:
             continue
         tasks = min(len(r) for r in runs.values())

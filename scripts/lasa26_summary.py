@@ -82,8 +82,9 @@ for name, title in runs:
     quat = "quat_error" in med["train_task_0"]["eval_task_0"]
     print(f"\n| task | shape | DTW just learned | DTW after task {n - 1} |" +
           (f" quaternion error just learned | after task {n - 1} |" if quat else "") +
-          " converged starts | pulled steps | pulled on the way | pulled from the demonstrations' starts |")
-    print("|---:|---|---:|---:|" + ("---:|---:|" if quat else "") + "---:|---:|---:|---:|")
+          " converged starts | pulled steps | pulled on the way | pulled from the demonstrations' starts |"
+          " at the goal after (demonstrations) |")
+    print("|---:|---|---:|---:|" + ("---:|---:|" if quat else "") + "---:|---:|---:|---:|---:|")
     conv_all = 0
     for j in range(n):
         jl = med[f"train_task_{j}"][f"eval_task_{j}"]["dtw"]
@@ -97,10 +98,12 @@ for name, title in runs:
             way = (f"{100 * st['projected_fraction_outside_ball']:.2f} %"
                    if "projected_fraction_outside_ball" in st else "–")
             demo = f"{100 * st['demo_projected_fraction']:.2f} %" if "demo_projected_fraction" in st else "–"
+            arr = (f"{st['demo_arrival_median_seconds']:.1f} s ({st['demo_duration_seconds']:.1f} s)"
+                   if "demo_arrival_median_seconds" in st else "–")
         else:
-            conv, pulled, way, demo = "–", "–", "–", "–"
+            conv, pulled, way, demo, arr = "–", "–", "–", "–", "–"
         shape = os.path.basename(summ["task_files"][j]).replace(".npz", "") if j < len(summ["task_files"]) else ""
         q = (f" {med[f'train_task_{j}'][f'eval_task_{j}']['quat_error']:.3f} |"
              f" {med[f'train_task_{n - 1}'][f'eval_task_{j}']['quat_error']:.3f} |") if quat else ""
-        print(f"| {j} | {shape} | {jl:.0f} | {last:.0f} |{q} {conv} | {pulled} | {way} | {demo} |")
+        print(f"| {j} | {shape} | {jl:.0f} | {last:.0f} |{q} {conv} | {pulled} | {way} | {demo} | {arr} |")
     print(f"\n{conv_all} of {n} skills converge from every start.")

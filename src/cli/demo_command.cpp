@@ -4,6 +4,7 @@
 // learned skill's errors should be read against).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -116,9 +117,12 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
     const auto converged = static_cast<std::int64_t>(std::llround(r.converged_fraction * static_cast<double>(r.starts)));
     converged_skills += converged == r.starts ? 1 : 0;
     std::cout << fmt::format("  task {} ({}): {}/{} starts within {:.2f} of the goal after {:.1f} s ({}); median final "
-                             "distance {:.2g}",
+                             "distance {:.2g}; from the demonstrations' starts there in {} (the demonstrations take "
+                             "{:.1f} s)",
                              j, run.task_name(j), converged, r.starts, r.tolerance, r.horizon_seconds, r.method,
-                             r.median_final_distance);
+                             r.median_final_distance,
+                             r.demo_arrival_median >= 0 ? fmt::format("{:.1f} s", r.demo_arrival_median) : "(not within the horizon)",
+                             r.demo_duration_seconds);
     if (r.method == "discrete" || r.method == "certified")
       std::cout << fmt::format("; radially pulled: {:.2f} % of {} steps ({:.2f} % of the {} on the way, outside the certified ball)",
                                100 * r.projected_fraction, r.substeps, 100 * r.projected_fraction_outside_ball,
@@ -126,9 +130,11 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
     std::cout << "\n";
   }
   std::cout << fmt::format("  {} of {} skills converge from every start{}\n", converged_skills, run.completed_tasks(),
-                           run.config().discrete_step
+                           !run.config().discrete_step ? ""
+                           : run.config().train_rollout == "map"
                                ? " (executed as trained: the discrete-time map at the data's period, docs/lfd.md §7)"
-                               : "");
+                               : " (executed as the discrete-time map at the data's period; trained with its Euler steps, "
+                                 "docs/lfd.md §7.3)");
 
   std::cout << "\n== 4. A skill in a control loop (libtorch-free runtime) ==\n";
   const auto skill_path = out / "demo-regularised" / "task0.slskill";
@@ -139,22 +145,32 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
   std::vector<double> x = {d.raw[0][0][0].item<double>(), d.raw[0][0][1].item<double>()}, v(2);
   const auto& hd = skill.header();
   const auto raw_goal = [&hd](std::size_t i) { return hd.mean[i] + hd.std[i] * hd.goal[i]; };  // x_model = 0
-  const int steps = 2000;
-  int pulled = 0;
+  // Run the control loop until the skill is within the stability check's tolerance of the goal (2 %
+  // of the demonstrations' extent), at most 20000 periods.
+  const auto raw_pos = d.raw.narrow(2, 0, 2).reshape({-1, 2});
+  const double tolerance = 0.02 * (std::get<0>(raw_pos.max(0)) - std::get<0>(raw_pos.min(0))).max().item<double>();
+  const auto distance = [&] { return std::hypot(x[0] - raw_goal(0), x[1] - raw_goal(1)); };
+  const int max_steps = 20000;
+  int steps = 0, pulled = 0;
   const bool discrete = skill.header().discrete_step;
   const auto c0 = std::chrono::steady_clock::now();
-  for (int k = 0; k < steps; ++k) {
+  for (; steps < max_steps && distance() > tolerance; ++steps) {
     if (discrete)
       pulled += skill.step_discrete(x.data(), ws) ? 1 : 0;
     else
-      skill.step_euler(x.data(), skill.header().t0 + k * skill.header().dt, skill.header().dt, ws);
+      skill.step_euler(x.data(), skill.header().t0 + steps * skill.header().dt, skill.header().dt, ws);
   }
-  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - c0).count() / steps;
-  std::cout << fmt::format("  exported {} ({} bytes); {} {} steps from demonstration 0's start: {:.2f} us per step{},\n"
-                           "  final position ({:.2f}, {:.2f}), goal ({:.2f}, {:.2f})\n",
-                           skill_path.string(), fs::file_size(skill_path), steps, discrete ? "discrete-map" : "Euler", us,
+  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - c0).count() /
+                    std::max(steps, 1);
+  std::cout << fmt::format("  exported {} ({} bytes); from demonstration 0's start, {} {} steps of {:.4f} s ({:.1f} s of "
+                           "control time): {:.2f} us per step{};\n  final position ({:.2f}, {:.2f}), goal ({:.2f}, {:.2f}): "
+                           "{}\n",
+                           skill_path.string(), fs::file_size(skill_path), steps, discrete ? "discrete-map" : "Euler",
+                           skill.header().dt, steps * skill.header().dt, us,
                            discrete ? fmt::format(", {} radially pulled", pulled) : std::string(), x[0], x[1],
-                           raw_goal(0), raw_goal(1));
+                           raw_goal(0), raw_goal(1),
+                           distance() <= tolerance ? fmt::format("within {:.2f} of the goal", tolerance)
+                                                   : fmt::format("still {:.2f} from the goal (tolerance {:.2f})", distance(), tolerance));
 }
 
 }  // namespace
@@ -166,13 +182,13 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg) {
     std::int64_t starts = 50;
   };
   auto a = std::make_shared<DemoArgs>();
-  a->config = (fs::path(SL_SOURCE_DIR) / "configs/demo_discrete.toml").string();
+  a->config = (fs::path(SL_SOURCE_DIR) / "configs/demo_stable.toml").string();
   auto* demo = app.add_subcommand(
       "demo",
       "The main demo: runtime, the shipped LfD data sets and the spread of their demonstrations, then continual "
-      "learning of 4 LASA skills with CHN->sNODE (output regulariser) against fine-tuning, trained and executed as the "
-      "discrete-time map (configs/demo_discrete.toml), their stability from --starts starts, and one exported skill run "
-      "by the libtorch-free runtime");
+      "learning of 4 LASA skills with CHN->sNODE (output regulariser) against fine-tuning, trained with Euler steps and "
+      "executed as the discrete-time map that converges from every state (configs/demo_stable.toml), their stability "
+      "from --starts starts, and one exported skill run by the libtorch-free runtime");
   demo->add_option("--data-root", a->root, "Data root (default: $STABLELEARN_DATA or the project's data/ folder)");
   demo->add_option("--config", a->config, "Training configuration of the continual-learning part")->capture_default_str();
   demo->add_option("--out", a->out, "Folder for the demo's runs (demo-regularised/, demo-finetune/ are replaced)")
@@ -183,7 +199,7 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg) {
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
   demo->add_flag("--details", a->details, "Print the demonstration spread of every task, not only per data set");
   demo->add_flag("--no-train", a->no_train, "Skip the training part (data and metrics only, a few seconds)");
-  demo->footer("Example: stablelearn demo --threads 2   (about 4 minutes on 2 cores: 8 trainings through the discrete-time map)");
+  demo->footer("Example: stablelearn demo --threads 2   (about a minute on 2 cores: two 4-task trainings, then 200 stability rollouts)");
   reg.add(demo, [a]() {
     const auto t0 = std::chrono::steady_clock::now();
     const fs::path data_root = a->root.empty() ? data::default_data_root() : fs::path(a->root);

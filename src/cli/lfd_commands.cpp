@@ -223,6 +223,9 @@ void add_stability_command(CLI::App* lfd, CommandRegistry& reg) {
                        {"median_final_distance", r.median_final_distance},
                        {"max_final_distance", r.max_final_distance},
                        {"final_distances", r.final_distances}};
+    out["arrival_seconds"] = r.arrival_seconds;
+    out["demo_arrival_median_seconds"] = r.demo_arrival_median;
+    out["demo_duration_seconds"] = r.demo_duration_seconds;
     out["demo_dtw_median"] = r.demo_errors.dtw.median;
     out["demo_dtw"] = r.demo_errors.dtw.per_demo;
     out["demo_frechet_median"] = r.demo_errors.frechet.median;

@@ -2,6 +2,7 @@
 // check_stability; docs/lfd.md §2–3 and §7).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -152,13 +153,25 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
     r.demo_projected_fraction =
         r.demo_steps > 0 ? static_cast<double>(r.demo_projected_steps) / static_cast<double>(r.demo_steps) : 0;
   }
+  r.arrival_seconds.assign(static_cast<std::size_t>(x0.size(0)), -1.0);
+  // First arrival within the tolerance, from a chunk's trajectory [N, len, d] starting at step k.
+  const auto track_arrival = [&](const torch::Tensor& traj, std::int64_t k) {
+    const auto dist = ((traj.to(torch::kFloat64) - goal).narrow(2, 0, P) * d.std).norm(2, 2);  // [N, len]
+    const auto within = (dist <= r.tolerance).to(torch::kInt32);
+    const auto any = within.amax(1), first = within.argmax(1);
+    for (std::int64_t i = 0; i < traj.size(0); ++i) {
+      auto& a = r.arrival_seconds[static_cast<std::size_t>(i)];
+      if (a < 0 && any[i].item<int>() != 0) a = static_cast<double>(k + first[i].item<std::int64_t>()) * dt;
+    }
+  };
   for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
     const auto len = std::min(chunk, steps - k);
     const auto g = grid.narrow(0, k, len);  // float64: the step sizes are formed in double from it
     std::int64_t uncertified = 0;
+    torch::Tensor traj;
     if (plan.certified) {
       models::CertifiedEulerStats st;
-      state = models::certified_euler(field, lyap, state, g, copt, &st).select(1, len - 1);
+      traj = models::certified_euler(field, lyap, state, g, copt, &st);
       r.substeps += st.substeps;
       r.rejected_substeps += st.rejections;
       r.projected_substeps += st.projections;
@@ -166,15 +179,17 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
     } else if (plan.discrete) {
       models::functional::SNodeDiscreteStats st;
       if (ball > 0) st.ball = ball;
-      state = discrete(state, g, &st).select(1, len - 1);
+      traj = discrete(state, g, &st);
       r.substeps += st.steps;
       r.projected_substeps += st.projected;
       r.outside_ball_substeps += st.steps_outside;
       r.projected_outside_ball += st.projected_outside;
       uncertified = st.nonfinite;
     } else {
-      state = models::odeint(field, state, g, solver).select(1, len - 1);
+      traj = models::odeint(field, state, g, solver);
     }
+    state = traj.select(1, len - 1);
+    track_arrival(traj, k);
     r.uncertified_substeps += uncertified;
     // Every certified step (and every step of Φ) keeps V from rising, so once every start has
     // V <= ε tol_model² it stays within half the tolerance for ever: with the automatic horizon,
@@ -195,6 +210,16 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   std::int64_t ok = 0;
   for (double v : r.final_distances) ok += std::isfinite(v) && v <= r.tolerance;
   r.converged_fraction = static_cast<double>(ok) / static_cast<double>(r.starts);
+  r.demo_duration_seconds = data_dt * static_cast<double>(T - 1);
+  {
+    std::vector<double> demo_arrivals;
+    for (std::int64_t m = 0; m < std::min(d.x.size(0), r.starts); ++m) {
+      const double a = r.arrival_seconds[static_cast<std::size_t>(m)];
+      demo_arrivals.push_back(a < 0 ? std::numeric_limits<double>::infinity() : a);
+    }
+    const double med = summarize(demo_arrivals).median;
+    r.demo_arrival_median = std::isfinite(med) ? med : -1;
+  }
   const auto s = summarize(r.final_distances);
   r.median_final_distance = s.median;
   r.max_final_distance = *std::max_element(r.final_distances.begin(), r.final_distances.end());

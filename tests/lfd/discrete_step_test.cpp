@@ -1,5 +1,6 @@
 // model.discrete_step: the discrete-time sNODE map Φ (models/snode_discrete.h) as the one map of
 // training, evaluation and `lfd stability` (docs/lfd.md §7).
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -243,6 +244,41 @@ TEST(LfdDiscreteStability, DiscreteMethodAppliesTheMapToASkillTrainedWithEuler) 
                                       {pred_e.data_ptr<double>(), pred_e.size(0), pred_e.size(1), 2});
     EXPECT_NEAR(re.demo_errors.dtw.median, dtw_e.median, 1e-6 * dtw_e.median);
     EXPECT_EQ(re.demo_steps, 0);
+  }
+  // Arrival times: with only the demonstrations' starts, recomputed by hand from one Φ rollout of
+  // the whole horizon (the check integrates in chunks): the first grid time within the tolerance.
+  {
+    StabilityOptions ao = so;
+    ao.starts = d.x.size(0);
+    const auto ra = check_stability(run, 0, ao);
+    ASSERT_EQ(ra.arrival_seconds.size(), static_cast<std::size_t>(d.x.size(0)));
+    torch::NoGradGuard no_grad;
+    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
+                       .eps(cfg.eps).explicit_time(false);
+    std::vector<torch::Tensor> w;
+    for (const auto& t : run.weights(0)) w.push_back(t.to(torch::kFloat32));
+    const double dt = (d.t[1] - d.t[0]).item<double>();
+    const auto grid = d.t[0] + torch::arange(ra.steps, torch::kFloat64) * dt;
+    const auto traj = sl::models::functional::snode_discrete_rollout(d.x.select(1, 0).to(torch::kFloat32), grid, w, o, 0.4);
+    // Model coordinates are centred on the goal: the raw distance to it is ‖x · std‖.
+    const auto dist = (traj.to(torch::kFloat64) * d.std).norm(2, 2);
+    std::vector<double> expected;
+    for (std::int64_t m = 0; m < d.x.size(0); ++m) {
+      double a = -1;
+      for (std::int64_t k = 0; k < dist.size(1); ++k)
+        if (dist[m][k].item<double>() <= ra.tolerance) {
+          a = static_cast<double>(k) * dt;
+          break;
+        }
+      expected.push_back(a);
+      EXPECT_NEAR(ra.arrival_seconds[static_cast<std::size_t>(m)], a, 1e-9) << "start " << m;
+      EXPECT_GE(a, 0.0) << "every start converges, so every start arrives";
+    }
+    std::sort(expected.begin(), expected.end());
+    const auto M = expected.size();
+    const double median = M % 2 ? expected[M / 2] : 0.5 * (expected[M / 2 - 1] + expected[M / 2]);
+    EXPECT_DOUBLE_EQ(ra.demo_arrival_median, median);
+    EXPECT_NEAR(ra.demo_duration_seconds, (d.t[-1] - d.t[0]).item<double>(), 1e-9);
   }
   std::filesystem::remove_all(dir);
   const auto clock_dir = sl::testing::temp_dir("lfd_discrete_clock");

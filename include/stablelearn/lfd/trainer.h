@@ -293,6 +293,11 @@ struct StabilityReport {
   /// demonstrations (raw units) and, for discrete/certified, the share of the steps of those rollouts
   /// that were radially pulled — the part of the reproduced motion that follows the projection.
   EvalCell demo_errors;
+  /// Per start, the first time (seconds after the start) at which its position was within the
+  /// tolerance of the goal, −1 if never within the horizon; the median over the demonstrations'
+  /// starts, and the demonstrations' own duration to compare it with.
+  std::vector<double> arrival_seconds;
+  double demo_arrival_median = -1, demo_duration_seconds = 0;
   std::int64_t demo_steps = 0, demo_projected_steps = 0;
   double demo_projected_fraction = 0;
 };
