@@ -50,6 +50,25 @@ void BM_RuntimeStep(benchmark::State& state) {
   }
 }
 
+// BM_RuntimeStep with a given kernel variant (arg 1: 0 portable, 1 AVX2, 2 AVX-512;
+// runtime/kernels.h); BM_RuntimeStep runs the one chosen at load (the widest this CPU has).
+void BM_RuntimeStepIsa(benchmark::State& state) {
+  sl::apply_threads(1);
+  auto skill = make(state.range(0)).skill;
+  const auto isa = static_cast<sl::runtime::Isa>(state.range(1));
+  if (!sl::runtime::isa_supported(isa)) return state.SkipWithError("this CPU lacks the variant");
+  skill.set_isa(isa);
+  sl::runtime::Workspace ws(skill);
+  double x[2] = {0.3, -0.7}, v[2];
+  double t = 0;
+  for (auto _ : state) {
+    skill.velocity_model(x, t, v, ws);
+    benchmark::DoNotOptimize(v);
+    t += 1e-3;
+  }
+  state.SetLabel(sl::runtime::isa_name(isa));
+}
+
 void BM_LibtorchStep(benchmark::State& state) {
   sl::apply_threads(1);
   const auto f = make(state.range(0));
@@ -164,6 +183,7 @@ void BM_RuntimeDiscreteStepDemo(benchmark::State& state) {
 BENCHMARK(BM_RuntimeEulerStepDemo)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RuntimeDiscreteStepDemo)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RuntimeStep)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RuntimeStepIsa)->ArgsProduct({{100, 1000}, {0, 1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_LibtorchStep)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RuntimeEulerStepAutonomous)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RuntimeCertifiedStepAutonomous)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
       const auto& h = skill.header();
       if (!(skill.lyapunov_model(m.data(), 0, ws) <= V0 * std::exp(-h.kappa * h.alpha * h.period * 100) * (1 + 1e-4))) return 1;
     }
-    std::printf("ok %s\n", skill.header().name.c_str());
+    std::printf("ok %s (%s kernels)\n", skill.header().name.c_str(), stablelearn::runtime::isa_name(skill.isa()));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -19,6 +19,9 @@
 // model coordinates already). velocity() takes and returns raw units; velocity_model() works in
 // model coordinates. Arithmetic is float for the weights and products (as the trained libtorch
 // model) with double at the interface.
+// Kernels (runtime/kernels.h): the matrix products run in AVX-512 or AVX2 where the CPU has them
+// (chosen when the skill is loaded, whatever flags the including code is compiled with), else in
+// portable C++; set_isa() forces one. The variants add the same products in the same order.
 //
 // File format (little-endian), version 2 — see docs/skill-format.md:
 //   "SLSKILL\0" | u32 version | u32 kind (1 sNODE, 2 NODE) | u32 dim | u32 position_dim |
@@ -40,6 +43,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "stablelearn/runtime/kernels.h"
 
 namespace stablelearn::runtime {
 
@@ -173,6 +178,38 @@ class Skill {
   std::uint32_t dim() const { return h_.dim; }
   std::uint32_t input_dim() const { return h_.dim + (h_.explicit_time ? 1 : 0); }
   const std::vector<float>& weights() const { return w_; }
+
+  /// The kernel variant that evaluates this skill: best_isa() from load on.
+  Isa isa() const { return isa_; }
+  /// Evaluate with `isa` from now on (Isa::Portable: results that do not depend on the CPU, up to
+  /// the including code's compiler flags). Repacks the weights (allocates; not for a control loop).
+  /// SkillError where this build or CPU lacks the variant (isa_supported()).
+  void set_isa(Isa isa) {
+    if (!isa_supported(isa)) throw SkillError(std::string("the ") + isa_name(isa) + " kernels are not available on this CPU or build");
+    isa_ = isa;
+    detail::AlignedFloats().swap(pk_);
+    pk_layers_.clear();
+    if (const std::size_t width = isa_width(isa)) {
+      std::size_t in = input_dim();
+      for (std::size_t l = 0; l < layer_w_.size(); ++l) {
+        const std::size_t out = l < h_.hidden.size() ? h_.hidden[l] : h_.dim;
+        pk_layers_.push_back(detail::pack_panels(&w_[layer_w_[l]], &w_[layer_b_[l]], out, in, width, pk_));
+        in = out;
+      }
+      if (h_.kind == SkillKind::SNode) {
+        const std::size_t hp = h_.icnn_hidden, n = input_dim();
+        pk_w0_ = detail::pack_panels(&w_[W0_], &w_[b0_], hp, n, width, pk_);
+        pk_w1_ = detail::pack_panels(&w_[W1_], &w_[b1_], hp, n, width, pk_);
+        pk_u0_ = detail::pack_panels(sp_u0_.data(), nullptr, hp, hp, width, pk_);
+        pk_u0_rows_ = detail::pack_rows(sp_u0_.data(), hp, hp, pk_);
+      }
+    }
+    if (h_.kind == SkillKind::SNode) {
+      Workspace ws(*this);
+      std::fill(ws.z.begin(), ws.z.end(), 0.0f);
+      g0_ = icnn(ws);
+    }
+  }
 
   /// ẋ in model coordinates: z_model [dim] at time t -> xdot [dim].
   void velocity_model(const double* x, double t, double* xdot, Workspace& ws) const { field_model(x, t, xdot, ws); }
@@ -435,29 +472,25 @@ class Skill {
       for (std::size_t i = 0; i < hp * hp; ++i) sp_u0_[i] = softplus(w_[U0 + i]) / static_cast<float>(hp);
       sp_u1_.resize(hp);
       for (std::size_t i = 0; i < hp; ++i) sp_u1_[i] = softplus(w_[U1 + i]);
-      Workspace ws(*this);
-      std::fill(ws.z.begin(), ws.z.end(), 0.0f);
-      g0_ = icnn(ws);
     }
+    set_isa(best_isa());  // packs the weights for the kernels and computes g(0)
   }
 
   static float softplus(float u) { return u > 20.0f ? u : std::log1p(std::exp(u)); }
   static float rehu(float s, float d) { return s <= 0 ? 0.0f : (s < d ? s * s / (2 * d) : s - d / 2); }
   static float rehu_d(float s, float d) { return s <= 0 ? 0.0f : (s < d ? s / d : 1.0f); }
 
-  static void matvec(const float* W, const float* b, const float* x, std::size_t out, std::size_t in, float* y) {
-    // Eight independent partial sums: the compiler may then vectorise without reassociating a
-    // single floating-point sum (no -ffast-math needed).
-    for (std::size_t i = 0; i < out; ++i) {
-      const float* row = W + i * in;
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      std::size_t j = 0;
-      for (; j + 8 <= in; j += 8)
-        for (std::size_t k = 0; k < 8; ++k) acc[k] += row[j + k] * x[j + k];
-      float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-      for (; j < in; ++j) sum += row[j] * x[j];
-      y[i] = sum + (b ? b[i] : 0.0f);
-    }
+  /// y = W x + b, then ReLU where `relu`, in the kernels of isa_: W, b (nullptr: none) as stored
+  /// (portable), pk the same matrix packed by set_isa (wide variants).
+  void linear(const float* W, const float* b, const detail::PanelOffsets& pk, const float* x, std::size_t out,
+              std::size_t in, float* y, bool relu) const {
+#if STABLELEARN_RUNTIME_X86_DISPATCH
+    if (isa_ == Isa::Avx512) return detail::matvec_avx512(&pk_[pk.w], &pk_[pk.b], x, out, in, y, relu);
+    if (isa_ == Isa::Avx2) return detail::matvec_avx2(&pk_[pk.w], &pk_[pk.b], x, out, in, y, relu);
+#endif
+    detail::matvec_portable(W, b, x, out, in, y);
+    if (relu)
+      for (std::size_t i = 0; i < out; ++i) y[i] = std::max(0.0f, y[i]);
   }
 
   void load_input(const double* x, double t, Workspace& ws) const {
@@ -465,31 +498,35 @@ class Skill {
     if (h_.explicit_time) ws.z[h_.dim] = static_cast<float>(t);
   }
 
+  // mlp, icnn and lyapunov are called from many methods: kept out of line, so that each TU that
+  // includes this header compiles them once (the same speed; tests/runtime/no_torch_main.cpp
+  // compiled in 3.2 s instead of 4.0–4.5 s here).
   /// f̂ (ReLU) or the NODE MLP (ELU) of ws.z into ws.fhat[0..dim).
-  void mlp(Workspace& ws, bool elu) const {
+  STABLELEARN_RUNTIME_NOINLINE void mlp(Workspace& ws, bool elu) const {
     const float* x = ws.z.data();
     std::size_t in = input_dim();
     float* bufs[2] = {ws.a.data(), ws.b.data()};
-    for (std::size_t l = 0; l < h_.hidden.size(); ++l) {
+    const std::size_t L = h_.hidden.size();
+    for (std::size_t l = 0; l < L; ++l) {
       float* y = bufs[l % 2];
       const std::size_t out = h_.hidden[l];
-      matvec(&w_[layer_w_[l]], &w_[layer_b_[l]], x, out, in, y);
-      for (std::size_t i = 0; i < out; ++i)
-        y[i] = elu ? (y[i] > 0 ? y[i] : static_cast<float>(h_.elu_alpha) * std::expm1(y[i])) : std::max(0.0f, y[i]);
+      linear(&w_[layer_w_[l]], &w_[layer_b_[l]], packed_layer(l), x, out, in, y, /*relu=*/!elu);
+      if (elu)
+        for (std::size_t i = 0; i < out; ++i) y[i] = y[i] > 0 ? y[i] : static_cast<float>(h_.elu_alpha) * std::expm1(y[i]);
       x = y;
       in = out;
     }
-    matvec(&w_[layer_w_.back()], &w_[layer_b_.back()], x, h_.dim, in, ws.fhat.data());
+    linear(&w_[layer_w_[L]], &w_[layer_b_[L]], packed_layer(L), x, h_.dim, in, ws.fhat.data(), false);
   }
 
   /// g(z) for ws.z, leaving the pre-activations in ws.a1/ws.a2.
-  float icnn(Workspace& ws) const {
+  STABLELEARN_RUNTIME_NOINLINE float icnn(Workspace& ws) const {
     const std::size_t hp = h_.icnn_hidden, n = input_dim();
     const float r = static_cast<float>(h_.rehu);
-    matvec(&w_[W0_], &w_[b0_], ws.z.data(), hp, n, ws.a1.data());
+    linear(&w_[W0_], &w_[b0_], pk_w0_, ws.z.data(), hp, n, ws.a1.data(), false);
     for (std::size_t i = 0; i < hp; ++i) ws.z1[i] = rehu(ws.a1[i], r);
-    matvec(&w_[W1_], &w_[b1_], ws.z.data(), hp, n, ws.a2.data());
-    matvec(sp_u0_.data(), nullptr, ws.z1.data(), hp, hp, ws.t1.data());
+    linear(&w_[W1_], &w_[b1_], pk_w1_, ws.z.data(), hp, n, ws.a2.data(), false);
+    linear(sp_u0_.data(), nullptr, pk_u0_, ws.z1.data(), hp, hp, ws.t1.data(), false);
     for (std::size_t i = 0; i < hp; ++i) {
       ws.a2[i] += ws.t1[i];
       ws.z2[i] = rehu(ws.a2[i], r);
@@ -500,7 +537,22 @@ class Skill {
     return g;
   }
 
-  void lyapunov(Workspace& ws, float* V, bool grad) const {
+  /// t = Ũ0ᵀ s (hp), in the kernels of isa_.
+  void rows_combination(const float* s, float* t) const {
+    const std::size_t hp = h_.icnn_hidden;
+#if STABLELEARN_RUNTIME_X86_DISPATCH
+    if (isa_ == Isa::Avx512) return detail::rows_combination_avx512(&pk_[pk_u0_rows_], detail::padded_cols(hp), s, hp, hp, t);
+    if (isa_ == Isa::Avx2) return detail::rows_combination_avx2(&pk_[pk_u0_rows_], detail::padded_cols(hp), s, hp, hp, t);
+#endif
+    detail::rows_combination_portable(sp_u0_.data(), hp, s, hp, hp, t);
+  }
+
+  const detail::PanelOffsets& packed_layer(std::size_t layer) const {
+    static const detail::PanelOffsets none;
+    return layer < pk_layers_.size() ? pk_layers_[layer] : none;
+  }
+
+  STABLELEARN_RUNTIME_NOINLINE void lyapunov(Workspace& ws, float* V, bool grad) const {
     const std::size_t hp = h_.icnn_hidden, n = input_dim();
     const float r = static_cast<float>(h_.rehu), eps = static_cast<float>(h_.eps), d = static_cast<float>(h_.psd_rehu);
     const float s = icnn(ws) - g0_;
@@ -510,20 +562,16 @@ class Skill {
     if (!grad) return;
     // s2 = σ'(a2) ⊙ softplus(U1);  t1 = σ'(a1) ⊙ (Ũ0ᵀ s2)
     for (std::size_t i = 0; i < hp; ++i) ws.s2[i] = rehu_d(ws.a2[i], r) * sp_u1_[i];
-    std::fill(ws.t1.begin(), ws.t1.end(), 0.0f);
-    for (std::size_t i = 0; i < hp; ++i) {
-      const float si = ws.s2[i];
-      if (si == 0) continue;
-      const float* row = &sp_u0_[i * hp];
-      for (std::size_t j = 0; j < hp; ++j) ws.t1[j] += row[j] * si;
-    }
+    rows_combination(ws.s2.data(), ws.t1.data());
     for (std::size_t j = 0; j < hp; ++j) ws.t1[j] *= rehu_d(ws.a1[j], r);
-    for (std::size_t k = 0; k < n; ++k) ws.grad[k] = w_[W2_ + k];
-    for (std::size_t i = 0; i < hp; ++i) {
-      const float a = ws.s2[i], b = ws.t1[i];
-      const float* w1 = &w_[W1_ + i * n];
-      const float* w0 = &w_[W0_ + i * n];
-      for (std::size_t k = 0; k < n; ++k) ws.grad[k] += w1[k] * a + w0[k] * b;
+    // ∇g[k] = W2[k] + Σ_i (W1[i,k] s2[i] + W0[i,k] t1[i]), summed in order of i; one register
+    // accumulator per k (independent chains) rather than a chain through ws.grad in memory.
+    const float* w1 = &w_[W1_];
+    const float* w0 = &w_[W0_];
+    for (std::size_t k = 0; k < n; ++k) {
+      float acc = w_[W2_ + k];
+      for (std::size_t i = 0; i < hp; ++i) acc += w1[i * n + k] * ws.s2[i] + w0[i * n + k] * ws.t1[i];
+      ws.grad[k] = acc;
     }
     const float scale = rehu_d(s, d);
     for (std::size_t k = 0; k < n; ++k) ws.grad[k] = scale * ws.grad[k] + 2 * eps * ws.z[k];
@@ -534,6 +582,12 @@ class Skill {
   std::vector<std::size_t> layer_w_, layer_b_;
   std::size_t W0_ = 0, W1_ = 0, W2_ = 0, b0_ = 0, b1_ = 0, b2_ = 0;
   float g0_ = 0;
+  // set_isa(): the weights packed for the wide kernels (empty for Isa::Portable).
+  Isa isa_ = Isa::Portable;
+  detail::AlignedFloats pk_;
+  std::vector<detail::PanelOffsets> pk_layers_;
+  detail::PanelOffsets pk_w0_, pk_w1_, pk_u0_;
+  std::size_t pk_u0_rows_ = 0;
 };
 
 inline Workspace::Workspace(const Skill& skill) {
