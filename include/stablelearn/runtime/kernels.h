@@ -15,7 +15,7 @@
 // then the bias) and rounds each product before adding it (no FMA: see mul_add), so on x86-64 the
 // wide variants give the portable variant's bits, as long as the portable code itself is compiled
 // without FMA contraction or -ffast-math (the project's flags; no -march). Fused multiply-adds would
-// move results by up to 3e-6 relative at h = 1000 and were no faster here (BENCHMARKS.md).
+// move results by up to 1e-5 relative (f after the projection) and were no faster here (BENCHMARKS.md).
 // tests/runtime/dispatch_test.cpp checks every variant this CPU has against the portable one.
 //
 // STABLELEARN_RUNTIME_PORTABLE_ONLY (define before including) keeps only the portable kernels.
