@@ -363,8 +363,8 @@ TEST(LfdConfigTest, EveryShippedConfigParses) {
   }
   // 6 data sets x {hn, chn} x ({node, snode} x {full, stochastic} + autonomous snode x {full,
   // stochastic}) + LASA 2D baselines {sg, ft, rep, si, mas} x {node, snode} + demo + demo_autonomous
-  // + demo_discrete.
-  EXPECT_EQ(n, 6 * 2 * 6 + 10 + 3);
+  // + demo_discrete + demo_stable.
+  EXPECT_EQ(n, 6 * 2 * 6 + 10 + 4);
 }
 
 TEST(LfdRunTest, LoadsTheLearnedSkillsAndChecksTheirStability) {

@@ -412,8 +412,11 @@ TEST(SNodeDiscrete, RolloutCountsStepsAndPullsOutsideABall) {
   std::int64_t steps = 0, pulled = 0, outside = 0, pulled_outside = 0;
   auto x = x0;
   for (int k = 0; k < 14; ++k) {
+    // The period of step k as the rollout forms it from the grid (t[k+1] − t[k] in double is h only
+    // up to rounding, and a step at the threshold decides differently with another h).
+    const double hk = t[k + 1].item<double>() - t[k].item<double>();
     const auto v = F::snode_lyapunov(x, n.w64, n.o);
-    const auto s = F::snode_discrete_step(x, h, n.w64, n.o, kappa);
+    const auto s = F::snode_discrete_step(x, hk, n.w64, n.o, kappa);
     for (std::int64_t i = 0; i < x.size(0); ++i) {
       const bool out = v[i].item<double>() > ball, p = s.projected[i].item<bool>();
       ++steps;
