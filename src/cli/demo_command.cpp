@@ -112,8 +112,10 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
   lfd::StabilityOptions so;
   so.starts = stability_starts;  // the demonstration starts, then random ones in the 1.5x box
   std::int64_t converged_skills = 0;
+  double task0_tolerance = 0;  // the goal tolerance of the check (raw units), for the control loop below
   for (std::int64_t j = 0; j < run.completed_tasks(); ++j) {
     const auto r = lfd::check_stability(run, j, so);
+    if (j == 0) task0_tolerance = r.tolerance;
     const auto converged = static_cast<std::int64_t>(std::llround(r.converged_fraction * static_cast<double>(r.starts)));
     converged_skills += converged == r.starts ? 1 : 0;
     std::cout << fmt::format("  task {} ({}): {}/{} starts within {:.2f} of the goal after {:.1f} s ({}); median final "
@@ -131,7 +133,7 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
   }
   std::cout << fmt::format("  {} of {} skills converge from every start{}\n", converged_skills, run.completed_tasks(),
                            !run.config().discrete_step ? ""
-                           : run.config().train_rollout == "map"
+                           : run.config().trains_through_map()
                                ? " (executed as trained: the discrete-time map at the data's period, docs/lfd.md §7)"
                                : " (executed as the discrete-time map at the data's period; trained with its Euler steps, "
                                  "docs/lfd.md §7.3)");
@@ -145,10 +147,9 @@ void run_training_demo(const std::string& config_path, const fs::path& data_root
   std::vector<double> x = {d.raw[0][0][0].item<double>(), d.raw[0][0][1].item<double>()}, v(2);
   const auto& hd = skill.header();
   const auto raw_goal = [&hd](std::size_t i) { return hd.mean[i] + hd.std[i] * hd.goal[i]; };  // x_model = 0
-  // Run the control loop until the skill is within the stability check's tolerance of the goal (2 %
-  // of the demonstrations' extent), at most 20000 periods.
-  const auto raw_pos = d.raw.narrow(2, 0, 2).reshape({-1, 2});
-  const double tolerance = 0.02 * (std::get<0>(raw_pos.max(0)) - std::get<0>(raw_pos.min(0))).max().item<double>();
+  // Run the control loop until the skill is within the stability check's tolerance of the goal,
+  // at most 20000 periods.
+  const double tolerance = task0_tolerance;
   const auto distance = [&] { return std::hypot(x[0] - raw_goal(0), x[1] - raw_goal(1)); };
   const int max_steps = 20000;
   int steps = 0, pulled = 0;

@@ -86,7 +86,7 @@ Target make_target(const LfdConfig& c, std::int64_t dim, std::int64_t condition_
     };
   }
   t.train = t.rollout;
-  if (c.discrete_step && c.train_rollout == "euler")
+  if (c.discrete_step && !c.trains_through_map())  // Φ is executed, Euler steps are trained
     t.train = [field = t.field](const std::vector<torch::Tensor>& w, const torch::Tensor& cond) {
       return ode_rollout(field(w, cond));
     };
@@ -101,7 +101,7 @@ torch::Tensor train_rollout(const LfdConfig& c, const Target& target, const torc
 
 bool fused_rollout_applies(const LfdConfig& c, const Target& target, const torch::Tensor& weights_like,
                            const torch::Tensor& x0, const torch::Tensor& cond) {
-  return c.fused_rollout && !(c.discrete_step && c.train_rollout == "map") && target.snode &&
+  return c.fused_rollout && !c.trains_through_map() && target.snode &&
          F::snode_euler_rollout_supported(weights_like, x0, *target.snode, cond);
 }
 

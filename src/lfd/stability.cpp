@@ -128,25 +128,22 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   }
   const auto solver = plan.certified || plan.discrete ? models::OdeintOptions{}
                                                       : models::OdeintOptions{}.method(models::parse_ode_method(plan.method));
+  // One call of the plan's solver: x [N, d] over the grid g -> [N, len, d], counting into the stats
+  // of the solver that runs. The long rollout below and the accuracy check share it.
+  const auto integrate = [&](const torch::Tensor& x, const torch::Tensor& g, models::functional::SNodeDiscreteStats* ds,
+                             models::CertifiedEulerStats* cs) {
+    if (plan.certified) return models::certified_euler(field, lyap, x, g.to(torch::kFloat64), copt, cs);
+    if (plan.discrete) return discrete(x, g, ds);
+    return models::odeint(field, x, g, solver);
+  };
   // Accuracy as executed: the training's evaluation of the demonstrations' starts with this solver
   // (float32 states as evaluated), counting the pulled steps of those rollouts.
   {
     models::functional::SNodeDiscreteStats demo_st;
     models::CertifiedEulerStats demo_cst;
-    GridRollout executed;
-    if (plan.discrete) {
-      executed.fn = [&](const torch::Tensor& x, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
-        return discrete(x.to(dtype), t, &demo_st).to(x.scalar_type());
-      };
-    } else if (plan.certified) {
-      executed.fn = [&](const torch::Tensor& x, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
-        return models::certified_euler(field, lyap, x.to(dtype), t.to(torch::kFloat64), copt, &demo_cst).to(x.scalar_type());
-      };
-    } else {
-      executed.fn = [&](const torch::Tensor& x, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
-        return models::odeint(field, x.to(dtype), t, solver).to(x.scalar_type());
-      };
-    }
+    const GridRollout executed{[&](const torch::Tensor& x, const torch::Tensor& t, models::functional::SNodeDiscreteStats*) {
+      return integrate(x.to(dtype), t, &demo_st, &demo_cst).to(x.scalar_type());
+    }};
     r.demo_errors = run.evaluate(task, executed);
     r.demo_steps = plan.discrete ? demo_st.steps : demo_cst.substeps;
     r.demo_projected_steps = plan.discrete ? demo_st.projected : demo_cst.projections;
@@ -158,35 +155,33 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
   const auto track_arrival = [&](const torch::Tensor& traj, std::int64_t k) {
     const auto dist = ((traj.to(torch::kFloat64) - goal).narrow(2, 0, P) * d.std).norm(2, 2);  // [N, len]
     const auto within = (dist <= r.tolerance).to(torch::kInt32);
-    const auto any = within.amax(1), first = within.argmax(1);
+    const auto any = within.amax(1).contiguous(), first = within.argmax(1).contiguous();
+    const auto* any_p = any.data_ptr<std::int32_t>();
+    const auto* first_p = first.data_ptr<std::int64_t>();
     for (std::int64_t i = 0; i < traj.size(0); ++i) {
       auto& a = r.arrival_seconds[static_cast<std::size_t>(i)];
-      if (a < 0 && any[i].item<int>() != 0) a = static_cast<double>(k + first[i].item<std::int64_t>()) * dt;
+      if (a < 0 && any_p[i] != 0) a = static_cast<double>(k + first_p[i]) * dt;
     }
   };
   for (std::int64_t k = 0; k + 1 < steps; k += chunk - 1) {
     const auto len = std::min(chunk, steps - k);
     const auto g = grid.narrow(0, k, len);  // float64: the step sizes are formed in double from it
+    models::CertifiedEulerStats cst;
+    models::functional::SNodeDiscreteStats dst;
+    if (ball > 0) dst.ball = ball;
+    const auto traj = integrate(state, g, &dst, &cst);
     std::int64_t uncertified = 0;
-    torch::Tensor traj;
     if (plan.certified) {
-      models::CertifiedEulerStats st;
-      traj = models::certified_euler(field, lyap, state, g, copt, &st);
-      r.substeps += st.substeps;
-      r.rejected_substeps += st.rejections;
-      r.projected_substeps += st.projections;
-      uncertified = st.uncertified;
+      r.substeps += cst.substeps;
+      r.rejected_substeps += cst.rejections;
+      r.projected_substeps += cst.projections;
+      uncertified = cst.uncertified;
     } else if (plan.discrete) {
-      models::functional::SNodeDiscreteStats st;
-      if (ball > 0) st.ball = ball;
-      traj = discrete(state, g, &st);
-      r.substeps += st.steps;
-      r.projected_substeps += st.projected;
-      r.outside_ball_substeps += st.steps_outside;
-      r.projected_outside_ball += st.projected_outside;
-      uncertified = st.nonfinite;
-    } else {
-      traj = models::odeint(field, state, g, solver);
+      r.substeps += dst.steps;
+      r.projected_substeps += dst.projected;
+      r.outside_ball_substeps += dst.steps_outside;
+      r.projected_outside_ball += dst.projected_outside;
+      uncertified = dst.nonfinite;
     }
     state = traj.select(1, len - 1);
     track_arrival(traj, k);

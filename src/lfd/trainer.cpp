@@ -496,20 +496,22 @@ const std::string& LfdRun::task_name(std::int64_t task) const {
   return p_->dataset->task_files()[static_cast<std::size_t>(task)];
 }
 
-LfdRun::TaskData LfdRun::task(std::int64_t task) const {
-  SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (", p_->completed,
+namespace {
+/// Task `task` of a loaded run as training prepared it (UsageError for a task it did not learn).
+data::PreparedTask prepared_task(const detail::RunParts& p, std::int64_t task) {
+  SL_CHECK(task >= 0 && task < p.completed, UsageError, "task ", task, " was not learned by this run (", p.completed,
            " tasks completed)");
-  const auto prep = data::prepare_task(p_->dataset->task(task), *p_->spec,
-                                       {p_->cfg.target == "snode", p_->cfg.tangent_vec_scale});
+  return data::prepare_task(p.dataset->task(task), *p.spec, {p.cfg.target == "snode", p.cfg.tangent_vec_scale});
+}
+}  // namespace
+
+LfdRun::TaskData LfdRun::task(std::int64_t task) const {
+  const auto prep = prepared_task(*p_, task);
   return {prep.raw, prep.x, prep.t, prep.norm.mean, prep.norm.std, prep.goal, prep.position_dim};
 }
 
 EvalCell LfdRun::evaluate(std::int64_t task, const GridRollout& rollout) const {
-  SL_CHECK(task >= 0 && task < p_->completed, UsageError, "task ", task, " was not learned by this run (", p_->completed,
-           " tasks completed)");
-  const auto prep = data::prepare_task(p_->dataset->task(task), *p_->spec,
-                                       {p_->cfg.target == "snode", p_->cfg.tangent_vec_scale});
-  return detail::evaluate_task(p_->cfg, *p_->spec, prep, rollout);
+  return detail::evaluate_task(p_->cfg, *p_->spec, prepared_task(*p_, task), rollout);
 }
 
 LyapunovFunction LfdRun::lyapunov(std::int64_t task, torch::Dtype dtype) const {

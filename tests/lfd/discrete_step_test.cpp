@@ -36,6 +36,23 @@ std::pair<double, double> first_last_loss(const std::filesystem::path& run, std:
   return {l.front(), l.back()};
 }
 
+/// The autonomous sNODE options of a tiny config (2-D LASA), to recompute its maps by hand.
+sl::models::SNodeOptions tiny_snode(const LfdConfig& cfg) {
+  return sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp).eps(cfg.eps)
+      .explicit_time(false);
+}
+
+/// The evaluation protocol recomputed by hand: `rollout` windowed (tsub) from the demonstrations'
+/// starts over their grid, de-normalised, DTW against each demonstration.
+MetricSummary hand_dtw(const LfdRun::TaskData& d, const GridRollout& rollout, std::int64_t tsub) {
+  const auto traj =
+      windowed_rollout(rollout, d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), tsub).to(torch::kFloat64);
+  const auto pred = ((traj + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
+  const auto ref = d.raw.narrow(1, 0, pred.size(1)).contiguous();
+  return compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
+                        {pred.data_ptr<double>(), pred.size(0), pred.size(1), 2});
+}
+
 }  // namespace
 
 TEST(LfdDiscreteConfig, KeysParseValidateAndAreWrittenToTheResolvedConfig) {
@@ -105,15 +122,10 @@ TEST(LfdDiscreteTraining, TrainsEvaluatesAndConvergesWithTheSameMap) {
     const auto x0 = d.x.select(1, 0).to(torch::kFloat32);
     const auto t = d.t.narrow(0, 0, 20).to(torch::kFloat32);
     const auto w = run.weights(task);
-    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
-                       .eps(cfg.eps).explicit_time(false);
-    EXPECT_TRUE(torch::equal(run.rollout(task)(x0, t), sl::models::functional::snode_discrete_rollout(x0, t, w, o, 0.5)));
+    EXPECT_TRUE(torch::equal(run.rollout(task)(x0, t),
+                             sl::models::functional::snode_discrete_rollout(x0, t, w, tiny_snode(cfg), 0.5)));
     // ...and the evaluation in summary.json is the windowed rollout of that map.
-    const auto traj = windowed_rollout(run.rollout(task), x0, d.t.to(torch::kFloat32), cfg.tsub).to(torch::kFloat64);
-    const auto pred = ((traj + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
-    const auto ref = d.raw.narrow(1, 0, pred.size(1)).contiguous();
-    const auto dtw = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
-                                    {pred.data_ptr<double>(), pred.size(0), pred.size(1), 2});
+    const auto dtw = hand_dtw(d, run.rollout(task), cfg.tsub);
     const std::string key = "eval_task_" + std::to_string(task);
     EXPECT_NEAR(dtw.median, summary["median_errors"]["train_task_1"][key]["dtw"].get<double>(), 1e-6 * dtw.median);
     // Stability: `auto` picks Φ for such a skill.
@@ -166,17 +178,11 @@ TEST(LfdDiscreteTraining, EulerTrainingOfADiscreteSkillTrainsLikeEulerAndEvaluat
     // The evaluation is Φ's windowed rollout of those weights (κ = 0.5), recomputed by hand.
     torch::NoGradGuard no_grad;
     const auto d = run.task(task);
-    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
-                       .eps(cfg.eps).explicit_time(false);
-    GridRollout phi{[&](const torch::Tensor& x, const torch::Tensor& t, sl::models::functional::SNodeDiscreteStats*) {
+    const auto o = tiny_snode(cfg);
+    const GridRollout phi{[&](const torch::Tensor& x, const torch::Tensor& t, sl::models::functional::SNodeDiscreteStats*) {
       return sl::models::functional::snode_discrete_rollout(x, t, w, o, 0.5);
     }};
-    const auto traj = windowed_rollout(phi, d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), cfg.tsub)
-                          .to(torch::kFloat64);
-    const auto pred = ((traj + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
-    const auto ref = d.raw.narrow(1, 0, pred.size(1)).contiguous();
-    const auto dtw = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
-                                    {pred.data_ptr<double>(), pred.size(0), pred.size(1), 2});
+    const auto dtw = hand_dtw(d, phi, cfg.tsub);
     const std::string key = "eval_task_" + std::to_string(task);
     EXPECT_NEAR(dtw.median, summary["median_errors"]["train_task_1"][key]["dtw"].get<double>(), 1e-6 * dtw.median);
     StabilityOptions so;
@@ -218,18 +224,12 @@ TEST(LfdDiscreteStability, DiscreteMethodAppliesTheMapToASkillTrainedWithEuler) 
   {
     torch::NoGradGuard no_grad;
     const auto w = run.weights(0);
-    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
-                       .eps(cfg.eps).explicit_time(false);
+    const auto o = tiny_snode(cfg);
     sl::models::functional::SNodeDiscreteStats st;
-    GridRollout phi{[&](const torch::Tensor& x, const torch::Tensor& t, sl::models::functional::SNodeDiscreteStats*) {
+    const GridRollout phi{[&](const torch::Tensor& x, const torch::Tensor& t, sl::models::functional::SNodeDiscreteStats*) {
       return sl::models::functional::snode_discrete_rollout(x, t, w, o, 0.4, {}, &st);
     }};
-    const auto traj = windowed_rollout(phi, d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), cfg.tsub)
-                          .to(torch::kFloat64);
-    const auto pred = ((traj + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
-    const auto ref = d.raw.narrow(1, 0, pred.size(1)).contiguous();
-    const auto dtw = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
-                                    {pred.data_ptr<double>(), pred.size(0), pred.size(1), 2});
+    const auto dtw = hand_dtw(d, phi, cfg.tsub);
     EXPECT_NEAR(r.demo_errors.dtw.median, dtw.median, 1e-6 * dtw.median);
     EXPECT_EQ(r.demo_steps, st.steps);
     EXPECT_EQ(r.demo_projected_steps, st.projected);
@@ -237,11 +237,7 @@ TEST(LfdDiscreteStability, DiscreteMethodAppliesTheMapToASkillTrainedWithEuler) 
     StabilityOptions eo = so;
     eo.method = "euler";
     const auto re = check_stability(run, 0, eo);
-    const auto traj_e = windowed_rollout(run.field(0), d.x.select(1, 0).to(torch::kFloat32), d.t.to(torch::kFloat32), cfg.tsub)
-                            .to(torch::kFloat64);
-    const auto pred_e = ((traj_e + d.goal.unsqueeze(1)) * d.std + d.mean).contiguous();
-    const auto dtw_e = compute_metric(TrajectoryMetric::Dtw, {ref.data_ptr<double>(), ref.size(0), ref.size(1), 2},
-                                      {pred_e.data_ptr<double>(), pred_e.size(0), pred_e.size(1), 2});
+    const auto dtw_e = hand_dtw(d, ode_rollout(run.field(0)), cfg.tsub);
     EXPECT_NEAR(re.demo_errors.dtw.median, dtw_e.median, 1e-6 * dtw_e.median);
     EXPECT_EQ(re.demo_steps, 0);
   }
@@ -253,8 +249,7 @@ TEST(LfdDiscreteStability, DiscreteMethodAppliesTheMapToASkillTrainedWithEuler) 
     const auto ra = check_stability(run, 0, ao);
     ASSERT_EQ(ra.arrival_seconds.size(), static_cast<std::size_t>(d.x.size(0)));
     torch::NoGradGuard no_grad;
-    const auto o = sl::models::SNodeOptions(2).hidden(cfg.h).fhat_layers(cfg.fhat_layers).icnn_hidden(cfg.hp)
-                       .eps(cfg.eps).explicit_time(false);
+    const auto o = tiny_snode(cfg);
     std::vector<torch::Tensor> w;
     for (const auto& t : run.weights(0)) w.push_back(t.to(torch::kFloat32));
     const double dt = (d.t[1] - d.t[0]).item<double>();

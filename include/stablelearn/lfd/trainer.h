@@ -142,6 +142,9 @@ struct LfdConfig {
   void fields(options::Visitor& v);                 ///< the keys of every table (core/options.h)
   void validate() const;                            ///< every rule (a config built in code)
   void cross_check() const;                         ///< the rules between fields
+  /// Whether training integrates the discrete-time map Φ_h itself (model.discrete_step with
+  /// train.rollout = "map"); otherwise it takes Euler steps of the field (fused where it applies).
+  bool trains_through_map() const { return discrete_step && train_rollout == "map"; }
 };
 
 /// Parameter counts of a configuration without training (spec §2.6), for `lfd info`.
