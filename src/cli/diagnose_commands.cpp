@@ -61,7 +61,8 @@ using experiments::to_vector;
 struct ProblemArgs : experiments::CurvatureProblemOptions {
   bool toy = false;
   std::string op = "hessian";
-  std::string dtype_name = "float64";
+  /// Empty: float32 with RUN (a run's weights are float32), float64 on the toy problem (closed forms).
+  std::string dtype_name;
 };
 
 void add_problem_options(CLI::App* cmd, ProblemArgs& a, bool with_operator = true) {
@@ -89,8 +90,9 @@ void add_problem_options(CLI::App* cmd, ProblemArgs& a, bool with_operator = tru
   cmd->add_option("--train-steps", a.train_steps, "Toy: full-batch GD steps before the diagnostic (0 = at initialisation)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--dtype", a.dtype_name, "float64 (exact, the default) or float32 (about 2x faster; a run's weights are float32)")
-      ->capture_default_str()
+  cmd->add_option("--dtype", a.dtype_name,
+                  "float32 or float64 of the weights, data and products (default: float32 with RUN, whose weights are "
+                  "float32, about 2x faster; float64 on the toy problem, exact to ~1e-12)")
       ->check(CLI::IsMember({"float64", "float32"}));
   if (with_operator)
     cmd->add_option("--operator", a.op, "Curvature operator: hessian, ggn (Gauss-Newton) or fisher (empirical Fisher)")
@@ -103,9 +105,10 @@ using Prepared = experiments::CurvatureProblem;
 Prepared prepare(const ProblemArgs& a) {
   SL_CHECK(!(a.toy && !a.run.empty()), UsageError, "give either RUN or --toy, not both");
   auto options = static_cast<const experiments::CurvatureProblemOptions&>(a);
-  options.dtype = a.dtype_name == "float32" ? torch::kFloat32 : torch::kFloat64;
+  const auto dtype = !a.dtype_name.empty() ? a.dtype_name : a.run.empty() ? "float64" : "float32";
+  options.dtype = dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   auto p = experiments::make_curvature_problem(options);
-  p.info["dtype"] = a.dtype_name;
+  p.info["dtype"] = dtype;
   return p;
 }
 

@@ -94,7 +94,7 @@ TEST_F(DiagnoseCli, HessianTopEigenvaluesOfARunMatchTheClosedForm) {
   // Batches of 20, 20, 10: the uneven last batch must be weighted by its size.
   {
     const std::string op = "hessian";
-    const auto r = run("diagnose hessian " + R() + " --task 1 --samples 50 --batch-size 20 -k 3 --stability --operator " + op);
+    const auto r = run("diagnose hessian " + R() + " --task 1 --samples 50 --batch-size 20 -k 3 --stability --dtype float64 --operator " + op);
     ASSERT_EQ(r.status, 0) << r.err;
     const auto j = r.js();
     EXPECT_EQ(j["problem"], "cl run");
@@ -110,8 +110,8 @@ TEST_F(DiagnoseCli, HessianTopEigenvaluesOfARunMatchTheClosedForm) {
                 1e-5 * closed().eigenvalues[0].item<double>());
   }
   {
-    // float32: the same closed form to float32's accuracy.
-    const auto r = run("diagnose hessian " + R() + " --task 1 --samples 50 --batch-size 20 -k 3 --dtype float32");
+    // float32, the default with RUN: the same closed form to float32's accuracy.
+    const auto r = run("diagnose hessian " + R() + " --task 1 --samples 50 --batch-size 20 -k 3");
     ASSERT_EQ(r.status, 0) << r.err;
     const auto j = r.js();
     EXPECT_EQ(j["dtype"], "float32");
@@ -125,7 +125,7 @@ TEST_F(DiagnoseCli, HessianTopEigenvaluesOfARunMatchTheClosedForm) {
 TEST_F(DiagnoseCli, TraceOfARunMatchesTheClosedForm) {
   // Gauss–Newton (= the Hessian of this linear model), Hutch++ with its standard error, and the
   // exact trace from per-sample Jacobians.
-  const auto r = run("diagnose trace " + R() + " --task 1 --samples 50 --batch-size 25 --operator ggn --matvecs 60 --exact");
+  const auto r = run("diagnose trace " + R() + " --task 1 --samples 50 --batch-size 25 --operator ggn --matvecs 60 --exact --dtype float64");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = r.js();
   const double want = closed().trace;
@@ -135,13 +135,13 @@ TEST_F(DiagnoseCli, TraceOfARunMatchesTheClosedForm) {
   EXPECT_LT(se, 0.1 * want);
   EXPECT_NEAR(j["estimate"].get<double>(), want, 4.0 * se);
   // The empirical Fisher's exact trace from per-sample gradients (the labels matter here).
-  const auto f = run("diagnose trace " + R() + " --task 1 --samples 50 --operator fisher --matvecs 30 --exact").js();
+  const auto f = run("diagnose trace " + R() + " --task 1 --samples 50 --operator fisher --matvecs 30 --exact --dtype float64").js();
   EXPECT_NEAR(f["exact_trace"].get<double>(), closed().fisher_trace, 1e-8 * closed().fisher_trace);
 }
 
 TEST_F(DiagnoseCli, DensityOfARunIsANormalisedDensityInsideTheSpectrum) {
   const auto csv = run_dir() / "density.csv";
-  const auto r = run("diagnose density " + R() + " --task 1 --samples 50 --runs 3 --lanczos-steps 40 --grid 400 --out " +
+  const auto r = run("diagnose density " + R() + " --task 1 --samples 50 --runs 3 --lanczos-steps 40 --grid 400 --dtype float64 --out " +
                      csv.string());
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = r.js();
@@ -183,7 +183,7 @@ TEST_F(DiagnoseCli, SpectraOfARunMatchTheSingularValuesOfItsWeights) {
 }
 
 TEST_F(DiagnoseCli, StabilityOfARunUsesTheClosedFormCurvatureAndThresholds) {
-  const auto r = run("diagnose stability " + R() + " --task 1 --samples 50 --lr 0.5 --batch-size 10 --lanczos-steps 60");
+  const auto r = run("diagnose stability " + R() + " --task 1 --samples 50 --lr 0.5 --batch-size 10 --lanczos-steps 60 --dtype float64");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto s = r.js()["stability"];
   const double lmax = closed().eigenvalues[0].item<double>(), p = 40.0 / (10.0 * 49.0);
@@ -225,6 +225,7 @@ TEST_F(DiagnoseCli, EveryCommandHasHelpWithAnExampleAndTheToyProblemStaysTheDefa
   }
   const auto toy = run("diagnose hessian -k 1 --samples 64 --batch-size 64 --train-steps 0").js();
   EXPECT_EQ(toy["problem"], "toy tanh MLP regression");
+  EXPECT_EQ(toy["dtype"], "float64");  // the toy problem's default (its closed forms); float32 with RUN
   // Without --stability only the eigenvalues' products are spent (Lanczos: at most --iterations).
   EXPECT_FALSE(toy.contains("stability"));
   EXPECT_LE(toy["matvecs"].get<std::int64_t>(), 100);

@@ -214,7 +214,7 @@ TEST_F(DiagnoseRunCli, CurvatureCommandsAnalyseTheCheckpointAfterAnEarlierTask) 
   // --after 0: the weights of checkpoint_task0.npz. The reported loss and accuracy on task 0's
   // first 60 training images are recomputed here from that checkpoint (float64 forward,
   // cross-entropy); --after 2 (the last task) is the run's final state, i.e. the default.
-  const std::string common = " --task 0 --samples 60 --batch-size 30 -k 1 --iterations 30";
+  const std::string common = " --task 0 --samples 60 --batch-size 30 -k 1 --iterations 30 --dtype float64";
   const auto early = run("diagnose hessian " + A() + common + " --after 0");
   ASSERT_EQ(early.status, 0) << early.err;
   const auto e = early.js();
