@@ -107,9 +107,15 @@ torch::Tensor HyperNetworkImpl::forward_embedding(const torch::Tensor& embedding
                      trunk_b_);
   std::vector<torch::Tensor> outs;
   outs.reserve(head_w_.size());
+  if (!batched) {
+    // One embedding: matrix-vector products (BLAS gemv reads each head once; a one-row gemm packs
+    // the whole [n, in] head first, an extra pass over most of the hypernetwork's weights).
+    const auto v = h.squeeze(0);
+    for (std::size_t j = 0; j < head_w_.size(); ++j) outs.push_back(torch::addmv(head_b_[j], head_w_[j], v));
+    return torch::cat(outs, 0);
+  }
   for (std::size_t j = 0; j < head_w_.size(); ++j) outs.push_back(torch::linear(h, head_w_[j], head_b_[j]));
-  auto flat = torch::cat(outs, 1);
-  return batched ? flat : flat.squeeze(0);
+  return torch::cat(outs, 1);
 }
 
 std::int64_t HyperNetworkImpl::add_task() {
