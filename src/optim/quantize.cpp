@@ -1,0 +1,84 @@
+// INT-k fake quantisation (include/stablelearn/optim/quantize.h).
+#include "stablelearn/optim/quantize.h"
+
+#include <torch/torch.h>
+
+#include "stablelearn/core/error.h"
+
+namespace stablelearn::optim {
+
+namespace {
+
+void check(const torch::Tensor& x, int bits, std::int64_t group_size, const char* who) {
+  SL_CHECK(bits >= 2 && bits <= 16, ConfigError, who, ": bits ", bits, " (want 2 to 16)");
+  SL_CHECK(group_size >= 1, ConfigError, who, ": group size ", group_size, " (want >= 1)");
+  SL_CHECK(x.numel() % group_size == 0, ConfigError, who, ": ", x.numel(), " values are not a multiple of the group size ",
+           group_size);
+}
+
+/// x̂ forward, the gradient unchanged backward (exactly x̂: not x̂ + x − x, which rounds).
+struct StraightThrough : public torch::autograd::Function<StraightThrough> {
+  static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& x, int64_t bits, int64_t group) {
+    return fake_quantize(x, static_cast<int>(bits), group);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*, torch::autograd::variable_list grad) {
+    return {grad[0], torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct QuantizeBoth : public torch::autograd::Function<QuantizeBoth> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, int64_t bits, int64_t group) {
+    ctx->saved_data["bits"] = bits;
+    ctx->saved_data["group"] = group;
+    return fake_quantize(x, static_cast<int>(bits), group);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto bits = static_cast<int>(ctx->saved_data["bits"].toInt());
+    const auto group = ctx->saved_data["group"].toInt();
+    return {fake_quantize(grad[0], bits, group), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor fake_quantize(const torch::Tensor& x, int bits, std::int64_t group_size) {
+  check(x, bits, group_size, "fake_quantize");
+  torch::NoGradGuard no_grad;
+  const double q_max = static_cast<double>((std::int64_t{1} << bits) - 1);
+  const auto g = x.reshape({-1, group_size});
+  const auto hi = std::get<0>(g.max(1, /*keepdim=*/true));
+  const auto lo = std::get<0>(g.min(1, /*keepdim=*/true));
+  const auto s = (hi - lo).clamp_min(1e-5) / q_max;
+  const auto z = (-torch::round(lo / s)).clamp_(0, q_max);
+  const auto q = torch::clamp(torch::round(g / s) + z, 0, q_max);
+  return ((q - z) * s).reshape(x.sizes());
+}
+
+torch::Tensor fake_quantize_ste(const torch::Tensor& x, int bits, std::int64_t group_size) {
+  check(x, bits, group_size, "fake_quantize_ste");
+  return StraightThrough::apply(x, static_cast<int64_t>(bits), group_size);
+}
+
+torch::Tensor quantize_forward_backward(const torch::Tensor& x, int bits, std::int64_t group_size) {
+  check(x, bits, group_size, "quantize_forward_backward");
+  return QuantizeBoth::apply(x, static_cast<int64_t>(bits), group_size);
+}
+
+QuantLinearImpl::QuantLinearImpl(const QuantLinearOptions& o) : options(o) {
+  SL_CHECK(o.weight_bits() >= 2 && o.weight_bits() <= 16, ConfigError, "QuantLinear: weight_bits ", o.weight_bits(),
+           " (want 2 to 16)");
+  SL_CHECK(o.activation_bits() == 0 || (o.activation_bits() >= 2 && o.activation_bits() <= 16), ConfigError,
+           "QuantLinear: activation_bits ", o.activation_bits(), " (want 0 = off, or 2 to 16)");
+  SL_CHECK((o.in_features() * o.out_features()) % o.weight_group() == 0, ConfigError, "QuantLinear: ",
+           o.out_features(), "x", o.in_features(), " weights are not a multiple of weight_group ", o.weight_group());
+  linear = register_module("linear", torch::nn::Linear(torch::nn::LinearOptions(o.in_features(), o.out_features()).bias(o.bias())));
+}
+
+torch::Tensor QuantLinearImpl::forward(const torch::Tensor& x) {
+  const auto w = fake_quantize_ste(linear->weight, options.weight_bits(), options.weight_group());
+  const auto in = options.activation_bits() > 0 ? quantize_forward_backward(x, options.activation_bits(), options.activation_group()) : x;
+  return torch::nn::functional::linear(in, w, options.bias() ? linear->bias : torch::Tensor());
+}
+
+}  // namespace stablelearn::optim
