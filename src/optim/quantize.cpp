@@ -66,17 +66,18 @@ torch::Tensor quantize_forward_backward(const torch::Tensor& x, int bits, std::i
 }
 
 QuantLinearImpl::QuantLinearImpl(const QuantLinearOptions& o) : options(o) {
-  SL_CHECK(o.weight_bits() >= 2 && o.weight_bits() <= 16, ConfigError, "QuantLinear: weight_bits ", o.weight_bits(),
-           " (want 2 to 16)");
+  SL_CHECK(o.weight_bits() == 0 || (o.weight_bits() >= 2 && o.weight_bits() <= 16), ConfigError, "QuantLinear: weight_bits ",
+           o.weight_bits(), " (want 0 = off, or 2 to 16)");
   SL_CHECK(o.activation_bits() == 0 || (o.activation_bits() >= 2 && o.activation_bits() <= 16), ConfigError,
            "QuantLinear: activation_bits ", o.activation_bits(), " (want 0 = off, or 2 to 16)");
-  SL_CHECK((o.in_features() * o.out_features()) % o.weight_group() == 0, ConfigError, "QuantLinear: ",
+  SL_CHECK(o.weight_bits() == 0 || (o.in_features() * o.out_features()) % o.weight_group() == 0, ConfigError, "QuantLinear: ",
            o.out_features(), "x", o.in_features(), " weights are not a multiple of weight_group ", o.weight_group());
   linear = register_module("linear", torch::nn::Linear(torch::nn::LinearOptions(o.in_features(), o.out_features()).bias(o.bias())));
 }
 
 torch::Tensor QuantLinearImpl::forward(const torch::Tensor& x) {
-  const auto w = fake_quantize_ste(linear->weight, options.weight_bits(), options.weight_group());
+  const auto w = options.weight_bits() > 0 ? fake_quantize_ste(linear->weight, options.weight_bits(), options.weight_group())
+                                           : linear->weight;
   const auto in = options.activation_bits() > 0 ? quantize_forward_backward(x, options.activation_bits(), options.activation_group()) : x;
   return torch::nn::functional::linear(in, w, options.bias() ? linear->bias : torch::Tensor());
 }

@@ -2,6 +2,7 @@
 // checks recomputed here from their value and threshold, the verdict from the checks, numbers
 // recomputed from the per-seed rows and the closed forms), determinism for a seed, resume and the
 // changed-config check, and the errors (exit status 2) against "not reproduced" (exit status 0).
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -19,7 +20,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -174,6 +175,30 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     };
     EXPECT_NEAR(num(m.at("ratio_regularised")), ratio("regularised"), 1e-9);
     EXPECT_NEAR(num(m.at("ratio_finetune")), ratio("finetune"), 1e-9);
+  } else if (name == "stable-spam") {
+    // 4 variants x 3 learning rates, every held-out loss finite and below a uniform guess over the
+    // vocabulary's log-size at most a little; the two ratios recomputed from the runs; INT4 and
+    // FP32 Adam differ (the quantisation is active).
+    const auto& runs = row.at("runs");
+    ASSERT_EQ(runs.size(), 12u);
+    const double uniform = std::log(row.at("vocab").get<double>());
+    std::map<std::pair<std::string, double>, double> loss;
+    std::vector<double> rates;
+    for (const auto& r : runs) {
+      const double l = num(r.at("final_loss")), lr = r.at("lr").get<double>();
+      EXPECT_TRUE(std::isfinite(l)) << r.at("variant");
+      EXPECT_LT(l, uniform + 0.5) << r.at("variant");
+      loss[{r.at("variant").get<std::string>(), lr}] = l;
+      if (std::find(rates.begin(), rates.end(), lr) == rates.end()) rates.push_back(lr);
+    }
+    std::sort(rates.begin(), rates.end());
+    ASSERT_EQ(rates.size(), 3u);
+    EXPECT_NEAR(rates[2], 1e-2, 1e-15);
+    auto at = [&](const std::string& v, int i) { return loss[std::make_pair(v, rates[static_cast<std::size_t>(i)])]; };
+    EXPECT_NEAR(num(m.at("adam_int4_over_stable_spam_int4_at_top_lr")), at("adam_int4", 2) / at("stable_spam_int4", 2), 1e-12);
+    auto best = [&](const std::string& v) { return std::min({at(v, 0), at(v, 1), at(v, 2)}); };
+    EXPECT_NEAR(num(m.at("best_stable_spam_int4_over_best_adam_fp32")), best("stable_spam_int4") / best("adam_fp32"), 1e-12);
+    EXPECT_NE(at("adam_int4", 0), at("adam_fp32", 0));
   }
   fs::remove_all(run.parent_path());
 }

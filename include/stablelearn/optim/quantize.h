@@ -34,6 +34,7 @@ struct QuantLinearOptions {
   TORCH_ARG(std::int64_t, in_features);
   TORCH_ARG(std::int64_t, out_features);
   TORCH_ARG(bool, bias) = true;
+  /// 0 = weights in full precision.
   TORCH_ARG(int, weight_bits) = 4;
   TORCH_ARG(std::int64_t, weight_group) = 256;
   /// 0 = activations in full precision.
