@@ -1,6 +1,11 @@
 // INT-k fake quantisation (include/stablelearn/optim/quantize.h).
 #include "stablelearn/optim/quantize.h"
 
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+
 #include <torch/torch.h>
 
 #include "stablelearn/core/error.h"
@@ -40,11 +45,65 @@ struct QuantizeBoth : public torch::autograd::Function<QuantizeBoth> {
   }
 };
 
+/// Round half to even as std::nearbyint in the default rounding mode, without its library call:
+/// for |v| < 2^(digits−2) adding and subtracting 1.5·2^(digits−1) rounds v to an integer in the FPU's
+/// own mode (round to nearest even), exactly; larger |v| are integers already or go to nearbyint.
+template <typename T>
+inline T round_even(T v) {
+  constexpr T big = static_cast<T>(1.5) * static_cast<T>(std::int64_t{1} << (std::numeric_limits<T>::digits - 1));
+  constexpr T limit = static_cast<T>(std::int64_t{1} << (std::numeric_limits<T>::digits - 2));
+  if (std::abs(v) < limit) {
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    const T t = v + big;  // evaluated in T (SSE): rounded to an integer here
+#else
+    volatile T t = v + big;  // force the rounding to T where sums may be kept wider (x87)
+#endif
+    return t - big;
+  }
+  return std::nearbyint(v);
+}
+
+/// The tensor formula of the header, group by group in one loop, in the tensor's own dtype and with
+/// the same operations (so the same bits: round half to even, the scalars cast to T first).
+template <typename T>
+void fake_quantize_groups(const T* x, T* out, std::int64_t n, std::int64_t group, T q_max) {
+  const T floor = static_cast<T>(1e-5);
+  for (std::int64_t g0 = 0; g0 < n; g0 += group) {
+    const T* xs = x + g0;
+    T hi = xs[0], lo = xs[0];
+    bool nan = std::isnan(xs[0]);
+    for (std::int64_t i = 1; i < group; ++i) {
+      hi = std::max(hi, xs[i]);
+      lo = std::min(lo, xs[i]);
+      nan = nan || std::isnan(xs[i]);
+    }
+    T* os = out + g0;
+    if (nan) {  // as torch's max/min: a NaN makes the whole group NaN
+      std::fill(os, os + group, std::numeric_limits<T>::quiet_NaN());
+      continue;
+    }
+    const T s = std::max(hi - lo, floor) / q_max;
+    const T z = std::min(std::max(-round_even(lo / s), T(0)), q_max);
+    for (std::int64_t i = 0; i < group; ++i) {
+      const T q = std::min(std::max(round_even(xs[i] / s) + z, T(0)), q_max);
+      os[i] = (q - z) * s;
+    }
+  }
+}
+
 }  // namespace
 
 torch::Tensor fake_quantize(const torch::Tensor& x, int bits, std::int64_t group_size) {
   check(x, bits, group_size, "fake_quantize");
   torch::NoGradGuard no_grad;
+  if (x.device().is_cpu() && x.is_contiguous() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64)) {
+    auto out = torch::empty_like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fake_quantize", [&] {
+      fake_quantize_groups(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), x.numel(), group_size,
+                           static_cast<scalar_t>((std::int64_t{1} << bits) - 1));
+    });
+    return out;
+  }
   const double q_max = static_cast<double>((std::int64_t{1} << bits) - 1);
   const auto g = x.reshape({-1, group_size});
   const auto hi = std::get<0>(g.max(1, /*keepdim=*/true));

@@ -1,7 +1,9 @@
 // Stable-SPAM and SPAM (include/stablelearn/optim/spam.h; docs/optim.md).
 #include "stablelearn/optim/spam.h"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -19,6 +21,76 @@ void check_common(double lr, double eps, double b1, double b2, double wd, const 
   SL_CHECK(b1 >= 0 && b1 < 1, ConfigError, who, ": beta1 ", b1, " (want [0, 1))");
   SL_CHECK(b2 >= 0 && b2 < 1, ConfigError, who, ": beta2 ", b2, " (want [0, 1))");
   SL_CHECK(wd >= 0, ConfigError, who, ": weight_decay ", wd, " (want >= 0)");
+}
+
+/// The fused CPU path applies to dense contiguous float32/float64 CPU tensors of one dtype.
+bool fused_applies(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v) {
+  const auto t = p.scalar_type();
+  if (t != torch::kFloat32 && t != torch::kFloat64) return false;
+  for (const auto* x : {&p, &g, &m, &v})
+    if (!x->device().is_cpu() || x->scalar_type() != t || !x->is_contiguous() || x->numel() != p.numel()) return false;
+  return true;
+}
+
+/// max|g| and ‖g‖² in one pass (double accumulation).
+template <typename T>
+std::pair<double, double> max_and_sumsq(const T* g, std::int64_t n) {
+  double mx = 0, ss = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double x = static_cast<double>(g[i]);
+    mx = std::max(mx, std::abs(x));
+    ss += x * x;
+  }
+  return {mx, ss};
+}
+
+/// ‖clip(g)‖² with AdaClip's rule (|g_i| > bound → g_i · bound / max).
+template <typename T>
+double clipped_sumsq(const T* g, std::int64_t n, double bound, double scale) {
+  double ss = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    double x = static_cast<double>(g[i]);
+    if (std::abs(x) > bound) x *= scale;
+    ss += x * x;
+  }
+  return ss;
+}
+
+/// One pass of Stable-SPAM's Adam on the clipped, rescaled gradient: g̃_i = k · clip(g_i), then
+/// m, v and p (p already decayed). step = lr / bc1, inv_sqrt_bc2 = 1 / √bc2.
+template <typename T>
+void stable_spam_update(T* p, const T* g, T* m, T* v, std::int64_t n, double bound, double clip_scale, double k, double b1,
+                        double b2, double eps, double step, double inv_sqrt_bc2) {
+  const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2), c1 = static_cast<T>(1 - b1), c2 = static_cast<T>(1 - b2);
+  const T tk = static_cast<T>(k), teps = static_cast<T>(eps), tstep = static_cast<T>(step), tinv = static_cast<T>(inv_sqrt_bc2);
+  const T tbound = static_cast<T>(bound), tclip = static_cast<T>(clip_scale);
+  for (std::int64_t i = 0; i < n; ++i) {
+    T x = g[i];
+    if (std::abs(x) > tbound) x *= tclip;
+    x *= tk;
+    m[i] = tb1 * m[i] + c1 * x;
+    v[i] = tb2 * v[i] + c2 * x * x;
+    p[i] -= tstep * m[i] / (std::sqrt(v[i]) * tinv + teps);
+  }
+}
+
+/// One pass of SPAM: the spike clip against θ v (before this step's update), m, v, p, decay.
+template <typename T>
+void spam_update(T* p, const T* g, T* m, T* v, std::int64_t n, bool clip, double threshold, double b1, double b2, double eps,
+                 double step, double decay) {
+  const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2), c1 = static_cast<T>(1 - b1), c2 = static_cast<T>(1 - b2);
+  const T teps = static_cast<T>(eps), tstep = static_cast<T>(step), tdecay = static_cast<T>(decay), th = static_cast<T>(threshold);
+  for (std::int64_t i = 0; i < n; ++i) {
+    T x = g[i];
+    if (clip && x * x > th * v[i]) {
+      const T b = std::sqrt(th * v[i]);
+      x = x > 0 ? b : x < 0 ? -b : T(0);
+    }
+    m[i] = tb1 * m[i] + c1 * x;
+    v[i] = tb2 * v[i] + c2 * x * x;
+    p[i] -= tstep * m[i] / (std::sqrt(v[i]) + teps);
+    p[i] -= tdecay * p[i];
+  }
 }
 
 template <typename State, typename States>
@@ -155,18 +227,53 @@ torch::Tensor StableSpam::step(LossClosure closure) {
       if (!p.grad().defined()) continue;
       SL_CHECK(!p.grad().is_sparse(), ConfigError, "StableSpam: sparse gradients are not supported");
       auto& s = state_of<StableSpamParamState>(state_, p);
-      p.mul_(1 - o.lr() * o.weight_decay());
+      if (o.weight_decay() > 0) p.mul_(1 - o.lr() * o.weight_decay());
       s.step(s.step() + 1);
-      auto g = p.grad().clone();
+      const auto& grad = p.grad();
+      if (o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0) {  // MoRet (after the counter moved)
+        s.exp_avg().zero_();
+        s.exp_avg_sq().zero_();
+      }
+      if (fused_applies(p, grad, s.exp_avg(), s.exp_avg_sq())) {
+        // Two passes: max|g| with ‖g‖² (‖clip(g)‖² again only when AdaClip bites), then the update
+        // with AdaGN's factor folded into the gradient.
+        const auto n = p.numel();
+        double max_abs = 0, sumsq = 0;
+        AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "stable_spam_norms", [&] {
+          std::tie(max_abs, sumsq) = max_and_sumsq(grad.data_ptr<scalar_t>(), n);
+        });
+        double m_max = o.gamma3() * s.m_max() + (1 - o.gamma3()) * max_abs;
+        const double bound = m_max / (1 - std::pow(o.gamma3(), static_cast<double>(s.step())));
+        const bool clipping = max_abs > bound;
+        const double clip_scale = clipping ? bound / max_abs : 1.0;
+        if (clipping)
+          AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "stable_spam_clipped", [&] {
+            sumsq = clipped_sumsq(grad.data_ptr<scalar_t>(), n, bound, clip_scale);
+          });
+        const double norm = std::sqrt(sumsq);
+        const double m_norm = gamma1 * s.m_norm() + (1 - gamma1) * norm;
+        const double v_norm = o.gamma2() * s.v_norm() + (1 - o.gamma2()) * norm * norm;
+        const double td = static_cast<double>(s.step());
+        const double m_hat = m_norm / (1 - std::pow(gamma1, td)), v_hat = v_norm / (1 - std::pow(o.gamma2(), td));
+        const double k = norm > 0 ? (m_hat / (std::sqrt(v_hat) + o.eps())) / norm : 1.0;
+        s.m_max(m_max).m_norm(m_norm).v_norm(v_norm);
+        if (o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0) s.step(1);
+        const double t = static_cast<double>(s.step());
+        const double bc1 = 1 - std::pow(beta1, t), bc2 = 1 - std::pow(beta2, t);
+        AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "stable_spam_update", [&] {
+          stable_spam_update(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), s.exp_avg().data_ptr<scalar_t>(),
+                             s.exp_avg_sq().data_ptr<scalar_t>(), n, clipping ? bound : INFINITY, clip_scale, k, beta1, beta2,
+                             o.eps(), o.lr() / bc1, 1 / std::sqrt(bc2));
+        });
+        continue;
+      }
+      // Any other tensor (another device or dtype, strided): the same step with tensor operations.
+      auto g = grad.clone();
       double m_max = s.m_max(), m_norm = s.m_norm(), v_norm = s.v_norm();
       ada_clip_(g, m_max, s.step(), o.gamma3());
       g = ada_gn(g, m_norm, v_norm, s.step(), gamma1, o.gamma2(), o.eps());
       s.m_max(m_max).m_norm(m_norm).v_norm(v_norm);
-      if (o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0) {  // MoRet
-        s.exp_avg().zero_();
-        s.exp_avg_sq().zero_();
-        s.step(1);
-      }
+      if (o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0) s.step(1);
       const double t = static_cast<double>(s.step());
       const double bc1 = 1 - std::pow(beta1, t), bc2 = 1 - std::pow(beta2, t);
       s.exp_avg().mul_(beta1).add_(g, 1 - beta1);
@@ -256,14 +363,23 @@ torch::Tensor Spam::step(LossClosure closure) {
         s.exp_avg_sq().zero_();
       }
       s.step(s.step() + 1);
-      auto g = p.grad().clone();
       const bool clip = o.threshold() > 0 && steps_ >= o.grad_accu_steps() &&
                         (o.update_proj_gap() == 0 || steps_ % o.update_proj_gap() >= o.grad_accu_steps());
+      const double t = static_cast<double>(s.step());
+      const double step_size = o.lr() * std::sqrt(1 - std::pow(beta2, t)) / (1 - std::pow(beta1, t));
+      const auto& grad = p.grad();
+      if (fused_applies(p, grad, s.exp_avg(), s.exp_avg_sq())) {  // one pass
+        AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "spam_update", [&] {
+          spam_update(p.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), s.exp_avg().data_ptr<scalar_t>(),
+                      s.exp_avg_sq().data_ptr<scalar_t>(), p.numel(), clip, o.threshold(), beta1, beta2, o.eps(),
+                      step_size * factor, o.lr() * o.weight_decay());
+        });
+        continue;
+      }
+      auto g = grad.clone();
       if (clip) spam_clip_(g, s.exp_avg_sq(), o.threshold());
       s.exp_avg().mul_(beta1).add_(g, 1 - beta1);
       s.exp_avg_sq().mul_(beta2).addcmul_(g, g, 1 - beta2);
-      const double t = static_cast<double>(s.step());
-      const double step_size = o.lr() * std::sqrt(1 - std::pow(beta2, t)) / (1 - std::pow(beta1, t));
       p.addcdiv_(s.exp_avg(), s.exp_avg_sq().sqrt().add_(o.eps()), -step_size * factor);
       if (o.weight_decay() > 0) p.add_(p, -o.lr() * o.weight_decay());
     }

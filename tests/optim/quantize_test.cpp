@@ -21,6 +21,27 @@ TEST(FakeQuantize, HandExamplesIncludingTheZeroPointAndHalfToEven) {
   EXPECT_TRUE(torch::allclose(c2, torch::tensor({0.0, 3.0, 1.0, 0.0, 30.0, 20.0}, torch::kFloat64), 0, 1e-12)) << c2;
 }
 
+// The fused loop (contiguous CPU tensors) against the tensor formula (taken for a non-contiguous
+// view): the same bits in float32 and float64, a NaN poisoning only its own group.
+TEST(FakeQuantize, FusedLoopGivesTheTensorFormulasBits) {
+  torch::manual_seed(3);
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    auto x = (torch::randn({64, 48}, dtype) * 3).t();  // [48, 64], non-contiguous
+    ASSERT_FALSE(x.is_contiguous());
+    for (int bits : {4, 8}) {
+      const auto tensor_path = so::fake_quantize(x, bits, 64);
+      const auto fused = so::fake_quantize(x.contiguous(), bits, 64);
+      EXPECT_TRUE(torch::equal(tensor_path, fused)) << bits << " bits " << (tensor_path - fused).abs().max();
+    }
+    auto y = torch::randn({4, 8}, dtype);
+    y.index_put_({1, 3}, std::nan(""));
+    const auto q = so::fake_quantize(y, 4, 8);
+    EXPECT_TRUE(q[1].isnan().all().item<bool>());
+    EXPECT_FALSE(q[0].isnan().any().item<bool>());
+    EXPECT_TRUE(torch::equal(q.isnan(), so::fake_quantize(y.t().contiguous().t(), 4, 8).isnan()));
+  }
+}
+
 TEST(FakeQuantize, Int4ErrorIsAtMostHalfAStepPerGroup) {
   torch::manual_seed(1);
   const auto x = torch::randn({8, 256}, torch::kFloat64) * torch::linspace(0.1, 10, 8, torch::kFloat64).unsqueeze(1);
