@@ -1,0 +1,49 @@
+// optim/: optimisers beyond libtorch's (shared/DESIGN.md "optim/").
+//
+// SgdMomentum: stochastic gradient descent with heavy-ball momentum, the update of
+// torch::optim::SGD without dampening, Nesterov or weight decay (Polyak 1964; PyTorch's form):
+//
+//   b ← g                    at a parameter's first step,
+//   b ← fl(fl(μ·b) + g)      afterwards,                      θ ← fl(θ + (−η)·b)
+//   (μ = 0: no buffer, θ ← fl(θ + (−η)·g))
+//
+// torch::optim::SGD runs this as three ATen passes over every parameter (b.mul_(μ), b.add_(g),
+// θ.add_(b, −η)); SgdMomentum makes one pass (reads θ, b, g once, writes θ, b once) with the same
+// floating-point operations and roundings, so both give the same bits. ATen's vectorised
+// add-with-alpha rounds θ + (−η)·b once (a fused multiply-add) where the CPU has FMA and twice where
+// it runs its portable kernels; the constructor measures which on a probe (the three ATen ops
+// against each fused variant, bitwise, with the run's lr, momentum and thread count) and uses the
+// variant that matches, or ATen's three ops where none does (also for non-float32, non-contiguous or
+// non-CPU parameters).
+#pragma once
+
+#include <vector>
+
+#include <torch/types.h>
+
+namespace stablelearn::optim {
+
+class SgdMomentum {
+ public:
+  /// lr η > 0, momentum μ in [0, 1). The momentum buffers start empty (a new task's optimiser).
+  SgdMomentum(std::vector<torch::Tensor> params, double lr, double momentum);
+
+  /// One step with the gradients in params[i].grad(); parameters without a gradient are skipped
+  /// (their buffers untouched), as torch::optim::SGD does.
+  void step();
+  /// One step with gradient grads[i] for params[i] (same shapes; undefined = skipped).
+  void step(const std::vector<torch::Tensor>& grads);
+
+  /// How a float32 CPU parameter is updated: "fused-fma", "fused" (two roundings) or "aten".
+  const char* kernel() const;
+  const std::vector<torch::Tensor>& params() const { return params_; }
+
+ private:
+  enum class Kernel { Aten, Fused, FusedFma };
+  void update(std::size_t i, const torch::Tensor& g);
+  std::vector<torch::Tensor> params_, buffers_;
+  double lr_, momentum_;
+  Kernel kernel_ = Kernel::Aten;
+};
+
+}  // namespace stablelearn::optim
