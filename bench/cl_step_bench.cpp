@@ -11,7 +11,8 @@
 // BM_StepAutograd    the engine's step before issue 17: zero_grad, Classifier::forward, log_softmax +
 //                    nll_loss, item(), backward, torch::optim::SGD::step.
 // BM_StepPlain       the engine's plain step now: models::MlpLossGrad forward (+ item()) and
-//                    backward, optim::SgdMomentum::step (the same numbers).
+//                    backward, each layer's optim::SgdMomentum update as soon as backward is done
+//                    with it (the same numbers); BM_StepPlainUpdateAfter: the update after backward.
 // BM_PlainForward / BM_PlainBackward / BM_PlainSgd: the three parts of BM_StepPlain, each alone.
 // Batches are drawn from a fixed 12000-image set, as `cl run` gathers them (index_select), in every
 // benchmark but the floor.
@@ -137,7 +138,20 @@ struct Plain {
   }
 };
 
-void BM_StepPlain(benchmark::State& state) {
+void BM_StepPlain(benchmark::State& state) {  // as cl_run: each layer updated as backward finishes it
+  set_threads(state);
+  Plain p(state.range(0));
+  for (auto _ : state) {
+    p.gather();
+    benchmark::DoNotOptimize(p.step.forward(p.x, p.y));
+    p.step.backward([&](std::size_t first, std::size_t count) {
+      for (std::size_t k = first; k < first + count; ++k) p.sgd.step(k, p.step.gradients()[k]);
+    });
+  }
+  state.SetLabel(p.sgd.kernel());
+}
+
+void BM_StepPlainUpdateAfter(benchmark::State& state) {  // the update after the whole backward
   set_threads(state);
   Plain p(state.range(0));
   for (auto _ : state) {
@@ -145,7 +159,6 @@ void BM_StepPlain(benchmark::State& state) {
     benchmark::DoNotOptimize(p.step.forward(p.x, p.y));
     p.sgd.step(p.step.backward());
   }
-  state.SetLabel(p.sgd.kernel());
 }
 
 void BM_PlainForward(benchmark::State& state) {
@@ -195,6 +208,7 @@ void floor_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_GemmFloor)->Apply(floor_args);
 BENCHMARK(BM_StepAutograd)->Apply(args);
 BENCHMARK(BM_StepPlain)->Apply(args);
+BENCHMARK(BM_StepPlainUpdateAfter)->Apply(args);
 BENCHMARK(BM_PlainForward)->Apply(args);
 BENCHMARK(BM_PlainBackward)->Apply(args);
 BENCHMARK(BM_PlainSgd)->Apply(args);

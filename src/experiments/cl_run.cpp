@@ -416,7 +416,10 @@ double ClRun::plain_update(const cl::Batch& batch) {
   if (ctx_.task_incremental) masked = ctx_.class_mask.index_select(0, batch.task).logical_not();
   const double loss_value = plain_->forward(batch.x, batch.y, masked);
   if (!std::isfinite(loss_value)) return loss_value;  // the loop stops the run (no update)
-  sgd_->step(plain_->backward());
+  // Each layer's update as soon as backward is done with it (its gradient still in cache).
+  plain_->backward([&](std::size_t first, std::size_t count) {
+    for (std::size_t k = first; k < first + count; ++k) sgd_->step(k, plain_->gradients()[k]);
+  });
   strategy_->after_step(ctx_, batch);
   ++global_iter_;
   ++ctx_.task_iteration;

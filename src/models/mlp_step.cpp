@@ -73,7 +73,12 @@ double MlpLossGrad::forward(const torch::Tensor& x, const torch::Tensor& y, cons
   return loss.item<double>();
 }
 
-const std::vector<torch::Tensor>& MlpLossGrad::backward() {
+const std::vector<torch::Tensor>& MlpLossGrad::gradients() const {
+  SL_CHECK(cur_ != nullptr, UsageError, "MlpLossGrad::gradients before forward");
+  return cur_->grads;
+}
+
+const std::vector<torch::Tensor>& MlpLossGrad::backward(const std::function<void(std::size_t, std::size_t)>& ready) {
   SL_CHECK(cur_ != nullptr, UsageError, "MlpLossGrad::backward before forward");
   c10::InferenceMode guard;
   auto& b = *cur_;
@@ -86,9 +91,12 @@ const std::vector<torch::Tensor>& MlpLossGrad::backward() {
     const at::Tensor h = l == 0 ? input_ : b.z[l - 1];
     at::mm_out(b.grads[2 * l], gz.t(), h);
     at::sum_out(b.bias_sums[l], gz, {0}, /*keepdim=*/true);
+    if (l > 0) {
+      at::mm_out(b.grad_h[l], gz, w[2 * l]);  // the last read of W_l
+      at::threshold_backward_out(b.grad_h[l], b.grad_h[l], h, 0);
+    }
+    if (ready) ready(2 * l, 2);
     if (l == 0) break;
-    at::mm_out(b.grad_h[l], gz, w[2 * l]);
-    at::threshold_backward_out(b.grad_h[l], b.grad_h[l], h, 0);
     gz = b.grad_h[l];
   }
   return b.grads;

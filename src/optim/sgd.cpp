@@ -157,12 +157,15 @@ void SgdMomentum::step() {
 void SgdMomentum::step(const std::vector<torch::Tensor>& grads) {
   SL_CHECK(grads.size() == params_.size(), InternalError, "SgdMomentum::step: ", grads.size(), " gradients for ",
            params_.size(), " parameters");
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!grads[i].defined()) continue;
-    SL_CHECK(grads[i].sizes() == params_[i].sizes(), ShapeError, "SgdMomentum::step: gradient ", i, " has shape ",
-             grads[i].sizes(), ", parameter ", params_[i].sizes());
-    update(i, grads[i]);
-  }
+  for (std::size_t i = 0; i < params_.size(); ++i) step(i, grads[i]);
+}
+
+void SgdMomentum::step(std::size_t i, const torch::Tensor& grad) {
+  SL_CHECK(i < params_.size(), InternalError, "SgdMomentum::step: parameter ", i, " of ", params_.size());
+  if (!grad.defined()) return;
+  SL_CHECK(grad.sizes() == params_[i].sizes(), ShapeError, "SgdMomentum::step: gradient ", i, " has shape ", grad.sizes(),
+           ", parameter ", params_[i].sizes());
+  update(i, grad);
 }
 
 }  // namespace stablelearn::optim

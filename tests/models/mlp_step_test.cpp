@@ -124,3 +124,30 @@ TEST(MlpLossGrad, RefusesCnnsAndBadShapes) {
                                             "expected images");
   sl::testing::expect_error<sl::UsageError>([&] { MlpLossGrad(*c).backward(); }, "before forward");
 }
+
+TEST(MlpLossGrad, ReadyCallsGoOutputLayerFirstAfterTheLastReadOfEachLayer) {
+  torch::manual_seed(3);
+  ClassifierOptions o;
+  o.hidden = {16, 8};
+  Classifier c(o);
+  MlpLossGrad step(*c);
+  const auto x = torch::randn({4, 1, 28, 28}), y = torch::randint(0, 10, {4}, torch::kInt64);
+  step.forward(x, y);
+  const auto plain = [&] {
+    std::vector<torch::Tensor> g;
+    for (const auto& t : step.backward()) g.push_back(t.clone());
+    return g;
+  }();
+  // Overwriting each layer's weights in the callback must not change the gradients that follow.
+  step.forward(x, y);
+  std::vector<std::pair<std::size_t, std::size_t>> calls;
+  std::vector<torch::Tensor> saved;
+  for (const auto& w : c->weights()) saved.push_back(w.detach().clone());
+  const auto& g = step.backward([&](std::size_t first, std::size_t count) {
+    calls.emplace_back(first, count);
+    torch::NoGradGuard no_grad;
+    for (std::size_t k = first; k < first + count; ++k) const_cast<torch::Tensor&>(c->weights()[k]).fill_(123.0f);
+  });
+  EXPECT_EQ(calls, (std::vector<std::pair<std::size_t, std::size_t>>{{4, 2}, {2, 2}, {0, 2}}));
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_TRUE(same_bits(g[i], plain[i])) << i;
+}

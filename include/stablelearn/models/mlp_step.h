@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -40,7 +41,13 @@ class MlpLossGrad {
   double forward(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& masked = {});
   /// Gradients of the last forward()'s loss for model.weights(), in layout order. The tensors
   /// belong to the workspace and are overwritten by the next backward() at the same batch size.
-  const std::vector<torch::Tensor>& backward();
+  /// `ready(first, count)`, where given, is called as soon as weights [first, first + count) (one
+  /// layer's W and b, the output layer first) have their final gradients and backward() will not
+  /// read them again: the caller may update them in place then, while the gradients are still in
+  /// cache (the result is the same as updating after backward()).
+  const std::vector<torch::Tensor>& backward(const std::function<void(std::size_t first, std::size_t count)>& ready = {});
+  /// The gradients backward() writes (valid during and after a backward(); see there).
+  const std::vector<torch::Tensor>& gradients() const;
 
  private:
   struct Buffers {

@@ -33,6 +33,9 @@ class SgdMomentum {
   void step();
   /// One step with gradient grads[i] for params[i] (same shapes; undefined = skipped).
   void step(const std::vector<torch::Tensor>& grads);
+  /// The step of parameter i alone, with gradient `grad` (the others untouched): a step may go
+  /// parameter by parameter, e.g. as backward produces the gradients (models::MlpLossGrad).
+  void step(std::size_t i, const torch::Tensor& grad);
 
   /// How a float32 CPU parameter is updated: "fused-fma", "fused" (two roundings) or "aten".
   const char* kernel() const;
