@@ -11,8 +11,10 @@
 // BM_StepAutograd    the engine's step before issue 17: zero_grad, Classifier::forward, log_softmax +
 //                    nll_loss, item(), backward, torch::optim::SGD::step.
 // BM_StepPlain       the engine's plain step now: models::MlpLossGrad forward (+ item()) and
-//                    backward, each layer's optim::SgdMomentum update as soon as backward is done
-//                    with it (the same numbers); BM_StepPlainUpdateAfter: the update after backward.
+//                    backward, the weight gradients added by their products into SgdMomentum's
+//                    scaled momentum buffers, each layer's update as soon as backward is done with
+//                    it (the same numbers); BM_StepPlainUpdateAfter: gradients stored, then
+//                    SgdMomentum::step after backward.
 // BM_PlainForward / BM_PlainBackward / BM_PlainSgd: the three parts of BM_StepPlain, each alone.
 // Batches are drawn from a fixed 12000-image set, as `cl run` gathers them (index_select), in every
 // benchmark but the floor.
@@ -144,11 +146,20 @@ void BM_StepPlain(benchmark::State& state) {  // as cl_run: each layer updated a
   for (auto _ : state) {
     p.gather();
     benchmark::DoNotOptimize(p.step.forward(p.x, p.y));
-    p.step.backward([&](std::size_t first, std::size_t count) {
-      for (std::size_t k = first; k < first + count; ++k) p.sgd.step(k, p.step.gradients()[k]);
-    });
+    std::vector<torch::Tensor> into(6);
+    for (std::size_t k : {0, 2, 4}) into[k] = p.sgd.scaled_buffer(k);
+    p.step.backward(
+        [&](std::size_t first, std::size_t count) {
+          for (std::size_t k = first; k < first + count; ++k) {
+            if (p.step.accumulated(k))
+              p.sgd.step_accumulated(k);
+            else
+              p.sgd.step(k, p.step.gradients()[k]);
+          }
+        },
+        into);
   }
-  state.SetLabel(p.sgd.kernel());
+  state.SetLabel(std::string(p.sgd.kernel()) + (p.step.accumulated(0) ? ", dW into momentum" : ""));
 }
 
 void BM_StepPlainUpdateAfter(benchmark::State& state) {  // the update after the whole backward

@@ -416,10 +416,20 @@ double ClRun::plain_update(const cl::Batch& batch) {
   if (ctx_.task_incremental) masked = ctx_.class_mask.index_select(0, batch.task).logical_not();
   const double loss_value = plain_->forward(batch.x, batch.y, masked);
   if (!std::isfinite(loss_value)) return loss_value;  // the loop stops the run (no update)
-  // Each layer's update as soon as backward is done with it (its gradient still in cache).
-  plain_->backward([&](std::size_t first, std::size_t count) {
-    for (std::size_t k = first; k < first + count; ++k) sgd_->step(k, plain_->gradients()[k]);
-  });
+  // Each layer's update as soon as backward is done with it (its gradient still in cache); the
+  // weight matrices' products add ∂W straight into the momentum buffers where that rounds the same.
+  std::vector<torch::Tensor> into(ctx_.params.size());
+  for (const auto k : model_->linear_weight_indices()) into[k] = sgd_->scaled_buffer(k);
+  plain_->backward(
+      [&](std::size_t first, std::size_t count) {
+        for (std::size_t k = first; k < first + count; ++k) {
+          if (plain_->accumulated(k))
+            sgd_->step_accumulated(k);
+          else
+            sgd_->step(k, plain_->gradients()[k]);
+        }
+      },
+      into);
   strategy_->after_step(ctx_, batch);
   ++global_iter_;
   ++ctx_.task_iteration;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cstring>
 #include <limits>
 
 #include "stablelearn/core/error.h"
@@ -40,6 +41,18 @@ MlpLossGrad::Buffers& MlpLossGrad::buffers(std::int64_t batch) {
     b.grads.push_back(at::empty({out, in}, f));
     b.grads.push_back(b.bias_sums.back().view({out}));
   }
+  // Accumulating into a buffer by the product (beta = 1) against adding the product's result, bitwise,
+  // on random operands of this layer's shapes and batch size.
+  auto gen = at::detail::createCPUGenerator(20261206);
+  for (std::size_t k = 0; k < w.size(); k += 2) {
+    const auto out = w[k].size(0), in = w[k].size(1);
+    const auto a = at::randn({out, in}, gen, f), gz = at::randn({batch, out}, gen, f), h = at::randn({batch, in}, gen, f).relu_();
+    const auto ref = a.clone().add_(at::mm(gz.t(), h));
+    auto acc = a.clone();
+    at::addmm_out(acc, acc, gz.t(), h);
+    b.accumulate_ok.push_back(at::equal(ref, acc) && std::memcmp(ref.data_ptr(), acc.data_ptr(), ref.nbytes()) == 0);
+  }
+  b.accumulated.assign(w.size(), 0);
   const auto classes = w.back().size(0);
   b.log_probs = at::empty({batch, classes}, f);
   b.grad_logits = at::empty({batch, classes}, f);
@@ -78,7 +91,10 @@ const std::vector<torch::Tensor>& MlpLossGrad::gradients() const {
   return cur_->grads;
 }
 
-const std::vector<torch::Tensor>& MlpLossGrad::backward(const std::function<void(std::size_t, std::size_t)>& ready) {
+bool MlpLossGrad::accumulated(std::size_t k) const { return cur_ != nullptr && k < cur_->accumulated.size() && cur_->accumulated[k]; }
+
+const std::vector<torch::Tensor>& MlpLossGrad::backward(const std::function<void(std::size_t, std::size_t)>& ready,
+                                                        const std::vector<torch::Tensor>& add_into) {
   SL_CHECK(cur_ != nullptr, UsageError, "MlpLossGrad::backward before forward");
   c10::InferenceMode guard;
   auto& b = *cur_;
@@ -89,13 +105,25 @@ const std::vector<torch::Tensor>& MlpLossGrad::backward(const std::function<void
   if (masked_.defined()) gz.masked_fill_(masked_, 0);
   for (std::size_t l = b.z.size(); l-- > 0;) {
     const at::Tensor h = l == 0 ? input_ : b.z[l - 1];
-    at::mm_out(b.grads[2 * l], gz.t(), h);
+    const auto k = 2 * l;
+    b.accumulated[k] = k < add_into.size() && add_into[k].defined() && b.accumulate_ok[l];
+    if (b.accumulated[k]) {
+      auto& into = const_cast<at::Tensor&>(add_into[k]);
+      SL_CHECK(into.sizes() == w[k].sizes() && into.scalar_type() == at::kFloat && into.is_contiguous(), ShapeError,
+               "MlpLossGrad::backward: add_into[", k, "] must be a contiguous float32 ", w[k].sizes(), ", got ", into.sizes());
+      at::addmm_out(into, into, gz.t(), h);  // into ← fl(into + ∂zᵀ·h): the product's beta = 1
+    } else {
+      at::mm_out(b.grads[k], gz.t(), h);
+    }
     at::sum_out(b.bias_sums[l], gz, {0}, /*keepdim=*/true);
     if (l > 0) {
       at::mm_out(b.grad_h[l], gz, w[2 * l]);  // the last read of W_l
       at::threshold_backward_out(b.grad_h[l], b.grad_h[l], h, 0);
     }
-    if (ready) ready(2 * l, 2);
+    if (ready) {
+      c10::InferenceMode outside(false);  // the caller's tensors (optimiser state) stay normal tensors
+      ready(2 * l, 2);
+    }
     if (l == 0) break;
     gz = b.grad_h[l];
   }

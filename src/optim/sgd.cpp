@@ -28,6 +28,17 @@ void update_portable(float* p, float* b, const float* g, std::int64_t n, float m
   }
 }
 
+// The step of a buffer the caller completed (b = fl(fl(μ·b) + g)): θ ← θ + (−η)·b, then b ← fl(μ·b)
+// for the next step's accumulation.
+template <bool kFma>
+void accumulated_portable(float* p, float* b, std::int64_t n, float mu, float nlr) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = b[i];
+    p[i] = kFma ? std::fma(v, nlr, p[i]) : p[i] + nlr * v;
+    b[i] = v * mu;
+  }
+}
+
 #ifdef SL_SGD_X86
 __attribute__((target("avx2,fma"))) void update_fma_avx2(float* p, float* b, const float* g, std::int64_t n, float mu,
                                                           float nlr, bool first) {
@@ -45,6 +56,21 @@ __attribute__((target("avx2,fma"))) void update_fma_avx2(float* p, float* b, con
     const float v = b == nullptr || first ? g[i] : b[i] * mu + g[i];
     if (b != nullptr) b[i] = v;
     p[i] = __builtin_fmaf(v, nlr, p[i]);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b, std::int64_t n, float mu, float nlr) {
+  const __m256 vmu = _mm256_set1_ps(mu), vlr = _mm256_set1_ps(nlr);
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(b + i);
+    _mm256_storeu_ps(p + i, _mm256_fmadd_ps(v, vlr, _mm256_loadu_ps(p + i)));
+    _mm256_storeu_ps(b + i, _mm256_mul_ps(v, vmu));
+  }
+  for (; i < n; ++i) {
+    const float v = b[i];
+    p[i] = __builtin_fmaf(v, nlr, p[i]);
+    b[i] = v * mu;
   }
 }
 
@@ -68,6 +94,18 @@ void fused_update(bool fma, float* p, float* b, const float* g, std::int64_t n, 
       update_portable<true>(p + lo, bb, g + lo, hi - lo, mu, nlr, first);
     else
       update_portable<false>(p + lo, bb, g + lo, hi - lo, mu, nlr, first);
+  });
+}
+
+void fused_accumulated(bool fma, float* p, float* b, std::int64_t n, float mu, float nlr) {
+  at::parallel_for(0, n, 32768, [&](std::int64_t lo, std::int64_t hi) {
+#ifdef SL_SGD_X86
+    if (fma && cpu_has_fma()) return accumulated_fma_avx2(p + lo, b + lo, hi - lo, mu, nlr);
+#endif
+    if (fma)
+      accumulated_portable<true>(p + lo, b + lo, hi - lo, mu, nlr);
+    else
+      accumulated_portable<false>(p + lo, b + lo, hi - lo, mu, nlr);
   });
 }
 
@@ -97,7 +135,7 @@ bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
 }  // namespace
 
 SgdMomentum::SgdMomentum(std::vector<torch::Tensor> params, double lr, double momentum)
-    : params_(std::move(params)), buffers_(params_.size()), lr_(lr), momentum_(momentum) {
+    : params_(std::move(params)), buffers_(params_.size()), scaled_(params_.size(), 0), lr_(lr), momentum_(momentum) {
   SL_CHECK(lr > 0 && std::isfinite(lr), ConfigError, "SGD: lr must be positive and finite, got ", lr);
   SL_CHECK(momentum >= 0 && momentum < 1, ConfigError, "SGD: momentum must be in [0, 1), got ", momentum);
   // The probe: two steps (first and later) of ATen's ops against each fused variant, bitwise, on
@@ -138,14 +176,45 @@ void SgdMomentum::update(std::size_t i, const torch::Tensor& g) {
   const auto& p = params_[i];
   auto& buf = buffers_[i];
   if (kernel_ == Kernel::Aten || !fusable(p, g) || (buf.defined() && !buf.is_contiguous())) {
+    if (scaled_[i]) {  // the buffer holds fl(μ·b) already
+      torch::NoGradGuard no_grad;
+      buf.add_(g, 1.0);
+      p.add_(buf, -1 * lr_);
+      scaled_[i] = 0;
+      return;
+    }
     aten_update(p, buf, g, lr_, momentum_);
     return;
   }
   const bool first = !buf.defined();
   if (momentum_ != 0 && first) buf = torch::empty_like(p, torch::MemoryFormat::Contiguous);
+  // A buffer already scaled to fl(μ·b) (scaled_buffer) is added to as it is: μ = 1 in the kernel.
+  const float mu = scaled_[i] ? 1.0f : static_cast<float>(momentum_);
   fused_update(kernel_ == Kernel::FusedFma, p.data_ptr<float>(), momentum_ != 0 ? buf.data_ptr<float>() : nullptr,
-               g.data_ptr<float>(), p.numel(), static_cast<float>(momentum_), static_cast<float>(-1 * lr_), first);
+               g.data_ptr<float>(), p.numel(), mu, static_cast<float>(-1 * lr_), first);
+  scaled_[i] = 0;
   // The parameter changed in place: what ATen's add_ does to its version counter.
+  p.unsafeGetTensorImpl()->bump_version();
+}
+
+torch::Tensor SgdMomentum::scaled_buffer(std::size_t i) {
+  SL_CHECK(i < params_.size(), InternalError, "SgdMomentum::scaled_buffer: parameter ", i, " of ", params_.size());
+  auto& buf = buffers_[i];
+  if (kernel_ == Kernel::Aten || momentum_ == 0 || !buf.defined() || !fusable(params_[i], buf)) return {};
+  if (!scaled_[i]) {
+    torch::NoGradGuard no_grad;
+    buf.mul_(momentum_);  // fl(μ·b), as torch's SGD (then the product adds g)
+    scaled_[i] = 1;
+  }
+  return buf;
+}
+
+void SgdMomentum::step_accumulated(std::size_t i) {
+  SL_CHECK(i < params_.size() && scaled_[i], InternalError, "SgdMomentum::step_accumulated: parameter ", i,
+           " has no scaled buffer (scaled_buffer first)");
+  const auto& p = params_[i];
+  fused_accumulated(kernel_ == Kernel::FusedFma, p.data_ptr<float>(), buffers_[i].data_ptr<float>(), p.numel(),
+                    static_cast<float>(momentum_), static_cast<float>(-1 * lr_));
   p.unsafeGetTensorImpl()->bump_version();
 }
 

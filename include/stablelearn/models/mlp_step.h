@@ -45,7 +45,18 @@ class MlpLossGrad {
   /// layer's W and b, the output layer first) have their final gradients and backward() will not
   /// read them again: the caller may update them in place then, while the gradients are still in
   /// cache (the result is the same as updating after backward()).
-  const std::vector<torch::Tensor>& backward(const std::function<void(std::size_t first, std::size_t count)>& ready = {});
+  ///
+  /// `add_into[k]`, where defined for a weight matrix k ([out, in], float32, contiguous), receives
+  /// ∂W_k added to it by the matrix product itself (beta = 1: a ← fl(a + ∂W_k), never storing
+  /// ∂W_k) instead of gradients()[k] — optim::SgdMomentum::scaled_buffer's momentum accumulation.
+  /// It is done only where this gives the bits of ATen's a.add_(∂W_k) — checked once per layer and
+  /// batch size on this machine with the thread count of that moment (OpenBLAS blocks the sum over a
+  /// batch larger than its K block, 256 here, and then rounds differently); accumulated(k) says
+  /// which way the last backward() went.
+  const std::vector<torch::Tensor>& backward(const std::function<void(std::size_t first, std::size_t count)>& ready = {},
+                                             const std::vector<torch::Tensor>& add_into = {});
+  /// Whether the last backward() added ∂W_k into add_into[k] (else it is in gradients()[k]).
+  bool accumulated(std::size_t k) const;
   /// The gradients backward() writes (valid during and after a backward(); see there).
   const std::vector<torch::Tensor>& gradients() const;
 
@@ -55,6 +66,8 @@ class MlpLossGrad {
     std::vector<torch::Tensor> grad_h;  // ∂h_{l−1} [B, in_l], then ∂z_{l−1} in place (l ≥ 1)
     torch::Tensor log_probs, grad_logits;
     std::vector<torch::Tensor> grads, bias_sums;  // bias_sums[l]: ∂b_l as [1, out] (sum, keepdim)
+    std::vector<char> accumulate_ok;  // per layer: addmm into a buffer gives the bits of add_(mm)
+    std::vector<char> accumulated;    // per weight: the last backward() added ∂W into add_into
   };
   Buffers& buffers(std::int64_t batch);
 

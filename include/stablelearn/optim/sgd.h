@@ -37,6 +37,16 @@ class SgdMomentum {
   /// parameter by parameter, e.g. as backward produces the gradients (models::MlpLossGrad).
   void step(std::size_t i, const torch::Tensor& grad);
 
+  /// Momentum accumulated by the caller: parameter i's buffer scaled to fl(μ·b) (what ATen's
+  /// b.mul_(μ) gives), into which the caller adds the gradient itself — a matrix product with
+  /// beta = 1, b ← fl(fl(μ·b) + g) where that rounds as ATen's add (models::MlpLossGrad checks it) —
+  /// and then calls step_accumulated(i). The gradient is never stored, and the pass over the
+  /// parameter that follows also scales the buffer for the next step. Undefined where parameter i
+  /// has no buffer yet (its first step, μ = 0) or runs ATen's ops: use step(i, g) then.
+  torch::Tensor scaled_buffer(std::size_t i);
+  /// θ_i ← fl(θ_i + (−η)·b_i) with the buffer the caller completed (see scaled_buffer).
+  void step_accumulated(std::size_t i);
+
   /// How a float32 CPU parameter is updated: "fused-fma", "fused" (two roundings) or "aten".
   const char* kernel() const;
   const std::vector<torch::Tensor>& params() const { return params_; }
@@ -45,6 +55,7 @@ class SgdMomentum {
   enum class Kernel { Aten, Fused, FusedFma };
   void update(std::size_t i, const torch::Tensor& g);
   std::vector<torch::Tensor> params_, buffers_;
+  std::vector<char> scaled_;  // buffers_[i] holds fl(μ·b), not b (scaled_buffer, step_accumulated)
   double lr_, momentum_;
   Kernel kernel_ = Kernel::Aten;
 };
