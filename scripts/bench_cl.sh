@@ -13,12 +13,16 @@
 #
 # Usage: scripts/bench_cl.sh [python|floor|all]   (default all). Needs `apt-get install
 # python3-torch` for the Python column (skipped otherwise) and build/bench_cl_step for the floor.
+# BASELINE_BIN=/path/to/an/older/stablelearn adds that build's s/epoch, alternating with the others.
+# THREADS="1" (default "1 2") and BATCHES="10" (default "128 10") restrict the rows.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=$root/build/stablelearn
 floor_bin=$root/build/bench_cl_step
 mode=${1:-all}
 reps=${REPS:-5}
+threads_list=${THREADS:-1 2}
+batches=${BATCHES:-128 10}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -28,9 +32,9 @@ core=$("$bin" --version | awk '/^BLAS core/ {print $3}')
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} for both sides; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 echo "load before: $(uptime | sed 's/.*load average: //')"
 
-cpp_epoch() {  # threads every batch seed -> seconds per epoch of one run (3 epochs)
+cpp_epoch() {  # threads every batch seed [binary] -> seconds per epoch of one run (3 epochs)
   rm -rf "$tmp/run"
-  "$bin" --threads "$1" cl run "$root/bench/cl_epoch.toml" --out "$tmp/run" --set eval.every="$2" --set train.seed="$4" \
+  "${5:-$bin}" --threads "$1" cl run "$root/bench/cl_epoch.toml" --out "$tmp/run" --set eval.every="$2" --set train.seed="$4" \
     --set train.batch_size="$3" --quiet >/dev/null 2>&1
   grep -A1 '"train_seconds"' "$tmp/run/summary.json" | tail -1 | tr -d ' ,' | awk '{print $1/3}'
 }
@@ -41,18 +45,22 @@ py_epoch() {  # threads every batch seed
 
 if [ "$mode" = python ] || [ "$mode" = all ]; then
   echo
-  echo "| threads | batch | continual eval | stablelearn s/epoch | PyTorch-Python s/epoch | speed-up |"
-  echo "|---|---|---|---:|---:|---:|"
-  for batch in 128 10; do
-    for t in 1 2; do
+  base_h=""; base_s=""
+  [ -n "${BASELINE_BIN:-}" ] && base_h=" baseline build s/epoch | Python / baseline |" && base_s="---:|---:|"
+  echo "| threads | batch | continual eval | stablelearn s/epoch | PyTorch-Python s/epoch | speed-up |$base_h"
+  echo "|---|---|---|---:|---:|---:|$base_s"
+  for batch in $batches; do
+    for t in $threads_list; do
       for every in 0 10; do
         [ "$batch" = 10 ] && [ "$every" = 10 ] && continue
-        : >"$tmp/c"; : >"$tmp/p"; : >"$tmp/r"
+        : >"$tmp/c"; : >"$tmp/p"; : >"$tmp/r"; : >"$tmp/b"; : >"$tmp/rb"
         for rep in $(seq 1 "$reps"); do
           c=$(cpp_epoch "$t" "$every" "$batch" "$rep"); echo "$c" >>"$tmp/c"
+          if [ -n "${BASELINE_BIN:-}" ]; then bb=$(cpp_epoch "$t" "$every" "$batch" "$rep" "$BASELINE_BIN"); echo "$bb" >>"$tmp/b"; fi
           if have_python; then
             p=$(py_epoch "$t" "$every" "$batch" "$rep"); echo "$p" >>"$tmp/p"
             awk -v c="$c" -v p="$p" 'BEGIN {print p / c}' >>"$tmp/r"
+            [ -n "${BASELINE_BIN:-}" ] && awk -v c="$bb" -v p="$p" 'BEGIN {print p / c}' >>"$tmp/rb"
           fi
         done
         c=$(median <"$tmp/c")
@@ -61,7 +69,11 @@ if [ "$mode" = python ] || [ "$mode" = all ]; then
           ratio=$(awk -v r="$r" 'BEGIN {printf "%.2fx", r}')
         else p="n/a"; ratio="n/a"; fi
         label=$([ "$every" = 0 ] && echo "off" || echo "every $every it, 500 images")
-        echo "| $t | $batch | $label | $c | $p | $ratio |"
+        extra=""
+        if [ -n "${BASELINE_BIN:-}" ]; then
+          extra=" $(median <"$tmp/b") | $(median <"$tmp/rb" | awk '{printf "%.2fx", $1}') |"
+        fi
+        echo "| $t | $batch | $label | $c | $p | $ratio |$extra"
       done
     done
   done
@@ -79,8 +91,8 @@ if [ "$mode" = floor ] || [ "$mode" = all ]; then
   echo "| threads | batch | stablelearn s/epoch | GEMM floor s/epoch | stablelearn / floor |"
   echo "|---|---|---:|---:|---:|"
   n=12000
-  for batch in 128 10; do
-    for t in 1 2; do
+  for batch in $batches; do
+    for t in $threads_list; do
       : >"$tmp/c"; : >"$tmp/f"; : >"$tmp/r"
       full=$((n / batch)); rest=$((n % batch))
       for rep in $(seq 1 "$reps"); do

@@ -13,8 +13,9 @@
 //             ∂W_l = (∂z_lᵀ · h_{l−1})  (mm_mat2_backward of a column-major W_lᵀ),
 //             ∂b_l = sum_to(∂z_l, [out]) = ∂z_l.sum(0, keepdim).view(out),
 //             ∂h_{l−1} = ∂z_l · W_l  (mm_mat1_backward), ∂z_{l−1} = threshold_backward(∂h_{l−1}, h_{l−1}, 0)
-// What it saves: building and walking the graph, the per-op autograd bookkeeping, and the
-// allocation of every activation and gradient per step.
+// What it saves: building and walking the graph, the per-op autograd bookkeeping, the allocation of
+// every activation and gradient per step, and (backward's add_into) storing the weight gradients at
+// all: the products add them into the optimiser's momentum buffers.
 #pragma once
 
 #include <cstdint>
