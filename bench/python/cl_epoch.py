@@ -3,7 +3,8 @@ one task of split Fashion-MNIST (classes 0 and 1, 12000 images), MLP 784-400-400
 momentum 0.9, batch 128 (--batch), shuffled every epoch; optionally evaluates 500 fixed test images every
 `--every` iterations. Uses Debian's python3-torch (same libtorch 1.13 as the C++ build).
 
-Usage: /usr/bin/python3 bench/python/cl_epoch.py --threads 2 --epochs 3 [--every 10]
+Usage: OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/python/cl_epoch.py --threads 2 --epochs 3 [--every 10]
+(set OPENBLAS_CORETYPE as scripts/bench_cl.sh does: the core `stablelearn --version` reports)
 Prints seconds per epoch (median over --repeats)."""
 import argparse
 import gzip
@@ -31,6 +32,7 @@ def main():
     ap.add_argument("--every", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the first repetition (then seed + 1, ...)")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -46,7 +48,7 @@ def main():
     yt = torch.from_numpy(yt[kt][:500])
     times = []
     for rep in range(a.repeats):
-        torch.manual_seed(rep)
+        torch.manual_seed(a.seed + rep)
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 400), torch.nn.ReLU(),
                                     torch.nn.Linear(400, 400), torch.nn.ReLU(), torch.nn.Linear(400, 10))
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -93,6 +93,10 @@ void ClTrainOptions::fields(options::Visitor& v) {
   v("device", device, "cpu | cuda | auto").one_of({"cpu", "cuda", "auto"});
   v("grokalign", grokalign, "λ of the GrokAlign Jacobian regulariser (0 = off; the paper: 1e-3)").at_least(0.0);
   v("grokalign_projections", grokalign_projections, "random projections per sample of the GrokAlign estimate").at_least(1);
+  v("engine", engine,
+    "auto: gradients without autograd where the step is plain (mlp, cpu, sgd, no grokalign, finetune/joint; same numbers); "
+    "autograd: always the graph")
+      .one_of({"auto", "autograd"});
 }
 
 void ClEvalOptions::fields(options::Visitor& v) {

@@ -26,6 +26,8 @@
 #include "stablelearn/diagnostics/grokalign.h"
 #include "stablelearn/diagnostics/monitor.h"
 #include "stablelearn/io/npz.h"
+#include "stablelearn/models/mlp_step.h"
+#include "stablelearn/optim/sgd.h"
 #include "stablelearn/report/svg.h"
 #include "stablelearn/report/tensorboard.h"
 
@@ -126,6 +128,7 @@ class ClRun final : public TaskLearner {
   diagnostics::OutputFn ga_model(const torch::Tensor& task_ids);
   void diagnose(std::int64_t current);
   double update(const cl::Batch& batch);
+  double plain_update(const cl::Batch& batch);
   void write_checkpoint(std::int64_t i);
   void write_reports(std::int64_t i);
   void write_sharpness_svg();
@@ -159,7 +162,10 @@ class ClRun final : public TaskLearner {
   torch::Generator order_gen_, ga_gen_;
   cl::TrainSet set_;
   torch::Tensor order_;
-  std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;  // adam
+  std::unique_ptr<optim::SgdMomentum> sgd_;        // sgd: one pass per parameter, torch's SGD's numbers
+  std::unique_ptr<models::MlpLossGrad> plain_;     // this task's steps are plain (begin_task)
+  torch::Tensor batch_x_, batch_y_, batch_t_;      // plain steps: the batch, gathered in place
   std::int64_t per_epoch_ = 0, iterations_ = 0;
   double ga_value_ = 0;  // the last update's GrokAlign term
 };
@@ -368,8 +374,11 @@ void ClRun::diagnose(std::int64_t current) {
 
 /// One update on `batch`; returns the loss (with the strategy's extra loss and λ·R).
 double ClRun::update(const cl::Batch& batch) {
+  if (plain_) return plain_update(batch);
   const auto trained = strategy_->adapt_batch(ctx_, batch);
-  opt_->zero_grad();
+  // Gradients set to none rather than zeroed: backward then hands each parameter its gradient
+  // instead of adding it to zeros (the same values, two passes fewer over the parameters).
+  for (auto& q : ctx_.params) q.mutable_grad().reset();
   const auto logits = ctx_.logits(trained.x, trained.task);
   auto loss = cl::cross_entropy(logits, trained.y);
   const auto extra = strategy_->extra_loss(ctx_, trained, logits);
@@ -387,7 +396,40 @@ double ClRun::update(const cl::Batch& batch) {
   if (!std::isfinite(loss_value)) return loss_value;  // the loop stops the run (no update)
   loss.backward();
   strategy_->after_backward(ctx_);
-  if (!strategy_->step(ctx_)) opt_->step();
+  if (!strategy_->step(ctx_)) {
+    if (sgd_)
+      sgd_->step();
+    else
+      opt_->step();
+  }
+  strategy_->after_step(ctx_, batch);
+  ++global_iter_;
+  ++ctx_.task_iteration;
+  ctx_.iteration = global_iter_;
+  return loss_value;
+}
+
+/// update() for a plain strategy (Strategy::plain_updates) with the gradients of
+/// models::MlpLossGrad: the same loss, gradients and update, without a graph.
+double ClRun::plain_update(const cl::Batch& batch) {
+  torch::Tensor masked;
+  if (ctx_.task_incremental) masked = ctx_.class_mask.index_select(0, batch.task).logical_not();
+  const double loss_value = plain_->forward(batch.x, batch.y, masked);
+  if (!std::isfinite(loss_value)) return loss_value;  // the loop stops the run (no update)
+  // Each layer's update as soon as backward is done with it (its gradient still in cache); the
+  // weight matrices' products add ∂W straight into the momentum buffers where that rounds the same.
+  std::vector<torch::Tensor> into(ctx_.params.size());
+  for (const auto k : model_->linear_weight_indices()) into[k] = sgd_->scaled_buffer(k);
+  plain_->backward(
+      [&](std::size_t first, std::size_t count) {
+        for (std::size_t k = first; k < first + count; ++k) {
+          if (plain_->accumulated(k))
+            sgd_->step_accumulated(k);
+          else
+            sgd_->step(k, plain_->gradients()[k]);
+        }
+      },
+      into);
   strategy_->after_step(ctx_, batch);
   ++global_iter_;
   ++ctx_.task_iteration;
@@ -407,10 +449,18 @@ std::int64_t ClRun::begin_task(std::int64_t i) {
   set_ = strategy_->train_set(ctx_);
   const auto n = set_.size();
   SL_CHECK(n > 0, DataError, "task ", i, ": no training samples");
+  opt_.reset();
+  sgd_.reset();
   if (p_.train.optimizer == "adam")
     opt_ = std::make_unique<torch::optim::Adam>(ctx_.params, torch::optim::AdamOptions(p_.train.lr));
   else
-    opt_ = std::make_unique<torch::optim::SGD>(ctx_.params, torch::optim::SGDOptions(p_.train.lr).momentum(p_.train.momentum));
+    sgd_ = std::make_unique<optim::SgdMomentum>(ctx_.params, p_.train.lr, p_.train.momentum);
+  const bool plain = p_.train.engine == "auto" && sgd_ && p_.train.grokalign == 0 && dev_.is_cpu() &&
+                     strategy_->plain_updates() && models::MlpLossGrad::supports(*model_);
+  if (!plain)
+    plain_.reset();
+  else if (!plain_)
+    plain_ = std::make_unique<models::MlpLossGrad>(*model_);
   per_epoch_ = (n + p_.train.batch_size - 1) / p_.train.batch_size;
   iterations_ = per_epoch_ * p_.train.epochs;
   if (p_.eval.every > 0 && global_iter_ == 0 && tracks_.empty()) last_mean_acc_ = track(i);  // before the first update
@@ -425,6 +475,19 @@ double ClRun::step(std::int64_t, std::int64_t s) {
   const auto b = (s % per_epoch_) * p_.train.batch_size;
   if (b == 0) order_ = torch::randperm(n, order_gen_, torch::kInt64);
   const auto idx = order_.narrow(0, b, std::min(p_.train.batch_size, n - b));
+  if (plain_) {  // a plain strategy keeps no tensor of the batch: gather into the same storage
+    auto shape = set_.x.sizes().vec();
+    shape[0] = idx.size(0);
+    if (!batch_x_.defined() || batch_x_.sizes() != shape) {
+      batch_x_ = torch::empty(shape, set_.x.options());
+      batch_y_ = torch::empty({idx.size(0)}, set_.y.options());
+      batch_t_ = torch::empty({idx.size(0)}, set_.task.options());
+    }
+    torch::index_select_out(batch_x_, set_.x, 0, idx);
+    torch::index_select_out(batch_y_, set_.y, 0, idx);
+    torch::index_select_out(batch_t_, set_.task, 0, idx);
+    return update({batch_x_, batch_y_, batch_t_});
+  }
   const cl::Batch batch{set_.x.index_select(0, idx).to(dev_), set_.y.index_select(0, idx).to(dev_),
                         set_.task.index_select(0, idx).to(dev_)};
   return update(batch);
@@ -449,6 +512,7 @@ void ClRun::end_task(std::int64_t i) {
   strategy_->after_task(ctx_);
   if (p_.out.snapshot_every > 0) snapshot(i, true);
   opt_.reset();
+  sgd_.reset();
 }
 
 /// Task-end evaluation on every task's full test set (future tasks too, for FWT).

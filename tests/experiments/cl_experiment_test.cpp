@@ -1,4 +1,5 @@
 #include <fstream>
+#include <map>
 #include <iostream>
 
 #include <gtest/gtest.h>
@@ -378,5 +379,39 @@ TEST(ClExperiment, SnapshotsListTheTrajectoryAndSurviveResumeExactly) {
   sl::write_file_atomic(dir / "off" / "snapshots" / "index.json", "{}");
   off.run(dir / "off", false, {}, 1);
   EXPECT_FALSE(std::filesystem::exists(dir / "off" / "snapshots"));
+  std::filesystem::remove_all(dir);
+}
+
+// train.engine = "auto" trains plain strategies (finetune, joint) with models::MlpLossGrad and
+// optim::SgdMomentum instead of autograd and torch::optim::SGD: the same numbers, bit for bit —
+// task-incremental masks, momentum, a last batch smaller than the others and continual evaluation
+// included. (The autograd path itself changed too in issue 17 — gradients set to none, the one-pass
+// SGD — and was checked against the previous build on every configs/cl/split_fmnist_*.toml:
+// identical metrics.jsonl, summaries and checkpoints; BENCHMARKS.md.)
+TEST(ClExperiment, PlainStepsWithoutAutogradGiveTheSameNumbers) {
+  const auto dir = sl::testing::temp_dir("clengine");
+  for (const auto& [kind, strategy] : {std::pair<std::string, std::string>{"split-task", "name = \"finetune\"\n"},
+                                       std::pair<std::string, std::string>{"split-class", "name = \"joint\"\n"}}) {
+    std::map<std::string, sl::experiments::ClResult> r;
+    for (const std::string engine : {"auto", "autograd"}) {
+      auto cfg = sl::Config::from_string(small_split(kind, strategy, 5));
+      cfg.set("train.engine=\"" + engine + "\"");
+      cfg.set("train.momentum=0.9");
+      cfg.set("train.batch_size=50");
+      cfg.set("stream.train_per_task=610");  // 12 batches of 50 and one of 10 (joint: 24 and one of 20, ...)
+      ClExperiment e(cfg);
+      r[engine] = e.run(dir / (kind + engine), false);
+    }
+    EXPECT_EQ(r["auto"].accuracy, r["autograd"].accuracy) << kind;
+    for (int t = 0; t < 3; ++t) {
+      const auto f = "checkpoint_task" + std::to_string(t) + ".npz";
+      EXPECT_TRUE(torch::equal(checkpoint_params(dir / (kind + "auto") / f), checkpoint_params(dir / (kind + "autograd") / f)))
+          << kind << " " << f;
+    }
+    const auto m_auto = read_jsonl(dir / (kind + "auto") / "metrics.jsonl"), m_ref = read_jsonl(dir / (kind + "autograd") / "metrics.jsonl");
+    ASSERT_EQ(m_auto.size(), m_ref.size());
+    for (std::size_t i = 0; i < m_auto.size(); ++i)
+      if (m_auto[i]["event"] != "task_end") EXPECT_EQ(m_auto[i], m_ref[i]) << kind << " row " << i;
+  }
   std::filesystem::remove_all(dir);
 }

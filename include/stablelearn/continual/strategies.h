@@ -19,6 +19,7 @@ class Joint : public Strategy {
  public:
   std::string name() const override { return "joint"; }
   TrainSet train_set(Context& ctx) override;
+  bool plain_updates() const override { return true; }
 };
 
 /// Options of Ewc (below).

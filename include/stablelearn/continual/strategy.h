@@ -87,6 +87,12 @@ class Strategy {
   /// Called after the optimiser step with the batch that was trained on (before adapt_batch).
   virtual void after_step(Context&, const Batch&) {}
   virtual void after_task(Context&) {}
+  /// True for a strategy whose updates are plain cross-entropy steps: adapt_batch returns the
+  /// batch unchanged, extra_loss is undefined, after_backward and step do nothing, and after_step
+  /// keeps no tensor of the batch (the engine may reuse its storage). The engine may then compute
+  /// the gradients without autograd (models::MlpLossGrad: the same numbers) and leave
+  /// params[i].grad() unset. Default: false.
+  virtual bool plain_updates() const { return false; }
 
   /// Named tensors of the strategy's state (for checkpoints); load_state is its inverse.
   virtual std::map<std::string, torch::Tensor> state() const { return {}; }
@@ -114,6 +120,7 @@ class StrategyWithOptions : public Strategy {
 class FineTuning : public Strategy {
  public:
   std::string name() const override { return "finetune"; }
+  bool plain_updates() const override { return true; }
 };
 
 /// Logits with every class outside `allowed` (bool, [classes] or [B, classes]) set to −∞: the

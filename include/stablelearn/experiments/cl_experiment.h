@@ -7,7 +7,8 @@
 //   [model]      kind = "mlp" | "cnn", hidden, channels, fc
 //   [strategy]   name = "finetune" | "joint" | "ewc" | ... and the strategy's own keys
 //   [train]      epochs, batch_size, lr, optimizer = "sgd" | "adam", momentum, seed, device,
-//                grokalign (λ of the GrokAlign Jacobian regulariser, 0 = off), grokalign_projections
+//                grokalign (λ of the GrokAlign Jacobian regulariser, 0 = off), grokalign_projections,
+//                engine = "auto" | "autograd" (gradients without a graph where a step is plain)
 //   [eval]       every (continual evaluation period in iterations, 0 = task ends only),
 //                subset (samples per task, fixed and seeded), lca_beta
 //   [diagnostics] every, samples, lanczos_steps, trace_probes, curvature (sharpness during training,
@@ -60,6 +61,11 @@ struct ClTrainOptions {
   /// P, random projections per sample of the GrokAlign estimate (default 1, as the reference);
   /// drawn fresh every step from a generator seeded by (train.seed, task): cl_grokalign_seed().
   std::int64_t grokalign_projections = 1;
+  /// How a step computes its gradients: "auto" (default) uses models::MlpLossGrad — the ATen
+  /// kernels of autograd without a graph, in buffers made once: the same numbers — where it applies
+  /// (an mlp on the CPU, optimizer sgd, grokalign 0, a strategy with plain_updates()), autograd
+  /// elsewhere; "autograd" always builds the graph (the reference path).
+  std::string engine = "auto";
   void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
