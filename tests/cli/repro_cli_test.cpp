@@ -20,7 +20,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -199,6 +199,28 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     auto best = [&](const std::string& v) { return std::min({at(v, 0), at(v, 1), at(v, 2)}); };
     EXPECT_NEAR(num(m.at("best_stable_spam_int4_over_best_adam_fp32")), best("stable_spam_int4") / best("adam_fp32"), 1e-12);
     EXPECT_NE(at("adam_int4", 0), at("adam_fp32", 0));
+  } else if (name == "width-lr") {
+    // Per loss: each eta_max is the first stable rate of its top-down scan (every rate tried before
+    // it unstable, each one half-octave below the previous), and the exponent is the least-squares
+    // slope of log eta_max against log width, recomputed here.
+    for (const char* loss : {"ce", "mse"}) {
+      std::vector<double> lx, ly;
+      for (const auto& w : row.at(loss).at("widths")) {
+        const auto& tried = w.at("tried");
+        ASSERT_FALSE(tried.empty());
+        for (std::size_t i = 0; i < tried.size(); ++i) {
+          EXPECT_EQ(tried[i].at("stable").get<bool>(), i + 1 == tried.size()) << loss << " " << i;
+          if (i > 0) EXPECT_NEAR(tried[i].at("lr").get<double>() * std::sqrt(2.0), tried[i - 1].at("lr").get<double>(), 1e-12);
+        }
+        EXPECT_EQ(w.at("eta_max").get<double>(), tried.back().at("lr").get<double>());
+        lx.push_back(std::log(w.at("width").get<double>()));
+        ly.push_back(std::log(w.at("eta_max").get<double>()));
+      }
+      const double n = static_cast<double>(lx.size());
+      double sx = 0, sy = 0, sxx = 0, sxy = 0;
+      for (std::size_t i = 0; i < lx.size(); ++i) sx += lx[i], sy += ly[i], sxx += lx[i] * lx[i], sxy += lx[i] * ly[i];
+      EXPECT_NEAR(num(m.at(std::string(loss) + "_exponent")), (n * sxy - sx * sy) / (n * sxx - sx * sx), 1e-9) << loss;
+    }
   }
   fs::remove_all(run.parent_path());
 }

@@ -236,12 +236,12 @@ ReproEntry make_width_lr_repro() {
   e.claim = "In standard parametrisation the largest stable SGD learning rate falls like n^(-1/2) with cross-entropy but "
             "like n^(-1) with MSE, and at eta ~ n^(-1/2) cross-entropy training stays useful while its logits grow with "
             "width (controlled divergence).";
-  e.options = {{"samples", "training images", 20000, 2000, true},
-               {"steps", "SGD steps per run", 150, 30, true},
-               {"batch", "batch size", 128, 64, true},
+  e.options = {{"samples", "training images", 20000, 1000, true},
+               {"steps", "SGD steps per run", 150, 20, true},
+               {"batch", "batch size", 128, 32, true},
                {"min_width", "smallest width (then doubling)", 64, 32, true},
                {"max_width", "largest width", 1024, 128, true},
-               {"grid_top", "largest grid exponent k of 2^(k/2)", 12, 10, true},
+               {"grid_top", "largest grid exponent k of 2^(k/2)", 12, 8, true},
                {"grid_below", "-k of the smallest grid rate 2^(k/2)", 24, 24, true}};
   e.run_seed = run_seed;
   e.summarise = summarise;
