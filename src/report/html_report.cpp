@@ -584,7 +584,8 @@ json cl_run_sections(const fs::path& dir, const ReportOptions& o) {
     if (!c["series"].empty()) ce["charts"].push_back(c);
   }
   {
-    auto c = lines_chart("training loss", "iteration", "loss", mpath, o);
+    auto c = lines_chart("training loss (log scale)", "iteration", "loss", mpath, o);
+    c["log_y"] = true;
     std::vector<double> x, y;
     for (const auto& r : rows)
       if (r.value("event", std::string()) == "train" && r.contains("loss") && r["loss"].is_number()) {
@@ -592,6 +593,7 @@ json cl_run_sections(const fs::path& dir, const ReportOptions& o) {
         y.push_back(r["loss"].get<double>());
       }
     c["marks_x"] = marks(ends);
+    c["log_y"] = !y.empty() && *std::min_element(y.begin(), y.end()) > 0;
     if (!y.empty()) {
       c["series"].push_back(series("loss", x, y, o));
       ce["charts"].push_back(c);
@@ -759,9 +761,25 @@ json diagnose_sections(const fs::path& file, const ReportOptions& o) {
 json comparison_sections(const std::vector<fs::path>& runs, RunKind kind, const ReportOptions& o) {
   json sections = json::array();
   std::map<std::string, std::vector<fs::path>> groups;
-  for (const auto& r : runs) groups[group_label(r, kind)].push_back(r);
-  json overview = section("Comparison of " + std::to_string(runs.size()) + " runs in " + std::to_string(groups.size()) +
+  // Unfinished runs are left out of the statistics (as `cl summarize` does) and named.
+  std::vector<std::string> left_out;
+  for (const auto& r : runs) {
+    const auto s = read_json_if(r / "summary.json");
+    const bool finished = s.is_object() && s.value("completed_tasks", std::int64_t{-1}) == s.value("tasks", std::int64_t{-2});
+    if (finished) groups[group_label(r, kind)].push_back(r);
+    else left_out.push_back(r.filename().string());
+  }
+  std::size_t used = 0;
+  for (const auto& [label, dirs] : groups) used += dirs.size();
+  json overview = section("Comparison of " + std::to_string(used) + " finished runs in " + std::to_string(groups.size()) +
                           " group(s) (mean ± sample std over the runs of a group)");
+  if (!left_out.empty()) {
+    std::string names;
+    for (const auto& n : left_out) names += (names.empty() ? "" : ", ") + n;
+    sections.push_back(section("Left out of the comparison",
+                               json::array({{{"type", "text"}, {"title", "unfinished runs (no summary.json, or fewer tasks completed than configured)"},
+                                             {"text", names + ": shown below with what they hold, not in the statistics."}}})));
+  }
   if (kind == RunKind::cl) {
     auto t = table("end-of-sequence metrics", {"group", "runs", "ACC", "BWT", "FWT", "forgetting (max)", "min-ACC", "WC-ACC"},
                    runs.front() / "summary.json", o);
@@ -772,8 +790,9 @@ json comparison_sections(const std::vector<fs::path>& runs, RunKind kind, const 
     for (const auto& k : keys) bars["series"].push_back({{"name", k}, {"y", json::array()}, {"err", json::array()}});
     auto curves = lines_chart("mean accuracy over seen tasks at every evaluation", "iteration", "accuracy", "metrics.jsonl", o);
     curves["source"] = "metrics.jsonl of each run";
-    auto loss = lines_chart("training loss", "iteration", "loss", "metrics.jsonl", o);
+    auto loss = lines_chart("training loss (log scale)", "iteration", "loss", "metrics.jsonl", o);
     loss["source"] = "metrics.jsonl of each run";
+    loss["log_y"] = true;
     for (const auto& [label, dirs] : groups) {
       std::map<std::string, std::vector<double>> vals;
       std::vector<std::pair<std::vector<double>, std::vector<double>>> mean_acc, losses;
@@ -812,6 +831,12 @@ json comparison_sections(const std::vector<fs::path>& runs, RunKind kind, const 
       if (!losses.empty()) loss["series"].push_back(band_series(label, losses, o));
     }
     overview["charts"] = json::array({t, bars});
+    // Task boundaries of the first run (runs of one stream and schedule share them).
+    std::vector<double> ends{0.0};
+    for (const auto& r : read_jsonl(runs.front() / "metrics.jsonl"))
+      if (r.value("event", std::string()) == "task_end") ends.push_back(num(r["iteration"], 0));
+    curves["marks_x"] = marks(ends);
+    loss["marks_x"] = marks(ends);
     if (!curves["series"].empty()) overview["charts"].push_back(curves);
     if (!loss["series"].empty()) overview["charts"].push_back(loss);
     json mats = section("Accuracy matrices side by side");

@@ -32,6 +32,7 @@ async function checkPage(browser, spec) {
   const [file, kind, runs] = spec.split(":");
   const runDirs = runs.split(",");
   const name = path.basename(file, ".html");
+  const failuresBefore = failures;
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -112,7 +113,8 @@ async function checkPage(browser, spec) {
       for (const [j, i, v] of hm[0].cells) if (!near(v, acc[i][j], 1e-5)) fail(name, `${runName}: accuracy (${i}, ${j}) page ${v}, accuracy_matrix.csv ${acc[i][j]}`);
     }
     const table = all((c) => c.type === "table" && c.title.startsWith("end-of-sequence"));
-    if (table.length !== 1 || table[0].rows.length !== runDirs.length) fail(name, "comparison table should have one row per strategy");
+    const strategies = new Set(runDirs.map((d) => JSON.parse(fs.readFileSync(path.join(d, "summary.json"), "utf8")).strategy));
+    if (table.length !== 1 || table[0].rows.length !== strategies.size) fail(name, `comparison table should have one row per strategy (${strategies.size})`);
   } else if (kind === "diagnose") {
     const rows = fs.readFileSync(runDirs[0], "utf8").trim().split("\n").slice(1).map((l) => l.split(",").map(Number));
     const c = all((x) => x.type === "lines")[0];
@@ -124,8 +126,9 @@ async function checkPage(browser, spec) {
       if (!near(Math.max(...s.y), maxCsv, 1e-4)) fail(name, `density maximum ${Math.max(...s.y)} vs CSV ${maxCsv}`);
     }
   }
+  await page.screenshot({ path: path.join(shotDir, name + "_top.png") });
   await page.screenshot({ path: path.join(shotDir, name + ".png"), fullPage: true });
-  console.log(`ok ${name}: ${result.charts.length} charts, ${result.tables} tables, opened and checked in ${ms} ms`);
+  console.log(`${failures > failuresBefore ? "FAILED" : "ok"} ${name}: ${result.charts.length} charts, ${result.tables} tables, opened and checked in ${ms} ms`);
   await page.close();
 }
 

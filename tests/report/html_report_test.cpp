@@ -199,6 +199,21 @@ TEST(ComparisonSections, GroupsByStrategyWithMeanAndSampleStd) {
   EXPECT_FALSE((*curves)["series"][1].contains("lo"));  // none for a single run
   const auto* mats = find_chart(s, "heatmap", "ewc_s0");
   ASSERT_NE(mats, nullptr);
+  // An unfinished run (2 of 3 tasks) is left out of the statistics and named.
+  make_cl_run(dir / "er_s2", 3, "er", 0.1);
+  auto summary = json::parse(sl::read_file_text(dir / "er_s2/summary.json"));
+  summary["completed_tasks"] = 2;
+  write(dir / "er_s2/summary.json", summary.dump());
+  auto runs4 = runs;
+  runs4.push_back(dir / "er_s2");
+  const auto s4 = rp::comparison_sections(runs4, rp::RunKind::cl, {});
+  const auto* t4 = find_chart(s4, "table", "end-of-sequence");
+  ASSERT_NE(t4, nullptr);
+  EXPECT_EQ((*t4)["rows"][0][1], 2);  // still the two finished er runs
+  EXPECT_EQ((*t4)["rows"][0][2], "0.7 ± 0.1414");
+  const auto* note = find_chart(s4, "text", "unfinished runs");
+  ASSERT_NE(note, nullptr);
+  EXPECT_NE((*note)["text"].get<std::string>().find("er_s2"), std::string::npos);
   fs::remove_all(dir);
 }
 
