@@ -65,7 +65,8 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
   json table = {{"type", "table"},
                 {"title", "rollouts from the demonstrations' starts and from random starts (horizon " + report::format_number(o.horizon_factor) +
                               " T): where they end"},
-                {"columns", {"task", "name", "solver step", "starts", "within tolerance", "tolerance", "median final distance", "max final distance"}},
+                {"columns", {"task", "name", "solver step", "starts", "within tolerance", "tolerance", "median final distance", "max final distance",
+                             "steps radially pulled (discrete map)"}},
                 {"rows", json::array()},
                 {"source", (run_dir / "checkpoint.json").string()}};
   const auto ckpt_src = report::run_header(run_dir, report::RunKind::lfd, ro)["files"];
@@ -119,7 +120,8 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     const std::int64_t H = (Hfull - 1) / stride + 1;
     const double dt = T > 1 ? (tv.back() - tv.front()) / static_cast<double>(T - 1) : 0.01;
     const auto t = (torch::arange(H, torch::kFloat64) * (dt * static_cast<double>(stride)) + tv.front()).to(torch::kFloat32);
-    const auto traj = run.rollout(j)(x0, t).to(torch::kFloat64);  // [B, H, S]
+    models::functional::SNodeDiscreteStats stats;  // filled by the discrete map only
+    const auto traj = run.rollout(j)(x0, t, &stats).to(torch::kFloat64);  // [B, H, S]
     const std::string solver = stride == 1 ? std::string("data step") : std::to_string(stride) + "x data step";
     // Raw positions (random starts use the mean goal).
     auto goals = torch::cat({d.goal, d.goal.mean(0, true).expand({B - M, P})}, 0).unsqueeze(1);
@@ -130,7 +132,8 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     std::int64_t within = 0;
     for (double v : fd) within += (std::isfinite(v) && v <= tol) ? 1 : 0;
     table["rows"].push_back({j, run.task_name(j), solver, B, std::to_string(within) + "/" + std::to_string(B), report::round_sig(tol, 4),
-                             report::round_sig(quantile(fd, 0.5), 4), report::round_sig(*std::max_element(fd.begin(), fd.end()), 4)});
+                             report::round_sig(quantile(fd, 0.5), 4), report::round_sig(*std::max_element(fd.begin(), fd.end()), 4),
+                             stats.steps > 0 ? json(report::format_number(100.0 * stats.projected_fraction()) + " %") : json("n/a")});
     if (P < 2) continue;
 
     json layers = json::array();

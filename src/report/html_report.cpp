@@ -109,10 +109,11 @@ struct Curves {
   std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> by_key;
   std::vector<double> task_starts;
 };
-Curves task_curves(const std::vector<json>& rows, const std::vector<std::string>& keys, const std::string& event_filter) {
+Curves task_curves(const std::vector<json>& all_rows, const std::vector<json>& rows, const std::vector<std::string>& keys,
+                   const std::string& event_filter) {
   Curves c;
-  std::map<std::int64_t, double> task_end_iter;  // last iteration seen per task
-  for (const auto& r : rows)
+  std::map<std::int64_t, double> task_end_iter;  // last iteration seen per task (over every row)
+  for (const auto& r : all_rows)
     if (r.contains("task") && r.contains("iteration") && r["iteration"].is_number())
       task_end_iter[r["task"].get<std::int64_t>()] = std::max(task_end_iter[r["task"].get<std::int64_t>()], r["iteration"].get<double>());
   std::map<std::int64_t, double> offset;
@@ -303,8 +304,9 @@ RunKind detect_run_kind(const fs::path& path) {
     SL_THROW(DataError, (path / "checkpoint.json").string(), ": format '", format,
              "' is not one report reads (stablelearn-lfd-checkpoint, stablelearn-cl-checkpoint)");
   }
-  if (fs::exists(path / "config.toml")) {  // a run stopped before its first checkpoint
+  if (fs::exists(path / "config.toml")) {  // a run stopped before its first checkpoint / its results
     const auto cfg = read_file_text(path / "config.toml");
+    if (cfg.find("[repro]") != std::string::npos) return RunKind::repro;
     if (cfg.find("[stream]") != std::string::npos) return RunKind::cl;
     if (cfg.find("[data]") != std::string::npos && cfg.find("[train]") != std::string::npos) return RunKind::lfd;
   }
@@ -509,7 +511,9 @@ json lfd_run_sections(const fs::path& dir, const ReportOptions& o) {
   // Training curves from metrics.jsonl (rows with an iteration and a loss; diagnostics rows).
   json train = section("Training curves (all tasks on one axis; task starts marked)");
   {
-    const auto c = task_curves(rows, {"loss", "reg", "best_loss"}, "");
+    std::vector<json> train_rows, diag_rows;
+    for (const auto& r : rows) (r.value("event", std::string()) == "diagnostics" ? diag_rows : train_rows).push_back(r);
+    const auto c = task_curves(rows, train_rows, {"loss", "reg", "best_loss"}, "");
     auto ch = lines_chart("training loss and output regulariser", "iteration (cumulative over tasks)", "value", dir / "metrics.jsonl", o);
     ch["log_y"] = true;
     for (const auto& [k, xy] : c.by_key) {
@@ -518,16 +522,15 @@ json lfd_run_sections(const fs::path& dir, const ReportOptions& o) {
     }
     ch["marks_x"] = marks(c.task_starts);
     if (!ch["series"].empty()) train["charts"].push_back(ch);
-    const auto d = task_curves(rows, {"lambda_max", "trace", "grad_norm"}, "");
+    const auto d = task_curves(rows, diag_rows, {"lambda_max", "trace", "grad_norm"}, "");
+    double two_over_lr = NAN;
+    for (const auto& r : diag_rows) two_over_lr = num(r.value("two_over_lr", json()), two_over_lr);
     for (const auto& [k, xy] : d.by_key) {
       auto s = lines_chart(k == "lambda_max" ? "sharpness λ_max against 2/η" : k, "iteration (cumulative over tasks)", k,
                            dir / "metrics.jsonl", o);
       s["series"].push_back(series(k, xy.first, xy.second, o));
       s["marks_x"] = marks(d.task_starts);
-      if (k == "lambda_max") {
-        const auto lr = config_value(read_file_text(dir / "config.toml"), "lr");
-        if (!lr.empty() && std::atof(lr.c_str()) > 0) s["hlines"].push_back({{"name", "2/η"}, {"y", round_sig(2.0 / std::atof(lr.c_str()))}});
-      }
+      if (k == "lambda_max" && std::isfinite(two_over_lr)) s["hlines"].push_back({{"name", "2/η"}, {"y", round_sig(two_over_lr)}});
       train["charts"].push_back(s);
     }
   }
@@ -636,8 +639,7 @@ json repro_run_sections(const fs::path& dir, const ReportOptions& o) {
   const auto r = read_json_if(rpath);
   if (r.is_object()) {
     json claim = section("The paper's claim and our verdict");
-    std::string text = r.value("paper", std::string()) + "\n\nClaim: " + r.value("claim", std::string()) +
-                       "\n\nVerdict: " + r.value("verdict", std::string("n/a"));
+    std::string text = r.value("paper", std::string()) + "\n\nClaim: " + r.value("claim", std::string());
     claim["charts"].push_back({{"type", "text"}, {"title", r.value("experiment", std::string("experiment"))}, {"text", text},
                                {"verdict", r.value("verdict", std::string())}, {"source", source_of(rpath, o)}});
     auto checks = table("checks (fixed before the numbers were seen)", {"check", "value", "", "threshold", "pass"}, rpath, o);
@@ -663,6 +665,13 @@ json repro_run_sections(const fs::path& dir, const ReportOptions& o) {
   }
   json curves = section("The experiment's curves (per seed)");
   for (const auto& [name, runs] : arrays) add_record_charts(curves["charts"], name, runs, mpath, o);
+  // The stability threshold where the experiment states it (setup.two_over_lr).
+  const double two_over_lr = r.is_object() ? num(r.value("setup", json::object()).value("two_over_lr", json())) : NAN;
+  for (auto& c : curves["charts"]) {
+    const auto title = c["title"].get<std::string>();
+    if (std::isfinite(two_over_lr) && title.size() >= 10 && title.compare(title.size() - 10, 10, "lambda_max") == 0)
+      c["hlines"].push_back({{"name", "2/η"}, {"y", round_sig(two_over_lr)}});
+  }
   if (!curves["charts"].empty()) sections.push_back(curves);
   json figs = section("Figures the experiment wrote");
   for (const auto& e : fs::directory_iterator(dir))

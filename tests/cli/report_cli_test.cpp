@@ -173,3 +173,44 @@ TEST_F(ReportCli, ComparisonOfTwoClRunsAndADiagnoseOutput) {
     }
   EXPECT_TRUE(found);
 }
+
+TEST_F(ReportCli, LfdComparisonOfTwoSeedsAndTheSharpnessOfADiagnosticsRun) {
+  const auto t = run_cli("lfd train " + (dir() / "tiny.toml").string() + " --out " + (dir() / "lfd_s2").string() +
+                         " --set train.seed=2 --set diagnostics.every=5 --quiet");
+  ASSERT_EQ(t.status, 0) << t.err;
+  const auto out = dir() / "lfd_cmp.html";
+  const auto r = run_cli("report " + (dir() / "lfd").string() + " " + (dir() / "lfd_s2").string() + " --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto page = page_data(out);
+  const auto& table = page["comparison_sections"][0]["charts"][0];
+  ASSERT_EQ(table["rows"].size(), 1u);  // one method (chn → snode), two seeds
+  EXPECT_EQ(table["rows"][0][1], 2);
+  // Mean over the two runs of the mean median DTW after the last task, from their summaries.
+  double want = 0;
+  for (const char* run : {"lfd", "lfd_s2"}) {
+    const auto s = json::parse(sl::read_file_text(dir() / run / "summary.json"));
+    const auto& last = s["median_errors"]["train_task_1"];
+    want += 0.5 * (last["eval_task_0"]["dtw"].get<double>() + last["eval_task_1"]["dtw"].get<double>()) / 2;
+  }
+  const auto shown = table["rows"][0][2].get<std::string>();
+  EXPECT_NEAR(std::stod(shown.substr(0, shown.find(' '))), want, 1e-3 * want) << shown;
+  // No skill views in a comparison by default (page size); the run with [diagnostics] has λ_max vs 2/η.
+  bool sharp = false, planes = false;
+  for (const auto& run : page["runs"])
+    for (const auto& sec : run["sections"])
+      for (const auto& c : sec["charts"]) {
+        planes = planes || c["type"] == "plane";
+        if (c["title"].get<std::string>().rfind("sharpness", 0) == 0) {
+          sharp = true;
+          EXPECT_EQ(c["series"][0]["y"].size(), 4u);  // every 5 of 10 iterations, 2 tasks
+          EXPECT_EQ(c["hlines"][0]["name"], "2/η");
+          // 2/η with η the run's train.lr, read from its resolved config.toml.
+          const auto cfg = sl::read_file_text(dir() / "lfd_s2/config.toml");
+          const auto at = cfg.find("\nlr = ");
+          ASSERT_NE(at, std::string::npos);
+          EXPECT_NEAR(c["hlines"][0]["y"].get<double>(), 2.0 / std::stod(cfg.substr(at + 6)), 1e-9);
+        }
+      }
+  EXPECT_TRUE(sharp);
+  EXPECT_FALSE(planes);
+}

@@ -116,6 +116,9 @@ TEST(RunKind, DetectsEachKindAndRejectsWhatIsNotARun) {
   EXPECT_EQ(rp::detect_run_kind(dir / "lfd_early"), rp::RunKind::lfd);
   write(dir / "repro/results.json", R"({"experiment": "x", "checks": []})");
   EXPECT_EQ(rp::detect_run_kind(dir / "repro"), rp::RunKind::repro);
+  write(dir / "repro_early/config.toml", "[options]\nlr = 0.5\n[repro]\nexperiment = 'x'\n");  // no results yet
+  EXPECT_EQ(rp::detect_run_kind(dir / "repro_early"), rp::RunKind::repro);
+  EXPECT_NE(rp::run_header(dir / "repro_early", rp::RunKind::repro, {})["missing"].dump().find("results.json"), std::string::npos);
   write(dir / "density.csv", "eigenvalue,density\n1,0.5\n");
   EXPECT_EQ(rp::detect_run_kind(dir / "density.csv"), rp::RunKind::diagnose);
   write(dir / "hessian.json", R"({"problem": "cl run", "operator": "hessian", "eigenvalues": [3, 2]})");
