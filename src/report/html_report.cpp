@@ -446,7 +446,7 @@ json lfd_run_sections(const fs::path& dir, const ReportOptions& o) {
       for (const auto& [ej, cell] : row.items())
         for (const auto& [k, v] : cell.items()) metrics.insert(k);
     const std::map<std::string, std::string> names{{"dtw", "DTW"}, {"frechet", "discrete Fréchet"}, {"swept", "swept area"},
-                                                   {"quat", "orientation error (quaternion)"}};
+                                                   {"quat", "orientation error (quaternion)"}, {"quat_error", "orientation error (quaternion)"}};
     for (const auto& metric : metrics) {
       json matrix = json::array();
       for (std::size_t i = 0; i < n; ++i) {
