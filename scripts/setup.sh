@@ -79,7 +79,11 @@ fi
 if [ -f "$web/package-lock.json" ] && command -v npm >/dev/null; then
   if [ ! -f "$web/node_modules/.package-lock.json" ] || ! cmp -s "$web/package-lock.json" "$web/node_modules/.sl-installed-lock"; then
     echo "==> npm ci in report/web (ECharts for report pages, playwright-core for their browser test)"
-    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error) && cp "$web/package-lock.json" "$web/node_modules/.sl-installed-lock"
+    if (cd "$web" && npm ci --no-audit --no-fund --loglevel=error); then
+      cp "$web/package-lock.json" "$web/node_modules/.sl-installed-lock"
+    else
+      echo "==> WARNING: npm ci failed in report/web: \`stablelearn report\` and its browser test need it" >&2
+    fi
   else
     echo "==> report/web node packages: up to date"
   fi

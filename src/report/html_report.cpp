@@ -309,6 +309,8 @@ RunKind detect_run_kind(const fs::path& path) {
     if (cfg.find("[repro]") != std::string::npos) return RunKind::repro;
     if (cfg.find("[stream]") != std::string::npos) return RunKind::cl;
     if (cfg.find("[data]") != std::string::npos && cfg.find("[train]") != std::string::npos) return RunKind::lfd;
+    SL_THROW(UsageError, path.string(), ": its config.toml is not that of an lfd train, cl run or repro run (no [data] + [train], "
+             "[stream] or [repro] table), and it holds no checkpoint.json or results.json");
   }
   SL_THROW(UsageError, path.string(),
            ": not a stablelearn run folder (none of checkpoint.json [lfd train, cl run], results.json [repro], "

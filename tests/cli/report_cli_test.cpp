@@ -104,6 +104,10 @@ TEST_F(ReportCli, LfdReportCarriesTheRunsErrorsAndSkillViews) {
 }
 
 TEST_F(ReportCli, BadInputGivesClearErrors) {
+  const auto help = run_cli("report --help");
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("Usage: stablelearn report [OPTIONS] RUN..."), std::string::npos) << help.out;
+  EXPECT_EQ(run_cli("report").status, 2);  // RUN is required
   const auto none = run_cli("report " + (dir() / "nothing").string());
   EXPECT_EQ(none.status, 2);
   EXPECT_NE(none.err.find("nothing: no such file or folder"), std::string::npos) << none.err;

@@ -127,6 +127,8 @@ TEST(RunKind, DetectsEachKindAndRejectsWhatIsNotARun) {
   sl::testing::expect_error<sl::IoError>([&] { rp::detect_run_kind(dir / "nothing"); }, "no such file or folder");
   fs::create_directories(dir / "empty");
   sl::testing::expect_error<sl::UsageError>([&] { rp::detect_run_kind(dir / "empty"); }, "not a stablelearn run folder");
+  write(dir / "foreign_cfg/config.toml", "[server]\nport = 80\n");
+  sl::testing::expect_error<sl::UsageError>([&] { rp::detect_run_kind(dir / "foreign_cfg"); }, "not that of an lfd train");
   write(dir / "other.csv", "a,b\n1,2\n");
   sl::testing::expect_error<sl::UsageError>([&] { rp::detect_run_kind(dir / "other.csv"); }, "header 'a,b'");
   write(dir / "torn/checkpoint.json", R"({"format": "stablelearn-cl-chec)");
