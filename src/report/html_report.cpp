@@ -85,6 +85,17 @@ json section(const std::string& title, json charts = json::array()) { return {{"
 
 std::string task_label(std::size_t j) { return "task " + std::to_string(j); }
 
+/// Bars of the seconds each task took (a summary.json array).
+json timing_bars(const json& seconds, const fs::path& src, const ReportOptions& o) {
+  json b = {{"type", "bars"}, {"title", "training time per task"}, {"y_label", "seconds"}, {"categories", json::array()},
+            {"series", json::array({{{"name", "seconds"}, {"y", json::array()}}})}, {"source", source_of(src, o)}};
+  for (std::size_t j = 0; j < seconds.size(); ++j) {
+    b["categories"].push_back(task_label(j));
+    b["series"][0]["y"].push_back(round_sig(num(seconds[j], 0)));
+  }
+  return b;
+}
+
 /// A [rows][cols] matrix (rows = after task i, cols = task j) as a heat map; cells above the
 /// diagonal are left out when `lower_only`.
 json heatmap(const std::string& title, const json& matrix, bool lower_only, const fs::path& src, const ReportOptions& o,
@@ -498,15 +509,8 @@ json lfd_run_sections(const fs::path& dir, const ReportOptions& o) {
     add_scalars_table(p, summary);
     if (summary.contains("params")) add_scalars_table(p, summary["params"], "params.");
     scores["charts"].push_back(p);
-    if (summary.contains("per_task_train_seconds") && !summary["per_task_train_seconds"].empty()) {
-      json b = {{"type", "bars"}, {"title", "training time per task"}, {"y_label", "seconds"}, {"categories", json::array()},
-                {"series", json::array({{{"name", "seconds"}, {"y", json::array()}}})}, {"source", source_of(summary_path, o)}};
-      for (std::size_t j = 0; j < summary["per_task_train_seconds"].size(); ++j) {
-        b["categories"].push_back(task_label(j));
-        b["series"][0]["y"].push_back(round_sig(num(summary["per_task_train_seconds"][j], 0)));
-      }
-      scores["charts"].push_back(b);
-    }
+    if (summary.contains("per_task_train_seconds") && !summary["per_task_train_seconds"].empty())
+      scores["charts"].push_back(timing_bars(summary["per_task_train_seconds"], summary_path, o));
     sections.push_back(scores);
   }
 
@@ -623,15 +627,8 @@ json cl_run_sections(const fs::path& dir, const ReportOptions& o) {
   }
   if (!ce["charts"].empty()) sections.push_back(ce);
 
-  if (summary.is_object() && summary.contains("train_seconds") && !summary["train_seconds"].empty()) {
-    json b = {{"type", "bars"}, {"title", "training time per task"}, {"y_label", "seconds"}, {"categories", json::array()},
-              {"series", json::array({{{"name", "seconds"}, {"y", json::array()}}})}, {"source", source_of(summary_path, o)}};
-    for (std::size_t j = 0; j < summary["train_seconds"].size(); ++j) {
-      b["categories"].push_back(task_label(j));
-      b["series"][0]["y"].push_back(round_sig(num(summary["train_seconds"][j], 0)));
-    }
-    sections.push_back(section("Timing", json::array({b})));
-  }
+  if (summary.is_object() && summary.contains("train_seconds") && !summary["train_seconds"].empty())
+    sections.push_back(section("Timing", json::array({timing_bars(summary["train_seconds"], summary_path, o)})));
   return sections;
 }
 
