@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
 #include "stablelearn/experiments/run_report.h"
@@ -53,11 +54,16 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
       ->check(CLI::Range(100, 1000000));
   cmd->footer(
       "The charting library (Apache ECharts, pinned in report/web/package.json) is installed by scripts/setup.sh\n"
-      "(`npm ci` in report/web) and inlined into the page. Examples:\n"
+      "(`npm ci` in report/web) and inlined into the page. Runs with one thread unless --threads is given.\nExamples:\n"
       "  stablelearn report runs/demo-regularised --open\n"
       "  stablelearn report runs/split_er_s0 runs/split_er_s1 runs/split_ewc_s0 --out er_vs_ewc.html\n"
       "  stablelearn diagnose density runs/split_ewc --out density.csv && stablelearn report density.csv");
-  reg.add(cmd, [a] {
+  // The skill views are many small sequential tensor operations that gain nothing from intra-op
+  // threads and lose much when OpenMP threads spin on a busy machine (26 LASA tasks: 3 s with one
+  // thread, 24 s with two on a loaded 2-core VM): one thread unless --threads was given.
+  const CLI::Option* threads = app.get_option_no_throw("--threads");
+  reg.add(cmd, [a, threads] {
+    if (threads == nullptr || threads->count() == 0) apply_threads(1);
     const auto start = std::chrono::steady_clock::now();
     std::vector<fs::path> runs(a->runs.begin(), a->runs.end());
     fs::path out = a->out;
