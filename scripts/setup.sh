@@ -37,6 +37,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libfmt-dev
   dataset-fashion-mnist
   clang libclang-rt-14-dev
+  nodejs chromium
 )
 
 missing=()
@@ -63,6 +64,28 @@ if command -v update-alternatives >/dev/null; then
     if [ "$(id -u)" -eq 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
     "${sudo_cmd[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu "$alt" >/dev/null
     echo "==> libblas.so.3 -> $alt"
+  fi
+fi
+
+# The report page's charting library and its browser test's driver, pinned in report/web/package-lock.json
+# (`stablelearn report` inlines the library into every page; the test drives Debian's chromium).
+# npm comes with Debian's nodejs as the package npm, and inside NodeSource's nodejs; install Debian's
+# only where no npm is on the PATH.
+web="$here/report/web"
+if ! command -v npm >/dev/null && [ "${SL_SKIP_APT:-0}" != 1 ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm
+fi
+if [ -f "$web/package-lock.json" ] && command -v npm >/dev/null; then
+  if [ ! -f "$web/node_modules/.package-lock.json" ] || ! cmp -s "$web/package-lock.json" "$web/node_modules/.sl-installed-lock"; then
+    echo "==> npm ci in report/web (ECharts for report pages, playwright-core for their browser test)"
+    if (cd "$web" && npm ci --no-audit --no-fund --loglevel=error); then
+      cp "$web/package-lock.json" "$web/node_modules/.sl-installed-lock"
+    else
+      echo "==> WARNING: npm ci failed in report/web: \`stablelearn report\` and its browser test need it" >&2
+    fi
+  else
+    echo "==> report/web node packages: up to date"
   fi
 fi
 

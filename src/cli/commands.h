@@ -46,6 +46,8 @@ void register_diagnose_commands(CLI::App& app, CommandRegistry& reg);
 void register_cl_commands(CLI::App& app, CommandRegistry& reg);
 /// repro_commands.cpp: `repro list` and `repro NAME --out RUN ...` (experiments/repro.h).
 void register_repro_commands(CLI::App& app, CommandRegistry& reg);
+/// report_command.cpp: `report RUN [RUN ...]` (experiments/run_report.h).
+void register_report_command(CLI::App& app, CommandRegistry& reg);
 /// More `diagnose` sub-commands (diagnose_extra_commands.cpp: commutator), registered on the
 /// `diagnose` group by register_diagnose_commands.
 void add_diagnose_extra_commands(CLI::App* diag, CommandRegistry& reg);

@@ -148,8 +148,9 @@ void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
                   "Validate the configuration and print it resolved, without training (keys: stablelearn list lfd-config)");
   train->add_flag("--quiet", targs->quiet, "No progress on stderr");
   train->footer(
-      "Writes RUN/config.toml (resolved), metrics.jsonl, eval_results.json, summary.json and a checkpoint after\n"
-      "every task. Example: stablelearn lfd train configs/demo.toml --out runs/demo --set train.iterations=200");
+      "Writes RUN/config.toml (resolved), metrics.jsonl, eval_results.json, summary.json, TensorBoard event files\n"
+      "(train/, eval/, time/, diag/ tags) and a checkpoint after every task; `stablelearn report RUN` draws them.\n"
+      "Example: stablelearn lfd train configs/demo.toml --out runs/demo --set train.iterations=200");
   reg.add(train, [targs]() {
     if (!targs->dry_run && targs->out.empty()) throw CLI::RequiredError("--out");
     auto cfg = load_lfd_config(targs->config, targs->overrides);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   cli::register_list_command(app, commands);
   cli::register_diagnose_commands(app, commands);
   cli::register_diagnose_grokalign_command(*app.get_subcommand("diagnose"), commands);
+  cli::register_report_command(app, commands);
 
   try {
     app.parse(argc, argv);

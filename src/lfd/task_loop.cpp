@@ -8,6 +8,7 @@
 #include "stablelearn/core/run.h"
 #include "stablelearn/core/task_loop.h"
 #include "stablelearn/report/svg.h"
+#include "stablelearn/report/tensorboard.h"
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/lfd/hnet_training.h"
 
@@ -51,7 +52,8 @@ class LfdRun final : public TaskLearner {
  public:
   LfdRun(const LfdConfig& c, const RunDir& dir, TaskSource& tasks, Learner& learner,
          const std::function<void(const TrainProgress&)>& progress, LoopResults& results)
-      : c_(c), dir_(dir), tasks_(tasks), learner_(learner), progress_(progress), results_(results) {}
+      : c_(c), dir_(dir), tasks_(tasks), learner_(learner), progress_(progress), results_(results),
+        tb_(std::make_unique<report::TensorBoardWriter>(dir.path())) {}
 
   /// On --resume: the learner's state, the results so far and the metrics.jsonl rows of the
   /// completed tasks (rows of an interrupted task are dropped, since it is trained again); returns
@@ -94,6 +96,8 @@ class LfdRun final : public TaskLearner {
       auto row = measure_sharpness(c_, probe.wrt, probe.rollout, probe.target, i, it + 1);
       row.update(probe.row_extra);
       dir_.append_metrics(row);
+      for (const char* k : {"lambda_max", "grad_norm", "trace"})
+        if (row.contains(k) && row[k].is_number()) tb_->scalar(std::string("diag/") + k, row[k].get<double>(), step_of(i, it + 1));
       row.erase("event");
       diag_rows_.push_back(std::move(row));
     }
@@ -105,6 +109,11 @@ class LfdRun final : public TaskLearner {
                          {"reg", out_.reg},   {"best_loss", best_.best},  {"seconds", elapsed}};
       if (out_.cert >= 0) row["cert"] = out_.cert;
       dir_.append_metrics(row);
+      const auto step = step_of(i, iteration);
+      tb_->scalar("train/loss", loss, step);
+      tb_->scalar("train/reg", out_.reg, step);
+      tb_->scalar("train/best_loss", best_.best, step);
+      if (out_.cert >= 0) tb_->scalar("train/cert", out_.cert, step);
     }
     if (progress_) progress_({i, tasks_.num_tasks(), iteration, c_.iterations, loss, out_.reg, elapsed});
   }
@@ -119,7 +128,15 @@ class LfdRun final : public TaskLearner {
       const auto& e = row.back();
       dir_.append_metrics({{"task", i}, {"eval_task", j}, {"dtw_median", e.dtw.median},
                            {"frechet_median", e.frechet.median}, {"swept_median", e.swept.median}});
+      const auto step = step_of(i, c_.iterations);
+      const auto tj = std::to_string(j);
+      tb_->scalar("eval/dtw_task" + tj, e.dtw.median, step);
+      tb_->scalar("eval/frechet_task" + tj, e.frechet.median, step);
+      tb_->scalar("eval/swept_task" + tj, e.swept.median, step);
+      if (e.has_quat) tb_->scalar("eval/quat_task" + tj, e.quat.median, step);
     }
+    tb_->scalar("time/task_seconds", seconds, step_of(i, c_.iterations));
+    tb_->flush();
     results_.evals.push_back(std::move(row));
   }
 
@@ -137,6 +154,9 @@ class LfdRun final : public TaskLearner {
   }
 
  private:
+  /// TensorBoard step of iteration `it` of task i: the run's cumulative iteration (as `cl run`).
+  std::int64_t step_of(std::int64_t i, std::int64_t it) const { return i * c_.iterations + it; }
+
   /// RUN/sharpness.svg: λ_max of every row against the run's cumulative iteration.
   void write_figure(std::int64_t i) const {
     report::SharpnessFigure f;
@@ -158,6 +178,7 @@ class LfdRun final : public TaskLearner {
   Learner& learner_;
   const std::function<void(const TrainProgress&)>& progress_;
   LoopResults& results_;
+  std::unique_ptr<report::TensorBoardWriter> tb_;  // RUN/events.out.tfevents.* (tags as `cl run`'s)
   std::vector<nlohmann::json> diag_rows_;  // [diagnostics] rows so far (sharpness.svg, summary.json)
   BestTracker best_;
   StepOutcome out_;
