@@ -13,7 +13,7 @@ for need in "$web/node_modules/echarts/dist/echarts.min.js" "$web/node_modules/p
 done
 command -v node >/dev/null || { echo "FAIL: node is missing: run scripts/setup.sh (Debian's nodejs)"; exit 1; }
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || { echo "FAIL: node $(node --version) is too old for playwright-core 1.64 (needs >= 20)"; exit 1; }
+[ "$node_major" -ge 18 ] || { echo "FAIL: node $(node --version) is too old for playwright-core 1.61 (needs >= 18; Debian 12 ships 18)"; exit 1; }
 [ -x "${SL_CHROMIUM:-/usr/bin/chromium}" ] || { echo "FAIL: ${SL_CHROMIUM:-/usr/bin/chromium} is missing: run scripts/setup.sh (Debian's chromium)"; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sl_report_browser.XXXXXX")
