@@ -78,15 +78,16 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const DistEnv& e) {
   so.port = static_cast<std::uint16_t>(e.master_port);
   so.isServer = e.rank == 0;
   so.numWorkers = static_cast<std::size_t>(e.world_size);
-  so.waitWorkers = true;
+  // Joining is checked by check_same("WORLD_SIZE") below, which names the missing rank and waits
+  // only for what is left of the timeout (the store's own wait for workers would take all of it
+  // before any check).
+  so.waitWorkers = false;
   so.timeout = e.timeout;
   try {
     impl->store = c10::make_intrusive<c10d::TCPStore>(e.master_addr, so);
   } catch (const std::exception& ex) {
     if (e.rank == 0)
-      SL_THROW(UsageError, "rank 0 could not serve the rendezvous at ", endpoint(e), ", or not all WORLD_SIZE=", e.world_size,
-               " ranks joined within ", seconds(e.timeout), " s (port in use? ranks missing or started with another ",
-               "MASTER_PORT or WORLD_SIZE?): ", first_line(ex));
+      SL_THROW(UsageError, "rank 0 could not serve the rendezvous at ", endpoint(e), " (port in use?): ", first_line(ex));
     SL_THROW(UsageError, "rank ", e.rank, " could not reach rank 0's rendezvous at ", endpoint(e), " within ",
              seconds(e.timeout), " s (wrong MASTER_ADDR/MASTER_PORT, or rank 0 not running?): ", first_line(ex));
   }
@@ -101,35 +102,53 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const DistEnv& e) {
   return group;
 }
 
+// Rank 0 (which serves the store) compares every rank's value with its own and publishes a
+// verdict; the other ranks read it and acknowledge, and rank 0 waits for the acknowledgements
+// before it fails, so its store outlives every reader and each rank reports the real cause.
 void ProcessGroup::check_same(const std::string& what, const std::string& value) {
   auto& s = *impl_->store;
-  const auto key = [&](int r) { return fmt::format("stablelearn/check/{}/{}", what, r); };
   const auto& e = impl_->env;
+  const auto key = [&](const std::string& kind, int r) { return fmt::format("stablelearn/check/{}/{}/{}", what, kind, r); };
+  const auto bytes = [](const std::string& v) { return std::vector<std::uint8_t>(v.begin(), v.end()); };
   // Within connect(): the rest of the rendezvous's time; later: the whole timeout.
   const auto now = std::chrono::steady_clock::now();
   const auto wait = impl_->group ? e.timeout
                                  : std::max(std::chrono::milliseconds(100),
                                             std::chrono::duration_cast<std::chrono::milliseconds>(impl_->deadline - now));
-  int waiting_for = -1;
+  int waiting_for = 0;
+  std::string verdict = "ok";
   try {
-    s.set(key(e.rank), std::vector<std::uint8_t>(value.begin(), value.end()));
-    // Rank 0 compares every rank's value with its own; the others compare with rank 0's.
-    for (int r = 0; r < e.world_size; ++r) {
-      if (r == e.rank || (e.rank != 0 && r != 0)) continue;
-      waiting_for = r;
-      s.wait({key(r)}, wait);
-      const auto got = s.get(key(r));
-      const std::string theirs(got.begin(), got.end());
-      SL_CHECK(theirs == value, ConfigError, "ranks disagree on ", what, ": ", value, " on rank ", e.rank, ", ", theirs,
-               " on rank ", r);
+    if (e.rank == 0) {
+      std::vector<int> answered;
+      for (int r = 1; r < e.world_size && verdict == "ok"; ++r) {
+        waiting_for = r;
+        s.wait({key("value", r)}, wait);
+        answered.push_back(r);
+        const auto got = s.get(key("value", r));
+        const std::string theirs(got.begin(), got.end());
+        if (theirs != value)
+          verdict = fmt::format("ranks disagree on {}: {} on rank 0, {} on rank {}", what, value, theirs, r);
+      }
+      s.set(key("verdict", 0), bytes(verdict));
+      for (int r : answered) {
+        try {
+          s.wait({key("ack", r)}, std::chrono::milliseconds(std::min<std::int64_t>(wait.count(), 5000)));
+        } catch (const std::exception&) {  // a rank that died meanwhile: nothing to wait for
+        }
+      }
+    } else {
+      s.set(key("value", e.rank), bytes(value));
+      s.wait({key("verdict", 0)}, wait);
+      const auto got = s.get(key("verdict", 0));
+      verdict.assign(got.begin(), got.end());
+      s.set(key("ack", e.rank), bytes("1"));
     }
-  } catch (const Error&) {
-    throw;
   } catch (const std::exception& ex) {
     SL_THROW(UsageError, "rank ", e.rank, ": rank ", waiting_for, " did not join within ", seconds(e.timeout),
              " s (WORLD_SIZE=", e.world_size, "; is every rank started, with ", endpoint(e), "?) [comparing ", what,
              "]: ", first_line(ex));
   }
+  SL_CHECK(verdict == "ok", ConfigError, verdict, e.rank != 0 ? fmt::format(" (reported to rank {})", e.rank) : "");
 }
 
 void ProcessGroup::all_reduce(const std::vector<torch::Tensor>& tensors, Reduce op, std::int64_t bucket_bytes) {
