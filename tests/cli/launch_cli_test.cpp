@@ -281,6 +281,21 @@ TEST_F(LaunchCli, MismatchedWorldSizeFailsWithinTheTimeout) {
   EXPECT_LT(r.seconds, 20.0);
 }
 
+TEST_F(LaunchCli, RanksOtherThanZeroWriteNothing) {
+  // Two ranks started by hand with different --out folders: rank 1's must never appear.
+  const int port = distributed::free_port();
+  const auto rank = [&](int r, const std::string& out) {
+    return "RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) +
+           " STABLELEARN_DIST_TIMEOUT=30 " + exe() + " --threads 1 cl run " + config_.string() + " --quiet --out " +
+           (dir_ / out).string() + " --set train.epochs=1";
+  };
+  const auto r = shell(dir_, "(" + rank(1, "rank1") + " & p=$!; " + rank(0, "rank0") + "; echo rank0=$?; wait $p; echo rank1=$?)");
+  EXPECT_NE(r.out.find("rank0=0"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("rank1=0"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "rank0" / "summary.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "rank1"));
+}
+
 TEST_F(LaunchCli, BadRankVariableIsAUsageError) {
   const auto r = shell(dir_, "RANK=abc WORLD_SIZE=2 " + exe() + " cl run " + config_.string() + " --out " + (dir_ / "x").string());
   EXPECT_EQ(r.status, 2);
