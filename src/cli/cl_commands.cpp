@@ -15,6 +15,8 @@
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
+#include "stablelearn/distributed/env.h"
+#include "stablelearn/distributed/process_group.h"
 #include "stablelearn/experiments/cl_experiment.h"
 
 namespace stablelearn::cli {
@@ -45,6 +47,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
   run->footer(
       "Writes RUN/config.toml, metrics.jsonl, accuracy_matrix.csv, summary.json, TensorBoard event files,\n"
       "accuracy_curves.svg and a checkpoint after every task.\n"
+      "Data-parallel over N local processes (finetune and ewc): stablelearn launch --nproc N -- cl run ...\n"
       "Example: stablelearn cl run configs/cl/split_fmnist_er.toml --out runs/er --set train.seed=1");
   reg.add(run, [args]() {
     if (!args->dry_run && args->out.empty()) throw CLI::RequiredError("--out");
@@ -55,7 +58,11 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
       std::cout << e.resolved_config();
       return 0;
     }
-    ProgressReporter bar(args->quiet ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
+    // Started by `stablelearn launch` or torchrun (RANK, WORLD_SIZE, ... set): data-parallel.
+    std::unique_ptr<distributed::ProcessGroup> group;
+    if (const auto env = distributed::read_dist_env()) group = distributed::ProcessGroup::connect(*env);
+    const bool lead = !group || group->rank() == 0;
+    ProgressReporter bar(args->quiet || !lead ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
     e.run(args->out, args->resume,
                          [&](const experiments::ClProgress& p) {
                            const auto detail = p.mean_seen_accuracy >= 0
@@ -63,7 +70,8 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
                                                    : fmt::format("loss {:.3f}", p.loss);
                            bar.update(fmt::format("task {}/{}", p.task + 1, p.tasks), p.iteration, p.iterations, detail);
                          },
-                         args->stop_after);
+                         args->stop_after, group.get());
+    if (!lead) return 0;  // rank 0 reports
     const auto summary = nlohmann::json::parse(read_file_text(std::filesystem::path(args->out) / "summary.json"));
     const auto& m = summary.at("metrics");
     std::cout << fmt::format("{} on {} after {}/{} tasks: ACC {:.4f}  BWT {:+.4f}  FWT {:+.4f}  forgetting {:.4f} (just learned) / {:.4f} (best so far)\n",

@@ -44,6 +44,8 @@ void register_demo_command(CLI::App& app, CommandRegistry& reg);
 void register_list_command(CLI::App& app, CommandRegistry& reg);
 void register_diagnose_commands(CLI::App& app, CommandRegistry& reg);
 void register_cl_commands(CLI::App& app, CommandRegistry& reg);
+/// launch_command.cpp: `launch --nproc N -- COMMAND ...` (distributed/launch.h).
+void register_launch_command(CLI::App& app, CommandRegistry& reg);
 /// repro_commands.cpp: `repro list` and `repro NAME --out RUN ...` (experiments/repro.h).
 void register_repro_commands(CLI::App& app, CommandRegistry& reg);
 /// report_command.cpp: `report RUN [RUN ...]` (experiments/run_report.h).

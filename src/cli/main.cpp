@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   cli::register_data_commands(app, commands);
   cli::register_lfd_commands(app, commands);
   cli::register_cl_commands(app, commands);
+  cli::register_launch_command(app, commands);
   cli::register_repro_commands(app, commands);
   cli::register_demo_command(app, commands);
   cli::register_list_command(app, commands);

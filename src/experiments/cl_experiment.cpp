@@ -1,10 +1,13 @@
 #include "stablelearn/experiments/cl_experiment.h"
 
 #include "cl_internal.h"
+#include "stablelearn/distributed/process_group.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 
 #include "stablelearn/continual/metrics.h"
@@ -159,8 +162,29 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
 ClExperiment::~ClExperiment() = default;
 std::string ClExperiment::resolved_config() const { return p_->resolved; }
 
+const std::vector<std::string>& detail::distributed_strategies() {
+  static const std::vector<std::string> names{"finetune", "ewc"};
+  return names;
+}
+
 ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const std::function<void(const ClProgress&)>& progress,
-                           std::int64_t stop_after) {
+                           std::int64_t stop_after, distributed::ProcessGroup* group) {
+  if (group) {
+    // Every check before anything is written, on every rank alike.
+    group->check_same("the resolved configuration (CONFIG and --set)",
+                      std::to_string(std::hash<std::string>{}(p_->resolved)));
+    const auto& names = detail::distributed_strategies();
+    SL_CHECK(std::find(names.begin(), names.end(), p_->strategy.name) != names.end(), ConfigError,
+             "strategy.name = \"", p_->strategy.name, "\": distributed cl run (WORLD_SIZE=", group->size(),
+             ") does not support this strategy yet (supported: finetune, ewc; replay buffers and strategies whose loss or ",
+             "updates depend on the batch need more than an all-reduce of gradients). Run it in one process.");
+    SL_CHECK(p_->train.grokalign == 0, ConfigError, "train.grokalign = ", p_->train.grokalign,
+             ": distributed cl run does not support the GrokAlign regulariser yet (set it to 0 or run in one process)");
+    SL_CHECK(p_->train.device == "cpu", ConfigError, "train.device = \"", p_->train.device,
+             "\": distributed cl run all-reduces CPU tensors through Gloo (set train.device = \"cpu\")");
+    SL_CHECK(!resume, UsageError, "--resume: distributed cl run cannot resume yet (rerun from scratch, or resume in one process)");
+    if (group->rank() != 0) return detail::run_cl(*p_, p_->strategy, nullptr, progress, stop_after, group);
+  }
   // On --resume the run's config.toml is re-resolved with this build's defaults (keys added since
   // the run was made get their defaults): equal to this configuration → the run continues.
   const auto config_path = (run / "config.toml").string();
@@ -169,7 +193,7 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                    RunDirOptions().resume(resume).marker("checkpoint.json").reresolve([&](const std::string& stored) {
                      return ClExperiment(Config::from_string(stored, config_path)).resolved_config();
                    }));
-  return detail::run_cl(*p_, p_->strategy, dir, progress, stop_after);
+  return detail::run_cl(*p_, p_->strategy, &dir, progress, stop_after, group);
 }
 
 torch::Tensor ClRunView::logits(const torch::Tensor& x, std::int64_t task) const {

@@ -23,8 +23,15 @@ inline constexpr int kSnapshotVersion = 1;
 std::vector<data::ClTask> build_stream(const ClStreamOptions& o);
 
 /// Trains `p` with a strategy made by `strategy` into the opened run directory `run` (resumed:
-/// continue after its checkpoint); see ClExperiment::run.
-ClResult run_cl(const ClConfig& p, const continual::StrategySpec& strategy, const RunDir& run,
-                const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after);
+/// continue after its checkpoint); see ClExperiment::run. With `group` (a distributed run) every
+/// rank trains on its shard of each batch; `run` is null on ranks > 0, which write nothing.
+ClResult run_cl(const ClConfig& p, const continual::StrategySpec& strategy, const RunDir* run,
+                const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after,
+                distributed::ProcessGroup* group = nullptr);
+
+/// Strategies a distributed `cl run` supports: their loss terms other than the cross-entropy do
+/// not depend on the batch, and they keep no batch-fed state (no replay, no gradient surgery on
+/// one rank's batch).
+const std::vector<std::string>& distributed_strategies();
 
 }  // namespace stablelearn::experiments::detail

@@ -25,6 +25,7 @@
 #include "stablelearn/diagnostics/curvature.h"
 #include "stablelearn/diagnostics/grokalign.h"
 #include "stablelearn/diagnostics/monitor.h"
+#include "stablelearn/distributed/process_group.h"
 #include "stablelearn/io/npz.h"
 #include "stablelearn/models/mlp_step.h"
 #include "stablelearn/optim/sgd.h"
@@ -107,7 +108,9 @@ namespace {
 /// `cl run` as a learner of the one task loop (core/task_loop.h).
 class ClRun final : public TaskLearner {
  public:
-  ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& run, std::function<void(const ClProgress&)> progress);
+  /// `run` is null on the ranks other than 0 of a distributed run (`group`), which write nothing.
+  ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* run, std::function<void(const ClProgress&)> progress,
+        distributed::ProcessGroup* group);
   ClResult train(std::int64_t stop_after);
 
   std::int64_t begin_task(std::int64_t i) override;
@@ -115,8 +118,12 @@ class ClRun final : public TaskLearner {
   void after_step(std::int64_t i, std::int64_t s, double loss) override;
   void end_task(std::int64_t i) override;
   void evaluate(std::int64_t i, double seconds) override;
-  void checkpoint(std::int64_t i) override { write_checkpoint(i); }
-  void report(std::int64_t i) override { write_reports(i); }
+  void checkpoint(std::int64_t i) override {
+    if (lead_) write_checkpoint(i);
+  }
+  void report(std::int64_t i) override {
+    if (lead_) write_reports(i);
+  }
   std::string divergence_hint() const override { return "lower train.lr or the strategy's strength"; }
 
  private:
@@ -129,13 +136,16 @@ class ClRun final : public TaskLearner {
   void diagnose(std::int64_t current);
   double update(const cl::Batch& batch);
   double plain_update(const cl::Batch& batch);
+  double update_distributed(const cl::Batch& batch);
   void write_checkpoint(std::int64_t i);
   void write_reports(std::int64_t i);
   void write_sharpness_svg();
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count(); }
 
   const ClConfig& p_;
-  const RunDir& dir_;
+  const RunDir* const run_;  // null on ranks > 0 of a distributed run
+  distributed::ProcessGroup* const group_;
+  const bool lead_;          // this process writes the run directory (rank 0, or not distributed)
   const std::filesystem::path snap_dir_;
   const std::function<void(const ClProgress&)> progress_;
   const std::chrono::steady_clock::time_point start_time_ = std::chrono::steady_clock::now();
@@ -170,10 +180,13 @@ class ClRun final : public TaskLearner {
   double ga_value_ = 0;  // the last update's GrokAlign term
 };
 
-ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& run, std::function<void(const ClProgress&)> progress)
+ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* run, std::function<void(const ClProgress&)> progress,
+             distributed::ProcessGroup* group)
     : p_(p),
-      dir_(run),
-      snap_dir_(run.file("snapshots")),
+      run_(run),
+      group_(group),
+      lead_(run != nullptr),
+      snap_dir_(run ? run->file("snapshots") : std::filesystem::path()),
       progress_(std::move(progress)),
       tracker_(1, p.eval.lca_beta) {
   if (p.train.device == "cuda" || (p.train.device == "auto" && torch::cuda::is_available())) {
@@ -205,8 +218,8 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& 
   ga_outputs_ = heads_.defined() ? heads_.size(1) : p.model.classes;
   draw_eval_subsets();
   restore();
-  if (p.out.tensorboard) tb_ = std::make_unique<report::TensorBoardWriter>(run.path());
-  open_snapshots();
+  if (p.out.tensorboard && lead_) tb_ = std::make_unique<report::TensorBoardWriter>(run->path());
+  if (lead_) open_snapshots();
 }
 
 diagnostics::OutputFn ClRun::ga_model(const torch::Tensor& task_ids) {
@@ -234,11 +247,12 @@ void ClRun::draw_eval_subsets() {
 }
 
 void ClRun::restore() {
-  if (!dir_.resumed()) {
+  if (!lead_) return;  // distributed runs are never resumed (ClExperiment::run); ranks > 0 do not evaluate
+  if (!run_->resumed()) {
     for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
     return;
   }
-  const json ck = dir_.read_manifest(kCheckpointFormat, kCheckpointVersion).fields;
+  const json ck = run_->read_manifest(kCheckpointFormat, kCheckpointVersion).fields;
   first_task_ = ck.at("completed_tasks").get<std::int64_t>();
   global_iter_ = ck.at("iteration").get<std::int64_t>();
   result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
@@ -251,7 +265,7 @@ void ClRun::restore() {
     tracks_.push_back(r);
     tracker_.record(r.at("task").get<std::int64_t>(), r.at("acc").get<std::vector<double>>());
   }
-  const auto file = dir_.file(ck.at("file").get<std::string>());
+  const auto file = run_->file(ck.at("file").get<std::string>());
   const auto tensors = io::read_npz(file);
   {
     torch::NoGradGuard no_grad;
@@ -276,8 +290,8 @@ void ClRun::restore() {
 // task, which is trained again and snapshotted at the same iterations).
 void ClRun::open_snapshots() {
   std::error_code ec;
-  if (dir_.resumed()) {
-    for (const auto& s : list_cl_snapshots(dir_.path())) {
+  if (run_->resumed()) {
+    for (const auto& s : list_cl_snapshots(run_->path())) {
       if (s.iteration <= global_iter_)
         snapshots_.push_back(s);
       else
@@ -325,7 +339,7 @@ double ClRun::track(std::int64_t current) {
   json row{{"event", "track"}, {"task", current}, {"iteration", global_iter_}, {"acc", acc},
            {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
            {"wf10", tracker_.windowed_forgetting(0)}, {"wf100", tracker_.windowed_forgetting(1)}, {"lca", num(tracker_.lca())}};
-  dir_.append_metrics(row);
+  run_->append_metrics(row);
   tracks_.push_back(json{{"task", current}, {"iteration", global_iter_}, {"acc", acc}});
   if (tb_) {
     for (std::size_t k = 0; k < acc.size(); ++k) tb_->scalar("track/acc_task" + std::to_string(k), acc[k], global_iter_);
@@ -367,13 +381,14 @@ void ClRun::diagnose(std::int64_t current) {
   row["centroid_alignment"] = diagnostics::centroid_alignment(ga_model(tid), x).mean_alignment;
   if (tb_) tb_->scalar("diag/centroid_alignment", row["centroid_alignment"].get<double>(), global_iter_);
   if (reading.trace && tb_) tb_->scalar("diag/trace", *reading.trace, global_iter_);
-  dir_.append_metrics(row);
+  run_->append_metrics(row);
   row.erase("event");
   diag_rows_.push_back(row);
 }
 
 /// One update on `batch`; returns the loss (with the strategy's extra loss and λ·R).
 double ClRun::update(const cl::Batch& batch) {
+  if (group_) return update_distributed(batch);
   if (plain_) return plain_update(batch);
   const auto trained = strategy_->adapt_batch(ctx_, batch);
   // Gradients set to none rather than zeroed: backward then hands each parameter its gradient
@@ -437,6 +452,59 @@ double ClRun::plain_update(const cl::Batch& batch) {
   return loss_value;
 }
 
+/// One data-parallel update on the global `batch` (every rank draws the same batch): this rank's
+/// contiguous shard (distributed::shard) gives CE_r, the mean cross-entropy over its samples,
+/// weighted by shard size / batch size, so the all-reduced sum of the gradients is the gradient of
+/// the mean cross-entropy over the whole batch, as one process computes it. The strategy's extra
+/// loss (independent of the batch: ClExperiment::run admits only such strategies) is added on
+/// rank 0 alone, so it counts once. The loss values travel in the same buckets as the gradients;
+/// every rank then takes the same optimiser step and keeps identical weights.
+double ClRun::update_distributed(const cl::Batch& batch) {
+  const auto trained = strategy_->adapt_batch(ctx_, batch);
+  for (auto& q : ctx_.params) q.mutable_grad().reset();
+  const auto n = trained.size();
+  const auto sh = distributed::shard(n, group_->rank(), group_->size());
+  auto loss = torch::zeros({}, ctx_.params.front().options().requires_grad(false));
+  torch::Tensor logits;
+  if (sh.count > 0) {
+    logits = ctx_.logits(trained.x.narrow(0, sh.begin, sh.count), trained.task.narrow(0, sh.begin, sh.count));
+    loss = cl::cross_entropy(logits, trained.y.narrow(0, sh.begin, sh.count)) *
+           (static_cast<double>(sh.count) / static_cast<double>(n));
+  }
+  if (group_->rank() == 0) {
+    const cl::Batch part{trained.x.narrow(0, sh.begin, sh.count), trained.y.narrow(0, sh.begin, sh.count),
+                         trained.task.narrow(0, sh.begin, sh.count)};
+    const auto extra = strategy_->extra_loss(ctx_, part, logits);
+    if (extra.defined()) loss = loss + extra;
+  }
+  // A rank whose part is not finite still joins the all-reduce (no hang); every rank then sees
+  // the same non-finite total and the loop stops all of them.
+  if (loss.requires_grad() && std::isfinite(loss.item<double>())) loss.backward();
+  std::vector<torch::Tensor> reduced;
+  for (const auto& q : ctx_.params) {
+    auto& g = const_cast<torch::Tensor&>(q).mutable_grad();
+    if (!g.defined()) g = torch::zeros_like(q);
+    reduced.push_back(g);
+  }
+  auto total = loss.detach().reshape({1}).to(ctx_.params.front().scalar_type()).clone();
+  reduced.push_back(total);
+  group_->all_reduce(reduced, distributed::Reduce::Sum);
+  const double loss_value = total.item<double>();
+  if (!std::isfinite(loss_value)) return loss_value;
+  strategy_->after_backward(ctx_);
+  if (!strategy_->step(ctx_)) {
+    if (sgd_)
+      sgd_->step();
+    else
+      opt_->step();
+  }
+  strategy_->after_step(ctx_, batch);
+  ++global_iter_;
+  ++ctx_.task_iteration;
+  ctx_.iteration = global_iter_;
+  return loss_value;
+}
+
 /// Task i's before_task, training set, optimiser and generators (batch order, the strategy's,
 /// GrokAlign's); the measurements before the run's first update. Returns the task's updates.
 std::int64_t ClRun::begin_task(std::int64_t i) {
@@ -455,7 +523,8 @@ std::int64_t ClRun::begin_task(std::int64_t i) {
     opt_ = std::make_unique<torch::optim::Adam>(ctx_.params, torch::optim::AdamOptions(p_.train.lr));
   else
     sgd_ = std::make_unique<optim::SgdMomentum>(ctx_.params, p_.train.lr, p_.train.momentum);
-  const bool plain = p_.train.engine == "auto" && sgd_ && p_.train.grokalign == 0 && dev_.is_cpu() &&
+  // Distributed runs take the autograd path (their gradients are all-reduced before the step).
+  const bool plain = !group_ && p_.train.engine == "auto" && sgd_ && p_.train.grokalign == 0 && dev_.is_cpu() &&
                      strategy_->plain_updates() && models::MlpLossGrad::supports(*model_);
   if (!plain)
     plain_.reset();
@@ -463,6 +532,7 @@ std::int64_t ClRun::begin_task(std::int64_t i) {
     plain_ = std::make_unique<models::MlpLossGrad>(*model_);
   per_epoch_ = (n + p_.train.batch_size - 1) / p_.train.batch_size;
   iterations_ = per_epoch_ * p_.train.epochs;
+  if (!lead_) return iterations_;  // ranks > 0 train only
   if (p_.eval.every > 0 && global_iter_ == 0 && tracks_.empty()) last_mean_acc_ = track(i);  // before the first update
   if (p_.diag.every > 0 && global_iter_ == 0 && diag_rows_.empty()) diagnose(i);
   if (p_.out.snapshot_every > 0 && global_iter_ == 0 && snapshots_.empty()) snapshot(i, false);
@@ -495,10 +565,11 @@ double ClRun::step(std::int64_t, std::int64_t s) {
 
 /// The training row, continual tracking, [diagnostics], snapshots and progress after an update.
 void ClRun::after_step(std::int64_t i, std::int64_t, double loss) {
+  if (!lead_) return;
   if (global_iter_ % p_.out.log_every == 0) {
     json row{{"event", "train"}, {"task", i}, {"iteration", global_iter_}, {"loss", loss}};
     if (p_.train.grokalign > 0) row["grokalign"] = ga_value_;
-    dir_.append_metrics(row);
+    run_->append_metrics(row);
     if (tb_) tb_->scalar("train/loss", loss, global_iter_);
     if (tb_ && p_.train.grokalign > 0) tb_->scalar("train/grokalign", ga_value_, global_iter_);
   }
@@ -510,13 +581,14 @@ void ClRun::after_step(std::int64_t i, std::int64_t, double loss) {
 
 void ClRun::end_task(std::int64_t i) {
   strategy_->after_task(ctx_);
-  if (p_.out.snapshot_every > 0) snapshot(i, true);
+  if (p_.out.snapshot_every > 0 && lead_) snapshot(i, true);
   opt_.reset();
   sgd_.reset();
 }
 
 /// Task-end evaluation on every task's full test set (future tasks too, for FWT).
 void ClRun::evaluate(std::int64_t i, double seconds) {
+  if (!lead_) return;
   result_.train_seconds.push_back(seconds);
   boundaries_.push_back(global_iter_);
   std::vector<double> row;
@@ -525,7 +597,7 @@ void ClRun::evaluate(std::int64_t i, double seconds) {
   double seen = 0;
   for (std::int64_t k = 0; k <= i; ++k) seen += row[k];
   last_mean_acc_ = seen / static_cast<double>(i + 1);
-  dir_.append_metrics({{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
+  run_->append_metrics({{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
                        {"mean_seen", last_mean_acc_}, {"seconds", seconds}});
   if (tb_) {
     for (std::int64_t k = 0; k < T_; ++k) tb_->scalar("eval/acc_task" + std::to_string(k), row[k], global_iter_);
@@ -543,10 +615,10 @@ void ClRun::write_checkpoint(std::int64_t i) {
     tensors["model." + std::to_string(k)] = data::to_ndarray(ctx_.params[k].detach().cpu());
   for (const auto& [k, v] : strategy_->state()) tensors["strategy." + k] = data::to_ndarray(v.cpu());
   const std::string file = "checkpoint_task" + std::to_string(i) + ".npz";
-  io::write_npz(dir_.file(file), tensors, /*compress=*/false);
+  io::write_npz(run_->file(file), tensors, /*compress=*/false);
   json jt = json::array();
   for (const auto& r : tracks_) jt.push_back(r);
-  dir_.write_manifest({kCheckpointFormat, kCheckpointVersion,
+  run_->write_manifest({kCheckpointFormat, kCheckpointVersion,
                        json{{"completed_tasks", i + 1},
                             {"iteration", global_iter_},
                             {"file", file},
@@ -568,7 +640,7 @@ void ClRun::write_reports(std::int64_t i) {
     for (double a : result_.accuracy[r]) csv += fmt::format(",{:.6f}", a);
     csv += "\n";
   }
-  dir_.write_text("accuracy_matrix.csv", csv);
+  run_->write_text("accuracy_matrix.csv", csv);
   std::vector<double> sizes;
   for (const auto& t : tasks_) sizes.push_back(static_cast<double>(t.test.size()));
   const auto m = cl::matrix_metrics(result_.accuracy, result_.init_accuracy, sizes, result_.accuracy.size());
@@ -595,10 +667,10 @@ void ClRun::write_reports(std::int64_t i) {
                             {"lca", num(tracker_.lca())}, {"tracking_steps", tracker_.steps()}};
   if (p_.diag.every > 0 && !diag_rows_.empty())
     summary["diagnostics"] = diagnostics::monitor_summary(diag_rows_, p_.diag.every, p_.diag.curvature, 2.0 / p_.train.lr);
-  dir_.write_summary(summary);  // + the runtime block
+  run_->write_summary(summary);  // + the runtime block
   if (p_.out.figures && p_.diag.every > 0 && diag_rows_.size() > 1) write_sharpness_svg();
   if (p_.out.figures && !tracks_.empty())
-    write_curves_svg(dir_.file("accuracy_curves.svg"), tracks_, T_, boundaries_,
+    write_curves_svg(run_->file("accuracy_curves.svg"), tracks_, T_, boundaries_,
                      fmt::format("{} on {}: per-task accuracy during training", strategy_->name(),
                                  data::stream_kind_name(p_.stream.stream.kind)));
 }
@@ -610,7 +682,7 @@ void ClRun::write_sharpness_svg() {
   f.x_end = static_cast<double>(global_iter_);
   f.two_over_lr = 2.0 / p_.train.lr;
   f.title = fmt::format("sharpness: top {} eigenvalue of the training loss on task samples", p_.diag.curvature);
-  report::save_sharpness_figure(dir_.file("sharpness.svg").string(), f);
+  report::save_sharpness_figure(run_->file("sharpness.svg").string(), f);
 }
 
 ClResult ClRun::train(std::int64_t stop_after) {
@@ -620,9 +692,10 @@ ClResult ClRun::train(std::int64_t stop_after) {
 
 }  // namespace
 
-ClResult run_cl(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir& run,
-                const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after) {
-  return ClRun(p, strategy, run, progress).train(stop_after);
+ClResult run_cl(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* run,
+                const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after,
+                distributed::ProcessGroup* group) {
+  return ClRun(p, strategy, run, progress, group).train(stop_after);
 }
 
 }  // namespace detail

@@ -41,6 +41,10 @@
 #include "stablelearn/data/cl_streams.h"
 #include "stablelearn/models/classifier.h"
 
+namespace stablelearn::distributed {
+class ProcessGroup;
+}  // namespace stablelearn::distributed
+
 namespace stablelearn::experiments {
 
 struct ClTrainOptions {
@@ -157,8 +161,17 @@ class ClExperiment {
   std::string resolved_config() const;
   /// Trains into `run_dir`. With `resume`, continues after the last completed task (ConfigError
   /// when the run's config.toml differs). `stop_after` > 0 ends after that many tasks.
+  ///
+  /// With `group` (a distributed run, distributed/process_group.h: every rank calls run with the
+  /// same configuration and arguments) the ranks train data-parallel: each takes its contiguous
+  /// shard of every global batch (train.batch_size, drawn in the same order on every rank), the
+  /// gradients are all-reduced so that every rank takes the 1-process step, and rank 0 alone
+  /// writes `run_dir`. ConfigError before anything is written when the ranks' configurations
+  /// differ, for a strategy other than finetune or ewc (replay and batch-dependent strategies are
+  /// not supported yet), train.grokalign > 0, train.device other than cpu, or `resume`.
   ClResult run(const std::filesystem::path& run_dir, bool resume,
-               const std::function<void(const ClProgress&)>& progress = {}, std::int64_t stop_after = -1);
+               const std::function<void(const ClProgress&)>& progress = {}, std::int64_t stop_after = -1,
+               distributed::ProcessGroup* group = nullptr);
 
  private:
   friend ClRunView load_cl_run(const std::filesystem::path& run_dir);

@@ -1,0 +1,74 @@
+// A process group of the ranks of one distributed run, on PyTorch's own distributed engine c10d:
+// a c10d::TCPStore for the rendezvous (rank 0 serves it at MASTER_ADDR:MASTER_PORT) and a
+// c10d::ProcessGroupGloo for the collectives (CPU tensors). The c10d headers stay in the .cpp: this
+// header needs only torch/types.h.
+//
+//   if (auto env = distributed::read_dist_env()) {
+//     auto group = distributed::ProcessGroup::connect(*env);
+//     ... loss.backward(); group->all_reduce_gradients(params, distributed::Reduce::Mean); opt.step();
+//   }
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "stablelearn/distributed/env.h"
+
+namespace stablelearn::distributed {
+
+enum class Reduce { Sum, Mean };
+
+/// Default bucket size of the gradient all-reduce (as PyTorch's DistributedDataParallel: 25 MiB).
+inline constexpr std::int64_t kDefaultBucketBytes = 25 << 20;
+
+class ProcessGroup {
+ public:
+  /// Rendezvous with the other ranks of `env` (TCPStore; rank 0 serves it) and builds the Gloo
+  /// group, waiting at most env.timeout. Checks that every rank has the same WORLD_SIZE. Errors
+  /// (UsageError, naming MASTER_ADDR/MASTER_PORT/WORLD_SIZE and their values): rank 0 cannot serve
+  /// the port; another rank cannot reach it in time; ranks missing after the timeout; ranks that
+  /// disagree on WORLD_SIZE. Never waits longer than the timeout.
+  static std::unique_ptr<ProcessGroup> connect(const DistEnv& env);
+  ~ProcessGroup();
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int rank() const;
+  int size() const;
+  const DistEnv& env() const;
+
+  /// Sums (or averages) `tensors` over the ranks, in place. Tensors are flattened into buckets of
+  /// at most `bucket_bytes` (consecutive tensors of one dtype and device; a larger tensor is a
+  /// bucket of its own), one all-reduce per bucket. Every rank must pass tensors of the same
+  /// shapes, dtypes and order. IoError when a collective fails or times out (a rank died).
+  void all_reduce(const std::vector<torch::Tensor>& tensors, Reduce op = Reduce::Sum,
+                  std::int64_t bucket_bytes = kDefaultBucketBytes);
+  /// all_reduce of the gradients of `params` (a missing gradient counts as zeros and is created).
+  void all_reduce_gradients(const std::vector<torch::Tensor>& params, Reduce op = Reduce::Mean,
+                            std::int64_t bucket_bytes = kDefaultBucketBytes);
+  /// Fails (ConfigError naming `what` and both values) unless every rank passes the same `value`
+  /// (e.g. a hash of the resolved configuration); exchanged through the store.
+  void check_same(const std::string& what, const std::string& value);
+  /// Waits until every rank reaches it (an all-reduce of one element).
+  void barrier();
+  /// Number of all-reduce calls so far (tests check the bucketing).
+  std::int64_t collectives() const;
+
+ private:
+  struct Impl;
+  explicit ProcessGroup(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The contiguous shard [begin, begin + count) of `n` items that `rank` of `world` takes: the
+/// first n mod world ranks take one more. The union over ranks is 0..n-1 in order.
+struct Shard {
+  std::int64_t begin = 0, count = 0;
+};
+Shard shard(std::int64_t n, int rank, int world);
+
+}  // namespace stablelearn::distributed

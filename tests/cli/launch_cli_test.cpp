@@ -1,0 +1,312 @@
+// `stablelearn launch` and data-parallel `cl run` through real processes on loopback: 2 ranks with
+// global batch B against an independent 1-process run with batch B (weights and metrics), failing
+// and killed ranks, and bad rendezvous settings.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cli_run_testing.h"
+#include "stablelearn/core/run.h"
+#include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/distributed/launch.h"
+#include "stablelearn/io/npz.h"
+
+namespace stablelearn::testing {
+namespace {
+
+using json = nlohmann::json;
+
+std::string exe() { return (binary_dir() / "stablelearn").string(); }
+
+/// Runs a shell command line (stdout, stderr captured) and times it.
+struct Shell {
+  int status = -1;
+  std::string out, err;
+  double seconds = 0;
+};
+Shell shell(const std::filesystem::path& dir, const std::string& line) {
+  const auto out = dir / "sh_out.txt", err = dir / "sh_err.txt";
+  const auto t0 = std::chrono::steady_clock::now();
+  const int raw = std::system((line + " >" + out.string() + " 2>" + err.string()).c_str());
+  Shell r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = read_file_text(out);
+  r.err = read_file_text(err);
+  return r;
+}
+
+/// Largest |a − b| / max(max|a|, 1e-30) over the arrays of two checkpoints whose names start with
+/// `prefix` ("": all, the model's and the strategy's); fails when they differ in names or shapes.
+double max_rel_diff(const std::filesystem::path& a, const std::filesystem::path& b, const std::string& prefix = "") {
+  const auto ta = io::read_npz(a), tb = io::read_npz(b);
+  if (prefix.empty()) EXPECT_EQ(ta.size(), tb.size());
+  double worst = 0;
+  int models = 0;
+  for (const auto& [k, v] : ta) {
+    if (k.rfind(prefix, 0) != 0) continue;
+    ++models;
+    if (!tb.count(k)) {
+      ADD_FAILURE() << b << " lacks " << k;
+      return INFINITY;
+    }
+    const auto x = data::to_tensor(v).to(torch::kFloat64), y = data::to_tensor(tb.at(k)).to(torch::kFloat64);
+    if (x.sizes() != y.sizes()) {
+      ADD_FAILURE() << k << " shapes differ";
+      return INFINITY;
+    }
+    const double scale = std::max(x.abs().max().item<double>(), 1e-30);
+    worst = std::max(worst, (x - y).abs().max().item<double>() / scale);
+  }
+  EXPECT_GT(models, 0);
+  return worst;
+}
+
+std::vector<json> train_rows(const std::filesystem::path& run) {
+  std::vector<json> rows;
+  for (const auto& r : read_metrics_file(run / "metrics.jsonl"))
+    if (r.value("event", "") == "train") rows.push_back(r);
+  return rows;
+}
+
+class LaunchCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = temp_dir(std::string("launch_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    data_ = write_tiny_fmnist(dir_);
+    config_ = dir_ / "tiny.toml";
+    // log_every = 1: every update's loss is in metrics.jsonl (compared below).
+    std::ofstream(config_) << tiny_cl_config(data_, 3, "log_every = 1\n");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  /// `cl run` of the tiny config in one process and with 2 ranks; checks they end alike.
+  void compare_one_and_two_ranks(const std::string& sets) {
+    const auto one = dir_ / "one", two = dir_ / "two";
+    const auto r1 = shell(dir_, exe() + " --threads 1 cl run " + config_.string() + " --quiet --out " + one.string() + sets);
+    ASSERT_EQ(r1.status, 0) << r1.err;
+    const auto r2 = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                                    " --quiet --out " + two.string() + sets);
+    ASSERT_EQ(r2.status, 0) << r2.err;
+    std::cout << "[ timing   ] 1 process " << r1.seconds << " s, 2 ranks " << r2.seconds << " s\n";
+    // Rank 0 alone reported and wrote the run (one set of rows, not two).
+    EXPECT_NE(r2.out.find("run directory: " + two.string()), std::string::npos) << r2.out;
+    EXPECT_EQ(r2.out.find("run directory:"), r2.out.rfind("run directory:")) << r2.out;
+    const auto s1 = json::parse(read_file_text(one / "summary.json")), s2 = json::parse(read_file_text(two / "summary.json"));
+    ASSERT_EQ(s1.at("completed_tasks"), 3);
+    EXPECT_EQ(s2.at("completed_tasks"), 3);
+    EXPECT_EQ(s1.at("iterations"), s2.at("iterations"));
+    // Metrics: the accuracy matrices agree exactly (an argmax flip would show), losses to 1e-5.
+    EXPECT_EQ(s1.at("accuracy_matrix"), s2.at("accuracy_matrix"));
+    EXPECT_EQ(s1.at("init_accuracy"), s2.at("init_accuracy"));
+    const auto l1 = train_rows(one), l2 = train_rows(two);
+    ASSERT_EQ(l1.size(), l2.size());
+    ASSERT_EQ(l1.size(), s1.at("iterations").get<std::size_t>());
+    double worst_loss = 0;
+    for (std::size_t i = 0; i < l1.size(); ++i) {
+      EXPECT_EQ(l1[i].at("iteration"), l2[i].at("iteration"));
+      const double a = l1[i].at("loss").get<double>(), b = l2[i].at("loss").get<double>();
+      worst_loss = std::max(worst_loss, std::abs(a - b) / std::abs(a));
+    }
+    EXPECT_LE(worst_loss, 1e-5);
+    // Weights after every task (float32): 1e-5 relative. The strategy's state (EWC's Fishers: means
+    // of squared per-sample gradients, whose relative sensitivity to the weights is larger where a
+    // sample is nearly fitted) to 1e-4.
+    double worst = 0, worst_state = 0;
+    for (int t = 0; t < 3; ++t) {
+      const auto f = "checkpoint_task" + std::to_string(t) + ".npz";
+      worst = std::max(worst, max_rel_diff(one / f, two / f, "model."));
+      worst_state = std::max(worst_state, max_rel_diff(one / f, two / f));
+    }
+    EXPECT_LE(worst, 1e-5);
+    EXPECT_LE(worst_state, 1e-4);
+    std::cout << "[ compare  ] 2 ranks vs 1 process: max relative difference of the weights " << worst << ", of the losses "
+              << worst_loss << ", of the strategy's state " << worst_state << "\n";
+    // The runs did train (a weight change the comparison could miss otherwise).
+    EXPECT_GT(max_rel_diff(one / "checkpoint_task0.npz", one / "checkpoint_task2.npz", "model."), 1e-3);
+  }
+
+  std::filesystem::path dir_, data_, config_;
+};
+
+// Batch 13 over 80 images per task: shards 7 + 6 and a last batch of 2 (1 + 1).
+TEST_F(LaunchCli, TwoRanksFineTuningMatchOneProcess) { compare_one_and_two_ranks(" --set train.batch_size=13"); }
+
+// EWC's penalty (independent of the batch) must count once, not once per rank; momentum SGD.
+TEST_F(LaunchCli, TwoRanksEwcMatchOneProcess) {
+  compare_one_and_two_ranks(
+      " --set strategy.name=ewc --set strategy.lambda=50 --set strategy.fisher_samples=20 --set train.momentum=0.9"
+      " --set train.batch_size=16");
+}
+
+TEST_F(LaunchCli, UnsupportedStrategyFailsFastNamingIt) {
+  const auto r = shell(dir_, exe() + " launch --nproc 2 --timeout 30 -- cl run " + config_.string() + " --quiet --out " +
+                                 (dir_ / "er").string() + " --set strategy.name=er");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("strategy.name = \"er\": distributed cl run (WORLD_SIZE=2) does not support this strategy yet"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("stablelearn launch: rank "), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "er" / "metrics.jsonl"));
+}
+
+TEST_F(LaunchCli, FailingRankStopsTheOthersAndIsNamed) {
+  // Every rank fails at once (an unknown configuration key): launch exits with their status,
+  // naming them. (A single failing rank: KilledRankMakesLaunchFailNamingIt.)
+  const auto r = shell(dir_, exe() + " launch --nproc 2 --timeout 30 -- cl run " + config_.string() +
+                                 " --quiet --out " + (dir_ / "bad").string() + " --set train.no_such_key=1");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("stablelearn launch: rank "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("exited with status 2"), std::string::npos) << r.err;
+}
+
+/// Children (pids) of `pid`, from /proc.
+std::vector<pid_t> children(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  pid_t c;
+  while (in >> c) out.push_back(c);
+  return out;
+}
+
+/// RANK from /proc/PID/environ (−1 when unreadable).
+int rank_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  std::string var;
+  while (std::getline(in, var, '\0'))
+    if (var.rfind("RANK=", 0) == 0) return std::stoi(var.substr(5));
+  return -1;
+}
+
+TEST_F(LaunchCli, KilledRankMakesLaunchFailNamingIt) {
+  const auto err = dir_ / "launch_err.txt";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // A run long enough to be killed in the middle (200 epochs of the tiny stream).
+    const std::string line = exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                             " --quiet --out " + (dir_ / "killed").string() + " --set train.epochs=2000 >/dev/null 2>" +
+                             err.string();
+    ::execl("/bin/sh", "sh", "-c", ("exec " + line).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Wait until both ranks train (rank 0 has written its first metrics row), then SIGKILL rank 1.
+  const auto start = std::chrono::steady_clock::now();
+  pid_t victim = -1;
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    if (std::filesystem::exists(dir_ / "killed" / "metrics.jsonl"))
+      for (pid_t c : children(pid))
+        if (rank_of(c) == 1) victim = c;
+    if (victim > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(victim, 0) << "rank 1 not found";
+  const auto ranks = children(pid);
+  ASSERT_EQ(ranks.size(), 2u);
+  ::kill(victim, SIGKILL);
+  int status = 0;
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL);
+  const auto text = read_file_text(err);
+  EXPECT_NE(text.find("stablelearn launch: rank 1 (pid " + std::to_string(victim) + ") was killed by signal 9"),
+            std::string::npos)
+      << text;
+  EXPECT_LT(secs, 20.0);
+  for (pid_t c : ranks) EXPECT_NE(::kill(c, 0), 0) << "rank pid " << c << " still alive";
+}
+
+TEST_F(LaunchCli, SigtermIsForwardedToEveryRank) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string line = exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                             " --quiet --out " + (dir_ / "term").string() + " --set train.epochs=2000 >/dev/null 2>&1";
+    ::execl("/bin/sh", "sh", "-c", ("exec " + line).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(30) &&
+         !std::filesystem::exists(dir_ / "term" / "metrics.jsonl"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto ranks = children(pid);
+  ASSERT_EQ(ranks.size(), 2u);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+  for (pid_t c : ranks) EXPECT_NE(::kill(c, 0), 0) << "rank pid " << c << " still alive";
+}
+
+TEST_F(LaunchCli, WrongMasterPortFailsWithinTheTimeout) {
+  const int port = distributed::free_port();  // nothing listens there
+  const auto r = shell(dir_, "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) +
+                                 " STABLELEARN_DIST_TIMEOUT=2 " + exe() + " --threads 1 cl run " + config_.string() +
+                                 " --quiet --out " + (dir_ / "port").string());
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("rank 1 could not reach rank 0's rendezvous at MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                       std::to_string(port) + " within 2 s"),
+            std::string::npos)
+      << r.err;
+  EXPECT_LT(r.seconds, 15.0);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "port"));
+}
+
+TEST_F(LaunchCli, MismatchedWorldSizeFailsWithinTheTimeout) {
+  // Rank 0 expects 3 ranks; only 2 come (launch sets WORLD_SIZE=2 for both, so start them by hand).
+  const int port = distributed::free_port();
+  const auto env = [&](int rank, int world) {
+    return "RANK=" + std::to_string(rank) + " WORLD_SIZE=" + std::to_string(world) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+           std::to_string(port) + " STABLELEARN_DIST_TIMEOUT=3 " + exe() + " --threads 1 cl run " + config_.string() +
+           " --quiet --out " + (dir_ / "ws").string();
+  };
+  const auto r = shell(dir_, "(" + env(1, 2) + " 2>" + (dir_ / "r1.txt").string() + " & p=$!; " + env(0, 3) +
+                                 "; echo rank0=$?; wait $p; echo rank1=$?)");
+  EXPECT_NE(r.out.find("rank0=2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rank1=2"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("ranks disagree on WORLD_SIZE: 3 on rank 0, 2 on rank 1"), std::string::npos) << r.err;
+  const auto r1 = read_file_text(dir_ / "r1.txt");
+  EXPECT_NE(r1.find("ranks disagree on WORLD_SIZE: 3 on rank 0, 2 on rank 1 (reported to rank 1)"), std::string::npos) << r1;
+  std::cout << "[ message  ] rank 0: " << r.err << "[ message  ] rank 1: " << r1;
+  EXPECT_LT(r.seconds, 20.0);
+}
+
+TEST_F(LaunchCli, RanksOtherThanZeroWriteNothing) {
+  // Two ranks started by hand with different --out folders: rank 1's must never appear.
+  const int port = distributed::free_port();
+  const auto rank = [&](int r, const std::string& out) {
+    return "RANK=" + std::to_string(r) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) +
+           " STABLELEARN_DIST_TIMEOUT=30 " + exe() + " --threads 1 cl run " + config_.string() + " --quiet --out " +
+           (dir_ / out).string() + " --set train.epochs=1";
+  };
+  const auto r = shell(dir_, "(" + rank(1, "rank1") + " & p=$!; " + rank(0, "rank0") + "; echo rank0=$?; wait $p; echo rank1=$?)");
+  EXPECT_NE(r.out.find("rank0=0"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("rank1=0"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "rank0" / "summary.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "rank1"));
+}
+
+TEST_F(LaunchCli, BadRankVariableIsAUsageError) {
+  const auto r = shell(dir_, "RANK=abc WORLD_SIZE=2 " + exe() + " cl run " + config_.string() + " --out " + (dir_ / "x").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("environment variable RANK=\"abc\" is not an integer"), std::string::npos) << r.err;
+}
+
+TEST_F(LaunchCli, NoCommandIsAUsageError) {
+  const auto r = shell(dir_, exe() + " launch --nproc 2");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("COMMAND"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace stablelearn::testing
