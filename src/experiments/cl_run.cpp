@@ -137,6 +137,8 @@ class ClRun final : public TaskLearner {
   double update(const cl::Batch& batch);
   double plain_update(const cl::Batch& batch);
   double update_distributed(const cl::Batch& batch);
+  void optimiser_step();
+  void end_update(const cl::Batch& batch);
   void write_checkpoint(std::int64_t i);
   void write_reports(std::int64_t i);
   void write_sharpness_svg();
@@ -410,6 +412,13 @@ double ClRun::update(const cl::Batch& batch) {
   const double loss_value = loss.item<double>();
   if (!std::isfinite(loss_value)) return loss_value;  // the loop stops the run (no update)
   loss.backward();
+  optimiser_step();
+  end_update(batch);
+  return loss_value;
+}
+
+/// After backward: the strategy's hook, then its own step or the optimiser's.
+void ClRun::optimiser_step() {
   strategy_->after_backward(ctx_);
   if (!strategy_->step(ctx_)) {
     if (sgd_)
@@ -417,11 +426,14 @@ double ClRun::update(const cl::Batch& batch) {
     else
       opt_->step();
   }
+}
+
+/// After the weights moved: the strategy's hook and the iteration counters (every update path).
+void ClRun::end_update(const cl::Batch& batch) {
   strategy_->after_step(ctx_, batch);
   ++global_iter_;
   ++ctx_.task_iteration;
   ctx_.iteration = global_iter_;
-  return loss_value;
 }
 
 /// update() for a plain strategy (Strategy::plain_updates) with the gradients of
@@ -445,10 +457,7 @@ double ClRun::plain_update(const cl::Batch& batch) {
         }
       },
       into);
-  strategy_->after_step(ctx_, batch);
-  ++global_iter_;
-  ++ctx_.task_iteration;
-  ctx_.iteration = global_iter_;
+  end_update(batch);
   return loss_value;
 }
 
@@ -491,17 +500,8 @@ double ClRun::update_distributed(const cl::Batch& batch) {
   group_->all_reduce(reduced, distributed::Reduce::Sum);
   const double loss_value = total.item<double>();
   if (!std::isfinite(loss_value)) return loss_value;
-  strategy_->after_backward(ctx_);
-  if (!strategy_->step(ctx_)) {
-    if (sgd_)
-      sgd_->step();
-    else
-      opt_->step();
-  }
-  strategy_->after_step(ctx_, batch);
-  ++global_iter_;
-  ++ctx_.task_iteration;
-  ctx_.iteration = global_iter_;
+  optimiser_step();
+  end_update(batch);
   return loss_value;
 }
 

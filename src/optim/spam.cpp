@@ -110,10 +110,30 @@ State& state_of(States& states, const torch::Tensor& p) {
 
 // ---- the mechanisms ---------------------------------------------------------------------------
 
+namespace {
+
+/// AdaClip's running max|g| (updated) and its bias-corrected value m̂_max at step t: the bound.
+double ada_clip_bound(double& m_max, double max_abs, std::int64_t t, double gamma3) {
+  m_max = gamma3 * m_max + (1 - gamma3) * max_abs;
+  return m_max / (1 - std::pow(gamma3, static_cast<double>(t)));
+}
+
+/// AdaGN's running norms (updated) and the factor k with which g (of norm n) becomes
+/// g · m̂_n / (√v̂_n + ε) / n (k = 1 for n = 0: the gradient stays as it is).
+double ada_gn_factor(double& m_norm, double& v_norm, double n, std::int64_t t, double gamma1, double gamma2, double eps) {
+  m_norm = gamma1 * m_norm + (1 - gamma1) * n;
+  v_norm = gamma2 * v_norm + (1 - gamma2) * n * n;
+  const double td = static_cast<double>(t);
+  const double m_hat = m_norm / (1 - std::pow(gamma1, td));
+  const double v_hat = v_norm / (1 - std::pow(gamma2, td));
+  return n > 0 ? (m_hat / (std::sqrt(v_hat) + eps)) / n : 1.0;
+}
+
+}  // namespace
+
 void ada_clip_(torch::Tensor& g, double& m_max, std::int64_t t, double gamma3) {
   const double max_abs = g.abs().max().item<double>();
-  m_max = gamma3 * m_max + (1 - gamma3) * max_abs;
-  const double m_hat = m_max / (1 - std::pow(gamma3, static_cast<double>(t)));
+  const double m_hat = ada_clip_bound(m_max, max_abs, t, gamma3);
   if (max_abs > m_hat) {
     const auto mask = g.abs() > m_hat;
     g.copy_(torch::where(mask, g * (m_hat / max_abs), g));
@@ -123,13 +143,8 @@ void ada_clip_(torch::Tensor& g, double& m_max, std::int64_t t, double gamma3) {
 torch::Tensor ada_gn(const torch::Tensor& g, double& m_norm, double& v_norm, std::int64_t t, double gamma1, double gamma2,
                      double eps) {
   const double n = g.norm().item<double>();
-  m_norm = gamma1 * m_norm + (1 - gamma1) * n;
-  v_norm = gamma2 * v_norm + (1 - gamma2) * n * n;
-  const double td = static_cast<double>(t);
-  const double m_hat = m_norm / (1 - std::pow(gamma1, td));
-  const double v_hat = v_norm / (1 - std::pow(gamma2, td));
-  if (!(n > 0)) return g;
-  return g * ((m_hat / (std::sqrt(v_hat) + eps)) / n);
+  const double k = ada_gn_factor(m_norm, v_norm, n, t, gamma1, gamma2, eps);
+  return n > 0 ? g * k : g;
 }
 
 void spam_clip_(torch::Tensor& g, const torch::Tensor& v, double threshold) {
@@ -223,6 +238,7 @@ torch::Tensor StableSpam::step(LossClosure closure) {
     const double scale = o.total_steps() > 0 ? stable_spam_cosine(steps_, o.total_steps(), o.eta_min()) : 1.0;
     const double beta1 = std::get<0>(o.betas()) * scale, beta2 = std::get<1>(o.betas());
     const double gamma1 = (o.gamma1() == -1 ? std::get<0>(o.betas()) : o.gamma1()) * scale;
+    const bool moret = o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       SL_CHECK(!p.grad().is_sparse(), ConfigError, "StableSpam: sparse gradients are not supported");
@@ -230,7 +246,7 @@ torch::Tensor StableSpam::step(LossClosure closure) {
       if (o.weight_decay() > 0) p.mul_(1 - o.lr() * o.weight_decay());
       s.step(s.step() + 1);
       const auto& grad = p.grad();
-      if (o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0) {  // MoRet (after the counter moved)
+      if (moret) {  // MoRet (after the counter moved)
         s.exp_avg().zero_();
         s.exp_avg_sq().zero_();
       }
@@ -242,22 +258,17 @@ torch::Tensor StableSpam::step(LossClosure closure) {
         AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "stable_spam_norms", [&] {
           std::tie(max_abs, sumsq) = max_and_sumsq(grad.data_ptr<scalar_t>(), n);
         });
-        double m_max = o.gamma3() * s.m_max() + (1 - o.gamma3()) * max_abs;
-        const double bound = m_max / (1 - std::pow(o.gamma3(), static_cast<double>(s.step())));
+        double m_max = s.m_max(), m_norm = s.m_norm(), v_norm = s.v_norm();
+        const double bound = ada_clip_bound(m_max, max_abs, s.step(), o.gamma3());
         const bool clipping = max_abs > bound;
         const double clip_scale = clipping ? bound / max_abs : 1.0;
         if (clipping)
           AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "stable_spam_clipped", [&] {
             sumsq = clipped_sumsq(grad.data_ptr<scalar_t>(), n, bound, clip_scale);
           });
-        const double norm = std::sqrt(sumsq);
-        const double m_norm = gamma1 * s.m_norm() + (1 - gamma1) * norm;
-        const double v_norm = o.gamma2() * s.v_norm() + (1 - o.gamma2()) * norm * norm;
-        const double td = static_cast<double>(s.step());
-        const double m_hat = m_norm / (1 - std::pow(gamma1, td)), v_hat = v_norm / (1 - std::pow(o.gamma2(), td));
-        const double k = norm > 0 ? (m_hat / (std::sqrt(v_hat) + o.eps())) / norm : 1.0;
+        const double k = ada_gn_factor(m_norm, v_norm, std::sqrt(sumsq), s.step(), gamma1, o.gamma2(), o.eps());
         s.m_max(m_max).m_norm(m_norm).v_norm(v_norm);
-        if (o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0) s.step(1);
+        if (moret) s.step(1);
         const double t = static_cast<double>(s.step());
         const double bc1 = 1 - std::pow(beta1, t), bc2 = 1 - std::pow(beta2, t);
         AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "stable_spam_update", [&] {
@@ -273,7 +284,7 @@ torch::Tensor StableSpam::step(LossClosure closure) {
       ada_clip_(g, m_max, s.step(), o.gamma3());
       g = ada_gn(g, m_norm, v_norm, s.step(), gamma1, o.gamma2(), o.eps());
       s.m_max(m_max).m_norm(m_norm).v_norm(v_norm);
-      if (o.update_proj_gap() > 0 && steps_ % o.update_proj_gap() == 0) s.step(1);
+      if (moret) s.step(1);
       const double t = static_cast<double>(s.step());
       const double bc1 = 1 - std::pow(beta1, t), bc2 = 1 - std::pow(beta2, t);
       s.exp_avg().mul_(beta1).add_(g, 1 - beta1);

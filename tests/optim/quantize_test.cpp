@@ -42,7 +42,7 @@ TEST(FakeQuantize, FusedLoopGivesTheTensorFormulasBits) {
   }
 }
 
-TEST(FakeQuantize, Int4ErrorIsAtMostHalfAStepPerGroup) {
+TEST(FakeQuantize, Int4ErrorIsAtMostOneStepPerGroup) {
   torch::manual_seed(1);
   const auto x = torch::randn({8, 256}, torch::kFloat64) * torch::linspace(0.1, 10, 8, torch::kFloat64).unsqueeze(1);
   const auto q = so::fake_quantize(x, 4, 256);
