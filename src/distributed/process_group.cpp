@@ -59,6 +59,20 @@ struct ProcessGroup::Impl {
     }
     ++collectives;
   }
+
+  void run_broadcast(torch::Tensor& t, int root) {
+    std::vector<at::Tensor> v{t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    try {
+      auto work = group->broadcast(v, o);
+      work->wait(env.timeout);
+    } catch (const std::exception& ex) {
+      SL_THROW(IoError, "rank ", env.rank, " of ", env.world_size, ": broadcast from rank ", root,
+               " failed (another rank stopped, or none answered within ", seconds(env.timeout), " s): ", first_line(ex));
+    }
+    ++collectives;
+  }
 };
 
 ProcessGroup::ProcessGroup(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -189,6 +203,20 @@ void ProcessGroup::all_reduce_gradients(const std::vector<torch::Tensor>& params
     grads.push_back(g);
   }
   all_reduce(grads, op, bucket_bytes);
+}
+
+std::string ProcessGroup::broadcast(const std::string& bytes, int root) {
+  SL_CHECK(root >= 0 && root < size(), UsageError, "broadcast: root rank ", root, " is not one of 0..", size() - 1);
+  const bool me = rank() == root;
+  auto len = torch::full({1}, me ? static_cast<std::int64_t>(bytes.size()) : std::int64_t{0}, torch::kInt64);
+  impl_->run_broadcast(len, root);
+  const auto n = len.item<std::int64_t>();
+  if (n == 0) return {};
+  auto data = me ? torch::from_blob(const_cast<char*>(bytes.data()), {n}, torch::kUInt8).clone()
+                 : torch::empty({n}, torch::kUInt8);
+  impl_->run_broadcast(data, root);
+  if (me) return bytes;
+  return std::string(reinterpret_cast<const char*>(data.data_ptr<std::uint8_t>()), static_cast<std::size_t>(n));
 }
 
 void ProcessGroup::barrier() {

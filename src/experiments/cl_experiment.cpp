@@ -182,7 +182,8 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
              ": distributed cl run does not support the GrokAlign regulariser yet (set it to 0 or run in one process)");
     SL_CHECK(p_->train.device == "cpu", ConfigError, "train.device = \"", p_->train.device,
              "\": distributed cl run all-reduces CPU tensors through Gloo (set train.device = \"cpu\")");
-    SL_CHECK(!resume, UsageError, "--resume: distributed cl run cannot resume yet (rerun from scratch, or resume in one process)");
+    // --resume: rank 0 opens the run directory below and hands its checkpoint to the other ranks
+    // (ClRun::restore), whatever the number of ranks that wrote it.
     if (group->rank() != 0) return detail::run_cl(*p_, p_->strategy, nullptr, progress, stop_after, group);
   }
   // On --resume the run's config.toml is re-resolved with this build's defaults (keys added since

@@ -249,12 +249,42 @@ void ClRun::draw_eval_subsets() {
 }
 
 void ClRun::restore() {
-  if (!lead_) return;  // distributed runs are never resumed (ClExperiment::run); ranks > 0 do not evaluate
-  if (!run_->resumed()) {
-    for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
+  // The checkpoint to continue from: rank 0 (or the one process) reads it from the run directory;
+  // in a distributed run it hands it to the other ranks (an empty payload: a fresh run), so they
+  // need not share rank 0's file system and may be more or fewer than before (the checkpoint
+  // holds nothing that depends on the number of ranks).
+  json ck;
+  std::map<std::string, io::NdArray> tensors;
+  std::string source;
+  if (lead_ && run_->resumed()) {
+    ck = run_->read_manifest(kCheckpointFormat, kCheckpointVersion).fields;
+    const auto file = run_->file(ck.at("file").get<std::string>());
+    source = file.string();
+    if (!group_) tensors = io::read_npz(file);
+    else {
+      const auto bytes = read_file_bytes(file);
+      tensors = io::parse_npz(bytes.data(), bytes.size(), source);
+      const auto head = ck.dump();
+      std::string payload = std::to_string(head.size()) + "\n" + head;
+      payload.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      group_->broadcast(payload);
+    }
+  } else if (group_) {
+    const auto payload = group_->broadcast(std::string());
+    if (!lead_ && !payload.empty()) {
+      const auto nl = payload.find('\n');
+      const auto n = static_cast<std::size_t>(std::stoll(payload.substr(0, nl)));
+      ck = json::parse(payload.substr(nl + 1, n));
+      source = "rank 0's " + ck.at("file").get<std::string>();
+      const auto* p = reinterpret_cast<const std::uint8_t*>(payload.data()) + nl + 1 + n;
+      tensors = io::parse_npz(p, payload.size() - nl - 1 - n, source);
+    }
+  }
+  if (ck.is_null()) {
+    if (lead_)
+      for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
     return;
   }
-  const json ck = run_->read_manifest(kCheckpointFormat, kCheckpointVersion).fields;
   first_task_ = ck.at("completed_tasks").get<std::int64_t>();
   global_iter_ = ck.at("iteration").get<std::int64_t>();
   result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
@@ -267,15 +297,13 @@ void ClRun::restore() {
     tracks_.push_back(r);
     tracker_.record(r.at("task").get<std::int64_t>(), r.at("acc").get<std::vector<double>>());
   }
-  const auto file = run_->file(ck.at("file").get<std::string>());
-  const auto tensors = io::read_npz(file);
   {
     torch::NoGradGuard no_grad;
     for (std::size_t i = 0; i < ctx_.params.size(); ++i) {
       const auto key = "model." + std::to_string(i);
-      SL_CHECK(tensors.count(key), DataError, file.string(), ": missing ", key);
+      SL_CHECK(tensors.count(key), DataError, source, ": missing ", key);
       const auto t = data::to_tensor(tensors.at(key));
-      SL_CHECK(t.sizes() == ctx_.params[i].sizes(), DataError, "checkpoint: ", key, " has shape ", t.sizes(), ", expected ",
+      SL_CHECK(t.sizes() == ctx_.params[i].sizes(), DataError, source, ": ", key, " has shape ", t.sizes(), ", expected ",
                ctx_.params[i].sizes());
       ctx_.params[i].copy_(t);
     }

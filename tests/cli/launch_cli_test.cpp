@@ -47,7 +47,9 @@ Shell shell(const std::filesystem::path& dir, const std::string& line) {
 /// `prefix` ("": all, the model's and the strategy's); fails when they differ in names or shapes.
 double max_rel_diff(const std::filesystem::path& a, const std::filesystem::path& b, const std::string& prefix = "") {
   const auto ta = io::read_npz(a), tb = io::read_npz(b);
-  if (prefix.empty()) EXPECT_EQ(ta.size(), tb.size());
+  if (prefix.empty()) {
+    EXPECT_EQ(ta.size(), tb.size());
+  }
   double worst = 0;
   int models = 0;
   for (const auto& [k, v] : ta) {
@@ -246,6 +248,109 @@ TEST_F(LaunchCli, SigtermIsForwardedToEveryRank) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
   for (pid_t c : ranks) EXPECT_NE(::kill(c, 0), 0) << "rank pid " << c << " still alive";
+}
+
+/// completed_tasks of RUN's checkpoint manifest (0 when there is none yet or it is being replaced).
+int completed_tasks(const std::filesystem::path& run) {
+  try {
+    return json::parse(read_file_text(run / "checkpoint.json")).at("completed_tasks").get<int>();
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+/// The final results of two runs of 3 tasks agree: accuracy matrices exactly, the weights (and the
+/// strategy's state) after every task to `tol` relative: 1e-5 when the runs sum float32 gradients
+/// in another order (other numbers of ranks), 0 when they should take the very same steps.
+void expect_same_result(const std::filesystem::path& a, const std::filesystem::path& b, double tol) {
+  const auto sa = json::parse(read_file_text(a / "summary.json")), sb = json::parse(read_file_text(b / "summary.json"));
+  ASSERT_EQ(sa.at("completed_tasks"), 3);
+  ASSERT_EQ(sb.at("completed_tasks"), 3);
+  EXPECT_EQ(sa.at("iterations"), sb.at("iterations"));
+  EXPECT_EQ(sa.at("accuracy_matrix"), sb.at("accuracy_matrix"));
+  EXPECT_EQ(sa.at("init_accuracy"), sb.at("init_accuracy"));
+  double worst = 0;
+  for (int t = 0; t < 3; ++t) {
+    const auto f = "checkpoint_task" + std::to_string(t) + ".npz";
+    worst = std::max(worst, max_rel_diff(a / f, b / f));
+  }
+  EXPECT_LE(worst, tol);
+  std::cout << "[ compare  ] " << b.filename() << " vs " << a.filename() << ": max relative difference of the weights " << worst
+            << "\n";
+}
+
+// --resume of a distributed run, with another number of ranks each time: 2 ranks train task 0,
+// 3 ranks continue with task 1 (rank 0 hands its checkpoint to the others), one process finishes.
+// The result is that of an uninterrupted one-process run.
+TEST_F(LaunchCli, ResumeWithAnotherNumberOfRanks) {
+  const std::string sets = " --set train.batch_size=13";
+  const auto one = dir_ / "one", run = dir_ / "resumed";
+  const auto r1 = shell(dir_, exe() + " --threads 1 cl run " + config_.string() + " --quiet --out " + one.string() + sets);
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  const auto a = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                                 " --quiet --out " + run.string() + " --stop-after 1" + sets);
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(completed_tasks(run), 1);
+  const auto b = shell(dir_, exe() + " launch --nproc 3 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                                 " --quiet --out " + run.string() + " --resume --stop-after 1" + sets);
+  ASSERT_EQ(b.status, 0) << b.err;
+  ASSERT_EQ(completed_tasks(run), 2);
+  const auto c = shell(dir_, exe() + " --threads 1 cl run " + config_.string() + " --quiet --out " + run.string() + " --resume" + sets);
+  ASSERT_EQ(c.status, 0) << c.err;
+  expect_same_result(one, run, 1e-5);
+}
+
+// kill -9 of a rank in the middle of task 1: launch names it and stops rank 0 at once; what is in
+// the run directory is complete (the manifest and the checkpoint it names load); --resume with 2
+// ranks ends with the uninterrupted run's result.
+TEST_F(LaunchCli, KilledRankRunResumesToTheSameResult) {
+  // Long enough tasks (250 epochs of 5 batches) to land the kill inside task 1.
+  const std::string sets = " --set train.epochs=250";
+  const auto run = dir_ / "killed", err = dir_ / "launch_err.txt";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string line = exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                             " --quiet --out " + run.string() + sets + " >/dev/null 2>" + err.string();
+    ::execl("/bin/sh", "sh", "-c", ("exec " + line).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  pid_t victim = -1;
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(120) && completed_tasks(run) < 1)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (pid_t c : children(pid))
+    if (rank_of(c) == 1) victim = c;
+  ASSERT_GT(victim, 0) << "rank 1 not found (the run ended or never started)";
+  const auto ranks = children(pid);
+  ::kill(victim, SIGKILL);
+  const auto killed_at = std::chrono::steady_clock::now();
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 128 + SIGKILL) << "the run ended before the kill";
+  EXPECT_NE(read_file_text(err).find("stablelearn launch: rank 1 (pid " + std::to_string(victim) + ") was killed by signal 9"),
+            std::string::npos)
+      << read_file_text(err);
+  EXPECT_LT(secs, 60.0);
+  for (pid_t c : ranks) EXPECT_NE(::kill(c, 0), 0) << "rank pid " << c << " still alive";
+  // Nothing half-written: the manifest parses and names a complete checkpoint of the model.
+  const int done = completed_tasks(run);
+  ASSERT_GE(done, 1);
+  ASSERT_LT(done, 3);
+  const auto manifest = json::parse(read_file_text(run / "checkpoint.json"));
+  EXPECT_GT(io::read_npz(run / manifest.at("file").get<std::string>()).count("model.0"), 0u);
+  std::cout << "[ killed   ] rank 1 killed after " << done << " completed task(s); launch exited " << secs << " s later\n";
+
+  const auto resumed = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                                       " --quiet --out " + run.string() + " --resume" + sets);
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const auto whole = dir_ / "whole";
+  const auto w = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                                 " --quiet --out " + whole.string() + sets);
+  ASSERT_EQ(w.status, 0) << w.err;
+  expect_same_result(whole, run, 0.0);
 }
 
 TEST_F(LaunchCli, WrongMasterPortFailsWithinTheTimeout) {

@@ -53,6 +53,10 @@ class ProcessGroup {
   /// Fails (ConfigError naming `what` and both values) unless every rank passes the same `value`
   /// (e.g. a hash of the resolved configuration); exchanged through the store.
   void check_same(const std::string& what, const std::string& value);
+  /// Rank `root`'s `bytes` on every rank (other ranks' arguments are ignored): a broadcast of the
+  /// length, then of the bytes. Used to hand rank 0's checkpoint to the other ranks on --resume
+  /// (they need not see rank 0's file system). IoError when a rank stopped or none answered in time.
+  std::string broadcast(const std::string& bytes, int root = 0);
   /// Waits until every rank reaches it (an all-reduce of one element).
   void barrier();
   /// Number of all-reduce calls so far (tests check the bucketing).
