@@ -1,5 +1,6 @@
 #include "stablelearn/core/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -85,9 +86,38 @@ void Config::check_sections(const std::vector<std::string>& known) const {
   }
 }
 
+namespace {
+/// toml++ 3.3's default output mis-writes strings with line breaks: one that starts with a line
+/// break goes into a multi-line string, whose first line break a TOML reader drops, and without
+/// multi-line strings it writes a one-line literal string '...' holding the raw line break, which
+/// no reader accepts (both found by fuzz/fuzz_config.cpp). Such strings are written as basic
+/// strings with escapes (\n); every other document keeps toml++'s default form.
+constexpr auto kEscapedFlags = toml::toml_formatter::default_flags & ~toml::format_flags::allow_multi_line_strings &
+                               ~toml::format_flags::allow_literal_strings;
+
+bool has_control_chars(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+bool any_control_chars(const toml::node& n) {
+  if (const auto* s = n.as_string()) return has_control_chars(s->get());
+  if (const auto* t = n.as_table())
+    for (const auto& [k, v] : *t)
+      if (has_control_chars(std::string(k.str())) || any_control_chars(v)) return true;
+  if (const auto* a = n.as_array())
+    for (const auto& v : *a)
+      if (any_control_chars(v)) return true;
+  return false;
+}
+
+toml::format_flags write_flags(const toml::node& n) {
+  return any_control_chars(n) ? kEscapedFlags : toml::toml_formatter::default_flags;
+}
+}  // namespace
+
 std::string Config::to_string() const {
   std::ostringstream os;
-  os << impl_->table << "\n";
+  os << toml::toml_formatter(impl_->table, write_flags(impl_->table)) << "\n";
   return os.str();
 }
 
@@ -100,7 +130,12 @@ void flatten(const toml::table& t, const std::string& prefix, std::map<std::stri
       continue;
     }
     std::ostringstream os;
-    v.visit([&os](const auto& node) { os << node; });
+    v.visit([&os](const auto& node) {
+      if constexpr (toml::is_string<decltype(node)> || toml::is_array<decltype(node)>)
+        os << toml::toml_formatter(node, write_flags(node));
+      else
+        os << node;
+    });
     out[key] = os.str();
   }
 }

@@ -1,6 +1,9 @@
 #include "stablelearn/core/fs.h"
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -27,6 +30,23 @@ std::string read_file_text(const fs::path& path) {
   return ss.str();
 }
 
+namespace {
+
+/// Fault injection for the kill-anywhere tests (tests/cli/kill_resume_test.cpp): with
+/// STABLELEARN_KILL_AT_WRITE=N in the environment, the N-th atomic write of this process kills the
+/// process with SIGKILL after half of the temporary file is written, as a crash in the middle of a
+/// checkpoint write would. Unset (always, outside those tests): one getenv per process.
+bool killed_at_this_write() {
+  static const long target = [] {
+    const char* v = std::getenv("STABLELEARN_KILL_AT_WRITE");
+    return v ? std::strtol(v, nullptr, 10) : 0L;
+  }();
+  static std::atomic<long> writes{0};
+  return target > 0 && ++writes == target;
+}
+
+}  // namespace
+
 void write_file_atomic(const fs::path& path, std::string_view bytes) {
   if (path.has_parent_path()) {
     std::error_code ec;
@@ -39,6 +59,11 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
   {
     std::FILE* f = std::fopen(tmp.c_str(), "wb");
     SL_CHECK(f != nullptr, IoError, tmp.string(), ": cannot open for writing (", std::strerror(errno), ")");
+    if (killed_at_this_write()) {
+      std::fwrite(bytes.data(), 1, bytes.size() / 2, f);
+      std::fflush(f);
+      std::raise(SIGKILL);
+    }
     const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0;
     const bool closed = std::fclose(f) == 0;
     if (!ok || !closed) {

@@ -99,6 +99,21 @@ void drop_partial_metrics_row(const fs::path& path) {
   if (changed) write_file_atomic(path, text);
 }
 
+/// The temporary files of atomic writes that a killed process left behind (NAME.tmpDIGITS, in the
+/// run directory and its subfolders): the file they were to replace is still the complete old one.
+void remove_unfinished_writes(const fs::path& run) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (fs::recursive_directory_iterator it(run, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const auto name = it->path().filename().string();
+    const auto dot = name.rfind(".tmp");
+    if (dot == std::string::npos || dot + 4 == name.size()) continue;
+    if (name.find_first_not_of("0123456789", dot + 4) == std::string::npos) stale.push_back(it->path());
+  }
+  for (const auto& f : stale) fs::remove(f, ec);
+}
+
 }  // namespace
 
 RunDir RunDir::open(const fs::path& path, const std::string& config_toml, const RunDirOptions& options) {
@@ -109,6 +124,7 @@ RunDir RunDir::open(const fs::path& path, const std::string& config_toml, const 
   if (occupied && options.resume_) {
     check_resumed_config(path, config_toml, options);
     drop_partial_metrics_row(path / "metrics.jsonl");
+    remove_unfinished_writes(path);
     return RunDir(path, true);
   }
   SL_CHECK(!occupied, UsageError, path.string(), ": already holds a run (",
@@ -173,38 +189,6 @@ std::vector<json> RunDir::keep_metrics(const std::function<bool(const json&)>& k
 void RunDir::write_summary(json summary) const {
   summary["runtime"] = json::parse(runtime_info_json(runtime_info()));
   write_json("summary.json", summary);
-}
-
-CheckpointManifest read_checkpoint_manifest(const fs::path& path, const std::string& format, int max_version) {
-  SL_CHECK(fs::exists(path), IoError, path.string(), ": no checkpoint (is this a run directory?)");
-  json j;
-  try {
-    j = json::parse(read_file_text(path));
-  } catch (const json::exception& e) {
-    SL_THROW(DataError, path.string(), ": corrupt checkpoint (", e.what(), ")");
-  }
-  SL_CHECK(j.is_object() && j.value("format", "") == format, DataError, path.string(), ": not a stablelearn ", format, " file");
-  const auto& v = j.contains("version") ? j.at("version") : json();
-  SL_CHECK(v.is_number_integer(), DataError, path.string(), ": no format version");
-  const int version = v.get<int>();
-  SL_CHECK(version >= 1, DataError, path.string(), ": format version ", version, " is not valid");
-  SL_CHECK(version <= max_version, DataError, path.string(), ": format version ", version,
-           " was written by a newer stablelearn; this build reads versions 1..", max_version);
-  CheckpointManifest m;
-  m.format = format;
-  m.version = version;
-  j.erase("format");
-  j.erase("version");
-  m.fields = std::move(j);
-  return m;
-}
-
-void write_checkpoint_manifest(const fs::path& path, const CheckpointManifest& manifest) {
-  // nlohmann::json orders keys; format and version are found by name, so the order is cosmetic.
-  json j = manifest.fields.is_object() ? manifest.fields : json::object();
-  j["format"] = manifest.format;
-  j["version"] = manifest.version;
-  write_file_atomic(path, j.dump(1));
 }
 
 void RunDir::write_manifest(const CheckpointManifest& manifest, const std::string& name) const {

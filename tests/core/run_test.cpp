@@ -197,6 +197,11 @@ TEST(CheckpointManifest, RoundTripsAndRefusesNewerVersionsAndOtherFormats) {
                                            "not a stablelearn stablelearn-other-checkpoint file");
   sl::write_file_atomic(dir / "checkpoint.json", "{\"format\": \"stablelearn-test-checkpoint\", \"version\": 0}");
   sl::testing::expect_error<sl::DataError>([&] { run.read_manifest("stablelearn-test-checkpoint", 2); }, "version 0 is not valid");
+  // 2^32 + 1 would wrap to 1 as an int (and be taken for version 1); negative and huge values too.
+  for (const char* v : {"4294967297", "-4294967295", "18446744073709551617", "1e3", "1.0"}) {
+    sl::write_file_atomic(dir / "checkpoint.json", std::string("{\"format\": \"stablelearn-test-checkpoint\", \"version\": ") + v + "}");
+    EXPECT_THROW(run.read_manifest("stablelearn-test-checkpoint", 2), sl::DataError) << v;
+  }
   sl::write_file_atomic(dir / "checkpoint.json", "{\"format\": \"stablelearn-test");
   sl::testing::expect_error<sl::DataError>([&] { run.read_manifest("stablelearn-test-checkpoint", 2); }, "corrupt checkpoint");
   fs::remove(dir / "checkpoint.json");

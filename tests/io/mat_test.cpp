@@ -4,6 +4,7 @@
 // are not .mat files at all.
 #include "stablelearn/io/mat.h"
 
+#include <chrono>
 #include <matio.h>
 
 #include <cstring>
@@ -273,6 +274,32 @@ TEST(MatReject, TruncatedLasaFileNeverCrashes) {
   testing::put_file(dir / "t.mat", std::vector<std::uint8_t>(angle.begin(), angle.begin() + 50000));
   expect_error([&] { list_mat_variables(dir / "t.mat"); }, {"t.mat", "truncated or corrupt"});
   std::filesystem::remove_all(dir);
+}
+
+// Inputs kept from fuzz/fuzz_mat.cpp (scripts/fuzz.sh): a LASA file whose size field asks matio
+// for about 170 PB. matio's malloc fails and the reader reports a DataError naming the file; never
+// a crash. (Under ASan the fuzzer had aborted on the allocation itself.)
+// A second one, a cell array whose corrupt header makes matio allocate cells for about 2 s before
+// it reports the corruption (a libFuzzer timeout under ASan): rejected, in well under a minute.
+TEST(MatReject, FuzzReproducersAreRejectedCleanly) {
+  for (const char* name : {"mat_huge_allocation.mat", "mat_slow_corrupt_cells.mat"}) {
+    const auto file = testing::fixtures() / "fuzz" / name;
+    ASSERT_TRUE(std::filesystem::exists(file));
+    const auto t0 = std::chrono::steady_clock::now();
+    int rejected = 0;
+    try {
+      read_lasa_mat(file);
+    } catch (const DataError& e) {
+      ++rejected;
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(rejected, 1) << name;
+    try {
+      (void)list_mat_variables(file);
+    } catch (const DataError&) {
+    }
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0) << name;
+  }
 }
 
 }  // namespace
