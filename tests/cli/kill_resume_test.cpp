@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "cli_run_testing.h"
+#include "cli_testing.h"
 #include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/io/npz.h"
@@ -195,6 +196,29 @@ TEST_F(KillResume, LfdTrainKilledTenTimesEndsAsIfUninterrupted) {
   EXPECT_EQ(mw.at("evaluations"), mk.at("evaluations"));
   expect_equal_npz(whole / mw.at("file").get<std::string>(), killed / mk.at("file").get<std::string>());
   EXPECT_EQ(json::parse(read_file_text(whole / "eval_results.json")), json::parse(read_file_text(killed / "eval_results.json")));
+}
+
+// NaN/inf: a run that diverges in task 1 (EWC with an absurd strength: task 0 has no penalty and
+// trains, task 1's penalty overflows) stops at the first non-finite loss with the task, the
+// iteration and the hint, exits with a data error, and keeps task 0's checkpoint loadable; a
+// report can still be made of it.
+TEST_F(KillResume, DivergingRunStopsAtTheFirstNonFiniteLossAndKeepsItsCheckpoint) {
+  const auto data = write_tiny_fmnist(dir_);
+  const auto config = dir_ / "tiny.toml";
+  std::ofstream(config) << tiny_cl_config(data, 5);
+  const auto run = dir_ / "diverged";
+  const auto r = run_cli("cl run " + config.string() + " --quiet --out " + run.string() +
+                         " --set strategy.name=ewc --set strategy.lambda=1e38 --set train.lr=10");
+  EXPECT_NE(r.status, 0);
+  std::cout << "[ message  ] " << r.err;
+  EXPECT_NE(r.err.find("task 1 iteration "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the training loss is "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("lower train.lr or the strategy's strength"), std::string::npos) << r.err;
+  ASSERT_EQ(json::parse(read_file_text(run / "checkpoint.json")).at("completed_tasks"), 1);
+  const auto t = io::read_npz(run / "checkpoint_task0.npz");
+  for (const auto& [k, v] : t) EXPECT_TRUE(torch::isfinite(data::to_tensor(v)).all().item<bool>()) << k;
+  const auto rep = run_cli("report " + run.string() + " --out " + (dir_ / "diverged.html").string());
+  EXPECT_EQ(rep.status, 0) << rep.err;
 }
 
 }  // namespace
