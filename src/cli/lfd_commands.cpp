@@ -15,6 +15,8 @@
 #include "stablelearn/lfd/figures.h"
 #include "stablelearn/lfd/skill_export.h"
 #include "stablelearn/lfd/trainer.h"
+#include "stablelearn/distributed/env.h"
+#include "stablelearn/distributed/process_group.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
 
 #include <chrono>
@@ -136,6 +138,7 @@ void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
     std::string config, out;
     std::vector<std::string> overrides;
     bool resume = false, dry_run = false, quiet = false;
+    std::int64_t stop_after = -1;
   };
   auto targs = std::make_shared<TrainArgs>();
   auto* train = lfd->add_subcommand(
@@ -144,6 +147,8 @@ void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
   train->add_option("--out", targs->out, "Run directory to create (or to continue with --resume)");
   train->add_option("--set", targs->overrides, "Override a configuration value: section.key=value (repeatable)");
   train->add_flag("--resume", targs->resume, "Continue a stopped run from its last completed task");
+  train->add_option("--stop-after", targs->stop_after, "Stop once this many tasks are complete (continue later with --resume)")
+      ->check(CLI::PositiveNumber);
   train->add_flag("--dry-run", targs->dry_run,
                   "Validate the configuration and print it resolved, without training (keys: stablelearn list lfd-config)");
   train->add_flag("--quiet", targs->quiet, "No progress on stderr");
@@ -159,11 +164,19 @@ void add_train_command(CLI::App* lfd, CommandRegistry& reg) {
       return 0;
     }
     lfd::LfdTrainer trainer(cfg, targs->out);
-    ProgressReporter bar(targs->quiet ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
-    trainer.run(targs->resume, [&](const lfd::TrainProgress& p) {
-      bar.update(fmt::format("task {}/{}", p.task + 1, p.tasks), p.iteration, p.iterations,
-                 fmt::format("loss {:.3e} reg {:.3e}", p.loss, p.reg));
-    });
+    // Started by `stablelearn launch` or torchrun (RANK, WORLD_SIZE, ... set): data-parallel.
+    std::unique_ptr<distributed::ProcessGroup> group;
+    if (const auto env = distributed::read_dist_env()) group = distributed::ProcessGroup::connect(*env);
+    const bool lead = !group || group->rank() == 0;
+    ProgressReporter bar(targs->quiet || !lead ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
+    trainer.run(
+        targs->resume,
+        [&](const lfd::TrainProgress& p) {
+          bar.update(fmt::format("task {}/{}", p.task + 1, p.tasks), p.iteration, p.iterations,
+                     fmt::format("loss {:.3e} reg {:.3e}", p.loss, p.reg));
+        },
+        targs->stop_after, group.get());
+    if (!lead) return 0;  // rank 0 writes the figures and reports
     if (cfg.evaluate) lfd::write_run_figures(lfd::LfdRun(targs->out), targs->out, std::filesystem::path(targs->out) / "figures");
     if (!targs->quiet) std::cerr << "run written to " << targs->out << "\n";
     return 0;

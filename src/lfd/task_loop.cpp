@@ -5,6 +5,9 @@
 
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/distributed/process_group.h"
+#include "stablelearn/io/npz.h"
 #include "stablelearn/core/run.h"
 #include "stablelearn/core/task_loop.h"
 #include "stablelearn/report/svg.h"
@@ -50,22 +53,24 @@ namespace {
 /// (spec §3.6), checkpoints and the result files.
 class LfdRun final : public TaskLearner {
  public:
-  LfdRun(const LfdConfig& c, const RunDir& dir, TaskSource& tasks, Learner& learner,
+  /// `dir` is null on the ranks other than 0 of a distributed run: they train only (no
+  /// evaluation, diagnostics, metrics rows, checkpoints or reports).
+  LfdRun(const LfdConfig& c, const RunDir* dir, TaskSource& tasks, Learner& learner,
          const std::function<void(const TrainProgress&)>& progress, LoopResults& results)
       : c_(c), dir_(dir), tasks_(tasks), learner_(learner), progress_(progress), results_(results),
-        tb_(std::make_unique<report::TensorBoardWriter>(dir.path())) {}
+        tb_(dir ? std::make_unique<report::TensorBoardWriter>(dir->path()) : nullptr) {}
 
   /// On --resume: the learner's state, the results so far and the metrics.jsonl rows of the
   /// completed tasks (rows of an interrupted task are dropped, since it is trained again); returns
   /// the first task to train.
   std::int64_t restore() {
-    const auto ck = read_checkpoint(dir_.path());
+    const auto ck = read_checkpoint(dir_->path());
     SL_CHECK(ck.method == learner_.method(), DataError, ck.tensors_file.string(), ": checkpoint of method '", ck.method,
              "', the configuration says '", learner_.method(), "'");
     learner_.resume(ck);
     results_.seconds = ck.seconds;
     results_.evals = ck.evals;
-    const auto kept = dir_.keep_metrics([&](const nlohmann::json& row) {
+    const auto kept = dir_->keep_metrics([&](const nlohmann::json& row) {
       return row.is_object() && row.contains("task") && row.at("task").get<std::int64_t>() < ck.completed;
     });
     for (auto row : kept)
@@ -89,13 +94,13 @@ class LfdRun final : public TaskLearner {
   }
 
   void after_step(std::int64_t i, std::int64_t it, double loss) override {
-    if (c_.diagnostics.enabled() && (it + 1) % c_.diagnostics.every == 0) {
+    if (dir_ && c_.diagnostics.enabled() && (it + 1) % c_.diagnostics.every == 0) {
       // After update it + 1, on its window, w.r.t. the tensors the task loss was differentiated
       // against (LfdDiagnostics).
       const auto probe = learner_.probe(i);
       auto row = measure_sharpness(c_, probe.wrt, probe.rollout, probe.target, i, it + 1);
       row.update(probe.row_extra);
-      dir_.append_metrics(row);
+      dir_->append_metrics(row);
       for (const char* k : {"lambda_max", "grad_norm", "trace"})
         if (row.contains(k) && row[k].is_number()) tb_->scalar(std::string("diag/") + k, row[k].get<double>(), step_of(i, it + 1));
       row.erase("event");
@@ -104,11 +109,11 @@ class LfdRun final : public TaskLearner {
     if (best_.offer(it, loss)) learner_.keep_best();
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
     const auto iteration = it + 1;
-    if (iteration % c_.log_every == 0 || iteration == c_.iterations) {
+    if (dir_ && (iteration % c_.log_every == 0 || iteration == c_.iterations)) {
       nlohmann::json row{{"task", i},         {"iteration", iteration},   {"loss", loss},
                          {"reg", out_.reg},   {"best_loss", best_.best},  {"seconds", elapsed}};
       if (out_.cert >= 0) row["cert"] = out_.cert;
-      dir_.append_metrics(row);
+      dir_->append_metrics(row);
       const auto step = step_of(i, iteration);
       tb_->scalar("train/loss", loss, step);
       tb_->scalar("train/reg", out_.reg, step);
@@ -122,11 +127,12 @@ class LfdRun final : public TaskLearner {
 
   void evaluate(std::int64_t i, double seconds) override {
     results_.seconds.push_back(seconds);
+    if (!dir_) return;  // a rank other than 0 (rank 0 evaluates while the others go on)
     std::vector<EvalCell> row;
     for (std::int64_t j = 0; c_.evaluate && j <= i; ++j) {
       row.push_back(learner_.evaluate(i, j, results_.evals));
       const auto& e = row.back();
-      dir_.append_metrics({{"task", i}, {"eval_task", j}, {"dtw_median", e.dtw.median},
+      dir_->append_metrics({{"task", i}, {"eval_task", j}, {"dtw_median", e.dtw.median},
                            {"frechet_median", e.frechet.median}, {"swept_median", e.swept.median}});
       const auto step = step_of(i, c_.iterations);
       const auto tj = std::to_string(j);
@@ -141,15 +147,17 @@ class LfdRun final : public TaskLearner {
   }
 
   void checkpoint(std::int64_t i) override {
-    write_checkpoint(dir_, learner_.method(), i, learner_.checkpoint_tensors(), results_.seconds, results_.evals);
+    if (!dir_) return;
+    write_checkpoint(*dir_, learner_.method(), i, learner_.checkpoint_tensors(), results_.seconds, results_.evals);
   }
 
   void report(std::int64_t i) override {
+    if (!dir_) return;
     auto info = learner_.summary(i + 1);
     info.tasks = tasks_.num_tasks();
     info.task_files = tasks_.task_files();
     info.diagnostics = diag_rows_;
-    write_results(dir_, c_, results_.evals, results_.seconds, info);
+    write_results(*dir_, c_, results_.evals, results_.seconds, info);
     if (c_.diagnostics.enabled() && c_.diagnostics.records("lambda_max") && !diag_rows_.empty()) write_figure(i);
   }
 
@@ -169,11 +177,11 @@ class LfdRun final : public TaskLearner {
     f.two_over_lr = 2.0 / c_.lr;
     f.title = std::string("sharpness: top ") + (c_.diagnostics.curvature == "ggn" ? "Gauss-Newton" : "Hessian") +
               " eigenvalue of the task loss on the training window (" + c_.method + ")";
-    report::save_sharpness_figure(dir_.file("sharpness.svg").string(), f);
+    report::save_sharpness_figure(dir_->file("sharpness.svg").string(), f);
   }
 
   const LfdConfig& c_;
-  const RunDir& dir_;
+  const RunDir* dir_;  // null on ranks > 0 of a distributed run
   TaskSource& tasks_;
   Learner& learner_;
   const std::function<void(const TrainProgress&)>& progress_;
@@ -188,19 +196,50 @@ class LfdRun final : public TaskLearner {
 }  // namespace
 
 void run_tasks(const LfdConfig& c, const std::filesystem::path& run, TaskSource& tasks, Learner& learner, bool resume,
-               const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after, LoopResults& results) {
+               const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after, LoopResults& results,
+               distributed::ProcessGroup* group) {
+  const auto resolved = c.to_config().to_string();
+  if (group) group->check_same("the resolved configuration (CONFIG and --set)", std::to_string(std::hash<std::string>{}(resolved)));
+  const auto n = tasks.num_tasks();
+  const auto last = stop_after > 0 ? std::min(stop_after, n) : n;
+  if (group && group->rank() != 0) {
+    // Rank 0's checkpoint, if it resumes (an empty payload: a fresh run): "completed\n" + npz bytes.
+    std::int64_t first = 0;
+    const auto payload = group->broadcast(std::string());
+    if (!payload.empty()) {
+      const auto nl = payload.find('\n');
+      CheckpointData ck;
+      ck.completed = std::stoll(payload.substr(0, nl));
+      ck.tensors_file = "rank 0's checkpoint";
+      const auto* p = reinterpret_cast<const std::uint8_t*>(payload.data()) + nl + 1;
+      ck.tensors = io::parse_npz(p, payload.size() - nl - 1, ck.tensors_file.string());
+      learner.resume(ck);
+      first = ck.completed;
+    }
+    LfdRun lfd_run(c, nullptr, tasks, learner, progress, results);
+    run_task_loop(lfd_run, first, last);
+    return;
+  }
   // On --resume the stored config.toml is re-resolved with this build's defaults (e.g. a run made
   // before the [diagnostics] table existed): equal to this configuration → the run continues.
   const auto config_path = (run / "config.toml").string();
   const auto reresolve = [&config_path](const std::string& stored) {
     return LfdConfig::from_config(Config::from_string(stored, config_path)).to_config().to_string();
   };
-  const auto dir =
-      RunDir::open(run, c.to_config().to_string(), RunDirOptions().resume(resume).marker("checkpoint.json").reresolve(reresolve));
-  LfdRun lfd_run(c, dir, tasks, learner, progress, results);
+  const auto dir = RunDir::open(run, resolved, RunDirOptions().resume(resume).marker("checkpoint.json").reresolve(reresolve));
+  LfdRun lfd_run(c, &dir, tasks, learner, progress, results);
   const std::int64_t first = dir.resumed() ? lfd_run.restore() : 0;
-  const auto n = tasks.num_tasks();
-  run_task_loop(lfd_run, first, stop_after > 0 ? std::min(stop_after, n) : n);
+  if (group) {
+    std::string payload;
+    if (first > 0) {
+      const auto ck = read_checkpoint(dir.path());
+      const auto bytes = read_file_bytes(ck.tensors_file);
+      payload = std::to_string(ck.completed) + "\n";
+      payload.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+    group->broadcast(payload);
+  }
+  run_task_loop(lfd_run, first, last);
 }
 
 }  // namespace stablelearn::lfd::detail

@@ -94,8 +94,11 @@ struct LoopResults {
 };
 
 /// Trains every task not yet completed (all with resume = false; see LfdTrainer::run).
+/// With `group`, rank 0 opens (or resumes) the run directory, hands its checkpoint to the other
+/// ranks and alone evaluates and writes; the other ranks train only.
 void run_tasks(const LfdConfig& c, const std::filesystem::path& run, TaskSource& tasks, Learner& learner, bool resume,
-               const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after, LoopResults& results);
+               const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after, LoopResults& results,
+               distributed::ProcessGroup* group = nullptr);
 
 /// The learner of a baseline method (baselines.cpp).
 std::unique_ptr<Learner> make_baseline_learner(const LfdConfig& c, TaskSource& tasks);

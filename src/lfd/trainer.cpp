@@ -11,11 +11,12 @@
 
 #include "stablelearn/core/env.h"
 #include "stablelearn/core/error.h"
-#include "stablelearn/core/run.h"
 #include "stablelearn/core/fs.h"
+#include "stablelearn/core/run.h"
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/data/lfd_preprocess.h"
 #include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/distributed/process_group.h"
 #include "stablelearn/io/npz.h"
 #include "stablelearn/lfd/baselines.h"
 #include "stablelearn/lfd/cl_scores.h"
@@ -293,7 +294,11 @@ class HnetLearner : public detail::Learner {
     params_.push_back(emb_);
   }
 
-  detail::StepOutcome step(std::int64_t i, std::int64_t) override {
+  /// A distributed run: this rank's group (step() then computes its shares and all-reduces).
+  void set_group(distributed::ProcessGroup* group) { group_ = group; }
+
+  detail::StepOutcome step(std::int64_t i, std::int64_t it) override {
+    if (group_) return step_distributed(i, it);
     win_ = data::sample_window(tasks_.task32(i), c_.tsub, window_gen_);
     const auto flat = net_->forward_task(i);
     const auto pred = detail::train_rollout(c_, target_, flat, {}, win_.y.select(1, 0), win_.t);
@@ -320,6 +325,85 @@ class HnetLearner : public detail::Learner {
     }
     opt_theta_->step(grads);
     out.loss = loss.item<double>();
+    return out;
+  }
+
+  /// step() on rank r of N: every rank draws the same window and the same past tasks (same
+  /// generators); rank r takes the contiguous shard r of the window's demonstrations (its squared
+  /// errors divided by the whole window's count, so the shares sum to the 1-process mean) and of
+  /// the regularised tasks (divided by their whole number). The certificate penalty counts on rank 0
+  /// only. All-reduce 1: the task-loss gradients (θ and the embedding) and the loss → the same
+  /// embedding step and the same look-ahead Δθ everywhere. All-reduce 2: the regulariser gradients
+  /// at θ + Δθ (rank 0 adds its share to the task gradients, the others to zeros) and its value →
+  /// the same Adam step everywhere.
+  detail::StepOutcome step_distributed(std::int64_t i, std::int64_t) {
+    win_ = data::sample_window(tasks_.task32(i), c_.tsub, window_gen_);
+    const int rank = group_->rank(), world = group_->size();
+    const auto M = win_.y.size(0);
+    const auto demos = distributed::shard(M, rank, world);
+    detail::StepOutcome out;
+    torch::Tensor loss;
+    std::vector<torch::Tensor> grads;
+    const auto flat = net_->forward_task(i);
+    if (demos.count > 0) {
+      const auto y = win_.y.narrow(0, demos.begin, demos.count);
+      const auto pred = detail::train_rollout(c_, target_, flat, {}, y.select(1, 0), win_.t);
+      loss = (pred - y).pow(2).sum() / static_cast<double>(win_.y.numel());
+    }
+    double cert_value = -1;
+    if (c_.cert_weight > 0) {
+      // Drawn on every rank (the generator stays in step); counted on rank 0.
+      const auto states = detail::certificate_states(tasks_.task32(i).x, c_.cert_samples, cert_gen_);
+      if (rank == 0) {
+        const auto cert = models::functional::snode_certificate_violation(
+            states, period_, target_.layout.split(flat), *target_.snode, c_.discrete_kappa);
+        cert_value = cert.item<double>();
+        loss = loss.defined() ? loss + c_.cert_weight * cert : c_.cert_weight * cert;
+      }
+    }
+    if (loss.defined()) {
+      grads = torch::autograd::grad({loss}, params_);
+    } else {
+      for (const auto& p : params_) grads.push_back(torch::zeros_like(p));
+    }
+    auto sums = torch::zeros({2}, torch::kFloat64);
+    if (loss.defined()) sums[0] = loss.item<double>();
+    {
+      auto all = grads;
+      all.push_back(sums);
+      group_->all_reduce(all, distributed::Reduce::Sum);
+    }
+    opt_emb_->step({grads.back()});
+    grads.pop_back();
+    if (i > 0 && c_.beta > 0) {
+      const auto tasks = sample_regularized_tasks(i, c_.num_regs, reg_gen_);
+      const auto mine = distributed::shard(static_cast<std::int64_t>(tasks.size()), rank, world);
+      std::vector<torch::Tensor> reg_grads;
+      if (rank == 0) {
+        reg_grads = grads;  // the task gradients, plus rank 0's share below
+      } else {
+        for (const auto& g : grads) reg_grads.push_back(torch::zeros_like(g));
+      }
+      double reg_share = 0;
+      if (mine.count > 0) {
+        const std::vector<std::int64_t> my_tasks(tasks.begin() + mine.begin, tasks.begin() + mine.begin + mine.count);
+        const double share = static_cast<double>(mine.count) / static_cast<double>(tasks.size());
+        reg_share = add_lookahead_regularizer_grad(theta_, opt_theta_->lookahead(grads), c_.beta * share, [&] {
+          return output_regularizer(targets_, my_tasks, [&](std::int64_t j) {
+            return net_->forward_embedding(net_->task_embedding(j).detach());
+          });
+        }, reg_grads) * share;
+      }
+      auto reg_sum = torch::full({1}, reg_share, torch::kFloat64);
+      auto all = reg_grads;
+      all.push_back(reg_sum);
+      group_->all_reduce(all, distributed::Reduce::Sum);
+      grads = std::move(reg_grads);
+      out.reg = reg_sum.item<double>();
+    }
+    opt_theta_->step(grads);
+    out.loss = sums[0].item<double>();
+    if (c_.cert_weight > 0) out.cert = cert_value;  // rank 0's (the others do not log it)
     return out;
   }
 
@@ -385,6 +469,7 @@ class HnetLearner : public detail::Learner {
   torch::Tensor emb_, best_emb_;
   std::optional<Adam> opt_theta_, opt_emb_;  // the current task's
   data::Window win_;
+  distributed::ProcessGroup* group_ = nullptr;
 };
 
 }  // namespace
@@ -410,8 +495,15 @@ LfdTrainer::~LfdTrainer() = default;
 const std::vector<std::vector<EvalCell>>& LfdTrainer::evaluations() const { return s_->results.evals; }
 const std::vector<double>& LfdTrainer::train_seconds() const { return s_->results.seconds; }
 
-void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after) {
-  detail::run_tasks(s_->cfg, s_->run, *s_->tasks, *s_->learner, resume, progress, stop_after, s_->results);
+void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after,
+                     distributed::ProcessGroup* group) {
+  if (group) {
+    SL_CHECK(s_->cfg.method == "hnet", ConfigError, "model.method = \"", s_->cfg.method,
+             "\": distributed lfd train (WORLD_SIZE=", group->size(),
+             ") supports the hypernetwork learner (model.method = \"hnet\") only; run the baselines in one process");
+    static_cast<HnetLearner&>(*s_->learner).set_group(group);
+  }
+  detail::run_tasks(s_->cfg, s_->run, *s_->tasks, *s_->learner, resume, progress, stop_after, s_->results, group);
 }
 
 // ---------------------------------------------------------------------------------------------

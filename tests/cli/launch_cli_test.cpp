@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -351,6 +352,106 @@ TEST_F(LaunchCli, KilledRankRunResumesToTheSameResult) {
                                  " --quiet --out " + whole.string() + sets);
   ASSERT_EQ(w.status, 0) << w.err;
   expect_same_result(whole, run, 0.0);
+}
+
+/// A tiny CHN → sNODE configuration of 3 LASA tasks whose regulariser visits every past task
+/// (task 2: two tasks, one per rank), every iteration logged.
+std::string tiny_lfd_config() {
+  return "[data]\ntasks = 3\n[model]\nh = 8\nhp = 4\nfhat_layers = 1\nhnet_hidden = [8]\ntask_emb_dim = 4\n"
+         "chunk_emb_dim = 4\nchunk_dim = 128\n[train]\niterations = 20\nlog_every = 1\nnum_regs = 0\n";
+}
+
+/// The lfd runs `a` and `b` (3 tasks) agree: the hypernetwork's tensors to 1e-5 relative, every
+/// logged loss and regulariser value to 1e-5 relative, the evaluation medians to 1e-5 relative.
+void expect_same_lfd_run(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto ma = json::parse(read_file_text(a / "checkpoint.json")), mb = json::parse(read_file_text(b / "checkpoint.json"));
+  ASSERT_EQ(ma.at("completed_tasks"), 3);
+  ASSERT_EQ(mb.at("completed_tasks"), 3);
+  const double w = max_rel_diff(a / ma.at("file").get<std::string>(), b / mb.at("file").get<std::string>());
+  EXPECT_LE(w, 1e-5);
+  // The last row of every (task, iteration): a resumed run repeats the rows of its interrupted task.
+  auto rows = [](const std::filesystem::path& run) {
+    std::map<std::pair<long, long>, json> out;
+    for (const auto& r : read_metrics_file(run / "metrics.jsonl"))
+      if (r.contains("loss") && r.contains("iteration") && !r.contains("event"))
+        out[{r.at("task").get<long>(), r.at("iteration").get<long>()}] = r;
+    return out;
+  };
+  const auto ra = rows(a), rb = rows(b);
+  ASSERT_EQ(ra.size(), 60u);
+  ASSERT_EQ(rb.size(), ra.size());
+  double worst = 0;
+  for (const auto& [k, r] : ra) {
+    const auto& q = rb.at(k);
+    for (const char* f : {"loss", "reg"}) {
+      const double x = r.at(f).get<double>(), y = q.at(f).get<double>();
+      if (x != 0 || y != 0) worst = std::max(worst, std::abs(x - y) / std::max(std::abs(x), std::abs(y)));
+    }
+  }
+  EXPECT_LE(worst, 1e-5);
+  double worst_eval = 0;
+  const auto ea = ma.at("evaluations"), eb = mb.at("evaluations");
+  ASSERT_EQ(ea.size(), eb.size());
+  for (std::size_t i = 0; i < ea.size(); ++i)
+    for (std::size_t j = 0; j < ea[i].size(); ++j)
+      for (const char* f : {"dtw", "frechet"}) {
+        const double x = ea[i][j].at(f).at("median").get<double>(), y = eb[i][j].at(f).at("median").get<double>();
+        worst_eval = std::max(worst_eval, std::abs(x - y) / std::max(std::abs(x), 1e-30));
+      }
+  EXPECT_LE(worst_eval, 1e-5);
+  std::cout << "[ compare  ] " << b.filename() << " vs " << a.filename() << ": hypernetwork " << w << ", losses " << worst
+            << ", evaluation medians " << worst_eval << " (max relative differences)\n";
+}
+
+// lfd train with 2 ranks (demonstrations 4 + 3, regularised tasks split) ends as one process.
+TEST_F(LaunchCli, LfdTrainTwoRanksMatchOneProcess) {
+  const auto cfg = dir_ / "lfd.toml";
+  std::ofstream(cfg) << tiny_lfd_config();
+  const auto one = dir_ / "lfd_one", two = dir_ / "lfd_two";
+  const auto r1 = shell(dir_, exe() + " --threads 1 lfd train " + cfg.string() + " --quiet --out " + one.string());
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  const auto r2 = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 60 -- lfd train " + cfg.string() +
+                                  " --quiet --out " + two.string());
+  ASSERT_EQ(r2.status, 0) << r2.err;
+  std::cout << "[ timing   ] 1 process " << r1.seconds << " s, 2 ranks " << r2.seconds << " s\n";
+  expect_same_lfd_run(one, two);
+  // The regulariser was on in tasks 1 and 2 (its split over the ranks is what task 2 tests).
+  int regularised = 0;
+  for (const auto& r : read_metrics_file(two / "metrics.jsonl"))
+    if (r.contains("reg") && r.at("task").get<int>() == 2 && r.at("reg").get<double>() > 0) ++regularised;
+  EXPECT_EQ(regularised, 20);
+}
+
+// --resume of a distributed lfd run with other numbers of ranks: 2 ranks train task 0, 3 ranks
+// task 1, one process task 2; the result is the uninterrupted one-process run's.
+TEST_F(LaunchCli, LfdTrainResumesWithAnotherNumberOfRanks) {
+  const auto cfg = dir_ / "lfd.toml";
+  std::ofstream(cfg) << tiny_lfd_config();
+  const auto one = dir_ / "lfd_one", run = dir_ / "lfd_resumed";
+  const auto r1 = shell(dir_, exe() + " --threads 1 lfd train " + cfg.string() + " --quiet --out " + one.string());
+  ASSERT_EQ(r1.status, 0) << r1.err;
+  const auto a = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 60 -- lfd train " + cfg.string() +
+                                 " --quiet --out " + run.string() + " --stop-after 1");
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(completed_tasks(run), 1);
+  const auto b = shell(dir_, exe() + " launch --nproc 3 --threads-per-proc 1 --timeout 60 -- lfd train " + cfg.string() +
+                                 " --quiet --out " + run.string() + " --resume --stop-after 2");
+  ASSERT_EQ(b.status, 0) << b.err;
+  ASSERT_EQ(completed_tasks(run), 2);
+  const auto c = shell(dir_, exe() + " --threads 1 lfd train " + cfg.string() + " --quiet --out " + run.string() + " --resume");
+  ASSERT_EQ(c.status, 0) << c.err;
+  expect_same_lfd_run(one, run);
+}
+
+TEST_F(LaunchCli, LfdTrainBaselineIsRefusedNamingTheKey) {
+  const auto cfg = dir_ / "lfd.toml";
+  std::ofstream(cfg) << tiny_lfd_config();
+  const auto r = shell(dir_, exe() + " launch --nproc 2 --timeout 30 -- lfd train " + cfg.string() + " --quiet --out " +
+                                 (dir_ / "ft").string() + " --set model.method=ft");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("model.method = \"ft\": distributed lfd train (WORLD_SIZE=2) supports the hypernetwork learner"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_F(LaunchCli, WrongMasterPortFailsWithinTheTimeout) {

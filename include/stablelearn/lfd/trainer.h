@@ -27,6 +27,10 @@
 #include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
 
+namespace stablelearn::distributed {
+class ProcessGroup;
+}
+
 namespace stablelearn::lfd {
 
 /// [diagnostics]: curvature of the training loss recorded during training (docs/lfd.md §5; the
@@ -178,7 +182,12 @@ class LfdTrainer {
   /// (ConfigError if the run directory's config differs from this one).
   /// `stop_after` > 0 stops once that many tasks are complete (a time-boxed or simulated-kill run;
   /// --resume continues it).
-  void run(bool resume, const std::function<void(const TrainProgress&)>& progress = {}, std::int64_t stop_after = -1);
+  /// `group` (a distributed run, see docs/distributed.md): every rank trains the same model on its
+  /// shard of every window's demonstrations and of the past tasks the regulariser visits; the
+  /// gradients are summed by all-reduces; rank 0 alone evaluates and writes the run directory.
+  /// model.method = "hnet" only (ConfigError otherwise).
+  void run(bool resume, const std::function<void(const TrainProgress&)>& progress = {}, std::int64_t stop_after = -1,
+           distributed::ProcessGroup* group = nullptr);
 
   /// Results so far: cells[i][j] for j <= i.
   const std::vector<std::vector<EvalCell>>& evaluations() const;
