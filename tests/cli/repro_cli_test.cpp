@@ -20,7 +20,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -44,8 +44,9 @@ json checked_results(const fs::path& run, const std::string& name) {
     const auto& v = c.at("value");
     const double t = c.at("threshold").get<double>();
     const auto cmp = c.at("comparison").get<std::string>();
-    EXPECT_TRUE(cmp == "<=" || cmp == ">=") << cmp;
-    const bool pass = !v.is_null() && (cmp == "<=" ? v.get<double>() <= t : v.get<double>() >= t);
+    EXPECT_TRUE(cmp == "<=" || cmp == ">=" || cmp == "<" || cmp == ">") << cmp;
+    const double x = v.is_null() ? 0.0 : v.get<double>();
+    const bool pass = !v.is_null() && (cmp == "<=" ? x <= t : cmp == ">=" ? x >= t : cmp == "<" ? x < t : x > t);
     EXPECT_EQ(c.at("pass").get<bool>(), pass) << c.dump();
     all = all && pass;
   }
@@ -221,6 +222,26 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
       for (std::size_t i = 0; i < lx.size(); ++i) sx += lx[i], sy += ly[i], sxx += lx[i] * lx[i], sxy += lx[i] * ly[i];
       EXPECT_NEAR(num(m.at(std::string(loss) + "_exponent")), (n * sxy - sx * sy) / (n * sxx - sx * sx), 1e-9) << loss;
     }
+  } else if (name == "elr") {
+    // Per noise rate: the corrupted count is round(rate · samples); per method one value per epoch,
+    // every share in [0, 1]; the final-accuracy gap and the memorised ratio recomputed from the
+    // curves.
+    for (const auto& [key, rate] : std::vector<std::pair<std::string, double>>{{"40", 0.4}, {"80", 0.8}}) {
+      const auto& r = row.at(key);
+      EXPECT_EQ(r.at("corrupted").get<double>(), std::round(rate * 1000)) << key;
+      for (const char* meth : {"ce", "elr"})
+        for (const char* curve : {"test_acc", "memorised", "corrected"}) {
+          const auto v = r.at(meth).at(curve).get<std::vector<double>>();
+          ASSERT_EQ(v.size(), 3u) << meth << " " << curve;
+          for (double x : v) EXPECT_TRUE(x >= 0 && x <= 1) << meth << " " << curve << " " << x;
+        }
+      const double gap = r.at("elr").at("test_acc").back().get<double>() - r.at("ce").at("test_acc").back().get<double>();
+      EXPECT_NEAR(num(m.at("elr_minus_ce_final_test_acc_" + key)), gap, 1e-12);
+      const double ratio = r.at("elr").at("memorised").back().get<double>() / r.at("ce").at("memorised").back().get<double>();
+      EXPECT_NEAR(num(m.at("elr_over_ce_final_memorised_" + key)), ratio, 1e-12);
+    }
+    EXPECT_TRUE(fs::exists(run / "elr_test_acc.svg"));
+    EXPECT_TRUE(fs::exists(run / "elr_memorised.svg"));
   }
   fs::remove_all(run.parent_path());
 }

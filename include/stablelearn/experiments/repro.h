@@ -38,7 +38,7 @@ struct ReproOption {
 struct ReproCheck {
   std::string name;        ///< what is compared, in words
   double value = 0;
-  std::string comparison;  ///< "<=" or ">="
+  std::string comparison;  ///< "<=", ">=", "<" or ">"
   double threshold = 0;
   bool pass = false;       ///< value comparison threshold (false when value is NaN)
 };

@@ -15,9 +15,14 @@ namespace stablelearn::experiments {
 using nlohmann::json;
 
 ReproCheck make_check(std::string name, double value, const std::string& comparison, double threshold) {
-  SL_CHECK(comparison == "<=" || comparison == ">=", InternalError, "check '", name, "': comparison must be <= or >=");
+  SL_CHECK(comparison == "<=" || comparison == ">=" || comparison == "<" || comparison == ">", InternalError, "check '",
+           name, "': comparison must be <=, >=, < or >");
   ReproCheck c{std::move(name), value, comparison, threshold, false};
-  c.pass = comparison == "<=" ? value <= threshold : value >= threshold;  // false for NaN
+  // false for NaN
+  c.pass = comparison == "<=" ? value <= threshold
+           : comparison == ">=" ? value >= threshold
+           : comparison == "<"  ? value < threshold
+                                : value > threshold;
   return c;
 }
 
