@@ -2,6 +2,7 @@
 
 #include "cl_internal.h"
 #include "stablelearn/distributed/process_group.h"
+#include "stablelearn/robust/label_noise.h"
 
 #include <nlohmann/json.hpp>
 
@@ -56,6 +57,23 @@ std::vector<data::ClTask> build_stream(const ClStreamOptions& o) {
         t.test = {t.test.images.narrow(0, 0, o.test_per_task), t.test.labels.narrow(0, 0, o.test_per_task)};
     }
   }
+  if (o.label_noise != "none" && o.label_noise_rate > 0) {
+    // Among the task's own training labels (split streams: its 2 classes; domain: 0/1; permuted and
+    // rotated: all 10): labels → their index in the sorted label set, corrupted, mapped back.
+    for (auto& t : tasks) {
+      const auto labels = t.train.labels;
+      const auto set = std::get<0>(at::_unique(labels, /*sorted=*/true));
+      SL_CHECK(set.numel() >= 2, ConfigError, "stream.label_noise: task ", t.id, " has ", set.numel(),
+               " training label(s); label noise needs at least 2");
+      robust::LabelNoiseOptions no;
+      no.kind = o.label_noise;
+      no.rate = o.label_noise_rate;
+      no.seed = derive_seed(o.label_noise_seed, t.id, 23);
+      const auto noisy = robust::corrupt_labels(torch::searchsorted(set, labels), set.numel(), no);
+      t.train_clean_labels = labels;
+      t.train.labels = set.index_select(0, noisy.labels);
+    }
+  }
   return tasks;
 }
 
@@ -84,6 +102,11 @@ void ClStreamOptions::fields(options::Visitor& v) {
   v("data_dir", data_dir, "folder with the Fashion-MNIST idx files");
   v("train_per_task", train_per_task, "training samples per task (0 = all)").at_least(0);
   v("test_per_task", test_per_task, "test samples per task (0 = all)").at_least(0);
+  v("label_noise", label_noise,
+    "corrupt each task's training labels among the task's labels: none | symmetric | asymmetric (docs/robust.md)")
+      .one_of({"none", "symmetric", "asymmetric"});
+  v("label_noise_rate", label_noise_rate, "fraction of each task's training labels corrupted").at_least(0.0).below(1.0);
+  v("label_noise_seed", label_noise_seed, "seed of the corruption (with the task index)");
 }
 
 void ClTrainOptions::fields(options::Visitor& v) {

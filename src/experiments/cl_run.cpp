@@ -31,6 +31,7 @@
 #include "stablelearn/optim/sgd.h"
 #include "stablelearn/report/svg.h"
 #include "stablelearn/report/tensorboard.h"
+#include "stablelearn/robust/label_noise.h"
 
 namespace stablelearn::experiments {
 
@@ -167,6 +168,7 @@ class ClRun final : public TaskLearner {
   std::vector<std::int64_t> boundaries_;
   std::int64_t first_task_ = 0, global_iter_ = 0;
   std::vector<json> diag_rows_;  // [diagnostics] measurements so far
+  std::vector<json> memorisation_;  // label noise: per finished task, its corrupted samples fitted
   std::unique_ptr<report::TensorBoardWriter> tb_;
   std::vector<ClSnapshot> snapshots_;
   double last_mean_acc_ = -1;
@@ -293,6 +295,8 @@ void ClRun::restore() {
   boundaries_ = ck.at("boundaries").get<std::vector<std::int64_t>>();
   if (ck.contains("diagnostics"))
     for (const auto& r : ck.at("diagnostics")) diag_rows_.push_back(r);
+  if (ck.contains("label_noise"))
+    for (const auto& r : ck.at("label_noise")) memorisation_.push_back(r);
   for (const auto& r : ck.at("tracks")) {
     tracks_.push_back(r);
     tracker_.record(r.at("task").get<std::int64_t>(), r.at("acc").get<std::vector<double>>());
@@ -625,8 +629,27 @@ void ClRun::evaluate(std::int64_t i, double seconds) {
   double seen = 0;
   for (std::int64_t k = 0; k <= i; ++k) seen += row[k];
   last_mean_acc_ = seen / static_cast<double>(i + 1);
-  run_->append_metrics({{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
-                       {"mean_seen", last_mean_acc_}, {"seconds", seconds}});
+  json end{{"event", "task_end"}, {"task", i}, {"iteration", global_iter_}, {"acc", row},
+           {"mean_seen", last_mean_acc_}, {"seconds", seconds}};
+  const auto& task = tasks_[static_cast<std::size_t>(i)];
+  if (task.train_clean_labels.defined()) {
+    // Label noise: how many of the task's corrupted training samples the model fits (docs/robust.md).
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> preds;
+    for (std::int64_t a = 0; a < task.train.size(); a += 2000) {
+      const auto len = std::min<std::int64_t>(2000, task.train.size() - a);
+      const auto x = task.train.images.narrow(0, a, len).to(dev_);
+      preds.push_back(ctx_.logits(x, torch::full({len}, i, torch::kInt64).to(dev_)).argmax(1).cpu());
+    }
+    robust::NoisyLabels nl;
+    nl.labels = task.train.labels;
+    nl.clean = task.train_clean_labels;
+    nl.corrupted = nl.labels.ne(nl.clean);
+    const auto m = robust::memorisation(torch::cat(preds), nl);
+    memorisation_.push_back({{"task", i}, {"corrupted", m.corrupted}, {"memorised", m.memorised}, {"corrected", m.corrected}});
+    end["label_noise"] = memorisation_.back();
+  }
+  run_->append_metrics(end);
   if (tb_) {
     for (std::int64_t k = 0; k < T_; ++k) tb_->scalar("eval/acc_task" + std::to_string(k), row[k], global_iter_);
     tb_->scalar("eval/mean_seen", last_mean_acc_, global_iter_);
@@ -655,7 +678,8 @@ void ClRun::write_checkpoint(std::int64_t i) {
                             {"train_seconds", result_.train_seconds},
                             {"boundaries", boundaries_},
                             {"tracks", jt},
-                            {"diagnostics", diag_rows_}}});
+                            {"diagnostics", diag_rows_},
+                            {"label_noise", memorisation_}}});
 }
 
 /// accuracy_matrix.csv, summary.json and the figures, rewritten after every task.
@@ -693,6 +717,8 @@ void ClRun::write_reports(std::int64_t i) {
                             {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
                             {"wf10", tracker_.windowed_forgetting(0)}, {"wf100", tracker_.windowed_forgetting(1)},
                             {"lca", num(tracker_.lca())}, {"tracking_steps", tracker_.steps()}};
+  if (!memorisation_.empty())
+    summary["label_noise"] = {{"kind", p_.stream.label_noise}, {"rate", p_.stream.label_noise_rate}, {"per_task", memorisation_}};
   if (p_.diag.every > 0 && !diag_rows_.empty())
     summary["diagnostics"] = diagnostics::monitor_summary(diag_rows_, p_.diag.every, p_.diag.curvature, 2.0 / p_.train.lr);
   run_->write_summary(summary);  // + the runtime block

@@ -200,6 +200,32 @@ TEST(ClExperiment, BadConfigurationsNameTheKey) {
   expect_error<sl::ConfigError>([&] { make("[stream]\nkind = \"split\"\n"); }, "\"split-class\"");
   expect_error<sl::ConfigError>([&] { make("[train]\nlr = nan\n"); }, "train.lr: must be a finite number");
   expect_error<sl::ConfigError>([&] { make("[strategy]\nname = \"ewc\"\ngamma = 2\n"); }, "strategy.gamma: must be in [0.0, 1.0]");
+  expect_error<sl::ConfigError>([&] { make("[stream]\nlabel_noise_rate = 1.0\n"); }, "stream.label_noise_rate");
+  expect_error<sl::ConfigError>([&] { make("[stream]\nlabel_noise = \"pairwise\"\n"); }, "stream.label_noise");
+}
+
+// Label noise in a stream (docs/robust.md): each task's training labels are corrupted among the
+// task's own two labels at the configured rate, and the run reports, per task, how many corrupted
+// samples it fits. With logits masked to the task's two classes every prediction on a corrupted
+// sample is either its wrong label or its clean one, so memorised + corrected = 1 exactly.
+TEST(ClExperiment, LabelNoiseCorruptsTheRateAndTheRunReportsMemorisation) {
+  const auto dir = sl::testing::temp_dir("cl_noise");
+  auto text = small_split("split-task", "name = \"finetune\"\n", 0);
+  text.replace(text.find("[stream]\n"), 9, "[stream]\nlabel_noise = \"symmetric\"\nlabel_noise_rate = 0.3\nlabel_noise_seed = 4\n");
+  ClExperiment e(sl::Config::from_string(text, "noise.toml"));
+  e.run(dir / "run", false);
+  const auto s = json::parse(sl::read_file_text(dir / "run" / "summary.json"));
+  const auto& per = s.at("label_noise").at("per_task");
+  ASSERT_EQ(per.size(), s.at("tasks").get<std::size_t>());
+  const auto loaded = sl::experiments::load_cl_run(dir / "run");
+  for (std::size_t t = 0; t < per.size(); ++t) {
+    const auto n = loaded.tasks[t].train.size();
+    EXPECT_EQ(per[t].at("corrupted").get<std::int64_t>(), static_cast<std::int64_t>(std::llround(0.3 * n))) << t;
+    const double mem = per[t].at("memorised").get<double>(), cor = per[t].at("corrected").get<double>();
+    EXPECT_NEAR(mem + cor, 1.0, 1e-12) << t;
+    EXPECT_GE(mem, 0.0);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ClExperiment, TaskCountDefaultsFollowTheStreamKindAndAreWrittenResolved) {

@@ -279,10 +279,11 @@ TEST(MatReject, TruncatedLasaFileNeverCrashes) {
 // Inputs kept from fuzz/fuzz_mat.cpp (scripts/fuzz.sh): a LASA file whose size field asks matio
 // for about 170 PB. matio's malloc fails and the reader reports a DataError naming the file; never
 // a crash. (Under ASan the fuzzer had aborted on the allocation itself.)
-// A second one, a cell array whose corrupt header makes matio allocate cells for about 2 s before
-// it reports the corruption (a libFuzzer timeout under ASan): rejected, in well under a minute.
+// Two more, a cell array whose corrupt header makes matio allocate cells for about 2 s before it
+// reports the corruption, and a 438-byte file that takes matio about 1 s (both libFuzzer timeouts
+// under ASan on a loaded machine): rejected, in well under a minute.
 TEST(MatReject, FuzzReproducersAreRejectedCleanly) {
-  for (const char* name : {"mat_huge_allocation.mat", "mat_slow_corrupt_cells.mat"}) {
+  for (const char* name : {"mat_huge_allocation.mat", "mat_slow_corrupt_cells.mat", "mat_slow_corrupt_header.mat"}) {
     const auto file = testing::fixtures() / "fuzz" / name;
     ASSERT_TRUE(std::filesystem::exists(file));
     const auto t0 = std::chrono::steady_clock::now();

@@ -57,6 +57,9 @@ struct ClTask {
   std::int64_t id = 0;
   ImageSet train, test;
   std::vector<std::int64_t> classes;  ///< global classes present in this task
+  /// With label noise ([stream] label_noise): the training labels before corruption (train.labels
+  /// are the noisy ones); undefined otherwise.
+  torch::Tensor train_clean_labels;
 };
 
 std::vector<ClTask> make_stream(const ImageDataset& data, const StreamOptions& options);

@@ -120,6 +120,11 @@ struct ClStreamOptions {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::int64_t train_per_task = 0;  ///< 0 = all
   std::int64_t test_per_task = 0;
+  /// Label noise on every task's training labels (robust/label_noise.h), among the task's own
+  /// labels: none | symmetric | asymmetric (label c → the task's next label).
+  std::string label_noise = "none";
+  double label_noise_rate = 0;
+  std::int64_t label_noise_seed = 0;
   void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
