@@ -20,7 +20,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -242,6 +242,79 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     }
     EXPECT_TRUE(fs::exists(run / "elr_test_acc.svg"));
     EXPECT_TRUE(fs::exists(run / "elr_memorised.svg"));
+  } else if (name == "ska") {
+    // --quick: the pairs K = 25, 50, 100 at eta K = 0.5, reference K = 100. Each run's time axis is
+    // eta (k - 1), its cumulative entropy the running sum of its per-step entropies; the collapse
+    // gaps recomputed here with a separate interpolation on 101 points of [0, 0.5 - 2 * 0.5 / 25].
+    const auto& runs = row.at("runs");
+    ASSERT_EQ(runs.size(), 3u);
+    auto at = [](const std::vector<double>& x, const std::vector<double>& y, double q) {
+      std::size_t i = 1;
+      while (i + 1 < x.size() && x[i] < q) ++i;
+      if (q <= x.front()) return y.front();
+      if (q >= x.back()) return y.back();
+      return y[i - 1] + (y[i] - y[i - 1]) * (q - x[i - 1]) / (x[i] - x[i - 1]);
+    };
+    for (const auto& r : runs) {
+      const double eta = r.at("eta").get<double>();
+      const auto K = r.at("K").get<int>();
+      EXPECT_NEAR(eta * K, 0.5, 1e-12);
+      const auto t = r.at("t").get<std::vector<double>>();
+      ASSERT_EQ(t.size(), static_cast<std::size_t>(K - 1));
+      for (std::size_t i = 0; i < t.size(); ++i) EXPECT_NEAR(t[i], eta * static_cast<double>(i), 1e-12);
+      for (std::size_t l = 0; l < 4; ++l) {
+        const auto h = r.at("entropy")[l].get<std::vector<double>>();
+        const auto c = r.at("cumulative_entropy")[l].get<std::vector<double>>();
+        double sum = 0;
+        for (std::size_t i = 0; i < h.size(); ++i) EXPECT_NEAR(c[i], sum += h[i], 1e-9 * (1 + std::abs(sum)));
+        EXPECT_EQ(h[0], 0) << "step 1 has no decision shift";
+      }
+      const double acc = r.at("readout_accuracy").get<double>();
+      EXPECT_TRUE(acc >= 0 && acc <= 1);
+    }
+    double worst = 0;
+    for (std::size_t p = 0; p < 2; ++p) {
+      double g = 0;
+      for (std::size_t l = 0; l < 4; ++l) {
+        const auto x = runs[p].at("t").get<std::vector<double>>(), xr = runs[2].at("t").get<std::vector<double>>();
+        const auto c = runs[p].at("cumulative_entropy")[l].get<std::vector<double>>();
+        const auto cr = runs[2].at("cumulative_entropy")[l].get<std::vector<double>>();
+        double num = 0, den = 0;
+        for (int j = 0; j <= 100; ++j) {
+          const double q = (0.5 - 2 * 0.5 / 25) * j / 100.0;
+          num = std::max(num, std::abs(at(x, c, q) - at(xr, cr, q)));
+          den = std::max(den, std::abs(at(xr, cr, q)));
+        }
+        g = std::max(g, num / den);
+      }
+      EXPECT_NEAR(row.at("collapse_gaps")[p].at("gap").get<double>(), g, 1e-9) << p;
+      worst = std::max(worst, g);
+    }
+    EXPECT_NEAR(num(m.at("collapse_gap")), worst, 1e-9);
+    for (int l = 1; l <= 4; ++l) EXPECT_TRUE(fs::exists(run / ("ska_entropy_layer" + std::to_string(l) + ".svg")));
+  } else if (name == "dppn") {
+    // --quick: 5 replicates; every AULC in (0, 1]; the mean and the 95 % t interval (t_{0.975,4} =
+    // 2.7764) of one paired difference recomputed from the replicates.
+    const auto& reps = row.at("replicates");
+    ASSERT_EQ(reps.size(), 5u);
+    std::vector<double> d;
+    for (const auto& rep : reps) {
+      for (const char* target : {"same_family", "other_family"})
+        for (const char* v : {"cold", "bias_param", "lr_param", "bias_structure", "lr_structure", "lr_uniform"}) {
+          const double a = rep.at(target).at(v).get<double>();
+          EXPECT_TRUE(a > 0 && a <= 1) << target << " " << v << " " << a;
+        }
+      d.push_back(rep.at("same_family").at("lr_structure").get<double>() - rep.at("same_family").at("cold").get<double>());
+    }
+    double mean = 0, ss = 0;
+    for (double x : d) mean += x / 5;
+    for (double x : d) ss += (x - mean) * (x - mean);
+    const double half = 2.7764 * std::sqrt(ss / 4 / 5);
+    const auto& ci = m.at("delta_aulc_lr_structure_same_family");
+    EXPECT_NEAR(ci.at("mean").get<double>(), mean, 1e-12);
+    EXPECT_NEAR(ci.at("ci95_low").get<double>(), mean - half, 1e-12);
+    EXPECT_NEAR(res.at("checks")[0].at("value").get<double>(), ci.at("ci95_low").get<double>(), 0);
+    EXPECT_TRUE(fs::exists(run / "dppn_curves.svg"));
   }
   fs::remove_all(run.parent_path());
 }

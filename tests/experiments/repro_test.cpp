@@ -27,7 +27,7 @@ TEST(Repro, TheRegistryHoldsTheMovedExperimentsEachWithPaperClaimAndOptions) {
     }
   }
   EXPECT_EQ(names, (std::set<std::string>{"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                          "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr"}));
+                                          "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn"}));
   sl::testing::expect_error<sl::UsageError>([] { ex::find_repro("edge-of-stabilty"); }, "known: edge-of-stability, sgd-minimum");
 }
 
@@ -74,7 +74,13 @@ TEST(Repro, ChecksCompareValueAndThreshold) {
   EXPECT_FALSE(ex::make_check("a", 1.9, ">=", 2.0).pass);
   EXPECT_FALSE(ex::make_check("a", std::nan(""), "<=", 1.0).pass);  // NaN never passes
   EXPECT_FALSE(ex::make_check("a", std::nan(""), ">=", 1.0).pass);
-  EXPECT_THROW(ex::make_check("a", 1.0, "<", 1.0), sl::InternalError);
+  // Strict comparisons (a claim that one method is "above" another): equality fails them.
+  EXPECT_FALSE(ex::make_check("a", 1.0, "<", 1.0).pass);
+  EXPECT_TRUE(ex::make_check("a", 0.99, "<", 1.0).pass);
+  EXPECT_FALSE(ex::make_check("a", 0.0, ">", 0.0).pass);
+  EXPECT_TRUE(ex::make_check("a", 1e-9, ">", 0.0).pass);
+  EXPECT_FALSE(ex::make_check("a", std::nan(""), ">", 0.0).pass);
+  EXPECT_THROW(ex::make_check("a", 1.0, "==", 1.0), sl::InternalError);
 }
 
 TEST(Repro, SummaryTextShowsEveryCheckAndTheVerdict) {

@@ -16,6 +16,8 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_stable_spam_repro(),
       repro::make_width_lr_repro(),
       repro::make_elr_repro(),
+      repro::make_ska_repro(),
+      repro::make_dppn_repro(),
   };
 }
 }  // namespace
