@@ -332,7 +332,7 @@ json stability_report_section(const LfdRun& run, const std::filesystem::path& ru
       const auto d = run.task(missing.front());
       per_task = static_cast<std::int64_t>(std::ceil(o.stability_horizon_factor * static_cast<double>(d.x.size(1))));
     }
-    const std::int64_t fit = o.stability_budget <= 0 ? static_cast<std::int64_t>(missing.size())
+    const std::int64_t fit = o.stability_budget <= 0 ? 0
                                                      : std::min<std::int64_t>(static_cast<std::int64_t>(missing.size()), o.stability_budget / std::max<std::int64_t>(1, per_task));
     std::set<std::size_t> pick;
     if (fit > 0) {
@@ -365,8 +365,9 @@ json stability_report_section(const LfdRun& run, const std::filesystem::path& ru
             std::to_string(o.stability_random_starts) + " random, instead of 50) and a fixed horizon of " +
             report::format_number(o.stability_horizon_factor) + " T (instead of the automatic one): task(s) " + list(computed) + ". ";
   if (!skipped.empty())
-    note += "Not computed (the report's budget of " + std::to_string(o.stability_budget) + " solver steps; --stability-budget 0 computes every task): task(s) " +
-            list(skipped) + "; save the full check with `stablelearn lfd stability RUN --task J > RUN/stability_J.json` and the report reads it.";
+    note += "Not computed (the report's budget of " + std::to_string(o.stability_budget) + " solver steps, --stability-budget; each task takes " +
+            report::format_number(o.stability_horizon_factor) + " T): task(s) " + list(skipped) +
+            "; save the full check with `stablelearn lfd stability RUN --task J > RUN/stability_J.json` and the report reads it.";
   if (results.empty()) return json();
   return report::stability_section(results, note, ro);
 }

@@ -930,6 +930,7 @@ json diagnose_sections(const fs::path& file, const ReportOptions& o) {
     const auto csv = find_written_csv(file, j["written"].get<std::string>());
     if (!csv.empty()) {
       for (auto& x : esd_fit_charts(read_esd_csv(csv), j["layers"], csv, file, o)) main["charts"].push_back(std::move(x));
+      drawn.insert("layers_charts");  // the table stays; per-layer numbers against the layer index say nothing more
     } else {
       main["charts"].push_back({{"type", "text"}, {"title", "ESD power-law fits"},
                                 {"text", "The eigenvalues were written to " + j["written"].get<std::string>() +
@@ -1228,6 +1229,7 @@ json stability_section(const std::vector<StabilityResult>& results, const std::s
                   "arrival (median, demonstrations' starts) / demonstration duration (s)", "orientation error (median)"},
                  fs::path(), o);
   t["source"] = sources;
+  t["wide"] = true;  // 16 columns: the whole width of the page
   json conv = {{"type", "bars"}, {"title", "converged fraction per task (final distance within the tolerance)"}, {"x_label", "task"},
                {"y_label", "converged %"}, {"y_max", 100}, {"categories", json::array()}, {"series", json::array()}, {"source", sources}};
   json pulled = {{"type", "bars"}, {"title", "share of the solver steps radially pulled (projected) by the certificate"},

@@ -167,6 +167,7 @@ TEST(StabilityReportSection, SavedOutputsAreReadAndMissingOnesComputedWithTheCom
   SkillViewOptions opt;
   opt.stability_random_starts = 3;
   opt.stability_horizon_factor = 0.5;
+  opt.stability_budget = 1000000;
   sl::report::ReportOptions ro;
   ro.page_dir = dir;
   // Nothing saved: both tasks computed with lfd::check_stability and the reduced options.
@@ -202,7 +203,7 @@ TEST(StabilityReportSection, SavedOutputsAreReadAndMissingOnesComputedWithTheCom
   ASSERT_EQ(tables[0]["rows"].size(), 2u);
   EXPECT_EQ(tables[0]["rows"][1][2], "stability_1.json");
   EXPECT_EQ(tables[0]["rows"][1][4], 6);
-  // A budget of no steps: task 0 is named, not computed.
+  // A budget smaller than one task's horizon: task 0 is named, not computed; 0 computes none either.
   opt.stability_budget = 1;
   sec = stability_report_section(run, dir, ro, opt);
   tables = charts_of(json::array({sec}), "table");
@@ -210,6 +211,8 @@ TEST(StabilityReportSection, SavedOutputsAreReadAndMissingOnesComputedWithTheCom
   const auto notes = charts_of(json::array({sec}), "text");
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_NE(notes[0]["text"].get<std::string>().find("Not computed"), std::string::npos);
+  opt.stability_budget = 0;
+  EXPECT_EQ(charts_of(json::array({stability_report_section(run, dir, ro, opt)}), "table")[0]["rows"].size(), 1u);
   // A file that holds another task is refused.
   {
     const auto j = json::parse(sl::read_file_text(dir / "stability_1.json"));  // task 1's result

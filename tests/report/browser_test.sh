@@ -43,7 +43,7 @@ done
 sl diagnose density "$tmp/cl_er" --task 0 --samples 100 --runs 2 --lanczos-steps 20 --dtype float32 --out "$tmp/density.csv" > /dev/null
 (cd "$tmp" && sl diagnose spectra cl_er --min-tail 4 --out esd.csv > esd.json)
 t1=$(date +%s.%N)
-sl report "$tmp/lfd_run" --out "$tmp/lfd_report.html"
+sl report "$tmp/lfd_run" --out "$tmp/lfd_report.html" --stability-budget 4000
 sl report "$tmp/cl_er" "$tmp/cl_ewc" --out "$tmp/cl_comparison.html"
 sl report "$tmp/density.csv" --out "$tmp/diagnose_density.html"
 sl report "$tmp/esd.json" --out "$tmp/diagnose_spectra.html"

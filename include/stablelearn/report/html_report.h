@@ -13,7 +13,8 @@
 //       {"type": "bars", "title", "x_label", "y_label", "y_max" (optional), "categories", "series": [{"name", "y", "err"}]}
 //       {"type": "table", "title", "columns", "rows"}     {"type": "text", "title", "text"}
 //       {"type": "svg", "title", "svg"}                   (a static figure the run wrote)
-//     Every chart names the run file its data came from ("source", relative to the page).
+//     Every chart names the run file its data came from ("source", relative to the page); "wide": true
+//     gives a chart the page's full width.
 //  2. render_html inlines the page template (report/web/template.html, compiled in), the charting
 //     library's minified script (located at report time in report/web/node_modules, installed by
 //     scripts/setup.sh with `npm ci`) and the page model into one file.
