@@ -35,7 +35,7 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
     std::string out;
     bool open = false, no_skills = false, skills_in_comparisons = false, exact = false;
     std::size_t max_points = 1500;
-    std::int64_t stability_budget = 2000;
+    std::int64_t stability_budget = 1000;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -53,8 +53,8 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
                 "take a multiple of the data step so that all tasks together need at most 3000 solver steps)");
   cmd->add_option("--stability-budget", a->stability_budget,
                   "LfD: tasks without a saved `lfd stability` output (RUN/stability_J.json) are checked by the report with "
-                  "fewer starts (the demonstrations' + 8) over 2 T, for as many tasks (evenly spread) as fit this many solver "
-                  "steps in all (2000: one LASA task, 1-2 s); 0: none, saved outputs only")
+                  "fewer starts (the demonstrations' + 4) over T (the demonstrations' duration), for as many tasks (evenly "
+                  "spread) as fit this many solver steps in all (1000: one LASA task, 1-2 s); 0: none, saved outputs only")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-points", a->max_points, "Points per curve on the page (longer curves are decimated; the run's files keep every point)")

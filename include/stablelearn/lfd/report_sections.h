@@ -39,10 +39,10 @@ struct SkillViewOptions {
   /// checked with lfd::check_stability (the command's code) from the demonstrations' starts and this
   /// many random ones, over stability_horizon_factor x T data steps, for as many tasks (evenly
   /// spread) as fit stability_budget solver steps in all (0: none); the rest are named. The default
-  /// fits one LASA task (T = 1000): about 1.3 s of CPU for a discrete-map skill, 2.2 s certified.
-  std::int64_t stability_random_starts = 8;
-  double stability_horizon_factor = 2.0;
-  std::int64_t stability_budget = 2000;
+  /// fits one LASA task (T = 1000): about 1-2 s of CPU (discrete map / certified Euler).
+  std::int64_t stability_random_starts = 4;
+  double stability_horizon_factor = 1.0;
+  std::int64_t stability_budget = 1000;
 };
 
 /// The plane a skill is drawn on: plane coordinates of a raw position p are basisᵀ (p − origin).
