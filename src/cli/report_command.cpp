@@ -35,6 +35,7 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
     std::string out;
     bool open = false, no_skills = false, skills_in_comparisons = false, exact = false;
     std::size_t max_points = 1500;
+    std::int64_t stability_budget = 1000;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -50,6 +51,12 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
   cmd->add_flag("--exact-rollouts", a->exact,
                 "LfD: roll every skill out on the data grid even when that takes long (default: a long sequence's rollouts "
                 "take a multiple of the data step so that all tasks together need at most 3000 solver steps)");
+  cmd->add_option("--stability-budget", a->stability_budget,
+                  "LfD: tasks without a saved `lfd stability` output (RUN/stability_J.json) are checked by the report with "
+                  "fewer starts (the demonstrations' + 4) over T (the demonstrations' duration), for as many tasks (evenly "
+                  "spread) as fit this many solver steps in all (1000: one LASA task, 1-2 s); 0: none, saved outputs only")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-points", a->max_points, "Points per curve on the page (longer curves are decimated; the run's files keep every point)")
       ->check(CLI::Range(100, 1000000));
   cmd->footer(
@@ -75,6 +82,7 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
     o.skills = !a->no_skills;
     o.skills_in_comparisons = a->skills_in_comparisons;
     if (a->exact) o.skill.rollout_budget = 0;
+    o.skill.stability_budget = a->stability_budget;
     const auto library = report::find_charting_library(web_dirs());  // before the work: fail fast
     const auto page = experiments::build_report_page(runs, o);
     const auto html = report::render_html(page, library);

@@ -62,6 +62,8 @@ json build_report_page(const std::vector<fs::path>& runs, const RunReportOptions
             const lfd::LfdRun run(r);
             auto s = lfd::skill_report_sections(run, r, options.page, options.skill);
             for (auto& x : s) sections.push_back(std::move(x));
+            auto st = lfd::stability_report_section(run, r, options.page, options.skill);
+            if (!st.is_null()) sections.push_back(std::move(st));
           } catch (const Error& e) {
             entry["header"]["missing"].push_back(std::string("skill views (rollouts, vector field, V): the saved model could not be "
                                                              "loaded: ") + e.what());

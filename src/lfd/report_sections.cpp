@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "stablelearn/core/error.h"
+#include "stablelearn/core/fs.h"
 #include "stablelearn/lfd/trainer.h"
 
 namespace stablelearn::lfd {
@@ -56,6 +59,37 @@ double quantile(std::vector<double> v, double q) {
 
 }  // namespace
 
+PlotPlane principal_plane(const torch::Tensor& points, const torch::Tensor& origin) {
+  SL_CHECK(points.dim() == 2 && points.size(0) >= 1 && points.size(1) >= 2, UsageError,
+           "principal_plane: points must be [N, P] with P >= 2, got ", points.sizes());
+  SL_CHECK(origin.dim() == 1 && origin.size(0) == points.size(1), UsageError, "principal_plane: origin must have ", points.size(1),
+           " entries, got ", origin.sizes());
+  const auto P = points.size(1);
+  PlotPlane plane;
+  if (P == 2) {
+    plane.origin = {0.0, 0.0};
+    plane.basis = {1.0, 0.0, 0.0, 1.0};
+    plane.explained = 1.0;
+    return plane;
+  }
+  const auto X = points.to(torch::kFloat64);
+  const auto centred = X - X.mean(0, true);
+  const auto cov = centred.t().mm(centred) / static_cast<double>(std::max<std::int64_t>(1, X.size(0) - 1));
+  const auto [evals, evecs] = torch::linalg_eigh(cov);  // ascending
+  auto basis = torch::stack({evecs.select(1, P - 1), evecs.select(1, P - 2)}, 1).contiguous();  // [P, 2]
+  // Fixed signs (an eigenvector's sign is arbitrary): the largest-magnitude entry of each column positive.
+  for (std::int64_t c = 0; c < 2; ++c) {
+    auto col = basis.select(1, c);
+    const auto k = col.abs().argmax().item<std::int64_t>();
+    if (col[k].item<double>() < 0) col.mul_(-1);
+  }
+  plane.origin = to_vec(origin);
+  plane.basis = to_vec(basis);
+  const double total = evals.clamp_min(0).sum().item<double>();
+  plane.explained = total > 0 ? (evals[P - 1].clamp_min(0) + evals[P - 2].clamp_min(0)).item<double>() / total : 0.0;
+  return plane;
+}
+
 json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_dir, const report::ReportOptions& ro,
                            const SkillViewOptions& o) {
   torch::NoGradGuard no_grad;
@@ -63,7 +97,7 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
   const bool snode = cfg.target == "snode";
   json planes = json::array();
   json table = {{"type", "table"},
-                {"title", "rollouts from the demonstrations' starts and from random starts (horizon " + report::format_number(o.horizon_factor) +
+                {"title", "the page's own rollouts (those drawn above; horizon " + report::format_number(o.horizon_factor) +
                               " T): where they end"},
                 {"columns", {"task", "name", "solver step", "starts", "within tolerance", "tolerance", "median final distance", "max final distance",
                              "steps radially pulled (discrete map)"}},
@@ -80,35 +114,56 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     const auto P = d.position_dim;
     const auto S = d.x.size(2);
     const auto M = d.x.size(0), T = d.x.size(1);
-    const auto mean = to_vec(d.mean), stdv = to_vec(d.std);
-    const auto gmean = to_vec(d.goal.mean(0));
     // Demonstration positions in raw units and their extent.
-    const auto raw = d.raw.narrow(2, 0, P).contiguous();
+    const auto raw = d.raw.narrow(2, 0, P).contiguous().to(torch::kFloat64);
     const auto lo = std::get<0>(raw.reshape({-1, P}).min(0)), hi = std::get<0>(raw.reshape({-1, P}).max(0));
     const auto lov = to_vec(lo), hiv = to_vec(hi);
     double extent = 0;
     for (std::int64_t k = 0; k < P; ++k) extent = std::max(extent, hiv[static_cast<std::size_t>(k)] - lov[static_cast<std::size_t>(k)]);
     const double tol = 0.02 * extent;
+    const auto goal_raw = ((d.goal.mean(0)) * d.std + d.mean).to(torch::kFloat64);
 
-    // Plotted area (raw units): the demonstrations' box padded by 15 % per side.
-    double xa = 0, xb = 1, ya = 0, yb = 1;
+    // The plane drawn: the data's own two coordinates (2D), else the demonstrations' top-2 principal
+    // plane through the goal. Plane coordinates of a raw position p: basisᵀ (p − origin).
+    PlotPlane plane;
+    torch::Tensor origin_t, basis_t;  // [P], [P, 2]
     if (P >= 2) {
-      const double p0 = 0.15 * (hiv[0] - lov[0]) + 1e-9, p1 = 0.15 * (hiv[1] - lov[1]) + 1e-9;
-      xa = lov[0] - p0; xb = hiv[0] + p0; ya = lov[1] - p1; yb = hiv[1] + p1;
+      plane = principal_plane(raw.reshape({-1, P}), goal_raw);
+      origin_t = torch::tensor(plane.origin, torch::kFloat64);
+      basis_t = torch::tensor(plane.basis, torch::kFloat64).reshape({P, 2});
     }
-    auto to_model = [&](double rx, std::size_t k) { return (rx - mean[k]) / stdv[k] - gmean[k]; };
+    const auto to_plane = [&](const torch::Tensor& pos) {  // [..., P] raw -> [..., 2]
+      return (pos.to(torch::kFloat64) - origin_t).matmul(basis_t);
+    };
+    // Plotted area (plane coordinates): the demonstrations' box padded by 15 % per side.
+    double xa = 0, xb = 1, ya = 0, yb = 1;
+    torch::Tensor demo_plane;
+    if (P >= 2) {
+      demo_plane = to_plane(raw).contiguous();  // [M, T, 2]
+      const auto flat = demo_plane.reshape({-1, 2});
+      const auto pl = to_vec(std::get<0>(flat.min(0))), ph = to_vec(std::get<0>(flat.max(0)));
+      const double p0 = 0.15 * (ph[0] - pl[0]) + 1e-9, p1 = 0.15 * (ph[1] - pl[1]) + 1e-9;
+      xa = pl[0] - p0; xb = ph[0] + p0; ya = pl[1] - p1; yb = ph[1] + p1;
+    }
+    // Model state of the plane point (a, b): positions o + a u1 + b u2 in model coordinates, the other
+    // state coordinates (velocities of second-order skills) at 0.
+    const auto model_scale = (1.0 / d.std.to(torch::kFloat64));
+    const auto model_shift = ((-d.mean.to(torch::kFloat64)) / d.std.to(torch::kFloat64) - d.goal.mean(0).to(torch::kFloat64));
+    const auto embed = [&](const torch::Tensor& ab) {  // [N, 2] plane -> [N, S] model (float32)
+      auto x = torch::zeros({ab.size(0), S}, torch::kFloat64);
+      const auto rawp = origin_t + ab.to(torch::kFloat64).matmul(basis_t.t());  // [N, P]
+      x.narrow(1, 0, P).copy_(rawp * model_scale + model_shift);
+      return x.to(torch::kFloat32);
+    };
 
-    // Starts: the demonstrations' first states, then random states in the plotted area (positions;
-    // other state coordinates at 0 in model coordinates).
+    // Starts: the demonstrations' first states, then random states in the plotted area of the plane.
     const auto demo_x0 = d.x.select(1, 0).to(torch::kFloat32);
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + static_cast<std::uint64_t>(j));
     torch::Tensor rand_x0 = torch::zeros({o.random_starts, S}, torch::kFloat32);
     if (P >= 2 && o.random_starts > 0) {
       const auto u = torch::rand({o.random_starts, 2}, gen, torch::kFloat64);
-      for (std::int64_t r = 0; r < o.random_starts; ++r) {
-        rand_x0[r][0] = to_model(xa + (xb - xa) * u[r][0].item<double>(), 0);
-        rand_x0[r][1] = to_model(ya + (yb - ya) * u[r][1].item<double>(), 1);
-      }
+      const auto ab = torch::stack({xa + (xb - xa) * u.select(1, 0), ya + (yb - ya) * u.select(1, 1)}, 1);
+      rand_x0 = embed(ab);
     }
     const auto x0 = torch::cat({demo_x0, rand_x0}, 0);
     const auto B = x0.size(0);
@@ -126,7 +181,6 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     // Raw positions (random starts use the mean goal).
     auto goals = torch::cat({d.goal, d.goal.mean(0, true).expand({B - M, P})}, 0).unsqueeze(1);
     const auto pos = ((traj.narrow(-1, 0, P) + goals) * d.std + d.mean).contiguous();  // [B, H, P]
-    const auto goal_raw = ((d.goal.mean(0)) * d.std + d.mean);
     const auto final_dist = (pos.select(1, H - 1) - goal_raw).norm(2, 1);
     const auto fd = to_vec(final_dist);
     std::int64_t within = 0;
@@ -137,56 +191,54 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     if (P < 2) continue;
 
     json layers = json::array();
-    const auto posv = to_vec(pos);
-    const auto rawv = to_vec(raw);
-    // Vector field streamlines and V level sets on the plane of coordinates 0 and 1.
+    const auto posv = to_vec(to_plane(pos).contiguous());  // [B, H, 2]
+    const auto rawv = to_vec(demo_plane);                  // [M, T, 2]
+    // Vector field streamlines and V level sets on the plane (embedded in the state space).
     const double tm = tv[tv.size() / 2];
     const auto tmid = torch::tensor(static_cast<float>(tm));
     {
       const auto field = run.field(j);
       const std::int64_t n = o.seeds;
-      auto x = torch::zeros({n * n, S}, torch::kFloat32);
+      auto ab = torch::zeros({n * n, 2}, torch::kFloat64);
       for (std::int64_t a = 0; a < n; ++a)
         for (std::int64_t b = 0; b < n; ++b) {
-          x[a * n + b][0] = to_model(xa + (xb - xa) * (a + 0.5) / n, 0);
-          x[a * n + b][1] = to_model(ya + (yb - ya) * (b + 0.5) / n, 1);
+          ab[a * n + b][0] = xa + (xb - xa) * (a + 0.5) / n;
+          ab[a * n + b][1] = ya + (yb - ya) * (b + 0.5) / n;
         }
-      // Each step moves 0.6 of a seed cell along the field's direction as drawn (raw units scaled by
-      // the cell size of each axis), converted back to model units.
+      // Each step moves 0.6 of a seed cell along the field's direction as drawn: the field's raw
+      // position velocity projected onto the plane, scaled by the cell size of each axis.
       const double cx = (xb - xa) / n, cy = (yb - ya) / n;
-      const auto scale = torch::tensor({stdv[0] / cx, stdv[1] / cy}, torch::kFloat32);
-      const auto back = torch::tensor({0.6 * cx / stdv[0], 0.6 * cy / stdv[1]}, torch::kFloat32);
-      std::vector<torch::Tensor> path{x.narrow(1, 0, 2).clone()};
+      const auto cell = torch::tensor({cx, cy}, torch::kFloat64);
+      const auto raw_rate = d.std.to(torch::kFloat64);
+      std::vector<torch::Tensor> path{ab.clone()};
       for (std::int64_t s = 0; s < o.stream_steps; ++s) {
-        const auto v = field(tmid, x).narrow(1, 0, 2).to(torch::kFloat32) * scale;  // display units
-        const auto step = v / v.norm(2, 1, true).clamp_min(1e-12) * back;
-        x.narrow(1, 0, 2).add_(step);
-        path.push_back(x.narrow(1, 0, 2).clone());
+        const auto v = field(tmid, embed(ab)).narrow(1, 0, P).to(torch::kFloat64) * raw_rate;  // raw units
+        const auto vp = v.matmul(basis_t) / cell;                                          // display units
+        ab = ab + vp / vp.norm(2, 1, true).clamp_min(1e-12) * (0.6 * cell);
+        path.push_back(ab.clone());
       }
-      const auto pth = torch::stack(path, 1).to(torch::kFloat64);  // [n*n, steps+1, 2]
-      const auto rawp = ((pth + d.goal.mean(0).narrow(0, 0, 2)) * d.std.narrow(0, 0, 2) + d.mean.narrow(0, 0, 2)).contiguous();
-      const auto rp = to_vec(rawp);
+      const auto rp = to_vec(torch::stack(path, 1).contiguous());  // [n*n, steps+1, 2]
       json xy = json::array();
-      const auto L = pth.size(1);
+      const auto L = static_cast<std::int64_t>(path.size());
       for (std::int64_t k = 0; k < n * n; ++k) append_polyline(xy, &rp[static_cast<std::size_t>(k * L * 2)], &rp[static_cast<std::size_t>(k * L * 2 + 1)], L, 2, 1000);
-      layers.push_back({{"name", S == 2 ? "learned field (streamlines)" : "learned field on the slice through the goal (streamlines)"},
+      layers.push_back({{"name", P == 2 && S == 2 ? "learned field (streamlines)" : "learned field on the plane (streamlines)"},
                         {"kind", "stream"}, {"xy", xy}});
     }
     if (snode) {
       const auto V = run.lyapunov(j);
       const std::int64_t g = o.grid;
       std::vector<double> xs(static_cast<std::size_t>(g)), ys(static_cast<std::size_t>(g));
-      auto x = torch::zeros({g * g, S}, torch::kFloat32);
       for (std::int64_t a = 0; a < g; ++a) {
         xs[static_cast<std::size_t>(a)] = xa + (xb - xa) * a / (g - 1);
         ys[static_cast<std::size_t>(a)] = ya + (yb - ya) * a / (g - 1);
       }
+      auto ab = torch::zeros({g * g, 2}, torch::kFloat64);
       for (std::int64_t iy = 0; iy < g; ++iy)
         for (std::int64_t ix = 0; ix < g; ++ix) {
-          x[iy * g + ix][0] = to_model(xs[static_cast<std::size_t>(ix)], 0);
-          x[iy * g + ix][1] = to_model(ys[static_cast<std::size_t>(iy)], 1);
+          ab[iy * g + ix][0] = xs[static_cast<std::size_t>(ix)];
+          ab[iy * g + ix][1] = ys[static_cast<std::size_t>(iy)];
         }
-      auto vv = to_vec(V(tmid, x));
+      auto vv = to_vec(V(tmid, embed(ab)));
       for (auto& v : vv) v = v > 0 ? std::log(v) : NAN;
       const double q0 = quantile(vv, 0.05), q1 = quantile(vv, 0.9);
       json xy = json::array();
@@ -200,41 +252,124 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     {
       json xy = json::array();
       for (std::int64_t m = 0; m < M; ++m)
-        append_polyline(xy, &rawv[static_cast<std::size_t>(m * T * P)], &rawv[static_cast<std::size_t>(m * T * P + 1)], T, P, o.max_points);
+        append_polyline(xy, &rawv[static_cast<std::size_t>(m * T * 2)], &rawv[static_cast<std::size_t>(m * T * 2 + 1)], T, 2, o.max_points);
       layers.push_back({{"name", "demonstrations"}, {"kind", "demo"}, {"xy", xy}});
     }
     {
       json xy = json::array(), xr = json::array();
       for (std::int64_t b = 0; b < B; ++b)
-        append_polyline(b < M ? xy : xr, &posv[static_cast<std::size_t>(b * H * P)], &posv[static_cast<std::size_t>(b * H * P + 1)], H, P, o.max_points);
+        append_polyline(b < M ? xy : xr, &posv[static_cast<std::size_t>(b * H * 2)], &posv[static_cast<std::size_t>(b * H * 2 + 1)], H, 2, o.max_points);
       layers.push_back({{"name", "rollouts from the demonstrations' starts"}, {"kind", "rollout"}, {"xy", xy}});
       if (B > M) layers.push_back({{"name", "rollouts from random starts"}, {"kind", "random"}, {"xy", xr}});
       json starts = json::array(), goal = json::array();
       for (std::int64_t b = M; b < B; ++b) {
-        starts.push_back(round_sig(posv[static_cast<std::size_t>(b * H * P)]));
-        starts.push_back(round_sig(posv[static_cast<std::size_t>(b * H * P + 1)]));
+        starts.push_back(round_sig(posv[static_cast<std::size_t>(b * H * 2)]));
+        starts.push_back(round_sig(posv[static_cast<std::size_t>(b * H * 2 + 1)]));
       }
-      const auto gr = to_vec(goal_raw);
-      goal.push_back(round_sig(gr[0]));
-      goal.push_back(round_sig(gr[1]));
+      const auto gp = to_vec(to_plane(goal_raw));
+      goal.push_back(round_sig(gp[0]));
+      goal.push_back(round_sig(gp[1]));
       if (!starts.empty()) layers.push_back({{"name", "random starts"}, {"kind", "points"}, {"xy", starts}, {"color", "#ff7f0e"}, {"size", 6}});
       layers.push_back({{"name", "goal"}, {"kind", "points"}, {"xy", goal}, {"color", "#d62728"}, {"size", 11}});
     }
-    planes.push_back({{"type", "plane"},
-                      {"title", "task " + std::to_string(j) + ": " + run.task_name(j) + (P > 2 ? " (coordinates 0 and 1 of " + std::to_string(P) + ")" : "") +
-                                    (stride > 1 ? "; rollouts at " + solver + " (for speed; --exact-rollouts: the data step)" : "")},
-                      {"x_label", "x0"}, {"y_label", "x1"}, {"range", {round_sig(xa), round_sig(xb), round_sig(ya), round_sig(yb)}},
-                      {"layers", layers}, {"task", j}, {"solver", solver},
-                      {"source", source + " (weights) and the data set; errors: " + (run_dir / "summary.json").filename().string()}});
+    json chart = {{"type", "plane"},
+                  {"title", "task " + std::to_string(j) + ": " + run.task_name(j) +
+                                (P > 2 ? " (" + std::to_string(P) + "D: the demonstrations' principal plane through the goal, " +
+                                             report::format_number(100.0 * plane.explained) + " % of their variance)"
+                                       : "") +
+                                (stride > 1 ? "; rollouts at " + solver + " (for speed; --exact-rollouts: the data step)" : "")},
+                  {"x_label", P > 2 ? "PC1" : "x0"}, {"y_label", P > 2 ? "PC2" : "x1"},
+                  {"range", {round_sig(xa), round_sig(xb), round_sig(ya), round_sig(yb)}},
+                  {"layers", layers}, {"task", j}, {"solver", solver},
+                  {"source", source + " (weights) and the data set; errors: " + (run_dir / "summary.json").filename().string()}};
+    if (P > 2) {
+      chart["plane"] = {{"origin", plane.origin}, {"basis", to_vec(basis_t.t().contiguous())}, {"explained", plane.explained}};
+      for (auto& v : chart["plane"]["origin"]) v = round_sig(v.get<double>(), 8);
+      for (auto& v : chart["plane"]["basis"]) v = round_sig(v.get<double>(), 8);
+    }
+    planes.push_back(chart);
   }
   json sections = json::array();
   json s1 = {{"title", "Learned skills: demonstrations, rollouts, vector field" + std::string(snode ? " and Lyapunov level sets" : "")},
              {"charts", planes}};
-  json s2 = {{"title", "Stability of the rollouts (quick check of the report; `stablelearn lfd stability` for the full one)"},
+  json s2 = {{"title", "Where the page's rollouts end (drawn above; the full check is the stability section below)"},
              {"charts", json::array({table})}};
   if (!planes.empty()) sections.push_back(s1);
   sections.push_back(s2);
   return sections;
+}
+
+json stability_report_section(const LfdRun& run, const std::filesystem::path& run_dir, const report::ReportOptions& ro,
+                              const SkillViewOptions& o) {
+  std::vector<report::StabilityResult> results;
+  std::vector<std::int64_t> missing;
+  const auto n = run.completed_tasks();
+  for (std::int64_t j = 0; j < n; ++j) {
+    const auto files = report::saved_stability_files(run_dir, j);
+    if (files.empty()) missing.push_back(j);
+    for (const auto& f : files) {
+      json r;
+      try {
+        r = json::parse(read_file_text(f));
+      } catch (const json::exception& e) {
+        SL_THROW(DataError, f.string(), ": not valid JSON (", e.what(), "); a saved `lfd stability` output was expected");
+      }
+      SL_CHECK(r.is_object() && r.contains("final_distances") && r.contains("tolerance"), DataError, f.string(),
+               ": not the output of `stablelearn lfd stability` (no final_distances / tolerance)");
+      SL_CHECK(!r.contains("task") || r["task"].get<std::int64_t>() == j, DataError, f.string(), ": holds task ", r["task"].dump(),
+               ", expected task ", j, " from its name");
+      std::error_code ec;
+      const auto rel = ro.page_dir.empty() ? f : std::filesystem::relative(std::filesystem::absolute(f), std::filesystem::absolute(ro.page_dir), ec);
+      results.push_back({j, std::move(r), ec || rel.empty() ? f.string() : rel.generic_string()});
+    }
+  }
+  // Tasks without a saved result: the command's own computation with fewer starts and a fixed
+  // horizon, for as many of them (evenly spread) as the budget of solver steps allows.
+  std::vector<std::int64_t> computed, skipped;
+  if (!missing.empty()) {
+    std::int64_t per_task = 0;
+    {
+      const auto d = run.task(missing.front());
+      per_task = static_cast<std::int64_t>(std::ceil(o.stability_horizon_factor * static_cast<double>(d.x.size(1))));
+    }
+    const std::int64_t fit = o.stability_budget <= 0 ? 0
+                                                     : std::min<std::int64_t>(static_cast<std::int64_t>(missing.size()), o.stability_budget / std::max<std::int64_t>(1, per_task));
+    std::set<std::size_t> pick;
+    if (fit > 0) {
+      if (fit == 1) pick.insert(0);
+      else
+        for (std::int64_t k = 0; k < fit; ++k)
+          pick.insert(static_cast<std::size_t>(std::llround(static_cast<double>(k) * static_cast<double>(missing.size() - 1) / static_cast<double>(fit - 1))));
+    }
+    for (std::size_t i = 0; i < missing.size(); ++i) (pick.count(i) ? computed : skipped).push_back(missing[i]);
+    for (const auto j : computed) {
+      StabilityOptions so;
+      so.starts = run.task(j).x.size(0) + o.stability_random_starts;
+      so.horizon_factor = o.stability_horizon_factor;
+      const auto r = check_stability(run, j, so);
+      results.push_back({j, stability_json(run, j, r, so),
+                         "computed by the report (" + std::to_string(so.starts) + " starts, horizon " + report::format_number(so.horizon_factor) + " T)"});
+    }
+  }
+  std::sort(results.begin(), results.end(), [](const auto& a, const auto& b) { return a.task < b.task; });
+  std::string note;
+  const auto list = [](const std::vector<std::int64_t>& v) {
+    std::string s;
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s;
+  };
+  const auto saved = n - static_cast<std::int64_t>(missing.size());
+  if (saved > 0) note += std::to_string(saved) + " task(s) from saved `stablelearn lfd stability` outputs (stability_J.json, stability_taskJ.json, stability_euler_taskJ.json in the run folder). ";
+  if (!computed.empty())
+    note += "Computed by the report with `lfd stability`'s own code (lfd::check_stability) but fewer starts (the demonstrations' and " +
+            std::to_string(o.stability_random_starts) + " random, instead of 50) and a fixed horizon of " +
+            report::format_number(o.stability_horizon_factor) + " T (instead of the automatic one): task(s) " + list(computed) + ". ";
+  if (!skipped.empty())
+    note += "Not computed (the report's budget of " + std::to_string(o.stability_budget) + " solver steps, --stability-budget; each task takes " +
+            report::format_number(o.stability_horizon_factor) + " T): task(s) " + list(skipped) +
+            "; save the full check with `stablelearn lfd stability RUN --task J > RUN/stability_J.json` and the report reads it.";
+  if (results.empty()) return json();
+  return report::stability_section(results, note, ro);
 }
 
 }  // namespace stablelearn::lfd

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "stablelearn/core/error.h"
 #include "stablelearn/lfd/trainer.h"
 #include "stablelearn/lfd/trajectory_metrics.h"
@@ -223,6 +225,57 @@ StabilityReport check_stability(const LfdRun& run, std::int64_t task, const Stab
                                                                         static_cast<double>(r.outside_ball_substeps)
                                                                   : 0;
   return r;
+}
+
+nlohmann::json stability_json(const LfdRun& run, std::int64_t task, const StabilityReport& r, const StabilityOptions& o) {
+  nlohmann::json out{{"task", task},
+                     {"task_name", run.task_name(task)},
+                     {"target", run.config().target},
+                     {"method", r.method},
+                     {"starts", r.starts},
+                     {"steps", r.steps},
+                     {"horizon_seconds", r.horizon_seconds},
+                     {"tolerance", r.tolerance},
+                     {"converged_fraction", r.converged_fraction},
+                     {"median_final_distance", r.median_final_distance},
+                     {"max_final_distance", r.max_final_distance},
+                     {"final_distances", r.final_distances}};
+  out["arrival_seconds"] = r.arrival_seconds;
+  out["demo_arrival_median_seconds"] = r.demo_arrival_median;
+  out["demo_duration_seconds"] = r.demo_duration_seconds;
+  out["demo_dtw_median"] = r.demo_errors.dtw.median;
+  out["demo_dtw"] = r.demo_errors.dtw.per_demo;
+  out["demo_frechet_median"] = r.demo_errors.frechet.median;
+  if (r.demo_errors.has_quat) out["demo_quat_median"] = r.demo_errors.quat.median;
+  if (r.method == "certified" || r.method == "discrete") {
+    out["demo_steps"] = r.demo_steps;
+    out["demo_projected_steps"] = r.demo_projected_steps;
+    out["demo_projected_fraction"] = r.demo_projected_fraction;
+  }
+  if (r.bound_horizon_seconds > 0) {
+    out["max_initial_lyapunov"] = r.max_initial_lyapunov;
+    out["bound_horizon_seconds"] = r.bound_horizon_seconds;
+  }
+  if (r.method == "certified") {
+    out["kappa"] = o.kappa;
+    out["substeps"] = r.substeps;
+    out["rejected_substeps"] = r.rejected_substeps;
+    out["projected_substeps"] = r.projected_substeps;
+    out["certified_ball_seconds"] = r.certified_ball_seconds;
+    out["uncertified_substeps"] = r.uncertified_substeps;
+  } else if (r.method == "discrete") {
+    const auto& c = run.config();
+    out["kappa"] = c.discrete_step ? c.discrete_kappa : o.kappa;
+    out["steps_applied"] = r.substeps;
+    out["projected_steps"] = r.projected_substeps;
+    out["projected_fraction"] = r.projected_fraction;
+    out["steps_outside_ball"] = r.outside_ball_substeps;
+    out["projected_steps_outside_ball"] = r.projected_outside_ball;
+    out["projected_fraction_outside_ball"] = r.projected_fraction_outside_ball;
+    out["certified_ball_seconds"] = r.certified_ball_seconds;
+    out["nonfinite_steps"] = r.uncertified_substeps;
+  }
+  return out;
 }
 
 }  // namespace stablelearn::lfd

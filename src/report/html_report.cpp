@@ -681,6 +681,183 @@ json repro_run_sections(const fs::path& dir, const ReportOptions& o) {
   return sections;
 }
 
+namespace {
+
+/// Eigenvalues per layer of a `diagnose spectra --out` CSV (layer,eigenvalue).
+std::map<std::string, std::vector<double>> read_esd_csv(const fs::path& file) {
+  const auto lines = read_lines(file);
+  SL_CHECK(!lines.empty() && lines[0] == "layer,eigenvalue", DataError, file.string(),
+           ": expected the CSV of `diagnose spectra --out` (header layer,eigenvalue)");
+  std::map<std::string, std::vector<double>> by_layer;
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].empty()) continue;
+    const auto comma = lines[i].rfind(',');
+    SL_CHECK(comma != std::string::npos, DataError, file.string(), ":", i + 1, ": expected two comma-separated columns");
+    const auto b = lines[i].substr(comma + 1);
+    char* end = nullptr;
+    const double v = std::strtod(b.c_str(), &end);
+    SL_CHECK(end != b.c_str(), DataError, file.string(), ":", i + 1, ": '", b, "' is not a number");
+    by_layer[lines[i].substr(0, comma)].push_back(v);
+  }
+  return by_layer;
+}
+
+json esd_fit_charts(const std::map<std::string, std::vector<double>>& esd, const json& layers, const fs::path& csv,
+                    const fs::path& fits, const ReportOptions& o) {
+  json charts = json::array();
+  std::map<std::string, json> fit_of;
+  if (layers.is_array())
+    for (const auto& l : layers)
+      if (l.is_object() && l.contains("name")) fit_of[l["name"].get<std::string>()] = l;
+  for (const auto& [layer, ev] : esd) {
+    std::vector<double> v;
+    for (double x : ev)
+      if (std::isfinite(x) && x > 0) v.push_back(x);
+    if (v.empty()) continue;
+    std::sort(v.begin(), v.end());
+    const auto n = static_cast<double>(ev.size());
+    // Empirical CCDF P(X >= x) at each eigenvalue (ties: the first of equal values gets the count).
+    std::vector<double> x, y;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (i > 0 && v[i] == v[i - 1]) continue;
+      x.push_back(v[i]);
+      y.push_back(static_cast<double>(v.size() - i) / n);
+    }
+    auto c = lines_chart(layer + ": ESD tail (complementary CDF, log-log)", "eigenvalue of WᵀW/N", "P(λ ≥ x)", csv, o);
+    c["log_x"] = true;
+    c["log_y"] = true;
+    auto emp = series("eigenvalues (empirical)", x, y, o);
+    emp["style"] = "points";
+    emp["size"] = 4;
+    c["series"].push_back(emp);
+    const auto it = fit_of.find(layer);
+    if (it != fit_of.end() && it->second.contains("alpha") && it->second["alpha"].is_number() && it->second.contains("xmin")) {
+      const double alpha = it->second["alpha"].get<double>(), xmin = num(it->second["xmin"]);
+      const double tail = num(it->second.value("tail_size", json()), NAN);
+      // Power law p(x) ∝ x^{−α} above x_min: P(λ ≥ x) = (tail / n) (x / x_min)^{1−α}.
+      std::vector<double> fx, fy;
+      const double hi = v.back();
+      const int k = 40;
+      for (int i = 0; i <= k && xmin > 0 && hi > xmin && std::isfinite(tail); ++i) {
+        const double xx = xmin * std::pow(hi / xmin, static_cast<double>(i) / k);
+        fx.push_back(xx);
+        fy.push_back(tail / n * std::pow(xx / xmin, 1.0 - alpha));
+      }
+      if (!fy.empty()) {
+        auto f = series("power-law fit α = " + fmt_num(alpha) + " ± " + fmt_num(num(it->second.value("alpha_sigma", json()))) +
+                            " above x_min (KS " + fmt_num(num(it->second.value("ks_distance", json()))) + ")",
+                        fx, fy, o);
+        f["style"] = "dashed";
+        c["series"].push_back(f);
+        c["vlines"] = json::array({{{"name", "x_min"}, {"x", round_sig(xmin)}}});
+        c["fit"] = {{"alpha", alpha}, {"xmin", xmin}, {"tail_size", tail}, {"n", n}};
+      }
+      c["source"] = source_of(csv, o) + " (eigenvalues), " + source_of(fits, o) + " (fit)";
+    } else if (it != fit_of.end()) {
+      c["title"] = c["title"].get<std::string>() + "; no power-law fit: " + it->second.value("alpha_note", std::string("alpha is null"));
+    }
+    c["layer"] = layer;
+    charts.push_back(c);
+  }
+  return charts;
+}
+
+/// The ESD CSV a `diagnose spectra --out F` JSON output names ("written": F as given on the command
+/// line): F itself, F beside the JSON file, F's name beside the JSON file.
+fs::path find_written_csv(const fs::path& json_file, const std::string& written) {
+  const fs::path w(written);
+  for (const auto& c : {w, json_file.parent_path() / w, json_file.parent_path() / w.filename()})
+    if (fs::is_regular_file(c)) return c;
+  return {};
+}
+
+/// Scree plot of a trajectory PCA output: the explained-variance ratio of each component, their
+/// cumulative sum, 90 % and r₉₀ marked.
+json trajectory_charts(const json& j, const fs::path& file, const ReportOptions& o) {
+  json charts = json::array();
+  const auto& r = j["explained_variance_ratio"];
+  std::vector<double> k, ratio, cum;
+  double acc = 0;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    k.push_back(static_cast<double>(i + 1));
+    ratio.push_back(num(r[i]));
+    acc += num(r[i], 0);
+    cum.push_back(acc);
+  }
+  auto c = lines_chart("trajectory PCA: explained variance per principal component (scree) and cumulative", "component", "share of the variance",
+                       file, o);
+  c["series"].push_back(series("explained variance ratio", k, ratio, o));
+  c["series"].push_back(series("cumulative", k, cum, o));
+  c["hlines"].push_back({{"name", "90 %"}, {"y", 0.9}});
+  if (j.contains("rank_90") && j["rank_90"].is_number() && j["rank_90"].get<double>() <= static_cast<double>(k.size()))
+    c["vlines"].push_back({{"name", "r₉₀"}, {"x", j["rank_90"]}});
+  c["pca"] = {{"rank_90", j.value("rank_90", json())}, {"effective_rank", j.value("effective_rank", json())}};
+  charts.push_back(c);
+  if (j.contains("alignment_to_final") && j["alignment_to_final"].is_array() && j["alignment_to_final"].size() >= 2) {
+    const auto& a = j["alignment_to_final"];
+    const bool iters = j.contains("iterations") && j["iterations"].is_array() && j["iterations"].size() == a.size();
+    std::vector<double> x, y;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      x.push_back(iters ? num(j["iterations"][i]) : static_cast<double>(i));
+      y.push_back(num(a[i]));
+    }
+    auto al = lines_chart("alignment of each snapshot's displacement with the final one (cosine)", iters ? "iteration" : "snapshot",
+                          "cosine to the final displacement", file, o);
+    al["series"].push_back(series("alignment to final", x, y, o));
+    charts.push_back(al);
+  }
+  if (j.contains("per_task") && j["per_task"].is_array() && !j["per_task"].empty()) {
+    json b = {{"type", "bars"}, {"title", "trajectory PCA per task: r₉₀ and effective rank"}, {"x_label", "task"},
+              {"categories", json::array()}, {"series", json::array({{{"name", "r₉₀"}, {"y", json::array()}},
+                                                                       {{"name", "effective rank"}, {"y", json::array()}}})},
+              {"source", source_of(file, o)}};
+    for (const auto& t : j["per_task"]) {
+      b["categories"].push_back(std::to_string(t.value("task", 0)));
+      b["series"][0]["y"].push_back(t.value("rank_90", json()));
+      b["series"][1]["y"].push_back(t.contains("effective_rank") ? json(round_sig(num(t["effective_rank"]))) : json());
+    }
+    charts.push_back(b);
+  }
+  return charts;
+}
+
+/// The sweep of an intrinsic-dimension output: test (± std over projection seeds) and train accuracy
+/// against the subspace dimension d (log axis), the two thresholds and the two d_int90 marked.
+json intrinsic_dim_chart(const json& j, const fs::path& file, const ReportOptions& o) {
+  auto c = lines_chart("intrinsic-dimension sweep: accuracy after training in a random d-dimensional subspace", "subspace dimension d",
+                       "accuracy", file, o);
+  c["log_x"] = true;
+  std::vector<double> d, test, lo, hi, train;
+  bool band = false;
+  for (const auto& r : j["subspaces"]) {
+    d.push_back(num(r["d"]));
+    test.push_back(num(r.value("test_accuracy", json())));
+    train.push_back(num(r.value("train_accuracy", json())));
+    const double sd = num(r.value("test_accuracy_std", json()), NAN);
+    band = band || std::isfinite(sd);
+    lo.push_back(test.back() - (std::isfinite(sd) ? sd : 0));
+    hi.push_back(test.back() + (std::isfinite(sd) ? sd : 0));
+  }
+  auto ts = series("test accuracy" + std::string(band ? " (± std over projections)" : ""), d, test, o);
+  if (band) {
+    ts["lo"] = rounded(lo);
+    ts["hi"] = rounded(hi);
+  }
+  c["series"].push_back(ts);
+  c["series"].push_back(series("train accuracy", d, train, o));
+  if (j.contains("absolute_threshold") && j["absolute_threshold"].is_number())
+    c["hlines"].push_back({{"name", "absolute threshold"}, {"y", round_sig(num(j["absolute_threshold"]))}});
+  if (j.contains("relative_threshold") && j["relative_threshold"].is_number())
+    c["hlines"].push_back({{"name", "relative threshold"}, {"y", round_sig(num(j["relative_threshold"]))}});
+  if (j.contains("full_test_accuracy") && j["full_test_accuracy"].is_number())
+    c["hlines"].push_back({{"name", "full model (test)"}, {"y", round_sig(num(j["full_test_accuracy"]))}});
+  for (const char* k : {"d_int90_absolute", "d_int90_relative"})
+    if (j.contains(k) && j[k].is_number()) c["vlines"].push_back({{"name", k}, {"x", j[k]}});
+  return c;
+}
+
+}  // namespace
+
 json diagnose_sections(const fs::path& file, const ReportOptions& o) {
   json sections = json::array();
   if (file.extension() == ".csv") {
@@ -726,7 +903,20 @@ json diagnose_sections(const fs::path& file, const ReportOptions& o) {
         for (double v : lv) by[static_cast<std::size_t>(std::min(bins - 1, static_cast<int>((v - lo) / w)))] += 1;
         c["series"].push_back(series(layer, bx, by, o));
       }
-      sections.push_back(section("Weight spectra", json::array({c, t})));
+      json charts = json::array({c, t});
+      // The fit is in the command's JSON output; `report esd.csv` reads it from esd.json beside it.
+      const auto fits = fs::path(file).replace_extension(".json");
+      const auto fj = fs::is_regular_file(fits) ? read_json_file(fits) : json();
+      if (fj.is_object() && fj.contains("layers")) {
+        for (auto& x : esd_fit_charts(by_layer, fj["layers"], file, fits, o)) charts.push_back(std::move(x));
+      } else {
+        charts.push_back({{"type", "text"}, {"title", "power-law fits"},
+                          {"text", "The power-law fit (alpha, x_min) is in the JSON that `diagnose spectra` prints; save it as " +
+                                       fits.filename().string() + " beside " + file.filename().string() +
+                                       " (or give that JSON to `report`) to see the fits drawn over each layer's ESD."}});
+        for (auto& x : esd_fit_charts(by_layer, json(), file, file, o)) charts.push_back(std::move(x));
+      }
+      sections.push_back(section("Weight spectra", charts));
     }
     return sections;
   }
@@ -735,8 +925,33 @@ json diagnose_sections(const fs::path& file, const ReportOptions& o) {
   auto t = table("values", {"key", "value"}, file, o);
   add_scalars_table(t, j);
   main["charts"].push_back(t);
+  std::set<std::string> drawn;  // keys with a dedicated view below
+  if (j.contains("layers") && j["layers"].is_array() && j.contains("written") && j["written"].is_string()) {
+    const auto csv = find_written_csv(file, j["written"].get<std::string>());
+    if (!csv.empty()) {
+      for (auto& x : esd_fit_charts(read_esd_csv(csv), j["layers"], csv, file, o)) main["charts"].push_back(std::move(x));
+      drawn.insert("layers_charts");  // the table stays; per-layer numbers against the layer index say nothing more
+    } else {
+      main["charts"].push_back({{"type", "text"}, {"title", "ESD power-law fits"},
+                                {"text", "The eigenvalues were written to " + j["written"].get<std::string>() +
+                                             ", which is not there (nor beside this file): the fits are listed in the table only."}});
+    }
+  } else if (j.contains("layers") && j["layers"].is_array() && !j["layers"].empty() && j["layers"][0].is_object() &&
+             j["layers"][0].contains("alpha")) {
+    main["charts"].push_back({{"type", "text"}, {"title", "ESD power-law fits"},
+                              {"text", "Run `diagnose spectra ... --out esd.csv` to have the eigenvalues drawn with their fits."}});
+  }
+  if (j.contains("explained_variance_ratio") && j["explained_variance_ratio"].is_array() && !j["explained_variance_ratio"].empty()) {
+    for (auto& x : trajectory_charts(j, file, o)) main["charts"].push_back(std::move(x));
+    drawn.insert({"explained_variance_ratio", "alignment_to_final", "iterations", "per_task_charts"});
+  }
+  if (j.contains("subspaces") && j["subspaces"].is_array() && !j["subspaces"].empty() && j["subspaces"][0].is_object() &&
+      j["subspaces"][0].contains("d")) {
+    main["charts"].push_back(intrinsic_dim_chart(j, file, o));
+    drawn.insert("subspaces_charts");
+  }
   for (const auto& [k, v] : j.items()) {
-    if (!v.is_array() || v.empty()) continue;
+    if (!v.is_array() || v.empty() || drawn.count(k)) continue;
     if (v[0].is_number() && v.size() >= 2) {
       std::vector<double> x, y;
       for (std::size_t i = 0; i < v.size(); ++i) {
@@ -759,7 +974,7 @@ json diagnose_sections(const fs::path& file, const ReportOptions& o) {
         tt["rows"].push_back(row);
       }
       main["charts"].push_back(tt);
-      add_record_charts(main["charts"], k, {{file.stem().string(), v}}, file, o);
+      if (!drawn.count(k + "_charts")) add_record_charts(main["charts"], k, {{file.stem().string(), v}}, file, o);
     }
   }
   sections.push_back(main);
@@ -956,6 +1171,141 @@ std::string render_html(const json& page, const fs::path& library_js) {
   replace_once(data_mark, safe);
   replace_once(lib_mark, lib);
   return tpl;
+}
+
+}  // namespace stablelearn::report
+
+namespace stablelearn::report {
+
+namespace {
+
+/// A count or fraction key of an `lfd stability` report, NaN when absent.
+double key_or_nan(const json& r, const char* key) { return r.contains(key) ? num(r[key]) : NAN; }
+
+std::string percent(double v) { return std::isfinite(v) ? fmt_num(100.0 * v) + " %" : std::string("n/a"); }
+std::string number_or_na(double v) { return std::isfinite(v) ? fmt_num(v) : std::string("n/a"); }
+
+}  // namespace
+
+std::vector<fs::path> saved_stability_files(const fs::path& dir, std::int64_t task) {
+  std::vector<fs::path> found;
+  for (const auto& name : {"stability_" + std::to_string(task) + ".json", "stability_task" + std::to_string(task) + ".json",
+                           "stability_euler_task" + std::to_string(task) + ".json"})
+    if (fs::is_regular_file(dir / name)) found.push_back(dir / name);
+  return found;
+}
+
+StabilityShares stability_shares(const json& r) {
+  StabilityShares s;
+  const auto method = r.value("method", std::string());
+  if (method == "discrete") {
+    const double applied = key_or_nan(r, "steps_applied"), pulled = key_or_nan(r, "projected_steps");
+    s.all = applied > 0 ? pulled / applied : key_or_nan(r, "projected_fraction");
+    const double outside = key_or_nan(r, "steps_outside_ball"), pulled_out = key_or_nan(r, "projected_steps_outside_ball");
+    s.on_the_way = outside > 0 ? pulled_out / outside : (outside == 0 ? 0.0 : key_or_nan(r, "projected_fraction_outside_ball"));
+  } else if (method == "certified") {
+    const double sub = key_or_nan(r, "substeps"), pulled = key_or_nan(r, "projected_substeps");
+    s.all = sub > 0 ? pulled / sub : NAN;
+  }
+  if (method == "discrete" || method == "certified") {
+    const double demo = key_or_nan(r, "demo_steps"), pulled = key_or_nan(r, "demo_projected_steps");
+    s.from_demo_starts = demo > 0 ? pulled / demo : key_or_nan(r, "demo_projected_fraction");
+  }
+  return s;
+}
+
+json stability_section(const std::vector<StabilityResult>& results, const std::string& note, const ReportOptions& o) {
+  json sec = section("Stability of the learned skills (`stablelearn lfd stability`: long rollouts from the demonstrations' starts "
+                     "and random starts in a box 1.5x their extent)");
+  if (!note.empty()) sec["charts"].push_back({{"type", "text"}, {"title", "where these numbers come from"}, {"text", note}});
+  std::string sources;
+  for (const auto& r : results)
+    if (sources.find(r.source) == std::string::npos) sources += (sources.empty() ? "" : ", ") + r.source;
+  if (results.size() > 3) sources = "the sources named per task in the table";
+  auto t = table("converged fraction, final distances and projected (pulled) steps per task",
+                 {"task", "name", "from", "method", "starts", "horizon (s)", "tolerance", "converged", "median final distance",
+                  "max final distance", "pulled: all steps", "pulled: on the way (outside the certified ball)",
+                  "pulled: from the demonstrations' starts", "DTW from the demonstrations' starts (median)",
+                  "arrival (median, demonstrations' starts) / demonstration duration (s)", "orientation error (median)"},
+                 fs::path(), o);
+  t["source"] = sources;
+  t["wide"] = true;  // 16 columns: the whole width of the page
+  json conv = {{"type", "bars"}, {"title", "converged fraction per task (final distance within the tolerance)"}, {"x_label", "task"},
+               {"y_label", "converged %"}, {"y_max", 100}, {"categories", json::array()}, {"series", json::array()}, {"source", sources}};
+  json pulled = {{"type", "bars"}, {"title", "share of the solver steps radially pulled (projected) by the certificate"},
+                 {"x_label", "task"}, {"y_label", "% of steps"}, {"categories", json::array()}, {"series", json::array()},
+                 {"source", sources}};
+  auto dist = lines_chart("final distance to the goal per start, in tolerances (1 = the tolerance)", "task", "final distance / tolerance",
+                          fs::path(), o);
+  dist["source"] = sources;
+  std::map<std::string, json> conv_by_method;  // one bar series per method (saved Euler next to certified)
+  json p_all = json::array(), p_way = json::array(), p_demo = json::array();
+  bool any_pulled = false;
+  std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> dist_by_method;
+  std::vector<std::string> categories;
+  for (const auto& res : results) {
+    const auto label = std::to_string(res.task);
+    if (std::find(categories.begin(), categories.end(), label) == categories.end()) categories.push_back(label);
+  }
+  for (const auto& res : results) {
+    const auto& r = res.report;
+    const auto method = r.value("method", std::string("?"));
+    const double tol = key_or_nan(r, "tolerance");
+    std::int64_t ok = 0, n = 0;
+    if (r.contains("final_distances"))
+      for (const auto& d : r["final_distances"]) {
+        ++n;
+        const double v = num(d);
+        if (std::isfinite(v) && v <= tol) ++ok;
+        if (std::isfinite(v) && tol > 0) {
+          dist_by_method[method].first.push_back(static_cast<double>(res.task));
+          dist_by_method[method].second.push_back(v / tol);
+        }
+      }
+    const double frac = n > 0 ? static_cast<double>(ok) / static_cast<double>(n) : key_or_nan(r, "converged_fraction");
+    const auto sh = stability_shares(r);
+    const double arrival = key_or_nan(r, "demo_arrival_median_seconds"), duration = key_or_nan(r, "demo_duration_seconds");
+    t["rows"].push_back({res.task, r.value("task_name", std::string()), res.source, method, r.value("starts", n),
+                         number_or_na(key_or_nan(r, "horizon_seconds")), fmt_num(tol),
+                         std::to_string(ok) + "/" + std::to_string(n) + " (" + percent(frac) + ")",
+                         number_or_na(key_or_nan(r, "median_final_distance")), number_or_na(key_or_nan(r, "max_final_distance")),
+                         percent(sh.all), percent(sh.on_the_way), percent(sh.from_demo_starts),
+                         number_or_na(key_or_nan(r, "demo_dtw_median")),
+                         std::isfinite(arrival) ? (arrival < 0 ? std::string("never") : fmt_num(arrival)) + " / " + number_or_na(duration) : "n/a",
+                         number_or_na(key_or_nan(r, "demo_quat_median"))});
+    auto& cs = conv_by_method[method];
+    if (cs.is_null()) cs = {{"name", method}, {"y", json(std::vector<json>(categories.size()))}};
+    const auto at = static_cast<std::size_t>(std::find(categories.begin(), categories.end(), std::to_string(res.task)) - categories.begin());
+    cs["y"][at] = round_sig(100.0 * frac);
+    if (method == "discrete" || method == "certified") {
+      any_pulled = true;
+      while (p_all.size() < categories.size()) { p_all.push_back(nullptr); p_way.push_back(nullptr); p_demo.push_back(nullptr); }
+      p_all[at] = std::isfinite(sh.all) ? json(round_sig(100.0 * sh.all)) : json();
+      p_way[at] = std::isfinite(sh.on_the_way) ? json(round_sig(100.0 * sh.on_the_way)) : json();
+      p_demo[at] = std::isfinite(sh.from_demo_starts) ? json(round_sig(100.0 * sh.from_demo_starts)) : json();
+    }
+  }
+  for (const auto& c : categories) {
+    conv["categories"].push_back(c);
+    pulled["categories"].push_back(c);
+  }
+  for (auto& [m, s] : conv_by_method) conv["series"].push_back(s);
+  for (auto& [m, xy] : dist_by_method) {
+    json s = {{"name", m}, {"x", rounded(xy.first)}, {"y", rounded(xy.second)}, {"style", "points"}, {"size", 5}};
+    dist["series"].push_back(s);
+  }
+  dist["hlines"].push_back({{"name", "tolerance"}, {"y", 1}});
+  sec["charts"].push_back(t);
+  sec["charts"].push_back(conv);
+  if (!dist["series"].empty()) sec["charts"].push_back(dist);
+  if (any_pulled) {
+    while (p_all.size() < categories.size()) { p_all.push_back(nullptr); p_way.push_back(nullptr); p_demo.push_back(nullptr); }
+    pulled["series"] = json::array({{{"name", "all steps"}, {"y", p_all}},
+                                    {{"name", "on the way (outside the certified ball)"}, {"y", p_way}},
+                                    {{"name", "from the demonstrations' starts (as executed)"}, {"y", p_demo}}});
+    sec["charts"].push_back(pulled);
+  }
+  return sec;
 }
 
 }  // namespace stablelearn::report

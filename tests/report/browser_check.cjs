@@ -97,6 +97,19 @@ async function checkPage(browser, spec) {
       return inst.getOption().legend[0].selected["demonstrations"];
     });
     if (hidden !== false) fail(name, "legend toggle did not hide the demonstrations");
+    // Stability section: the converged % per task of the bars is the table's k/N, and every task has one.
+    const st = all((c) => c.type === "table" && c.title.startsWith("converged fraction, final distances"));
+    const bars = all((c) => c.type === "bars" && c.title.startsWith("converged fraction per task"));
+    if (st.length !== 1 || bars.length !== 1) fail(name, `expected one stability table and one converged-fraction chart, found ${st.length} and ${bars.length}`);
+    else {
+      if (st[0].rows.length !== m.tasks) fail(name, `stability table has ${st[0].rows.length} rows for ${m.tasks} tasks`);
+      for (const row of st[0].rows) {
+        const [k, n] = row[7].split(" ")[0].split("/").map(Number);
+        const series = bars[0].series.find((s) => s.name === row[3]);
+        const got = series ? series.y[bars[0].categories.indexOf(String(row[0]))] : undefined;
+        if (!near(got, (100 * k) / n, 1e-4)) fail(name, `task ${row[0]}: converged ${got} % on the chart, ${k}/${n} in the table`);
+      }
+    }
     await page.evaluate(() => { const inst = echarts.getInstanceByDom(document.querySelector(".sl-chart[data-type='plane']")); inst.dispatchAction({ type: "legendToggleSelect", name: "demonstrations" }); });
     const el = await page.$(".sl-chart[data-type='plane']");
     await el.screenshot({ path: path.join(shotDir, name + "_skill.png") });
@@ -115,6 +128,22 @@ async function checkPage(browser, spec) {
     const table = all((c) => c.type === "table" && c.title.startsWith("end-of-sequence"));
     const strategies = new Set(runDirs.map((d) => JSON.parse(fs.readFileSync(path.join(d, "summary.json"), "utf8")).strategy));
     if (table.length !== 1 || table[0].rows.length !== strategies.size) fail(name, `comparison table should have one row per strategy (${strategies.size})`);
+  } else if (kind === "spectra") {
+    // Each layer's empirical CCDF starts at P(λ ≥ smallest positive eigenvalue) = (positive count) / count.
+    const byLayer = {};
+    for (const l of fs.readFileSync(runDirs[0], "utf8").trim().split("\n").slice(1)) {
+      const i = l.lastIndexOf(","), layer = l.slice(0, i);
+      (byLayer[layer] = byLayer[layer] || []).push(Number(l.slice(i + 1)));
+    }
+    const tails = all((c) => c.type === "lines" && c.log_x && c.layer);
+    if (tails.length !== Object.keys(byLayer).length) fail(name, `${tails.length} ESD tail charts for ${Object.keys(byLayer).length} layers`);
+    for (const c of tails) {
+      const ev = byLayer[c.layer] || [];
+      const pos = ev.filter((v) => v > 0);
+      if (!near(c.series[0].y[0], pos.length / ev.length, 1e-4)) fail(name, `${c.layer}: CCDF starts at ${c.series[0].y[0]}, CSV gives ${pos.length / ev.length}`);
+      if (c.fit && !c.series.some((s) => s.style === "dashed")) fail(name, `${c.layer}: a fit without its line`);
+    }
+    if (!tails.some((c) => c.fit)) fail(name, "no layer has a power-law fit drawn");
   } else if (kind === "diagnose") {
     const rows = fs.readFileSync(runDirs[0], "utf8").trim().split("\n").slice(1).map((l) => l.split(",").map(Number));
     const c = all((x) => x.type === "lines")[0];

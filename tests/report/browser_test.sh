@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The browser test of `stablelearn report` (ctest: report_browser): makes a tiny LfD run, two cl runs
-# (a comparison of two strategies) and a diagnose output, writes their reports and opens them in
+# (a comparison of two strategies) and two diagnose outputs (density CSV, spectra JSON with its CSV), writes their reports and opens them in
 # headless Chromium (tests/report/browser_check.cjs). Screenshots: BUILD/report_browser_test/.
 #   tests/report/browser_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -41,14 +41,17 @@ for s in er ewc; do
   sl cl run "$tmp/$s.toml" --out "$tmp/cl_$s" --quiet > /dev/null
 done
 sl diagnose density "$tmp/cl_er" --task 0 --samples 100 --runs 2 --lanczos-steps 20 --dtype float32 --out "$tmp/density.csv" > /dev/null
+(cd "$tmp" && sl diagnose spectra cl_er --min-tail 4 --out esd.csv > esd.json)
 t1=$(date +%s.%N)
-sl report "$tmp/lfd_run" --out "$tmp/lfd_report.html"
+sl report "$tmp/lfd_run" --out "$tmp/lfd_report.html" --stability-budget 4000
 sl report "$tmp/cl_er" "$tmp/cl_ewc" --out "$tmp/cl_comparison.html"
 sl report "$tmp/density.csv" --out "$tmp/diagnose_density.html"
+sl report "$tmp/esd.json" --out "$tmp/diagnose_spectra.html"
 t2=$(date +%s.%N)
 node "$src/tests/report/browser_check.cjs" "$web" "$shots" \
   "$tmp/lfd_report.html:lfd:$tmp/lfd_run" \
   "$tmp/cl_comparison.html:cl:$tmp/cl_er,$tmp/cl_ewc" \
-  "$tmp/diagnose_density.html:diagnose:$tmp/density.csv"
+  "$tmp/diagnose_density.html:diagnose:$tmp/density.csv" \
+  "$tmp/diagnose_spectra.html:spectra:$tmp/esd.csv"
 t3=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "runs %.1f s, reports %.1f s, browser %.1f s\n", b - a, c - b, d - c }'

@@ -2,6 +2,7 @@
 // input, the readers' page model against the run files, and the page rendering.
 #include <cmath>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -247,6 +248,157 @@ TEST(DiagnoseSections, DensityCsvAndSpectraCsvAndJson) {
   EXPECT_EQ((*ev)["hlines"][0]["y"], 200.0);
   write(dir / "bad.csv", "eigenvalue,density\n1,x\n");
   sl::testing::expect_error<sl::DataError>([&] { rp::diagnose_sections(dir / "bad.csv", o); }, "bad.csv:2");
+  fs::remove_all(dir);
+}
+
+TEST(DiagnoseSections, SpectraFitsAreDrawnOverTheEmpiricalTail) {
+  // Eigenvalues 1..20 of one layer, a fit α = 3 above x_min = 5 (tail 16 of 20): the CCDF is
+  // P(λ ≥ x) = (21 − x)/20 at x = 1..20, the fitted one (16/20)(x/5)^{−2} from 5 to 20.
+  const auto dir = sl::testing::temp_dir("report_esd_fit");
+  std::string csv = "layer,eigenvalue\n";
+  for (int i = 20; i >= 1; --i) csv += "fc1," + std::to_string(i) + "\n";
+  csv += "fc2,0.5\nfc2,1.5\n";
+  write(dir / "esd.csv", csv);
+  write(dir / "esd.json", R"({"problem": "toy", "written": "esd.csv", "layers": [
+      {"name": "fc1", "alpha": 3.0, "alpha_sigma": 0.5, "xmin": 5.0, "ks_distance": 0.08, "tail_size": 16},
+      {"name": "fc2", "alpha": null, "alpha_note": "too few samples"}]})");
+  rp::ReportOptions o;
+  for (const auto& file : {dir / "esd.csv", dir / "esd.json"}) {
+    const auto s = rp::diagnose_sections(file, o);
+    const auto* c = find_chart(s, "lines", "fc1: ESD tail");
+    ASSERT_NE(c, nullptr) << file;
+    EXPECT_TRUE((*c)["log_x"].get<bool>());
+    EXPECT_TRUE((*c)["log_y"].get<bool>());
+    const auto& emp = (*c)["series"][0];
+    ASSERT_EQ(emp["x"].size(), 20u);
+    for (std::size_t i = 0; i < 20; ++i) {
+      EXPECT_DOUBLE_EQ(emp["x"][i].get<double>(), static_cast<double>(i + 1));
+      EXPECT_NEAR(emp["y"][i].get<double>(), (20.0 - static_cast<double>(i)) / 20.0, 1e-9);
+    }
+    const auto& fit = (*c)["series"][1];
+    EXPECT_EQ(fit["style"], "dashed");
+    EXPECT_NE(fit["name"].get<std::string>().find("α = 3"), std::string::npos);
+    EXPECT_NEAR(fit["x"][0].get<double>(), 5.0, 1e-9);
+    EXPECT_NEAR(fit["y"][0].get<double>(), 0.8, 1e-9);
+    EXPECT_NEAR(fit["x"].back().get<double>(), 20.0, 1e-6);
+    EXPECT_NEAR(fit["y"].back().get<double>(), 0.8 / 16.0, 1e-6);
+    EXPECT_EQ((*c)["vlines"][0]["x"], 5.0);
+    // fc2 has no fit: its chart says so and draws the eigenvalues only.
+    const auto* c2 = find_chart(s, "lines", "fc2: ESD tail");
+    ASSERT_NE(c2, nullptr);
+    EXPECT_NE((*c2)["title"].get<std::string>().find("too few samples"), std::string::npos);
+    EXPECT_EQ((*c2)["series"].size(), 1u);
+  }
+  // A JSON whose CSV is gone says so instead of drawing nothing.
+  fs::remove(dir / "esd.csv");
+  const auto s = rp::diagnose_sections(dir / "esd.json", o);
+  EXPECT_NE(find_chart(s, "text", "ESD power-law fits"), nullptr);
+  fs::remove_all(dir);
+}
+
+TEST(DiagnoseSections, TrajectoryPcaScreeAndIntrinsicDimensionSweep) {
+  const auto dir = sl::testing::temp_dir("report_traj_id");
+  write(dir / "traj.json", R"({"problem": "cl run parameter snapshots", "explained_variance_ratio": [0.5, 0.3, 0.15, 0.05],
+      "rank_90": 3, "effective_rank": 2.7, "iterations": [0, 10, 20], "alignment_to_final": [0.0, 0.6, 1.0],
+      "per_task": [{"task": 0, "rank_90": 2, "effective_rank": 1.5}, {"task": 1, "rank_90": 4, "effective_rank": 3.25}]})");
+  rp::ReportOptions o;
+  const auto t = rp::diagnose_sections(dir / "traj.json", o);
+  const auto* scree = find_chart(t, "lines", "scree");
+  ASSERT_NE(scree, nullptr);
+  EXPECT_EQ((*scree)["series"][0]["y"], json({0.5, 0.3, 0.15, 0.05}));
+  const auto& cum = (*scree)["series"][1]["y"];
+  const std::vector<double> want{0.5, 0.8, 0.95, 1.0};
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_NEAR(cum[i].get<double>(), want[i], 1e-12);
+  EXPECT_EQ((*scree)["vlines"][0]["x"], 3);
+  EXPECT_EQ((*scree)["hlines"][0]["y"], 0.9);
+  const auto* al = find_chart(t, "lines", "alignment");
+  ASSERT_NE(al, nullptr);
+  EXPECT_EQ((*al)["series"][0]["x"], json({0, 10, 20}));
+  const auto* per = find_chart(t, "bars", "per task");
+  ASSERT_NE(per, nullptr);
+  EXPECT_EQ((*per)["series"][0]["y"], json({2, 4}));
+  EXPECT_EQ((*per)["series"][1]["y"], json({1.5, 3.25}));
+  EXPECT_EQ(find_chart(t, "lines", "explained_variance_ratio"), nullptr);  // no generic duplicate
+
+  write(dir / "id.json", R"({"problem": "MLP", "projection": "dense", "absolute_threshold": 0.9, "relative_threshold": 0.81,
+      "full_test_accuracy": 0.9, "d_int90_absolute": null, "d_int90_relative": 100,
+      "subspaces": [{"d": 10, "test_accuracy": 0.5, "test_accuracy_std": 0.1, "train_accuracy": 0.55},
+                    {"d": 100, "test_accuracy": 0.82, "test_accuracy_std": 0.02, "train_accuracy": 0.9}]})");
+  const auto i = rp::diagnose_sections(dir / "id.json", o);
+  const auto* sweep = find_chart(i, "lines", "intrinsic-dimension sweep");
+  ASSERT_NE(sweep, nullptr);
+  EXPECT_TRUE((*sweep)["log_x"].get<bool>());
+  const auto& ts = (*sweep)["series"][0];
+  EXPECT_EQ(ts["x"], json({10, 100}));
+  EXPECT_EQ(ts["y"], json({0.5, 0.82}));
+  EXPECT_NEAR(ts["lo"][0].get<double>(), 0.4, 1e-12);
+  EXPECT_NEAR(ts["hi"][1].get<double>(), 0.84, 1e-12);
+  EXPECT_EQ((*sweep)["series"][1]["y"], json({0.55, 0.9}));
+  ASSERT_EQ((*sweep)["vlines"].size(), 1u);  // d_int90_absolute is null: not reached
+  EXPECT_EQ((*sweep)["vlines"][0]["x"], 100);
+  EXPECT_EQ((*sweep)["hlines"].size(), 3u);
+  EXPECT_EQ(find_chart(i, "lines", "subspaces: test_accuracy"), nullptr);
+  fs::remove_all(dir);
+}
+
+TEST(StabilitySection, ConvergedFractionAndPulledSharesFromSavedOutputs) {
+  const auto dir = sl::testing::temp_dir("report_stability");
+  // Discrete Φ: 5 starts, tolerance 1: distances 0, 0.5, 1, 1.5, NaN (as null) -> 3 of 5 converge;
+  // 30 of 200 steps pulled (15 %), 3 of 40 outside the ball (7.5 %), 2 of 50 from the demonstrations'
+  // starts (4 %).
+  write(dir / "stability_0.json", R"({"task": 0, "task_name": "a", "method": "discrete", "starts": 5, "tolerance": 1.0,
+      "final_distances": [0, 0.5, 1.0, 1.5, null], "median_final_distance": 0.75, "max_final_distance": 1.5, "horizon_seconds": 3,
+      "steps_applied": 200, "projected_steps": 30, "steps_outside_ball": 40, "projected_steps_outside_ball": 3,
+      "demo_steps": 50, "demo_projected_steps": 2, "demo_dtw_median": 12.5})");
+  // Certified, saved under the other name, with a plain-Euler check of the same task beside it.
+  write(dir / "stability_task1.json", R"({"task": 1, "method": "certified", "starts": 2, "tolerance": 2.0,
+      "final_distances": [0.1, 0.2], "substeps": 400, "projected_substeps": 100, "demo_steps": 10, "demo_projected_steps": 0})");
+  write(dir / "stability_euler_task1.json", R"({"task": 1, "method": "euler", "starts": 2, "tolerance": 2.0, "final_distances": [0.1, 3]})");
+  EXPECT_EQ(rp::saved_stability_files(dir, 0), std::vector<fs::path>{dir / "stability_0.json"});
+  EXPECT_EQ(rp::saved_stability_files(dir, 1), (std::vector<fs::path>{dir / "stability_task1.json", dir / "stability_euler_task1.json"}));
+  EXPECT_TRUE(rp::saved_stability_files(dir, 2).empty());
+  std::vector<rp::StabilityResult> results;
+  for (std::int64_t j = 0; j < 2; ++j)
+    for (const auto& f : rp::saved_stability_files(dir, j))
+      results.push_back({j, json::parse(sl::read_file_text(f)), f.filename().string()});
+  const auto sh0 = rp::stability_shares(results[0].report);
+  EXPECT_DOUBLE_EQ(sh0.all, 0.15);
+  EXPECT_DOUBLE_EQ(sh0.on_the_way, 0.075);
+  EXPECT_DOUBLE_EQ(sh0.from_demo_starts, 0.04);
+  const auto sh1 = rp::stability_shares(results[1].report);
+  EXPECT_DOUBLE_EQ(sh1.all, 0.25);
+  EXPECT_TRUE(std::isnan(sh1.on_the_way));
+  EXPECT_DOUBLE_EQ(sh1.from_demo_starts, 0.0);
+  EXPECT_TRUE(std::isnan(rp::stability_shares(results[2].report).all));
+  rp::ReportOptions o;
+  const auto sec = rp::stability_section(results, "from files", o);
+  const auto s = json::array({sec});
+  const auto* t = find_chart(s, "table", "converged fraction");
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ((*t)["rows"].size(), 3u);
+  EXPECT_EQ((*t)["rows"][0][7], "3/5 (60 %)");
+  EXPECT_EQ((*t)["rows"][0][10], "15 %");
+  EXPECT_EQ((*t)["rows"][0][11], "7.5 %");
+  EXPECT_EQ((*t)["rows"][0][12], "4 %");
+  EXPECT_EQ((*t)["rows"][1][7], "2/2 (100 %)");
+  EXPECT_EQ((*t)["rows"][2][7], "1/2 (50 %)");
+  const auto* conv = find_chart(s, "bars", "converged fraction per task");
+  ASSERT_NE(conv, nullptr);
+  EXPECT_EQ((*conv)["categories"], json({"0", "1"}));
+  std::map<std::string, json> by_name;
+  for (const auto& x : (*conv)["series"]) by_name[x["name"]] = x["y"];
+  EXPECT_EQ(by_name["discrete"], json({60.0, nullptr}));
+  EXPECT_EQ(by_name["certified"], json({nullptr, 100.0}));
+  EXPECT_EQ(by_name["euler"], json({nullptr, 50.0}));
+  const auto* pulled = find_chart(s, "bars", "radially pulled");
+  ASSERT_NE(pulled, nullptr);
+  EXPECT_EQ((*pulled)["series"][0]["y"], json({15.0, 25.0}));
+  EXPECT_EQ((*pulled)["series"][1]["y"], json({7.5, nullptr}));
+  const auto* dist = find_chart(s, "lines", "final distance");
+  ASSERT_NE(dist, nullptr);
+  for (const auto& x : (*dist)["series"])
+    if (x["name"] == "discrete") EXPECT_EQ(x["y"], json({0.0, 0.5, 1.0, 1.5}));  // the non-finite start is left out
+  EXPECT_NE(find_chart(s, "text", "where these numbers come from"), nullptr);
   fs::remove_all(dir);
 }
 

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
 #include <torch/types.h>
 
 #include "stablelearn/core/config.h"
@@ -314,5 +315,8 @@ struct StabilityReport {
   double demo_projected_fraction = 0;
 };
 StabilityReport check_stability(const LfdRun& run, std::int64_t task, const StabilityOptions& options);
+/// The JSON object `stablelearn lfd stability` prints for the report `r` of `task` checked with
+/// `options` (what `stablelearn report` reads from saved stability_J.json files).
+nlohmann::json stability_json(const LfdRun& run, std::int64_t task, const StabilityReport& r, const StabilityOptions& options);
 
 }  // namespace stablelearn::lfd

@@ -4,15 +4,17 @@
 // A page is built in two steps:
 //  1. readers turn a run's files into a *page model*: JSON sections, each a list of charts in a small
 //     vocabulary the page template draws with the charting library (ECharts, inlined):
-//       {"type": "lines", "title", "x_label", "y_label", "log_y", "series": [{"name", "x", "y",
-//        "lo", "hi" (optional band)}], "marks_x": [task boundaries], "hlines": [{"name", "y"}]}
+//       {"type": "lines", "title", "x_label", "y_label", "log_y", "log_x" (optional), "series": [{"name",
+//        "x", "y", "lo", "hi" (optional band), "style" (optional: "dashed", or "points" for a
+//        scatter)}], "marks_x": [task boundaries], "hlines": [{"name", "y"}], "vlines": [{"name", "x"}]}
 //       {"type": "heatmap", "title", "x_label", "y_label", "x_labels", "y_labels", "cells": [[x, y, v]]}
 //       {"type": "plane", "title", "x_label", "y_label", "layers": [{"name", "kind", "xy": [x0, y0, x1,
 //        y1, ..., null, null, ...]}]}   (polylines separated by null pairs)
-//       {"type": "bars", "title", "categories", "series": [{"name", "y", "err"}]}
+//       {"type": "bars", "title", "x_label", "y_label", "y_max" (optional), "categories", "series": [{"name", "y", "err"}]}
 //       {"type": "table", "title", "columns", "rows"}     {"type": "text", "title", "text"}
 //       {"type": "svg", "title", "svg"}                   (a static figure the run wrote)
-//     Every chart names the run file its data came from ("source", relative to the page).
+//     Every chart names the run file its data came from ("source", relative to the page); "wide": true
+//     gives a chart the page's full width.
 //  2. render_html inlines the page template (report/web/template.html, compiled in), the charting
 //     library's minified script (located at report time in report/web/node_modules, installed by
 //     scripts/setup.sh with `npm ci`) and the page model into one file.
@@ -21,7 +23,9 @@
 // files keep every point.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -73,6 +77,36 @@ nlohmann::json lfd_run_sections(const std::filesystem::path& dir, const ReportOp
 nlohmann::json cl_run_sections(const std::filesystem::path& dir, const ReportOptions& options);
 nlohmann::json repro_run_sections(const std::filesystem::path& dir, const ReportOptions& options);
 nlohmann::json diagnose_sections(const std::filesystem::path& file, const ReportOptions& options);
+
+/// The full stability check of an LfD skill (`stablelearn lfd stability RUN --task J`, whose JSON
+/// output `report` reads or computes) for the page.
+struct StabilityResult {
+  std::int64_t task = 0;
+  nlohmann::json report;  ///< the object `lfd stability` prints (lfd::stability_json)
+  std::string source;     ///< the saved file (relative to the page), or how the report computed it
+};
+
+/// Saved `lfd stability` outputs of `task` in an LfD run folder, in this order where present:
+/// stability_J.json (scripts/lasa26_discrete.sh), stability_taskJ.json and stability_euler_taskJ.json
+/// (scripts/lfd_short_results.sh).
+std::vector<std::filesystem::path> saved_stability_files(const std::filesystem::path& dir, std::int64_t task);
+
+/// Shares of radially pulled (projected) solver steps in an `lfd stability` report (NaN where the
+/// method has none): over all steps of the long rollouts (discrete: projected_steps / steps_applied;
+/// certified: projected_substeps / substeps), over the steps outside the certified ball, i.e. on the
+/// way to the goal (discrete only), and over the rollouts from the demonstrations' starts as executed.
+struct StabilityShares {
+  double all = NAN, on_the_way = NAN, from_demo_starts = NAN;
+};
+StabilityShares stability_shares(const nlohmann::json& stability_report);
+
+/// The page section of per-task stability results: a table (converged k/N from final_distances and
+/// the tolerance, median/max final distance, the pulled shares, accuracy as executed, arrival time,
+/// orientation error), converged fraction per task, every start's final distance in tolerances, and
+/// the pulled shares per task (discrete / certified). `note` (if not empty) says where the numbers
+/// come from.
+nlohmann::json stability_section(const std::vector<StabilityResult>& results, const std::string& note,
+                                 const ReportOptions& options);
 
 /// Comparison sections of several runs of one kind (lfd or cl), grouped by method/strategy with
 /// mean ± std over the runs of a group (seeds).
