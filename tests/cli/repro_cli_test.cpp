@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <cmath>
 
@@ -20,7 +21,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "bo-rep"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -221,6 +222,30 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
       for (std::size_t i = 0; i < lx.size(); ++i) sx += lx[i], sy += ly[i], sxx += lx[i] * lx[i], sxy += lx[i] * ly[i];
       EXPECT_NEAR(num(m.at(std::string(loss) + "_exponent")), (n * sxy - sx * sy) / (n * sxx - sx * sx), 1e-9) << loss;
     }
+  } else if (name == "bo-rep") {
+    // Equal budgets: both methods used exactly hvp_budget (quick: 200) Hessian-vector products and
+    // lower-gradient counts within one stocBiO iteration of each other; each method's step is the
+    // grid point with the lowest validation loss; the differences recomputed from the row; the
+    // corrupted count is 40 % of the training images.
+    const auto& bo = row.at("bo_rep");
+    const auto& sb = row.at("stocbio");
+    EXPECT_EQ(bo.at("hvps").get<int>(), 200);
+    EXPECT_EQ(sb.at("hvps").get<int>(), 200);
+    EXPECT_LE(std::abs(bo.at("lower_gradients").get<double>() - sb.at("lower_gradients").get<double>()),
+              sb.at("lower_gradients").get<double>() / 20 + 1);
+    EXPECT_EQ(row.at("corrupted").get<int>(), 200);  // round(0.4 · 500)
+    for (const auto& [method, grid] : {std::pair<const char*, const char*>{"bo_rep", "bo_rep_grid"}, {"stocbio", "stocbio_grid"}}) {
+      double best = std::numeric_limits<double>::infinity(), lr = 0;
+      for (const auto& t : row.at(grid))
+        if (!t.at("val_loss").is_null() && t.at("val_loss").get<double>() < best) best = t.at("val_loss").get<double>(), lr = t.at("lr").get<double>();
+      EXPECT_EQ(row.at(method).at("lr").get<double>(), lr) << method;
+    }
+    EXPECT_NEAR(num(m.at("test_acc_bo_rep_minus_stocbio")), num(bo.at("test_acc")) - num(sb.at("test_acc")), 1e-12);
+    EXPECT_NEAR(num(m.at("test_acc_bo_rep_minus_uniform")), num(bo.at("test_acc")) - num(row.at("uniform").at("test_acc")), 1e-12);
+    EXPECT_NEAR(num(m.at("downweighted_corrupted_bo_rep_minus_stocbio")),
+                num(bo.at("downweighted_corrupted")) - num(sb.at("downweighted_corrupted")), 1e-12);
+    EXPECT_GT(num(bo.at("test_acc")), 0.5);  // a linear classifier that learned despite the noise
+    EXPECT_TRUE(fs::exists(run / "hyper_cleaning.svg"));
   }
   fs::remove_all(run.parent_path());
 }

@@ -15,6 +15,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_lfd_forgetting_repro(),
       repro::make_stable_spam_repro(),
       repro::make_width_lr_repro(),
+      repro::make_bo_rep_repro(),
   };
 }
 }  // namespace
