@@ -21,7 +21,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "bo-rep"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "bo-rep", "mip"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -246,6 +246,30 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
                 num(bo.at("downweighted_corrupted")) - num(sb.at("downweighted_corrupted")), 1e-12);
     EXPECT_GT(num(bo.at("test_acc")), 0.5);  // a linear classifier that learned despite the noise
     EXPECT_TRUE(fs::exists(run / "hyper_cleaning.svg"));
+  } else if (name == "mip") {
+    // Fashion-MNIST: the final losses are the curves' last points, the ratio and the fraction of
+    // steps to reach the default's final loss recomputed from the curves; LfD: the final loss is
+    // the mean of the recorded last 10 % of the iterations (quick: 30 iterations -> 3 values).
+    const auto& f = row.at("fmnist");
+    const double steps = 60;
+    const double fd = f.at("default").at("curve").back()[1].get<double>(), fm = f.at("mip").at("curve").back()[1].get<double>();
+    EXPECT_EQ(f.at("default").at("curve").back()[0].get<double>(), steps);
+    EXPECT_NEAR(num(m.at("fmnist_mip_over_default")), fm / fd, 1e-12);
+    double frac = std::nan("");
+    for (const auto& p : f.at("mip").at("curve"))
+      if (p[1].get<double>() <= fd) {
+        frac = p[0].get<double>() / steps;
+        break;
+      }
+    EXPECT_TRUE(std::isnan(frac) ? f.at("mip_fraction_to_default_final").is_null()
+                                 : std::abs(num(f.at("mip_fraction_to_default_final")) - frac) < 1e-12);
+    for (const char* v : {"default", "mip"}) {
+      const auto t = row.at("lfd").at(v).at("tail").get<std::vector<double>>();
+      ASSERT_EQ(t.size(), 3u) << v;
+      EXPECT_NEAR(num(row.at("lfd").at(v).at("final_loss")), (t[0] + t[1] + t[2]) / 3, 1e-12) << v;
+    }
+    EXPECT_NE(num(row.at("lfd").at("default").at("final_loss")), num(row.at("lfd").at("mip").at("final_loss")));
+    EXPECT_TRUE(fs::exists(run / "mip_fmnist.svg"));
   }
   fs::remove_all(run.parent_path());
 }

@@ -25,6 +25,7 @@ ReproEntry make_lfd_forgetting_repro();
 ReproEntry make_stable_spam_repro();
 ReproEntry make_width_lr_repro();
 ReproEntry make_bo_rep_repro();
+ReproEntry make_mip_repro();
 
 /// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
 /// hidden layer of that width); seed ctx.seed + k.

@@ -16,6 +16,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_stable_spam_repro(),
       repro::make_width_lr_repro(),
       repro::make_bo_rep_repro(),
+      repro::make_mip_repro(),
   };
 }
 }  // namespace
