@@ -284,9 +284,9 @@ ReproEntry make_mip_repro() {
             "makes hypernetwork training converge faster and more stably than the default parametrisation.";
   e.options = {{"samples", "Fashion-MNIST training images", 10000, 2000, true},
                {"hidden", "hidden width of the generated MLP", 32, 16, true},
-               {"steps", "Adam steps of the gamma-conditioned hypernetwork", 600, 60, true},
+               {"steps", "Adam steps of the gamma-conditioned hypernetwork", 400, 60, true},
                {"tasks", "LASA 2D shapes (LfD part)", 2, 1, true},
-               {"iterations", "LfD iterations per task", 300, 30, true},
+               {"iterations", "LfD iterations per task", 200, 30, true},
                {"lfd_hidden", "width of the sNODE's f-hat (ICNN: half)", 32, 16, true},
                {"hnet_hidden", "width of the CHN's two hidden layers", 32, 16, true}};
   e.run_seed = run_seed;
