@@ -76,6 +76,7 @@ void normalized_momentum_step(torch::Tensor& x, torch::Tensor& m, const torch::T
   torch::NoGradGuard ng;
   m.mul_(beta).add_(g, 1 - beta);
   const double norm = m.norm().item<double>();
+  SL_CHECK(std::isfinite(norm), DataError, "bilevel: the momentum holds a NaN or an infinity (a non-finite hypergradient)");
   x.sub_(m, lr / (norm + eps));
 }
 
@@ -236,6 +237,8 @@ void StocBio::step() {
   for (std::int64_t k = 0; k < o_.lower_steps; ++k) y_.sub_(lower_gradient(p_, x_, y_), o_.lower_lr);
   counts_.lower_gradients += o_.lower_steps;
   g_ = aid_hypergradient(p_, x_, y_, o_.solver, o_.solver_steps, o_.neumann_eta, &counts_);
+  SL_CHECK(torch::isfinite(g_).all().item<bool>(), DataError, "stocbio: the hypergradient holds a NaN or an infinity at "
+           "iteration ", t_, " (lower the step sizes)");
   x_.sub_(g_, o_.lr);
   ++t_;
 }

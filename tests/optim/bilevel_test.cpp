@@ -237,4 +237,14 @@ TEST(BilevelOptions, InvalidValuesAreConfigErrorsNamingTheKey) {
   sl::testing::expect_error<sl::DataError>([&] { so::BoRep(q.problem(), d({0, std::nan(""), 0, 0}), z); }, "NaN");
   sl::testing::expect_error<sl::ShapeError>([&] { so::lower_hvp(q.problem(), z, z, torch::zeros({3}, torch::kFloat64)); },
                                             "want y's shape");
+  // A non-finite objective stops the methods with a DataError instead of spreading NaN into x.
+  auto nan_problem = q.problem();
+  nan_problem.upper = [](const torch::Tensor& x, const torch::Tensor& y) { return (y.sum() + x.sum()) * std::nan(""); };
+  so::BoRep bo(nan_problem, z, z);
+  sl::testing::expect_error<sl::DataError>([&] { bo.step(); }, "NaN or an infinity");
+  so::StocBio sb(nan_problem, z, z);
+  sl::testing::expect_error<sl::DataError>([&] { sb.step(); }, "stocbio: the hypergradient holds a NaN");
+  sl::testing::expect_error<sl::ShapeError>(
+      [&] { so::upper_gradients(so::BilevelProblem{[](const torch::Tensor& x, const torch::Tensor&) { return x; }, {}}, z, z); },
+      "must return a scalar");
 }
