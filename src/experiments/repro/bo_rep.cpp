@@ -124,6 +124,7 @@ Budget budget(const ReproContext& ctx) {
 struct Outcome {
   std::string method;
   double lr = 0, val_loss = 0, test_acc = 0, down_corrupted = 0, down_clean = 0, precision = 0;
+  double weight_corrupted = 0, weight_clean = 0;  // mean σ(λ_i) over the corrupted / clean samples
   std::int64_t hvps = 0, lower_gradients = 0;
   json curve = json::array();  // [hvps, full validation loss]
 };
@@ -141,6 +142,9 @@ Outcome outcome(const Data& d, const std::string& method, double lr, const torch
   o.down_clean = (down & ~d.corrupted).sum().item<double>() / nclean;
   const auto nd = down.sum().item<double>();
   o.precision = nd > 0 ? (down & d.corrupted).sum().item<double>() / nd : std::nan("");
+  const auto weight = torch::sigmoid(lam);
+  o.weight_corrupted = weight.masked_select(d.corrupted).mean().item<double>();
+  o.weight_clean = weight.masked_select(~d.corrupted).mean().item<double>();
   o.hvps = c.hvps;
   o.lower_gradients = c.lower_gradients;
   o.curve = std::move(curve);
@@ -155,6 +159,8 @@ json to_json(const Outcome& o) {
           {"downweighted_corrupted", o.down_corrupted},
           {"downweighted_clean", o.down_clean},
           {"precision", finite_or_null(o.precision)},
+          {"mean_weight_corrupted", o.weight_corrupted},
+          {"mean_weight_clean", o.weight_clean},
           {"hvps", o.hvps},
           {"lower_gradients", o.lower_gradients},
           {"curve", o.curve}};
