@@ -109,6 +109,9 @@ void LfdConfig::fields(options::Visitor& v) {
   v("task_emb_dim", task_emb_dim, "task embedding size").at_least(1);
   v("chunk_emb_dim", chunk_emb_dim, "CHN: chunk embedding size").at_least(1);
   v("chunk_dim", chunk_dim, "CHN: chunk size C").at_least(1);
+  v("mip", mip,
+    "hnet: magnitude-invariant parametrisation (embeddings rescaled to a constant norm, output theta0 + delta; "
+    "docs/optim.md)");
   v.table("train");
   v("iterations", iterations, "iterations per task").at_least(1);
   v("lr", lr, "Adam learning rate of θ and the task embeddings").above(0.0);
@@ -159,6 +162,8 @@ void LfdConfig::cross_check() const {
   SL_CHECK(cert_weight == 0 || (discrete_step && method == "hnet"), ConfigError,
            "train.cert_weight > 0 needs model.discrete_step = true (the penalty is Φ_h's certificate) and model.method = "
            "\"hnet\", got discrete_step = ", discrete_step ? "true" : "false", ", method = \"", method, "\"");
+  SL_CHECK(!mip || method == "hnet", ConfigError,
+           "model.mip = true applies to the hypernetwork (model.method = \"hnet\"), got method = \"", method, "\"");
   SL_CHECK(!center_fhat || target == "snode", ConfigError,
            "model.center_fhat = true needs model.target = \"snode\" (it centres the sNODE's nominal field f̂ at the "
            "goal), got target = \"", target, "\"");
@@ -193,12 +198,13 @@ HyperNet make_hypernetwork(const LfdConfig& c, const models::WeightLayout& layou
                  .hidden(c.hnet_hidden)
                  .task_emb_dim(c.task_emb_dim)
                  .chunk_emb_dim(c.chunk_emb_dim)
-                 .chunk_dim(c.chunk_dim);
+                 .chunk_dim(c.chunk_dim)
+                 .mip(c.mip);
     auto m = std::make_shared<models::ChunkedHyperNetworkImpl>(o);
     h.net = m.get();
     h.module = m;
   } else {
-    auto o = models::HyperNetworkOptions(layout).hidden(c.hnet_hidden).task_emb_dim(c.task_emb_dim);
+    auto o = models::HyperNetworkOptions(layout).hidden(c.hnet_hidden).task_emb_dim(c.task_emb_dim).mip(c.mip);
     auto m = std::make_shared<models::HyperNetworkImpl>(o);
     h.net = m.get();
     h.module = m;

@@ -1,5 +1,6 @@
 #include "stablelearn/models/hypernetwork.h"
 
+#include <cmath>
 #include <string>
 
 #include "stablelearn/core/error.h"
@@ -49,7 +50,61 @@ torch::Tensor new_embedding(torch::nn::Module& m, std::int64_t index, std::int64
   return m.register_parameter("task_emb_" + std::to_string(index), e);
 }
 
+/// MIP's output weight: N(0, 1/fan_out) (kaiming normal, fan_out mode, gain 1).
+torch::Tensor new_mip_out_weight(torch::nn::Module& m, const std::string& name, std::vector<std::int64_t> shape,
+                                 std::int64_t fan_out) {
+  torch::Tensor p;
+  {
+    torch::NoGradGuard no_grad;
+    p = torch::randn(shape, torch::kFloat32) / std::sqrt(static_cast<double>(fan_out));
+  }
+  return m.register_parameter(name, p);
+}
+
+torch::Tensor new_zero_bias(torch::nn::Module& m, const std::string& name, std::int64_t n) {
+  return m.register_parameter(name, torch::zeros({n}, torch::kFloat32));
+}
+
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// MIP
+
+torch::Tensor mip_normalize(const torch::Tensor& e) {
+  SL_CHECK(e.defined() && (e.dim() == 1 || e.dim() == 2) && e.size(-1) > 0, ShapeError,
+           "mip: embedding must be [dim] or [B, dim], got ", e.defined() ? shape_string(e.sizes().vec()) : "undefined");
+  const auto norm = e.norm(2, -1, true);
+  SL_CHECK((norm.detach() > 0).all().item<bool>(), DataError,
+           "mip: an embedding row is zero (no direction to keep)");
+  return e * (std::sqrt(static_cast<double>(e.size(-1))) / norm);
+}
+
+torch::Tensor mip_encode_unit(const torch::Tensor& gamma) {
+  SL_CHECK(gamma.defined() && (gamma.dim() == 1 || gamma.dim() == 2), ShapeError,
+           "mip: gamma must be [k] or [B, k], got ", gamma.defined() ? shape_string(gamma.sizes().vec()) : "undefined");
+  const auto g = gamma.detach();
+  SL_CHECK(((g >= 0) & (g <= 1)).all().item<bool>(), DataError,
+           "mip: gamma must lie in [0, 1] (the cos/sin encoding's domain); got values in [", g.min().item<double>(), ", ",
+           g.max().item<double>(), "]");
+  const auto a = gamma * (3.14159265358979323846 / 2);
+  return torch::cat({torch::cos(a), torch::sin(a)}, -1);
+}
+
+double mip_theta0_gain() { return std::sqrt(2.0 / (1.0 + 0.01 * 0.01)); }
+
+torch::Tensor mip_theta0(const WeightLayout& target, const torch::TensorOptions& options) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> parts;
+  for (const auto& e : target.entries()) {
+    if (e.shape.size() >= 2) {
+      const auto fan_in = e.numel / e.shape[0];
+      parts.push_back(torch::randn({e.numel}, options) * (mip_theta0_gain() / std::sqrt(static_cast<double>(fan_in))));
+    } else {
+      parts.push_back(torch::zeros({e.numel}, options));
+    }
+  }
+  return torch::cat(parts, 0);
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -91,10 +146,21 @@ void HyperNetworkImpl::reset() {
     in = h;
   }
   const auto& target = options.target();
-  for (std::size_t j = 0; j < target.size(); ++j) {
-    const auto n = target[j].numel;
-    head_w_.push_back(new_linear_weight(*this, "head_" + std::to_string(j) + "_weight", {n, in}, in));
-    head_b_.push_back(new_linear_weight(*this, "head_" + std::to_string(j) + "_bias", {n}, in));
+  if (options.mip()) {
+    // θ₀ = the heads' biases; A ~ N(0, 1/P) (one output layer of fan_out P, split by tensor).
+    const auto theta0 = mip_theta0(target, torch::TensorOptions().dtype(torch::kFloat32));
+    for (std::size_t j = 0; j < target.size(); ++j) {
+      const auto n = target[j].numel;
+      head_w_.push_back(new_mip_out_weight(*this, "head_" + std::to_string(j) + "_weight", {n, in}, target.numel()));
+      head_b_.push_back(register_parameter("head_" + std::to_string(j) + "_bias",
+                                           theta0.narrow(0, target[j].offset, n).clone()));
+    }
+  } else {
+    for (std::size_t j = 0; j < target.size(); ++j) {
+      const auto n = target[j].numel;
+      head_w_.push_back(new_linear_weight(*this, "head_" + std::to_string(j) + "_weight", {n, in}, in));
+      head_b_.push_back(new_linear_weight(*this, "head_" + std::to_string(j) + "_bias", {n}, in));
+    }
   }
   for (std::size_t i = 0; i < tasks; ++i)
     embeddings_.push_back(new_embedding(*this, static_cast<std::int64_t>(i), options.task_emb_dim(),
@@ -103,8 +169,9 @@ void HyperNetworkImpl::reset() {
 
 torch::Tensor HyperNetworkImpl::forward_embedding(const torch::Tensor& embedding) {
   bool batched = false;
-  auto h = run_trunk(as_batch(embedding, options.task_emb_dim(), batched, "HyperNetwork"), trunk_w_,
-                     trunk_b_);
+  auto e = as_batch(embedding, options.task_emb_dim(), batched, "HyperNetwork");
+  if (options.mip()) e = mip_normalize(e);
+  auto h = run_trunk(e, trunk_w_, trunk_b_);
   std::vector<torch::Tensor> outs;
   outs.reserve(head_w_.size());
   if (!batched) {
@@ -144,7 +211,7 @@ std::vector<torch::Tensor> HyperNetworkImpl::theta() const {
 }
 
 void HyperNetworkImpl::pretty_print(std::ostream& stream) const {
-  stream << "stablelearn::models::HyperNetwork(te=" << options.task_emb_dim()
+  stream << "stablelearn::models::HyperNetwork(" << (options.mip() ? "mip, " : "") << "te=" << options.task_emb_dim()
          << ", hidden=" << shape_string(options.hidden()) << ", heads=" << head_w_.size()
          << ", P=" << options.target().numel() << ", theta=" << theta_numel()
          << ", tasks=" << num_tasks() << ")";
@@ -187,8 +254,14 @@ void ChunkedHyperNetworkImpl::reset() {
     trunk_b_.push_back(new_linear_weight(*this, "trunk_" + std::to_string(k) + "_bias", {h}, in));
     in = h;
   }
-  head_w_ = new_linear_weight(*this, "head_weight", {options.chunk_dim(), in}, in);
-  head_b_ = new_linear_weight(*this, "head_bias", {options.chunk_dim()}, in);
+  if (options.mip()) {
+    theta0_ = register_parameter("theta0", mip_theta0(options.target(), torch::TensorOptions().dtype(torch::kFloat32)));
+    head_w_ = new_mip_out_weight(*this, "head_weight", {options.chunk_dim(), in}, options.chunk_dim());
+    head_b_ = new_zero_bias(*this, "head_bias", options.chunk_dim());
+  } else {
+    head_w_ = new_linear_weight(*this, "head_weight", {options.chunk_dim(), in}, in);
+    head_b_ = new_linear_weight(*this, "head_bias", {options.chunk_dim()}, in);
+  }
   for (std::size_t i = 0; i < tasks; ++i)
     embeddings_.push_back(new_embedding(*this, static_cast<std::int64_t>(i), options.task_emb_dim(),
                                         head_b_.options()));
@@ -198,9 +271,11 @@ torch::Tensor ChunkedHyperNetworkImpl::forward_chunks(const torch::Tensor& embed
   bool batched = false;
   auto e = as_batch(embedding, options.task_emb_dim(), batched, "ChunkedHyperNetwork");
   const auto B = e.size(0), K = chunk_emb_.size(0);
+  const auto ce = options.mip() ? mip_normalize(chunk_emb_) : chunk_emb_;
+  if (options.mip()) e = mip_normalize(e);
   // Input of chunk k: [e_i, E_k] (task embedding first).
   auto inp = torch::cat({e.unsqueeze(1).expand({B, K, e.size(1)}),
-                         chunk_emb_.unsqueeze(0).expand({B, K, chunk_emb_.size(1)})},
+                         ce.unsqueeze(0).expand({B, K, ce.size(1)})},
                         2);
   auto out = torch::linear(run_trunk(inp, trunk_w_, trunk_b_), head_w_, head_b_);  // [B, K, C]
   return batched ? out : out.squeeze(0);
@@ -209,8 +284,12 @@ torch::Tensor ChunkedHyperNetworkImpl::forward_chunks(const torch::Tensor& embed
 torch::Tensor ChunkedHyperNetworkImpl::forward_embedding(const torch::Tensor& embedding) {
   auto chunks = forward_chunks(embedding);
   const auto P = options.target().numel();
-  if (chunks.dim() == 2) return chunks.reshape({-1}).narrow(0, 0, P);
-  return chunks.reshape({chunks.size(0), -1}).narrow(1, 0, P);
+  if (chunks.dim() == 2) {
+    auto w = chunks.reshape({-1}).narrow(0, 0, P);
+    return options.mip() ? w + theta0_ : w;
+  }
+  auto w = chunks.reshape({chunks.size(0), -1}).narrow(1, 0, P);
+  return options.mip() ? w + theta0_ : w;
 }
 
 std::int64_t ChunkedHyperNetworkImpl::add_task() {
@@ -226,7 +305,9 @@ torch::Tensor ChunkedHyperNetworkImpl::task_embedding(std::int64_t task) const {
 }
 
 std::vector<torch::Tensor> ChunkedHyperNetworkImpl::theta() const {
-  std::vector<torch::Tensor> out{chunk_emb_};
+  std::vector<torch::Tensor> out;
+  if (options.mip()) out.push_back(theta0_);
+  out.push_back(chunk_emb_);
   for (std::size_t k = 0; k < trunk_w_.size(); ++k) {
     out.push_back(trunk_w_[k]);
     out.push_back(trunk_b_[k]);
@@ -237,11 +318,58 @@ std::vector<torch::Tensor> ChunkedHyperNetworkImpl::theta() const {
 }
 
 void ChunkedHyperNetworkImpl::pretty_print(std::ostream& stream) const {
-  stream << "stablelearn::models::ChunkedHyperNetwork(te=" << options.task_emb_dim()
+  stream << "stablelearn::models::ChunkedHyperNetwork(" << (options.mip() ? "mip, " : "") << "te=" << options.task_emb_dim()
          << ", ce=" << options.chunk_emb_dim() << ", C=" << options.chunk_dim()
          << ", K=" << options.num_chunks() << ", hidden=" << shape_string(options.hidden())
          << ", P=" << options.target().numel() << ", theta=" << theta_numel()
          << ", tasks=" << num_tasks() << ")";
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void ConditionedHyperNetworkOptions::validate() const {
+  validate_common(target_, hidden_, input_dim_, "ConditionedHyperNetworkOptions");
+}
+
+ConditionedHyperNetworkImpl::ConditionedHyperNetworkImpl(ConditionedHyperNetworkOptions options_)
+    : options(std::move(options_)) {
+  reset();
+}
+
+void ConditionedHyperNetworkImpl::reset() {
+  options.validate();
+  trunk_w_.clear();
+  trunk_b_.clear();
+  std::int64_t in = options.mip() ? 2 * options.input_dim() : options.input_dim();
+  for (std::size_t k = 0; k < options.hidden().size(); ++k) {
+    const auto h = options.hidden()[k];
+    trunk_w_.push_back(new_linear_weight(*this, "trunk_" + std::to_string(k) + "_weight", {h, in}, in));
+    trunk_b_.push_back(new_linear_weight(*this, "trunk_" + std::to_string(k) + "_bias", {h}, in));
+    in = h;
+  }
+  const auto P = options.target().numel();
+  if (options.mip()) {
+    out_w_ = new_mip_out_weight(*this, "out_weight", {P, in}, P);
+    out_b_ = register_parameter("out_bias", mip_theta0(options.target(), torch::TensorOptions().dtype(torch::kFloat32)));
+  } else {
+    out_w_ = new_linear_weight(*this, "out_weight", {P, in}, in);
+    out_b_ = new_linear_weight(*this, "out_bias", {P}, in);
+  }
+}
+
+torch::Tensor ConditionedHyperNetworkImpl::encode(const torch::Tensor& gamma) const {
+  SL_CHECK(gamma.defined() && (gamma.dim() == 1 || gamma.dim() == 2) && gamma.size(-1) == options.input_dim(), ShapeError,
+           "ConditionedHyperNetwork: gamma must be [", options.input_dim(), "] or [B, ", options.input_dim(), "], got ",
+           gamma.defined() ? shape_string(gamma.sizes().vec()) : "undefined");
+  return options.mip() ? mip_encode_unit(gamma) : gamma;
+}
+
+torch::Tensor ConditionedHyperNetworkImpl::features(const torch::Tensor& gamma) const {
+  return run_trunk(encode(gamma), trunk_w_, trunk_b_);
+}
+
+torch::Tensor ConditionedHyperNetworkImpl::forward(const torch::Tensor& gamma) {
+  return torch::linear(features(gamma), out_w_, out_b_);
 }
 
 }  // namespace stablelearn::models

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <cmath>
 
@@ -20,7 +21,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -211,7 +212,9 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
         ASSERT_FALSE(tried.empty());
         for (std::size_t i = 0; i < tried.size(); ++i) {
           EXPECT_EQ(tried[i].at("stable").get<bool>(), i + 1 == tried.size()) << loss << " " << i;
-          if (i > 0) EXPECT_NEAR(tried[i].at("lr").get<double>() * std::sqrt(2.0), tried[i - 1].at("lr").get<double>(), 1e-12);
+          if (i > 0) {
+            EXPECT_NEAR(tried[i].at("lr").get<double>() * std::sqrt(2.0), tried[i - 1].at("lr").get<double>(), 1e-12);
+          }
         }
         EXPECT_EQ(w.at("eta_max").get<double>(), tried.back().at("lr").get<double>());
         lx.push_back(std::log(w.at("width").get<double>()));
@@ -266,7 +269,10 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
         const auto h = r.at("entropy")[l].get<std::vector<double>>();
         const auto c = r.at("cumulative_entropy")[l].get<std::vector<double>>();
         double sum = 0;
-        for (std::size_t i = 0; i < h.size(); ++i) EXPECT_NEAR(c[i], sum += h[i], 1e-9 * (1 + std::abs(sum)));
+        for (std::size_t i = 0; i < h.size(); ++i) {
+          sum += h[i];
+          EXPECT_NEAR(c[i], sum, 1e-9 * (1 + std::abs(sum)));
+        }
         EXPECT_EQ(h[0], 0) << "step 1 has no decision shift";
       }
       const double acc = r.at("readout_accuracy").get<double>();
@@ -315,6 +321,54 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(ci.at("ci95_low").get<double>(), mean - half, 1e-12);
     EXPECT_NEAR(res.at("checks")[0].at("value").get<double>(), ci.at("ci95_low").get<double>(), 0);
     EXPECT_TRUE(fs::exists(run / "dppn_curves.svg"));
+  } else if (name == "bo-rep") {
+    // Equal budgets: both methods used exactly hvp_budget (quick: 200) Hessian-vector products and
+    // lower-gradient counts within one stocBiO iteration of each other; each method's step is the
+    // grid point with the lowest validation loss; the differences recomputed from the row; the
+    // corrupted count is 40 % of the training images.
+    const auto& bo = row.at("bo_rep");
+    const auto& sb = row.at("stocbio");
+    EXPECT_EQ(bo.at("hvps").get<int>(), 200);
+    EXPECT_EQ(sb.at("hvps").get<int>(), 200);
+    EXPECT_LE(std::abs(bo.at("lower_gradients").get<double>() - sb.at("lower_gradients").get<double>()),
+              sb.at("lower_gradients").get<double>() / 20 + 1);
+    EXPECT_EQ(row.at("corrupted").get<int>(), 200);  // round(0.4 · 500)
+    for (const auto& [method, grid] : {std::pair<const char*, const char*>{"bo_rep", "bo_rep_grid"}, {"stocbio", "stocbio_grid"}}) {
+      double best = std::numeric_limits<double>::infinity(), lr = 0;
+      for (const auto& t : row.at(grid))
+        if (!t.at("val_loss").is_null() && t.at("val_loss").get<double>() < best) best = t.at("val_loss").get<double>(), lr = t.at("lr").get<double>();
+      EXPECT_EQ(row.at(method).at("lr").get<double>(), lr) << method;
+    }
+    EXPECT_NEAR(num(m.at("test_acc_bo_rep_minus_stocbio")), num(bo.at("test_acc")) - num(sb.at("test_acc")), 1e-12);
+    EXPECT_NEAR(num(m.at("test_acc_bo_rep_minus_uniform")), num(bo.at("test_acc")) - num(row.at("uniform").at("test_acc")), 1e-12);
+    EXPECT_NEAR(num(m.at("downweighted_corrupted_bo_rep_minus_stocbio")),
+                num(bo.at("downweighted_corrupted")) - num(sb.at("downweighted_corrupted")), 1e-12);
+    EXPECT_GT(num(bo.at("test_acc")), 0.5);  // a linear classifier that learned despite the noise
+    EXPECT_TRUE(fs::exists(run / "hyper_cleaning.svg"));
+  } else if (name == "mip") {
+    // Fashion-MNIST: the final losses are the curves' last points, the ratio and the fraction of
+    // steps to reach the default's final loss recomputed from the curves; LfD: the final loss is
+    // the mean of the recorded last 10 % of the iterations (quick: 30 iterations -> 3 values).
+    const auto& f = row.at("fmnist");
+    const double steps = 60;
+    const double fd = f.at("default").at("curve").back()[1].get<double>(), fm = f.at("mip").at("curve").back()[1].get<double>();
+    EXPECT_EQ(f.at("default").at("curve").back()[0].get<double>(), steps);
+    EXPECT_NEAR(num(m.at("fmnist_mip_over_default")), fm / fd, 1e-12);
+    double frac = std::nan("");
+    for (const auto& p : f.at("mip").at("curve"))
+      if (p[1].get<double>() <= fd) {
+        frac = p[0].get<double>() / steps;
+        break;
+      }
+    EXPECT_TRUE(std::isnan(frac) ? f.at("mip_fraction_to_default_final").is_null()
+                                 : std::abs(num(f.at("mip_fraction_to_default_final")) - frac) < 1e-12);
+    for (const char* v : {"default", "mip"}) {
+      const auto t = row.at("lfd").at(v).at("tail").get<std::vector<double>>();
+      ASSERT_EQ(t.size(), 3u) << v;
+      EXPECT_NEAR(num(row.at("lfd").at(v).at("final_loss")), (t[0] + t[1] + t[2]) / 3, 1e-12) << v;
+    }
+    EXPECT_NE(num(row.at("lfd").at("default").at("final_loss")), num(row.at("lfd").at("mip").at("final_loss")));
+    EXPECT_TRUE(fs::exists(run / "mip_fmnist.svg"));
   }
   fs::remove_all(run.parent_path());
 }

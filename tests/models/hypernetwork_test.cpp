@@ -259,3 +259,141 @@ TEST(Hypernetworks, OptionValidation) {
 }
 
 }  // namespace
+
+// ---- MIP (magnitude-invariant parametrisation) ----------------------------------------------------
+
+TEST(Mip, DefaultOffIsTheSpecHypernetworkBitForBit) {
+  // The default path rebuilt here from the spec: the same draws in the documented order
+  // (trunk W_k, b_k, then head A_j, c_j; U(±1/√fan_in)), the forward as ReLU trunk + linear heads.
+  auto target = small_target();
+  torch::manual_seed(5);
+  M::HyperNetwork hn(M::HyperNetworkOptions(target).hidden({5, 4}).task_emb_dim(3));
+  EXPECT_FALSE(hn->options.mip());
+  torch::manual_seed(5);
+  std::vector<torch::Tensor> p;
+  auto draw = [&](std::vector<std::int64_t> shape, std::int64_t fan_in) {
+    auto t = torch::empty(shape, torch::kFloat32);
+    M::uniform_fan_in_(t, fan_in);
+    p.push_back(t);
+  };
+  draw({5, 3}, 3), draw({5}, 3), draw({4, 5}, 5), draw({4}, 5);
+  for (std::size_t j = 0; j < target.size(); ++j) draw({target[j].numel, 4}, 4), draw({target[j].numel}, 4);
+  const auto theta = hn->theta();
+  ASSERT_EQ(theta.size(), p.size());
+  for (std::size_t i = 0; i < p.size(); ++i) EXPECT_TRUE(torch::equal(theta[i], p[i])) << i;
+  const auto e = torch::randn({3});
+  auto h = torch::relu(torch::linear(torch::relu(torch::linear(e, p[0], p[1])), p[2], p[3]));
+  std::vector<torch::Tensor> outs;
+  for (std::size_t j = 0; j < target.size(); ++j) outs.push_back(torch::addmv(p[5 + 2 * j], p[4 + 2 * j], h));
+  torch::NoGradGuard g;
+  EXPECT_TRUE(torch::equal(hn->forward_embedding(e), torch::cat(outs)));
+  // mip(false) spelled out is the same network draw for draw.
+  torch::manual_seed(5);
+  M::HyperNetwork off(M::HyperNetworkOptions(target).hidden({5, 4}).task_emb_dim(3).mip(false));
+  for (std::size_t i = 0; i < p.size(); ++i) EXPECT_TRUE(torch::equal(off->theta()[i], p[i])) << i;
+}
+
+TEST(Mip, EncodingsHaveAConstantNormForAnyInput) {
+  auto gen = at::detail::createCPUGenerator(11);
+  for (int trial = 0; trial < 50; ++trial) {
+    // Learned embeddings: any magnitude from 1e-3 to 1e3, any direction.
+    const double scale = std::pow(10.0, torch::rand({1}, gen, torch::kFloat64).item<double>() * 6 - 3);
+    const auto e = torch::randn({4, 7}, gen, torch::kFloat64) * scale;
+    const auto n = M::mip_normalize(e).norm(2, -1);
+    EXPECT_TRUE(torch::allclose(n, torch::full({4}, std::sqrt(7.0), torch::kFloat64), 1e-12, 0)) << n;
+    // γ ∈ [0, 1]^k: ‖[cos(πγ/2), sin(πγ/2)]‖ = √k.
+    const auto gamma = torch::rand({3, 5}, gen, torch::kFloat64);
+    const auto eg = M::mip_encode_unit(gamma);
+    EXPECT_EQ(eg.sizes(), torch::IntArrayRef({3, 10}));
+    EXPECT_TRUE(torch::allclose(eg.norm(2, -1), torch::full({3}, std::sqrt(5.0), torch::kFloat64), 1e-12, 0));
+  }
+  // Hand values: E(0) = (1, 0), E(1) = (0, 1), E(½) = (√½, √½); the direction is kept.
+  const auto v = M::mip_encode_unit(torch::tensor({0.0, 1.0, 0.5}, torch::kFloat64));
+  const double r = std::sqrt(0.5);
+  EXPECT_TRUE(torch::allclose(v, torch::tensor({1.0, 0.0, r, 0.0, 1.0, r}, torch::kFloat64), 0, 1e-15));
+  EXPECT_TRUE(torch::allclose(M::mip_normalize(torch::tensor({3.0, 4.0}, torch::kFloat64)),
+                              torch::tensor({0.6, 0.8}, torch::kFloat64) * std::sqrt(2.0), 0, 1e-15));
+  EXPECT_THROW(M::mip_encode_unit(torch::tensor({0.5, 1.5})), stablelearn::DataError);
+  EXPECT_THROW(M::mip_encode_unit(torch::tensor({std::nan("")})), stablelearn::DataError);
+  EXPECT_THROW(M::mip_normalize(torch::zeros({3})), stablelearn::DataError);
+}
+
+TEST(Mip, HypernetworksIgnoreTheEmbeddingsMagnitudeAndTheDefaultDoesNot) {
+  auto target = small_target();
+  M::HyperNetwork mip(M::HyperNetworkOptions(target).hidden({6, 5}).task_emb_dim(4).mip(true));
+  M::HyperNetwork def(M::HyperNetworkOptions(target).hidden({6, 5}).task_emb_dim(4));
+  M::ChunkedHyperNetwork cmip(M::ChunkedHyperNetworkOptions(target).hidden({6}).task_emb_dim(4).chunk_emb_dim(3).chunk_dim(5).mip(true));
+  torch::NoGradGuard g;
+  const auto e = torch::randn({4});
+  for (const double c : {0.01, 3.0, 100.0}) {
+    EXPECT_TRUE(torch::allclose(mip->forward_embedding(c * e), mip->forward_embedding(e), 1e-5, 1e-6)) << c;
+    EXPECT_TRUE(torch::allclose(cmip->forward_embedding(c * e), cmip->forward_embedding(e), 1e-5, 1e-6)) << c;
+  }
+  EXPECT_FALSE(torch::allclose(def->forward_embedding(100 * e), def->forward_embedding(e), 1e-2, 1e-3));
+}
+
+TEST(Mip, OutputIsThetaZeroPlusDeltaWithThetaZeroInitialisedLikeThePrimaryNetwork) {
+  // A target with large tensors, so the initialisation's statistics are measurable.
+  M::WeightLayout target;
+  target.add("w0", {400, 100}).add("b0", {400}).add("w1", {50, 400}).add("s", {});
+  const auto P = target.numel();
+  torch::manual_seed(3);
+  M::HyperNetwork hn(M::HyperNetworkOptions(target).hidden({32, 16}).task_emb_dim(8).mip(true));
+  const auto theta = hn->theta();
+  // θ₀ = the heads' biases: weights N(0, gain²/fan_in), 1-D and scalar tensors 0.
+  const double gain = std::sqrt(2.0 / (1 + 1e-4));
+  EXPECT_NEAR(M::mip_theta0_gain(), gain, 1e-15);
+  EXPECT_NEAR(theta[5].std().item<double>(), gain / std::sqrt(100.0), 0.02 * gain / 10);
+  EXPECT_TRUE(torch::equal(theta[7], torch::zeros({400})));
+  EXPECT_NEAR(theta[9].std().item<double>(), gain / std::sqrt(400.0), 0.03 * gain / 20);
+  EXPECT_EQ(theta[11].item<float>(), 0.0f);
+  // Output weights A_j ~ N(0, 1/P).
+  EXPECT_NEAR(theta[4].std().item<double>(), 1 / std::sqrt(static_cast<double>(P)), 0.02 / std::sqrt(static_cast<double>(P)));
+  // forward = θ₀ + A h(ê), by hand; Δθ small beside θ₀ at initialisation.
+  torch::NoGradGuard g;
+  const auto e = torch::randn({8});
+  const auto en = e * (std::sqrt(8.0) / e.norm());
+  const auto h = torch::relu(torch::linear(torch::relu(torch::linear(en, theta[0], theta[1])), theta[2], theta[3]));
+  std::vector<torch::Tensor> theta0, delta;
+  for (std::size_t j = 0; j < target.size(); ++j) {
+    theta0.push_back(theta[5 + 2 * j]);
+    delta.push_back(theta[4 + 2 * j].matmul(h));
+  }
+  const auto t0 = torch::cat(theta0), d = torch::cat(delta);
+  EXPECT_TRUE(torch::allclose(hn->forward_embedding(e), t0 + d, 1e-5, 1e-6));
+  EXPECT_LT(d.norm().item<double>(), 0.1 * t0.norm().item<double>());
+  // CHN: θ₀ a separate parameter (first in θ), head bias 0; forward = θ₀ + the chunks' first P values.
+  M::ChunkedHyperNetwork chn(M::ChunkedHyperNetworkOptions(target).hidden({16}).task_emb_dim(8).chunk_emb_dim(4).chunk_dim(4096).mip(true));
+  const auto ct = chn->theta();
+  ASSERT_TRUE(chn->theta0().defined());
+  EXPECT_TRUE(ct[0].is_same(chn->theta0()));
+  EXPECT_EQ(ct.size(), 1u + 1u + 2u + 2u);
+  EXPECT_TRUE(torch::equal(chn->head_bias(), torch::zeros({4096})));
+  const auto chunks = chn->forward_chunks(e).reshape({-1}).narrow(0, 0, P);
+  EXPECT_TRUE(torch::allclose(chn->forward_embedding(e), chn->theta0() + chunks, 0, 1e-6));
+  EXPECT_LT(chunks.norm().item<double>(), 0.25 * chn->theta0().norm().item<double>());
+}
+
+TEST(Mip, ConditionedHypernetworkEncodesGammaAndAddsThetaZero) {
+  auto target = small_target();
+  M::ConditionedHyperNetwork def(M::ConditionedHyperNetworkOptions(target, 2).hidden({8}));
+  M::ConditionedHyperNetwork mip(M::ConditionedHyperNetworkOptions(target, 2).hidden({8}).mip(true));
+  EXPECT_EQ(def->parameters()[0].sizes(), torch::IntArrayRef({8, 2}));
+  EXPECT_EQ(mip->parameters()[0].sizes(), torch::IntArrayRef({8, 4}));  // cos and sin per input
+  torch::NoGradGuard g;
+  const auto gamma = torch::tensor({0.2f, 0.9f});
+  const auto p = mip->parameters();
+  const auto enc = torch::tensor({std::cos(0.1 * M_PI), std::cos(0.45 * M_PI), std::sin(0.1 * M_PI), std::sin(0.45 * M_PI)},
+                                 torch::kFloat32);
+  const auto h = torch::relu(torch::linear(enc, p[0], p[1]));
+  EXPECT_TRUE(torch::allclose(mip->forward(gamma), mip->out_bias() + mip->out_weight().matmul(h), 1e-5, 1e-6));
+  // Default: raw γ, and a positively homogeneous trunk with zero biases scales with γ.
+  const auto pd = def->parameters();
+  pd[1].zero_();
+  pd[3].zero_();
+  EXPECT_TRUE(torch::allclose(def->forward(0.5 * gamma), 0.5 * def->forward(gamma), 1e-5, 1e-6));
+  EXPECT_EQ(mip->forward(torch::rand({3, 2})).sizes(), torch::IntArrayRef({3, 13}));
+  EXPECT_THROW(mip->forward(torch::tensor({0.5f, 1.2f})), stablelearn::DataError);
+  EXPECT_THROW(mip->forward(torch::rand({3})), stablelearn::ShapeError);
+  EXPECT_THROW(M::ConditionedHyperNetwork(M::ConditionedHyperNetworkOptions(target, 0)), stablelearn::ConfigError);
+}

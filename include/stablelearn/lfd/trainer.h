@@ -104,6 +104,9 @@ struct LfdConfig {
   std::int64_t task_emb_dim = 256;  ///< te (--task_emb_dim)
   std::int64_t chunk_emb_dim = 256; ///< ce (--chunk_emb_dim)
   std::int64_t chunk_dim = 8192;    ///< C (--chunk_dim)
+  /// Magnitude-invariant parametrisation of the hypernetwork (models/hypernetwork.h: embeddings at
+  /// constant norm, output θ₀ + Δθ). method = "hnet" only. Default false (the paper's HN/CHN).
+  bool mip = false;
   // [train]
   std::int64_t iterations = 15000;  ///< per task (--num_iter)
   double lr = 1e-4;                 ///< Adam learning rate for θ and e_i (--lr)

@@ -19,6 +19,20 @@
 //
 // Parameter counts (§2.6): |θ| + N·te for N tasks, e.g. HN for the LASA 2D sNODE (P = 31,706,
 // N = 26): 131,800 + 201·31,706 + 26·256 = 6,511,362.
+//
+// Magnitude-invariant parametrisation (MIP; Ortiz, Guttag, Dalca, ICLR 2024; shared/specs/
+// papers-01-18.md §17), `mip(true)`, off by default (then nothing above changes, bit for bit):
+//   * input: every embedding row is rescaled to the constant norm √dim, ê = √te · e/‖e‖ (the CHN's
+//     chunk embeddings likewise to √ce), so the trunk never sees the embedding's magnitude — the
+//     spec's adaptation of the paper's cos/sin encoding to learned, unbounded task embeddings;
+//   * output θ = θ₀ + Δθ(e): θ₀ a learned vector initialised as the reference hyperlight initialises
+//     its "independent weights" (every target tensor of ≥ 2 dimensions kaiming-normal, LeakyReLU
+//     gain √(2/(1 + 0.01²)), fan_in = numel / shape[0]; 1-D and scalar tensors 0), Δθ = A h_K with
+//     the output weights A ~ N(0, 1/fan_out) (fan_out: P for HN's heads together, C for the CHN's
+//     head), so Δθ starts small beside θ₀. HN: θ₀ is the heads' biases c_j (hyperlight's form: the
+//     last layer's bias); CHN: its head bias is shared by the chunks, so θ₀ is a separate [P]
+//     parameter "theta0" (first in θ) and the head bias starts at 0.
+// The trunk (ReLU, U(±1/√fan_in)) is the same in both modes.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +57,8 @@ struct HyperNetworkOptions {
   TORCH_ARG(std::vector<std::int64_t>, hidden) = std::vector<std::int64_t>{200, 200, 200};
   /// Task embedding width te (--task_emb_dim). Default 256.
   TORCH_ARG(std::int64_t, task_emb_dim) = 256;
+  /// Magnitude-invariant parametrisation (file comment). Default false.
+  TORCH_ARG(bool, mip) = false;
 
  public:
   /// ConfigError for an empty target or non-positive widths.
@@ -61,12 +77,25 @@ struct ChunkedHyperNetworkOptions {
   TORCH_ARG(std::int64_t, chunk_emb_dim) = 256;
   /// Chunk size C (--chunk_dim). Default 8192.
   TORCH_ARG(std::int64_t, chunk_dim) = 8192;
+  /// Magnitude-invariant parametrisation (file comment). Default false.
+  TORCH_ARG(bool, mip) = false;
 
  public:
   /// Number of chunks K = ceil(P / C).
   std::int64_t num_chunks() const;
   void validate() const;
 };
+
+/// MIP's input encoding of learned embeddings: every row of e ([dim] or [B, dim]) rescaled to norm
+/// √dim. A zero row is DataError (it has no direction).
+torch::Tensor mip_normalize(const torch::Tensor& e);
+/// MIP's encoding of γ ∈ [0, 1]^k ([k] or [B, k]): [cos(πγ/2), sin(πγ/2)] ([2k] or [B, 2k]), norm √k
+/// for every γ. DataError for values outside [0, 1] or NaN.
+torch::Tensor mip_encode_unit(const torch::Tensor& gamma);
+/// MIP's θ₀ for a target layout (the file comment's initialisation; global generator), [P].
+torch::Tensor mip_theta0(const WeightLayout& target, const torch::TensorOptions& options);
+/// The LeakyReLU (slope 0.01) kaiming gain √(2/(1 + 0.01²)) of mip_theta0.
+double mip_theta0_gain();
 
 /// Interface shared by HN and CHN, so trainers and strategies work with either.
 class TaskHyperNetwork {
@@ -143,14 +172,57 @@ class ChunkedHyperNetworkImpl : public torch::nn::Cloneable<ChunkedHyperNetworkI
   /// The single head's weight [C, h_K] and bias [C].
   const torch::Tensor& head_weight() const { return head_w_; }
   const torch::Tensor& head_bias() const { return head_b_; }
+  /// MIP's θ₀ [P] (undefined without mip).
+  const torch::Tensor& theta0() const { return theta0_; }
   void pretty_print(std::ostream& stream) const override;
 
   ChunkedHyperNetworkOptions options;
 
  private:
-  torch::Tensor chunk_emb_, head_w_, head_b_;
+  torch::Tensor chunk_emb_, head_w_, head_b_, theta0_;
   std::vector<torch::Tensor> trunk_w_, trunk_b_, embeddings_;
 };
 TORCH_MODULE(ChunkedHyperNetwork);
+
+// ---- γ-conditioned hypernetwork (the MIP paper's hyperparameter-conditioned setting) ----------------
+
+struct ConditionedHyperNetworkOptions {
+  ConditionedHyperNetworkOptions(WeightLayout target, std::int64_t input_dim)
+      : target_(std::move(target)), input_dim_(input_dim) {}
+  /// Layout of the generated primary network. Required.
+  TORCH_ARG(WeightLayout, target);
+  /// k, the number of conditioning inputs γ ∈ [0, 1]^k.
+  TORCH_ARG(std::int64_t, input_dim);
+  /// ReLU trunk widths. Default {64, 128} (the spec's experiment).
+  TORCH_ARG(std::vector<std::int64_t>, hidden) = std::vector<std::int64_t>{64, 128};
+  /// MIP: input [cos(πγ/2), sin(πγ/2)] and output θ₀ + Δθ (file comment). Default false: raw γ in,
+  /// θ = W h_K + b out, every layer U(±1/√fan_in).
+  TORCH_ARG(bool, mip) = false;
+
+ public:
+  void validate() const;
+};
+
+/// h: γ ↦ θ, one output layer over the trunk. forward(γ [k]) → [P]; γ [B, k] → [B, P].
+class ConditionedHyperNetworkImpl : public torch::nn::Cloneable<ConditionedHyperNetworkImpl> {
+ public:
+  explicit ConditionedHyperNetworkImpl(ConditionedHyperNetworkOptions options);
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& gamma);
+  /// The trunk's input: γ itself, or its MIP encoding.
+  torch::Tensor encode(const torch::Tensor& gamma) const;
+  /// The output layer's weight [P, h_K] and bias [P] (θ₀ with mip).
+  const torch::Tensor& out_weight() const { return out_w_; }
+  const torch::Tensor& out_bias() const { return out_b_; }
+  /// The trunk's last hidden activation h_K for γ.
+  torch::Tensor features(const torch::Tensor& gamma) const;
+
+  ConditionedHyperNetworkOptions options;
+
+ private:
+  std::vector<torch::Tensor> trunk_w_, trunk_b_;
+  torch::Tensor out_w_, out_b_;
+};
+TORCH_MODULE(ConditionedHyperNetwork);
 
 }  // namespace stablelearn::models

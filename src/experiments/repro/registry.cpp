@@ -18,6 +18,8 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_elr_repro(),
       repro::make_ska_repro(),
       repro::make_dppn_repro(),
+      repro::make_bo_rep_repro(),
+      repro::make_mip_repro(),
   };
 }
 }  // namespace
