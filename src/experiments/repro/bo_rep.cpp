@@ -168,6 +168,19 @@ json to_json(const Outcome& o) {
 
 constexpr int kCurvePoints = 20;
 
+/// `iterations` steps of a bilevel method (BoRep or StocBio), recording (HVPs so far, validation
+/// loss) about kCurvePoints times.
+template <class Method>
+json run_with_curve(Method& opt, const Data& d, std::int64_t iterations) {
+  json curve = json::array();
+  const auto every = std::max<std::int64_t>(1, iterations / kCurvePoints);
+  for (std::int64_t t = 0; t < iterations; ++t) {
+    opt.step();
+    if ((t + 1) % every == 0) curve.push_back({opt.counts().hvps, val_loss(d, opt.y())});
+  }
+  return curve;
+}
+
 Outcome run_bo_rep(const ReproContext& ctx, const Data& d, double lr, std::uint64_t seed) {
   const auto b = budget(ctx);
   auto gen = at::detail::createCPUGenerator(seed * 31 + 1);
@@ -177,13 +190,7 @@ Outcome run_bo_rep(const ReproContext& ctx, const Data& d, double lr, std::uint6
   const auto n = d.x.size(0);
   optim::BoRep opt(make_problem(d, ctx.int_option("batch"), gen), torch::zeros({n}, torch::kFloat64),
                    torch::zeros({d.x.size(1), 10}, torch::kFloat64), o);
-  json curve = json::array();
-  const auto every = std::max<std::int64_t>(1, b.bo_iterations / kCurvePoints);
-  for (std::int64_t t = 0; t < b.bo_iterations; ++t) {
-    opt.step();
-    if ((t + 1) % every == 0) curve.push_back({opt.counts().hvps, val_loss(d, opt.y())});
-  }
-  return outcome(d, "bo-rep", lr, opt.x(), opt.y(), opt.counts(), curve);
+  return outcome(d, "bo-rep", lr, opt.x(), opt.y(), opt.counts(), run_with_curve(opt, d, b.bo_iterations));
 }
 
 Outcome run_stocbio(const ReproContext& ctx, const Data& d, double lr, std::uint64_t seed) {
@@ -195,13 +202,7 @@ Outcome run_stocbio(const ReproContext& ctx, const Data& d, double lr, std::uint
   const auto n = d.x.size(0);
   optim::StocBio opt(make_problem(d, ctx.int_option("batch"), gen), torch::zeros({n}, torch::kFloat64),
                      torch::zeros({d.x.size(1), 10}, torch::kFloat64), o);
-  json curve = json::array();
-  const auto every = std::max<std::int64_t>(1, b.sb_iterations / kCurvePoints);
-  for (std::int64_t t = 0; t < b.sb_iterations; ++t) {
-    opt.step();
-    if ((t + 1) % every == 0) curve.push_back({opt.counts().hvps, val_loss(d, opt.y())});
-  }
-  return outcome(d, "stocbio", lr, opt.x(), opt.y(), opt.counts(), curve);
+  return outcome(d, "stocbio", lr, opt.x(), opt.y(), opt.counts(), run_with_curve(opt, d, b.sb_iterations));
 }
 
 /// The classifier with uniform weights σ(0) for the same number of lower-level gradients.
