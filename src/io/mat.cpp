@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 
+#include "mat5_check.h"
 #include "stablelearn/core/error.h"
 
 namespace stablelearn::io {
@@ -63,6 +64,8 @@ class MatFile {
              std::strerror(errno), ")");
     // matio opens an empty file as a v4 file without variables; say what it really is.
     SL_CHECK(std::filesystem::file_size(path, ec) > 0 || ec, DataError, path_, ": empty file, not a MATLAB .mat file");
+    // Sizes the headers claim, bounded by the bytes that must hold them, before matio allocates them.
+    detail::check_mat5_file(path_, path);
     mat_ = Mat_Open(path_.c_str(), MAT_ACC_RDONLY);
     SL_CHECK(mat_ != nullptr, DataError, path_, ": not a MATLAB .mat file (expected a v4, v5, v7 or v7.3 MAT-file)",
              matio_detail());

@@ -301,12 +301,89 @@ TEST(MatReject, FuzzReproducersAreRejectedCleanly) {
     }
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0) << name;
   }
-  // A 552-byte file whose corrupt cell header makes matio calloc 13.7 GB (a libFuzzer
-  // out-of-memory finding; in an ordinary run the pages are never touched, so it costs time, not
-  // memory: about 14 s here): rejected with a DataError, not a crash. Bounding the sizes a header
-  // claims by the file's size before matio reads it is not done (docs: BENCHMARKS.md, fuzzing).
+  // A 552-byte file whose corrupt cell header made matio calloc 13.7 GB (a libFuzzer out-of-memory
+  // finding; in an ordinary run it cost about 14 s): the structural check (mat5_check.cpp) now
+  // rejects it before matio allocates (its second variable claims 341 076 bytes where 365 are left).
   const auto huge = testing::fixtures() / "fuzz" / "mat_huge_cell_calloc.mat";
-  EXPECT_THROW(read_lasa_mat(huge), DataError);
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_error<DataError>([&] { read_lasa_mat(huge); }, {"mat_huge_cell_calloc.mat", "not a valid MAT-file",
+                                                         "claims 341076 bytes but 365 are left"});
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+}
+
+/// A MAT v5 file (little-endian) from hand-made data elements: the 128-byte header, then `body`.
+struct Mat5 {
+  std::vector<unsigned char> bytes;
+  Mat5() {
+    bytes.assign(128, ' ');
+    const std::string text = "MATLAB 5.0 MAT-file, hand-made by mat_test.cpp";
+    std::copy(text.begin(), text.end(), bytes.begin());
+    std::fill(bytes.begin() + 116, bytes.begin() + 124, 0);  // no subsystem data
+    bytes[124] = 0x00;
+    bytes[125] = 0x01;  // version 0x0100
+    bytes[126] = 'I';
+    bytes[127] = 'M';  // written little-endian
+  }
+  static void u32(std::vector<unsigned char>& b, std::uint32_t v) {
+    for (int k = 0; k < 4; ++k) b.push_back(static_cast<unsigned char>(v >> (8 * k)));
+  }
+  /// An element: tag (type, nbytes) and data padded to 8 bytes; `claimed` overrides nbytes.
+  static std::vector<unsigned char> element(std::uint32_t type, const std::vector<unsigned char>& data, long claimed = -1) {
+    std::vector<unsigned char> b;
+    u32(b, type);
+    u32(b, claimed >= 0 ? static_cast<std::uint32_t>(claimed) : static_cast<std::uint32_t>(data.size()));
+    b.insert(b.end(), data.begin(), data.end());
+    while (b.size() % 8 != 0) b.push_back(0);
+    return b;
+  }
+  /// An miMATRIX of class `cls` (6 double, 1 cell) named "x" with `dims`, followed by `rest`.
+  static std::vector<unsigned char> matrix(std::uint32_t cls, const std::vector<std::uint32_t>& dims,
+                                           const std::vector<unsigned char>& rest) {
+    std::vector<unsigned char> flags, d, body;
+    u32(flags, cls);
+    u32(flags, 0);
+    for (auto v : dims) u32(d, v);
+    for (const auto& part : {element(6, flags), element(5, d), element(1, {'x'})}) body.insert(body.end(), part.begin(), part.end());
+    body.insert(body.end(), rest.begin(), rest.end());
+    return element(14, body);
+  }
+  std::filesystem::path write(const std::filesystem::path& dir, const std::string& name,
+                              const std::vector<unsigned char>& body) const {
+    auto all = bytes;
+    all.insert(all.end(), body.begin(), body.end());
+    const auto path = dir / name;
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(all.data()), static_cast<std::streamsize>(all.size()));
+    return path;
+  }
+};
+
+// Headers that claim more than the file holds, each rejected before matio allocates, naming what
+// is wrong; the hand-made encoder itself is checked by a consistent file that matio reads.
+TEST(MatReject, SizesBeyondTheFileAreRejectedBeforeReading) {
+  const auto dir = testing::temp_dir("mat5_check");
+  std::vector<unsigned char> one_double(8);
+  const double v = 2.5;
+  std::memcpy(one_double.data(), &v, 8);
+  // Consistent: a 1 x 1 double matrix "x" = 2.5 (matio lists and reads it).
+  const auto ok = Mat5().write(dir, "ok.mat", Mat5::matrix(6, {1, 1}, Mat5::element(9, one_double)));
+  const auto vars = list_mat_variables(ok);
+  ASSERT_EQ(vars.size(), 1u);
+  EXPECT_EQ(vars[0].name, "x");
+  EXPECT_EQ(vars[0].value.to_double(), std::vector<double>{2.5});
+  // 100000 x 100000 doubles with 8 bytes of data (matio would allocate 80 GB).
+  const auto big = Mat5().write(dir, "big.mat", Mat5::matrix(6, {100000, 100000}, Mat5::element(9, one_double)));
+  expect_error<DataError>([&] { (void)list_mat_variables(big); },
+                          {"big.mat", "an array of 10000000000 values needs 80000000000 bytes of data, but its data element holds 8"});
+  // A 1 x 2^30 cell array with no cells after its name.
+  const auto cells = Mat5().write(dir, "cells.mat", Mat5::matrix(1, {1, 1u << 30}, {}));
+  expect_error<DataError>([&] { read_lasa_mat(cells); }, {"cells.mat", "an array of 1073741824 element(s)"});
+  // An element claiming 1 GB in a file of a few hundred bytes.
+  const auto claims = Mat5().write(dir, "claims.mat", Mat5::element(14, one_double, 1000000000));
+  expect_error<DataError>([&] { read_lasa_mat(claims); }, {"claims.mat", "claims 1000000000 bytes but 8 are left"});
+  // A compressed element that is not a zlib stream.
+  const auto zlib = Mat5().write(dir, "zlib.mat", Mat5::element(15, {1, 2, 3, 4, 5, 6, 7, 8}));
+  expect_error<DataError>([&] { read_lasa_mat(zlib); }, {"zlib.mat", "not a valid zlib stream"});
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
