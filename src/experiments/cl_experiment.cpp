@@ -185,24 +185,12 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
 ClExperiment::~ClExperiment() = default;
 std::string ClExperiment::resolved_config() const { return p_->resolved; }
 
-const std::vector<std::string>& detail::distributed_strategies() {
-  static const std::vector<std::string> names{"finetune", "ewc"};
-  return names;
-}
-
 ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const std::function<void(const ClProgress&)>& progress,
                            std::int64_t stop_after, distributed::ProcessGroup* group) {
   if (group) {
     // Every check before anything is written, on every rank alike.
     group->check_same("the resolved configuration (CONFIG and --set)",
                       std::to_string(std::hash<std::string>{}(p_->resolved)));
-    const auto& names = detail::distributed_strategies();
-    SL_CHECK(std::find(names.begin(), names.end(), p_->strategy.name) != names.end(), ConfigError,
-             "strategy.name = \"", p_->strategy.name, "\": distributed cl run (WORLD_SIZE=", group->size(),
-             ") does not support this strategy yet (supported: finetune, ewc; replay buffers and strategies whose loss or ",
-             "updates depend on the batch need more than an all-reduce of gradients). Run it in one process.");
-    SL_CHECK(p_->train.grokalign == 0, ConfigError, "train.grokalign = ", p_->train.grokalign,
-             ": distributed cl run does not support the GrokAlign regulariser yet (set it to 0 or run in one process)");
     SL_CHECK(p_->train.device == "cpu", ConfigError, "train.device = \"", p_->train.device,
              "\": distributed cl run all-reduces CPU tensors through Gloo (set train.device = \"cpu\")");
     // --resume: rank 0 opens the run directory below and hands its checkpoint to the other ranks

@@ -29,9 +29,4 @@ ClResult run_cl(const ClConfig& p, const continual::StrategySpec& strategy, cons
                 const std::function<void(const ClProgress&)>& progress, std::int64_t stop_after,
                 distributed::ProcessGroup* group = nullptr);
 
-/// Strategies a distributed `cl run` supports: their loss terms other than the cross-entropy do
-/// not depend on the batch, and they keep no batch-fed state (no replay, no gradient surgery on
-/// one rank's batch).
-const std::vector<std::string>& distributed_strategies();
-
 }  // namespace stablelearn::experiments::detail

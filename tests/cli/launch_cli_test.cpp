@@ -91,7 +91,7 @@ class LaunchCli : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   /// `cl run` of the tiny config in one process and with 2 ranks; checks they end alike.
-  void compare_one_and_two_ranks(const std::string& sets) {
+  void compare_one_and_two_ranks(const std::string& sets, double weight_bound = 1e-5) {
     const auto one = dir_ / "one", two = dir_ / "two";
     const auto r1 = shell(dir_, exe() + " --threads 1 cl run " + config_.string() + " --quiet --out " + one.string() + sets);
     ASSERT_EQ(r1.status, 0) << r1.err;
@@ -103,6 +103,11 @@ class LaunchCli : public ::testing::Test {
     EXPECT_NE(r2.out.find("run directory: " + two.string()), std::string::npos) << r2.out;
     EXPECT_EQ(r2.out.find("run directory:"), r2.out.rfind("run directory:")) << r2.out;
     const auto s1 = json::parse(read_file_text(one / "summary.json")), s2 = json::parse(read_file_text(two / "summary.json"));
+    // The strategy asked for is the one that ran.
+    const auto at = sets.find("strategy.name=");
+    const auto want = at == std::string::npos ? std::string("finetune") : sets.substr(at + 14, sets.find(' ', at) - at - 14);
+    EXPECT_EQ(s1.at("strategy"), want);
+    EXPECT_EQ(s2.at("strategy"), want);
     ASSERT_EQ(s1.at("completed_tasks"), 3);
     EXPECT_EQ(s2.at("completed_tasks"), 3);
     EXPECT_EQ(s1.at("iterations"), s2.at("iterations"));
@@ -128,8 +133,8 @@ class LaunchCli : public ::testing::Test {
       worst = std::max(worst, max_rel_diff(one / f, two / f, "model."));
       worst_state = std::max(worst_state, max_rel_diff(one / f, two / f));
     }
-    EXPECT_LE(worst, 1e-5);
-    EXPECT_LE(worst_state, 1e-4);
+    EXPECT_LE(worst, weight_bound);
+    EXPECT_LE(worst_state, std::max(1e-4, weight_bound));
     std::cout << "[ compare  ] 2 ranks vs 1 process: max relative difference of the weights " << worst << ", of the losses "
               << worst_loss << ", of the strategy's state " << worst_state << "\n";
     // The runs did train (a weight change the comparison could miss otherwise).
@@ -149,15 +154,62 @@ TEST_F(LaunchCli, TwoRanksEwcMatchOneProcess) {
       " --set train.batch_size=16");
 }
 
-TEST_F(LaunchCli, UnsupportedStrategyFailsFastNamingIt) {
-  const auto r = shell(dir_, exe() + " launch --nproc 2 --timeout 30 -- cl run " + config_.string() + " --quiet --out " +
-                                 (dir_ / "er").string() + " --set strategy.name=er");
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.err.find("strategy.name = \"er\": distributed cl run (WORLD_SIZE=2) does not support this strategy yet"),
-            std::string::npos)
-      << r.err;
-  EXPECT_NE(r.err.find("stablelearn launch: rank "), std::string::npos) << r.err;
-  EXPECT_FALSE(std::filesystem::exists(dir_ / "er" / "metrics.jsonl"));
+// Every other strategy, each with the part of the data-parallel contract it exercises; uneven
+// shards (batch 13: 7 + 6) wherever the batch matters.
+// Replicated penalties with gradient hooks (SI subtracts its penalty's gradient from the summed one).
+TEST_F(LaunchCli, TwoRanksSiMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=si --set strategy.c=0.5 --set train.batch_size=13");
+}
+TEST_F(LaunchCli, TwoRanksMasMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=mas --set strategy.lambda=0.1 --set strategy.samples=20 --set train.batch_size=13");
+}
+// LwF's distillation is a mean over the batch (SampleMean): weighted per shard like the cross-entropy.
+TEST_F(LaunchCli, TwoRanksLwfMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=lwf --set strategy.alpha=2 --set train.batch_size=13");
+}
+// Replay: every rank draws the same memory samples (the strategy's generator) and shards the
+// joined batch; the reservoir sees the whole batch on every rank.
+TEST_F(LaunchCli, TwoRanksReplayMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=er --set strategy.memory=40 --set strategy.replay_batch=9 --set train.batch_size=13");
+}
+// DER++: memory terms Replicated, the stored logits gathered from both shards; task-incremental
+// (masked, −∞ logits in the gathered buffer).
+TEST_F(LaunchCli, TwoRanksDerppMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=derpp --set strategy.memory=40 --set train.batch_size=13 --set stream.kind=split-task");
+}
+// Gradient surgery on the summed gradients: A-GEM (reference gradient on memory), GPM and adaptive
+// SVD (projections), CoSO (its own optimiser step).
+TEST_F(LaunchCli, TwoRanksAgemMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=agem --set strategy.memory_per_task=20 --set strategy.sample_size=10 --set train.batch_size=13");
+}
+TEST_F(LaunchCli, TwoRanksGpmMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=gpm --set strategy.samples=30 --set train.batch_size=13");
+}
+TEST_F(LaunchCli, TwoRanksAdaptiveSvdMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=adaptive_svd --set train.batch_size=13");
+}
+// CoSO recomputes its projector by an SVD of the gradient every update_gap steps; with the default
+// 1, rounding-level differences (1 vs 2 threads in one process, too) reorder nearly equal singular
+// vectors and the runs part ways (split Fashion-MNIST, 300 images per task: task 0 accuracy 0.885
+// with one thread, 0.865 with two), so the comparison keeps one projector per task. Even so CoSO
+// amplifies rounding through the SVDs and its Adam in projected coordinates: here one process with
+// 2 threads instead of 1 moves the weights by 6.0e-6 relative (fine-tuning: 0), and 2 ranks (two
+// shard sums instead of one batch sum) by 3.0e-5; the weights' bound is 1e-4 for CoSO alone.
+TEST_F(LaunchCli, TwoRanksCosoMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=coso --set strategy.proj_rank=1 --set strategy.rank=8 --set strategy.update_gap=1000"
+                            " --set train.batch_size=13",
+                            1e-4);
+}
+// EMA reads the summed gradients and replaces the weights at task ends; joint trains on a growing set.
+TEST_F(LaunchCli, TwoRanksEmaMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=ema --set train.batch_size=13");
+}
+TEST_F(LaunchCli, TwoRanksJointMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=joint --set train.batch_size=13");
+}
+// GrokAlign: every rank draws the whole batch's projections and evaluates its shard's.
+TEST_F(LaunchCli, TwoRanksGrokAlignMatchOneProcess) {
+  compare_one_and_two_ranks(" --set train.grokalign=0.05 --set train.batch_size=13");
 }
 
 TEST_F(LaunchCli, FailingRankStopsTheOthersAndIsNamed) {

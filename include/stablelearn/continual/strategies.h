@@ -70,6 +70,7 @@ class Lwf : public StrategyWithOptions<LwfOptions> {
   std::string name() const override { return "lwf"; }
   void before_task(Context& ctx) override;
   torch::Tensor extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) override;
+  LossSplit extra_loss_split() const override { return LossSplit::SampleMean; }
   std::map<std::string, torch::Tensor> state() const override;
   void load_state(const std::map<std::string, torch::Tensor>& m) override;
 
@@ -149,6 +150,9 @@ class DerPlusPlus : public StrategyWithOptions<DerPlusPlusOptions> {
   explicit DerPlusPlus(Options o) : StrategyWithOptions(std::move(o)), mem_(o_.memory, Memory::Policy::Reservoir) {}
   std::string name() const override { return "derpp"; }
   torch::Tensor extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) override;
+  /// The memory terms are over memory samples (Replicated); the logits stored with the batch's
+  /// samples are the whole batch's (ctx.batch_logits in a data-parallel run).
+  bool wants_batch_logits() const override { return true; }
   void after_step(Context& ctx, const Batch& b) override;
   std::map<std::string, torch::Tensor> state() const override;
   void load_state(const std::map<std::string, torch::Tensor>& m) override;

@@ -58,6 +58,10 @@ struct Context {
   torch::Generator gen;                       ///< the strategy's own seeded generator
   /// Class mask [tasks, classes] (true = the class belongs to the task); used when task_incremental.
   torch::Tensor class_mask;
+  /// Data-parallel runs only (docs/distributed.md), for strategies that ask for it
+  /// (Strategy::wants_batch_logits): the detached logits of the whole batch of this update (after
+  /// adapt_batch), gathered from every rank's shard, set before after_step. Undefined in one process.
+  torch::Tensor batch_logits;
 
   const data::ClTask& current() const { return (*tasks)[static_cast<std::size_t>(task)]; }
   /// Logits of images x for samples of tasks `task_ids` with weights w (default: the model's own).
@@ -93,6 +97,20 @@ class Strategy {
   /// the gradients without autograd (models::MlpLossGrad: the same numbers) and leave
   /// params[i].grad() unset. Default: false.
   virtual bool plain_updates() const { return false; }
+
+  /// How extra_loss splits over the ranks of a data-parallel `cl run` (docs/distributed.md), where
+  /// every rank calls it with its own shard of the batch and that shard's logits:
+  /// - Replicated: the value does not depend on the batch's samples (penalties on the weights,
+  ///   terms over memory samples the strategy draws itself); every rank computes it alike (the
+  ///   same generator draws) and rank 0 alone adds it, so it counts once;
+  /// - SampleMean: a mean over the batch's samples (distillation); each rank adds its shard's
+  ///   value weighted by shard size / batch size. Such a strategy must not draw from ctx.gen in
+  ///   extra_loss (a rank with an empty shard does not call it).
+  enum class LossSplit { Replicated, SampleMean };
+  virtual LossSplit extra_loss_split() const { return LossSplit::Replicated; }
+  /// True when after_step needs the logits of the whole batch (ctx.batch_logits) in a data-parallel
+  /// run, where extra_loss sees only a shard's. Default: false.
+  virtual bool wants_batch_logits() const { return false; }
 
   /// Named tensors of the strategy's state (for checkpoints); load_state is its inverse.
   virtual std::map<std::string, torch::Tensor> state() const { return {}; }

@@ -15,7 +15,8 @@ void DerPlusPlusOptions::fields(options::Visitor& v) {
 torch::Tensor DerPlusPlus::extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) {
   // The batch's logits are stored with its samples after the step (Mammoth stores the outputs of
   // the forward pass that produced the loss).
-  last_logits_ = logits.detach().narrow(0, 0, b.size());
+  // (A data-parallel rank with an empty shard has no logits; it stores ctx.batch_logits instead.)
+  if (logits.defined()) last_logits_ = logits.detach().narrow(0, 0, b.size());
   if (mem_.size() == 0) return {};
   const auto n = ctx.batch_size;
   const auto s1 = mem_.sample(n, ctx.gen);
@@ -30,7 +31,7 @@ torch::Tensor DerPlusPlus::extra_loss(Context& ctx, const Batch& b, const torch:
 }
 
 void DerPlusPlus::after_step(Context& ctx, const Batch& b) {
-  mem_.add_reservoir(b.x, b.y, b.task, last_logits_, ctx.gen);
+  mem_.add_reservoir(b.x, b.y, b.task, ctx.batch_logits.defined() ? ctx.batch_logits.narrow(0, 0, b.size()) : last_logits_, ctx.gen);
 }
 
 std::map<std::string, torch::Tensor> DerPlusPlus::state() const {
