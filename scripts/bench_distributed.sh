@@ -4,6 +4,7 @@
 #  * cl: one epoch of task 0 of split Fashion-MNIST (12 000 images) with the small CNN, fine-tuning;
 #  * lfd: CHN -> sNODE with the full regulariser (every past task), LASA 2D, 4 tasks x ITERS
 #    iterations; the time of task 3 (3 past tasks regularised) is reported.
+# cl also with STABLELEARN_DIST_OVERLAP=0 (gradient sums after backward, not overlapped with it).
 # Times are the runs' own train_seconds (start-up and evaluation excluded), median of REPS.
 #   scripts/bench_distributed.sh [BUILD_DIR] [OUT_DIR]   env: REPS (default 3), ITERS (default 20), KINDS (default "cl lfd")
 set -euo pipefail
@@ -30,4 +31,6 @@ for kind in ${KINDS:-cl lfd}; do
   run "$kind 1 process x 1 thread" $task "$bin" --threads 1 $args
   run "$kind 1 process x 2 threads" $task "$bin" --threads 2 $args
   run "$kind 2 ranks x 1 thread" $task "$bin" launch --nproc 2 --threads-per-proc 1 --timeout 300 -- $args
+  # cl: the gradient sums after backward instead of overlapped with it (GradientReducer).
+  [ $kind = cl ] && run "$kind 2 ranks, no overlap" $task env STABLELEARN_DIST_OVERLAP=0 "$bin" launch --nproc 2 --threads-per-proc 1 --timeout 300 -- $args
 done

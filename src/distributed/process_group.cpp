@@ -224,6 +224,187 @@ void ProcessGroup::barrier() {
   all_reduce({t});
 }
 
+struct GradientReducer::State {
+  ProcessGroup::Impl* group = nullptr;
+  std::vector<torch::Tensor> params;
+  struct Bucket {
+    std::vector<std::size_t> members;  ///< parameter indices
+    std::vector<std::int64_t> offsets;
+    torch::Tensor flat;
+    std::size_t pending = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  std::vector<Bucket> buckets;
+  std::vector<std::size_t> bucket_of, slot_of;
+  std::vector<char> seen;
+  std::size_t next = 0;  ///< the next bucket to start (buckets start in order)
+  bool armed = false;
+  std::int64_t during_backward = 0;
+  std::vector<unsigned> hooks;  ///< handles of the parameters' hooks (removed with the reducer)
+
+  void start(Bucket& b) {
+    std::vector<at::Tensor> v{b.flat};
+    try {
+      b.work = group->group->allreduce(v);
+    } catch (const std::exception& ex) {
+      SL_THROW(IoError, "rank ", group->env.rank, " of ", group->env.world_size, ": all-reduce failed to start: ", first_line(ex));
+    }
+    ++group->collectives;
+  }
+  /// Starts every complete bucket from `next` on, in order.
+  void start_ready() {
+    while (next < buckets.size() && buckets[next].pending == 0) {
+      start(buckets[next]);
+      ++next;
+      if (armed) ++during_backward;
+    }
+  }
+  void on_grad(std::size_t i, const torch::Tensor& g) {
+    auto& b = buckets[bucket_of[i]];
+    SL_CHECK(!b.work, InternalError, "GradientReducer: a second gradient for parameter ", i,
+             " after its bucket was sent (two backward passes between prepare() and finish())");
+    const auto n = params[i].numel();
+    auto dst = b.flat.narrow(0, b.offsets[slot_of[i]], n);
+    torch::NoGradGuard no_grad;
+    if (seen[i]) {
+      dst.add_(g.reshape({-1}));
+      return;
+    }
+    dst.copy_(g.reshape({-1}));
+    seen[i] = 1;
+    --b.pending;
+    if (b.pending == 0) start_ready();
+  }
+  void wait(Bucket& b) {
+    try {
+      b.work->wait(group->env.timeout);
+    } catch (const std::exception& ex) {
+      SL_THROW(IoError, "rank ", group->env.rank, " of ", group->env.world_size,
+               ": all-reduce failed (another rank stopped, or none answered within ", seconds(group->env.timeout),
+               " s): ", first_line(ex));
+    }
+    b.work.reset();
+  }
+};
+
+GradientReducer::GradientReducer(ProcessGroup& group, std::vector<torch::Tensor> params, std::int64_t bucket_bytes)
+    : s_(std::make_shared<State>()) {
+  SL_CHECK(!params.empty(), UsageError, "GradientReducer: no parameters");
+  s_->group = group.impl_.get();
+  s_->params = std::move(params);
+  const auto n = s_->params.size();
+  s_->bucket_of.assign(n, 0);
+  s_->slot_of.assign(n, 0);
+  s_->seen.assign(n, 0);
+  // Reverse order; a bucket holds one dtype, at most bucket_bytes (at least one parameter).
+  std::int64_t bytes = 0;
+  for (std::size_t k = n; k-- > 0;) {
+    const auto& p = s_->params[k];
+    const auto pb = p.numel() * static_cast<std::int64_t>(p.element_size());
+    auto* last = s_->buckets.empty() ? nullptr : &s_->buckets.back();
+    if (!last || s_->params[last->members.front()].scalar_type() != p.scalar_type() || bytes + pb > bucket_bytes) {
+      s_->buckets.emplace_back();
+      last = &s_->buckets.back();
+      bytes = 0;
+    }
+    s_->bucket_of[k] = s_->buckets.size() - 1;
+    s_->slot_of[k] = last->members.size();
+    last->offsets.push_back(last->members.empty() ? 0 : last->offsets.back() + s_->params[last->members.back()].numel());
+    last->members.push_back(k);
+    bytes += pb;
+  }
+  for (auto& b : s_->buckets) {
+    std::int64_t total = 0;
+    for (auto m : b.members) total += s_->params[m].numel();
+    b.flat = torch::zeros({total}, s_->params[b.members.front()].options().requires_grad(false));
+  }
+  // The hooks hold a weak reference (and are removed by the destructor): a reducer destroyed before
+  // its parameters leaves no hook that could act.
+  std::weak_ptr<State> weak = s_;
+  for (std::size_t k = 0; k < n; ++k) {
+    auto& p = s_->params[k];
+    SL_CHECK(p.requires_grad(), UsageError, "GradientReducer: parameter ", k, " does not require a gradient");
+    s_->hooks.push_back(p.register_hook([weak, k](const torch::Tensor& g) {
+      if (auto st = weak.lock(); st && st->armed && g.defined()) st->on_grad(k, g);
+    }));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  for (std::size_t k = 0; k < s_->params.size() && k < s_->hooks.size(); ++k) {
+    try {
+      s_->params[k].remove_hook(s_->hooks[k]);
+    } catch (const std::exception&) {  // never throw from a destructor; the hook is inert anyway
+    }
+  }
+}
+
+void GradientReducer::prepare() {
+  SL_CHECK(!s_->armed, InternalError, "GradientReducer::prepare() twice without finish()");
+  for (auto& b : s_->buckets) {
+    b.pending = b.members.size();
+    b.work.reset();
+  }
+  std::fill(s_->seen.begin(), s_->seen.end(), 0);
+  s_->next = 0;
+  s_->armed = true;
+}
+
+void GradientReducer::finish(const std::vector<torch::Tensor>& extra) {
+  SL_CHECK(s_->armed, InternalError, "GradientReducer::finish() without prepare()");
+  s_->armed = false;
+  torch::NoGradGuard no_grad;
+  // Parameters backward did not reach count as zeros; then every remaining bucket starts, in order.
+  for (auto& b : s_->buckets)
+    for (std::size_t j = 0; j < b.members.size(); ++j)
+      if (!s_->seen[b.members[j]]) {
+        b.flat.narrow(0, b.offsets[j], s_->params[b.members[j]].numel()).zero_();
+        s_->seen[b.members[j]] = 1;
+        --b.pending;
+      }
+  s_->start_ready();
+  torch::Tensor tail;
+  if (!extra.empty()) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& t : extra) parts.push_back(t.reshape({-1}).to(extra.front().scalar_type()));
+    tail = torch::cat(parts);
+    std::vector<at::Tensor> v{tail};
+    try {
+      auto work = s_->group->group->allreduce(v);
+      ++s_->group->collectives;
+      for (auto& b : s_->buckets) s_->wait(b);
+      work->wait(s_->group->env.timeout);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& ex) {
+      SL_THROW(IoError, "rank ", s_->group->env.rank, " of ", s_->group->env.world_size,
+               ": all-reduce failed (another rank stopped, or none answered within ", seconds(s_->group->env.timeout),
+               " s): ", first_line(ex));
+    }
+    std::int64_t off = 0;
+    for (const auto& t : extra) {
+      const auto n = t.numel();
+      const_cast<torch::Tensor&>(t).copy_(tail.narrow(0, off, n).view(t.sizes()));
+      off += n;
+    }
+  } else {
+    for (auto& b : s_->buckets) s_->wait(b);
+  }
+  for (auto& b : s_->buckets)
+    for (std::size_t j = 0; j < b.members.size(); ++j) {
+      auto& p = s_->params[b.members[j]];
+      const auto sum = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+      auto& g = p.mutable_grad();
+      if (g.defined())
+        g.copy_(sum);
+      else
+        g = sum.clone();
+    }
+}
+
+std::int64_t GradientReducer::buckets() const { return static_cast<std::int64_t>(s_->buckets.size()); }
+std::int64_t GradientReducer::started_during_backward() const { return s_->during_backward; }
+
 Shard shard(std::int64_t n, int rank, int world) {
   const std::int64_t base = n / world, extra = n % world;
   Shard s;

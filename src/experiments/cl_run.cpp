@@ -11,7 +11,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
 #include <map>
+#include <string_view>
 
 #include "cl_internal.h"
 #include "stablelearn/continual/metrics.h"
@@ -41,6 +44,16 @@ namespace cl = continual;
 namespace detail {
 
 namespace {
+
+/// STABLELEARN_DIST_OVERLAP=0: data-parallel gradient sums after backward instead of overlapped
+/// with it (for measuring the overlap; the sums are the same).
+bool dist_overlap() {
+  static const bool on = [] {
+    const char* v = std::getenv("STABLELEARN_DIST_OVERLAP");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
 
 json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 
@@ -118,6 +131,7 @@ class ClRun final : public TaskLearner {
   double step(std::int64_t i, std::int64_t s) override;
   void after_step(std::int64_t i, std::int64_t s, double loss) override;
   void end_task(std::int64_t i) override;
+  void check_replicas(std::int64_t i);
   void evaluate(std::int64_t i, double seconds) override;
   void checkpoint(std::int64_t i) override {
     if (lead_) write_checkpoint(i);
@@ -148,6 +162,7 @@ class ClRun final : public TaskLearner {
   const ClConfig& p_;
   const RunDir* const run_;  // null on ranks > 0 of a distributed run
   distributed::ProcessGroup* const group_;
+  std::unique_ptr<distributed::GradientReducer> reducer_;  ///< data-parallel runs, made at the first update
   const bool lead_;          // this process writes the run directory (rank 0, or not distributed)
   const std::filesystem::path snap_dir_;
   const std::function<void(const ClProgress&)> progress_;
@@ -493,48 +508,103 @@ double ClRun::plain_update(const cl::Batch& batch) {
   return loss_value;
 }
 
-/// One data-parallel update on the global `batch` (every rank draws the same batch): this rank's
-/// contiguous shard (distributed::shard) gives CE_r, the mean cross-entropy over its samples,
-/// weighted by shard size / batch size, so the all-reduced sum of the gradients is the gradient of
-/// the mean cross-entropy over the whole batch, as one process computes it. The strategy's extra
-/// loss (independent of the batch: ClExperiment::run admits only such strategies) is added on
-/// rank 0 alone, so it counts once. The loss values travel in the same buckets as the gradients;
-/// every rank then takes the same optimiser step and keeps identical weights.
+/// One data-parallel update on the global `batch` (every rank draws the same batch, and
+/// adapt_batch draws the same replay samples everywhere): this rank's contiguous shard
+/// (distributed::shard) gives CE_r, the mean cross-entropy over its samples, weighted by shard size
+/// / batch size, so the all-reduced sum of the gradients is the gradient of the mean cross-entropy
+/// over the whole batch, as one process computes it. The strategy's extra loss splits as it
+/// declares (Strategy::extra_loss_split): a Replicated term (penalties, memory terms) is computed by
+/// every rank alike and added on rank 0 alone, so it counts once; a SampleMean term (distillation)
+/// is weighted like the cross-entropy. The loss values (and, for a strategy that wants them, the
+/// shards' logits in a zero-padded [batch, classes] buffer) travel in the same buckets as the
+/// gradients; every rank then runs the strategy's gradient hooks on the same summed gradients and
+/// takes the same optimiser step, so the weights stay identical everywhere.
 double ClRun::update_distributed(const cl::Batch& batch) {
   const auto trained = strategy_->adapt_batch(ctx_, batch);
   for (auto& q : ctx_.params) q.mutable_grad().reset();
   const auto n = trained.size();
   const auto sh = distributed::shard(n, group_->rank(), group_->size());
+  const double weight = static_cast<double>(sh.count) / static_cast<double>(n);
   auto loss = torch::zeros({}, ctx_.params.front().options().requires_grad(false));
   torch::Tensor logits;
+  const cl::Batch part{trained.x.narrow(0, sh.begin, sh.count), trained.y.narrow(0, sh.begin, sh.count),
+                       trained.task.narrow(0, sh.begin, sh.count)};
   if (sh.count > 0) {
-    logits = ctx_.logits(trained.x.narrow(0, sh.begin, sh.count), trained.task.narrow(0, sh.begin, sh.count));
-    loss = cl::cross_entropy(logits, trained.y.narrow(0, sh.begin, sh.count)) *
-           (static_cast<double>(sh.count) / static_cast<double>(n));
+    logits = ctx_.logits(part.x, part.task);
+    loss = cl::cross_entropy(logits, part.y) * weight;
   }
-  if (group_->rank() == 0) {
-    const cl::Batch part{trained.x.narrow(0, sh.begin, sh.count), trained.y.narrow(0, sh.begin, sh.count),
-                         trained.task.narrow(0, sh.begin, sh.count)};
+  if (strategy_->extra_loss_split() == cl::Strategy::LossSplit::Replicated) {
     const auto extra = strategy_->extra_loss(ctx_, part, logits);
-    if (extra.defined()) loss = loss + extra;
+    if (extra.defined() && group_->rank() == 0) loss = loss + extra;
+  } else if (sh.count > 0) {
+    const auto extra = strategy_->extra_loss(ctx_, part, logits);
+    if (extra.defined()) loss = loss + extra * weight;
   }
+  // GrokAlign: λ · mean over the batch of R(x_i); every rank draws the whole batch's projections
+  // (the same generator everywhere) and evaluates its shard's, so Σ_r (its sum) / B is the mean.
+  auto ga_sum = torch::zeros({}, loss.options());
+  if (p_.train.grokalign > 0) {
+    const auto v = diagnostics::grokalign_projections(p_.train.grokalign_projections, n, ga_outputs_, ga_gen_,
+                                                      ctx_.params.front().options().requires_grad(false));
+    if (sh.count > 0) {
+      ga_sum = diagnostics::jacobian_norm_estimates(ga_model(part.task), part.x, v.narrow(1, sh.begin, sh.count),
+                                                    /*create_graph=*/true)
+                   .sum() /
+               static_cast<double>(n);
+      loss = loss + p_.train.grokalign * ga_sum;
+    }
+  }
+  // The gradients' sums start bucket by bucket while backward runs (distributed::GradientReducer),
+  // unless STABLELEARN_DIST_OVERLAP=0 asks for one bucketed all-reduce after backward.
+  if (!reducer_ && dist_overlap()) reducer_ = std::make_unique<distributed::GradientReducer>(*group_, ctx_.params);
+  if (reducer_) reducer_->prepare();
   // A rank whose part is not finite still joins the all-reduce (no hang); every rank then sees
   // the same non-finite total and the loop stops all of them.
   if (loss.requires_grad() && std::isfinite(loss.item<double>())) loss.backward();
-  std::vector<torch::Tensor> reduced;
-  for (const auto& q : ctx_.params) {
-    auto& g = const_cast<torch::Tensor&>(q).mutable_grad();
-    if (!g.defined()) g = torch::zeros_like(q);
-    reduced.push_back(g);
+  auto total = torch::stack({loss.detach(), ga_sum.detach()}).to(ctx_.params.front().scalar_type());
+  std::vector<torch::Tensor> extra{total};
+  ctx_.batch_logits = torch::Tensor();
+  if (strategy_->wants_batch_logits()) {
+    const auto classes = ctx_.model->options().classes;
+    auto all = torch::zeros({n, classes}, ctx_.params.front().options().requires_grad(false));
+    if (sh.count > 0) all.narrow(0, sh.begin, sh.count).copy_(logits.detach());
+    extra.push_back(all);
+    ctx_.batch_logits = all;
   }
-  auto total = loss.detach().reshape({1}).to(ctx_.params.front().scalar_type()).clone();
-  reduced.push_back(total);
-  group_->all_reduce(reduced, distributed::Reduce::Sum);
-  const double loss_value = total.item<double>();
+  if (reducer_) {
+    reducer_->finish(extra);
+  } else {
+    std::vector<torch::Tensor> reduced;
+    for (const auto& q : ctx_.params) {
+      auto& g = const_cast<torch::Tensor&>(q).mutable_grad();
+      if (!g.defined()) g = torch::zeros_like(q);
+      reduced.push_back(g);
+    }
+    reduced.insert(reduced.end(), extra.begin(), extra.end());
+    group_->all_reduce(reduced, distributed::Reduce::Sum);
+  }
+  const double loss_value = total[0].item<double>();
+  ga_value_ = total[1].item<double>();
   if (!std::isfinite(loss_value)) return loss_value;
   optimiser_step();
   end_update(batch);
+  ctx_.batch_logits = torch::Tensor();
   return loss_value;
+}
+
+/// Data-parallel runs: every rank must hold bit-identical weights after each task (the same
+/// all-reduced gradients, the same steps). A hash of the weights' bytes is compared through the
+/// store, so a strategy that breaks the data-parallel contract (draws outside ctx.gen, a
+/// batch-dependent term declared Replicated) fails with an error instead of training on quietly.
+void ClRun::check_replicas(std::int64_t i) {
+  std::size_t h = 0;
+  for (const auto& q : ctx_.params) {
+    const auto c = q.detach().to(torch::kCPU).contiguous();
+    const std::string_view bytes(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+    h = h * 1000003u ^ std::hash<std::string_view>{}(bytes);
+  }
+  group_->check_same(fmt::format("the weights after task {} (hash of their bytes; the ranks' replicas diverged)", i),
+                     fmt::format("{:016x}", h));
 }
 
 /// Task i's before_task, training set, optimiser and generators (batch order, the strategy's,
@@ -613,6 +683,7 @@ void ClRun::after_step(std::int64_t i, std::int64_t, double loss) {
 
 void ClRun::end_task(std::int64_t i) {
   strategy_->after_task(ctx_);
+  if (group_) check_replicas(i);
   if (p_.out.snapshot_every > 0 && lead_) snapshot(i, true);
   opt_.reset();
   sgd_.reset();

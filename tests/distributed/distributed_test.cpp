@@ -1,6 +1,7 @@
 // distributed/: the torchrun environment, shards, and a 2-rank Gloo group on loopback (two
 // threads of this process, each with its own ProcessGroup on one TCPStore).
 #include <gtest/gtest.h>
+#include <torch/autograd.h>
 
 #include <chrono>
 #include <exception>
@@ -157,6 +158,79 @@ TEST(ProcessGroup, BucketedAllReduceSumsAndAverages) {
     EXPECT_TRUE(torch::equal(t[6], torch::full({3}, 2.0, torch::kFloat32)));
     // Buckets of 40 bytes: [t0 12 B + t1 24 B], [t2 8 B] (t3 is float64), [t3], [t4]: 4 all-reduces.
     EXPECT_EQ(counts[static_cast<std::size_t>(r)], 4);
+  }
+}
+
+/// A two-layer linear model's parameters (float64), the same on every rank; the loss of rank r's
+/// data (rank 1 has none when `empty_rank1`: no backward there).
+struct TinyNet {
+  std::vector<torch::Tensor> p;
+  TinyNet() {
+    auto o = torch::TensorOptions().dtype(torch::kFloat64);
+    p = {torch::linspace(-1, 1, 12, o).reshape({4, 3}), torch::linspace(0, 0.3, 4, o), torch::linspace(0.5, -0.5, 8, o).reshape({2, 4}),
+         torch::tensor({0.1, -0.2}, o)};
+    for (auto& t : p) t.requires_grad_(true);
+  }
+  torch::Tensor loss(int rank) const {
+    const auto x = torch::linspace(-2.0 + rank, 1.0 + 2 * rank, 15, torch::kFloat64).reshape({5, 3});
+    const auto h = torch::tanh(x.matmul(p[0].t()) + p[1]);
+    return (h.matmul(p[2].t()) + p[3]).pow(2).sum() * (0.5 + rank);
+  }
+};
+
+// The sums equal each rank's gradient computed on its own (autograd::grad) and added up; buckets of
+// 100 bytes in reverse order: [b2 16 B + W2 64 B], [b1 32 B] (+ W1 96 B > 100), [W1]: 3 buckets, all started
+// during backward on the rank that has one; a rank without backward still joins (zeros); a
+// backward outside prepare()/finish() is left alone; a second round reuses the buckets.
+TEST(GradientReducer, OverlappedSumsEqualTheRanksGradientsAdded) {
+  TinyNet ref;
+  std::vector<torch::Tensor> expected;
+  {
+    const auto g0 = torch::autograd::grad({ref.loss(0)}, ref.p);
+    const auto g1 = torch::autograd::grad({ref.loss(1)}, ref.p);
+    for (std::size_t k = 0; k < g0.size(); ++k) expected.push_back(g0[k] + g1[k]);
+  }
+  const double loss_sum = ref.loss(0).item<double>() + ref.loss(1).item<double>();
+  for (const bool empty_rank1 : {false, true}) {
+    std::vector<std::vector<torch::Tensor>> grads(2);
+    std::vector<double> losses(2);
+    std::vector<std::int64_t> buckets(2), during(2);
+    const auto err = two_ranks([&](ProcessGroup& g) {
+      const auto r = static_cast<std::size_t>(g.rank());
+      TinyNet net;
+      GradientReducer red(g, net.p, /*bucket_bytes=*/100);
+      for (int round = 0; round < 2; ++round) {
+        for (auto& t : net.p) t.mutable_grad().reset();
+        red.prepare();
+        auto total = torch::zeros({1}, torch::kFloat64);
+        if (!(empty_rank1 && r == 1)) {
+          const auto l = net.loss(static_cast<int>(r));
+          l.backward();
+          total[0] = l.item<double>();
+        }
+        red.finish({total});
+        losses[r] = total.item<double>();
+        // Not armed: this backward must not touch the buckets or the sums above.
+        (void)torch::autograd::grad({net.loss(0) * 3.0}, net.p);
+      }
+      for (const auto& t : net.p) grads[r].push_back(t.grad().clone());
+      buckets[r] = red.buckets();
+      during[r] = red.started_during_backward();
+    });
+    ASSERT_EQ(err[0], "");
+    ASSERT_EQ(err[1], "");
+    for (std::size_t r = 0; r < 2; ++r) {
+      EXPECT_EQ(buckets[r], 3);
+      for (std::size_t k = 0; k < expected.size(); ++k) {
+        const auto want = empty_rank1 ? (expected[k] - torch::autograd::grad({ref.loss(1)}, {ref.p[k]})[0]) : expected[k];
+        EXPECT_LE((grads[r][k] - want).abs().max().item<double>(), 1e-12) << "rank " << r << " parameter " << k;
+      }
+      const double want_loss = empty_rank1 ? ref.loss(0).item<double>() : loss_sum;
+      EXPECT_NEAR(losses[r], want_loss, 1e-12 * std::abs(want_loss));
+    }
+    // Every bucket of both rounds started while backward ran, on a rank that had a backward.
+    EXPECT_EQ(during[0], 6);
+    EXPECT_EQ(during[1], empty_rank1 ? 0 : 6);
   }
 }
 

@@ -63,9 +63,44 @@ class ProcessGroup {
   std::int64_t collectives() const;
 
  private:
+  friend class GradientReducer;
   struct Impl;
   explicit ProcessGroup(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+/// Gradient sums overlapped with backward, as DistributedDataParallel's reducer does it: the
+/// parameters are grouped into buckets of at most `bucket_bytes` in reverse order (the order in
+/// which backward produces their gradients), each parameter gets a gradient hook, and a bucket's
+/// all-reduce starts (asynchronously, on Gloo's threads) as soon as backward has produced every
+/// gradient in it, while backward goes on with the earlier layers. Buckets start strictly in order,
+/// so every rank issues the same sequence of collectives even when one has no backward at all.
+///
+///   GradientReducer r(*group, params);
+///   r.prepare();  loss.backward();  r.finish({loss_value});   // params' grads now hold the sums
+///
+/// The hooks act only between prepare() and finish(): other backward passes (a Fisher, a
+/// Hessian-vector product) are untouched. A parameter without a gradient counts as zeros.
+class GradientReducer {
+ public:
+  GradientReducer(ProcessGroup& group, std::vector<torch::Tensor> params, std::int64_t bucket_bytes = kDefaultBucketBytes);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+  /// Arms the hooks for the next backward.
+  void prepare();
+  /// Starts the buckets backward did not complete (missing gradients as zeros) and, as one last
+  /// bucket, the `extra` tensors (loss values; same shapes and dtype on every rank); waits for all;
+  /// writes the sums into the parameters' gradients and the extras, in place. IoError when a
+  /// collective fails or times out (a rank died).
+  void finish(const std::vector<torch::Tensor>& extra = {});
+  /// Number of buckets; and of buckets started during backward (before finish) so far.
+  std::int64_t buckets() const;
+  std::int64_t started_during_backward() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> s_;
 };
 
 /// The contiguous shard [begin, begin + count) of `n` items that `rank` of `world` takes: the
