@@ -198,6 +198,13 @@ int run_trajectory(const TrajectoryRunArgs& a, std::int64_t components) {
                   {"last_iteration", iterations.back()},
                   {"iterations", iterations}};
   out.update(pca_json(m, components));
+  // The path of the snapshots in the plane of the top two principal directions (coordinates of the
+  // centred snapshots, one pair per snapshot, in snapshot order).
+  {
+    const auto pca = dg::trajectory_pca(m, dg::TrajectoryPcaOptions().components(2));
+    if (pca.projections.size(1) >= 2)
+      out["pc_path"] = {{"pc1", to_vector(pca.projections.select(1, 0))}, {"pc2", to_vector(pca.projections.select(1, 1))}};
+  }
   out["alignment_to_final"] = to_vector(dg::alignment_to_final(m));
   out["relex"] = relex_json(m);
   if (a.task < 0) {

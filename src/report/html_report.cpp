@@ -806,6 +806,36 @@ json trajectory_charts(const json& j, const fs::path& file, const ReportOptions&
     al["series"].push_back(series("alignment to final", x, y, o));
     charts.push_back(al);
   }
+  // The snapshots' path on PC1/PC2 (diagnose trajectory RUN writes "pc_path"), start and end marked.
+  if (j.contains("pc_path") && j["pc_path"].is_object()) {
+    const auto& p1 = j["pc_path"]["pc1"];
+    const auto& p2 = j["pc_path"]["pc2"];
+    if (p1.is_array() && p2.is_array() && p1.size() == p2.size() && p1.size() >= 2) {
+      json xy = json::array();
+      const std::size_t n = p1.size(), cap = std::max<std::size_t>(o.max_points, 2), stride = (n + cap - 1) / cap;
+      for (std::size_t i = 0; i < n; i += stride) {
+        xy.push_back(round_sig(num(p1[i])));
+        xy.push_back(round_sig(num(p2[i])));
+      }
+      if ((n - 1) % stride != 0) {
+        xy.push_back(round_sig(num(p1[n - 1])));
+        xy.push_back(round_sig(num(p2[n - 1])));
+      }
+      const auto& r = j["explained_variance_ratio"];
+      auto pct = [&](std::size_t i) {
+        return i < r.size() && r[i].is_number() ? " (" + format_number(100.0 * r[i].get<double>()) + " %)" : std::string();
+      };
+      json layers = json::array();
+      layers.push_back({{"name", "weight trajectory"}, {"kind", "rollout"}, {"xy", xy}});
+      layers.push_back({{"name", "first snapshot"}, {"kind", "points"}, {"xy", {round_sig(num(p1[0])), round_sig(num(p2[0]))}},
+                        {"color", "#2ca02c"}, {"size", 9}});
+      layers.push_back({{"name", "last snapshot"}, {"kind", "points"},
+                        {"xy", {round_sig(num(p1[n - 1])), round_sig(num(p2[n - 1]))}}, {"color", "#d62728"}, {"size", 9}});
+      charts.push_back({{"type", "plane"},
+                        {"title", "weight trajectory on its top two principal directions (" + std::to_string(n) + " snapshots)"},
+                        {"x_label", "PC1" + pct(0)}, {"y_label", "PC2" + pct(1)}, {"layers", layers}, {"source", source_of(file, o)}});
+    }
+  }
   if (j.contains("per_task") && j["per_task"].is_array() && !j["per_task"].empty()) {
     json b = {{"type", "bars"}, {"title", "trajectory PCA per task: r₉₀ and effective rank"}, {"x_label", "task"},
               {"categories", json::array()}, {"series", json::array({{{"name", "r₉₀"}, {"y", json::array()}},
@@ -943,7 +973,7 @@ json diagnose_sections(const fs::path& file, const ReportOptions& o) {
   }
   if (j.contains("explained_variance_ratio") && j["explained_variance_ratio"].is_array() && !j["explained_variance_ratio"].empty()) {
     for (auto& x : trajectory_charts(j, file, o)) main["charts"].push_back(std::move(x));
-    drawn.insert({"explained_variance_ratio", "alignment_to_final", "iterations", "per_task_charts"});
+    drawn.insert({"explained_variance_ratio", "alignment_to_final", "iterations", "per_task_charts", "pc_path"});
   }
   if (j.contains("subspaces") && j["subspaces"].is_array() && !j["subspaces"].empty() && j["subspaces"][0].is_object() &&
       j["subspaces"][0].contains("d")) {
@@ -980,6 +1010,23 @@ json diagnose_sections(const fs::path& file, const ReportOptions& o) {
   sections.push_back(main);
   return sections;
 }
+
+namespace {
+/// Share of an `lfd stability` output's starts whose final distance is within its tolerance
+/// (the output's converged_fraction when it lists no distances; NaN when it has neither).
+double converged_fraction(const json& r) {
+  const double tol = r.contains("tolerance") ? num(r["tolerance"]) : NAN;
+  std::int64_t ok = 0, n = 0;
+  if (r.contains("final_distances") && r["final_distances"].is_array())
+    for (const auto& d : r["final_distances"]) {
+      ++n;
+      const double v = num(d);
+      if (std::isfinite(v) && v <= tol) ++ok;
+    }
+  if (n > 0) return static_cast<double>(ok) / static_cast<double>(n);
+  return r.contains("converged_fraction") ? num(r["converged_fraction"]) : NAN;
+}
+}  // namespace
 
 json comparison_sections(const std::vector<fs::path>& runs, RunKind kind, const ReportOptions& o) {
   json sections = json::array();
@@ -1086,12 +1133,36 @@ json comparison_sections(const std::vector<fs::path>& runs, RunKind kind, const 
   avg_err["source"] = "summary.json of each run";
   auto secs = lines_chart("training time per task", "task", "seconds", "summary.json", o);
   secs["source"] = "summary.json of each run";
+  // Stability from the runs' saved `lfd stability` outputs (a comparison page computes none: that
+  // is the single-run page's work): converged fraction per task, mean ± std over a group's runs.
+  auto conv = lines_chart("converged fraction per task (saved `lfd stability` outputs; final distance within the tolerance)",
+                          "task", "converged fraction", "stability_J.json", o);
+  conv["source"] = "stability_J.json / stability_taskJ.json / stability_euler_taskJ.json of each run";
+  t["columns"].push_back("converged (mean over tasks with a saved check)");
+  std::size_t runs_with_stability = 0;
   for (const auto& [label, dirs] : groups) {
     std::map<std::string, std::vector<double>> vals;
-    std::vector<std::pair<std::vector<double>, std::vector<double>>> fe, ae, ts;
+    std::vector<std::pair<std::vector<double>, std::vector<double>>> fe, ae, ts, cf;
     for (const auto& d : dirs) {
       const auto s = read_json_if(d / "summary.json");
       if (!s.is_object() || !s.contains("median_errors")) continue;
+      {
+        std::vector<double> cx, cy;
+        for (std::int64_t j = 0; j < s.value("completed_tasks", std::int64_t{0}); ++j) {
+          const auto files = saved_stability_files(d, j);
+          if (files.empty()) continue;
+          const auto r = read_json_if(files.front());
+          const double f = r.is_object() ? converged_fraction(r) : NAN;
+          if (!std::isfinite(f)) continue;
+          cx.push_back(static_cast<double>(j));
+          cy.push_back(f);
+        }
+        if (!cy.empty()) {
+          ++runs_with_stability;
+          cf.push_back({cx, cy});
+          vals["converged"].push_back(mean_of(cy));
+        }
+      }
       const auto& m = s["median_errors"];
       const auto n = m.size();
       std::vector<double> fx, fy, ax, ay, tx, ty;
@@ -1116,16 +1187,23 @@ json comparison_sections(const std::vector<fs::path>& runs, RunKind kind, const 
       for (const auto& k : {"CL_score", "CL_stability", "REM", "MS", "TE"}) vals[k].push_back(num(s.value("cl_scores", json::object()).value(k, json())));
     }
     t["rows"].push_back({label, dirs.size(), mean_pm(vals["final"]), mean_pm(vals["CL_score"]), mean_pm(vals["CL_stability"]),
-                         mean_pm(vals["REM"]), mean_pm(vals["MS"]), mean_pm(vals["TE"])});
+                         mean_pm(vals["REM"]), mean_pm(vals["MS"]), mean_pm(vals["TE"]), mean_pm(vals["converged"])});
     if (!fe.empty()) {
       final_err["series"].push_back(band_series(label, fe, o));
       avg_err["series"].push_back(band_series(label, ae, o));
       secs["series"].push_back(band_series(label, ts, o));
     }
+    if (!cf.empty()) conv["series"].push_back(band_series(label, cf, o));
   }
   overview["charts"] = json::array({t});
-  for (auto* c : {&final_err, &avg_err, &secs})
+  for (auto* c : {&final_err, &avg_err, &secs, &conv})
     if (!(*c)["series"].empty()) overview["charts"].push_back(*c);
+  if (runs_with_stability == 0)
+    overview["charts"].push_back({{"type", "text"}, {"title", "stability"},
+                                  {"text", "No run of this comparison holds a saved stability check. Save one per task with "
+                                           "`stablelearn lfd stability RUN --task J > RUN/stability_J.json` (the comparison "
+                                           "page reads saved checks; a single run's page also computes them within "
+                                           "--stability-budget)."}});
   sections.push_back(overview);
   return sections;
 }

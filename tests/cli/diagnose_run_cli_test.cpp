@@ -84,6 +84,19 @@ TEST_F(DiagnoseRunCli, TrajectoryOfARunIsThePcaAndRelexFitOfItsSnapshots) {
   const auto ratio = s2 / s2.sum();
   ASSERT_EQ(j["explained_variance_ratio"].size(), 2u);
   for (int i = 0; i < 2; ++i) EXPECT_NEAR(j["explained_variance_ratio"][i].get<double>(), ratio[i].item<double>(), 1e-9) << i;
+  // The path on PC1/PC2: the centred snapshots' coordinates U_k S_k of the same SVD (signs free).
+  {
+    const auto svd = torch::linalg_svd(m - m.mean(0, true), /*full_matrices=*/false);
+    const auto us = std::get<0>(svd) * std::get<1>(svd);
+    ASSERT_TRUE(j.contains("pc_path"));
+    for (int k = 0; k < 2; ++k) {
+      const auto& got = j["pc_path"][k == 0 ? "pc1" : "pc2"];
+      ASSERT_EQ(got.size(), 7u);
+      const double sign = (got[0].get<double>() * us[0][k].item<double>()) < 0 ? -1.0 : 1.0;
+      const double scale = us.select(1, k).abs().max().item<double>();
+      for (int i = 0; i < 7; ++i) EXPECT_NEAR(sign * got[i].get<double>(), us[i][k].item<double>(), 1e-9 * scale) << k << " " << i;
+    }
+  }
   const double r90 = j["rank_90"].get<double>();
   EXPECT_GE(r90, 1);
   EXPECT_LT(ratio.slice(0, 0, static_cast<std::int64_t>(r90) - 1).sum().item<double>(), 0.9);

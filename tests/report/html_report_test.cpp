@@ -186,6 +186,46 @@ TEST(RunHeader, AnInterruptedRunSaysWhatIsMissing) {
   fs::remove_all(dir);
 }
 
+// LfD comparison: the converged fraction per task from the runs' saved `lfd stability` outputs,
+// mean ± sample std over a group's runs (by hand: task 0: 1.0 and 0.5 -> 0.75 ± 0.3536; task 1:
+// 0.75 and 0.25 -> 0.5 ± 0.3536), and a note when no run has one.
+TEST(ComparisonSections, LfdStabilityFromSavedChecks) {
+  const auto dir = sl::testing::temp_dir("report_cmp_lfd");
+  auto make = [&](const std::string& name, std::vector<std::vector<double>> finals) {
+    const auto d = dir / name;
+    fs::create_directories(d);
+    write(d / "config.toml", "[model]\nmethod = \"hnet\"\nhnet = \"chn\"\ntarget = \"snode\"\n");
+    write(d / "summary.json", R"({"tasks": 2, "completed_tasks": 2, "median_errors": {
+        "train_task_0": {"eval_task_0": {"dtw": 10}}, "train_task_1": {"eval_task_0": {"dtw": 12}, "eval_task_1": {"dtw": 8}}}})");
+    for (std::size_t j = 0; j < finals.size(); ++j) {
+      json r = {{"task", j}, {"tolerance", 1.0}, {"final_distances", finals[j]}, {"method", "discrete"}};
+      write(d / ("stability_" + std::to_string(j) + ".json"), r.dump());
+    }
+    return d;
+  };
+  const std::vector<fs::path> runs{make("a_s0", {{0.1, 0.5}, {0.2, 0.3, 0.4, 2.0}}), make("a_s1", {{0.1, 3.0}, {5.0, 0.3, 4.0, 2.0}})};
+  const auto s = rp::comparison_sections(runs, rp::RunKind::lfd, {});
+  const auto* c = find_chart(s, "lines", "converged fraction per task");
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ((*c)["series"].size(), 1u);
+  const auto& se = (*c)["series"][0];
+  EXPECT_EQ(se["x"], json({0, 1}));
+  EXPECT_NEAR(se["y"][0].get<double>(), 0.75, 1e-12);
+  EXPECT_NEAR(se["y"][1].get<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(se["hi"][0].get<double>() - se["y"][0].get<double>(), std::sqrt(0.125), 1e-4);
+  const auto* t = find_chart(s, "table", "CL scores");
+  ASSERT_NE(t, nullptr);
+  // Per run, the mean over its tasks: (1 + 0.75) / 2 = 0.875 and (0.5 + 0.25) / 2 = 0.375.
+  EXPECT_EQ((*t)["rows"][0].back(), "0.625 ± 0.3536");
+  // Without saved checks: no chart, a note saying how to save them.
+  for (const auto& r : runs)
+    for (int j = 0; j < 2; ++j) fs::remove(r / ("stability_" + std::to_string(j) + ".json"));
+  const auto s2 = rp::comparison_sections(runs, rp::RunKind::lfd, {});
+  EXPECT_EQ(find_chart(s2, "lines", "converged fraction per task"), nullptr);
+  EXPECT_NE(find_chart(s2, "text", "stability"), nullptr);
+  fs::remove_all(dir);
+}
+
 TEST(ComparisonSections, GroupsByStrategyWithMeanAndSampleStd) {
   const auto dir = sl::testing::temp_dir("report_cmp");
   const std::vector<fs::path> runs{make_cl_run(dir / "er_s0", 3, "er", 0.8), make_cl_run(dir / "er_s1", 3, "er", 0.6),
@@ -300,6 +340,7 @@ TEST(DiagnoseSections, TrajectoryPcaScreeAndIntrinsicDimensionSweep) {
   const auto dir = sl::testing::temp_dir("report_traj_id");
   write(dir / "traj.json", R"({"problem": "cl run parameter snapshots", "explained_variance_ratio": [0.5, 0.3, 0.15, 0.05],
       "rank_90": 3, "effective_rank": 2.7, "iterations": [0, 10, 20], "alignment_to_final": [0.0, 0.6, 1.0],
+      "pc_path": {"pc1": [-1.5, 0.25, 1.25], "pc2": [0.5, -1.0, 0.5]},
       "per_task": [{"task": 0, "rank_90": 2, "effective_rank": 1.5}, {"task": 1, "rank_90": 4, "effective_rank": 3.25}]})");
   rp::ReportOptions o;
   const auto t = rp::diagnose_sections(dir / "traj.json", o);
@@ -319,6 +360,15 @@ TEST(DiagnoseSections, TrajectoryPcaScreeAndIntrinsicDimensionSweep) {
   EXPECT_EQ((*per)["series"][0]["y"], json({2, 4}));
   EXPECT_EQ((*per)["series"][1]["y"], json({1.5, 3.25}));
   EXPECT_EQ(find_chart(t, "lines", "explained_variance_ratio"), nullptr);  // no generic duplicate
+  // The path on PC1/PC2 as (x, y) pairs in snapshot order, the first and last snapshots marked, the
+  // axes naming each component's share.
+  const auto* path = find_chart(t, "plane", "top two principal directions");
+  ASSERT_NE(path, nullptr);
+  EXPECT_EQ((*path)["layers"][0]["xy"], json({-1.5, 0.5, 0.25, -1.0, 1.25, 0.5}));
+  EXPECT_EQ((*path)["layers"][1]["xy"], json({-1.5, 0.5}));
+  EXPECT_EQ((*path)["layers"][2]["xy"], json({1.25, 0.5}));
+  EXPECT_EQ((*path)["x_label"], "PC1 (50 %)");
+  EXPECT_EQ((*path)["y_label"], "PC2 (30 %)");
 
   write(dir / "id.json", R"({"problem": "MLP", "projection": "dense", "absolute_threshold": 0.9, "relative_threshold": 0.81,
       "full_test_accuracy": 0.9, "d_int90_absolute": null, "d_int90_relative": 100,
