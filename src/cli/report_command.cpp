@@ -36,6 +36,7 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
     bool open = false, no_skills = false, skills_in_comparisons = false, exact = false;
     std::size_t max_points = 1500;
     std::int64_t stability_budget = 1000;
+    std::int64_t workers = 0;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -55,6 +56,11 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
                   "LfD: tasks without a saved `lfd stability` output (RUN/stability_J.json) are checked by the report with "
                   "fewer starts (the demonstrations' + 4) over T (the demonstrations' duration), for as many tasks (evenly "
                   "spread) as fit this many solver steps in all (1000: one LASA task, 1-2 s); 0: none, saved outputs only")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--workers", a->workers,
+                  "LfD: threads computing the skill views, one task each at a time (0: one per core); the page is the "
+                  "same for any number")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-points", a->max_points, "Points per curve on the page (longer curves are decimated; the run's files keep every point)")
@@ -83,6 +89,7 @@ void register_report_command(CLI::App& app, CommandRegistry& reg) {
     o.skills_in_comparisons = a->skills_in_comparisons;
     if (a->exact) o.skill.rollout_budget = 0;
     o.skill.stability_budget = a->stability_budget;
+    o.skill.workers = a->workers;
     const auto library = report::find_charting_library(web_dirs());  // before the work: fail fast
     const auto page = experiments::build_report_page(runs, o);
     const auto html = report::render_html(page, library);

@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <atomic>
+#include <exception>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/fs.h"
@@ -109,7 +113,14 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     if (f["name"].get<std::string>().rfind("checkpoint", 0) == 0) source = f["href"].get<std::string>();
   table["source"] = source + " (weights), the data set (demonstrations)";
 
-  for (std::int64_t j = 0; j < run.completed_tasks(); ++j) {
+  // One task's row of the table and its chart (null for fewer than two position coordinates). Tasks
+  // are independent (their own generators, read-only access to the run), so they are computed by
+  // `workers` threads, each with one intra-op thread, and merged in task order: the same page.
+  struct TaskView {
+    json row, chart;
+  };
+  const auto view = [&](std::int64_t j) -> TaskView {
+    TaskView out;
     const auto d = run.task(j);
     const auto P = d.position_dim;
     const auto S = d.x.size(2);
@@ -185,10 +196,10 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
     const auto fd = to_vec(final_dist);
     std::int64_t within = 0;
     for (double v : fd) within += (std::isfinite(v) && v <= tol) ? 1 : 0;
-    table["rows"].push_back({j, run.task_name(j), solver, B, std::to_string(within) + "/" + std::to_string(B), report::round_sig(tol, 4),
-                             report::round_sig(quantile(fd, 0.5), 4), report::round_sig(*std::max_element(fd.begin(), fd.end()), 4),
-                             stats.steps > 0 ? json(report::format_number(100.0 * stats.projected_fraction()) + " %") : json("n/a")});
-    if (P < 2) continue;
+    out.row = {j, run.task_name(j), solver, B, std::to_string(within) + "/" + std::to_string(B), report::round_sig(tol, 4),
+               report::round_sig(quantile(fd, 0.5), 4), report::round_sig(*std::max_element(fd.begin(), fd.end()), 4),
+               stats.steps > 0 ? json(report::format_number(100.0 * stats.projected_fraction()) + " %") : json("n/a")};
+    if (P < 2) return out;
 
     json layers = json::array();
     const auto posv = to_vec(to_plane(pos).contiguous());  // [B, H, 2]
@@ -287,7 +298,40 @@ json skill_report_sections(const LfdRun& run, const std::filesystem::path& run_d
       for (auto& v : chart["plane"]["origin"]) v = round_sig(v.get<double>(), 8);
       for (auto& v : chart["plane"]["basis"]) v = round_sig(v.get<double>(), 8);
     }
-    planes.push_back(chart);
+    out.chart = std::move(chart);
+    return out;
+  };
+  const auto n_tasks = run.completed_tasks();
+  std::vector<TaskView> views(static_cast<std::size_t>(n_tasks));
+  std::vector<std::exception_ptr> errors(views.size());
+  const int intra = at::get_num_threads();
+  const auto workers = static_cast<std::int64_t>(
+      std::min<std::size_t>(views.size(), o.workers > 0 ? static_cast<std::size_t>(o.workers)
+                                                         : std::max(1u, std::thread::hardware_concurrency())));
+  std::atomic<std::int64_t> next{0};
+  const auto work = [&] {
+    torch::NoGradGuard guard;  // grad mode is per thread
+    at::set_num_threads(intra);
+    for (std::int64_t j; (j = next++) < n_tasks;) {
+      try {
+        views[static_cast<std::size_t>(j)] = view(j);
+      } catch (...) {
+        errors[static_cast<std::size_t>(j)] = std::current_exception();
+      }
+    }
+  };
+  if (workers <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (std::int64_t w = 0; w < workers; ++w) pool.emplace_back(work);
+    for (auto& t : pool) t.join();
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);  // the first failing task's error
+  for (auto& v : views) {
+    table["rows"].push_back(std::move(v.row));
+    if (!v.chart.is_null()) planes.push_back(std::move(v.chart));
   }
   json sections = json::array();
   json s1 = {{"title", "Learned skills: demonstrations, rollouts, vector field" + std::string(snode ? " and Lyapunov level sets" : "")},

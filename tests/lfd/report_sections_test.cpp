@@ -155,6 +155,28 @@ TEST(SkillReportSections, EightDimensionalSkillsAreDrawnOnTheDemonstrationsPrinc
   }
 }
 
+// The skill views of several tasks are computed by worker threads and merged in task order: the
+// sections are the same, value for value, with one worker and with three.
+TEST(SkillReportSections, WorkerThreadsGiveTheSamePage) {
+  const auto dir = sl::testing::temp_dir("report_sections_workers");
+  auto cfg = sl::testing::tiny_lfd_config(3, 3, 0.005);
+  cfg.evaluate = false;
+  LfdTrainer(cfg, dir).run(false);
+  const LfdRun run(dir);
+  SkillViewOptions opt;
+  opt.random_starts = 2;
+  opt.grid = 8;
+  opt.seeds = 3;
+  opt.stream_steps = 3;
+  opt.workers = 1;
+  const auto one = skill_report_sections(run, dir, sl::report::ReportOptions{}, opt);
+  opt.workers = 3;
+  const auto three = skill_report_sections(run, dir, sl::report::ReportOptions{}, opt);
+  EXPECT_EQ(charts_of(one, "plane").size(), 3u);
+  EXPECT_EQ(one.dump(), three.dump());
+  std::filesystem::remove_all(dir);
+}
+
 TEST(StabilityReportSection, SavedOutputsAreReadAndMissingOnesComputedWithTheCommandsCode) {
   const auto dir = sl::testing::temp_dir("report_sections_stability");
   auto cfg = sl::testing::tiny_lfd_config(2, 4, 0.005);

@@ -43,6 +43,9 @@ struct SkillViewOptions {
   std::int64_t stability_random_starts = 4;
   double stability_horizon_factor = 1.0;
   std::int64_t stability_budget = 1000;
+  /// Threads computing the skill views, one task each at a time (each with the caller's intra-op
+  /// thread count); 0 = the machine's cores. The page is the same for any number.
+  std::int64_t workers = 0;
 };
 
 /// The plane a skill is drawn on: plane coordinates of a raw position p are basisᵀ (p − origin).
