@@ -705,18 +705,21 @@ void ClRun::evaluate(std::int64_t i, double seconds) {
   const auto& task = tasks_[static_cast<std::size_t>(i)];
   if (task.train_clean_labels.defined()) {
     // Label noise: how many of the task's corrupted training samples the model fits (docs/robust.md).
+    // Only the corrupted samples are predicted (the others' predictions are not used): a forward
+    // pass over rate × the task's training set.
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> preds;
-    for (std::int64_t a = 0; a < task.train.size(); a += 2000) {
-      const auto len = std::min<std::int64_t>(2000, task.train.size() - a);
-      const auto x = task.train.images.narrow(0, a, len).to(dev_);
-      preds.push_back(ctx_.logits(x, torch::full({len}, i, torch::kInt64).to(dev_)).argmax(1).cpu());
-    }
     robust::NoisyLabels nl;
     nl.labels = task.train.labels;
     nl.clean = task.train_clean_labels;
     nl.corrupted = nl.labels.ne(nl.clean);
-    const auto m = robust::memorisation(torch::cat(preds), nl);
+    const auto idx = nl.corrupted.nonzero().squeeze(1);
+    auto preds = torch::full({task.train.size()}, -1, torch::kInt64);
+    for (std::int64_t a = 0; a < idx.size(0); a += 2000) {
+      const auto part = idx.narrow(0, a, std::min<std::int64_t>(2000, idx.size(0) - a));
+      const auto x = task.train.images.index_select(0, part).to(dev_);
+      preds.index_copy_(0, part, ctx_.logits(x, torch::full({part.size(0)}, i, torch::kInt64).to(dev_)).argmax(1).cpu());
+    }
+    const auto m = robust::memorisation(preds, nl);
     memorisation_.push_back({{"task", i}, {"corrupted", m.corrupted}, {"memorised", m.memorised}, {"corrected", m.corrected}});
     end["label_noise"] = memorisation_.back();
   }

@@ -225,6 +225,18 @@ TEST(ClExperiment, LabelNoiseCorruptsTheRateAndTheRunReportsMemorisation) {
     EXPECT_NEAR(mem + cor, 1.0, 1e-12) << t;
     EXPECT_GE(mem, 0.0);
   }
+  // The last task's share, recomputed from the loaded final model over all its training samples:
+  // the predictions on the corrupted ones that equal their (noisy) labels.
+  {
+    torch::NoGradGuard g;
+    const auto last = static_cast<std::int64_t>(per.size()) - 1;
+    const auto& tr = loaded.tasks[static_cast<std::size_t>(last)];
+    ASSERT_TRUE(tr.train_clean_labels.defined());
+    const auto bad = tr.train.labels.ne(tr.train_clean_labels);
+    const auto pred = loaded.logits(tr.train.images, last).argmax(1);
+    const double want = pred.masked_select(bad).eq(tr.train.labels.masked_select(bad)).to(torch::kFloat64).mean().item<double>();
+    EXPECT_NEAR(per[static_cast<std::size_t>(last)].at("memorised").get<double>(), want, 1e-12);
+  }
   std::filesystem::remove_all(dir);
 }
 
