@@ -15,6 +15,7 @@
 #include "stablelearn/data/lfd_datasets.h"
 #include "stablelearn/data/lfd_preprocess.h"
 #include "stablelearn/data/tensor_convert.h"
+#include "stablelearn/distributed/process_group.h"
 #include "stablelearn/lfd/hnet_training.h"
 #include "stablelearn/models/snode_rollout.h"
 #include "run_common.h"
@@ -219,11 +220,35 @@ class BaselineLearner : public Learner {
     k_ = c_.method == "rep" ? torch::randint(0, i + 1, {1}, replay_gen_, torch::kInt64).item<std::int64_t>() : i;
     win_ = data::sample_window(tasks_.task32(k_), c_.tsub, window_gen_);
     const auto emb = conditioned ? model_->embedding(k_) : torch::Tensor();
-    const auto pred = model_->train_rollout(k_, win_.y.select(1, 0), win_.t);
-    const auto loss = (pred - win_.y).pow(2).mean();
     auto wrt = net_;
     if (conditioned) wrt.push_back(emb);
-    auto grads = torch::autograd::grad({loss}, wrt);
+    std::vector<torch::Tensor> grads;
+    double loss_value = 0;
+    if (!group_) {
+      const auto pred = model_->train_rollout(k_, win_.y.select(1, 0), win_.t);
+      const auto loss = (pred - win_.y).pow(2).mean();
+      grads = torch::autograd::grad({loss}, wrt);
+      loss_value = loss.item<double>();
+    } else {
+      // Data-parallel (every rank drew the same task and window): rank r's shard of the window's
+      // demonstrations, its squared errors over the whole window's count, so the all-reduced sums
+      // are the one-process mean loss and its gradients.
+      const auto sh = distributed::shard(win_.y.size(0), group_->rank(), group_->size());
+      auto sums = torch::zeros({1}, torch::kFloat64);
+      if (sh.count > 0) {
+        const auto y = win_.y.narrow(0, sh.begin, sh.count);
+        const auto pred = model_->train_rollout(k_, y.select(1, 0), win_.t);
+        const auto loss = (pred - y).pow(2).sum() / static_cast<double>(win_.y.numel());
+        grads = torch::autograd::grad({loss}, wrt);
+        sums[0] = loss.item<double>();
+      } else {
+        for (const auto& w : wrt) grads.push_back(torch::zeros_like(w));
+      }
+      auto all = grads;
+      all.push_back(sums);
+      group_->all_reduce(all, distributed::Reduce::Sum);
+      loss_value = sums.item<double>();
+    }
     if (conditioned) {
       opt_emb_[static_cast<std::size_t>(c_.method == "rep" ? k_ : 0)].step({grads.back()});
       grads.pop_back();
@@ -240,7 +265,7 @@ class BaselineLearner : public Learner {
     opt_net_->step(total);
     // SI's path integral uses the task-loss gradient (Zenke et al.'s unregularised gradient).
     if (si_) si_->after_step(net_, grads);
-    out.loss = loss.item<double>();
+    out.loss = loss_value;
     return out;
   }
 

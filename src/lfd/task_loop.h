@@ -85,6 +85,12 @@ class Learner {
   virtual std::map<std::string, io::NdArray> checkpoint_tensors() const = 0;
   /// summary.json's method, params, sizes (for `completed` tasks) and stores_data.
   virtual SummaryInfo summary(std::int64_t completed) const = 0;
+  /// A data-parallel run (docs/distributed.md): this rank's group; step() then computes this rank's
+  /// share (a shard of the window's demonstrations) and all-reduces, so every rank takes the same step.
+  void set_group(distributed::ProcessGroup* group) { group_ = group; }
+
+ protected:
+  distributed::ProcessGroup* group_ = nullptr;
 };
 
 /// The results so far of a run_tasks() call.

@@ -300,9 +300,6 @@ class HnetLearner : public detail::Learner {
     params_.push_back(emb_);
   }
 
-  /// A distributed run: this rank's group (step() then computes its shares and all-reduces).
-  void set_group(distributed::ProcessGroup* group) { group_ = group; }
-
   detail::StepOutcome step(std::int64_t i, std::int64_t it) override {
     if (group_) return step_distributed(i, it);
     win_ = data::sample_window(tasks_.task32(i), c_.tsub, window_gen_);
@@ -475,7 +472,6 @@ class HnetLearner : public detail::Learner {
   torch::Tensor emb_, best_emb_;
   std::optional<Adam> opt_theta_, opt_emb_;  // the current task's
   data::Window win_;
-  distributed::ProcessGroup* group_ = nullptr;
 };
 
 }  // namespace
@@ -503,12 +499,7 @@ const std::vector<double>& LfdTrainer::train_seconds() const { return s_->result
 
 void LfdTrainer::run(bool resume, const std::function<void(const TrainProgress&)>& progress, std::int64_t stop_after,
                      distributed::ProcessGroup* group) {
-  if (group) {
-    SL_CHECK(s_->cfg.method == "hnet", ConfigError, "model.method = \"", s_->cfg.method,
-             "\": distributed lfd train (WORLD_SIZE=", group->size(),
-             ") supports the hypernetwork learner (model.method = \"hnet\") only; run the baselines in one process");
-    static_cast<HnetLearner&>(*s_->learner).set_group(group);
-  }
+  s_->learner->set_group(group);
   detail::run_tasks(s_->cfg, s_->run, *s_->tasks, *s_->learner, resume, progress, stop_after, s_->results, group);
 }
 

@@ -415,12 +415,29 @@ std::string tiny_lfd_config() {
 
 /// The lfd runs `a` and `b` (3 tasks) agree: the hypernetwork's tensors to 1e-5 relative, every
 /// logged loss and regulariser value to 1e-5 relative, the evaluation medians to 1e-5 relative.
-void expect_same_lfd_run(const std::filesystem::path& a, const std::filesystem::path& b) {
+void expect_same_lfd_run(const std::filesystem::path& a, const std::filesystem::path& b, std::size_t iterations = 20) {
   const auto ma = json::parse(read_file_text(a / "checkpoint.json")), mb = json::parse(read_file_text(b / "checkpoint.json"));
   ASSERT_EQ(ma.at("completed_tasks"), 3);
   ASSERT_EQ(mb.at("completed_tasks"), 3);
-  const double w = max_rel_diff(a / ma.at("file").get<std::string>(), b / mb.at("file").get<std::string>());
+  // The learned tensors (hypernetwork, or the baselines' networks and embeddings) to 1e-5; a
+  // baseline's regulariser state ("reg.": SI's importance Ω = Σ g·Δθ / (Δ² + ξ), MAS's, their anchors)
+  // to 1e-3: Ω divides by the squared displacement of each weight over the task, which amplifies
+  // rounding where a weight barely moved (SI here: weights 8.5e-6, Ω 3.0e-4).
+  const auto fa = a / ma.at("file").get<std::string>(), fb = b / mb.at("file").get<std::string>();
+  double w = 0, w_reg = 0;
+  {
+    const auto ta = io::read_npz(fa), tb = io::read_npz(fb);
+    ASSERT_EQ(ta.size(), tb.size());
+    for (const auto& [k, v] : ta) {
+      ASSERT_TRUE(tb.count(k)) << k;
+      const auto x = data::to_tensor(v).to(torch::kFloat64), y = data::to_tensor(tb.at(k)).to(torch::kFloat64);
+      ASSERT_EQ(x.sizes(), y.sizes()) << k;
+      const double d = ((x - y).abs().max() / x.abs().max().clamp_min(1e-30)).item<double>();
+      (k.rfind("reg.", 0) == 0 ? w_reg : w) = std::max(k.rfind("reg.", 0) == 0 ? w_reg : w, d);
+    }
+  }
   EXPECT_LE(w, 1e-5);
+  EXPECT_LE(w_reg, 1e-3);
   // The last row of every (task, iteration): a resumed run repeats the rows of its interrupted task.
   auto rows = [](const std::filesystem::path& run) {
     std::map<std::pair<long, long>, json> out;
@@ -430,12 +447,14 @@ void expect_same_lfd_run(const std::filesystem::path& a, const std::filesystem::
     return out;
   };
   const auto ra = rows(a), rb = rows(b);
-  ASSERT_EQ(ra.size(), 60u);
+  ASSERT_EQ(ra.size(), 3 * iterations);
   ASSERT_EQ(rb.size(), ra.size());
   double worst = 0;
   for (const auto& [k, r] : ra) {
     const auto& q = rb.at(k);
     for (const char* f : {"loss", "reg"}) {
+      ASSERT_EQ(r.contains(f), q.contains(f)) << f;
+      if (!r.contains(f)) continue;  // baselines without a regulariser log no reg
       const double x = r.at(f).get<double>(), y = q.at(f).get<double>();
       if (x != 0 || y != 0) worst = std::max(worst, std::abs(x - y) / std::max(std::abs(x), std::abs(y)));
     }
@@ -451,7 +470,8 @@ void expect_same_lfd_run(const std::filesystem::path& a, const std::filesystem::
         worst_eval = std::max(worst_eval, std::abs(x - y) / std::max(std::abs(x), 1e-30));
       }
   EXPECT_LE(worst_eval, 1e-5);
-  std::cout << "[ compare  ] " << b.filename() << " vs " << a.filename() << ": hypernetwork " << w << ", losses " << worst
+  std::cout << "[ compare  ] " << b.filename() << " vs " << a.filename() << ": learned tensors " << w << ", regulariser state " << w_reg
+            << ", losses " << worst
             << ", evaluation medians " << worst_eval << " (max relative differences)\n";
 }
 
@@ -495,15 +515,23 @@ TEST_F(LaunchCli, LfdTrainResumesWithAnotherNumberOfRanks) {
   expect_same_lfd_run(one, run);
 }
 
-TEST_F(LaunchCli, LfdTrainBaselineIsRefusedNamingTheKey) {
+// The baselines run data-parallel too (shards of the window's demonstrations): SI (its penalty
+// computed alike on every rank, its path integral on the summed task gradients) and replay (the
+// replayed task and window drawn alike, the replayed task's embedding trained).
+TEST_F(LaunchCli, LfdTrainBaselinesTwoRanksMatchOneProcess) {
   const auto cfg = dir_ / "lfd.toml";
   std::ofstream(cfg) << tiny_lfd_config();
-  const auto r = shell(dir_, exe() + " launch --nproc 2 --timeout 30 -- lfd train " + cfg.string() + " --quiet --out " +
-                                 (dir_ / "ft").string() + " --set model.method=ft");
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.err.find("model.method = \"ft\": distributed lfd train (WORLD_SIZE=2) supports the hypernetwork learner"),
-            std::string::npos)
-      << r.err;
+  for (const std::string method : {"si", "rep"}) {
+    const auto one = dir_ / ("one_" + method), two = dir_ / ("two_" + method);
+    const std::string sets = " --set model.method=" + method + " --set train.iterations=8";
+    const auto r1 = shell(dir_, exe() + " --threads 1 lfd train " + cfg.string() + " --quiet --out " + one.string() + sets);
+    ASSERT_EQ(r1.status, 0) << r1.err;
+    const auto r2 = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 60 -- lfd train " + cfg.string() +
+                                    " --quiet --out " + two.string() + sets);
+    ASSERT_EQ(r2.status, 0) << r2.err;
+    EXPECT_EQ(json::parse(read_file_text(two / "summary.json")).at("method"), method);
+    expect_same_lfd_run(one, two, 8);
+  }
 }
 
 TEST_F(LaunchCli, WrongMasterPortFailsWithinTheTimeout) {
