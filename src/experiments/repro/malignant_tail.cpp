@@ -3,7 +3,7 @@
 // shared/specs/papers-19-35.md §24), run as a diagnostic (diagnostics/spectral_probe.h). The spec's
 // smallest faithful experiment: Fashion-MNIST with 40 % symmetric label noise
 // (robust/label_noise.h) on the training images, clean test images; an over-parameterised MLP
-// 784-H-H-10 (H = 512) trained by SGD (lr 0.02, momentum 0.9, batch 128, no weight decay) long
+// 784-H-H-10 (H = 256) trained by SGD (lr 0.02, momentum 0.9, batch 128, no weight decay) long
 // enough to fit the noisy labels. Then, on the penultimate representation (the second hidden
 // layer's ReLU output) of the training images: its spectrum; the spectral linear probe (ridge
 // least squares on the top-d principal coordinates, fitted on the noisy labels) for d on a grid
@@ -303,7 +303,7 @@ ReproEntry make_malignant_tail_repro() {
             "with its tail truncated generalise better than the full network.";
   e.options = {{"samples", "training images (noisy labels; the last 10 % are the validation split)", 5000, 1000, true},
                {"test_samples", "test images (clean labels)", 10000, 1000, true},
-               {"hidden", "width H of the two hidden layers", 512, 64, true},
+               {"hidden", "width H of the two hidden layers", 256, 64, true},
                {"epochs", "training epochs", 80, 3, true},
                {"batch", "batch size", 128, 128, true},
                {"lr", "SGD learning rate", 0.02, 0.02, false},
