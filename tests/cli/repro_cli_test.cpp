@@ -21,7 +21,8 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip"};
+                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
+                                           "causal-minimax", "malignant-tail"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -369,6 +370,62 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     }
     EXPECT_NE(num(row.at("lfd").at("default").at("final_loss")), num(row.at("lfd").at("mip").at("final_loss")));
     EXPECT_TRUE(fs::exists(run / "mip_fmnist.svg"));
+  } else if (name == "causal-minimax") {
+    // 10 training and 10 test environments, together alpha_e = e - 10.5 (e = 1..20); each method's
+    // worst-case test MSE is the max of its per-environment MSEs and (one seed) the mean; the
+    // minimax - ERM gap recomputed; "recovered" is membership of the selected subset in the true
+    // optimal class; 2^|S| subsets searched for the detected stable set S.
+    auto alphas = row.at("train_alphas").get<std::vector<double>>();
+    const auto test = row.at("test_alphas").get<std::vector<double>>();
+    ASSERT_EQ(alphas.size(), 10u);
+    ASSERT_EQ(test.size(), 10u);
+    alphas.insert(alphas.end(), test.begin(), test.end());
+    std::sort(alphas.begin(), alphas.end());
+    for (std::size_t e = 0; e < 20; ++e) EXPECT_DOUBLE_EQ(alphas[e], static_cast<double>(e + 1) - 10.5);
+    for (const char* meth : {"erm", "stable_set", "best_invariant", "minimax"}) {
+      const auto per = row.at(meth).at("test_mse").get<std::vector<double>>();
+      ASSERT_EQ(per.size(), 10u) << meth;
+      EXPECT_DOUBLE_EQ(row.at(meth).at("test_worst").get<double>(), *std::max_element(per.begin(), per.end())) << meth;
+      EXPECT_DOUBLE_EQ(num(m.at(std::string(meth) + "_test_worst_mse_mean")), row.at(meth).at("test_worst").get<double>());
+    }
+    EXPECT_EQ(row.at("erm").at("beta").size(), 8u);
+    EXPECT_EQ(row.at("subsets_searched").get<int>(), 1 << row.at("stable_set").at("beta").size());
+    EXPECT_DOUBLE_EQ(num(m.at("minimax_minus_erm_test_worst")),
+                     row.at("minimax").at("test_worst").get<double>() - row.at("erm").at("test_worst").get<double>());
+    const bool rec = row.at("recovered").get<bool>();
+    const auto cls = row.at("true_optimal_class").get<std::vector<std::string>>();
+    EXPECT_EQ(rec, std::find(cls.begin(), cls.end(), row.at("minimax").at("features").get<std::string>()) != cls.end());
+    EXPECT_EQ(num(m.at("recovery_rate")), rec ? 1.0 : 0.0);
+    EXPECT_TRUE(fs::exists(run / "causal_minimax_test_mse.svg"));
+  } else if (name == "malignant-tail") {
+    // --quick: H = 64, so d in 1, 2, 4, 8, 10, 16, 32, 64; the values at probe_d = 10 and at d = H
+    // are the sweep's, d_val maximises the truncated network's validation accuracy, the gaps
+    // recomputed; 900 training images at 40 % noise -> round(0.4 * 1000) corrupted among 1000, of
+    // which the first 900 are the training part.
+    const auto ds = row.at("ds").get<std::vector<std::int64_t>>();
+    EXPECT_EQ(ds, (std::vector<std::int64_t>{1, 2, 4, 8, 10, 16, 32, 64}));
+    const auto probe = row.at("probe_test_acc").get<std::vector<double>>();
+    const auto val = row.at("truncated_val_acc").get<std::vector<double>>();
+    const auto trunc = row.at("truncated_test_acc").get<std::vector<double>>();
+    const auto mem = row.at("probe_memorised").get<std::vector<double>>();
+    ASSERT_EQ(probe.size(), ds.size());
+    EXPECT_DOUBLE_EQ(row.at("probe_test_acc_at_probe_d").get<double>(), probe[4]);
+    EXPECT_DOUBLE_EQ(row.at("probe_test_acc_at_full_d").get<double>(), probe.back());
+    const auto best = static_cast<std::size_t>(std::max_element(val.begin(), val.end()) - val.begin());
+    EXPECT_EQ(row.at("d_val").get<std::int64_t>(), ds[best]);
+    EXPECT_DOUBLE_EQ(row.at("truncated_test_acc_at_d_val").get<double>(), trunc[best]);
+    // Truncation at d = H is the identity: the truncated network's accuracy is the network's.
+    EXPECT_NEAR(trunc.back(), row.at("network_test_acc").get<double>(), 2e-3);
+    EXPECT_NEAR(num(m.at("probe_minus_network_test_acc")), probe[4] - row.at("network_test_acc").get<double>(), 1e-12);
+    EXPECT_NEAR(num(m.at("probe_memorised_full_minus_small_d")), mem.back() - mem[4], 1e-12);
+    const auto shares = row.at("variance_share_top_d").get<std::vector<double>>();
+    for (std::size_t i = 1; i < shares.size(); ++i) EXPECT_GE(shares[i], shares[i - 1] - 1e-12);
+    EXPECT_NEAR(shares.back(), 1.0, 1e-9);
+    EXPECT_GT(row.at("corrupted").get<int>(), 300);
+    EXPECT_LT(row.at("corrupted").get<int>(), 420);
+    EXPECT_EQ(row.at("curve").at("epoch").get<std::vector<double>>(), (std::vector<double>{0, 3}));
+    EXPECT_TRUE(fs::exists(run / "malignant_tail_probe.svg"));
+    EXPECT_TRUE(fs::exists(run / "malignant_tail_training.svg"));
   }
   fs::remove_all(run.parent_path());
 }

@@ -1,11 +1,14 @@
 // experiments/repro: the registry, option resolution (--quick, --set, unknown keys) and checks.
 // The entries themselves run end to end in tests/cli/repro_cli_test.cpp.
+#include <filesystem>
+#include <functional>
 #include <set>
 
 #include <gtest/gtest.h>
 
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/core/progress.h"
 #include "stablelearn/experiments/repro.h"
 #include "testing.h"
 
@@ -27,7 +30,8 @@ TEST(Repro, TheRegistryHoldsTheMovedExperimentsEachWithPaperClaimAndOptions) {
     }
   }
   EXPECT_EQ(names, (std::set<std::string>{"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                          "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip"}));
+                                          "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
+                                          "causal-minimax", "malignant-tail"}));
   sl::testing::expect_error<sl::UsageError>([] { ex::find_repro("edge-of-stabilty"); }, "known: edge-of-stability, sgd-minimum");
 }
 
@@ -95,4 +99,27 @@ TEST(Repro, SummaryTextShowsEveryCheckAndTheVerdict) {
   EXPECT_NE(text.find("first"), std::string::npos) << text;
   EXPECT_NE(text.find("nan"), std::string::npos) << text;
   EXPECT_NE(text.find("verdict: not reproduced (1/2 checks pass)"), std::string::npos) << text;
+}
+
+TEST(Repro, CausalMinimaxAndMalignantTailRejectBadOptionsNamingThem) {
+  // The options' own checks run before any data is drawn or loaded: fewer than 2 training
+  // environments, d above the width, a noise rate outside [0, 1).
+  sl::ProgressReporter quiet(sl::ProgressReporter::Mode::Quiet);
+  const auto dir = sl::testing::temp_dir("repro_bad_options");
+  auto run = [&](const std::string& name, const std::string& set) {
+    ex::ReproRequest r;
+    r.name = name;
+    r.quick = true;
+    r.out = dir / (name + std::to_string(std::hash<std::string>{}(set)));
+    r.overrides = {set};
+    ex::run_repro(r, quiet);
+  };
+  sl::testing::expect_error<sl::ConfigError>([&] { run("causal-minimax", "train_environments=1"); },
+                                             "train_environments = 1: expected at least 2");
+  sl::testing::expect_error<sl::ConfigError>([&] { run("causal-minimax", "train_environments=20"); },
+                                             "fewer than environments (20)");
+  sl::testing::expect_error<sl::ConfigError>([&] { run("causal-minimax", "level=1.5"); }, "level = 1.5");
+  sl::testing::expect_error<sl::ConfigError>([&] { run("malignant-tail", "probe_d=65"); }, "probe_d = 65: expected 1..64");
+  sl::testing::expect_error<sl::ConfigError>([&] { run("malignant-tail", "noise=1"); }, "noise = 1: expected a rate in [0, 1)");
+  std::filesystem::remove_all(dir);
 }

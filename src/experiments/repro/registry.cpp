@@ -20,6 +20,8 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_dppn_repro(),
       repro::make_bo_rep_repro(),
       repro::make_mip_repro(),
+      repro::make_causal_minimax_repro(),
+      repro::make_malignant_tail_repro(),
   };
 }
 }  // namespace
