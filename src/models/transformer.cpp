@@ -93,16 +93,15 @@ void check_input(const torch::Tensor& x, const AttentionOptions& o, const char* 
            x.sizes());
 }
 
-// Scores Q Kᵀ / √d_h (+ the causal mask) [B, h, T, T] and V [B, h, T, d_h].
+// Scores Q Kᵀ / √d_h (+ the causal mask) [B·h, T, T] and V [B·h, T, d_h]. One copy puts Q, K, V
+// head-major ([3, B, h, T, d_h], contiguous), so the products are plain bmm calls without further
+// copies; unbind's backward stacks the three gradients in one tensor; the additive mask is added in
+// place (its backward is the identity).
 std::pair<torch::Tensor, torch::Tensor> scores_and_values(const torch::Tensor& x, const torch::Tensor* w, const AttentionOptions& o) {
   const auto b = x.size(0), t = x.size(1), h = o.heads, dh = o.d_model / o.heads;
-  const auto qkv = F::linear(x, w[0], w[1]).view({b, t, 3, h, dh}).permute({2, 0, 3, 1, 4});  // [3, B, h, T, d_h]
-  const auto q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(dh)));
-  auto s = torch::matmul(q, qkv[1].transpose(-2, -1));
-  if (o.causal) {
-    const auto later = torch::ones({t, t}, x.options().dtype(torch::kBool)).triu(1);
-    s = s.masked_fill(later, -std::numeric_limits<double>::infinity());
-  }
+  const auto qkv = F::linear(x, w[0], w[1]).view({b, t, 3, h, dh}).permute({2, 0, 3, 1, 4}).contiguous().view({3, b * h, t, dh}).unbind(0);
+  auto s = torch::bmm(qkv[0] * (1.0 / std::sqrt(static_cast<double>(dh))), qkv[1].transpose(1, 2));
+  if (o.causal) s.add_(torch::full({t, t}, -std::numeric_limits<double>::infinity(), x.options()).triu(1));
   return {s, qkv[2]};
 }
 
@@ -110,14 +109,14 @@ std::pair<torch::Tensor, torch::Tensor> scores_and_values(const torch::Tensor& x
 
 torch::Tensor attention_probabilities(const torch::Tensor& x, const torch::Tensor* w, const AttentionOptions& o) {
   check_input(x, o, "attention_probabilities");
-  return torch::softmax(scores_and_values(x, w, o).first, -1);
+  return torch::softmax(scores_and_values(x, w, o).first, -1).view({x.size(0), o.heads, x.size(1), x.size(1)});
 }
 
 torch::Tensor multihead_attention(const torch::Tensor& x, const torch::Tensor* w, const AttentionOptions& o) {
   check_input(x, o, "multihead_attention");
   const auto b = x.size(0), t = x.size(1);
   const auto [s, v] = scores_and_values(x, w, o);
-  const auto y = torch::matmul(torch::softmax(s, -1), v);  // [B, h, T, d_h]
+  const auto y = torch::bmm(torch::softmax(s, -1), v).view({b, o.heads, t, o.d_model / o.heads});
   return F::linear(y.transpose(1, 2).reshape({b, t, o.d_model}), w[2], w[3]);
 }
 
