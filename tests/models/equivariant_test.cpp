@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/models/equivariant.h"
 #include "testing.h"
@@ -211,4 +212,18 @@ TEST(MessagePassing, ALayerLearnsToCountIncomingEdges) {
     opt.step();
   }
   EXPECT_LT(mse, 0.01);
+}
+
+TEST(GroupCnn, AGroupOrderReadFromTomlThatIsNotOneOrFourNamesTheKey) {
+  namespace st = stablelearn::testing;
+  auto cfg = sl::Config::from_string("[model]\nrotations = 2\nchannels = [4, 4]\n");
+  st::expect_error<sl::ConfigError>([&] { auto s = cfg.section("model"); sl::options::read<sm::GroupCnnOptions>(s); },
+                                    "model.rotations: must be 1 or 4, got 2");
+  auto ok = sl::Config::from_string("[model]\nrotations = 1\nchannels = [4, 6]\nkernel = 5\n");
+  auto s = ok.section("model");
+  const auto o = sl::options::read<sm::GroupCnnOptions>(s);
+  s.finish();
+  EXPECT_EQ(o.rotations, 1);
+  EXPECT_EQ(o.channels, (std::vector<std::int64_t>{4, 6}));
+  EXPECT_EQ(o.kernel, 5);
 }

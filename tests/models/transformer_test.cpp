@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/core/options.h"
 #include "stablelearn/data/sequences.h"
 #include "stablelearn/models/transformer.h"
 #include "testing.h"
@@ -259,4 +261,36 @@ TEST(Transformer, ATinyModelLearnsModularAddition) {
   }
   EXPECT_GE(acc, 0.95) << "loss " << first_loss << " -> " << loss_value;
   EXPECT_LT(loss_value, 0.2 * first_loss);
+}
+
+TEST(Transformer, OptionsReadFromTomlRoundTripAndRejectUnknownOrBadKeys) {
+  namespace st = stablelearn::testing;
+  auto cfg = sl::Config::from_string("[model]\nvocab = 11\nmax_len = 9\nd_model = 12\nheads = 3\nblock = \"attention\"\ncausal = false\n");
+  auto s = cfg.section("model");
+  const auto o = sl::options::read<sm::TransformerOptions>(s);
+  s.finish();
+  EXPECT_EQ(o.vocab, 11);
+  EXPECT_EQ(o.max_len, 9);
+  EXPECT_EQ(o.block.attention.d_model, 12);
+  EXPECT_EQ(o.block.attention.heads, 3);
+  EXPECT_FALSE(o.block.attention.causal);
+  EXPECT_EQ(o.block.kind, "attention");
+  EXPECT_EQ(o.layers, 2);  // the default
+  sl::ConfigWriter w;
+  sl::options::write(w, o, "model");
+  auto back_cfg = w.config();
+  auto back_s = back_cfg.section("model");
+  const auto back = sl::options::read<sm::TransformerOptions>(back_s);
+  back_s.finish();
+  EXPECT_EQ(sm::transformer_layout(back), sm::transformer_layout(o));
+  EXPECT_EQ(back.block.attention.causal, false);
+  auto bad = sl::Config::from_string("[model]\nd_model = 12\nheads = 5\n");
+  st::expect_error<sl::ConfigError>([&] { auto b = bad.section("model"); sl::options::read<sm::TransformerOptions>(b); },
+                                    "model.heads: must divide d_model = 12, got 5");
+  auto unknown = sl::Config::from_string("[model]\nnum_heads = 4\n");
+  st::expect_error<sl::ConfigError>([&] {
+    auto u = unknown.section("model");
+    sl::options::read<sm::TransformerOptions>(u);
+    u.finish();
+  }, "num_heads");
 }
