@@ -22,7 +22,7 @@ namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
-                                           "causal-minimax", "malignant-tail"};
+                                           "causal-minimax", "malignant-tail", "equivariance"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -426,6 +426,28 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_EQ(row.at("curve").at("epoch").get<std::vector<double>>(), (std::vector<double>{0, 3}));
     EXPECT_TRUE(fs::exists(run / "malignant_tail_probe.svg"));
     EXPECT_TRUE(fs::exists(run / "malignant_tail_training.svg"));
+  } else if (name == "equivariance") {
+    // --quick: sizes 100, 300, 1000; accuracies on 300 test images are multiples of 1/300; the gaps
+    // and the checks' values recomputed from the row; the p4 CNN's predictions do not change under a
+    // further rotation (exact invariance of the model).
+    double min_gap = 1e9, agree = 0;
+    for (const char* n : {"100", "300", "1000"}) {
+      const double p4 = row.at(n).at("p4").at("test_acc").get<double>(), cnn = row.at(n).at("cnn").at("test_acc").get<double>();
+      for (double a : {p4, cnn}) EXPECT_NEAR(a * 300, std::round(a * 300), 1e-9) << n;
+      EXPECT_NEAR(num(m.at(std::string("p4_minus_cnn_test_acc_") + n)), p4 - cnn, 1e-12);
+      min_gap = std::min(min_gap, p4 - cnn);
+      agree += row.at(n).at("p4").at("rotation_agreement").get<double>() / 3;
+    }
+    const auto& checks = res.at("checks");
+    EXPECT_NEAR(checks[0].at("value").get<double>(), min_gap, 1e-12);
+    const double first = row.at("100").at("p4").at("test_acc").get<double>() - row.at("100").at("cnn").at("test_acc").get<double>();
+    const double last = row.at("1000").at("p4").at("test_acc").get<double>() - row.at("1000").at("cnn").at("test_acc").get<double>();
+    EXPECT_NEAR(checks[1].at("value").get<double>(), first - last, 1e-12);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), agree, 1e-12);
+    EXPECT_GE(agree, 0.99);
+    EXPECT_EQ(res.at("setup").at("parameters_p4").get<int>(), 80 + 2 * (8 * 8 * 4 * 9 + 8) + 90);
+    EXPECT_EQ(res.at("setup").at("parameters_cnn").get<int>(), 160 + 2 * (16 * 16 * 9 + 16) + 170);
+    EXPECT_TRUE(fs::exists(run / "equivariance_accuracy.svg"));
   }
   fs::remove_all(run.parent_path());
 }

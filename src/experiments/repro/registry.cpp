@@ -22,6 +22,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_mip_repro(),
       repro::make_causal_minimax_repro(),
       repro::make_malignant_tail_repro(),
+      repro::make_equivariance_repro(),
   };
 }
 }  // namespace
