@@ -169,6 +169,7 @@ UnlearnTrace unlearn(std::vector<torch::Tensor>& w, const LogitsFn& f, const Unl
   const auto nm = std::min<std::int64_t>(nf, 1024);
   const auto monitor_x = d.x_forget.slice(0, 0, nm), monitor_y = d.y_forget.slice(0, 0, nm);
   UnlearnTrace t;
+  std::vector<torch::Tensor> last_finite;  // θ at the start of the last step whose losses were finite
   for (std::int64_t step = 0; step < o.steps; ++step) {
     const auto fi = torch::randint(nf, {std::min(o.batch, nf)}, gen, torch::kInt64).to(d.x_forget.device());
     const auto ri = torch::randint(nr, {std::min(o.batch, nr)}, gen, torch::kInt64).to(d.x_retain.device());
@@ -183,9 +184,23 @@ UnlearnTrace unlearn(std::vector<torch::Tensor>& w, const LogitsFn& f, const Unl
     const WeightLoss retain = [&](const std::vector<torch::Tensor>& v) {
       return torch::nn::functional::cross_entropy(f(xr, v), yr);
     };
+    std::vector<torch::Tensor> start;
+    for (const auto& v : w) start.push_back(v.detach().clone());
     const auto s = o.method == "stableun" ? stableun_step(w, forget, retain, o) : descent_step(w, forget, retain, o);
-    SL_CHECK(std::isfinite(s.forget_loss) && std::isfinite(s.retain_loss), DataError, "unlearn (", o.method,
-             "): the loss is not finite at step ", step, "; lower the learning rate");
+    if (!(std::isfinite(s.forget_loss) && std::isfinite(s.retain_loss))) {
+      // θ at the start of this step is already broken: go back to the last θ with finite losses.
+      torch::NoGradGuard ng;
+      for (std::size_t i = 0; i < w.size(); ++i) w[i].copy_(last_finite.empty() ? start[i] : last_finite[i]);
+      t.diverged = true;
+      t.passes += s.passes;
+      if (!t.forget_loss.empty()) {  // the returned weights are those before the previous step's update
+        t.forget_loss.pop_back();
+        t.retain_loss.pop_back();
+      }
+      t.steps = static_cast<std::int64_t>(t.forget_loss.size());
+      break;
+    }
+    last_finite = std::move(start);
     t.forget_loss.push_back(s.forget_loss);
     t.retain_loss.push_back(s.retain_loss);
     t.projections += s.projected ? 1 : 0;

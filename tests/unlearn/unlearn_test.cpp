@@ -273,6 +273,33 @@ TEST(Unlearn, EachMethodForgetsOneClassAndKeepsTheOthersOnBlobs) {
   }
 }
 
+TEST(Unlearn, ARunawayAscentStopsWithTheLastFiniteWeights) {
+  // GA at lr 5 on the blobs overflows within a few steps; unlearn() then returns the weights at the
+  // start of the last step with finite losses, whose forget loss is the trace's last entry.
+  const auto w0 = trained_mlp();
+  const auto [x, y] = blobs(200, 1);
+  ul::UnlearnData d{x.index({y.eq(0)}), y.index({y.eq(0)}), x.index({y.ne(0)}), y.index({y.ne(0)})};
+  auto w = w0;
+  for (auto& t : w) t = t.clone();
+  ul::UnlearnOptions o;
+  o.method = "ga";
+  o.steps = 500;
+  o.lr = 5;
+  o.batch = 64;
+  const auto trace = ul::unlearn(w, mlp, d, o);
+  ASSERT_TRUE(trace.diverged);
+  EXPECT_LT(trace.steps, 500);
+  EXPECT_EQ(trace.forget_loss.size(), static_cast<std::size_t>(trace.steps));
+  for (const auto& t : w) EXPECT_TRUE(torch::isfinite(t).all().item<bool>());
+  // Replaying the same batches for `steps` steps from w0 gives the same weights.
+  auto v = w0;
+  for (auto& t : v) t = t.clone();
+  o.steps = trace.steps;
+  const auto again = ul::unlearn(v, mlp, d, o);
+  EXPECT_FALSE(again.diverged);
+  for (std::size_t i = 0; i < w.size(); ++i) EXPECT_TRUE(torch::equal(w[i], v[i])) << i;
+}
+
 TEST(Unlearn, TheRelearningCurveStartsAtTheAccuracyAndItsAreaIsTheTrapezoidRule) {
   const auto w0 = trained_mlp();
   const auto [x, y] = blobs(100, 5);

@@ -99,13 +99,16 @@ struct UnlearnTrace {
   std::int64_t passes = 0;       ///< forward/backward passes in all (not counting the reference's forward)
   std::int64_t steps = 0;        ///< steps taken (< options.steps after an early stop)
   bool stopped_early = false;
+  /// A loss was not finite (a runaway ascent): unlearning stopped and w holds the weights at the
+  /// start of the last step whose losses were finite (`steps` counts the steps before that one).
+  bool diverged = false;
 };
 
 /// Unlearns the forget set from the classifier f with weights w (updated in place) by
 /// o.method, each step on o.batch forget and o.batch retain samples drawn with o.seed. NPO's
 /// reference is w as given (its log-likelihoods on the whole forget set, computed once).
-/// ShapeError for mismatched data; ConfigError for bad options; DataError when a loss is not finite
-/// (a diverged ascent); `step_done` (optional) after each step.
+/// ShapeError for mismatched data; ConfigError for bad options; a loss that is not finite stops it
+/// (UnlearnTrace::diverged); `step_done` (optional) after each finite step.
 UnlearnTrace unlearn(std::vector<torch::Tensor>& w, const LogitsFn& f, const UnlearnData& d, const UnlearnOptions& o,
                      const std::function<void(std::int64_t step, const StepStats&)>& step_done = {});
 
