@@ -29,6 +29,7 @@ ReproEntry make_ska_repro();
 ReproEntry make_dppn_repro();
 ReproEntry make_bo_rep_repro();
 ReproEntry make_mip_repro();
+ReproEntry make_stableun_repro();
 
 /// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
 /// hidden layer of that width); seed ctx.seed + k.

@@ -20,6 +20,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_dppn_repro(),
       repro::make_bo_rep_repro(),
       repro::make_mip_repro(),
+      repro::make_stableun_repro(),
   };
 }
 }  // namespace
