@@ -22,7 +22,7 @@ namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
-                                           "causal-minimax", "malignant-tail", "equivariance"};
+                                           "causal-minimax", "malignant-tail", "equivariance", "stableun"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -448,6 +448,34 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_EQ(res.at("setup").at("parameters_p4").get<int>(), 80 + 2 * (8 * 8 * 4 * 9 + 8) + 90);
     EXPECT_EQ(res.at("setup").at("parameters_cnn").get<int>(), 160 + 2 * (16 * 16 * 9 + 16) + 170);
     EXPECT_TRUE(fs::exists(run / "equivariance_accuracy.svg"));
+  } else if (name == "stableun") {
+    // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
+    // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;
+    // StableUN costs 3 passes per step, the baselines 2, over the steps each took (early stop).
+    for (const char* meth : {"ga", "npo", "stableun"}) {
+      const auto& r = row.at(meth);
+      const auto a = r.at("relearn_acc").get<std::vector<double>>();
+      ASSERT_EQ(a.size(), 21u) << meth;
+      double area = 0;
+      for (std::size_t i = 0; i + 1 < a.size(); ++i) area += (a[i] + a[i + 1]) / 2;
+      for (double x : a) EXPECT_TRUE(x >= 0 && x <= 1) << meth << " " << x;
+      EXPECT_NEAR(num(r.at("relearn_auc")), area / 20, 1e-12) << meth;
+      EXPECT_NEAR(num(m.at(std::string(meth) + "_relearn_auc")), area / 20, 1e-12) << meth;
+      EXPECT_NEAR(num(m.at(std::string(meth) + "_retain_drop")),
+                  num(row.at("original").at("retain_acc")) - num(r.at("retain_acc")), 1e-12) << meth;
+      const int steps = r.at("steps").get<int>();
+      EXPECT_TRUE(steps >= 1 && steps <= 100) << meth << " " << steps;
+      EXPECT_EQ(r.at("passes").get<int>(), (std::string(meth) == "stableun" ? 3 : 2) * steps) << meth;
+      // Stopped at a check (every 5 steps) with forget training accuracy <= 0.01, or ran all 100.
+      EXPECT_TRUE(steps == 100 || (steps % 5 == 0 && num(r.at("forget_train_acc")) <= 0.01)) << meth << " " << steps;
+      EXPECT_NEAR(a[0], num(r.at("forget_acc")), 1e-12) << meth << ": the attack starts from the unlearned model";
+    }
+    EXPECT_NEAR(num(m.at("stableun_minus_ga_relearn_auc")),
+                num(row.at("stableun").at("relearn_auc")) - num(row.at("ga").at("relearn_auc")), 1e-12);
+    EXPECT_NEAR(num(m.at("stableun_minus_npo_lambda_max_abs")),
+                std::abs(num(row.at("stableun").at("lambda_max"))) - std::abs(num(row.at("npo").at("lambda_max"))), 1e-9);
+    EXPECT_GT(num(row.at("original").at("forget_acc")), 0.5) << "the trained model knows the class before unlearning";
+    EXPECT_TRUE(fs::exists(run / "stableun_relearn.svg"));
   }
   fs::remove_all(run.parent_path());
 }
