@@ -105,9 +105,8 @@ struct TrajectoryRunArgs {
   std::int64_t task = -1;  ///< −1 = every snapshot
 };
 
-/// Trajectory PCA summary of a [T, D] float64 series.
-json pca_json(const torch::Tensor& m, std::int64_t components) {
-  const auto pca = dg::trajectory_pca(m);
+/// Summary of a trajectory PCA (of a [T, D] float64 series).
+json pca_json(const dg::TrajectoryPca& pca, std::int64_t components) {
   const auto ratio = to_vector(pca.explained_variance_ratio);
   const auto k = std::min<std::size_t>(static_cast<std::size_t>(components), ratio.size());
   const std::vector<double> top(ratio.begin(), ratio.begin() + static_cast<std::ptrdiff_t>(k));
@@ -197,14 +196,12 @@ int run_trajectory(const TrajectoryRunArgs& a, std::int64_t components) {
                   {"first_iteration", iterations.front()},
                   {"last_iteration", iterations.back()},
                   {"iterations", iterations}};
-  out.update(pca_json(m, components));
+  const auto pca = dg::trajectory_pca(m);
+  out.update(pca_json(pca, components));
   // The path of the snapshots in the plane of the top two principal directions (coordinates of the
-  // centred snapshots, one pair per snapshot, in snapshot order).
-  {
-    const auto pca = dg::trajectory_pca(m, dg::TrajectoryPcaOptions().components(2));
-    if (pca.projections.size(1) >= 2)
-      out["pc_path"] = {{"pc1", to_vector(pca.projections.select(1, 0))}, {"pc2", to_vector(pca.projections.select(1, 1))}};
-  }
+  // centred snapshots, one pair per snapshot, in snapshot order), from the same PCA.
+  if (pca.projections.size(1) >= 2)
+    out["pc_path"] = {{"pc1", to_vector(pca.projections.select(1, 0))}, {"pc2", to_vector(pca.projections.select(1, 1))}};
   out["alignment_to_final"] = to_vector(dg::alignment_to_final(m));
   out["relex"] = relex_json(m);
   if (a.task < 0) {
@@ -215,7 +212,7 @@ int run_trajectory(const TrajectoryRunArgs& a, std::int64_t components) {
         if ((series[i].task == j - 1 && series[i].task_end) || series[i].task == j) sub.push_back(rows[i]);
       if (sub.size() < 2) continue;
       auto row = json{{"task", j}, {"snapshots", sub.size()}};
-      row.update(pca_json(torch::stack(sub), std::min<std::int64_t>(components, 3)));
+      row.update(pca_json(dg::trajectory_pca(torch::stack(sub)), std::min<std::int64_t>(components, 3)));
       per_task.push_back(row);
     }
     out["per_task"] = per_task;
