@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
+#include "stablelearn/core/progress.h"
 #include "stablelearn/core/run.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/experiments/cl_experiment.h"
@@ -140,17 +141,19 @@ int run_unlearn(UnlearnArgs a) {
   auto w = w0;
   for (auto& t : w) t = t.clone();
   const auto tu = std::chrono::steady_clock::now();
+  ProgressReporter bar(a.quiet ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
+  const auto label = "unlearn (" + a.o.method + ")";
   const auto trace = unlearn::unlearn(w, f, d, a.o, [&](std::int64_t step, const unlearn::StepStats& s) {
-    if ((step + 1) % a.log_every == 0) {
+    if ((step + 1) % a.log_every == 0)
       run.append_metrics({{"step", step + 1}, {"forget_loss", s.forget_loss}, {"retain_loss", s.retain_loss},
                           {"inner", s.inner}, {"projected", s.projected}});
-      if (!a.quiet) std::cerr << fmt::format("\rstep {}/{}  forget loss {:.4g}  retain loss {:.4g}", step + 1, a.o.steps, s.forget_loss, s.retain_loss);
-    }
+    bar.update(label, step + 1, a.o.steps, fmt::format("forget loss {:.4g} retain loss {:.4g}", s.forget_loss, s.retain_loss),
+               "step");
   });
   if (trace.steps > 0 && trace.steps % a.log_every != 0 && !trace.diverged)  // the last step's row
     run.append_metrics({{"step", trace.steps}, {"forget_loss", trace.forget_loss.back()}, {"retain_loss", trace.retain_loss.back()}});
   const double unlearn_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - tu).count();
-  if (!a.quiet) std::cerr << "\n";
+  if (trace.steps < a.o.steps) bar.note(fmt::format("stopped after {} of {} steps", trace.steps, a.o.steps));
   const auto after = measure(w);
   unlearn::RelearnOptions ro;
   ro.steps = a.attack_steps;
