@@ -65,28 +65,60 @@ inline T round_even(T v) {
 
 /// The tensor formula of the header, group by group in one loop, in the tensor's own dtype and with
 /// the same operations (so the same bits: round half to even, the scalars cast to T first).
+///
+/// Speed: the min/max scan keeps four independent pairs of accumulators (max and min are exact, so
+/// the order does not change the result), and where every |x/s| of the group is below round_even's
+/// limit (checked once per group from max(|hi|, |lo|) / s, which bounds them: division rounds
+/// monotonically) the quantisation loop has no branch, so the compiler vectorises it; the rounding
+/// (v + big) − big is round_even's own, exact in T.
 template <typename T>
 void fake_quantize_groups(const T* x, T* out, std::int64_t n, std::int64_t group, T q_max) {
   const T floor = static_cast<T>(1e-5);
+  constexpr T big = static_cast<T>(1.5) * static_cast<T>(std::int64_t{1} << (std::numeric_limits<T>::digits - 1));
+  constexpr T limit = static_cast<T>(std::int64_t{1} << (std::numeric_limits<T>::digits - 2));
   for (std::int64_t g0 = 0; g0 < n; g0 += group) {
     const T* xs = x + g0;
-    T hi = xs[0], lo = xs[0];
-    bool nan = std::isnan(xs[0]);
-    for (std::int64_t i = 1; i < group; ++i) {
-      hi = std::max(hi, xs[i]);
-      lo = std::min(lo, xs[i]);
-      nan = nan || std::isnan(xs[i]);
+    T hi[4] = {xs[0], xs[0], xs[0], xs[0]}, lo[4] = {xs[0], xs[0], xs[0], xs[0]};
+    bool nan = false;
+    std::int64_t i = 0;
+    for (; i + 4 <= group; i += 4) {
+      for (int k = 0; k < 4; ++k) {
+        const T v = xs[i + k];
+        hi[k] = std::max(hi[k], v);
+        lo[k] = std::min(lo[k], v);
+        nan |= (v != v);
+      }
+    }
+    for (; i < group; ++i) {
+      hi[0] = std::max(hi[0], xs[i]);
+      lo[0] = std::min(lo[0], xs[i]);
+      nan |= (xs[i] != xs[i]);
     }
     T* os = out + g0;
     if (nan) {  // as torch's max/min: a NaN makes the whole group NaN
       std::fill(os, os + group, std::numeric_limits<T>::quiet_NaN());
       continue;
     }
-    const T s = std::max(hi - lo, floor) / q_max;
-    const T z = std::min(std::max(-round_even(lo / s), T(0)), q_max);
-    for (std::int64_t i = 0; i < group; ++i) {
-      const T q = std::min(std::max(round_even(xs[i] / s) + z, T(0)), q_max);
-      os[i] = (q - z) * s;
+    const T h = std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3]));
+    const T l = std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]));
+    const T s = std::max(h - l, floor) / q_max;
+    const T z = std::min(std::max(-round_even(l / s), T(0)), q_max);
+    if (std::max(std::abs(h), std::abs(l)) / s < limit) {
+      for (std::int64_t j = 0; j < group; ++j) {
+        const T v = xs[j] / s;
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+        const T r = (v + big) - big;
+#else
+        const T r = round_even(v);
+#endif
+        const T q = std::min(std::max(r + z, T(0)), q_max);
+        os[j] = (q - z) * s;
+      }
+    } else {
+      for (std::int64_t j = 0; j < group; ++j) {
+        const T q = std::min(std::max(round_even(xs[j] / s) + z, T(0)), q_max);
+        os[j] = (q - z) * s;
+      }
     }
   }
 }

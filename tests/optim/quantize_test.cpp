@@ -33,6 +33,18 @@ TEST(FakeQuantize, FusedLoopGivesTheTensorFormulasBits) {
       const auto fused = so::fake_quantize(x.contiguous(), bits, 64);
       EXPECT_TRUE(torch::equal(tensor_path, fused)) << bits << " bits " << (tensor_path - fused).abs().max();
     }
+    // Group sizes that are not a multiple of the scan's four lanes, and groups whose |x/s| exceed
+    // the branch-free rounding's range (a huge offset with a tiny spread: s = 1e-5/15), both paths.
+    auto odd = torch::randn({5, 6}, dtype);
+    odd[2] = 1e6 + 1e-7 * torch::arange(6, dtype);
+    odd[4].fill_(-3e5);
+    odd[3].zero_();
+    for (int bits : {4, 8}) {
+      const auto tensor_path = so::fake_quantize(odd.t().contiguous().t(), bits, 6);
+      ASSERT_FALSE(odd.t().contiguous().t().is_contiguous());
+      const auto fused = so::fake_quantize(odd, bits, 6);
+      EXPECT_TRUE(torch::equal(tensor_path, fused)) << bits << " bits, odd groups " << (tensor_path - fused).abs().max();
+    }
     auto y = torch::randn({4, 8}, dtype);
     y.index_put_({1, 3}, std::nan(""));
     const auto q = so::fake_quantize(y, 4, 8);
