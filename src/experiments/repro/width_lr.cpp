@@ -240,7 +240,7 @@ ReproEntry make_width_lr_repro() {
                {"steps", "SGD steps per run", 150, 20, true},
                {"batch", "batch size", 128, 32, true},
                {"min_width", "smallest width (then doubling)", 64, 32, true},
-               {"max_width", "largest width", 1024, 128, true},
+               {"max_width", "largest width", 2048, 128, true},
                {"grid_top", "largest grid exponent k of 2^(k/2)", 12, 8, true},
                {"grid_below", "-k of the smallest grid rate 2^(k/2)", 24, 24, true}};
   e.run_seed = run_seed;
