@@ -55,6 +55,7 @@ const std::vector<StrategyInfo>& strategies() {
       entry<EmaMerge>("ema", "EMA merging with LCIA's automatic balance weight"),
       entry<AdaptiveSvd>("adaptive_svd", "orthogonal subspace fine-tuning: top singular directions of each linear weight frozen"),
       entry<Coso>("coso", "continuous subspace optimisation, Adam in a projected gradient subspace"),
+      entry<PackNet>("packnet", "PackNet: iterative pruning, each task's weights kept and frozen (task identity at test)"),
   };
   return list;
 }

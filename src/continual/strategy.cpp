@@ -11,7 +11,26 @@ namespace F = torch::nn::functional;
 
 torch::Tensor Context::logits(const torch::Tensor& x, const torch::Tensor& task_ids,
                               const std::vector<torch::Tensor>* w) const {
-  auto z = w ? model->forward(x, *w) : model->forward(x);
+  torch::Tensor z;
+  if (w) {
+    z = model->forward(x, *w);
+  } else if (strategy && strategy->per_task_network() && x.size(0) > 0) {
+    // Each task's samples through that task's weights (one forward when the batch is one task's).
+    const auto ids = std::get<0>(at::_unique(task_ids.cpu(), /*sorted=*/true));
+    const auto* k = ids.data_ptr<std::int64_t>();
+    if (ids.numel() == 1) {
+      z = model->forward(x, strategy->task_weights(*this, k[0]));
+    } else {
+      for (std::int64_t j = 0; j < ids.numel(); ++j) {
+        const auto rows = (task_ids == k[j]).nonzero().squeeze(1);
+        const auto part = model->forward(x.index_select(0, rows), strategy->task_weights(*this, k[j]));
+        if (!z.defined()) z = torch::zeros({x.size(0), part.size(1)}, part.options());
+        z = z.index_copy(0, rows, part);
+      }
+    }
+  } else {
+    z = model->forward(x);
+  }
   return task_incremental ? mask_logits(z, class_mask.index_select(0, task_ids)) : z;
 }
 

@@ -250,6 +250,11 @@ ClRunView load_cl_run(const std::filesystem::path& run) {
   const ClExperiment e(Config::from_file(cfg_path));
   const auto& p = *e.p_;
   const json ck = read_checkpoint_manifest(ckpt_json, kCheckpointFormat, kCheckpointVersion).fields;
+  // A view evaluates the saved weights as one network; a per-task-network strategy's run evaluates
+  // each task through its own masks, so such a view would answer for a network the run never had.
+  SL_CHECK(!p.strategy.make()->per_task_network(), UsageError, run.string(), ": strategy \"", p.strategy.name,
+           "\" gives every task its own view of the network (masks kept in the strategy's state); commands that "
+           "read a run's saved weights as one network (unlearn, diagnose) do not support it");
   ClRunView v;
   v.tasks = build_stream(p.stream);
   v.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;

@@ -222,6 +222,7 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* 
   result_.strategy = strategy_->name();
 
   ctx_.model = model_.get();
+  ctx_.strategy = strategy_.get();
   ctx_.params = model_->weights();
   ctx_.tasks = &tasks_;
   ctx_.batch_size = p.train.batch_size;

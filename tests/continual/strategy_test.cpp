@@ -274,3 +274,99 @@ TEST(Coso, UpdatesOfALaterTaskAreOrthogonalToTheLearnedSubspace) {
   // Mᵀ ΔW = 0: the outputs W x of the first layer keep their component in span(M) for every x.
   EXPECT_LT(m.t().matmul(dw).abs().max().item<double>(), 1e-5);
 }
+
+namespace {
+/// The k largest |values| of v, counted independently of the strategy (a full sort).
+std::vector<float> sorted_magnitudes(const torch::Tensor& v) {
+  const auto c = v.reshape(-1).abs().contiguous();
+  std::vector<float> m(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  std::sort(m.begin(), m.end(), std::greater<float>());
+  return m;
+}
+}  // namespace
+
+TEST(PackNet, KeepsTheLargestFreeWeightsPerTaskAndEvaluatesEachTaskWithItsOwn) {
+  Small s;
+  s.tasks.push_back(s.tasks[1]);  // three tasks, the same classes (a domain-like stream)
+  s.tasks[2].id = 2;
+  PackNet pn(PackNet::Options{0.5, 0});
+  pn.before_task(s.ctx);
+  ASSERT_EQ(pn.owners().size(), s.ctx.params.size());
+  // Task 0: distinct magnitudes; half of each weight tensor's entries are kept, the largest.
+  std::vector<torch::Tensor> before0;
+  for (auto& p : s.ctx.params) before0.push_back(p.detach().clone());
+  pn.after_task(s.ctx);
+  for (std::size_t i = 0; i < s.ctx.params.size(); ++i) {
+    const auto& o = pn.owners()[i];
+    const auto& p = s.ctx.params[i];
+    if (p.dim() < 2) {  // biases: task 0's, all of them, values kept
+      EXPECT_TRUE(o.eq(1).all().item<bool>()) << i;
+      EXPECT_TRUE(torch::equal(p, before0[i])) << i;
+      continue;
+    }
+    const auto n = p.numel(), keep = static_cast<std::int64_t>(std::llround(0.5 * static_cast<double>(n)));
+    EXPECT_EQ(o.eq(1).sum().item<std::int64_t>(), keep) << i;
+    const auto mags = sorted_magnitudes(before0[i]);
+    const float threshold = mags[static_cast<std::size_t>(keep - 1)];  // the smallest kept magnitude
+    const auto kept = o.eq(1);
+    EXPECT_TRUE(before0[i].abs().masked_select(kept).ge(threshold).all().item<bool>()) << i;
+    EXPECT_TRUE(before0[i].abs().masked_select(kept.logical_not()).le(threshold).all().item<bool>()) << i;
+    EXPECT_TRUE(torch::equal(p.masked_select(kept), before0[i].masked_select(kept))) << i;
+    EXPECT_TRUE(p.masked_select(kept.logical_not()).eq(0).all().item<bool>()) << i << ": released weights are zeroed";
+  }
+  // Task 1 trains: its view holds task 0's weights and the free ones; the owned ones get no gradient.
+  s.ctx.task = 1;
+  pn.before_task(s.ctx);
+  {
+    torch::NoGradGuard g;
+    for (std::size_t i = 0; i < s.ctx.params.size(); ++i)
+      s.ctx.params[i].masked_scatter_(pn.owners()[i].eq(0), torch::randn({s.ctx.params[i].numel()}) + 3);
+  }
+  const auto w0 = pn.task_weights(s.ctx, 0), w1 = pn.task_weights(s.ctx, 1);
+  for (std::size_t i = 0; i < s.ctx.params.size(); ++i) {
+    const auto& o = pn.owners()[i];
+    EXPECT_TRUE(torch::equal(w0[i], torch::where(o.eq(1), s.ctx.params[i], torch::zeros_like(s.ctx.params[i])))) << i;
+    EXPECT_TRUE(torch::equal(w1[i], s.ctx.params[i])) << i << ": free + task 0's = everything";
+  }
+  s.backward();
+  pn.after_backward(s.ctx);
+  for (std::size_t i = 0; i < s.ctx.params.size(); ++i) {
+    const auto& g = s.ctx.params[i].grad();
+    ASSERT_TRUE(g.defined()) << i;
+    EXPECT_TRUE(g.masked_select(pn.owners()[i].ne(0)).eq(0).all().item<bool>()) << i;
+  }
+  std::vector<std::int64_t> free1;
+  for (const auto& o : pn.owners()) free1.push_back(o.eq(0).sum().item<std::int64_t>());
+  pn.after_task(s.ctx);
+  for (std::size_t i = 0; i < s.ctx.params.size(); ++i) {
+    if (s.ctx.params[i].dim() < 2) continue;
+    EXPECT_EQ(pn.owners()[i].eq(2).sum().item<std::int64_t>(),
+              static_cast<std::int64_t>(std::llround(0.5 * static_cast<double>(free1[i]))))
+        << i;
+  }
+  // Task 0's view did not change; the last task keeps every weight still free.
+  const auto w0_after = pn.task_weights(s.ctx, 0);
+  for (std::size_t i = 0; i < w0.size(); ++i) EXPECT_TRUE(torch::equal(w0_after[i], w0[i])) << i;
+  s.ctx.task = 2;
+  pn.before_task(s.ctx);
+  pn.after_task(s.ctx);
+  for (const auto& o : pn.owners()) EXPECT_TRUE(o.ne(0).all().item<bool>());
+  // The state round-trips.
+  PackNet copy(PackNet::Options{0.5, 0});
+  copy.load_state(pn.state());
+  for (std::size_t i = 0; i < pn.owners().size(); ++i) EXPECT_TRUE(torch::equal(copy.owners()[i], pn.owners()[i]));
+  const auto a = pn.task_weights(s.ctx, 1), b = copy.task_weights(s.ctx, 1);
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+}
+
+TEST(PackNet, RefusesAClassIncrementalStreamAndBadOptions) {
+  Small s;
+  s.tasks[1].classes = {1, 2};
+  PackNet pn;
+  sl::testing::expect_error<sl::ConfigError>([&] { pn.before_task(s.ctx); }, "task identity");
+  s.ctx.task_incremental = true;  // split-task: every sample's task is known
+  pn.before_task(s.ctx);
+  auto cfg = sl::Config::from_string("[strategy]\nname = \"packnet\"\nprune = 1.0\n", "bad.toml");
+  auto sec = cfg.section("strategy");
+  sl::testing::expect_error<sl::ConfigError>([&] { parse_strategy(sec); }, "strategy.prune");
+}

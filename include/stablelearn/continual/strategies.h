@@ -22,6 +22,44 @@ class Joint : public Strategy {
   bool plain_updates() const override { return true; }
 };
 
+/// Options of PackNet (below).
+struct PackNetOptions {
+  double prune = 0.5;               ///< share of a task's free weights released for later tasks
+  std::int64_t retrain_epochs = 1;  ///< epochs of SGD on the kept weights after pruning (0 = none)
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
+};
+
+/// PackNet (Mallya & Lazebnik 2018, CVPR): one network packed with several tasks by iterative
+/// pruning. Every weight (each parameter tensor of two or more dimensions) has an owner: free, or
+/// the task that kept it. Task t trains only the free weights (the gradients of the others are
+/// zeroed) and sees them together with the weights of tasks < t; then, per tensor, the `prune`
+/// share of its free weights with the smallest magnitudes is released (set to zero, free for the
+/// next tasks), the rest become task t's, and `retrain_epochs` of plain SGD (the run's lr and batch
+/// size) fine-tune the kept weights alone. The last task of the stream keeps all its free weights.
+/// Biases are trained with task 0 and then frozen (as the paper does). Task k is evaluated with the
+/// weights of tasks 0..k only, so a finished task's outputs never change (tested bit for bit). It
+/// needs the task identity at test time: refused on class-incremental split streams.
+class PackNet : public StrategyWithOptions<PackNetOptions> {
+ public:
+  PackNet() : PackNet(Options{}) {}
+  explicit PackNet(Options o) : StrategyWithOptions(std::move(o)) {}
+  std::string name() const override { return "packnet"; }
+  void before_task(Context& ctx) override;
+  void after_backward(Context& ctx) override;
+  void after_task(Context& ctx) override;
+  bool per_task_network() const override { return true; }
+  std::vector<torch::Tensor> task_weights(const Context& ctx, std::int64_t task) const override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+  /// Owner of every parameter entry (int64, the parameter's shape): 0 free, k + 1 kept by task k.
+  const std::vector<torch::Tensor>& owners() const { return owner_; }
+
+ private:
+  void ensure_owners(const Context& ctx);
+  std::vector<torch::Tensor> owner_;
+  std::int64_t done_ = 0;  ///< tasks pruned and frozen so far
+};
+
 /// Options of Ewc (below).
 struct EwcOptions {
   double lambda = 100.0;

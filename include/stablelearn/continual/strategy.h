@@ -33,6 +33,8 @@ class ConfigWriter;
 
 namespace stablelearn::continual {
 
+class Strategy;
+
 /// A minibatch: images [B, C, H, W], labels [B] (int64), task id of each sample [B] (int64).
 struct Batch {
   torch::Tensor x, y, task;
@@ -63,8 +65,14 @@ struct Context {
   /// adapt_batch), gathered from every rank's shard, set before after_step. Undefined in one process.
   torch::Tensor batch_logits;
 
+  /// Set by the engine: the run's strategy. When it gives each task its own view of the network
+  /// (Strategy::per_task_network: PackNet, HAT), logits() evaluates each task's samples with that
+  /// task's weights.
+  const Strategy* strategy = nullptr;
+
   const data::ClTask& current() const { return (*tasks)[static_cast<std::size_t>(task)]; }
-  /// Logits of images x for samples of tasks `task_ids` with weights w (default: the model's own).
+  /// Logits of images x for samples of tasks `task_ids` with weights w (default: the model's own,
+  /// or, for a per-task-network strategy, the weights it gives each sample's task).
   torch::Tensor logits(const torch::Tensor& x, const torch::Tensor& task_ids,
                        const std::vector<torch::Tensor>* w = nullptr) const;
 };
@@ -111,6 +119,14 @@ class Strategy {
   /// True when after_step needs the logits of the whole batch (ctx.batch_logits) in a data-parallel
   /// run, where extra_loss sees only a shard's. Default: false.
   virtual bool wants_batch_logits() const { return false; }
+
+  /// Architecture-based strategies (PackNet, HAT) give each task its own view of the network:
+  /// per_task_network() is true and task_weights(ctx, k) returns the weights, in layout order, that
+  /// task k's samples are evaluated with (differentiable in ctx.params while task k trains).
+  /// Context::logits then uses them for training, tracking and evaluation alike. Such a strategy
+  /// needs the task identity at test time. Default: false / the model's own weights.
+  virtual bool per_task_network() const { return false; }
+  virtual std::vector<torch::Tensor> task_weights(const Context& ctx, std::int64_t /*task*/) const { return ctx.params; }
 
   /// Named tensors of the strategy's state (for checkpoints); load_state is its inverse.
   virtual std::map<std::string, torch::Tensor> state() const { return {}; }
