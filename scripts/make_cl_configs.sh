@@ -2,7 +2,7 @@
 # Writes configs/cl/<stream>_fmnist_<strategy>.toml for every registered strategy on split
 # (class-incremental) and permuted Fashion-MNIST. Shared protocol: MLP 784-400-400-10, SGD lr 0.01
 # with momentum 0.9, batch 128, continual evaluation every 10 iterations on 500 fixed test images
-# per task (PackNet on permuted only: it needs the task identity). Split: 5 tasks x 2 classes, 2 epochs. Permuted: 5 tasks (task 0 unpermuted), 20000
+# per task (PackNet and HAT on permuted only: they need the task identity). Split: 5 tasks x 2 classes, 2 epochs. Permuted: 5 tasks (task 0 unpermuted), 20000
 # training images per task, 1 epoch. Strategy options are each paper's defaults except where noted.
 # Re-run after changing a value here; the files are committed.
 set -euo pipefail
@@ -29,14 +29,16 @@ strategy_table() {
     ema) printf 'name = "ema"\nfallback = 0.01\n' ;;
     # PackNet: the paper prunes 50 % (or 75 %) of a task's weights; one epoch of re-training after it.
     packnet) printf 'name = "packnet"\nprune = 0.5\nretrain_epochs = 1\n' ;;
+    # HAT: the paper's s_max = 400 and c = 0.75; the embeddings take the run's SGD learning rate.
+    hat) printf 'name = "hat"\ns_max = 400.0\nc = 0.75\n' ;;
   esac
 }
 
 for stream in split permuted; do
-  for s in finetune joint ewc ewc_online si mas lwf er er_balanced agem derpp gpm coso adaptive_svd ema packnet; do
-    # PackNet evaluates each task with its own weights: it needs the task identity at test time,
+  for s in finetune joint ewc ewc_online si mas lwf er er_balanced agem derpp gpm coso adaptive_svd ema packnet hat; do
+    # PackNet and HAT evaluate each task with its own weights: they need the task identity at test time,
     # which the class-incremental split stream does not give.
-    [ $stream = split ] && [ $s = packnet ] && continue
+    [ $stream = split ] && { [ $s = packnet ] || [ $s = hat ]; } && continue
     if [ $stream = split ]; then
       stream_table='kind = "split-class"\ntasks = 5\nseed = 0'
       epochs=2

@@ -56,6 +56,7 @@ const std::vector<StrategyInfo>& strategies() {
       entry<AdaptiveSvd>("adaptive_svd", "orthogonal subspace fine-tuning: top singular directions of each linear weight frozen"),
       entry<Coso>("coso", "continuous subspace optimisation, Adam in a projected gradient subspace"),
       entry<PackNet>("packnet", "PackNet: iterative pruning, each task's weights kept and frozen (task identity at test)"),
+      entry<Hat>("hat", "hard attention to the task: learned per-task gates on the MLP's hidden units (task identity at test)"),
   };
   return list;
 }

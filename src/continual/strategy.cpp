@@ -38,6 +38,15 @@ torch::Tensor mask_logits(const torch::Tensor& logits, const torch::Tensor& allo
   return logits.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
 }
 
+void require_task_identity(const Context& ctx, const std::string& strategy) {
+  if (ctx.task_incremental) return;
+  for (const auto& t : *ctx.tasks)
+    SL_CHECK(t.classes == ctx.tasks->front().classes, ConfigError, "strategy.name: ", strategy,
+             " evaluates each task with its own weights and needs the task identity at test time; a "
+             "class-incremental split stream has none (use stream.kind = \"split-task\", \"split-domain\", "
+             "\"permuted\" or \"rotated\")");
+}
+
 void Strategy::describe(ConfigWriter& w) const { w.put("strategy", "name", name()); }
 
 TrainSet Strategy::train_set(Context& ctx) {

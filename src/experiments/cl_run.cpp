@@ -223,6 +223,7 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* 
 
   ctx_.model = model_.get();
   ctx_.strategy = strategy_.get();
+  ctx_.world_size = group ? group->size() : 1;
   ctx_.params = model_->weights();
   ctx_.tasks = &tasks_;
   ctx_.batch_size = p.train.batch_size;

@@ -370,3 +370,162 @@ TEST(PackNet, RefusesAClassIncrementalStreamAndBadOptions) {
   auto sec = cfg.section("strategy");
   sl::testing::expect_error<sl::ConfigError>([&] { parse_strategy(sec); }, "strategy.prune");
 }
+
+namespace {
+/// MLP 2-4-3-2 on 1×1×2 images with random weights, two tasks of the same classes, for HAT.
+struct Deep {
+  sl::models::Classifier model{[] {
+    sl::models::ClassifierOptions o;
+    o.hidden = {4, 3};
+    o.classes = 2;
+    o.input = {1, 1, 2};
+    return o;
+  }()};
+  std::vector<sl::data::ClTask> tasks;
+  Context ctx;
+  Deep() {
+    torch::manual_seed(11);
+    for (int k = 0; k < 2; ++k) {
+      sl::data::ClTask t;
+      t.id = k;
+      t.train = {torch::randn({20, 1, 1, 2}), torch::randint(0, 2, {20}, torch::kInt64)};
+      t.test = t.train;
+      t.classes = {0, 1};
+      tasks.push_back(t);
+    }
+    ctx.model = model.get();
+    ctx.params = model->weights();
+    ctx.tasks = &tasks;
+    ctx.batch_size = 5;  // 4 batches per epoch
+    ctx.lr = 0.01;
+    ctx.gen = at::detail::createCPUGenerator(0);
+  }
+};
+double sig(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+}  // namespace
+
+TEST(Hat, GatesActAsTheTasksOwnWeightsAndTheSlopeAnnealsWithinAnUpdate) {
+  Deep d;
+  Hat hat(Hat::Options{400, 0.75, 0.05, 6});
+  hat.before_task(d.ctx);
+  ASSERT_EQ(hat.embeddings().size(), 2u);
+  ASSERT_EQ(hat.embeddings()[0].size(), 2u);
+  {
+    torch::NoGradGuard g;
+    hat.embeddings()[1][0].copy_(torch::tensor({0.01f, -0.02f, 0.003f, 0.5f}));
+    hat.embeddings()[1][1].copy_(torch::tensor({-0.004f, 0.002f, 1.0f}));
+  }
+  // Logits through task 1's weights against a hand forward: h = σ(s e) ⊙ ReLU(W h + b), s = s_max.
+  const auto x = d.tasks[0].train.images.narrow(0, 0, 3);
+  const auto z = d.model->forward(x, hat.task_weights(d.ctx, 1));
+  const auto& p = d.ctx.params;
+  const auto xa = x.reshape({3, 2}).to(torch::kFloat64);
+  auto pd = [&](std::size_t i) { return p[i].detach().to(torch::kFloat64); };
+  for (std::int64_t n = 0; n < 3; ++n) {
+    std::vector<double> h0(4), h1(3);
+    for (int i = 0; i < 4; ++i) {
+      double v = pd(1)[i].item<double>();
+      for (int j = 0; j < 2; ++j) v += pd(0)[i][j].item<double>() * xa[n][j].item<double>();
+      h0[i] = std::max(v, 0.0) * sig(400 * hat.embeddings()[1][0][i].item<double>());
+    }
+    for (int i = 0; i < 3; ++i) {
+      double v = pd(3)[i].item<double>();
+      for (int j = 0; j < 4; ++j) v += pd(2)[i][j].item<double>() * h0[j];
+      h1[i] = std::max(v, 0.0) * sig(400 * hat.embeddings()[1][1][i].item<double>());
+    }
+    for (int c = 0; c < 2; ++c) {
+      double v = pd(5)[c].item<double>();
+      for (int j = 0; j < 3; ++j) v += pd(4)[c][j].item<double>() * h1[j];
+      EXPECT_NEAR(z[n][c].item<double>(), v, 1e-5) << n << " " << c;
+    }
+  }
+  // s over an epoch of 4 batches: 1/s_max + (s_max − 1/s_max) b / 3; s_max outside an update.
+  d.ctx.task = 1;
+  EXPECT_DOUBLE_EQ(hat.slope(d.ctx), 400.0);
+  hat.adapt_batch(d.ctx, {});
+  for (std::int64_t it : {0, 1, 2, 3, 5}) {
+    d.ctx.task_iteration = it;
+    const double b = static_cast<double>(it % 4);
+    EXPECT_NEAR(hat.slope(d.ctx), 1.0 / 400 + (400 - 1.0 / 400) * b / 3, 1e-12) << it;
+  }
+  hat.after_step(d.ctx, {});
+  EXPECT_DOUBLE_EQ(hat.slope(d.ctx), 400.0);
+}
+
+TEST(Hat, ConditionsGradientsByEarlierTasksGatesAndCompensatesTheEmbeddings) {
+  Deep d;
+  Hat hat(Hat::Options{400, 0.75, 0.05, 6});
+  hat.before_task(d.ctx);
+  const std::vector<double> c0 = {0.0, 1.0, 0.25, 0.9}, c1 = {0.5, 0.0, 1.0};
+  hat.cumulative() = {torch::tensor({0.0f, 1.0f, 0.25f, 0.9f}), torch::tensor({0.5f, 0.0f, 1.0f})};
+  d.ctx.task = 1;
+  for (auto& q : d.ctx.params) q.mutable_grad() = torch::ones_like(q);
+  const std::vector<double> e = {0.01, -0.2, 0.001, 7.0};  // 400 e = 4, −80 (clipped to −50), 0.4, 2800 (clipped)
+  {
+    torch::NoGradGuard g;
+    hat.embeddings()[1][0].copy_(torch::tensor({0.01f, -0.2f, 0.001f, 7.0f}));
+  }
+  hat.embeddings()[1][0].mutable_grad() = torch::ones({4});
+  const auto before = hat.embeddings()[1][0].detach().clone().to(torch::kFloat64);
+  hat.after_backward(d.ctx);
+  const auto& p = d.ctx.params;
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 2; ++j) EXPECT_NEAR(p[0].grad()[i][j].item<double>(), 1 - c0[i], 1e-7) << i;
+    EXPECT_NEAR(p[1].grad()[i].item<double>(), 1 - c0[i], 1e-7) << i;
+  }
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 4; ++j) EXPECT_NEAR(p[2].grad()[i][j].item<double>(), 1 - std::min(c1[i], c0[j]), 1e-7) << i << j;
+    EXPECT_NEAR(p[3].grad()[i].item<double>(), 1 - c1[i], 1e-7) << i;
+  }
+  for (int c = 0; c < 2; ++c) {
+    for (int j = 0; j < 3; ++j) EXPECT_NEAR(p[4].grad()[c][j].item<double>(), 1 - c1[j], 1e-7);
+    EXPECT_EQ(p[5].grad()[c].item<double>(), 0.0) << "the shared head's bias is task 0's";
+  }
+  // The embedding's SGD step: e − lr · s_max/s · (cosh(clip(s e)) + 1)/(cosh(e) + 1), s = s_max, then
+  // clamped to ±6 (the fourth value starts outside and is clamped).
+  for (int i = 0; i < 4; ++i) {
+    const double ei = before[i].item<double>();
+    const double comp = (std::cosh(std::clamp(400 * ei, -50.0, 50.0)) + 1) / (std::cosh(ei) + 1);
+    const double want = std::clamp(ei - 0.05 * comp, -6.0, 6.0);
+    EXPECT_NEAR(hat.embeddings()[1][0][i].item<double>(), want, 1e-5 * std::max(1.0, std::abs(want))) << i;
+  }
+  EXPECT_FALSE(hat.embeddings()[1][0].grad().defined());
+  // The capacity regulariser: c Σ a (1 − a<t) / Σ (1 − a<t) with a = σ(s e) of task 1.
+  const auto a0 = torch::sigmoid(400 * hat.embeddings()[1][0].detach().to(torch::kFloat64));
+  const auto a1 = torch::sigmoid(400 * hat.embeddings()[1][1].detach().to(torch::kFloat64));
+  double num = 0, den = 0;
+  for (int i = 0; i < 4; ++i) num += a0[i].item<double>() * (1 - c0[i]), den += 1 - c0[i];
+  for (int i = 0; i < 3; ++i) num += a1[i].item<double>() * (1 - c1[i]), den += 1 - c1[i];
+  EXPECT_NEAR(hat.extra_loss(d.ctx, {}, {}).item<double>(), 0.75 * num / den, 1e-6);
+  // After the task: a<t ← max(a<t, σ(s_max e)).
+  hat.after_task(d.ctx);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(hat.cumulative()[0][i].item<double>(), std::max(c0[i], a0[i].item<double>()), 1e-6);
+}
+
+TEST(Hat, RefusesConvolutionalModelsAndDataParallelRunsAndRoundTripsItsState) {
+  Deep d;
+  d.ctx.world_size = 2;
+  sl::testing::expect_error<sl::ConfigError>([&] { Hat().before_task(d.ctx); }, "data-parallel");
+  d.ctx.world_size = 1;
+  Hat hat;
+  hat.before_task(d.ctx);
+  hat.after_task(d.ctx);
+  Hat copy;
+  copy.load_state(hat.state());
+  copy.before_task(d.ctx);
+  ASSERT_EQ(copy.embeddings().size(), 2u);
+  for (std::size_t k = 0; k < 2; ++k)
+    for (std::size_t l = 0; l < 2; ++l) EXPECT_TRUE(torch::equal(copy.embeddings()[k][l], hat.embeddings()[k][l]));
+  for (std::size_t l = 0; l < 2; ++l) EXPECT_TRUE(torch::equal(copy.cumulative()[l], hat.cumulative()[l]));
+  sl::models::ClassifierOptions o;
+  o.kind = "cnn";
+  o.channels = {2, 2};
+  o.fc = 4;
+  o.classes = 2;
+  o.input = {1, 4, 4};
+  sl::models::Classifier cnn(o);
+  d.ctx.model = cnn.get();
+  d.ctx.params = cnn->weights();
+  Hat h2;
+  sl::testing::expect_error<sl::ConfigError>([&] { h2.before_task(d.ctx); }, "model.kind");
+}

@@ -60,6 +60,60 @@ class PackNet : public StrategyWithOptions<PackNetOptions> {
   std::int64_t done_ = 0;  ///< tasks pruned and frozen so far
 };
 
+/// Options of Hat (below).
+struct HatOptions {
+  double s_max = 400;       ///< the largest gate slope s (the paper's 400)
+  double c = 0.75;          ///< weight of the capacity regulariser (the paper's 0.75)
+  double emb_lr = 0;        ///< SGD step of the task embeddings; 0 = the run's lr
+  double clamp = 6;         ///< |e| bound after every step (the reference's 6)
+  void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
+};
+
+/// Hard attention to the task (Serra, Surís, Miron & Karatzoglou 2018, ICML), for the MLP: per task
+/// t and hidden layer l a learned embedding e (one value per unit) gates the layer's output,
+/// h_l = a ⊙ ReLU(W_l h_{l−1} + b_l) with a = σ(s e); applied as the task's own weights
+/// (a row-scales W_l and b_l, exact since a ≥ 0), so Context::logits evaluates every task through
+/// its gates. During an update s anneals over each epoch's batches from 1/s_max to s_max; elsewhere
+/// (evaluation, tracking) s = s_max. The loss adds c · Σ a(1 − a^{<t}) / Σ (1 − a^{<t}) (capacity
+/// regulariser, a^{<t} the elementwise maximum of the finished tasks' gates at s_max). After
+/// backward the weight gradients are scaled by 1 − min(a^{<t}_out unit, a^{<t}_in unit) (the input
+/// layer by its output unit only, hidden biases by their unit), so units earlier tasks use are not
+/// moved; the embedding gradient is compensated by s_max (cosh(s e) + 1) / (s (cosh(e) + 1)) (s e
+/// clipped to ±50) and the embeddings take a plain SGD step (emb_lr) and are clamped to ±clamp.
+/// The paper has one head per task; in streams with one shared head (permuted, rotated,
+/// split-domain) the output weights are conditioned by their input unit and the output bias is
+/// trained with task 0 only. MLP models only; needs the task identity at test time.
+class Hat : public StrategyWithOptions<HatOptions> {
+ public:
+  Hat() : Hat(Options{}) {}
+  explicit Hat(Options o) : StrategyWithOptions(std::move(o)) {}
+  std::string name() const override { return "hat"; }
+  void before_task(Context& ctx) override;
+  Batch adapt_batch(Context& ctx, Batch b) override;
+  torch::Tensor extra_loss(Context& ctx, const Batch& b, const torch::Tensor& logits) override;
+  void after_backward(Context& ctx) override;
+  void after_step(Context& ctx, const Batch& b) override;
+  void after_task(Context& ctx) override;
+  bool per_task_network() const override { return true; }
+  std::vector<torch::Tensor> task_weights(const Context& ctx, std::int64_t task) const override;
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& m) override;
+
+  /// The gate slope s of the current update (s_max outside an update).
+  double slope(const Context& ctx) const;
+  /// Gates σ(s e) of task `task`, one tensor per hidden layer.
+  std::vector<torch::Tensor> gates(std::int64_t task, double s) const;
+  /// Embeddings [task][layer] and the finished tasks' cumulative gates a^{<t} (one per hidden
+  /// layer; undefined before task 0 ends). For tests and inspection.
+  std::vector<std::vector<torch::Tensor>>& embeddings() { return emb_; }
+  std::vector<torch::Tensor>& cumulative() { return cum_; }
+
+ private:
+  std::vector<std::vector<torch::Tensor>> emb_;
+  std::vector<torch::Tensor> cum_;
+  bool in_update_ = false;
+};
+
 /// Options of Ewc (below).
 struct EwcOptions {
   double lambda = 100.0;

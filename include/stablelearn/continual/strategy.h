@@ -65,6 +65,8 @@ struct Context {
   /// adapt_batch), gathered from every rank's shard, set before after_step. Undefined in one process.
   torch::Tensor batch_logits;
 
+  /// Ranks of a data-parallel run (1 in one process), for strategies that cannot run split.
+  std::int64_t world_size = 1;
   /// Set by the engine: the run's strategy. When it gives each task its own view of the network
   /// (Strategy::per_task_network: PackNet, HAT), logits() evaluates each task's samples with that
   /// task's weights.
@@ -160,6 +162,11 @@ class FineTuning : public Strategy {
 /// Logits with every class outside `allowed` (bool, [classes] or [B, classes]) set to −∞: the
 /// multi-head (task-incremental) view of one shared output layer.
 torch::Tensor mask_logits(const torch::Tensor& logits, const torch::Tensor& allowed);
+
+/// For per-task-network strategies: a ConfigError naming stream.kind unless every sample's task is
+/// known at test time (task-incremental, or every task with the same classes: permuted, rotated,
+/// split-domain); a class-incremental split stream has no task identity.
+void require_task_identity(const Context& ctx, const std::string& strategy);
 
 /// Cross-entropy of logits with labels, where masked-out logits (−∞) are ignored.
 torch::Tensor cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels);

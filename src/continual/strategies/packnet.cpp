@@ -17,22 +17,14 @@ void PackNet::ensure_owners(const Context& ctx) {
   if (!owner_.empty()) {
     SL_CHECK(owner_.size() == ctx.params.size(), DataError, "packnet: the checkpoint's state has ", owner_.size(),
              " owner tensors for a model of ", ctx.params.size(), " parameters");
+    for (std::size_t i = 0; i < owner_.size(); ++i) owner_[i] = owner_[i].to(ctx.params[i].device());  // restored on the CPU
     return;
   }
   for (const auto& p : ctx.params) owner_.push_back(torch::zeros(p.sizes(), p.options().dtype(torch::kInt64)));
 }
 
 void PackNet::before_task(Context& ctx) {
-  if (!ctx.task_incremental) {
-    // Split class-incremental streams give no task identity at test time (their tasks' classes
-    // differ); domain-like streams (permuted, rotated, split-domain) have the same classes in
-    // every task and a task id for every sample.
-    for (const auto& t : *ctx.tasks)
-      SL_CHECK(t.classes == ctx.tasks->front().classes, ConfigError,
-               "strategy.name: packnet evaluates each task with its own weights and needs the task identity at test "
-               "time; a class-incremental split stream has none (use stream.kind = \"split-task\", \"split-domain\", "
-               "\"permuted\" or \"rotated\")");
-  }
+  require_task_identity(ctx, "packnet");
   ensure_owners(ctx);
 }
 
