@@ -20,4 +20,33 @@ std::unique_ptr<VecEnv> make_env(const std::string& name, const EnvOptions& opti
   SL_THROW(UsageError, "unknown environment \"", name, "\"; known: ", known);
 }
 
+std::vector<double> evaluate(const std::string& name, const PolicyFn& policy, std::int64_t episodes, std::uint64_t seed) {
+  SL_CHECK(episodes >= 1, ConfigError, "evaluate: episodes must be >= 1, got ", episodes);
+  SL_CHECK(static_cast<bool>(policy), UsageError, "evaluate: no policy");
+  EnvOptions o;
+  o.num_envs = episodes;
+  o.auto_reset = true;
+  auto env = make_env(name, o);
+  const auto n = episodes, d = env->obs_dim();
+  std::vector<float> obs(n * d), rew(n);
+  std::vector<std::uint8_t> term(n), trunc(n), finished(n, 0);
+  std::vector<std::int32_t> act(n);
+  std::vector<double> ret(n, 0.0);
+  env->reset(seed, obs.data());
+  std::int64_t left = n;
+  while (left > 0) {
+    policy(obs.data(), n, act.data());
+    env->step(act.data(), obs.data(), rew.data(), term.data(), trunc.data());
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (finished[i]) continue;
+      ret[i] += rew[i];
+      if (term[i] || trunc[i]) {
+        finished[i] = 1;
+        --left;
+      }
+    }
+  }
+  return ret;
+}
+
 }  // namespace stablelearn::rl

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,14 @@ std::vector<std::string> env_names();
 /// A built-in environment by name; an unknown name is a UsageError listing the known ones, bad
 /// options a ConfigError naming the option.
 std::unique_ptr<VecEnv> make_env(const std::string& name, const EnvOptions& options = {});
+
+/// A policy for evaluation: actions [n] of observations [n, obs_dim].
+using PolicyFn = std::function<void(const float* obs, std::int64_t n, std::int32_t* actions)>;
+
+/// The returns of `episodes` complete episodes of `policy` in environment `name`: one copy per
+/// episode (so short episodes are not over-represented), copy i seeded from (seed, i), each
+/// copy's first episode counted (truncation included).
+std::vector<double> evaluate(const std::string& name, const PolicyFn& policy, std::int64_t episodes, std::uint64_t seed);
 
 /// splitmix64: the generator behind every environment's random stream (and its seeding).
 struct SplitMix64 {
