@@ -134,3 +134,28 @@ TEST(Ppo, SolvesCartPole) {
     EXPECT_GE(final_mean, 475.0) << "seed " << seed;
   }
 }
+
+// Options from TOML through the one declaration (core/options.h): values read, unknown keys and
+// broken rules are ConfigErrors naming the key.
+TEST(Ppo, OptionsFromToml) {
+  auto cfg = sl::Config::from_string("[ppo]\nlr = 0.001\nnum_envs = 4\nnorm_adv = false\n");
+  auto s = cfg.section("ppo");
+  const auto o = sl::options::read<PpoOptions>(s);
+  s.finish();
+  EXPECT_EQ(o.num_envs, 4);
+  EXPECT_DOUBLE_EQ(o.lr, 0.001);
+  EXPECT_FALSE(o.norm_adv);
+  EXPECT_EQ(o.num_steps, PpoOptions{}.num_steps);
+  auto bad = sl::Config::from_string("[ppo]\nlearning_rate = 0.001\n");
+  auto s2 = bad.section("ppo");
+  sl::options::read<PpoOptions>(s2);
+  EXPECT_THROW(s2.finish(), sl::ConfigError);
+  auto neg = sl::Config::from_string("[ppo]\nclip = -0.1\n");
+  auto s3 = neg.section("ppo");
+  try {
+    sl::options::read<PpoOptions>(s3);
+    FAIL();
+  } catch (const sl::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("clip"), std::string::npos) << e.what();
+  }
+}
