@@ -79,6 +79,7 @@ CartPole::CartPole(const EnvOptions& o)
   ended_.assign(n, 0);
   done_.assign(n, 0);
   rng_.assign(n, SplitMix64{});
+  for (std::int64_t i = 0; i < n_; ++i) rng_[i].state = stream_seed(0, i);  // until reset(seed)
 }
 
 std::int64_t CartPole::check_index(std::int64_t i) const {

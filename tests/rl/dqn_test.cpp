@@ -179,3 +179,26 @@ TEST(Ddqn, SolvesCartPole) {
     EXPECT_GE(final_mean, 475.0) << "seed " << seed;
   }
 }
+
+// Written resolved values read back to the same options (shared/STYLE.md #2).
+TEST(Ddqn, OptionsRoundTripThroughToml) {
+  DdqnOptions o;
+  o.hidden = 96;
+  o.lr = 3e-4;
+  o.tau = 0.005;
+  o.eps_decay_steps = 1234;
+  o.seed = 17;
+  sl::ConfigWriter w;
+  sl::options::write(w, o, "ddqn");
+  const auto cfg = sl::Config::from_string(w.to_string());
+  auto s = cfg.section("ddqn");
+  const auto r = sl::options::read<DdqnOptions>(s);
+  s.finish();
+  EXPECT_EQ(r.hidden, 96);
+  EXPECT_DOUBLE_EQ(r.lr, 3e-4);
+  EXPECT_DOUBLE_EQ(r.tau, 0.005);
+  EXPECT_EQ(r.eps_decay_steps, 1234);
+  EXPECT_EQ(r.seed, 17);
+  EXPECT_EQ(r.env, "CartPole-v1");
+  EXPECT_EQ(r.buffer_size, o.buffer_size);
+}
