@@ -1,0 +1,264 @@
+#include "stablelearn/rl/ppo.h"
+
+#include <cmath>
+#include <limits>
+
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adam.h>
+#include <torch/utils.h>
+
+#include "stablelearn/core/error.h"
+#include "stablelearn/rl/advantages.h"
+#include "stablelearn/rl/env.h"
+
+namespace stablelearn::rl {
+
+void PpoOptions::fields(options::Visitor& v) {
+  v("env", env, "environment name (CartPole-v1)").one_of(env_names());
+  v("num_envs", num_envs, "parallel environment copies").at_least(1);
+  v("num_steps", num_steps, "rollout length per copy and iteration").at_least(1);
+  v("epochs", epochs, "optimisation passes over each rollout").at_least(1);
+  v("minibatches", minibatches, "minibatches per pass (divides num_envs * num_steps)").at_least(1);
+  v("hidden", hidden, "width of the two hidden tanh layers of actor and critic").at_least(1);
+  v("lr", lr, "Adam learning rate").above(0.0);
+  v("anneal_lr", anneal_lr, "decay the learning rate linearly to 0 over the step budget");
+  v("adam_eps", adam_eps, "Adam epsilon").above(0.0);
+  v("gamma", gamma, "discount factor").in(0.0, 1.0);
+  v("gae_lambda", gae_lambda, "GAE lambda").in(0.0, 1.0);
+  v("clip", clip, "clip range epsilon of the surrogate objective").above(0.0);
+  v("value_clip", value_clip, "clip range of the value update (0 = unclipped MSE)").at_least(0.0);
+  v("ent_coef", ent_coef, "entropy bonus weight").at_least(0.0);
+  v("vf_coef", vf_coef, "value loss weight").at_least(0.0);
+  v("max_grad_norm", max_grad_norm, "global gradient norm clip (0 = none)").at_least(0.0);
+  v("norm_adv", norm_adv, "normalise advantages per minibatch");
+  v("seed", seed, "seed of the network, the environments and the sampling").at_least(0);
+}
+
+void PpoOptions::cross_check() const {
+  const auto batch = num_envs * num_steps;
+  SL_CHECK(batch % minibatches == 0 && batch / minibatches >= 2, ConfigError,
+           "ppo.minibatches: must divide num_envs * num_steps = ", batch, " into minibatches of at least 2, got ",
+           minibatches);
+}
+
+torch::Tensor clipped_surrogate_loss(const torch::Tensor& log_ratio, const torch::Tensor& advantages, double clip) {
+  SL_CHECK(log_ratio.sizes() == advantages.sizes(), ShapeError, "clipped_surrogate_loss: log_ratio ",
+           log_ratio.sizes(), " and advantages ", advantages.sizes(), " differ");
+  SL_CHECK(clip > 0, ConfigError, "clipped_surrogate_loss: clip must be > 0, got ", clip);
+  const auto ratio = log_ratio.exp();
+  return torch::max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean();
+}
+
+torch::Tensor clipped_value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
+                                 const torch::Tensor& returns, double value_clip) {
+  SL_CHECK(values.sizes() == old_values.sizes() && values.sizes() == returns.sizes(), ShapeError,
+           "clipped_value_loss: values ", values.sizes(), ", old_values ", old_values.sizes(), " and returns ",
+           returns.sizes(), " differ");
+  const auto unclipped = (values - returns).pow(2);
+  if (value_clip <= 0) return 0.5 * unclipped.mean();
+  const auto clipped = old_values + (values - old_values).clamp(-value_clip, value_clip);
+  return 0.5 * torch::max(unclipped, (clipped - returns).pow(2)).mean();
+}
+
+namespace {
+torch::nn::Linear ortho_linear(std::int64_t in, std::int64_t out, double gain) {
+  torch::nn::Linear l(in, out);
+  torch::NoGradGuard g;
+  torch::nn::init::orthogonal_(l->weight, gain);
+  l->bias.zero_();
+  return l;
+}
+
+torch::nn::Sequential mlp(std::int64_t in, std::int64_t hidden, std::int64_t out, double out_gain) {
+  const double g = std::sqrt(2.0);
+  return torch::nn::Sequential(ortho_linear(in, hidden, g), torch::nn::Tanh(), ortho_linear(hidden, hidden, g),
+                               torch::nn::Tanh(), ortho_linear(hidden, out, out_gain));
+}
+
+double uniform01(std::uint64_t& state) {
+  SplitMix64 r{state};
+  const auto v = r.next();
+  state = r.state;
+  return static_cast<double>(v >> 11) * 0x1.0p-53;
+}
+// Samples one action per row of probabilities [n, A] by inversion with the trainer's stream
+// (deterministic and independent of the device the probabilities come from).
+void sample_actions(const torch::Tensor& probs, std::uint64_t& state, std::int32_t* actions) {
+  const auto p = probs.to(torch::kCPU, torch::kDouble).contiguous();
+  const double* pp = p.data_ptr<double>();
+  const auto n = p.size(0), A = p.size(1);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double u = uniform01(state);
+    double c = 0;
+    std::int64_t a = A - 1;
+    for (std::int64_t k = 0; k < A; ++k) {
+      c += pp[i * A + k];
+      if (u < c) {
+        a = k;
+        break;
+      }
+    }
+    actions[i] = static_cast<std::int32_t>(a);
+  }
+}
+}  // namespace
+
+ActorCriticImpl::ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions, std::int64_t hidden) {
+  actor_ = register_module("actor", mlp(obs_dim, hidden, num_actions, 0.01));
+  critic_ = register_module("critic", mlp(obs_dim, hidden, 1, 1.0));
+}
+
+torch::Tensor ActorCriticImpl::logits(const torch::Tensor& obs) { return actor_->forward(obs); }
+torch::Tensor ActorCriticImpl::value(const torch::Tensor& obs) { return critic_->forward(obs).squeeze(-1); }
+
+Ppo::Ppo(PpoOptions options, torch::Device device) : o_(std::move(options)), device_(device) {
+  options::check(o_, "ppo");
+  EnvOptions eo;
+  eo.num_envs = o_.num_envs;
+  eo.auto_reset = true;
+  env_ = make_env(o_.env, eo);
+  torch::manual_seed(static_cast<std::uint64_t>(o_.seed));
+  model_ = ActorCritic(env_->obs_dim(), env_->num_actions(), o_.hidden);
+  model_->to(device_);
+  opt_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
+                                              torch::optim::AdamOptions(o_.lr).eps(o_.adam_eps));
+  rng_state_ = stream_seed(static_cast<std::uint64_t>(o_.seed), -1);
+  obs_.assign(static_cast<std::size_t>(o_.num_envs * env_->obs_dim()), 0.f);
+  ep_return_.assign(static_cast<std::size_t>(o_.num_envs), 0.0);
+  env_->reset(static_cast<std::uint64_t>(o_.seed), obs_.data());
+}
+
+Ppo::~Ppo() = default;
+
+void Ppo::act(const float* obs, std::int64_t n, std::int32_t* actions, bool greedy) {
+  torch::NoGradGuard ng;
+  const auto d = env_->obs_dim();
+  const auto x = torch::from_blob(const_cast<float*>(obs), {n, d}, torch::kFloat).to(device_);
+  const auto logits = model_->logits(x);
+  if (greedy) {
+    const auto a = logits.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
+    std::copy(a.data_ptr<std::int32_t>(), a.data_ptr<std::int32_t>() + n, actions);
+    return;
+  }
+  sample_actions(torch::softmax(logits, 1), rng_state_, actions);
+}
+
+PpoStats Ppo::train(std::int64_t total_steps, const std::function<bool(const PpoStats&)>& on_iteration) {
+  SL_CHECK(total_steps >= 1, ConfigError, "ppo: total_steps must be >= 1, got ", total_steps);
+  const auto N = o_.num_envs, T = o_.num_steps, D = env_->obs_dim(), B = N * T;
+  const auto fopt = torch::TensorOptions().dtype(torch::kFloat).device(device_);
+  const std::int64_t iterations = std::max<std::int64_t>(1, total_steps / B);
+  auto obs_buf = torch::empty({T, N, D}, fopt), next_obs_buf = torch::empty({T, N, D}, fopt);
+  auto act_buf = torch::empty({T, N}, fopt.dtype(torch::kLong)), logp_buf = torch::empty({T, N}, fopt);
+  auto val_buf = torch::empty({T, N}, fopt), rew_buf = torch::empty({T, N}, fopt);
+  auto term_buf = torch::empty({T, N}, fopt), done_buf = torch::empty({T, N}, fopt);
+  std::vector<float> rew(N), fin(N * D), termf(N), donef(N);
+  std::vector<std::uint8_t> term(N), trunc(N);
+  std::vector<std::int32_t> act(N);
+  std::vector<std::int64_t> act64(N);
+  std::vector<std::int64_t> perm(B);
+  PpoStats stats;
+  for (std::int64_t it = 0; it < iterations; ++it) {
+    if (o_.anneal_lr) {
+      const double lr = o_.lr * (1.0 - static_cast<double>(it) / static_cast<double>(iterations));
+      for (auto& g : opt_->param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+    }
+    double ret_sum = 0;
+    std::int64_t episodes = 0;
+    // Rollout.
+    {
+      torch::NoGradGuard ng;
+      for (std::int64_t t = 0; t < T; ++t) {
+        const auto x = torch::from_blob(obs_.data(), {N, D}, torch::kFloat);
+        obs_buf[t].copy_(x);
+        const auto xt = obs_buf[t];
+        const auto logp_all = torch::log_softmax(model_->logits(xt), 1);
+        val_buf[t].copy_(model_->value(xt));
+        sample_actions(logp_all.exp(), rng_state_, act.data());
+        for (std::int64_t i = 0; i < N; ++i) act64[i] = act[i];
+        const auto at = torch::from_blob(act64.data(), {N}, torch::kLong).to(device_);
+        act_buf[t].copy_(at);
+        logp_buf[t].copy_(logp_all.gather(1, at.unsqueeze(1)).squeeze(1));
+        env_->step(act.data(), obs_.data(), rew.data(), term.data(), trunc.data(), fin.data());
+        for (std::int64_t i = 0; i < N; ++i) {
+          termf[i] = term[i];
+          donef[i] = static_cast<float>(term[i] | trunc[i]);
+          ep_return_[i] += rew[i];
+          if (term[i] || trunc[i]) {
+            ret_sum += ep_return_[i];
+            ++episodes;
+            ep_return_[i] = 0;
+          }
+        }
+        rew_buf[t].copy_(torch::from_blob(rew.data(), {N}, torch::kFloat));
+        term_buf[t].copy_(torch::from_blob(termf.data(), {N}, torch::kFloat));
+        done_buf[t].copy_(torch::from_blob(donef.data(), {N}, torch::kFloat));
+        next_obs_buf[t].copy_(torch::from_blob(fin.data(), {N, D}, torch::kFloat));
+      }
+      env_steps_ += B;
+    }
+    torch::Tensor adv, ret;
+    {
+      torch::NoGradGuard ng;
+      const auto next_values = model_->value(next_obs_buf.view({B, D})).view({T, N});
+      adv = gae(rew_buf, val_buf, next_values, term_buf, done_buf, o_.gamma, o_.gae_lambda);
+      ret = adv + val_buf;
+    }
+    const auto b_obs = obs_buf.view({B, D}), b_act = act_buf.view({B}), b_logp = logp_buf.view({B});
+    const auto b_adv = adv.view({B}), b_ret = ret.view({B}), b_val = val_buf.view({B});
+    const auto mb = B / o_.minibatches;
+    for (std::int64_t i = 0; i < B; ++i) perm[i] = i;
+    for (std::int64_t e = 0; e < o_.epochs; ++e) {
+      for (std::int64_t i = B - 1; i > 0; --i) {  // Fisher–Yates from the trainer's stream
+        const auto j = static_cast<std::int64_t>(uniform01(rng_state_) * static_cast<double>(i + 1));
+        std::swap(perm[i], perm[std::min(j, i)]);
+      }
+      const auto idx_all = torch::from_blob(perm.data(), {B}, torch::kLong).to(device_, /*non_blocking=*/false, /*copy=*/true);
+      double pl = 0, vl = 0, ent = 0, kl = 0, cf = 0;
+      for (std::int64_t m = 0; m < o_.minibatches; ++m) {
+        const auto idx = idx_all.slice(0, m * mb, (m + 1) * mb);
+        const auto x = b_obs.index_select(0, idx);
+        const auto logp_all = torch::log_softmax(model_->logits(x), 1);
+        const auto new_logp = logp_all.gather(1, b_act.index_select(0, idx).unsqueeze(1)).squeeze(1);
+        const auto entropy = -(logp_all.exp() * logp_all).sum(1).mean();
+        const auto log_ratio = new_logp - b_logp.index_select(0, idx);
+        auto a = b_adv.index_select(0, idx);
+        if (o_.norm_adv) a = normalize_advantages(a);
+        const auto pg = clipped_surrogate_loss(log_ratio, a, o_.clip);
+        const auto v = clipped_value_loss(model_->value(x), b_val.index_select(0, idx), b_ret.index_select(0, idx),
+                                          o_.value_clip);
+        const auto loss = pg - o_.ent_coef * entropy + o_.vf_coef * v;
+        opt_->zero_grad();
+        loss.backward();
+        if (o_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.max_grad_norm);
+        opt_->step();
+        {
+          torch::NoGradGuard ng;
+          const auto r = log_ratio.exp();
+          pl += pg.item<double>();
+          vl += v.item<double>();
+          ent += entropy.item<double>();
+          kl += ((r - 1) - log_ratio).mean().item<double>();
+          cf += ((r - 1).abs() > o_.clip).to(torch::kFloat).mean().item<double>();
+        }
+      }
+      const double k = static_cast<double>(o_.minibatches);
+      stats.policy_loss = pl / k;
+      stats.value_loss = vl / k;
+      stats.entropy = ent / k;
+      stats.approx_kl = kl / k;
+      stats.clip_fraction = cf / k;
+    }
+    stats.iteration = ++iteration_;
+    stats.env_steps = env_steps_;
+    stats.episodes = episodes;
+    stats.mean_return = episodes ? ret_sum / static_cast<double>(episodes) : std::numeric_limits<double>::quiet_NaN();
+    if (on_iteration && !on_iteration(stats)) break;
+  }
+  return stats;
+}
+
+}  // namespace stablelearn::rl
