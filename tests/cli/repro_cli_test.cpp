@@ -22,7 +22,7 @@ namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
-                                           "causal-minimax", "malignant-tail", "equivariance", "stableun"};
+                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -448,6 +448,33 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_EQ(res.at("setup").at("parameters_p4").get<int>(), 80 + 2 * (8 * 8 * 4 * 9 + 8) + 90);
     EXPECT_EQ(res.at("setup").at("parameters_cnn").get<int>(), 160 + 2 * (16 * 16 * 9 + 16) + 170);
     EXPECT_TRUE(fs::exists(run / "equivariance_accuracy.svg"));
+  } else if (name == "koopman") {
+    // --quick: per system four variants; each NRMSE curve has horizon + 1 = 51 values, the 5- and
+    // 50-step metrics are its entries 5 and 50, the effective rank lies in [1, latent = 16], the
+    // operator has 16 eigenvalues; the checks' values recomputed from the row (one seed).
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 6u);
+    std::size_t c = 0;
+    for (const char* sys : {"lorenz", "pendulum"}) {
+      for (const char* v : {"full", "no_mi", "no_entropy", "mi_large"}) {
+        const auto& r = row.at(sys).at(v);
+        const auto curve = r.at("nrmse").get<std::vector<double>>();
+        ASSERT_EQ(curve.size(), 51u) << sys << " " << v;
+        EXPECT_EQ(num(r.at("nrmse_5")), curve[5]);
+        EXPECT_EQ(num(r.at("nrmse_h")), curve[50]);
+        EXPECT_NEAR(num(m.at(std::string(sys) + "_" + v + "_nrmse_50")), curve[50], 1e-12);
+        const double er = num(r.at("effective_rank"));
+        EXPECT_TRUE(er >= 1 - 1e-9 && er <= 16 + 1e-9) << sys << " " << v << " " << er;
+        EXPECT_EQ(r.at("eig_abs").size(), 16u);
+      }
+      const auto& s = row.at(sys);
+      const double full = num(s.at("full").at("nrmse_h"));
+      EXPECT_NEAR(checks[c++].at("value").get<double>(), num(s.at("no_mi").at("nrmse_h")) - full, 1e-12);
+      EXPECT_NEAR(checks[c++].at("value").get<double>(), num(s.at("no_entropy").at("nrmse_h")) - full, 1e-12);
+      EXPECT_NEAR(checks[c++].at("value").get<double>(),
+                  num(s.at("full").at("effective_rank")) - num(s.at("mi_large").at("effective_rank")), 1e-12);
+      EXPECT_TRUE(fs::exists(run / (std::string("koopman_nrmse_") + sys + ".svg")));
+    }
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;
