@@ -22,7 +22,7 @@ namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
-                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman"};
+                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -475,6 +475,30 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
                   num(s.at("full").at("effective_rank")) - num(s.at("mi_large").at("effective_rank")), 1e-12);
       EXPECT_TRUE(fs::exists(run / (std::string("koopman_nrmse_") + sys + ".svg")));
     }
+  } else if (name == "lfm-stability") {
+    // --quick: every model's sample set has an MMD² (finite), the perturbed ones a same-noise ratio =
+    // d_same / d_rand and label agreement in [0, 1]; the checks recomputed from the row (one seed);
+    // the coarse-to-fine cost from the step count and the two widths' multiply-adds (dim 16, 16 time
+    // features, widths 128 and 32, 20 steps of which t = 0, 0.05, ..., 0.65 are coarse: 14).
+    const auto& ms = row.at("models");
+    const double d_rand = num(row.at("d_rand"));
+    for (const char* k : {"seed", "half_random", "half_balanced", "quarter_random", "narrow", "coarse_to_fine"}) {
+      EXPECT_NEAR(num(ms.at(k).at("ratio")), num(ms.at(k).at("d_same")) / d_rand, 1e-12) << k;
+      const double a = num(ms.at(k).at("label_agreement"));
+      EXPECT_TRUE(a >= 0 && a <= 1) << k;
+    }
+    double worst = 0;
+    for (const char* k : {"seed", "half_random", "half_balanced", "narrow"}) worst = std::max(worst, num(ms.at(k).at("ratio")));
+    const double full = num(ms.at("full").at("mmd2"));
+    const auto& checks = res.at("checks");
+    EXPECT_NEAR(checks[0].at("value").get<double>(), worst, 1e-12);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), num(ms.at("half_random").at("mmd2")) / full, 1e-9);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), num(ms.at("coarse_to_fine").at("ratio")), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), num(ms.at("coarse_to_fine").at("mmd2")) / full, 1e-9);
+    EXPECT_EQ(row.at("coarse_steps").get<int>(), 14);
+    const double big = 32.0 * 128 + 128.0 * 128 + 128.0 * 16, small = 32.0 * 32 + 32.0 * 32 + 32.0 * 16;
+    EXPECT_NEAR(num(row.at("coarse_to_fine_cost")), (14 * small + 6 * big) / (20 * big), 1e-12);
+    EXPECT_TRUE(fs::exists(run / "lfm_samples.svg"));
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;
