@@ -24,6 +24,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_malignant_tail_repro(),
       repro::make_equivariance_repro(),
       repro::make_stableun_repro(),
+      repro::make_execution_manifolds_repro(),
   };
 }
 }  // namespace
