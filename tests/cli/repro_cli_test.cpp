@@ -22,7 +22,7 @@ namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
-                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability"};
+                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -499,6 +499,50 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     const double big = 32.0 * 128 + 128.0 * 128 + 128.0 * 16, small = 32.0 * 32 + 32.0 * 32 + 32.0 * 16;
     EXPECT_NEAR(num(row.at("coarse_to_fine_cost")), (14 * small + 6 * big) / (20 * big), 1e-12);
     EXPECT_TRUE(fs::exists(run / "lfm_samples.svg"));
+  } else if (name == "execution-manifolds") {
+    // --quick: 300 steps, snapshots every 20 (16 with step 0), commutators at 100, 200, 300;
+    // the per-matrix medians, early/late ratios and the perpendicular share recomputed from the
+    // row; the random baseline sqrt(2k/P) with P counted by hand; accuracy a multiple of 1/512.
+    std::vector<double> r90, er;
+    for (const auto& [key, mat] : row.at("matrices").items()) {
+      r90.push_back(mat.at("rank_90").get<double>());
+      er.push_back(mat.at("effective_rank").get<double>());
+      EXPECT_GE(r90.back(), 1) << key;
+      EXPECT_LE(r90.back(), 15) << key;  // at most T - 1 = 15 centred snapshots
+    }
+    ASSERT_EQ(r90.size(), 8u);
+    auto med8 = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return (v[3] + v[4]) / 2;
+    };
+    EXPECT_DOUBLE_EQ(row.at("median_rank_90").get<double>(), med8(r90));
+    EXPECT_NEAR(row.at("median_effective_rank").get<double>(), med8(er), 1e-12);
+    EXPECT_EQ(row.at("snapshots").get<int>(), 16);
+    const double params = (10 + 16) * 128 + 2 * (2 * 128 + 3 * 128 * 128 + 3 * 128 + 128 * 128 + 128) + 2 * 128 + 10 * 128 + 10;
+    EXPECT_EQ(row.at("parameters").get<double>(), params);
+    EXPECT_EQ(res.at("setup").at("parameters").get<double>(), params);
+    EXPECT_EQ(row.at("basis_dim").get<int>(), 6);
+    EXPECT_NEAR(num(m.at("expected_random_rho")), std::sqrt(6 / params), 1e-12);
+    const auto& ms = row.at("measurements");
+    ASSERT_EQ(ms.size(), 3u);
+    double min_perp = 1;
+    for (std::size_t i = 0; i < ms.size(); ++i) {
+      EXPECT_EQ(ms[i].at("step").get<int>(), 100 * int(i + 1));
+      min_perp = std::min(min_perp, std::sqrt(1 - ms[i].at("median_energy_fraction").get<double>()));
+    }
+    EXPECT_NEAR(num(m.at("early_rho_ratio")), ms.front().at("median_rho_ratio").get<double>(), 1e-12);
+    EXPECT_NEAR(num(m.at("late_rho_ratio")), ms.back().at("median_rho_ratio").get<double>(), 1e-12);
+    EXPECT_NEAR(num(m.at("min_perpendicular_share")), min_perp, 1e-12);
+    const double acc = num(m.at("test_accuracy"));
+    EXPECT_NEAR(acc * 512, std::round(acc * 512), 1e-9);
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 8u);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), med8(r90), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), row.at("random_walk_rank_90").get<double>() - med8(r90), 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(),
+                ms.front().at("median_rho_ratio").get<double>() - ms.back().at("median_rho_ratio").get<double>(), 1e-12);
+    EXPECT_NEAR(checks[7].at("value").get<double>(), min_perp, 1e-12);
+    EXPECT_TRUE(fs::exists(run / "execution_manifolds_commutator.svg"));
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;
