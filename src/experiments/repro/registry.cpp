@@ -23,9 +23,9 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_causal_minimax_repro(),
       repro::make_malignant_tail_repro(),
       repro::make_equivariance_repro(),
+      repro::make_stableun_repro(),
       repro::make_koopman_repro(),
       repro::make_lfm_stability_repro(),
-      repro::make_stableun_repro(),
       repro::make_execution_manifolds_repro(),
   };
 }
