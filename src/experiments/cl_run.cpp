@@ -221,6 +221,11 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* 
   strategy_ = strategy.make();
   result_.strategy = strategy_->name();
 
+  // GrokAlign's Jacobian term differentiates the model's own weights; a per-task-network strategy
+  // trains each task through its own view of them, which the term would not see.
+  SL_CHECK(p.train.grokalign == 0 || !strategy_->per_task_network(), ConfigError, "train.grokalign: strategy \"",
+           strategy_->name(), "\" gives every task its own view of the network; GrokAlign is not supported with it (set "
+           "train.grokalign = 0)");
   ctx_.model = model_.get();
   ctx_.strategy = strategy_.get();
   ctx_.world_size = group ? group->size() : 1;
@@ -416,8 +421,12 @@ void ClRun::diagnose(std::int64_t current) {
         ctx_.params, [&](const diagnostics::Batch& b) { return cl::cross_entropy(ctx_.logits(b.x, tid), b.y); }, batches);
   else
     op = std::make_unique<diagnostics::GaussNewtonOperator>(
-        ctx_.params, [&](const torch::Tensor& xb) { return ctx_.model->forward(xb); }, diagnostics::OutputLoss::CrossEntropy,
-        batches);
+        ctx_.params,
+        [&](const torch::Tensor& xb) {  // the task's own network for per-task-network strategies (PackNet, HAT)
+          return strategy_->per_task_network() ? ctx_.model->forward(xb, strategy_->task_weights(ctx_, current))
+                                               : ctx_.model->forward(xb);
+        },
+        diagnostics::OutputLoss::CrossEntropy, batches);
   diagnostics::MonitorOptions mo;
   mo.lanczos_steps = p_.diag.lanczos_steps;
   mo.trace_probes = p_.diag.trace_probes;

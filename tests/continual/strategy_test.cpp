@@ -190,39 +190,51 @@ TEST(Registry, AParsedSpecMakesFreshStrategiesAndWritesTheTableItRead) {
 }
 
 namespace {
-/// MLP 6-8-3 on 1×2×3 images with random weights and random data, for the subspace strategies.
-struct Small {
-  sl::models::Classifier model{[] {
-    sl::models::ClassifierOptions o;
-    o.hidden = {8};
-    o.classes = 3;
-    o.input = {1, 2, 3};
-    return o;
-  }()};
+/// An MLP with random weights on random images, two tasks with every class (a domain-like stream),
+/// `batch` samples per context batch.
+struct RandomNet {
+  sl::models::Classifier model;
   std::vector<sl::data::ClTask> tasks;
   Context ctx;
-  Small() {
-    torch::manual_seed(5);
+  std::int64_t n;
+  RandomNet(std::vector<std::int64_t> hidden, std::int64_t classes, std::vector<std::int64_t> input, std::int64_t samples,
+            std::uint64_t seed, std::int64_t batch)
+      : model([&] {
+          sl::models::ClassifierOptions o;
+          o.hidden = std::move(hidden);
+          o.classes = classes;
+          o.input = input;
+          return o;
+        }()),
+        n(samples) {
+    torch::manual_seed(seed);
+    std::vector<std::int64_t> shape{samples};
+    shape.insert(shape.end(), input.begin(), input.end());
     for (int k = 0; k < 2; ++k) {
       sl::data::ClTask t;
       t.id = k;
-      t.train = {torch::randn({40, 1, 2, 3}), torch::randint(0, 3, {40}, torch::kInt64)};
+      t.train = {torch::randn(shape), torch::randint(0, classes, {samples}, torch::kInt64)};
       t.test = t.train;
-      t.classes = {0, 1, 2};
+      for (std::int64_t c = 0; c < classes; ++c) t.classes.push_back(c);
       tasks.push_back(t);
     }
     ctx.model = model.get();
     ctx.params = model->weights();
     ctx.tasks = &tasks;
-    ctx.batch_size = 40;
+    ctx.batch_size = batch;
     ctx.lr = 0.01;
     ctx.gen = at::detail::createCPUGenerator(0);
   }
   void backward() {
     for (auto& p : ctx.params) p.mutable_grad() = torch::Tensor();
     const auto& d = tasks[static_cast<std::size_t>(ctx.task)].train;
-    cross_entropy(ctx.logits(d.images, torch::zeros({40}, torch::kInt64)), d.labels).backward();
+    cross_entropy(ctx.logits(d.images, torch::zeros({n}, torch::kInt64)), d.labels).backward();
   }
+};
+
+/// MLP 6-8-3 on 1×2×3 images, 40 samples per task, for the subspace strategies.
+struct Small : RandomNet {
+  Small() : RandomNet({8}, 3, {1, 2, 3}, 40, 5, 40) {}
 };
 }  // namespace
 
@@ -372,34 +384,9 @@ TEST(PackNet, RefusesAClassIncrementalStreamAndBadOptions) {
 }
 
 namespace {
-/// MLP 2-4-3-2 on 1×1×2 images with random weights, two tasks of the same classes, for HAT.
-struct Deep {
-  sl::models::Classifier model{[] {
-    sl::models::ClassifierOptions o;
-    o.hidden = {4, 3};
-    o.classes = 2;
-    o.input = {1, 1, 2};
-    return o;
-  }()};
-  std::vector<sl::data::ClTask> tasks;
-  Context ctx;
-  Deep() {
-    torch::manual_seed(11);
-    for (int k = 0; k < 2; ++k) {
-      sl::data::ClTask t;
-      t.id = k;
-      t.train = {torch::randn({20, 1, 1, 2}), torch::randint(0, 2, {20}, torch::kInt64)};
-      t.test = t.train;
-      t.classes = {0, 1};
-      tasks.push_back(t);
-    }
-    ctx.model = model.get();
-    ctx.params = model->weights();
-    ctx.tasks = &tasks;
-    ctx.batch_size = 5;  // 4 batches per epoch
-    ctx.lr = 0.01;
-    ctx.gen = at::detail::createCPUGenerator(0);
-  }
+/// MLP 2-4-3-2 on 1×1×2 images, 20 samples per task in 4 batches of 5, for HAT.
+struct Deep : RandomNet {
+  Deep() : RandomNet({4, 3}, 2, {1, 1, 2}, 20, 11, 5) {}
 };
 double sig(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 }  // namespace
