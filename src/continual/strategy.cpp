@@ -9,21 +9,25 @@ namespace stablelearn::continual {
 
 namespace F = torch::nn::functional;
 
+torch::Tensor Context::network(const torch::Tensor& x, std::int64_t task) const {
+  return strategy && strategy->per_task_network() ? model->forward(x, strategy->task_weights(*this, task)) : model->forward(x);
+}
+
 torch::Tensor Context::logits(const torch::Tensor& x, const torch::Tensor& task_ids,
                               const std::vector<torch::Tensor>* w) const {
   torch::Tensor z;
   if (w) {
     z = model->forward(x, *w);
   } else if (strategy && strategy->per_task_network() && x.size(0) > 0) {
-    // Each task's samples through that task's weights (one forward when the batch is one task's).
+    // Each task's samples through that task's network (one forward when the batch is one task's).
     const auto ids = std::get<0>(at::_unique(task_ids.cpu(), /*sorted=*/true));
     const auto* k = ids.data_ptr<std::int64_t>();
     if (ids.numel() == 1) {
-      z = model->forward(x, strategy->task_weights(*this, k[0]));
+      z = network(x, k[0]);
     } else {
       for (std::int64_t j = 0; j < ids.numel(); ++j) {
         const auto rows = (task_ids == k[j]).nonzero().squeeze(1);
-        const auto part = model->forward(x.index_select(0, rows), strategy->task_weights(*this, k[j]));
+        const auto part = network(x.index_select(0, rows), k[j]);
         if (!z.defined()) z = torch::zeros({x.size(0), part.size(1)}, part.options());
         z = z.index_copy(0, rows, part);
       }

@@ -421,12 +421,8 @@ void ClRun::diagnose(std::int64_t current) {
         ctx_.params, [&](const diagnostics::Batch& b) { return cl::cross_entropy(ctx_.logits(b.x, tid), b.y); }, batches);
   else
     op = std::make_unique<diagnostics::GaussNewtonOperator>(
-        ctx_.params,
-        [&](const torch::Tensor& xb) {  // the task's own network for per-task-network strategies (PackNet, HAT)
-          return strategy_->per_task_network() ? ctx_.model->forward(xb, strategy_->task_weights(ctx_, current))
-                                               : ctx_.model->forward(xb);
-        },
-        diagnostics::OutputLoss::CrossEntropy, batches);
+        ctx_.params, [&](const torch::Tensor& xb) { return ctx_.network(xb, current); }, diagnostics::OutputLoss::CrossEntropy,
+        batches);
   diagnostics::MonitorOptions mo;
   mo.lanczos_steps = p_.diag.lanczos_steps;
   mo.trace_probes = p_.diag.trace_probes;

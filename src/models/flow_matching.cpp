@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "stablelearn/core/error.h"
+#include "sequential_mlp.h"
 
 namespace stablelearn::models {
 
@@ -20,15 +21,8 @@ void VelocityMlpOptions::validate(const std::string& prefix) const {
 
 VelocityMlpImpl::VelocityMlpImpl(VelocityMlpOptions options) : options_(std::move(options)) {
   options_.validate();
-  torch::nn::Sequential s;
-  std::int64_t in = options_.dim() + options_.time_features();
-  for (auto h : options_.hidden()) {
-    s->push_back(torch::nn::Linear(in, h));
-    s->push_back(torch::nn::SiLU());
-    in = h;
-  }
-  s->push_back(torch::nn::Linear(in, options_.dim()));
-  net_ = register_module("net", s);
+  net_ = register_module("net", detail::sequential_mlp<torch::nn::SiLU>(options_.dim() + options_.time_features(),
+                                                                       options_.hidden(), options_.dim()));
 }
 
 torch::Tensor VelocityMlpImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {

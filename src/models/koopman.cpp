@@ -6,6 +6,7 @@
 
 #include "stablelearn/core/error.h"
 #include "stablelearn/models/odeint.h"
+#include "sequential_mlp.h"
 
 namespace stablelearn::models {
 
@@ -15,24 +16,11 @@ void KoopmanOptions::validate(const std::string& prefix) const {
   for (auto h : hidden()) SL_CHECK(h >= 1, ConfigError, prefix, "hidden: a width of ", h, " (want >= 1)");
 }
 
-namespace {
-torch::nn::Sequential mlp(std::int64_t in, const std::vector<std::int64_t>& widths, std::int64_t out) {
-  torch::nn::Sequential s;
-  for (auto w : widths) {
-    s->push_back(torch::nn::Linear(in, w));
-    s->push_back(torch::nn::Tanh());
-    in = w;
-  }
-  s->push_back(torch::nn::Linear(in, out));
-  return s;
-}
-}  // namespace
-
 KoopmanAutoencoderImpl::KoopmanAutoencoderImpl(KoopmanOptions options) : options_(std::move(options)) {
   options_.validate();
-  encoder_ = register_module("encoder", mlp(options_.state(), options_.hidden(), options_.latent()));
+  encoder_ = register_module("encoder", detail::sequential_mlp<torch::nn::Tanh>(options_.state(), options_.hidden(), options_.latent()));
   const std::vector<std::int64_t> mirrored(options_.hidden().rbegin(), options_.hidden().rend());
-  decoder_ = register_module("decoder", mlp(options_.latent(), mirrored, options_.state()));
+  decoder_ = register_module("decoder", detail::sequential_mlp<torch::nn::Tanh>(options_.latent(), mirrored, options_.state()));
 }
 
 torch::Tensor KoopmanAutoencoderImpl::encode(const torch::Tensor& x) {

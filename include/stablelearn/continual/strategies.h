@@ -56,8 +56,14 @@ class PackNet : public StrategyWithOptions<PackNetOptions> {
 
  private:
   void ensure_owners(const Context& ctx);
+  /// Rebuilds the masks below from owner_ and done_ (before every task and after every pruning).
+  void refresh_masks(const Context& ctx);
   std::vector<torch::Tensor> owner_;
   std::int64_t done_ = 0;  ///< tasks pruned and frozen so far
+  // Derived from owner_ and done_, in the parameters' dtype, so that no training step recomputes
+  // them: free_[i] = (owner == 0); visible_[k][i] = the weights task k sees (filled on first use).
+  std::vector<torch::Tensor> free_;
+  mutable std::map<std::int64_t, std::vector<torch::Tensor>> visible_;
 };
 
 /// Options of Hat (below).

@@ -73,6 +73,9 @@ struct Context {
   const Strategy* strategy = nullptr;
 
   const data::ClTask& current() const { return (*tasks)[static_cast<std::size_t>(task)]; }
+  /// Unmasked logits of images x through task `task`'s network: the model's own weights, or the
+  /// weights a per-task-network strategy gives that task.
+  torch::Tensor network(const torch::Tensor& x, std::int64_t task) const;
   /// Logits of images x for samples of tasks `task_ids` with weights w (default: the model's own,
   /// or, for a per-task-network strategy, the weights it gives each sample's task).
   torch::Tensor logits(const torch::Tensor& x, const torch::Tensor& task_ids,

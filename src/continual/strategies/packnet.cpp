@@ -18,9 +18,16 @@ void PackNet::ensure_owners(const Context& ctx) {
     SL_CHECK(owner_.size() == ctx.params.size(), DataError, "packnet: the checkpoint's state has ", owner_.size(),
              " owner tensors for a model of ", ctx.params.size(), " parameters");
     for (std::size_t i = 0; i < owner_.size(); ++i) owner_[i] = owner_[i].to(ctx.params[i].device());  // restored on the CPU
-    return;
+  } else {
+    for (const auto& p : ctx.params) owner_.push_back(torch::zeros(p.sizes(), p.options().dtype(torch::kInt64)));
   }
-  for (const auto& p : ctx.params) owner_.push_back(torch::zeros(p.sizes(), p.options().dtype(torch::kInt64)));
+  refresh_masks(ctx);
+}
+
+void PackNet::refresh_masks(const Context& ctx) {
+  visible_.clear();
+  free_.clear();
+  for (std::size_t i = 0; i < owner_.size(); ++i) free_.push_back(owner_[i].eq(0).to(ctx.params[i].scalar_type()));
 }
 
 void PackNet::before_task(Context& ctx) {
@@ -30,16 +37,20 @@ void PackNet::before_task(Context& ctx) {
 
 std::vector<torch::Tensor> PackNet::task_weights(const Context& ctx, std::int64_t task) const {
   if (owner_.empty()) return ctx.params;  // before the first task: nothing owned yet
+  auto& masks = visible_[task];
+  if (masks.empty()) {
+    for (std::size_t i = 0; i < ctx.params.size(); ++i) {
+      const auto& o = owner_[i];
+      // Kept by tasks 0..task, plus the free weights while the task is not yet pruned (the task in
+      // training, or a future one evaluated for forward transfer).
+      auto visible = o.ge(1).logical_and(o.le(task + 1));
+      if (task >= done_) visible = visible.logical_or(o.eq(0));
+      masks.push_back(visible.to(ctx.params[i].scalar_type()));
+    }
+  }
   std::vector<torch::Tensor> w;
   w.reserve(ctx.params.size());
-  for (std::size_t i = 0; i < ctx.params.size(); ++i) {
-    const auto& o = owner_[i];
-    // Kept by tasks 0..task, plus the free weights while the task is not yet pruned (the task in
-    // training, or a future one evaluated for forward transfer).
-    auto visible = o.ge(1).logical_and(o.le(task + 1));
-    if (task >= done_) visible = visible.logical_or(o.eq(0));
-    w.push_back(ctx.params[i] * visible.to(ctx.params[i].scalar_type()));
-  }
+  for (std::size_t i = 0; i < ctx.params.size(); ++i) w.push_back(ctx.params[i] * masks[i]);
   return w;
 }
 
@@ -47,7 +58,7 @@ void PackNet::after_backward(Context& ctx) {
   torch::NoGradGuard no_grad;
   for (std::size_t i = 0; i < ctx.params.size(); ++i) {
     auto& g = ctx.params[i].mutable_grad();
-    if (g.defined()) g.mul_(owner_[i].eq(0).to(g.scalar_type()));
+    if (g.defined()) g.mul_(free_[i]);
   }
 }
 
@@ -76,6 +87,7 @@ void PackNet::after_task(Context& ctx) {
     }
   }
   done_ = k + 1;
+  refresh_masks(ctx);
   if (last || o_.retrain_epochs == 0) return;
   // Fine-tune the kept weights alone, through the task's new view of the network.
   const auto& t = ctx.current().train;
@@ -112,6 +124,8 @@ void PackNet::load_state(const std::map<std::string, torch::Tensor>& m) {
   owner_ = get_list(m, "owner");
   const auto it = m.find("done");
   done_ = it == m.end() ? 0 : it->second.item<std::int64_t>();
+  visible_.clear();  // derived from the old owners; before_task rebuilds free_
+  free_.clear();
 }
 
 }  // namespace stablelearn::continual

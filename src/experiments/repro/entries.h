@@ -42,6 +42,13 @@ ReproEntry make_execution_manifolds_repro();
 FmnistOptions fmnist_options(const ReproContext& ctx, std::int64_t k);
 /// `key` of every row (per-seed values).
 std::vector<double> per_seed(const std::vector<nlohmann::json>& rows, const std::string& key);
+/// The value at `path`, a JSON pointer into each row (e.g. "/models/full/mmd2"), of every row (NaN
+/// for null).
+std::vector<double> per_seed_at(const std::vector<nlohmann::json>& rows, const std::string& path);
+/// Arithmetic mean, summed in order (NaN when empty).
+double mean(const std::vector<double>& v);
+/// Sample standard deviation (n − 1; 0 for fewer than two values).
+double std_dev(const std::vector<double>& v);
 /// One value, or the per-seed list when there are several (results.json "metrics").
 inline nlohmann::json seeds_json(const std::vector<double>& v) {
   auto num = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };

@@ -265,20 +265,6 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
           {"train_loss", losses}};
 }
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? std::nan("") : s / double(v.size());
-}
-
-double std_of(const std::vector<double>& v) {
-  if (v.size() < 2) return 0.0;
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
-
 ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   const auto d = data_options(ctx);
   const auto mo = model_options(ctx, d);
@@ -302,13 +288,13 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   const char* keys[] = {"test_accuracy", "final_train_loss", "median_rank_90", "median_effective_rank", "max_rank_90",
                         "random_walk_rank_90", "whole_rank_90", "whole_effective_rank", "early_rho_ratio", "late_rho_ratio",
                         "peak_rho_ratio", "min_perpendicular_share", "expected_random_rho"};
-  std::map<std::string, double> mean;
+  std::map<std::string, double> means;
   for (const char* key : keys) {
     const auto v = per_seed(rows, key);
     out.metrics[key] = seeds_json(v);
-    mean[key] = mean_of(v);
-    out.metrics[std::string(key) + "_mean"] = finite_or_null(mean[key]);
-    out.metrics[std::string(key) + "_std"] = finite_or_null(std_of(v));
+    means[key] = mean(v);
+    out.metrics[std::string(key) + "_mean"] = finite_or_null(means[key]);
+    out.metrics[std::string(key) + "_std"] = finite_or_null(std_dev(v));
   }
   std::vector<double> gap, decay;
   for (const auto& r : rows) {
@@ -320,14 +306,14 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   out.metrics["rho_ratios_seed0"] = json::array();
   for (const auto& m : rows.front().at("measurements")) out.metrics["rho_ratios_seed0"].push_back(m.at("median_rho_ratio"));
   out.checks = {
-      make_check("precondition, the task is learned: test accuracy (mean; chance 1/8)", mean["test_accuracy"], ">=", 0.25),
-      make_check("low-dimensional: median per-matrix r90 (mean over seeds)", mean["median_rank_90"], "<=", 5),
-      make_check("low-dimensional: median per-matrix effective rank (mean)", mean["median_effective_rank"], "<=", 5),
-      make_check("not a random walk: random-walk r90 - median per-matrix r90 (mean)", mean_of(gap), ">=", 1),
-      make_check("commutator enriched early: rho_exec / rho_rand at the first measurement (mean)", mean["early_rho_ratio"], ">=", 5),
-      make_check("still enriched late: rho_exec / rho_rand at the last measurement (mean)", mean["late_rho_ratio"], ">=", 1.5),
-      make_check("the enrichment decays: early - late rho ratio (mean)", mean_of(decay), ">", 0),
-      make_check("mostly orthogonal: smallest perpendicular share sqrt(1 - rho^2) (mean)", mean["min_perpendicular_share"], ">=",
+      make_check("precondition, the task is learned: test accuracy (mean; chance 1/8)", means["test_accuracy"], ">=", 0.25),
+      make_check("low-dimensional: median per-matrix r90 (mean over seeds)", means["median_rank_90"], "<=", 5),
+      make_check("low-dimensional: median per-matrix effective rank (mean)", means["median_effective_rank"], "<=", 5),
+      make_check("not a random walk: random-walk r90 - median per-matrix r90 (mean)", mean(gap), ">=", 1),
+      make_check("commutator enriched early: rho_exec / rho_rand at the first measurement (mean)", means["early_rho_ratio"], ">=", 5),
+      make_check("still enriched late: rho_exec / rho_rand at the last measurement (mean)", means["late_rho_ratio"], ">=", 1.5),
+      make_check("the enrichment decays: early - late rho ratio (mean)", mean(decay), ">", 0),
+      make_check("mostly orthogonal: smallest perpendicular share sqrt(1 - rho^2) (mean)", means["min_perpendicular_share"], ">=",
                  0.92)};
   if (ctx.run) write_figure(*ctx.run, rows, ctx.int_option("steps"));
   return out;

@@ -151,12 +151,6 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
   return out;
 }
 
-double mean_of(const std::vector<json>& rows, const std::string& sys, const std::string& variant, const std::string& key) {
-  double s = 0;
-  for (const auto& r : rows) s += r.at(sys).at(variant).at(key).get<double>();
-  return s / static_cast<double>(rows.size());
-}
-
 void write_figure(const RunDir& run, const ReproContext& ctx, const std::vector<json>& rows) {
   const auto horizon = ctx.int_option("horizon");
   const char* colours[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd"};
@@ -207,25 +201,19 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
                                  ctx.int_option("horizon"))}};
   const auto h = std::to_string(ctx.int_option("horizon"));
   for (const auto& sys : systems()) {
+    const auto at = [&](const std::string& variant, const char* key) { return per_seed_at(rows, "/" + sys + "/" + variant + "/" + key); };
     for (const auto& v : variants()) {
-      std::vector<double> n5, nh, er;
-      for (const auto& r : rows) {
-        n5.push_back(r.at(sys).at(v.key).at("nrmse_5").get<double>());
-        nh.push_back(r.at(sys).at(v.key).at("nrmse_h").get<double>());
-        er.push_back(r.at(sys).at(v.key).at("effective_rank").get<double>());
-      }
-      out.metrics[sys + "_" + v.key + "_nrmse_5"] = seeds_json(n5);
-      out.metrics[sys + "_" + v.key + "_nrmse_" + h] = seeds_json(nh);
-      out.metrics[sys + "_" + v.key + "_effective_rank"] = seeds_json(er);
+      out.metrics[sys + "_" + v.key + "_nrmse_5"] = seeds_json(at(v.key, "nrmse_5"));
+      out.metrics[sys + "_" + v.key + "_nrmse_" + h] = seeds_json(at(v.key, "nrmse_h"));
+      out.metrics[sys + "_" + v.key + "_effective_rank"] = seeds_json(at(v.key, "effective_rank"));
     }
-    const double full = mean_of(rows, sys, "full", "nrmse_h");
+    const double full = mean(at("full", "nrmse_h"));
     out.checks.push_back(make_check(fmt::format("{}: NRMSE at {} steps, no MI - full (means)", sys, h),
-                                    mean_of(rows, sys, "no_mi", "nrmse_h") - full, ">", 0));
+                                    mean(at("no_mi", "nrmse_h")) - full, ">", 0));
     out.checks.push_back(make_check(fmt::format("{}: NRMSE at {} steps, no entropy - full (means)", sys, h),
-                                    mean_of(rows, sys, "no_entropy", "nrmse_h") - full, ">", 0));
+                                    mean(at("no_entropy", "nrmse_h")) - full, ">", 0));
     out.checks.push_back(make_check(fmt::format("{}: latent effective rank, full - (alpha 20, no entropy) (means)", sys),
-                                    mean_of(rows, sys, "full", "effective_rank") - mean_of(rows, sys, "mi_large", "effective_rank"),
-                                    ">", 0));
+                                    mean(at("full", "effective_rank")) - mean(at("mi_large", "effective_rank")), ">", 0));
   }
   if (ctx.run) write_figure(*ctx.run, ctx, rows);
   return out;

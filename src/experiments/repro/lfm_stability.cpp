@@ -192,12 +192,6 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
   return out;
 }
 
-double mean_key(const std::vector<json>& rows, const std::string& model, const std::string& key) {
-  double s = 0;
-  for (const auto& r : rows) s += r.at("models").at(model).at(key).get<double>();
-  return s / static_cast<double>(rows.size());
-}
-
 ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   ReproOutcome out;
   out.setup = {
@@ -212,47 +206,32 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
       {"sampling", fmt::format("{} noise vectors shared by every model, Euler with {} steps; coarse to fine: the narrow model "
                                "for steps that start before t = {}, the full model after",
                                ctx.int_option("generate"), ctx.int_option("sample_steps"), ctx.option("t_split"))}};
-  std::vector<double> mf, mn;
-  for (const auto& r : rows) mn.push_back(r.at("mmd2_noise").get<double>());
+  const auto at = [&](const std::string& model, const char* key) { return per_seed_at(rows, "/models/" + model + "/" + key); };
   for (const auto& m : models_list()) {
-    std::vector<double> mmd, ratio, agree;
-    for (const auto& r : rows) {
-      mmd.push_back(r.at("models").at(m.key).at("mmd2").get<double>());
-      if (m.key != "full") {
-        ratio.push_back(r.at("models").at(m.key).at("ratio").get<double>());
-        agree.push_back(r.at("models").at(m.key).at("label_agreement").get<double>());
-      }
-    }
-    out.metrics[m.key + "_mmd2"] = seeds_json(mmd);
+    out.metrics[m.key + "_mmd2"] = seeds_json(at(m.key, "mmd2"));
     if (m.key != "full") {
-      out.metrics[m.key + "_same_noise_ratio"] = seeds_json(ratio);
-      out.metrics[m.key + "_label_agreement"] = seeds_json(agree);
+      out.metrics[m.key + "_same_noise_ratio"] = seeds_json(at(m.key, "ratio"));
+      out.metrics[m.key + "_label_agreement"] = seeds_json(at(m.key, "label_agreement"));
     }
   }
-  std::vector<double> c2f_ratio, c2f_mmd, cost;
-  for (const auto& r : rows) {
-    c2f_ratio.push_back(r.at("models").at("coarse_to_fine").at("ratio").get<double>());
-    c2f_mmd.push_back(r.at("models").at("coarse_to_fine").at("mmd2").get<double>());
-    cost.push_back(r.at("coarse_to_fine_cost").get<double>());
-  }
-  out.metrics["coarse_to_fine_same_noise_ratio"] = seeds_json(c2f_ratio);
-  out.metrics["coarse_to_fine_mmd2"] = seeds_json(c2f_mmd);
-  out.metrics["coarse_to_fine_cost"] = seeds_json(cost);
-  out.metrics["noise_mmd2"] = seeds_json(mn);
+  out.metrics["coarse_to_fine_same_noise_ratio"] = seeds_json(at("coarse_to_fine", "ratio"));
+  out.metrics["coarse_to_fine_mmd2"] = seeds_json(at("coarse_to_fine", "mmd2"));
+  out.metrics["coarse_to_fine_cost"] = seeds_json(per_seed(rows, "coarse_to_fine_cost"));
+  out.metrics["noise_mmd2"] = seeds_json(per_seed(rows, "mmd2_noise"));
   double worst = 0;
   std::string worst_key;
   for (const char* key : {"seed", "half_random", "half_balanced", "narrow"}) {
-    const double r = mean_key(rows, key, "ratio");
+    const double r = mean(at(key, "ratio"));
     if (r > worst) worst = r, worst_key = key;
   }
-  const double full = mean_key(rows, "full", "mmd2");
+  const double full = mean(at("full", "mmd2"));
   out.checks = {
       make_check(fmt::format("same-noise distance / random-pair distance, worst of seed, 50 % random, 50 % balanced, narrow ({})",
                              worst_key),
                  worst, "<", 0.5),
-      make_check("MMD2(50 % random) / MMD2(full)", mean_key(rows, "half_random", "mmd2") / full, "<=", 2),
-      make_check("coarse to fine: same-noise distance / random-pair distance", mean_key(rows, "coarse_to_fine", "ratio"), "<", 0.5),
-      make_check("MMD2(coarse to fine) / MMD2(full)", mean_key(rows, "coarse_to_fine", "mmd2") / full, "<=", 2)};
+      make_check("MMD2(50 % random) / MMD2(full)", mean(at("half_random", "mmd2")) / full, "<=", 2),
+      make_check("coarse to fine: same-noise distance / random-pair distance", mean(at("coarse_to_fine", "ratio")), "<", 0.5),
+      make_check("MMD2(coarse to fine) / MMD2(full)", mean(at("coarse_to_fine", "mmd2")) / full, "<=", 2)};
   return out;
 }
 

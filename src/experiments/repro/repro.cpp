@@ -185,6 +185,27 @@ std::vector<double> per_seed(const std::vector<json>& rows, const std::string& k
   return out;
 }
 
+std::vector<double> per_seed_at(const std::vector<json>& rows, const std::string& path) {
+  const json::json_pointer ptr(path);
+  std::vector<double> out;
+  for (const auto& r : rows) out.push_back(r.at(ptr).is_null() ? std::nan("") : r.at(ptr).get<double>());
+  return out;
+}
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? std::nan("") : s / static_cast<double>(v.size());
+}
+
+double std_dev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
 FmnistOptions fmnist_options(const ReproContext& ctx, std::int64_t k) {
   FmnistOptions data;
   data.samples = ctx.int_option("samples");

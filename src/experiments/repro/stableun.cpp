@@ -40,20 +40,6 @@ namespace {
 
 const char* const kMethods[] = {"ga", "npo", "stableun"};
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? std::nan("") : s / static_cast<double>(v.size());
-}
-
-double std_of(const std::vector<double>& v) {
-  if (v.size() < 2) return 0.0;
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
-}
-
 json run_seed(const ReproContext& ctx, std::int64_t k) {
   const auto seed = ctx.seed + static_cast<std::uint64_t>(k);
   const auto progress = seed_progress(ctx, k);
@@ -198,8 +184,8 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   };
   auto put = [&](const std::string& name, const std::vector<double>& v) {
     out.metrics[name] = seeds_json(v);
-    out.metrics[name + "_mean"] = finite_or_null(mean_of(v));
-    out.metrics[name + "_std"] = finite_or_null(std_of(v));
+    out.metrics[name + "_mean"] = finite_or_null(mean(v));
+    out.metrics[name + "_std"] = finite_or_null(std_dev(v));
   };
   const auto orig_retain = col("original", "retain_acc");
   put("original_forget_acc", col("original", "forget_acc"));
@@ -225,8 +211,8 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     std::vector<double> div;
     for (const auto& r : rows) div.push_back(r.at(m).at("diverged").get<bool>() ? 1.0 : 0.0);
     out.metrics[m + "_diverged_seeds"] = std::accumulate(div.begin(), div.end(), 0.0);
-    forget_checks.push_back(make_check(m + " forget-class test accuracy (mean)", mean_of(fa), "<=", 0.1));
-    retain_checks.push_back(make_check(m + " retain test accuracy drop from the trained model (mean)", mean_of(drop), "<=", 0.02));
+    forget_checks.push_back(make_check(m + " forget-class test accuracy (mean)", mean(fa), "<=", 0.1));
+    retain_checks.push_back(make_check(m + " retain test accuracy drop from the trained model (mean)", mean(drop), "<=", 0.02));
   }
   std::vector<double> d_ga, d_npo, l_ga, l_npo;
   for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -241,10 +227,10 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   put("stableun_minus_npo_lambda_max_abs", l_npo);
   out.checks = forget_checks;
   out.checks.insert(out.checks.end(), retain_checks.begin(), retain_checks.end());
-  out.checks.push_back(make_check("StableUN - GA relearning AUC of the forget-class accuracy (mean)", mean_of(d_ga), "<", 0));
-  out.checks.push_back(make_check("StableUN - NPO relearning AUC of the forget-class accuracy (mean)", mean_of(d_npo), "<", 0));
-  out.checks.push_back(make_check("StableUN - GA |lambda|max of the forget loss (mean)", mean_of(l_ga), "<", 0));
-  out.checks.push_back(make_check("StableUN - NPO |lambda|max of the forget loss (mean)", mean_of(l_npo), "<", 0));
+  out.checks.push_back(make_check("StableUN - GA relearning AUC of the forget-class accuracy (mean)", mean(d_ga), "<", 0));
+  out.checks.push_back(make_check("StableUN - NPO relearning AUC of the forget-class accuracy (mean)", mean(d_npo), "<", 0));
+  out.checks.push_back(make_check("StableUN - GA |lambda|max of the forget loss (mean)", mean(l_ga), "<", 0));
+  out.checks.push_back(make_check("StableUN - NPO |lambda|max of the forget loss (mean)", mean(l_npo), "<", 0));
   return out;
 }
 
