@@ -112,6 +112,8 @@ void GkaOptions::fields(options::Visitor& v) {
   v("iterations", iterations, "Chebyshev steps per solve").at_least(1);
   v("chunk", chunk, "tokens per chunk of the chunked evaluation").at_least(1);
   v("solver", solver, "chebyshev: the Chebyshev iteration; exact: torch::linalg_solve").one_of({"chebyshev", "exact"});
+  v("mixer", mixer, "gka: the ridge-regression read-out; linear: gated linear attention; delta: the gated delta rule")
+      .one_of({"gka", "linear", "delta"});
 }
 
 void GkaOptions::cross_check() const {
@@ -141,7 +143,8 @@ namespace {
 
 // The per-head inputs of the recurrence, [B, h, T, ...].
 struct Streams {
-  torch::Tensor q, k, v;     // [B, h, T, D]
+  torch::Tensor q, k, v;     // [B, h, T, D]; k and v scaled by β + 1e-6 (gka, linear), unscaled (delta)
+  torch::Tensor beta;        // [B, h, T]: the delta rule's write strength (delta only)
   torch::Tensor log_gamma;   // [B, h, T]
   torch::Tensor alpha;       // [B, h, T]
 };
@@ -155,9 +158,15 @@ Streams streams(const torch::Tensor& x, const torch::Tensor* w, const GkaOptions
   const auto norm = F::NormalizeFuncOptions().dim(-1).eps(1e-6);
   Streams s;
   s.q = F::normalize(heads(F::linear(x, w[0])), norm);
-  const auto beta = per_head(torch::sigmoid(F::linear(x, w[3], w[4]))).unsqueeze(-1) + 1e-6;
-  s.k = F::normalize(heads(F::linear(x, w[1])), norm) * beta;
-  s.v = heads(F::linear(x, w[2])) * beta;
+  if (o.mixer == "delta") {
+    s.beta = per_head(torch::sigmoid(F::linear(x, w[3], w[4])));
+    s.k = F::normalize(heads(F::linear(x, w[1])), norm);
+    s.v = heads(F::linear(x, w[2]));
+  } else {
+    const auto beta = per_head(torch::sigmoid(F::linear(x, w[3], w[4]))).unsqueeze(-1) + 1e-6;
+    s.k = F::normalize(heads(F::linear(x, w[1])), norm) * beta;
+    s.v = heads(F::linear(x, w[2])) * beta;
+  }
   s.log_gamma = -torch::exp(w[7]).view({1, h, 1}) * F::softplus(per_head(F::linear(x, w[5], w[6])));
   s.alpha = per_head(torch::sigmoid(F::linear(x, w[8], w[9])));
   return s;
@@ -173,10 +182,49 @@ torch::Tensor output(const torch::Tensor& o_heads, const torch::Tensor* w, const
   return F::linear(o_heads.transpose(1, 2).reshape({B, T, o.d_model}), w[10]);
 }
 
+// Gated linear attention, chunked: within a chunk o_t = D^{−1/2}(Σ_{i≤t} e^{G_t−G_i}(q_t·k_i) v_i + e^{G_t} U₀ q_t).
+torch::Tensor linear_attention(const Streams& s, const torch::Tensor& x, const torch::Tensor* w, const GkaOptions& o) {
+  const auto B = x.size(0), T = x.size(1), h = o.heads, D = o.head_dim();
+  auto U = torch::zeros({B, h, D, D}, s.k.options());
+  std::vector<torch::Tensor> outs;
+  for (std::int64_t c0 = 0; c0 < T; c0 += o.chunk) {
+    const auto c1 = std::min(T, c0 + o.chunk), C = c1 - c0;
+    const auto q = s.q.slice(2, c0, c1), k = s.k.slice(2, c0, c1), v = s.v.slice(2, c0, c1);
+    const auto G = s.log_gamma.slice(2, c0, c1).cumsum(-1);  // [B, h, C]
+    const auto later = torch::ones({C, C}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
+    const auto M = torch::exp((G.unsqueeze(-1) - G.unsqueeze(-2)).masked_fill(later, -std::numeric_limits<double>::infinity()));
+    const auto A = torch::matmul(q, k.transpose(-1, -2)) * M;  // [B, h, C, C]
+    const auto carried = torch::matmul(q, U.transpose(-1, -2)) * torch::exp(G).unsqueeze(-1);
+    outs.push_back((torch::matmul(A, v) + carried) / std::sqrt(double(D)));
+    const auto last = G.select(-1, C - 1);
+    const auto decay = torch::exp(last.unsqueeze(-1) - G).unsqueeze(-1);  // e^{G_C − G_i}, [B, h, C, 1]
+    U = torch::exp(last).unsqueeze(-1).unsqueeze(-1) * U + torch::matmul((v * decay).transpose(-1, -2), k);
+  }
+  return output(torch::cat(outs, 2), w, o);
+}
+
+// The gated delta rule, token by token: S ← γS; S ← S + β(v − S k̂)k̂ᵀ; o = D^{−1/2} S q.
+torch::Tensor delta_rule(const Streams& s, const torch::Tensor& x, const torch::Tensor* w, const GkaOptions& o) {
+  const auto B = x.size(0), T = x.size(1), h = o.heads, D = o.head_dim();
+  auto S = torch::zeros({B, h, D, D}, s.k.options());
+  const auto gamma = torch::exp(s.log_gamma);
+  std::vector<torch::Tensor> outs;
+  for (std::int64_t t = 0; t < T; ++t) {
+    const auto k = s.k.select(2, t), v = s.v.select(2, t), q = s.q.select(2, t);  // [B, h, D]
+    S = gamma.select(2, t).unsqueeze(-1).unsqueeze(-1) * S;
+    const auto err = (v - torch::matmul(S, k.unsqueeze(-1)).squeeze(-1)) * s.beta.select(2, t).unsqueeze(-1);
+    S = S + err.unsqueeze(-1) * k.unsqueeze(-2);
+    outs.push_back(torch::matmul(S, q.unsqueeze(-1)).squeeze(-1) / std::sqrt(double(D)));
+  }
+  return output(torch::stack(outs, 2), w, o);
+}
+
 }  // namespace
 
 torch::Tensor gka(const torch::Tensor& x, const torch::Tensor* w, const GkaOptions& o) {
   const auto s = streams(x, w, o, "functional::gka");
+  if (o.mixer == "linear") return linear_attention(s, x, w, o);
+  if (o.mixer == "delta") return delta_rule(s, x, w, o);
   const auto B = x.size(0), T = x.size(1), h = o.heads, D = o.head_dim();
   auto H = torch::zeros({B, h, D, D}, s.k.options());
   auto U = torch::zeros({B, h, D, D}, s.k.options());
@@ -200,6 +248,7 @@ torch::Tensor gka(const torch::Tensor& x, const torch::Tensor* w, const GkaOptio
 }
 
 torch::Tensor gka_reference(const torch::Tensor& x, const torch::Tensor* w, const GkaOptions& o) {
+  SL_CHECK(o.mixer == "gka", ConfigError, "functional::gka_reference: model.mixer must be \"gka\", got \"", o.mixer, "\"");
   const auto s = streams(x, w, o, "functional::gka_reference");
   const auto B = x.size(0), T = x.size(1), h = o.heads, D = o.head_dim();
   auto H = torch::zeros({B, h, D, D}, s.k.options());

@@ -22,7 +22,7 @@ namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
-                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds"};
+                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds", "gka"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -543,6 +543,42 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
                 ms.front().at("median_rho_ratio").get<double>() - ms.back().at("median_rho_ratio").get<double>(), 1e-12);
     EXPECT_NEAR(checks[7].at("value").get<double>(), min_perp, 1e-12);
     EXPECT_TRUE(fs::exists(run / "execution_manifolds_commutator.svg"));
+  } else if (name == "gka") {
+    // --quick: loads of 4 and 8 pairs; every accuracy is a share of the 64 × pairs held-out queries;
+    // the checks' values recomputed from the row; the float32 solves against the closed-form bound
+    // of 30 Chebyshev steps (2 c³⁰ √κ, κ ≤ 51) and the exact solve's float32 rounding.
+    const auto& rec = row.at("recall");
+    ASSERT_EQ(rec.size(), 2u);
+    for (std::size_t l = 0; l < 2; ++l) {
+      const int pairs = 4 << l;
+      EXPECT_EQ(rec[l].at("pairs").get<int>(), pairs);
+      for (const char* mix : {"gka", "linear", "delta"}) {
+        const double a = num(rec[l].at(mix));
+        EXPECT_TRUE(a >= 0 && a <= 1) << mix << " " << a;
+        EXPECT_NEAR(a * 64 * pairs, std::round(a * 64 * pairs), 1e-6) << mix;
+        EXPECT_EQ(num(m.at(std::string("accuracy_") + mix + "_pairs" + std::to_string(pairs))), a) << mix;
+      }
+    }
+    auto gap = [&](const char* other, std::size_t l) { return num(rec[l].at("gka")) - num(rec[l].at(other)); };
+    const auto& pr = row.at("precision");
+    auto err = [&](const char* t, const char* solver) { return num(pr.at(t).at(solver)); };
+    const double kappa = 51, c = (std::sqrt(kappa) - 1) / (std::sqrt(kappa) + 1);
+    EXPECT_LT(err("float32", "chebyshev"), 2 * std::pow(c, 30) * std::sqrt(kappa) + 1e-4);
+    EXPECT_LT(err("float32", "regularised_exact"), 1e-5);
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 10u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), num(rec[0].at("gka")), 1e-12);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), gap("linear", 1), 1e-12);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), gap("delta", 1), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), gap("linear", 1) - gap("linear", 0), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), gap("delta", 1) - gap("delta", 0), 1e-12);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), err("float16", "chebyshev"), 1e-12);
+    EXPECT_NEAR(checks[5].at("threshold").get<double>(), 51.0 / 2048, 1e-15);
+    EXPECT_NEAR(checks[6].at("threshold").get<double>(), 51.0 / 256, 1e-15);
+    EXPECT_NEAR(checks[7].at("value").get<double>(), err("bfloat16", "unregularised_exact") / err("bfloat16", "chebyshev"), 1e-9);
+    EXPECT_NEAR(checks[8].at("value").get<double>(), err("float16", "cg") / err("float16", "chebyshev"), 1e-9);
+    EXPECT_NEAR(checks[9].at("value").get<double>(), err("bfloat16", "cg") / err("bfloat16", "chebyshev"), 1e-9);
+    EXPECT_TRUE(fs::exists(run / "gka_mqar.svg"));
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;

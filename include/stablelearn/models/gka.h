@@ -23,6 +23,16 @@
 // Simplifications against gka.py, stated: no causal short convolutions on q/k/v and no gated
 // RMSNorm before W_o (the spec's MQAR-scale experiment does not need them).
 //
+// The two layers GKA is compared with (`mixer`; same weights, same q, k, v, β and γ streams, same
+// state size D × D per head; the paper's point is that they are this recurrence with the key
+// covariance H replaced by the identity):
+//     linear   gated linear attention (scalar decay, as GLA/Mamba2): S_t = γ_t S_{t−1} + v_t k_tᵀ,
+//              o_t = D^{−1/2} S_t q_t  (GKA with x̂ = q; α unused)
+//     delta    gated delta rule (Yang, Kautz, Hatamizadeh, Gated DeltaNet, ICLR 2025), with unit keys
+//              k̂_t and the write strength β_t:  S_t = γ_t S_{t−1}(I − β_t k̂_t k̂_tᵀ) + β_t v_t k̂_tᵀ,
+//              o_t = D^{−1/2} S_t q_t (v not scaled by β; α unused): one step of gradient descent
+//              with step β_t on ½‖S k̂_t − v_t‖² from γ_t S_{t−1}
+//
 // Chunked evaluation (`chunk` = C): within a chunk starting after state (H₀, U₀), with
 // G_t = Σ_{j ≤ t, j in chunk} log γ_j,
 //     H_t = e^{G_t} H₀ + Σ_{i ≤ t in chunk} e^{G_t − G_i} k_i k_iᵀ   (U_t likewise with v_i k_iᵀ),
@@ -68,6 +78,7 @@ struct GkaOptions {
   std::int64_t iterations = 30;    ///< Chebyshev steps per solve
   std::int64_t chunk = 64;         ///< tokens per chunk
   std::string solver = "chebyshev";  ///< chebyshev | exact (torch::linalg_solve)
+  std::string mixer = "gka";       ///< gka | linear (gated linear attention) | delta (gated delta rule)
   void fields(options::Visitor& v);
   void cross_check() const;
   std::int64_t head_dim() const { return d_model / heads; }
@@ -82,7 +93,8 @@ namespace functional {
 /// y [B, T, d] of x [B, T, d] with w pointing to gka_layout(o).size() tensors (chunked). ShapeError
 /// on a wrong x.
 torch::Tensor gka(const torch::Tensor& x, const torch::Tensor* w, const GkaOptions& o);
-/// The per-token recurrence of the same layer with torch::linalg_solve (the reference for tests).
+/// The per-token recurrence of the same layer with torch::linalg_solve (the reference for tests;
+/// mixer "gka" only).
 torch::Tensor gka_reference(const torch::Tensor& x, const torch::Tensor* w, const GkaOptions& o);
 }  // namespace functional
 
