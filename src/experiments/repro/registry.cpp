@@ -27,6 +27,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_koopman_repro(),
       repro::make_lfm_stability_repro(),
       repro::make_execution_manifolds_repro(),
+      repro::make_generalization_dynamics_repro(),
   };
 }
 }  // namespace
