@@ -23,7 +23,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "generalization-dynamics"};
+                                           "generalization-dynamics", "cnn-kernel-curves"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -650,6 +650,49 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     for (const char* f : {"gd_curves_snr_0.5.svg", "gd_curves_snr_2.svg", "gd_curves_snr_10.svg", "gd_asymptote.svg",
                           "gd_random_features.svg"})
       EXPECT_TRUE(fs::exists(run / f)) << f;
+  } else if (name == "cnn-kernel-curves") {
+    // --quick: n = 2^4 … 2^9 (6 sizes), d = 8 and 16; every relative error positive and finite; each β
+    // recomputed here as minus the least-squares slope of log ε on log n; the ten checks' values from
+    // those β (one seed).
+    const auto sizes = row.at("sizes").get<std::vector<double>>();
+    ASSERT_EQ(sizes, (std::vector<double>{16, 32, 64, 128, 256, 512}));
+    const auto slope = [&](const std::vector<double>& e) {
+      double mx = 0, my = 0;
+      for (std::size_t i = 0; i < e.size(); ++i) mx += std::log(sizes[i]) / e.size(), my += std::log(e[i]) / e.size();
+      double sxy = 0, sxx = 0;
+      for (std::size_t i = 0; i < e.size(); ++i)
+        sxy += (std::log(sizes[i]) - mx) * (std::log(e[i]) - my), sxx += (std::log(sizes[i]) - mx) * (std::log(sizes[i]) - mx);
+      return -sxy / sxx;
+    };
+    const auto& dims = row.at("dims");
+    ASSERT_EQ(dims.size(), 2u);
+    EXPECT_EQ(dims[0].at("d").get<int>(), 8);
+    EXPECT_EQ(dims[1].at("d").get<int>(), 16);
+    std::map<std::string, double> beta;
+    for (std::size_t di = 0; di < 2; ++di)
+      for (const char* t : {"local", "meta", "global"})
+        for (const char* st : {"cnn", "fc"}) {
+          const auto e = dims[di].at(t).at(std::string(st) + "_error").get<std::vector<double>>();
+          ASSERT_EQ(e.size(), 6u);
+          for (double x : e) EXPECT_TRUE(std::isfinite(x) && x > 0) << t << " " << st;
+          const double b = slope(e);
+          EXPECT_NEAR(num(dims[di].at(t).at(std::string(st) + "_beta")), b, 1e-9) << t << " " << st;
+          beta[std::string(st) + t + std::to_string(di)] = b;
+          EXPECT_NEAR(num(m.at("beta_" + std::string(st) + "_" + t + "_d" + (di ? "16" : "8"))), b, 1e-9);
+        }
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 10u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), beta["cnnlocal0"] - beta["cnnmeta0"], 1e-9);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), beta["cnnmeta0"] - beta["cnnglobal0"], 1e-9);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), beta["cnnlocal1"] - beta["cnnmeta1"], 1e-9);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), beta["cnnmeta1"] - beta["cnnglobal1"], 1e-9);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), beta["cnnglobal1"] - beta["cnnglobal0"], 1e-9);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), beta["cnnlocal1"] / beta["cnnlocal0"], 1e-9);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), beta["cnnlocal0"] - beta["fclocal0"], 1e-9);
+    EXPECT_NEAR(checks[7].at("value").get<double>(), beta["cnnmeta0"] - beta["fcmeta0"], 1e-9);
+    EXPECT_NEAR(checks[8].at("value").get<double>(), beta["cnnlocal1"] - beta["fclocal1"], 1e-9);
+    EXPECT_NEAR(checks[9].at("value").get<double>(), beta["cnnmeta1"] - beta["fcmeta1"], 1e-9);
+    for (const char* f : {"cnn_kernel_curves_d8.svg", "cnn_kernel_curves_d16.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
   }
   fs::remove_all(run.parent_path());
 }
@@ -704,6 +747,9 @@ TEST(ReproCli, BadInputIsExitStatusTwoButNotReproducedIsZero) {
                                   "unknown key 'options.kk'");
   sl::testing::expect_usage_error("repro commutator --quick --set kk=4 --out " + (dir / "y2").string(), "valid keys");
   sl::testing::expect_usage_error("repro commutator --quick", "--out RUN is required");
+  // An entry's own option rules name the key (cnn-kernel-curves: patch, meta-patch and input must differ).
+  sl::testing::expect_usage_error("repro cnn-kernel-curves --quick --set depth_small=2 --out " + (dir / "w").string(),
+                                  "options.depth_small");
   // A GD rate far beyond 2/λ_max diverges: the claim's checks fail, which is a result (exit 0).
   const auto r = sl::testing::run_cli("repro edge-of-stability --quick --set lr=50 --set steps=50 --quiet --out " + (dir / "z").string());
   EXPECT_EQ(r.status, 0) << r.err;
