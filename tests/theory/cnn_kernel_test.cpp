@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/theory/cnn_kernel.h"
 #include "testing.h"
@@ -214,4 +215,24 @@ TEST(CnnKernel, BadInputIsAConfigErrorNamingTheKey) {
   sl::testing::expect_error<ConfigError>([] { th::fit_power_law({1.0, 2.0}, {1.0, 0.0}); }, "positive");
   sl::testing::expect_error<sl::ShapeError>([&] { th::hierarchical_kernels(torch::zeros({2, 6}, kF64), x, tree({2, 2, 2}, 8)); },
                                             "length d = 8");
+}
+
+TEST(CnnKernel, OptionsReadFromTomlRoundTripAndRejectFiltersThatDoNotTile) {
+  auto cfg = sl::Config::from_string("[kernel]\nfilters = [3, 3]\ninputs = 9\n");
+  auto s = cfg.section("kernel");
+  const auto o = sl::options::read<th::HierarchicalKernelOptions>(s);
+  s.finish();
+  EXPECT_EQ(o.filters, (std::vector<std::int64_t>{3, 3}));
+  EXPECT_EQ(o.inputs, 9);
+  sl::ConfigWriter w;
+  sl::options::write(w, o, "kernel");
+  auto back_cfg = w.config();
+  auto back_s = back_cfg.section("kernel");
+  const auto back = sl::options::read<th::HierarchicalKernelOptions>(back_s);
+  back_s.finish();
+  EXPECT_EQ(back.filters, o.filters);
+  EXPECT_EQ(back.inputs, 9);
+  auto bad = sl::Config::from_string("[kernel]\nfilters = [2, 2]\ninputs = 9\n");
+  sl::testing::expect_error<sl::ConfigError>([&] { auto b = bad.section("kernel"); sl::options::read<th::HierarchicalKernelOptions>(b); },
+                                             "filters: the filter sizes 2 x 2 = 4 do not tile the input dimension d = 9");
 }

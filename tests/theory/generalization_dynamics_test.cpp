@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/theory/generalization_dynamics.h"
 #include "testing.h"
@@ -261,4 +262,37 @@ TEST(GeneralizationDynamics, BadInputIsAConfigErrorNamingTheKey) {
   sl::testing::expect_error<ConfigError>([&] { th::random_features_errors(d, o, 0, {1.0}, 10, gen); }, "width");
   sl::testing::expect_error<sl::ShapeError>(
       [] { th::least_squares_flow(torch::zeros({3, 2}, kF64), torch::zeros({4}, kF64), torch::zeros({2}, kF64)); }, "[P, D]");
+}
+
+TEST(GeneralizationDynamics, OptionsReadFromTomlRoundTripAndRejectUnknownOrBadKeys) {
+  auto cfg = sl::Config::from_string("[teacher]\ninputs = 50\nload = 0.5\nnoise_std = 0.25\n");
+  auto s = cfg.section("teacher");
+  const auto o = sl::options::read<th::TeacherStudentOptions>(s);
+  s.finish();
+  EXPECT_EQ(o.inputs, 50);
+  EXPECT_EQ(o.load, 0.5);
+  EXPECT_EQ(o.noise_std, 0.25);
+  EXPECT_EQ(o.teacher_std, 1.0);  // the default
+  EXPECT_EQ(o.samples(), 25);
+  sl::ConfigWriter w;
+  sl::options::write(w, o, "teacher");
+  auto back_cfg = w.config();
+  auto back_s = back_cfg.section("teacher");
+  const auto back = sl::options::read<th::TeacherStudentOptions>(back_s);
+  back_s.finish();
+  EXPECT_EQ(back.inputs, 50);
+  EXPECT_EQ(back.load, 0.5);
+  EXPECT_EQ(back.noise_std, 0.25);
+  auto bad = sl::Config::from_string("[teacher]\nload = 0.0\n");
+  sl::testing::expect_error<sl::ConfigError>([&] { auto b = bad.section("teacher"); sl::options::read<th::TeacherStudentOptions>(b); },
+                                             "teacher.load");
+  auto neg = sl::Config::from_string("[teacher]\nnoise_std = -1.0\n");
+  sl::testing::expect_error<sl::ConfigError>([&] { auto b = neg.section("teacher"); sl::options::read<th::TeacherStudentOptions>(b); },
+                                             "teacher.noise_std");
+  auto unknown = sl::Config::from_string("[teacher]\nalpha = 2.0\n");
+  sl::testing::expect_error<sl::ConfigError>([&] {
+    auto u = unknown.section("teacher");
+    sl::options::read<th::TeacherStudentOptions>(u);
+    u.finish();
+  }, "alpha");
 }
