@@ -22,7 +22,8 @@ namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
-                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds", "gka"};
+                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -607,6 +608,127 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
                 std::abs(num(row.at("stableun").at("lambda_max"))) - std::abs(num(row.at("npo").at("lambda_max"))), 1e-9);
     EXPECT_GT(num(row.at("original").at("forget_acc")), 0.5) << "the trained model knows the class before unlearning";
     EXPECT_TRUE(fs::exists(run / "stableun_relearn.svg"));
+  } else if (name == "generalization-dynamics") {
+    // --quick: 27 cells (9 loads × 3 SNRs, σ_w̄ = 1, σ² = 1/SNR), 71 times (10 per decade over
+    // [1e-2, 1e5]); the closed forms and the exact finite-N asymptotes by hand (N = 200); the seven
+    // checks' values recomputed from the row (one seed).
+    const auto times = row.at("times").get<std::vector<double>>();
+    ASSERT_EQ(times.size(), 71u);
+    EXPECT_NEAR(times.front(), 1e-2, 1e-15);
+    EXPECT_NEAR(times.back(), 1e5, 1e-6);
+    const auto& cells = row.at("cells");
+    ASSERT_EQ(cells.size(), 27u);
+    const std::vector<double> loads = {0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.5, 2.0, 4.0}, snrs = {0.5, 2.0, 10.0};
+    std::size_t in = 0, all = 0, peaks = 0, rising = 0;
+    double worst_rel = 0, worst_offset = 0;
+    for (std::size_t a = 0; a < 9; ++a) {
+      const double al = loads[a], n = 200, p = std::round(al * n);
+      double prev_t = -1, offset = 0;
+      bool up = true;
+      for (std::size_t s = 0; s < 3; ++s) {
+        const auto& c = cells[a * 3 + s];
+        const double s2 = 1 / snrs[s];
+        EXPECT_EQ(c.at("alpha").get<double>(), al);
+        EXPECT_EQ(c.at("samples").get<double>(), p);
+        if (al != 1.0) {
+          const double closed = al > 1 ? s2 + s2 / (al - 1) : s2 + (1 - al) + s2 * al / (1 - al);
+          const double finite = al > 1 ? s2 + s2 * n / (p - n - 1) : s2 + (n - p) / n + s2 * p / (n - p - 1);
+          EXPECT_NEAR(num(c.at("eg_inf_closed")), closed, 1e-12 * closed);
+          EXPECT_NEAR(num(c.at("eg_inf_finite")), finite, 1e-12 * finite);
+          const double gap = std::abs(finite - closed);
+          const auto mm = c.at("eg_mean").get<std::vector<double>>(), se = c.at("eg_se").get<std::vector<double>>(),
+                     thy = c.at("eg_theory").get<std::vector<double>>();
+          ASSERT_EQ(mm.size(), 71u);
+          for (std::size_t i = 0; i < mm.size(); ++i, ++all) in += std::abs(mm[i] - thy[i]) <= 3 * se[i] + gap ? 1 : 0;
+          in += std::abs(num(c.at("eg_inf_mean")) - closed) <= 3 * num(c.at("eg_inf_se")) + gap ? 1 : 0;
+          ++all;
+          if (std::abs(al - 1) >= 0.25) worst_rel = std::max(worst_rel, std::abs(num(c.at("eg_inf_mean")) - closed) / closed);
+          // At t = 1e-2 barely anything has moved: E_g ≈ σ_w̄² + σ² = 1 + σ² (theory, within 5 %).
+          EXPECT_NEAR(thy[0], 1 + s2, 0.05 * (1 + s2));
+        } else {
+          EXPECT_TRUE(c.at("eg_inf_closed").is_null());
+        }
+        EXPECT_NEAR(num(c.at("offset_expected")), (1 - std::min(1.0, al)) * 1.0, 1e-12);
+        offset += num(c.at("offset_mean")) / 3;
+        const auto mm = c.at("eg_mean").get<std::vector<double>>();
+        const double t = times[static_cast<std::size_t>(std::min_element(mm.begin(), mm.end()) - mm.begin())];
+        EXPECT_EQ(num(c.at("t_opt")), t);
+        up = up && t > prev_t;
+        prev_t = t;
+      }
+      rising += up ? 1 : 0;
+      if (al <= 0.75) worst_offset = std::max(worst_offset, std::abs(offset / (1 - al) - 1));
+    }
+    for (std::size_t s = 0; s < 3; ++s) {
+      std::size_t best = 0;
+      for (std::size_t a = 1; a < 9; ++a)
+        if (num(cells[a * 3 + s].at("eg_inf_mean")) > num(cells[best * 3 + s].at("eg_inf_mean"))) best = a;
+      peaks += loads[best] == 1.0 ? 1 : 0;
+    }
+    const auto& rf = row.at("rf");
+    const auto ratios = rf.at("ratios").get<std::vector<double>>();
+    const auto err = rf.at("test_inf_mean").get<std::vector<double>>();
+    ASSERT_EQ(ratios.size(), 10u);
+    ASSERT_EQ(err.size(), 10u);
+    for (std::size_t i = 0; i < ratios.size(); ++i) EXPECT_EQ(rf.at("widths")[i].get<double>(), std::round(ratios[i] * 100));
+    const auto peak = static_cast<std::size_t>(std::max_element(err.begin(), err.end()) - err.begin());
+    // Beyond the threshold the student interpolates: training error 0 at t = ∞ (H = 2P, 4P, 8P).
+    for (std::size_t i = 7; i < 10; ++i) EXPECT_LT(rf.at("train_inf_mean")[i].get<double>(), 1e-12) << ratios[i];
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 7u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), static_cast<double>(in) / static_cast<double>(all), 1e-12);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), worst_rel, 1e-12);
+    EXPECT_EQ(checks[2].at("value").get<double>(), static_cast<double>(peaks));
+    EXPECT_NEAR(checks[3].at("value").get<double>(), worst_offset, 1e-12);
+    EXPECT_EQ(checks[4].at("value").get<double>(), static_cast<double>(rising));
+    EXPECT_NEAR(checks[5].at("value").get<double>(), std::abs(ratios[peak] - 1), 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), err[9] - err[7], 1e-12);
+    for (const char* f : {"gd_curves_snr_0.5.svg", "gd_curves_snr_2.svg", "gd_curves_snr_10.svg", "gd_asymptote.svg",
+                          "gd_random_features.svg"})
+      EXPECT_TRUE(fs::exists(run / f)) << f;
+  } else if (name == "cnn-kernel-curves") {
+    // --quick: n = 2^4 … 2^9 (6 sizes), d = 8 and 16; every relative error positive and finite; each β
+    // recomputed here as minus the least-squares slope of log ε on log n; the ten checks' values from
+    // those β (one seed).
+    const auto sizes = row.at("sizes").get<std::vector<double>>();
+    ASSERT_EQ(sizes, (std::vector<double>{16, 32, 64, 128, 256, 512}));
+    const auto slope = [&](const std::vector<double>& e) {
+      double mx = 0, my = 0;
+      for (std::size_t i = 0; i < e.size(); ++i) mx += std::log(sizes[i]) / e.size(), my += std::log(e[i]) / e.size();
+      double sxy = 0, sxx = 0;
+      for (std::size_t i = 0; i < e.size(); ++i)
+        sxy += (std::log(sizes[i]) - mx) * (std::log(e[i]) - my), sxx += (std::log(sizes[i]) - mx) * (std::log(sizes[i]) - mx);
+      return -sxy / sxx;
+    };
+    const auto& dims = row.at("dims");
+    ASSERT_EQ(dims.size(), 2u);
+    EXPECT_EQ(dims[0].at("d").get<int>(), 8);
+    EXPECT_EQ(dims[1].at("d").get<int>(), 16);
+    std::map<std::string, double> beta;
+    for (std::size_t di = 0; di < 2; ++di)
+      for (const char* t : {"local", "meta", "global"})
+        for (const char* st : {"cnn", "fc"}) {
+          const auto e = dims[di].at(t).at(std::string(st) + "_error").get<std::vector<double>>();
+          ASSERT_EQ(e.size(), 6u);
+          for (double x : e) EXPECT_TRUE(std::isfinite(x) && x > 0) << t << " " << st;
+          const double b = slope(e);
+          EXPECT_NEAR(num(dims[di].at(t).at(std::string(st) + "_beta")), b, 1e-9) << t << " " << st;
+          beta[std::string(st) + t + std::to_string(di)] = b;
+          EXPECT_NEAR(num(m.at("beta_" + std::string(st) + "_" + t + "_d" + (di ? "16" : "8"))), b, 1e-9);
+        }
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 10u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), beta["cnnlocal0"] - beta["cnnmeta0"], 1e-9);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), beta["cnnmeta0"] - beta["cnnglobal0"], 1e-9);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), beta["cnnlocal1"] - beta["cnnmeta1"], 1e-9);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), beta["cnnmeta1"] - beta["cnnglobal1"], 1e-9);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), beta["cnnglobal1"] - beta["cnnglobal0"], 1e-9);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), beta["cnnlocal1"] / beta["cnnlocal0"], 1e-9);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), beta["cnnlocal0"] - beta["fclocal0"], 1e-9);
+    EXPECT_NEAR(checks[7].at("value").get<double>(), beta["cnnmeta0"] - beta["fcmeta0"], 1e-9);
+    EXPECT_NEAR(checks[8].at("value").get<double>(), beta["cnnlocal1"] - beta["fclocal1"], 1e-9);
+    EXPECT_NEAR(checks[9].at("value").get<double>(), beta["cnnmeta1"] - beta["fcmeta1"], 1e-9);
+    for (const char* f : {"cnn_kernel_curves_d8.svg", "cnn_kernel_curves_d16.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
   }
   fs::remove_all(run.parent_path());
 }
@@ -661,6 +783,9 @@ TEST(ReproCli, BadInputIsExitStatusTwoButNotReproducedIsZero) {
                                   "unknown key 'options.kk'");
   sl::testing::expect_usage_error("repro commutator --quick --set kk=4 --out " + (dir / "y2").string(), "valid keys");
   sl::testing::expect_usage_error("repro commutator --quick", "--out RUN is required");
+  // An entry's own option rules name the key (cnn-kernel-curves: patch, meta-patch and input must differ).
+  sl::testing::expect_usage_error("repro cnn-kernel-curves --quick --set depth_small=2 --out " + (dir / "w").string(),
+                                  "options.depth_small");
   // A GD rate far beyond 2/λ_max diverges: the claim's checks fail, which is a result (exit 0).
   const auto r = sl::testing::run_cli("repro edge-of-stability --quick --set lr=50 --set steps=50 --quiet --out " + (dir / "z").string());
   EXPECT_EQ(r.status, 0) << r.err;

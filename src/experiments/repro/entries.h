@@ -37,6 +37,8 @@ ReproEntry make_koopman_repro();
 ReproEntry make_lfm_stability_repro();
 ReproEntry make_execution_manifolds_repro();
 ReproEntry make_gka_repro();
+ReproEntry make_generalization_dynamics_repro();
+ReproEntry make_cnn_kernel_curves_repro();
 
 /// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
 /// hidden layer of that width); seed ctx.seed + k.

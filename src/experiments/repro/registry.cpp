@@ -28,6 +28,8 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_lfm_stability_repro(),
       repro::make_execution_manifolds_repro(),
       repro::make_gka_repro(),
+      repro::make_generalization_dynamics_repro(),
+      repro::make_cnn_kernel_curves_repro(),
   };
 }
 }  // namespace
