@@ -2,6 +2,7 @@
 
 #include "stablelearn/core/error.h"
 #include "stablelearn/rl/cartpole.h"
+#include "stablelearn/rl/maze.h"
 
 namespace stablelearn::rl {
 
@@ -11,19 +12,29 @@ std::uint64_t stream_seed(std::uint64_t seed, std::int64_t i) {
   return b.next();
 }
 
-std::vector<std::string> env_names() { return {"CartPole-v1"}; }
+std::vector<std::string> env_names() { return {"CartPole-v1", "Maze-v0"}; }
 
 std::unique_ptr<VecEnv> make_env(const std::string& name, const EnvOptions& options) {
-  if (name == "CartPole-v1") return std::make_unique<CartPole>(options);
+  if (name == "CartPole-v1") {
+    SL_CHECK(options.levels == 0 && options.start_level == 0 && options.grid == 0, ConfigError,
+             "env.levels / env.start_level / env.grid: CartPole-v1 has no levels or grid; leave them 0");
+    return std::make_unique<CartPole>(options);
+  }
+  if (name == "Maze-v0") return std::make_unique<Maze>(options);
   std::string known;
   for (const auto& n : env_names()) known += (known.empty() ? "" : ", ") + n;
   SL_THROW(UsageError, "unknown environment \"", name, "\"; known: ", known);
 }
 
 std::vector<double> evaluate(const std::string& name, const PolicyFn& policy, std::int64_t episodes, std::uint64_t seed) {
+  return evaluate(name, EnvOptions{}, policy, episodes, seed);
+}
+
+std::vector<double> evaluate(const std::string& name, const EnvOptions& options, const PolicyFn& policy, std::int64_t episodes,
+                             std::uint64_t seed) {
   SL_CHECK(episodes >= 1, ConfigError, "evaluate: episodes must be >= 1, got ", episodes);
   SL_CHECK(static_cast<bool>(policy), UsageError, "evaluate: no policy");
-  EnvOptions o;
+  EnvOptions o = options;
   o.num_envs = episodes;
   o.auto_reset = true;
   auto env = make_env(name, o);

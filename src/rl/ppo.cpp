@@ -17,7 +17,7 @@
 namespace stablelearn::rl {
 
 void PpoOptions::fields(options::Visitor& v) {
-  v("env", env, "environment name (CartPole-v1)").one_of(env_names());
+  v("env", env, "environment name (CartPole-v1, Maze-v0)").one_of(env_names());
   v("num_envs", num_envs, "parallel environment copies").at_least(1);
   v("num_steps", num_steps, "rollout length per copy and iteration").at_least(1);
   v("epochs", epochs, "optimisation passes over each rollout").at_least(1);
@@ -35,6 +35,17 @@ void PpoOptions::fields(options::Visitor& v) {
   v("max_grad_norm", max_grad_norm, "global gradient norm clip (0 = none)").at_least(0.0);
   v("norm_adv", norm_adv, "normalise advantages per minibatch");
   v("seed", seed, "seed of the network, the environments and the sampling").at_least(0);
+  v("embed", embed, "width of the encoder output the heads act on (0 = plain MLPs, no separate head)").at_least(0);
+  v("head", head, "policy and value heads: euclidean, poincare or hyperboloid (Hyper++)").one_of({"euclidean", "poincare", "hyperboloid"});
+  v("feature_control", feature_control, "Hyper++'s RMSNorm + tanh + learned scaling before the hyperbolic heads");
+  v("curvature", curvature, "c of the hyperbolic heads' curvature -c").above(0.0);
+  v("value_loss", value_loss, "mse (clipped by value_clip) or hl_gauss (categorical, Hyper++)").one_of({"mse", "hl_gauss"});
+  v("hl_bins", hl_bins, "bins of the HL-Gauss value distribution").at_least(2);
+  v("hl_min", hl_min, "lower end of the HL-Gauss support");
+  v("hl_max", hl_max, "upper end of the HL-Gauss support");
+  v("levels", levels, "training levels of a procedurally generated environment (0 = unlimited)").at_least(0);
+  v("start_level", start_level, "first training level id").at_least(0);
+  v("grid", grid, "grid side of a grid environment (0 = its own)").at_least(0);
 }
 
 void PpoOptions::cross_check() const {
@@ -42,6 +53,10 @@ void PpoOptions::cross_check() const {
   SL_CHECK(batch % minibatches == 0 && batch / minibatches >= 2, ConfigError,
            "ppo.minibatches: must divide num_envs * num_steps = ", batch, " into minibatches of at least 2, got ",
            minibatches);
+  SL_CHECK(embed > 0 || (head == "euclidean" && value_loss == "mse" && !feature_control), ConfigError,
+           "ppo.embed: the head \"", head, "\", feature_control and value_loss = hl_gauss need an encoder output (embed > 0)");
+  SL_CHECK(!feature_control || head != "euclidean", ConfigError, "ppo.feature_control: applies to the hyperbolic heads only");
+  SL_CHECK(hl_max > hl_min, ConfigError, "ppo.hl_max: must be > hl_min = ", hl_min, ", got ", hl_max);
 }
 
 torch::Tensor clipped_surrogate_loss(const torch::Tensor& log_ratio, const torch::Tensor& advantages, double clip) {
@@ -111,17 +126,51 @@ ActorCriticImpl::ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions,
   critic_ = register_module("critic", mlp(obs_dim, hidden, 1, 1.0));
 }
 
-torch::Tensor ActorCriticImpl::logits(const torch::Tensor& obs) { return actor_->forward(obs); }
-torch::Tensor ActorCriticImpl::value(const torch::Tensor& obs) { return critic_->forward(obs).squeeze(-1); }
+ActorCriticImpl::ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions, const PpoOptions& o) {
+  if (o.embed == 0) {
+    actor_ = register_module("actor", mlp(obs_dim, o.hidden, num_actions, 0.01));
+    critic_ = register_module("critic", mlp(obs_dim, o.hidden, 1, 1.0));
+    return;
+  }
+  // Encoders end in a linear embed-wide layer (gain 1); the heads' class vectors start N(0, 1/embed).
+  heads_ = true;
+  hl_gauss_ = o.value_loss == "hl_gauss";
+  hl_min_ = o.hl_min;
+  hl_max_ = o.hl_max;
+  actor_ = register_module("actor", mlp(obs_dim, o.hidden, o.embed, 1.0));
+  critic_ = register_module("critic", mlp(obs_dim, o.hidden, o.embed, 1.0));
+  const hyperbolic::HeadOptions ho{o.head, o.feature_control, o.curvature};
+  const double std0 = 1.0 / std::sqrt(static_cast<double>(o.embed));
+  actor_head_ = register_module("actor_head", hyperbolic::Head(o.embed, num_actions, ho, std0));
+  critic_head_ = register_module("critic_head", hyperbolic::Head(o.embed, hl_gauss_ ? o.hl_bins : 1, ho, std0));
+}
+
+torch::Tensor ActorCriticImpl::logits(const torch::Tensor& obs) {
+  return heads_ ? actor_head_->forward(actor_->forward(obs)) : actor_->forward(obs);
+}
+torch::Tensor ActorCriticImpl::value_outputs(const torch::Tensor& obs) {
+  return heads_ ? critic_head_->forward(critic_->forward(obs)) : critic_->forward(obs);
+}
+torch::Tensor ActorCriticImpl::value(const torch::Tensor& obs) {
+  const auto out = value_outputs(obs);
+  return hl_gauss_ ? hyperbolic::hl_gauss_value(out, hl_min_, hl_max_) : out.squeeze(-1);
+}
+double ActorCriticImpl::last_embedding_norm() const {
+  if (!heads_ || !actor_head_->last_tangent().defined()) return 0;
+  return actor_head_->last_tangent().norm(2, -1).mean().item<double>();
+}
 
 Ppo::Ppo(PpoOptions options, torch::Device device) : o_(std::move(options)), device_(device) {
   options::check(o_, "ppo");
   EnvOptions eo;
   eo.num_envs = o_.num_envs;
   eo.auto_reset = true;
+  eo.levels = o_.levels;
+  eo.start_level = o_.start_level;
+  eo.grid = o_.grid;
   env_ = make_env(o_.env, eo);
   torch::manual_seed(static_cast<std::uint64_t>(o_.seed));
-  model_ = ActorCritic(env_->obs_dim(), env_->num_actions(), o_.hidden);
+  model_ = ActorCritic(env_->obs_dim(), env_->num_actions(), o_);
   model_->to(device_);
   opt_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
                                               torch::optim::AdamOptions(o_.lr).eps(o_.adam_eps));
@@ -168,6 +217,8 @@ PpoStats Ppo::train(std::int64_t total_steps, const std::function<bool(const Ppo
     }
     double ret_sum = 0;
     std::int64_t episodes = 0;
+    stats.grad_norm = 0;
+    stats.nonfinite = 0;
     // Rollout.
     {
       torch::NoGradGuard ng;
@@ -228,12 +279,23 @@ PpoStats Ppo::train(std::int64_t total_steps, const std::function<bool(const Ppo
         auto a = b_adv.index_select(0, idx);
         if (o_.norm_adv) a = normalize_advantages(a);
         const auto pg = clipped_surrogate_loss(log_ratio, a, o_.clip);
-        const auto v = clipped_value_loss(model_->value(x), b_val.index_select(0, idx), b_ret.index_select(0, idx),
-                                          o_.value_clip);
+        const auto v = o_.value_loss == "hl_gauss"
+                           ? hyperbolic::hl_gauss_loss(model_->value_outputs(x), b_ret.index_select(0, idx), o_.hl_min, o_.hl_max)
+                           : clipped_value_loss(model_->value(x), b_val.index_select(0, idx), b_ret.index_select(0, idx),
+                                                o_.value_clip);
         const auto loss = pg - o_.ent_coef * entropy + o_.vf_coef * v;
         opt_->zero_grad();
         loss.backward();
-        if (o_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.max_grad_norm);
+        // The global norm before clipping; a non-finite loss or gradient skips the step (counted).
+        const double gn = torch::nn::utils::clip_grad_norm_(model_->parameters(),
+                                                            o_.max_grad_norm > 0 ? o_.max_grad_norm
+                                                                                 : std::numeric_limits<double>::infinity());
+        if (!std::isfinite(gn) || !std::isfinite(loss.item<double>())) {
+          ++stats.nonfinite;
+          opt_->zero_grad();
+          continue;
+        }
+        stats.grad_norm = std::max(stats.grad_norm, gn);
         opt_->step();
         {
           torch::NoGradGuard ng;
@@ -252,6 +314,7 @@ PpoStats Ppo::train(std::int64_t total_steps, const std::function<bool(const Ppo
       stats.approx_kl = kl / k;
       stats.clip_fraction = cf / k;
     }
+    stats.embed_norm = model_->last_embedding_norm();
     stats.iteration = ++iteration_;
     stats.env_steps = env_steps_;
     stats.episodes = episodes;

@@ -23,7 +23,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -580,6 +580,47 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[8].at("value").get<double>(), err("float16", "cg") / err("float16", "chebyshev"), 1e-9);
     EXPECT_NEAR(checks[9].at("value").get<double>(), err("bfloat16", "cg") / err("bfloat16", "chebyshev"), 1e-9);
     EXPECT_TRUE(fs::exists(run / "gka_mqar.svg"));
+  } else if (name == "hyper-pp") {
+    // --quick: 16384 steps of 32 envs x 64 = 8 iterations per agent; the training return is the mean
+    // of the finite returns of the last 2 iterations, the KL violations are counted from the logged
+    // approximate KL, the embedding norms are the first and last logged; a maze pays 10 only at the
+    // goal, so every test return is 10 x the solved share; the checks recomputed from the row.
+    for (const char* a : {"euclidean", "hyperbolic", "hyperpp", "no_rmsnorm"}) {
+      const auto& r = row.at(a);
+      const auto ret = r.at("returns"), kl = r.at("approx_kl"), en = r.at("embed_norms");
+      ASSERT_EQ(ret.size(), 8u) << a;
+      ASSERT_EQ(kl.size(), 8u) << a;
+      EXPECT_EQ(r.at("iterations").get<int>(), 8) << a;
+      std::vector<double> last;
+      for (std::size_t i = 6; i < 8; ++i)
+        if (!ret[i].is_null()) last.push_back(ret[i].get<double>());
+      double mean_last = 0;
+      for (double x : last) mean_last += x / double(last.size());
+      if (!last.empty()) EXPECT_NEAR(num(r.at("train_return")), mean_last, 1e-12) << a;
+      int spikes = 0;
+      for (const auto& k : kl) spikes += (k.is_null() || !(k.get<double>() <= 0.05)) ? 1 : 0;
+      EXPECT_EQ(r.at("kl_spikes").get<int>(), spikes) << a;
+      EXPECT_EQ(num(r.at("embed_norm_first")), en.front().get<double>()) << a;
+      EXPECT_EQ(num(r.at("embed_norm_last")), en.back().get<double>()) << a;
+      EXPECT_GT(en.back().get<double>(), 0) << a;
+      EXPECT_NEAR(num(r.at("test_return")), 10 * num(r.at("test_solved")), 1e-9) << a;
+      EXPECT_TRUE(num(r.at("test_solved")) >= 0 && num(r.at("test_solved")) <= 1) << a;
+    }
+    // Hyper++'s feature control bounds ||x_E|| by atanh(0.95).
+    for (const auto& e : row.at("hyperpp").at("embed_norms")) EXPECT_LE(e.get<double>(), std::atanh(0.95) + 1e-6);
+    const double rnd = num(row.at("random_train_return"));
+    EXPECT_TRUE(rnd >= 0 && rnd <= 10);
+    auto val = [&](const char* a, const char* k) { return num(row.at(a).at(k)); };
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 7u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), val("euclidean", "train_return") / std::max(1e-12, rnd), 1e-9);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), val("hyperpp", "test_return") - val("euclidean", "test_return"), 1e-12);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), val("hyperpp", "test_return") - val("hyperbolic", "test_return"), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), val("hyperpp", "test_return") - val("no_rmsnorm", "test_return"), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), val("hyperpp", "nonfinite"), 1e-12);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), val("hyperpp", "kl_spikes") - val("hyperbolic", "kl_spikes"), 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), val("hyperbolic", "embed_norm_last") / val("hyperbolic", "embed_norm_first"), 1e-9);
+    EXPECT_TRUE(fs::exists(run / "hyper_pp_embedding_norm.svg"));
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;

@@ -49,9 +49,13 @@ struct EnvOptions {
   std::int64_t num_envs = 1;   ///< copies N (>= 1)
   bool auto_reset = true;      ///< reset a copy as soon as its episode ends
   std::int64_t max_steps = 0;  ///< truncation length (0 = the environment's own: 500 for CartPole-v1)
+  // Procedurally generated environments (Maze-v0; others reject non-default values):
+  std::int64_t levels = 0;       ///< distinct levels drawn from, ids [start_level, start_level + levels); 0 = unlimited
+  std::int64_t start_level = 0;  ///< first level id (a held-out split starts where the training split ends)
+  std::int64_t grid = 0;         ///< side of the grid (odd); 0 = the environment's own (Maze-v0: 9)
 };
 
-/// Names of the built-in environments ("CartPole-v1").
+/// Names of the built-in environments ("CartPole-v1", "Maze-v0").
 std::vector<std::string> env_names();
 /// A built-in environment by name; an unknown name is a UsageError listing the known ones, bad
 /// options a ConfigError naming the option.
@@ -64,6 +68,10 @@ using PolicyFn = std::function<void(const float* obs, std::int64_t n, std::int32
 /// episode (so short episodes are not over-represented), copy i seeded from (seed, i), each
 /// copy's first episode counted (truncation included).
 std::vector<double> evaluate(const std::string& name, const PolicyFn& policy, std::int64_t episodes, std::uint64_t seed);
+/// The same with the environment's options (num_envs and auto_reset are set here; e.g. the levels
+/// of a held-out split).
+std::vector<double> evaluate(const std::string& name, const EnvOptions& options, const PolicyFn& policy, std::int64_t episodes,
+                             std::uint64_t seed);
 
 /// splitmix64: the generator behind every environment's random stream (and its seeding).
 struct SplitMix64 {

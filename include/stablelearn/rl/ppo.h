@@ -24,6 +24,7 @@
 #include <torch/types.h>
 
 #include "stablelearn/core/options.h"
+#include "stablelearn/rl/hyperbolic.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -52,6 +53,19 @@ struct PpoOptions {
   double max_grad_norm = 0.5;       ///< global gradient-norm clip (0 = none)
   bool norm_adv = true;             ///< normalise advantages per minibatch
   std::int64_t seed = 0;
+  // Heads (Hyper++, rl/hyperbolic.h). embed = 0: actor and critic are the plain MLPs above; embed > 0:
+  // each MLP ends in an embed-wide linear layer followed by a `head`.
+  std::int64_t embed = 0;           ///< width of the encoder output the heads act on (0 = no separate head)
+  std::string head = "euclidean";   ///< euclidean | poincare | hyperboloid (needs embed > 0 unless euclidean)
+  bool feature_control = false;     ///< Hyper++'s RMSNorm + tanh + learned scaling before expmap₀
+  double curvature = 1.0;           ///< c of the curvature −c
+  std::string value_loss = "mse";   ///< mse (clipped as value_clip says) | hl_gauss (categorical, Hyper++)
+  std::int64_t hl_bins = 51;        ///< HL-Gauss bins
+  double hl_min = -10, hl_max = 10;  ///< HL-Gauss support
+  // Environment options passed to make_env (procedurally generated environments, rl/env.h).
+  std::int64_t levels = 0;          ///< training levels (0 = unlimited)
+  std::int64_t start_level = 0;     ///< first training level id
+  std::int64_t grid = 0;            ///< grid side (0 = the environment's own)
 
   void fields(options::Visitor& v);
   void cross_check() const;
@@ -65,15 +79,26 @@ torch::Tensor clipped_surrogate_loss(const torch::Tensor& log_ratio, const torch
 torch::Tensor clipped_value_loss(const torch::Tensor& values, const torch::Tensor& old_values,
                                  const torch::Tensor& returns, double value_clip);
 
-/// Actor and critic MLPs obs → logits [B, A] and obs → value [B].
+/// Actor and critic MLPs obs → logits [B, A] and obs → value [B] (with options.embed > 0, each an
+/// encoder MLP and a head of rl/hyperbolic.h; with value_loss = hl_gauss the critic's head gives
+/// hl_bins logits and value() their HL-Gauss mean).
 class ActorCriticImpl : public torch::nn::Module {
  public:
   ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions, std::int64_t hidden);
+  ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions, const PpoOptions& options);
   torch::Tensor logits(const torch::Tensor& obs);
   torch::Tensor value(const torch::Tensor& obs);
+  /// The critic's raw outputs: [B, hl_bins] logits (hl_gauss) or [B, 1].
+  torch::Tensor value_outputs(const torch::Tensor& obs);
+  /// Mean norm of the actor head's input tangent vectors (the embedding x_E) at its last forward; 0
+  /// without a head.
+  double last_embedding_norm() const;
 
  private:
   torch::nn::Sequential actor_{nullptr}, critic_{nullptr};
+  hyperbolic::Head actor_head_{nullptr}, critic_head_{nullptr};
+  bool heads_ = false, hl_gauss_ = false;
+  double hl_min_ = 0, hl_max_ = 0;
 };
 TORCH_MODULE(ActorCritic);
 
@@ -84,6 +109,9 @@ struct PpoStats {
   std::int64_t episodes = 0;        ///< episodes that ended in this iteration's rollout
   double mean_return = 0;           ///< their mean return (NaN when none ended)
   double policy_loss = 0, value_loss = 0, entropy = 0, approx_kl = 0, clip_fraction = 0;  ///< last epoch's means
+  double grad_norm = 0;             ///< largest global gradient norm (before clipping) of the iteration
+  double embed_norm = 0;            ///< the actor head's input norm ‖x_E‖ at the last minibatch (0 without a head)
+  std::int64_t nonfinite = 0;       ///< minibatches skipped for a non-finite loss or gradient
 };
 
 class Ppo {

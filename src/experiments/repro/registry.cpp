@@ -30,6 +30,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_gka_repro(),
       repro::make_generalization_dynamics_repro(),
       repro::make_cnn_kernel_curves_repro(),
+      repro::make_hyper_pp_repro(),
   };
 }
 }  // namespace
