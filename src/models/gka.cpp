@@ -182,6 +182,19 @@ torch::Tensor output(const torch::Tensor& o_heads, const torch::Tensor* w, const
   return F::linear(o_heads.transpose(1, 2).reshape({B, T, o.d_model}), w[10]);
 }
 
+// One chunk [c0, c1) of the streams with its cumulative log-decay G [B, h, C] and the decay matrix
+// M_ti = e^{G_t − G_i} for i ≤ t, 0 for i > t ([B, h, C, C]).
+struct Chunk {
+  torch::Tensor q, k, v, G, M;
+};
+Chunk chunk_of(const Streams& s, std::int64_t c0, std::int64_t c1) {
+  const auto C = c1 - c0;
+  Chunk c{s.q.slice(2, c0, c1), s.k.slice(2, c0, c1), s.v.slice(2, c0, c1), s.log_gamma.slice(2, c0, c1).cumsum(-1), {}};
+  const auto later = torch::ones({C, C}, torch::TensorOptions().dtype(torch::kBool).device(s.q.device())).triu(1);
+  c.M = torch::exp((c.G.unsqueeze(-1) - c.G.unsqueeze(-2)).masked_fill(later, -std::numeric_limits<double>::infinity()));
+  return c;
+}
+
 // Gated linear attention, chunked: within a chunk o_t = D^{−1/2}(Σ_{i≤t} e^{G_t−G_i}(q_t·k_i) v_i + e^{G_t} U₀ q_t).
 torch::Tensor linear_attention(const Streams& s, const torch::Tensor& x, const torch::Tensor* w, const GkaOptions& o) {
   const auto B = x.size(0), T = x.size(1), h = o.heads, D = o.head_dim();
@@ -189,10 +202,7 @@ torch::Tensor linear_attention(const Streams& s, const torch::Tensor& x, const t
   std::vector<torch::Tensor> outs;
   for (std::int64_t c0 = 0; c0 < T; c0 += o.chunk) {
     const auto c1 = std::min(T, c0 + o.chunk), C = c1 - c0;
-    const auto q = s.q.slice(2, c0, c1), k = s.k.slice(2, c0, c1), v = s.v.slice(2, c0, c1);
-    const auto G = s.log_gamma.slice(2, c0, c1).cumsum(-1);  // [B, h, C]
-    const auto later = torch::ones({C, C}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
-    const auto M = torch::exp((G.unsqueeze(-1) - G.unsqueeze(-2)).masked_fill(later, -std::numeric_limits<double>::infinity()));
+    const auto [q, k, v, G, M] = chunk_of(s, c0, c1);
     const auto A = torch::matmul(q, k.transpose(-1, -2)) * M;  // [B, h, C, C]
     const auto carried = torch::matmul(q, U.transpose(-1, -2)) * torch::exp(G).unsqueeze(-1);
     outs.push_back((torch::matmul(A, v) + carried) / std::sqrt(double(D)));
@@ -231,10 +241,7 @@ torch::Tensor gka(const torch::Tensor& x, const torch::Tensor* w, const GkaOptio
   std::vector<torch::Tensor> outs;
   for (std::int64_t c0 = 0; c0 < T; c0 += o.chunk) {
     const auto c1 = std::min(T, c0 + o.chunk), C = c1 - c0;
-    const auto q = s.q.slice(2, c0, c1), k = s.k.slice(2, c0, c1), v = s.v.slice(2, c0, c1);
-    const auto G = s.log_gamma.slice(2, c0, c1).cumsum(-1);  // [B, h, C]
-    const auto later = torch::ones({C, C}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
-    const auto M = torch::exp((G.unsqueeze(-1) - G.unsqueeze(-2)).masked_fill(later, -std::numeric_limits<double>::infinity()));
+    const auto [q, k, v, G, M] = chunk_of(s, c0, c1);
     const auto carry = torch::exp(G).unsqueeze(-1).unsqueeze(-1);  // [B, h, C, 1, 1]
     const auto Hc = torch::einsum("bhti,bhid,bhie->bhtde", {M, k, k}) + carry * H.unsqueeze(2);
     const auto Uc = torch::einsum("bhti,bhid,bhie->bhtde", {M, v, k}) + carry * U.unsqueeze(2);

@@ -46,6 +46,7 @@ void PpoOptions::fields(options::Visitor& v) {
   v("levels", levels, "training levels of a procedurally generated environment (0 = unlimited)").at_least(0);
   v("start_level", start_level, "first training level id").at_least(0);
   v("grid", grid, "grid side of a grid environment (0 = its own)").at_least(0);
+  v("max_steps", max_steps, "episode truncation length (0 = the environment's own)").at_least(0);
 }
 
 void PpoOptions::cross_check() const {
@@ -168,6 +169,7 @@ Ppo::Ppo(PpoOptions options, torch::Device device) : o_(std::move(options)), dev
   eo.levels = o_.levels;
   eo.start_level = o_.start_level;
   eo.grid = o_.grid;
+  eo.max_steps = o_.max_steps;
   env_ = make_env(o_.env, eo);
   torch::manual_seed(static_cast<std::uint64_t>(o_.seed));
   model_ = ActorCritic(env_->obs_dim(), env_->num_actions(), o_);

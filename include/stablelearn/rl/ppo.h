@@ -66,6 +66,7 @@ struct PpoOptions {
   std::int64_t levels = 0;          ///< training levels (0 = unlimited)
   std::int64_t start_level = 0;     ///< first training level id
   std::int64_t grid = 0;            ///< grid side (0 = the environment's own)
+  std::int64_t max_steps = 0;       ///< episode truncation length (0 = the environment's own)
 
   void fields(options::Visitor& v);
   void cross_check() const;

@@ -1,7 +1,8 @@
 // repro hyper-pp: Klein, Lang, Shkabrii, Sturm, Sidak, Miklautz, Plant, Velaj, Tschiatschek,
 // "Understanding and Improving Hyperbolic Deep Reinforcement Learning" (Hyper++; ICLR 2026,
 // arXiv 2512.14202; shared/specs/papers-19-35.md §29), the spec's smallest faithful CPU experiment:
-// PPO (rl/ppo.h) on procedurally generated mazes (rl/maze.h, Maze-v0, 9 × 9) trained on `levels`
+// PPO (rl/ppo.h) on procedurally generated mazes (rl/maze.h, Maze-v0, 9 × 9, episodes cut at
+// `episode_steps`, so that a random walk rarely reaches the goal) trained on `levels`
 // levels and tested on held-out ones, four agents with the same encoder (two tanh layers of
 // `hidden`, then a linear layer to a d = `embed` feature) and heads from rl/hyperbolic.h:
 //   euclidean    linear policy and value heads, MSE value loss
@@ -63,6 +64,7 @@ rl::PpoOptions ppo_options(const ReproContext& ctx, const Agent& a, std::int64_t
   rl::PpoOptions o;
   o.env = "Maze-v0";
   o.levels = ctx.int_option("levels");
+  o.max_steps = ctx.int_option("episode_steps");
   o.num_envs = ctx.int_option("num_envs");
   o.num_steps = ctx.int_option("num_steps");
   o.epochs = 2;
@@ -110,6 +112,7 @@ json train_agent(const ReproContext& ctx, const Agent& a, std::int64_t seed,
     if (std::isfinite(returns[i])) last.push_back(returns[i]);
   rl::EnvOptions test;
   test.start_level = ctx.int_option("levels");
+  test.max_steps = ctx.int_option("episode_steps");
   const auto test_returns = rl::evaluate(
       "Maze-v0", test, [&](const float* obs, std::int64_t k, std::int32_t* act) { ppo.act(obs, k, act, /*greedy=*/false); },
       ctx.int_option("test_episodes"), static_cast<std::uint64_t>(seed) + 7777);
@@ -147,6 +150,7 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
   // The floor: a uniformly random policy on the training levels.
   rl::EnvOptions train;
   train.levels = ctx.int_option("levels");
+  train.max_steps = ctx.int_option("episode_steps");
   rl::SplitMix64 rng{rl::stream_seed(static_cast<std::uint64_t>(seed), -2)};
   const auto rand_returns = rl::evaluate(
       "Maze-v0", train,
@@ -182,9 +186,10 @@ void write_figure(const RunDir& run, const std::vector<json>& rows) {
 ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   ReproOutcome out;
   out.setup = {
-      {"environment", fmt::format("Maze-v0 (9 x 9 perfect mazes, reward 10 at the goal, truncated at 324 steps): {} training "
+      {"environment", fmt::format("Maze-v0 (9 x 9 perfect mazes, reward 10 at the goal, truncated at {} steps): {} training "
                                   "levels, {} episodes on held-out levels (ids from {} on)",
-                                  ctx.int_option("levels"), ctx.int_option("test_episodes"), ctx.int_option("levels"))},
+                                  ctx.int_option("episode_steps"), ctx.int_option("levels"), ctx.int_option("test_episodes"),
+                                  ctx.int_option("levels"))},
       {"agents", "euclidean (linear heads, MSE), hyperbolic (Poincare MLR heads, MSE), hyperpp (RMSNorm + tanh + learned "
                  "scaling, hyperboloid MLR heads, HL-Gauss), no_rmsnorm (hyperpp without the feature control)"},
       {"encoder", fmt::format("two tanh layers of {}, a linear layer to d = {} (actor and critic separate)", ctx.int_option("hidden"),
@@ -239,7 +244,8 @@ ReproEntry make_hyper_pp_repro() {
   e.claim = "Hyperbolic PPO without regularisation is unstable (growing embedding norms, trust-region violations); Hyper++ "
             "(RMSNorm + learned scaling before hyperboloid heads, a categorical HL-Gauss value loss) trains stably and "
             "generalises to held-out levels better than Euclidean and unregularised hyperbolic PPO, and fails without RMSNorm.";
-  e.options = {{"steps", "environment steps per agent", 300000, 16384, true},
+  e.options = {{"steps", "environment steps per agent", 1000000, 16384, true},
+               {"episode_steps", "episode length limit (Maze-v0's own: 324)", 100, 100, true},
                {"levels", "training levels (held-out levels start after them)", 200, 20, true},
                {"num_envs", "parallel environments", 64, 32, true},
                {"num_steps", "rollout length per environment and iteration", 128, 64, true},
