@@ -52,6 +52,8 @@ void register_repro_commands(CLI::App& app, CommandRegistry& reg);
 void register_report_command(CLI::App& app, CommandRegistry& reg);
 /// unlearn_command.cpp: `unlearn --run RUN --out OUT --forget-class C --method M` (unlearn/unlearn.h).
 void register_unlearn_command(CLI::App& app, CommandRegistry& reg);
+/// rl_commands.cpp: `rl envs` and `rl train CONFIG --out RUN` (rl/).
+void register_rl_commands(CLI::App& app, CommandRegistry& reg);
 /// More `diagnose` sub-commands (diagnose_extra_commands.cpp: commutator), registered on the
 /// `diagnose` group by register_diagnose_commands.
 void add_diagnose_extra_commands(CLI::App* diag, CommandRegistry& reg);

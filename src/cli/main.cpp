@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   cli::register_launch_command(app, commands);
   cli::register_repro_commands(app, commands);
   cli::register_unlearn_command(app, commands);
+  cli::register_rl_commands(app, commands);
   cli::register_demo_command(app, commands);
   cli::register_list_command(app, commands);
   cli::register_diagnose_commands(app, commands);
