@@ -4,6 +4,7 @@
 #include <limits>
 
 #include <torch/autograd.h>
+#include <torch/fft.h>
 #include <torch/nn/functional/loss.h>
 
 #include "stablelearn/core/error.h"
@@ -116,6 +117,28 @@ double temporal_oscillation(const std::vector<double>& series) {
   const double m = sum / static_cast<double>(n);
   if (!(m != 0)) return std::numeric_limits<double>::quiet_NaN();
   return (tv / static_cast<double>(n - 1)) / m;
+}
+
+torch::Tensor power_spectrum_2d(const torch::Tensor& map) {
+  SL_CHECK(map.dim() == 2 && map.size(0) >= 1 && map.size(1) >= 1, ShapeError, "power_spectrum_2d: map must be [H, W], got ",
+           map.sizes());
+  torch::NoGradGuard ng;
+  const auto f = torch::fft_fft2(map.detach().to(torch::kDouble));
+  return torch::fft_fftshift(f.abs().pow(2));
+}
+
+double spectral_spread(const torch::Tensor& map) {
+  const auto P = power_spectrum_2d(map);
+  const auto H = P.size(0), W = P.size(1);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble).device(P.device());
+  const auto ky = (torch::arange(H, opts) - static_cast<double>(H / 2)) / static_cast<double>(H);
+  const auto kx = (torch::arange(W, opts) - static_cast<double>(W / 2)) / static_cast<double>(W);
+  const auto radius = (ky.unsqueeze(1).pow(2) + kx.unsqueeze(0).pow(2)).sqrt();
+  auto Pn = P.clone();
+  Pn[H / 2][W / 2] = 0;  // the zero frequency
+  const double total = Pn.sum().item<double>();
+  if (!(total > 0)) return std::numeric_limits<double>::quiet_NaN();
+  return (Pn * radius).sum().item<double>() / total;
 }
 
 Rollouts collect_episodes(const std::string& name, const PolicyFn& policy, std::int64_t episodes, std::uint64_t seed) {

@@ -205,3 +205,23 @@ TEST(Diagnosis, AdversarialDdqnOptionsAndDeterminism) {
   EXPECT_EQ(a, run(0.2));
   EXPECT_NE(a, run(0.0));  // the perturbation changes the updates
 }
+
+// map(r, c) = cos(2π (2 r / 8 + 3 c / 12)) on 8 × 12: all the energy at k = ±(2/8, 3/12), each
+// |FFT|² = (8 · 12 / 2)² = 2304, at the shifted indices (4 ± 2, 6 ± 3); the spread is
+// ‖(1/4, 1/4)‖ = √2/4. A constant map has no spread (NaN); adding a constant does not change it.
+TEST(Diagnosis, PowerSpectrumAndSpreadOfACosine) {
+  const double pi = std::acos(-1.0);
+  auto map = torch::empty({8, 12}, torch::kDouble);
+  for (int r = 0; r < 8; ++r)
+    for (int c = 0; c < 12; ++c) map[r][c] = std::cos(2 * pi * (2.0 * r / 8 + 3.0 * c / 12));
+  const auto P = power_spectrum_2d(map);
+  ASSERT_EQ(P.sizes(), map.sizes());
+  EXPECT_NEAR(P[6][9].item<double>(), 2304.0, 1e-8);
+  EXPECT_NEAR(P[2][3].item<double>(), 2304.0, 1e-8);
+  EXPECT_NEAR(P.sum().item<double>(), 2 * 2304.0, 1e-7);
+  EXPECT_NEAR(P.sum().item<double>(), 96 * map.pow(2).sum().item<double>(), 1e-7);  // Parseval
+  EXPECT_NEAR(spectral_spread(map), std::sqrt(2.0) / 4, 1e-12);
+  EXPECT_NEAR(spectral_spread(map + 5.0), std::sqrt(2.0) / 4, 1e-12);
+  EXPECT_TRUE(std::isnan(spectral_spread(torch::ones({4, 4}, torch::kDouble))));
+  EXPECT_THROW(power_spectrum_2d(torch::ones({4}, torch::kDouble)), sl::ShapeError);
+}

@@ -73,6 +73,16 @@ torch::Tensor direction_norms(const QFunction& q, const torch::Tensor& episode_s
 /// mean_t |x_{t+1} − x_t| / mean_t x_t of a series (NaN for fewer than 2 values or a zero mean).
 double temporal_oscillation(const std::vector<double>& series);
 
+/// The power spectrum of a 2-D map (e.g. G_S of a pixel policy reshaped to one frame [H, W]):
+/// |FFT2(map)|² [H, W], shifted so that the zero frequency sits at (H/2, W/2) (fftshift). Double.
+torch::Tensor power_spectrum_2d(const torch::Tensor& map);
+
+/// The spectrum's energy-weighted mean radial frequency Σ P(k) ‖k‖ / Σ P(k), k in cycles per pixel
+/// (k_y = (r − H/2)/H, k_x = (c − W/2)/W on the shifted spectrum), the zero frequency excluded
+/// (the mean level carries no spatial structure): how spread out a map's spectrum is. NaN for a
+/// constant map.
+double spectral_spread(const torch::Tensor& map);
+
 /// The observations of `episodes` complete episodes of `policy` in environment `name` (one copy per
 /// episode, copy i seeded from (seed, i), as evaluate() does): per episode a [T, obs_dim] float
 /// tensor of the states the policy acted on, and its return.
