@@ -12,6 +12,7 @@
 #include <torch/utils.h>
 
 #include "stablelearn/core/error.h"
+#include "stablelearn/rl/diagnosis.h"
 
 namespace stablelearn::rl {
 
@@ -136,6 +137,7 @@ void DdqnOptions::fields(options::Visitor& v) {
   v("eps_end", eps_end, "final exploration rate").in(0.0, 1.0);
   v("eps_decay_steps", eps_decay_steps, "env steps of the linear epsilon decay").at_least(0);
   v("max_grad_norm", max_grad_norm, "global gradient norm clip (0 = none)").at_least(0.0);
+  v("adv_eps", adv_eps, "FGSM adversarial training radius in minibatch standard deviations (0 = off)").at_least(0.0);
   v("seed", seed, "seed of the network, the environments, exploration and replay").at_least(0);
 }
 
@@ -181,8 +183,14 @@ void Ddqn::act(const float* obs, std::int64_t n, std::int32_t* actions) {
 double Ddqn::update() {
   const auto b = buffer_->sample(o_.batch_size, device_);
   const auto B = o_.batch_size;
+  auto obs = b.obs;
+  if (o_.adv_eps > 0) {
+    // FGSM against the online network's greedy action, per-dimension radius adv_eps · σ_d.
+    const auto scale = b.obs.std(0, /*unbiased=*/false);
+    obs = fgsm([this](const torch::Tensor& x) { return online_->forward(x); }, b.obs, o_.adv_eps, scale);
+  }
   // One online pass over [s; s'] (the s' half only chooses the argmax, without gradient).
-  const auto q_all = online_->forward(torch::cat({b.obs, b.next_obs}, 0));
+  const auto q_all = online_->forward(torch::cat({obs, b.next_obs}, 0));
   torch::Tensor y;
   {
     torch::NoGradGuard ng;

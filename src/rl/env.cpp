@@ -2,6 +2,7 @@
 
 #include "stablelearn/core/error.h"
 #include "stablelearn/rl/cartpole.h"
+#include "stablelearn/rl/cartpole_pixels.h"
 #include "stablelearn/rl/maze.h"
 
 namespace stablelearn::rl {
@@ -12,13 +13,18 @@ std::uint64_t stream_seed(std::uint64_t seed, std::int64_t i) {
   return b.next();
 }
 
-std::vector<std::string> env_names() { return {"CartPole-v1", "Maze-v0"}; }
+std::vector<std::string> env_names() { return {"CartPole-v1", "CartPolePixels-v1", "Maze-v0"}; }
 
 std::unique_ptr<VecEnv> make_env(const std::string& name, const EnvOptions& options) {
   if (name == "CartPole-v1") {
     SL_CHECK(options.levels == 0 && options.start_level == 0 && options.grid == 0, ConfigError,
              "env.levels / env.start_level / env.grid: CartPole-v1 has no levels or grid; leave them 0");
     return std::make_unique<CartPole>(options);
+  }
+  if (name == "CartPolePixels-v1") {
+    SL_CHECK(options.levels == 0 && options.start_level == 0 && options.grid == 0, ConfigError,
+             "env.levels / env.start_level / env.grid: CartPolePixels-v1 has no levels or grid; leave them 0");
+    return std::make_unique<CartPolePixels>(options);
   }
   if (name == "Maze-v0") return std::make_unique<Maze>(options);
   std::string known;

@@ -23,7 +23,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -621,6 +621,54 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[5].at("value").get<double>(), val("hyperpp", "kl_spikes") - val("hyperbolic", "kl_spikes"), 1e-12);
     EXPECT_NEAR(checks[6].at("value").get<double>(), val("hyperbolic", "embed_norm_last") / val("hyperbolic", "embed_norm_first"), 1e-9);
     EXPECT_TRUE(fs::exists(run / "hyper_pp_embedding_norm.svg"));
+  } else if (name == "drl-diagnosis") {
+    // --quick: at most 8000 env steps per agent, 3 greedy episodes per state set. CartPole pays 1
+    // per step, so the first episode's ||v|| series is as long as its return; its oscillation
+    // mean|diff| / mean recomputed here, the agent's oscillation the mean over episodes, the return
+    // the mean of the episode returns, every Lambda in [0, 1], G_S a unit vector; the checks from
+    // the row.
+    for (const char* a : {"vanilla", "adversarial"}) {
+      const auto& r = row.at(a);
+      EXPECT_LE(r.at("env_steps").get<int>(), 8000) << a;
+      const auto rets = r.at("returns").get<std::vector<double>>();
+      ASSERT_EQ(rets.size(), 3u) << a;
+      double rsum = 0;
+      for (double x : rets) {
+        EXPECT_TRUE(x >= 1 && x <= 500) << a << " " << x;
+        rsum += x;
+      }
+      EXPECT_NEAR(num(r.at("return")), rsum / 3, 1e-9) << a;
+      const auto nrm = r.at("v_norms_episode0").get<std::vector<double>>();
+      ASSERT_EQ(nrm.size(), static_cast<std::size_t>(rets[0])) << a;
+      const auto& osc = r.at("oscillations");
+      ASSERT_EQ(osc.size(), 3u) << a;
+      if (nrm.size() >= 2) {
+        double tv = 0, sum = 0;
+        for (std::size_t t = 0; t + 1 < nrm.size(); ++t) tv += std::abs(nrm[t + 1] - nrm[t]);
+        for (double x : nrm) sum += x;
+        if (sum > 0) EXPECT_NEAR(num(osc[0]), (tv / double(nrm.size() - 1)) / (sum / double(nrm.size())), 1e-9) << a;
+      }
+      EXPECT_NEAR(num(r.at("oscillation")), (num(osc[0]) + num(osc[1]) + num(osc[2])) / 3, 1e-9) << a;
+      for (const char* l : {"lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm"}) {
+        const double x = num(r.at(l));
+        EXPECT_TRUE(x >= 0 && x <= 1 + 1e-9) << a << " " << l << " " << x;
+      }
+      double g2 = 0;
+      for (double x : r.at("principal_direction").get<std::vector<double>>()) g2 += x * x;
+      EXPECT_NEAR(g2, 1.0, 1e-9) << a;
+      EXPECT_EQ(r.at("sigma").size(), 4u) << a;
+    }
+    auto val = [&](const char* a, const char* k) { return num(row.at(a).at(k)); };
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 7u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), val("vanilla", "return"), 1e-9);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), val("adversarial", "return"), 1e-9);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), val("vanilla", "lambda_noise") - val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), val("vanilla", "lambda_scale") - val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), val("vanilla", "lambda_fgsm") - val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), val("adversarial", "oscillation") / val("vanilla", "oscillation"), 1e-9);
+    EXPECT_TRUE(fs::exists(run / "drl_diagnosis_v_norm.svg"));
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;

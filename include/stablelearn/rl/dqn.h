@@ -9,7 +9,9 @@
 // every `target_update` gradient steps (θ⁻ ← τ θ + (1 − τ) θ⁻; τ = 1 copies). Exploration is
 // ε-greedy with ε decaying linearly from eps_start to eps_end over eps_decay_steps env steps.
 // Truncated episodes are bootstrapped (the buffer stores the true next observation and only
-// `terminated` stops the bootstrap).
+// `terminated` stops the bootstrap). With adv_eps > 0 the online network is trained adversarially
+// on FGSM-perturbed observations (see DdqnOptions::adv_eps; Korkmaz 2024's robustness diagnosis,
+// rl/diagnosis.h); adv_eps = 0 runs exactly the plain algorithm.
 //
 // Determinism: the network is initialised after torch::manual_seed(seed); exploration and replay
 // sampling use the trainer's own splitmix64 streams.
@@ -103,6 +105,10 @@ struct DdqnOptions {
   double eps_start = 1.0, eps_end = 0.05;
   std::int64_t eps_decay_steps = 10000;  ///< env steps of the linear ε decay
   double max_grad_norm = 10.0;           ///< global gradient-norm clip (0 = none)
+  /// FGSM adversarial training (0 = off): the TD loss is taken at s + adv_eps · σ ⊙ sign(v(s)) instead
+  /// of s, v(s) the online network's non-Lipschitz direction (rl/diagnosis.h) and σ the minibatch's
+  /// per-dimension standard deviation of s; the targets stay those of the clean s'.
+  double adv_eps = 0.0;
   std::int64_t seed = 0;
 
   void fields(options::Visitor& v);

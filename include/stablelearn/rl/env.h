@@ -55,7 +55,7 @@ struct EnvOptions {
   std::int64_t grid = 0;         ///< side of the grid (odd); 0 = the environment's own (Maze-v0: 9)
 };
 
-/// Names of the built-in environments ("CartPole-v1", "Maze-v0").
+/// Names of the built-in environments ("CartPole-v1", "CartPolePixels-v1", "Maze-v0").
 std::vector<std::string> env_names();
 /// A built-in environment by name; an unknown name is a UsageError listing the known ones, bad
 /// options a ConfigError naming the option.

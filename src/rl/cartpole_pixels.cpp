@@ -1,0 +1,82 @@
+#include "stablelearn/rl/cartpole_pixels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "stablelearn/core/error.h"
+
+namespace stablelearn::rl {
+
+void rasterise_cartpole(const float state[4], std::int64_t height, std::int64_t width, float* frame) {
+  SL_CHECK(height >= 12 && width >= 8, ConfigError, "rasterise_cartpole: need height >= 12 and width >= 8, got ", height,
+           " x ", width);
+  const auto H = height, W = width;
+  std::fill(frame, frame + H * W, 0.f);
+  const double scale = static_cast<double>(W) / (2 * CartPoleConstants::x_threshold);
+  const double c = (static_cast<double>(state[0]) + CartPoleConstants::x_threshold) * scale;
+  const double hw = 0.25 * scale;
+  for (std::int64_t r = H - 10; r < H - 6; ++r)
+    for (std::int64_t col = 0; col < W; ++col)
+      if (std::abs(col + 0.5 - c) <= hw) frame[r * W + col] = 1.f;
+  const double L = 0.5 * static_cast<double>(H), th = state[2];
+  const double x0 = c, y0 = static_cast<double>(H - 10), dx = L * std::sin(th), dy = -L * std::cos(th);
+  const double len2 = dx * dx + dy * dy;
+  const double r2 = 0.6 * 0.6;
+  // Only the pixels of the segment's bounding box (plus the thickness) can be lit.
+  const auto c0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(std::min(x0, x0 + dx) - 1)));
+  const auto c1 = std::min<std::int64_t>(W - 1, static_cast<std::int64_t>(std::ceil(std::max(x0, x0 + dx) + 1)));
+  const auto r0 = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::floor(std::min(y0, y0 + dy) - 1)));
+  const auto r1 = std::min<std::int64_t>(H - 1, static_cast<std::int64_t>(std::ceil(std::max(y0, y0 + dy) + 1)));
+  for (std::int64_t r = r0; r <= r1; ++r)
+    for (std::int64_t col = c0; col <= c1; ++col) {
+      const double px = col + 0.5 - x0, py = r + 0.5 - y0;
+      const double t = std::clamp((px * dx + py * dy) / len2, 0.0, 1.0);
+      const double ex = px - t * dx, ey = py - t * dy;
+      if (ex * ex + ey * ey <= r2) frame[r * W + col] = 1.f;
+    }
+}
+
+CartPolePixels::CartPolePixels(const EnvOptions& options) : inner_(options) {
+  const auto n = static_cast<std::size_t>(inner_.num_envs());
+  states_.assign(n * 4, 0.f);
+  final_states_.assign(n * 4, 0.f);
+  prev_.assign(n * kHeight * kWidth, 0.f);
+}
+
+void CartPolePixels::write_obs(std::int64_t i, const float* state, float* obs_i, bool fresh) {
+  const auto F = kHeight * kWidth;
+  float* prev = prev_.data() + i * F;
+  rasterise_cartpole(state, kHeight, kWidth, obs_i + F);
+  if (fresh) std::memcpy(prev, obs_i + F, sizeof(float) * F);
+  std::memcpy(obs_i, prev, sizeof(float) * F);
+  std::memcpy(prev, obs_i + F, sizeof(float) * F);  // the next step's previous frame
+}
+
+void CartPolePixels::reset(std::uint64_t seed, float* obs) {
+  inner_.reset(seed, states_.data());
+  for (std::int64_t i = 0; i < num_envs(); ++i) write_obs(i, states_.data() + 4 * i, obs + i * obs_dim(), true);
+}
+
+void CartPolePixels::reset_env(std::int64_t i, float* obs_i) {
+  inner_.reset_env(i, states_.data() + 4 * i);
+  write_obs(i, states_.data() + 4 * i, obs_i, true);
+}
+
+void CartPolePixels::step(const std::int32_t* actions, float* obs, float* reward, std::uint8_t* terminated,
+                          std::uint8_t* truncated, float* final_obs) {
+  inner_.step(actions, states_.data(), reward, terminated, truncated, final_states_.data());
+  const auto D = obs_dim(), F = kHeight * kWidth;
+  for (std::int64_t i = 0; i < num_envs(); ++i) {
+    const bool ended = terminated[i] || truncated[i];
+    if (final_obs) {
+      // The episode's last observation: [previous frame, the final state's frame].
+      std::memcpy(final_obs + i * D, prev_.data() + i * F, sizeof(float) * F);
+      rasterise_cartpole(final_states_.data() + 4 * i, kHeight, kWidth, final_obs + i * D + F);
+    }
+    // With auto_reset an ended copy already holds its next episode's first state: a fresh start.
+    write_obs(i, states_.data() + 4 * i, obs + i * D, ended);
+  }
+}
+
+}  // namespace stablelearn::rl

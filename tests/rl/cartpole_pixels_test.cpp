@@ -1,0 +1,99 @@
+// CartPolePixels-v1: the raster against hand-counted pixels, the frame stack, and the episodes
+// against CartPole-v1's for the same seed and actions.
+#include "stablelearn/rl/cartpole_pixels.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "stablelearn/core/error.h"
+
+namespace sl = stablelearn;
+using namespace sl::rl;
+
+namespace {
+constexpr std::int64_t H = 40, W = 60;
+int lit(const std::vector<float>& f, std::int64_t r0, std::int64_t r1, std::int64_t c0, std::int64_t c1) {
+  int n = 0;
+  for (std::int64_t r = r0; r < r1; ++r)
+    for (std::int64_t c = c0; c < c1; ++c) n += f[r * W + c] != 0.f;
+  return n;
+}
+}  // namespace
+
+// State 0: c = 30 px, cart half-width 0.25 · 60/4.8 = 3.125 → columns whose centre col + 0.5 lies in
+// [26.875, 33.125]: 27..32, rows 30..33 (24 pixels). Pole: vertical segment x = 30 from y = 30 to
+// y = 10, thickness 0.6 → columns 29 and 30 (centres 0.5 away), rows 10..29 (the centres 9.5 and
+// 30.5 are 0.71 from the end points): 40 pixels. 64 in all.
+TEST(CartPolePixels, RasterByHand) {
+  std::vector<float> f(H * W);
+  const float s0[4] = {0, 0, 0, 0};
+  rasterise_cartpole(s0, H, W, f.data());
+  EXPECT_EQ(lit(f, 0, H, 0, W), 64);
+  EXPECT_EQ(lit(f, 30, 34, 27, 33), 24);
+  EXPECT_EQ(lit(f, 10, 30, 29, 31), 40);
+  EXPECT_EQ(f[30 * W + 26], 0.f);
+  EXPECT_EQ(f[9 * W + 29], 0.f);
+  // x = 0.96 moves everything by 0.96 · 12.5 = 12 columns: cart 39..44, pole 41..42.
+  const float s1[4] = {0.96f, 0, 0, 0};
+  rasterise_cartpole(s1, H, W, f.data());
+  EXPECT_EQ(lit(f, 30, 34, 39, 45), 24);
+  EXPECT_EQ(lit(f, 10, 30, 41, 43), 40);
+  EXPECT_EQ(lit(f, 0, H, 0, W), 64);
+  // θ = 0.2 rad leans the pole right: its top end at x = 30 + 20 sin 0.2 = 33.97, y = 30 − 20 cos 0.2
+  // = 10.40; the pixel there is lit and the vertical pole's top pixels (columns 29, 30 at row 11) not.
+  const float s2[4] = {0, 0, 0.2f, 0};
+  rasterise_cartpole(s2, H, W, f.data());
+  EXPECT_EQ(f[10 * W + 33], 1.f);
+  EXPECT_EQ(f[11 * W + 29], 0.f);
+  EXPECT_EQ(f[11 * W + 30], 0.f);
+  EXPECT_THROW(rasterise_cartpole(s0, 8, W, f.data()), sl::ConfigError);
+}
+
+// The same seed and actions: rewards, terminations and truncations equal CartPole-v1's, the current
+// frame is the raster of CartPole's state, the previous frame the last step's current frame (and,
+// after an auto-reset, the new first frame).
+TEST(CartPolePixels, FollowsCartPoleAndStacksFrames) {
+  EnvOptions o;
+  o.num_envs = 3;
+  auto px = make_env("CartPolePixels-v1", o);
+  CartPole cp(o);
+  ASSERT_EQ(px->obs_dim(), 2 * H * W);
+  const auto D = px->obs_dim(), F = H * W;
+  std::vector<float> obs(3 * D), s(3 * 4), fin(3 * D), frame(F), prev_cur(3 * F);
+  std::vector<float> r1(3), r2(3);
+  std::vector<std::uint8_t> t1(3), t2(3), u1(3), u2(3);
+  px->reset(5, obs.data());
+  cp.reset(5, s.data());
+  for (int i = 0; i < 3; ++i) {
+    rasterise_cartpole(s.data() + 4 * i, H, W, frame.data());
+    for (std::int64_t k = 0; k < F; ++k) {
+      ASSERT_EQ(obs[i * D + F + k], frame[k]);
+      ASSERT_EQ(obs[i * D + k], frame[k]);  // at a reset the previous frame is the current one
+    }
+  }
+  int resets = 0;
+  for (int t = 0; t < 300; ++t) {
+    for (int i = 0; i < 3; ++i) std::copy(obs.begin() + i * D + F, obs.begin() + (i + 1) * D, prev_cur.begin() + i * F);
+    const std::int32_t a[3] = {t % 2, (t / 3) % 2, 1};
+    px->step(a, obs.data(), r1.data(), t1.data(), u1.data(), fin.data());
+    cp.step(a, s.data(), r2.data(), t2.data(), u2.data());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(r1[i], r2[i]);
+      ASSERT_EQ(t1[i], t2[i]);
+      ASSERT_EQ(u1[i], u2[i]);
+      const bool ended = t1[i] || u1[i];
+      resets += ended;
+      rasterise_cartpole(s.data() + 4 * i, H, W, frame.data());
+      for (std::int64_t k = 0; k < F; ++k) {
+        ASSERT_EQ(obs[i * D + F + k], frame[k]) << "t " << t << " copy " << i;
+        ASSERT_EQ(obs[i * D + k], ended ? frame[k] : prev_cur[i * F + k]) << "t " << t << " copy " << i;
+        ASSERT_EQ(fin[i * D + k], prev_cur[i * F + k]);  // the final observation's previous frame
+      }
+    }
+  }
+  EXPECT_GT(resets, 3);  // episodes ended and were reset along the way
+  const std::int32_t bad[3] = {0, 2, 0};
+  EXPECT_THROW(px->step(bad, obs.data(), r1.data(), t1.data(), u1.data()), sl::UsageError);
+}
