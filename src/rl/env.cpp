@@ -20,6 +20,7 @@ std::unique_ptr<VecEnv> make_env(const std::string& name, const EnvOptions& opti
   const bool known_name = name == "CartPole-v1" || name == "Maze-v0";
   SL_CHECK(!known_name || options.group == 1, ConfigError, "env.group: only Search-v0 has question groups; leave it 1 for ",
            name);
+  SL_CHECK(!known_name || options.hub == 0, ConfigError, "env.hub: only Search-v0 has a popular entity; leave it 0 for ", name);
   if (name == "CartPole-v1") {
     SL_CHECK(options.levels == 0 && options.start_level == 0 && options.grid == 0, ConfigError,
              "env.levels / env.start_level / env.grid: CartPole-v1 has no levels or grid; leave them 0");

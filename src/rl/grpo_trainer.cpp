@@ -35,6 +35,7 @@ void GrpoOptions::fields(options::Visitor& v) {
   v("levels", levels, "training questions (0 = unlimited)").at_least(0);
   v("start_level", start_level, "first training question id").at_least(0);
   v("max_steps", max_steps, "episode budget of the environment (0 = its own)").at_least(0);
+  v("hub", hub, "Search-v0: probability that a fact points to the popular entity 0").in(0.0, 1.0);
 }
 
 double cross_stratum_share(const torch::Tensor& rewards, const torch::Tensor& strata) {
@@ -91,6 +92,7 @@ Grpo::Grpo(GrpoOptions options, torch::Device device) : o_(std::move(options)), 
   eo.levels = o_.levels;
   eo.start_level = o_.start_level;
   eo.max_steps = o_.max_steps;
+  eo.hub = o_.hub;
   env_ = make_env(o_.env, eo);
   torch::manual_seed(static_cast<std::uint64_t>(o_.seed));
   const double g = std::sqrt(2.0);

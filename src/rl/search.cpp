@@ -10,11 +10,12 @@ namespace {
 constexpr std::uint64_t kQuestionSalt = 0x5345415243483076ULL;  // "SEARCH0v": question streams apart from the copies'
 }  // namespace
 
-SearchQuestion search_question(std::uint64_t id) {
+SearchQuestion search_question(std::uint64_t id, double hub) {
+  SL_CHECK(hub >= 0 && hub <= 1, ConfigError, "env.hub: must be in [0, 1], got ", hub);
   SearchQuestion q;
   SplitMix64 rng{stream_seed(kQuestionSalt, static_cast<std::int64_t>(id & 0x7FFFFFFFFFFFFFFFULL))};
   const auto E = static_cast<std::uint64_t>(SearchQuestion::entities);
-  for (auto& f : q.facts) f = rng.uniform01() < static_cast<float>(Search::hub_prob) ? 0 : static_cast<std::int32_t>(rng.next() % E);
+  for (auto& f : q.facts) f = rng.uniform01() < static_cast<float>(hub) ? 0 : static_cast<std::int32_t>(rng.next() % E);
   q.start = static_cast<std::int32_t>(rng.next() % E);
   q.hops = 1 + static_cast<std::int32_t>(rng.next() % static_cast<std::uint64_t>(SearchQuestion::max_hops));
   std::int32_t x = q.start;
@@ -32,6 +33,7 @@ Search::Search(const EnvOptions& o)
       levels_(o.levels),
       start_level_(o.start_level),
       group_(o.group),
+      hub_(o.hub),
       auto_reset_(o.auto_reset) {
   SL_CHECK(o.num_envs >= 1 && o.num_envs <= (std::int64_t{1} << 24), ConfigError, "env.num_envs: must be in [1, 2^24], got ",
            o.num_envs);
@@ -40,6 +42,7 @@ Search::Search(const EnvOptions& o)
   SL_CHECK(o.levels >= 0, ConfigError, "env.levels: must be >= 0 (0 = unlimited questions), got ", o.levels);
   SL_CHECK(o.start_level >= 0, ConfigError, "env.start_level: must be >= 0, got ", o.start_level);
   SL_CHECK(o.grid == 0, ConfigError, "env.grid: Search-v0 has no grid; leave it 0");
+  SL_CHECK(o.hub >= 0 && o.hub <= 1, ConfigError, "env.hub: must be in [0, 1], got ", o.hub);
   SL_CHECK(o.group >= 1 && o.num_envs % o.group == 0, ConfigError, "env.group: must be >= 1 and divide num_envs = ",
            o.num_envs, ", got ", o.group);
   const auto n = static_cast<std::size_t>(n_);
@@ -62,7 +65,7 @@ void Search::reset_one(std::int64_t i) {
   const std::uint64_t span = levels_ > 0 ? static_cast<std::uint64_t>(levels_) : (std::uint64_t{1} << 31);
   const auto id = static_cast<std::uint64_t>(start_level_) + u % span;
   if (qid_[i] != id || !started_) {
-    q_[i] = search_question(id);
+    q_[i] = search_question(id, hub_);
     qid_[i] = id;
   }
   cur_[i] = q_[i].start;
@@ -105,7 +108,7 @@ void Search::step(const std::int32_t* actions, float* obs, float* reward, std::u
   const auto A = static_cast<std::int32_t>(num_actions());
   for (std::int64_t i = 0; i < n_; ++i)
     SL_CHECK(actions[i] >= 0 && actions[i] < A, UsageError, name_, ": action of copy ", i, " is ", actions[i],
-             "; expected 0..", num_lookups - 1, " (lookup entity a / 3, relation a % 3) or ", num_lookups, "..", A - 1,
+             "; expected 0..", num_lookups - 1, " (lookup relation a of the current entity) or ", num_lookups, "..", A - 1,
              " (answer entity a - ", num_lookups, ")");
   if (!auto_reset_)
     for (std::int64_t i = 0; i < n_; ++i)
@@ -122,7 +125,7 @@ void Search::step(const std::int32_t* actions, float* obs, float* reward, std::u
     } else if (calls_[i] + 1 >= max_steps_) {
       trunc = true;  // the budget is spent: the lookup is refused and the episode ends unanswered
     } else {
-      cur_[i] = q_[i].fact(a / relations, a % relations);
+      cur_[i] = q_[i].fact(cur_[i], a);
       ++calls_[i];
     }
     reward[i] = r;

@@ -50,8 +50,8 @@ std::int32_t scripted(const float* o, int max_steps) {
   const int k = one_hot(path + H * R, H) + 1;
   const int calls = one_hot(path + H * R + H, max_steps);
   const int cur = one_hot(path + H * R + H + max_steps, E);
-  if (calls < k) return cur * R + one_hot(path + calls * R, R);
-  return E * R + cur;
+  if (calls < k) return one_hot(path + calls * R, R);
+  return R + cur;
 }
 
 // x_k along the path, from the facts.
@@ -65,9 +65,10 @@ int follow(const SearchQuestion& q) {
 
 TEST(Search, QuestionsAreFunctionsOfTheirIdAndTheAnswerFollowsThePath) {
   std::map<int, int> hops;
-  double hub = 0, facts = 0;
+  double hub = 0, facts = 0, zero = 0;
   for (std::uint64_t id = 0; id < 3000; ++id) {
-    const auto q = sl::rl::search_question(id), again = sl::rl::search_question(id);
+    for (int f : sl::rl::search_question(id).facts) zero += f == 0;  // no hub: P(f = 0) = 1/8
+    const auto q = sl::rl::search_question(id, 0.3), again = sl::rl::search_question(id, 0.3);
     EXPECT_EQ(q.facts, again.facts);
     EXPECT_EQ(q.start, again.start);
     EXPECT_EQ(q.path, again.path);
@@ -83,8 +84,10 @@ TEST(Search, QuestionsAreFunctionsOfTheirIdAndTheAnswerFollowsThePath) {
   }
   // k uniform on {1, 2, 3}: 1000 expected each, binomial sd ≈ 26.
   for (int k = 1; k <= 3; ++k) EXPECT_NEAR(hops[k], 1000, 130) << k;
-  // P(f = 0) = 0.3 + 0.7 / 8 = 0.3875 over 72000 facts (sd ≈ 0.0018).
+  // Hub 0.3: P(f = 0) = 0.3 + 0.7 / 8 = 0.3875 over 72000 facts (sd ≈ 0.0018); no hub: 0.125 (sd 0.0012).
   EXPECT_NEAR(hub / facts, 0.3875, 0.01);
+  EXPECT_NEAR(zero / facts, 0.125, 0.008);
+  EXPECT_THROW(sl::rl::search_question(1, 1.5), sl::ConfigError);
   EXPECT_NE(sl::rl::search_question(1).facts, sl::rl::search_question(2).facts);
 }
 
@@ -94,7 +97,7 @@ TEST(Search, ScriptedPolicyFromTheObservationIsAlwaysRightWithKCalls) {
   Search env(o);
   const auto d = env.obs_dim();
   ASSERT_EQ(d, 33);
-  ASSERT_EQ(env.num_actions(), 32);
+  ASSERT_EQ(env.num_actions(), 11);
   Buffers b(500, d);
   env.reset(11, b.obs.data());
   std::vector<int> done(500, 0), hops(500);
@@ -147,21 +150,29 @@ TEST(Search, WrongAnswersEarnZeroAndLookupsReturnTheFact) {
     EXPECT_EQ(b.rew[e], e == q.answer ? 1.f : 0.f) << e;
     EXPECT_EQ(env.calls(e), 0);
   }
-  // Lookups: copy e looks up (e, e % 3) and sees f_{e%3}(e) as the current entity, one call made.
+  // Lookups: copy e looks up relation e % 3 of the start s and sees f_{e%3}(s), one call made; then
+  // relation (e + 1) % 3 of that.
   for (int e = 0; e < 8; ++e) env.reset_env(e, b.obs.data() + e * d);
   ASSERT_EQ(env.question_id(3), env.question_id(0));  // the group's streams stay in step
   const auto q2 = env.question(0);
-  for (int e = 0; e < 8; ++e) b.act[e] = Search::lookup_action(e, e % 3);
+  for (int e = 0; e < 8; ++e) b.act[e] = Search::lookup_action(e % 3);
   step(env, b);
   for (int e = 0; e < 8; ++e) {
     EXPECT_FALSE(b.term[e] || b.trunc[e]);
     EXPECT_EQ(b.rew[e], 0.f);
     EXPECT_EQ(env.calls(e), 1);
-    EXPECT_EQ(env.current(e), q2.fact(e, e % 3));
+    EXPECT_EQ(env.current(e), q2.fact(q2.start, e % 3));
     const float* ob = b.obs.data() + e * d;
-    EXPECT_EQ(one_hot(ob + 25, 8), q2.fact(e, e % 3));
+    EXPECT_EQ(one_hot(ob + 25, 8), q2.fact(q2.start, e % 3));
     EXPECT_EQ(one_hot(ob + 20, 5), 1);
     EXPECT_EQ(one_hot(ob, 8), q2.start);
+  }
+  for (int e = 0; e < 8; ++e) b.act[e] = Search::lookup_action((e + 1) % 3);
+  step(env, b);
+  for (int e = 0; e < 8; ++e) {
+    EXPECT_EQ(env.calls(e), 2);
+    EXPECT_EQ(one_hot(b.obs.data() + e * d + 25, 8), q2.fact(q2.fact(q2.start, e % 3), (e + 1) % 3));
+    EXPECT_EQ(one_hot(b.obs.data() + e * d + 20, 5), 2);
   }
 }
 
@@ -175,7 +186,7 @@ TEST(Search, TheCallBudgetTruncatesAndRefusesTheLastLookup) {
     Buffers b(1, env.obs_dim());
     env.reset(9, b.obs.data());
     const auto q = env.question(0);
-    b.act[0] = Search::lookup_action(q.start, 1);
+    b.act[0] = Search::lookup_action(1);
     for (std::int64_t t = 1; t <= max_steps; ++t) {
       step(env, b);
       EXPECT_EQ(b.rew[0], 0.f);
@@ -249,7 +260,7 @@ TEST(Search, BadInputIsAClearError) {
   Buffers b(1, env.obs_dim());
   EXPECT_THROW(step(env, b), sl::UsageError);  // before reset
   env.reset(1, b.obs.data());
-  for (std::int32_t bad : {-1, 32, 1000}) {
+  for (std::int32_t bad : {-1, 11, 1000}) {
     b.act[0] = bad;
     try {
       step(env, b);
@@ -283,10 +294,17 @@ TEST(Search, BadInputIsAClearError) {
   o = {};
   o.levels = -1;
   config_error(o, "env.levels");
+  o = {};
+  o.hub = -0.1;
+  config_error(o, "env.hub");
   EnvOptions m;
   m.group = 2;
   EXPECT_THROW(sl::rl::make_env("Maze-v0", m), sl::ConfigError);
   EXPECT_THROW(sl::rl::make_env("CartPole-v1", m), sl::ConfigError);
+  EnvOptions h;
+  h.hub = 0.2;
+  EXPECT_THROW(sl::rl::make_env("Maze-v0", h), sl::ConfigError);
+  EXPECT_EQ(sl::rl::make_env("Search-v0", h)->name(), "Search-v0");
   EXPECT_EQ(sl::rl::make_env("Search-v0")->name(), "Search-v0");
   EXPECT_THROW(sl::rl::make_env("Serch-v0"), sl::UsageError);
 }

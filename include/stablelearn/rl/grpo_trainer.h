@@ -57,6 +57,7 @@ struct GrpoOptions {
   std::int64_t levels = 0;           ///< training questions (0 = unlimited)
   std::int64_t start_level = 0;      ///< first training question id
   std::int64_t max_steps = 0;        ///< the environment's episode budget (0 = its own)
+  double hub = 0;                    ///< Search-v0's popular-entity probability (EnvOptions.hub)
 
   void fields(options::Visitor& v);
 };

@@ -5,17 +5,19 @@
 //
 // Question `id` (≥ 0) is a function of its id alone, drawn from its own splitmix64 stream:
 //   * a knowledge base of `entities` (8) entities and `relations` (3) relations: one fact
-//     f_r(e) per (entity, relation), the "popular" entity 0 with probability hub_prob (0.3), else
-//     uniform over the 8 entities (so a guess of entity 0 is right far more often than 1/8: a
-//     prior a no-search answer can exploit, as a language model's parametric guess);
+//     f_r(e) per (entity, relation), uniform over the 8 entities; with EnvOptions.hub = h > 0 the
+//     "popular" entity 0 with probability h, else uniform (so a guess of entity 0 is right with
+//     probability h + (1 − h)/8: a prior a no-search answer can exploit, as a language model's
+//     parametric guess; default h = 0, no such prior);
 //   * a start entity s (uniform), a number of hops k uniform in {1, …, max_hops} (3) and a relation
 //     path r_1 … r_k (uniform);
 //   * the answer x_k, where x_0 = s and x_j = f_{r_j}(x_{j−1}): k lookups along the path find it.
 //
-// Actions (num_actions = entities · relations + entities = 32):
-//   a < 24        lookup(e = a / relations, r = a % relations): the tool returns f_r(e), which
-//                 becomes the observation's "current entity"; reward 0; counts as one tool call
-//   a ≥ 24        answer(e = a − 24): the episode terminates with reward 1 if e is the answer, 0
+// Actions (num_actions = relations + entities = 11):
+//   a < 3         lookup(r = a): the tool is called with the key (current entity x, relation r)
+//                 and returns f_r(x), which becomes the observation's "current entity" (x = s
+//                 before any call); reward 0; counts as one tool call
+//   a ≥ 3         answer(e = a − 3): the episode terminates with reward 1 if e is the answer, 0
 //                 otherwise
 // Truncation: an episode that has not answered after max_steps steps (default 5) ends with reward 0;
 // the lookup of that last step is refused (the call budget, max_steps − 1 calls, is spent). So the
@@ -28,7 +30,7 @@
 //   [17, 20)  k (one-hot k − 1)
 //   [20, 25)  the number of calls made so far (0 … max_steps − 1)
 //   [25, 33)  the current entity: the result of the last lookup, s before any
-// so the optimal policy reads: calls c < k → lookup(current, r_{c+1}); c = k → answer(current).
+// so the optimal policy reads: calls c < k → lookup(r_{c+1}); c = k → answer(current).
 //
 // Seeding (rl/env.h): reset(seed) seeds copy i's stream from (seed, i / group); each reset of a copy
 // (reset, reset_env, auto-reset) draws the next question id from it: start_level + u mod levels
@@ -57,18 +59,17 @@ struct SearchQuestion {
   std::int32_t fact(std::int32_t e, std::int32_t r) const { return facts[static_cast<std::size_t>(e * relations + r)]; }
 };
 
-/// Question `id` (see above).
-SearchQuestion search_question(std::uint64_t id);
+/// Question `id` with hub probability `hub` (see above; ConfigError naming env.hub outside [0, 1]).
+SearchQuestion search_question(std::uint64_t id, double hub = 0);
 
 class Search final : public VecEnv {
  public:
   static constexpr std::int32_t entities = SearchQuestion::entities, relations = SearchQuestion::relations,
                                 max_hops = SearchQuestion::max_hops;
-  static constexpr double hub_prob = 0.3;
   static constexpr std::int64_t default_max_steps = 5;
-  static constexpr std::int32_t num_lookups = entities * relations;
+  static constexpr std::int32_t num_lookups = relations;
   /// ConfigError naming the option for num_envs < 1, max_steps outside [0, 64] (0 = 5), levels or
-  /// start_level < 0, grid ≠ 0, group < 1 or a group that does not divide num_envs.
+  /// start_level < 0, grid ≠ 0, group < 1 or a group that does not divide num_envs, hub outside [0, 1].
   explicit Search(const EnvOptions& options = {});
 
   const std::string& name() const override { return name_; }
@@ -82,6 +83,7 @@ class Search final : public VecEnv {
 
   std::int64_t max_steps() const { return max_steps_; }
   std::int64_t group() const { return group_; }
+  double hub() const { return hub_; }
   /// Copy i's current question, its id, the tool calls of its current episode and its current entity.
   const SearchQuestion& question(std::int64_t i) const { return q_[check_index(i)]; }
   std::uint64_t question_id(std::int64_t i) const { return qid_[check_index(i)]; }
@@ -89,7 +91,7 @@ class Search final : public VecEnv {
   std::int32_t current(std::int64_t i) const { return cur_[check_index(i)]; }
 
   /// Action ids.
-  static std::int32_t lookup_action(std::int32_t entity, std::int32_t relation) { return entity * relations + relation; }
+  static std::int32_t lookup_action(std::int32_t relation) { return relation; }
   static std::int32_t answer_action(std::int32_t entity) { return num_lookups + entity; }
 
  private:
@@ -98,6 +100,7 @@ class Search final : public VecEnv {
   void write_obs(std::int64_t i, float* obs_i) const;
   std::string name_ = "Search-v0";
   std::int64_t n_, max_steps_, levels_, start_level_, group_;
+  double hub_;
   bool auto_reset_;
   std::vector<SearchQuestion> q_;
   std::vector<std::uint64_t> qid_;
