@@ -4,6 +4,7 @@
 #include "stablelearn/rl/cartpole.h"
 #include "stablelearn/rl/cartpole_pixels.h"
 #include "stablelearn/rl/maze.h"
+#include "stablelearn/rl/search.h"
 
 namespace stablelearn::rl {
 
@@ -13,9 +14,14 @@ std::uint64_t stream_seed(std::uint64_t seed, std::int64_t i) {
   return b.next();
 }
 
-std::vector<std::string> env_names() { return {"CartPole-v1", "CartPolePixels-v1", "Maze-v0"}; }
+std::vector<std::string> env_names() { return {"CartPole-v1", "CartPolePixels-v1", "Maze-v0", "Search-v0"}; }
 
 std::unique_ptr<VecEnv> make_env(const std::string& name, const EnvOptions& options) {
+  if (name == "Search-v0") return std::make_unique<Search>(options);
+  const bool known_name = name == "CartPole-v1" || name == "CartPolePixels-v1" || name == "Maze-v0";
+  SL_CHECK(!known_name || options.group == 1, ConfigError, "env.group: only Search-v0 has question groups; leave it 1 for ",
+           name);
+  SL_CHECK(!known_name || options.hub == 0, ConfigError, "env.hub: only Search-v0 has a popular entity; leave it 0 for ", name);
   if (name == "CartPole-v1") {
     SL_CHECK(options.levels == 0 && options.start_level == 0 && options.grid == 0, ConfigError,
              "env.levels / env.start_level / env.grid: CartPole-v1 has no levels or grid; leave them 0");

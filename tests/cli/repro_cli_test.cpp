@@ -23,7 +23,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -669,6 +669,77 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[5].at("value").get<double>(), val("vanilla", "lambda_fgsm") - val("vanilla", "lambda_clean"), 1e-12);
     EXPECT_NEAR(checks[6].at("value").get<double>(), val("adversarial", "oscillation") / val("vanilla", "oscillation"), 1e-9);
     EXPECT_TRUE(fs::exists(run / "drl_diagnosis_v_norm.svg"));
+  } else if (name == "stratified-grpo") {
+    // --quick: 200 iterations of 16 questions x 8 trajectories per estimator, 200 test questions. From
+    // each estimator's logged curves: the last-tenth reward (20 iterations), the gradient-norm CV
+    // (sample std / mean), the largest drawdown of the 10-iteration trailing moving average and the
+    // variance around it; batch rewards are multiples of 1/128 and test accuracies of 1/200; the
+    // checks recomputed from the row.
+    auto ma = [](const std::vector<double>& v) {
+      std::vector<double> out;
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        const std::size_t from = i + 1 >= 10 ? i + 1 - 10 : 0;
+        double s = 0;
+        for (std::size_t j = from; j <= i; ++j) s += v[j];
+        out.push_back(s / double(i + 1 - from));
+      }
+      return out;
+    };
+    for (const char* e : {"grpo", "san", "blend"}) {
+      const auto& r = row.at(e);
+      const auto rew = r.at("rewards").get<std::vector<double>>(), g = r.at("grad_norms").get<std::vector<double>>();
+      ASSERT_EQ(rew.size(), 200u) << e;
+      ASSERT_EQ(g.size(), 200u) << e;
+      for (double x : rew) {
+        EXPECT_TRUE(x >= 0 && x <= 1) << e;
+        EXPECT_NEAR(x * 128, std::round(x * 128), 1e-4) << e;
+      }
+      double last = 0;
+      for (std::size_t i = 180; i < 200; ++i) last += rew[i] / 20;
+      EXPECT_NEAR(num(r.at("final_train_reward")), last, 1e-12) << e;
+      double gm = 0, gv = 0;
+      for (double x : g) gm += x / 200;
+      for (double x : g) gv += (x - gm) * (x - gm) / 199;
+      EXPECT_NEAR(num(r.at("grad_norm_cv")), std::sqrt(gv) / gm, 1e-9) << e;
+      const auto m10 = ma(rew);
+      double peak = -1, dd = 0, jit = 0;
+      for (std::size_t i = 0; i < 200; ++i) {
+        peak = std::max(peak, m10[i]);
+        dd = std::max(dd, peak - m10[i]);
+        jit += (rew[i] - m10[i]) * (rew[i] - m10[i]) / 200;
+      }
+      EXPECT_NEAR(num(r.at("reward_drawdown")), dd, 1e-9) << e;
+      EXPECT_NEAR(num(r.at("reward_jitter")), jit, 1e-9) << e;
+      const double acc = num(r.at("test_accuracy"));
+      EXPECT_NEAR(acc * 200, std::round(acc * 200), 1e-9) << e;
+      for (const char* k : {"test_accuracy_k1", "test_accuracy_k2", "test_accuracy_k3"})
+        EXPECT_TRUE(num(r.at(k)) >= 0 && num(r.at(k)) <= 1) << e << k;
+      const double calls = num(r.at("test_calls"));
+      EXPECT_TRUE(calls >= 0 && calls <= 4) << e;
+      const double share = num(r.at("cross_stratum_share"));
+      EXPECT_TRUE(share >= 0 && share <= 1 + 1e-12) << e << " " << share;
+      EXPECT_EQ(r.at("nonfinite").get<int>(), 0) << e;
+    }
+    // The blind guess answers entity 0 at once: right with probability 1/8 (200 questions: sd 0.023);
+    // a uniformly random policy is rarely right.
+    const double guess = num(row.at("guess_accuracy")), rnd = num(row.at("random_accuracy"));
+    EXPECT_NEAR(guess, 0.125, 0.1);
+    EXPECT_LT(rnd, 0.3);
+    auto val = [&](const char* e, const char* k) { return num(row.at(e).at(k)); };
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 8u);
+    const double best = std::max({val("grpo", "test_accuracy"), val("san", "test_accuracy"), val("blend", "test_accuracy")});
+    EXPECT_NEAR(checks[0].at("value").get<double>(), val("grpo", "cross_stratum_share"), 1e-12);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), best - guess, 1e-12);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), val("san", "test_accuracy") - val("grpo", "test_accuracy"), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), val("blend", "test_accuracy") - val("grpo", "test_accuracy"), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), val("san", "grad_norm_cv") - val("grpo", "grad_norm_cv"), 1e-12);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), val("blend", "grad_norm_cv") - val("grpo", "grad_norm_cv"), 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), val("san", "reward_drawdown") - val("grpo", "reward_drawdown"), 1e-12);
+    EXPECT_NEAR(checks[7].at("value").get<double>(), val("blend", "reward_drawdown") - val("grpo", "reward_drawdown"), 1e-12);
+    EXPECT_NEAR(checks[0].at("threshold").get<double>(), 0.1, 1e-15);
+    EXPECT_NEAR(checks[1].at("threshold").get<double>(), 0.2, 1e-15);
+    EXPECT_TRUE(fs::exists(run / "stratified_grpo_reward.svg"));
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;

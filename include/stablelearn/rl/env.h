@@ -53,9 +53,12 @@ struct EnvOptions {
   std::int64_t levels = 0;       ///< distinct levels drawn from, ids [start_level, start_level + levels); 0 = unlimited
   std::int64_t start_level = 0;  ///< first level id (a held-out split starts where the training split ends)
   std::int64_t grid = 0;         ///< side of the grid (odd); 0 = the environment's own (Maze-v0: 9)
+  // Episodic generators for GRPO (Search-v0; others reject values other than 1):
+  std::int64_t group = 1;  ///< copies sharing one question stream: copy i draws from (seed, i / group)
+  double hub = 0;          ///< Search-v0: probability that a fact points to the popular entity 0 (others: 0)
 };
 
-/// Names of the built-in environments ("CartPole-v1", "CartPolePixels-v1", "Maze-v0").
+/// Names of the built-in environments ("CartPole-v1", "CartPolePixels-v1", "Maze-v0", "Search-v0").
 std::vector<std::string> env_names();
 /// A built-in environment by name; an unknown name is a UsageError listing the known ones, bad
 /// options a ConfigError naming the option.

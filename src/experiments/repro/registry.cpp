@@ -32,6 +32,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_cnn_kernel_curves_repro(),
       repro::make_hyper_pp_repro(),
       repro::make_drl_diagnosis_repro(),
+      repro::make_stratified_grpo_repro(),
   };
 }
 }  // namespace
