@@ -31,6 +31,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_generalization_dynamics_repro(),
       repro::make_cnn_kernel_curves_repro(),
       repro::make_hyper_pp_repro(),
+      repro::make_gd_sgd_minima_repro(),
   };
 }
 }  // namespace
