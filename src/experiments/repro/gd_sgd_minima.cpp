@@ -213,7 +213,7 @@ ReproEntry make_gd_sgd_minima_repro() {
                {"diag_init", "diagonal network: initial u (v = 0)", 1.0, 1.0, false},
                {"diag_lr_scale", "diagonal network: eta of GD and SGD in units of 2 / tr H at the initialisation", 1.5, 1.5, false},
                {"diag_max_steps", "diagonal network: steps at most", 200000, 40000, true},
-               {"diag_loss_tol", "diagonal network: train loss at which a run stops (a minimum)", 1e-8, 1e-6, false},
+               {"diag_loss_tol", "diagonal network: train loss at which a run stops (a minimum)", 1e-8, 1e-8, false},
                {"relu_inputs", "ReLU network: input dimension d", 10, 10, true},
                {"relu_samples", "ReLU network: training samples n", 50, 50, true},
                {"relu_width", "ReLU network: hidden width m", 200, 200, true},
@@ -221,7 +221,7 @@ ReproEntry make_gd_sgd_minima_repro() {
                {"relu_init", "ReLU network: initial scale s (w ~ N(0, s^2 I/d), a ~ N(0, s^2/m))", 1.0, 1.0, false},
                {"relu_lr_scale", "ReLU network: eta of GD and SGD in units of 2 / tr H at the initialisation", 1.2, 1.2, false},
                {"relu_max_steps", "ReLU network: steps at most", 200000, 40000, true},
-               {"relu_loss_tol", "ReLU network: train loss at which a run stops (a minimum)", 1e-7, 1e-5, false},
+               {"relu_loss_tol", "ReLU network: train loss at which a run stops (a minimum)", 1e-7, 1e-7, false},
                {"test_samples", "ReLU network: fresh test inputs", 2000, 1000, true}};
   e.run_seed = run_seed;
   e.summarise = summarise;
