@@ -626,6 +626,7 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
         }
       }
     }
+    EXPECT_TRUE(fs::exists(run / "gd_sgd_minima_stability.svg"));
   } else if (name == "hyper-pp") {
     // --quick: 16384 steps of 32 envs x 64 = 8 iterations per agent; the training return is the mean
     // of the finite returns of the last 2 iterations, the KL violations are counted from the logged

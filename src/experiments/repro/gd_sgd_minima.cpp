@@ -33,10 +33,14 @@
 //   P: SGD's solution flatter in trace: mean tr(H_SGD) / mean tr(H_GD)                    < 1
 //   P: SGD generalises better: mean test error SGD / mean test error GD                   < 1
 //   diag: SGD's solution sparser: mean ‖β_SGD‖₁ / mean ‖β_GD‖₁                           < 1
+#include <tuple>
+
 #include <fmt/format.h>
 #include <torch/torch.h>
 
 #include "entries.h"
+#include "stablelearn/core/run.h"
+#include "stablelearn/report/svg.h"
 #include "stablelearn/theory/sgd_minima.h"
 
 namespace stablelearn::experiments::repro {
@@ -156,6 +160,36 @@ double min_of(const std::vector<double>& v) {
   return v.empty() ? std::nan("") : r;
 }
 
+/// Each run's end point in the plane (η λ_max / 2, η tr H / 2): GD may sit anywhere left of x = 1,
+/// SGD (B = 1) only below y = 1.
+void write_figure(const RunDir& run, const std::vector<json>& rows) {
+  report::SvgPlot plot(760, 520);
+  double ymax = 1.2;
+  for (const auto& r : rows)
+    for (const char* p : {"diag", "relu"})
+      for (const char* a : {"gd", "sgd"}) {
+        const auto& v = r.at(p).at(a).at("trace_ratio");
+        if (v.is_number()) ymax = std::max(ymax, 1.1 * v.get<double>());
+      }
+  plot.set_range(0, 1.2, 0, ymax);
+  plot.title("GD vs SGD (batch 1) at the same rate: end points, one marker per seed");
+  plot.labels("eta lambda_max / 2 (GD stable left of 1)", "eta tr H / 2 (SGD stable only below 1)");
+  plot.polyline({{1, 0}, {1, ymax}}, "#888888", 1.0);
+  plot.polyline({{0, 1}, {1.2, 1}}, "#888888", 1.0);
+  const std::vector<std::tuple<const char*, const char*, const char*, const char*>> series = {
+      {"diag", "gd", "#1f77b4", "diagonal net, GD"}, {"diag", "sgd", "#d62728", "diagonal net, SGD"},
+      {"relu", "gd", "#17becf", "ReLU net, GD"}, {"relu", "sgd", "#ff7f0e", "ReLU net, SGD"}};
+  for (const auto& [p, a, colour, name] : series) {
+    for (const auto& r : rows) {
+      const auto& x = r.at(p).at(a).at("sharpness_ratio");
+      const auto& y = r.at(p).at(a).at("trace_ratio");
+      if (x.is_number() && y.is_number()) plot.marker(x.get<double>(), y.get<double>(), colour, 5);
+    }
+    plot.legend(name, colour);
+  }
+  run.write_text("gd_sgd_minima_stability.svg", plot.str());
+}
+
 ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   ReproOutcome out;
   out.setup = {
@@ -195,6 +229,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     if (P == "diag")
       out.checks.push_back(make_check("diag: SGD sparser: mean l1(beta_SGD) / mean l1(beta_GD)", mean(at("sgd", "l1")) / mean(at("gd", "l1")), "<", 1.0));
   }
+  if (ctx.run) write_figure(*ctx.run, rows);
   return out;
 }
 
