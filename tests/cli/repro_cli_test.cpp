@@ -23,7 +23,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -580,6 +580,53 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[8].at("value").get<double>(), err("float16", "cg") / err("float16", "chebyshev"), 1e-9);
     EXPECT_NEAR(checks[9].at("value").get<double>(), err("bfloat16", "cg") / err("bfloat16", "chebyshev"), 1e-9);
     EXPECT_TRUE(fs::exists(run / "gka_mqar.svg"));
+  } else if (name == "gd-sgd-minima") {
+    // --quick, one seed: η = lr_scale · 2 / tr H(θ₀) from config.toml and the row's initial trace;
+    // the stability ratios η tr/2 and η λ_max/2; at a minimum H is positive semi-definite, so
+    // 0 < λ_max <= tr H; the checks recomputed from the row (one seed: max = min = mean = the value).
+    const auto cfg = sl::Config::from_file(run / "config.toml").flat_values();
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 13u);
+    std::size_t c = 0;
+    for (const char* p : {"diag", "relu"}) {
+      const auto& pr = row.at(p);
+      const double lr = num(pr.at("lr"));
+      EXPECT_NEAR(lr, std::stod(cfg.at(std::string("options.") + p + "_lr_scale")) * 2 / num(pr.at("initial_trace")), 1e-12 * lr) << p;
+      auto v = [&](const char* alg, const char* k) { return num(pr.at(alg).at(k)); };
+      for (const char* alg : {"gd", "sgd"}) {
+        EXPECT_NEAR(v(alg, "trace_ratio"), lr * v(alg, "trace") / 2, 1e-12 * v(alg, "trace")) << p << alg;
+        EXPECT_NEAR(v(alg, "sharpness_ratio"), lr * v(alg, "lambda_max") / 2, 1e-12 * v(alg, "lambda_max")) << p << alg;
+        if (v(alg, "converged") == 1) {
+          EXPECT_LE(v(alg, "loss"), std::stod(cfg.at(std::string("options.") + p + "_loss_tol"))) << p << alg;
+          EXPECT_GT(v(alg, "lambda_max"), 0) << p << alg;
+          EXPECT_LE(v(alg, "lambda_max"), v(alg, "trace") * (1 + 1e-9)) << p << alg;
+        }
+      }
+      EXPECT_NEAR(checks[c++].at("value").get<double>(), (v("gd", "converged") + v("sgd", "converged")) / 2, 1e-12) << p;
+      auto same = [&](double expected) {
+        const auto& x = checks[c++].at("value");
+        if (std::isnan(expected)) {
+          EXPECT_TRUE(x.is_null()) << p << " " << c - 1;
+        } else {
+          EXPECT_NEAR(num(x), expected, 1e-9 * std::abs(expected)) << p << " " << c - 1;
+        }
+      };
+      same(v("sgd", "trace_ratio"));
+      same(v("gd", "sharpness_ratio"));
+      same(v("gd", "trace_ratio"));
+      same(v("sgd", "trace") / v("gd", "trace"));
+      same(v("sgd", "test_error") / v("gd", "test_error"));
+      if (std::string(p) == "diag") {
+        same(v("sgd", "l1") / v("gd", "l1"));
+        // the weighted l1 bound η Σ m_k |β_k| <= η tr H / 2 (u² + v² >= 2|uv|)
+        for (const char* alg : {"gd", "sgd"}) {
+          if (v(alg, "converged") == 1) {
+            EXPECT_LE(v(alg, "weighted_l1_ratio"), v(alg, "trace_ratio") * (1 + 1e-9)) << alg;
+          }
+        }
+      }
+    }
+    EXPECT_TRUE(fs::exists(run / "gd_sgd_minima_stability.svg"));
   } else if (name == "hyper-pp") {
     // --quick: 16384 steps of 32 envs x 64 = 8 iterations per agent; the training return is the mean
     // of the finite returns of the last 2 iterations, the KL violations are counted from the logged

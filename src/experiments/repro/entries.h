@@ -42,6 +42,7 @@ ReproEntry make_cnn_kernel_curves_repro();
 ReproEntry make_hyper_pp_repro();
 ReproEntry make_drl_diagnosis_repro();
 ReproEntry make_stratified_grpo_repro();
+ReproEntry make_gd_sgd_minima_repro();
 
 /// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
 /// hidden layer of that width); seed ctx.seed + k.
