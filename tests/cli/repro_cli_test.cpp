@@ -966,7 +966,9 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
       EXPECT_EQ(r.at("reached").get<bool>(), reached) << v;
       EXPECT_EQ(r.at("steps_to_threshold").get<double>(), first) << v;
       // Training stops at the threshold: the last curve point is the first to reach it.
-      if (reached) EXPECT_EQ(curve.back().at("step").get<double>(), first) << v;
+      if (reached) {
+        EXPECT_EQ(curve.back().at("step").get<double>(), first) << v;
+      }
       EXPECT_EQ(num(m.at(std::string(v) + "_steps")), first) << v;
       steps[v] = first;
       EXPECT_EQ(r.at("alignment_start").get<double>(), curve.front().at("alignment").get<double>());
