@@ -23,7 +23,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -936,6 +936,51 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[8].at("value").get<double>(), beta["cnnlocal1"] - beta["fclocal1"], 1e-9);
     EXPECT_NEAR(checks[9].at("value").get<double>(), beta["cnnmeta1"] - beta["fcmeta1"], 1e-9);
     for (const char* f : {"cnn_kernel_curves_d8.svg", "cnn_kernel_curves_d16.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
+  } else if (name == "grokalign") {
+    // --quick (one seed): per variant, the curve starts at step 0, its steps are multiples of
+    // `every` = 25 (or the budget 300), accuracies and alignments lie in [0, 1] and [-1, 1]; the steps
+    // to the threshold are the first curve step with test accuracy >= 0.75 (the budget if none);
+    // the checks recomputed from the row.
+    std::map<std::string, double> steps;
+    for (const char* v : {"none", "weight_decay", "grokalign"}) {
+      const auto& r = row.at(v);
+      const auto& curve = r.at("curve");
+      ASSERT_FALSE(curve.empty()) << v;
+      EXPECT_EQ(curve.front().at("step").get<int>(), 0) << v;
+      double first = 300;
+      bool reached = false;
+      for (const auto& p : curve) {
+        const int s = p.at("step").get<int>();
+        EXPECT_TRUE(s % 25 == 0 || s == 300) << v << " " << s;
+        for (const char* a : {"train_acc", "test_acc"}) {
+          const double x = p.at(a).get<double>();
+          EXPECT_TRUE(x >= 0 && x <= 1) << v << " " << a << " " << x;
+        }
+        const double al = p.at("alignment").get<double>();
+        EXPECT_TRUE(al >= -1 - 1e-6 && al <= 1 + 1e-6) << v << " " << al;
+        if (!reached && p.at("test_acc").get<double>() >= 0.75) {
+          reached = true;
+          first = s;
+        }
+      }
+      EXPECT_EQ(r.at("reached").get<bool>(), reached) << v;
+      EXPECT_EQ(r.at("steps_to_threshold").get<double>(), first) << v;
+      // Training stops at the threshold: the last curve point is the first to reach it.
+      if (reached) {
+        EXPECT_EQ(curve.back().at("step").get<double>(), first) << v;
+      }
+      EXPECT_EQ(num(m.at(std::string(v) + "_steps")), first) << v;
+      steps[v] = first;
+      EXPECT_EQ(r.at("alignment_start").get<double>(), curve.front().at("alignment").get<double>());
+      EXPECT_EQ(r.at("alignment_end").get<double>(), curve.back().at("alignment").get<double>());
+    }
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 3u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), steps["grokalign"] / steps["weight_decay"], 1e-12);
+    EXPECT_EQ(checks[1].at("value").get<double>(), row.at("grokalign").at("reached").get<bool>() ? 1.0 : 0.0);
+    EXPECT_NEAR(checks[2].at("value").get<double>(),
+                row.at("grokalign").at("alignment_end").get<double>() - row.at("grokalign").at("alignment_start").get<double>(), 1e-12);
+    for (const char* f : {"grokalign_test_acc.svg", "grokalign_alignment.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
   }
   fs::remove_all(run.parent_path());
 }

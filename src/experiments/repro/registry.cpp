@@ -34,6 +34,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_drl_diagnosis_repro(),
       repro::make_stratified_grpo_repro(),
       repro::make_gd_sgd_minima_repro(),
+      repro::make_grokalign_repro(),
   };
 }
 }  // namespace
