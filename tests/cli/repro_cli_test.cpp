@@ -643,7 +643,9 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
         if (!ret[i].is_null()) last.push_back(ret[i].get<double>());
       double mean_last = 0;
       for (double x : last) mean_last += x / double(last.size());
-      if (!last.empty()) EXPECT_NEAR(num(r.at("train_return")), mean_last, 1e-12) << a;
+      if (!last.empty()) {
+        EXPECT_NEAR(num(r.at("train_return")), mean_last, 1e-12) << a;
+      }
       int spikes = 0;
       for (const auto& k : kl) spikes += (k.is_null() || !(k.get<double>() <= 0.05)) ? 1 : 0;
       EXPECT_EQ(r.at("kl_spikes").get<int>(), spikes) << a;
@@ -693,7 +695,9 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
         double tv = 0, sum = 0;
         for (std::size_t t = 0; t + 1 < nrm.size(); ++t) tv += std::abs(nrm[t + 1] - nrm[t]);
         for (double x : nrm) sum += x;
-        if (sum > 0) EXPECT_NEAR(num(osc[0]), (tv / double(nrm.size() - 1)) / (sum / double(nrm.size())), 1e-9) << a;
+        if (sum > 0) {
+          EXPECT_NEAR(num(osc[0]), (tv / double(nrm.size() - 1)) / (sum / double(nrm.size())), 1e-9) << a;
+        }
       }
       EXPECT_NEAR(num(r.at("oscillation")), (num(osc[0]) + num(osc[1]) + num(osc[2])) / 3, 1e-9) << a;
       for (const char* l : {"lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm"}) {
