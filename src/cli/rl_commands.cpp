@@ -56,7 +56,6 @@ struct TrainArgs {
   bool quiet = false;
 };
 
-double finite_or_nan(double x) { return std::isfinite(x) ? x : std::nan(""); }
 json num(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
 int run_train(const TrainArgs& a) {
@@ -109,7 +108,7 @@ int run_train(const TrainArgs& a) {
                           {"clip_fraction", num(s.clip_fraction)}, {"grad_norm", num(s.grad_norm)},
                           {"embed_norm", num(s.embed_norm)}, {"nonfinite", s.nonfinite}});
       if (std::isfinite(s.mean_return)) last_return = s.mean_return;
-      bar.update("ppo " + env, s.env_steps, ro.steps, fmt::format("return {:.2f}", finite_or_nan(s.mean_return)), "step");
+      bar.update("ppo " + env, s.env_steps, ro.steps, fmt::format("return {:.2f}", s.mean_return), "step");
       return true;
     });
     torch::save(ppo->model(), run.file("model.pt").string());
@@ -119,7 +118,7 @@ int run_train(const TrainArgs& a) {
       run.append_metrics({{"env_steps", s.env_steps}, {"gradient_steps", s.gradient_steps}, {"episodes", s.episodes},
                           {"mean_return", num(s.mean_return)}, {"epsilon", s.epsilon}, {"loss", num(s.loss)}});
       if (std::isfinite(s.mean_return)) last_return = s.mean_return;
-      bar.update("ddqn " + env, s.env_steps, ro.steps, fmt::format("return {:.2f}", finite_or_nan(s.mean_return)), "step");
+      bar.update("ddqn " + env, s.env_steps, ro.steps, fmt::format("return {:.2f}", s.mean_return), "step");
       return true;
     });
     torch::save(ddqn->model(), run.file("model.pt").string());
@@ -148,7 +147,7 @@ int run_train(const TrainArgs& a) {
   run.write_summary({{"seed", seed}, {"seconds", seconds}, {"algorithm", ro.algorithm}, {"env", env},
                      {"eval_mean_return", mean}});
   std::cout << fmt::format("{} on {}: {} env steps, last training return {:.2f}, evaluation over {} episodes {:.2f}\n",
-                           ro.algorithm, env, ro.steps, finite_or_nan(last_return), ro.eval_episodes, mean);
+                           ro.algorithm, env, ro.steps, last_return, ro.eval_episodes, mean);
   std::cout << "run directory: " << a.out << "\n";
   return 0;
 }

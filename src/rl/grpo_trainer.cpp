@@ -15,6 +15,7 @@
 #include "stablelearn/rl/advantages.h"
 #include "stablelearn/rl/env.h"
 #include "stablelearn/rl/grpo.h"
+#include "policy_net.h"
 
 namespace stablelearn::rl {
 
@@ -66,22 +67,6 @@ double cross_stratum_share(const torch::Tensor& rewards, const torch::Tensor& st
   return total > 0 ? between / total : std::nan("");
 }
 
-namespace {
-torch::nn::Linear ortho_linear(std::int64_t in, std::int64_t out, double gain) {
-  torch::nn::Linear l(in, out);
-  torch::NoGradGuard g;
-  torch::nn::init::orthogonal_(l->weight, gain);
-  l->bias.zero_();
-  return l;
-}
-
-double uniform01(std::uint64_t& state) {
-  SplitMix64 r{state};
-  const auto v = r.next();
-  state = r.state;
-  return static_cast<double>(v >> 11) * 0x1.0p-53;
-}
-}  // namespace
 
 Grpo::Grpo(GrpoOptions options, torch::Device device) : o_(std::move(options)), device_(device) {
   options::check(o_, "grpo");
@@ -95,10 +80,7 @@ Grpo::Grpo(GrpoOptions options, torch::Device device) : o_(std::move(options)), 
   eo.hub = o_.hub;
   env_ = make_env(o_.env, eo);
   torch::manual_seed(static_cast<std::uint64_t>(o_.seed));
-  const double g = std::sqrt(2.0);
-  policy_ = torch::nn::Sequential(ortho_linear(env_->obs_dim(), o_.hidden, g), torch::nn::Tanh(),
-                                  ortho_linear(o_.hidden, o_.hidden, g), torch::nn::Tanh(),
-                                  ortho_linear(o_.hidden, env_->num_actions(), 0.01));
+  policy_ = detail::tanh_mlp(env_->obs_dim(), o_.hidden, env_->num_actions(), 0.01);
   policy_->to(device_);
   if (o_.kl_coef > 0) {
     ref_ = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(policy_->clone(device_));
@@ -116,27 +98,8 @@ void Grpo::act(const float* obs, std::int64_t n, std::int32_t* actions, bool gre
   torch::NoGradGuard ng;
   const auto x = torch::from_blob(const_cast<float*>(obs), {n, env_->obs_dim()}, torch::kFloat).to(device_);
   const auto logits = policy_->forward(x);
-  if (greedy) {
-    const auto a = logits.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
-    std::copy(a.data_ptr<std::int32_t>(), a.data_ptr<std::int32_t>() + n, actions);
-    return;
-  }
-  const auto p = torch::softmax(logits, 1).to(torch::kCPU, torch::kDouble).contiguous();
-  const double* pp = p.data_ptr<double>();
-  const auto A = p.size(1);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double u = uniform01(rng_state_);
-    double c = 0;
-    std::int64_t a = A - 1;
-    for (std::int64_t k = 0; k < A; ++k) {
-      c += pp[i * A + k];
-      if (u < c) {
-        a = k;
-        break;
-      }
-    }
-    actions[i] = static_cast<std::int32_t>(a);
-  }
+  if (greedy) return detail::greedy_actions(logits, actions);
+  detail::sample_actions(torch::softmax(logits, 1), rng_state_, actions);
 }
 
 GrpoBatch Grpo::collect() {

@@ -13,6 +13,7 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/rl/advantages.h"
 #include "stablelearn/rl/env.h"
+#include "policy_net.h"
 
 namespace stablelearn::rl {
 
@@ -79,58 +80,18 @@ torch::Tensor clipped_value_loss(const torch::Tensor& values, const torch::Tenso
   return 0.5 * torch::max(unclipped, (clipped - returns).pow(2)).mean();
 }
 
-namespace {
-torch::nn::Linear ortho_linear(std::int64_t in, std::int64_t out, double gain) {
-  torch::nn::Linear l(in, out);
-  torch::NoGradGuard g;
-  torch::nn::init::orthogonal_(l->weight, gain);
-  l->bias.zero_();
-  return l;
-}
-
-torch::nn::Sequential mlp(std::int64_t in, std::int64_t hidden, std::int64_t out, double out_gain) {
-  const double g = std::sqrt(2.0);
-  return torch::nn::Sequential(ortho_linear(in, hidden, g), torch::nn::Tanh(), ortho_linear(hidden, hidden, g),
-                               torch::nn::Tanh(), ortho_linear(hidden, out, out_gain));
-}
-
-double uniform01(std::uint64_t& state) {
-  SplitMix64 r{state};
-  const auto v = r.next();
-  state = r.state;
-  return static_cast<double>(v >> 11) * 0x1.0p-53;
-}
-// Samples one action per row of probabilities [n, A] by inversion with the trainer's stream
-// (deterministic and independent of the device the probabilities come from).
-void sample_actions(const torch::Tensor& probs, std::uint64_t& state, std::int32_t* actions) {
-  const auto p = probs.to(torch::kCPU, torch::kDouble).contiguous();
-  const double* pp = p.data_ptr<double>();
-  const auto n = p.size(0), A = p.size(1);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double u = uniform01(state);
-    double c = 0;
-    std::int64_t a = A - 1;
-    for (std::int64_t k = 0; k < A; ++k) {
-      c += pp[i * A + k];
-      if (u < c) {
-        a = k;
-        break;
-      }
-    }
-    actions[i] = static_cast<std::int32_t>(a);
-  }
-}
-}  // namespace
+using detail::sample_actions;
+using detail::uniform01;
 
 ActorCriticImpl::ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions, std::int64_t hidden) {
-  actor_ = register_module("actor", mlp(obs_dim, hidden, num_actions, 0.01));
-  critic_ = register_module("critic", mlp(obs_dim, hidden, 1, 1.0));
+  actor_ = register_module("actor", detail::tanh_mlp(obs_dim, hidden, num_actions, 0.01));
+  critic_ = register_module("critic", detail::tanh_mlp(obs_dim, hidden, 1, 1.0));
 }
 
 ActorCriticImpl::ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions, const PpoOptions& o) {
   if (o.embed == 0) {
-    actor_ = register_module("actor", mlp(obs_dim, o.hidden, num_actions, 0.01));
-    critic_ = register_module("critic", mlp(obs_dim, o.hidden, 1, 1.0));
+    actor_ = register_module("actor", detail::tanh_mlp(obs_dim, o.hidden, num_actions, 0.01));
+    critic_ = register_module("critic", detail::tanh_mlp(obs_dim, o.hidden, 1, 1.0));
     return;
   }
   // Encoders end in a linear embed-wide layer (gain 1); the heads' class vectors start N(0, 1/embed).
@@ -138,8 +99,8 @@ ActorCriticImpl::ActorCriticImpl(std::int64_t obs_dim, std::int64_t num_actions,
   hl_gauss_ = o.value_loss == "hl_gauss";
   hl_min_ = o.hl_min;
   hl_max_ = o.hl_max;
-  actor_ = register_module("actor", mlp(obs_dim, o.hidden, o.embed, 1.0));
-  critic_ = register_module("critic", mlp(obs_dim, o.hidden, o.embed, 1.0));
+  actor_ = register_module("actor", detail::tanh_mlp(obs_dim, o.hidden, o.embed, 1.0));
+  critic_ = register_module("critic", detail::tanh_mlp(obs_dim, o.hidden, o.embed, 1.0));
   const hyperbolic::HeadOptions ho{o.head, o.feature_control, o.curvature};
   const double std0 = 1.0 / std::sqrt(static_cast<double>(o.embed));
   actor_head_ = register_module("actor_head", hyperbolic::Head(o.embed, num_actions, ho, std0));
@@ -189,11 +150,7 @@ void Ppo::act(const float* obs, std::int64_t n, std::int32_t* actions, bool gree
   const auto d = env_->obs_dim();
   const auto x = torch::from_blob(const_cast<float*>(obs), {n, d}, torch::kFloat).to(device_);
   const auto logits = model_->logits(x);
-  if (greedy) {
-    const auto a = logits.argmax(1).to(torch::kCPU, torch::kInt).contiguous();
-    std::copy(a.data_ptr<std::int32_t>(), a.data_ptr<std::int32_t>() + n, actions);
-    return;
-  }
+  if (greedy) return detail::greedy_actions(logits, actions);
   sample_actions(torch::softmax(logits, 1), rng_state_, actions);
 }
 

@@ -132,15 +132,11 @@ void Search::step(const std::int32_t* actions, float* obs, float* reward, std::u
     terminated[i] = term;
     truncated[i] = trunc;
     write_obs(i, obs + d * i);
-    if (final_obs) std::memcpy(final_obs + d * i, obs + d * i, sizeof(float) * static_cast<std::size_t>(d));
-    if (term || trunc) {
-      if (auto_reset_) {
-        reset_one(i);
-        write_obs(i, obs + d * i);
-      } else {
-        ended_[i] = 1;
-      }
-    }
+    if (end_copy_step(term || trunc, auto_reset_, obs + d * i, final_obs ? final_obs + d * i : nullptr, d, [&] {
+          reset_one(i);
+          write_obs(i, obs + d * i);
+        }))
+      ended_[i] = 1;
   }
 }
 

@@ -185,7 +185,6 @@ TEST(Search, TheCallBudgetTruncatesAndRefusesTheLastLookup) {
     Search env(o);
     Buffers b(1, env.obs_dim());
     env.reset(9, b.obs.data());
-    const auto q = env.question(0);
     b.act[0] = Search::lookup_action(1);
     for (std::int64_t t = 1; t <= max_steps; ++t) {
       step(env, b);
@@ -194,7 +193,7 @@ TEST(Search, TheCallBudgetTruncatesAndRefusesTheLastLookup) {
       EXPECT_EQ(b.trunc[0] != 0, t == max_steps) << t;
       EXPECT_EQ(env.calls(0), std::min(t, max_steps - 1)) << t;
     }
-    // The refused lookup did not move the current entity: the last executed one did (or none).
+    // The refused lookup is not counted as a call.
     EXPECT_EQ(env.calls(0), max_steps - 1);
     EXPECT_THROW(step(env, b), sl::UsageError);  // ended, no auto-reset
   }

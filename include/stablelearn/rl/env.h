@@ -76,6 +76,21 @@ std::vector<double> evaluate(const std::string& name, const PolicyFn& policy, st
 std::vector<double> evaluate(const std::string& name, const EnvOptions& options, const PolicyFn& policy, std::int64_t episodes,
                              std::uint64_t seed);
 
+/// The end of copy i's step in an environment stepped copy by copy (Maze-v0, Search-v0), once its
+/// observation obs_i [d] is written: copies it to final_obs_i (when not null); if the episode ended,
+/// restarts the copy with `reset_and_write` (auto_reset; it rewrites obs_i) or returns true (the
+/// copy must be reset before it is stepped again). Returns false otherwise.
+template <class ResetAndWrite>
+bool end_copy_step(bool ended, bool auto_reset, const float* obs_i, float* final_obs_i, std::int64_t d,
+                   ResetAndWrite&& reset_and_write) {
+  if (final_obs_i)
+    for (std::int64_t k = 0; k < d; ++k) final_obs_i[k] = obs_i[k];
+  if (!ended) return false;
+  if (!auto_reset) return true;
+  reset_and_write();
+  return false;
+}
+
 /// splitmix64: the generator behind every environment's random stream (and its seeding).
 struct SplitMix64 {
   std::uint64_t state = 0;
