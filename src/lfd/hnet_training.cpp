@@ -129,7 +129,7 @@ std::vector<torch::Tensor> Adam::lookahead_impl(const std::vector<torch::Tensor>
   for (std::size_t k = 0; k < params_.size(); ++k) {
     const auto& g = grads[k];
     if (!g.defined()) {
-      out.push_back(torch::zeros_like(params_[k]));
+      out.emplace_back();
       continue;
     }
 #ifdef SL_HAVE_X86_FUSED

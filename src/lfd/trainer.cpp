@@ -21,6 +21,7 @@
 #include "stablelearn/lfd/baselines.h"
 #include "stablelearn/lfd/cl_scores.h"
 #include "stablelearn/lfd/hnet_training.h"
+#include "stablelearn/lfd/hn_iteration.h"
 #include "stablelearn/models/hypernetwork.h"
 #include "stablelearn/models/node_mlp.h"
 #include "stablelearn/models/odeint.h"
@@ -117,6 +118,9 @@ void LfdConfig::fields(options::Visitor& v) {
   v("lr", lr, "Adam learning rate of θ and the task embeddings").above(0.0);
   v("tsub", tsub, "window length").in(2, 1000);
   v("fused_rollout", fused_rollout, "sNODE: the fused Euler rollout with its hand-written backward (false = autograd)");
+  v("fused_heads", fused_heads,
+    "HN: train the heads without forming their gradient (two fused passes per iteration; false = autograd through "
+    "the whole hypernetwork, same values up to float rounding; docs/lfd.md)");
   v("rollout", train_rollout,
     "what training integrates: map (the skill's own map: Φ_h with model.discrete_step, else Euler) or euler (Euler "
     "steps even with model.discrete_step, which is still what is evaluated and executed; docs/lfd.md §7.3)")
@@ -303,31 +307,31 @@ class HnetLearner : public detail::Learner {
   detail::StepOutcome step(std::int64_t i, std::int64_t it) override {
     if (group_) return step_distributed(i, it);
     win_ = data::sample_window(tasks_.task32(i), c_.tsub, window_gen_);
-    const auto flat = net_->forward_task(i);
-    const auto pred = detail::train_rollout(c_, target_, flat, {}, win_.y.select(1, 0), win_.t);
-    auto loss = (pred - win_.y).pow(2).mean();
     detail::StepOutcome out;
-    if (c_.cert_weight > 0) {
-      const auto& task = tasks_.task32(i);
-      const auto states = detail::certificate_states(task.x, c_.cert_samples, cert_gen_);
-      const auto cert = models::functional::snode_certificate_violation(
-          states, period_, target_.layout.split(flat), *target_.snode, c_.discrete_kappa);
-      out.cert = cert.item<double>();
-      loss = loss + c_.cert_weight * cert;
-    }
-    auto grads = torch::autograd::grad({loss}, params_);
-    opt_emb_->step({grads.back()});
-    grads.pop_back();
+    HnIteration hi;
+    hi.loss = [&](const torch::Tensor& flat) {
+      const auto pred = detail::train_rollout(c_, target_, flat, {}, win_.y.select(1, 0), win_.t);
+      auto loss = (pred - win_.y).pow(2).mean();
+      if (c_.cert_weight > 0) {
+        const auto& task = tasks_.task32(i);
+        const auto states = detail::certificate_states(task.x, c_.cert_samples, cert_gen_);
+        const auto cert = models::functional::snode_certificate_violation(
+            states, period_, target_.layout.split(flat), *target_.snode, c_.discrete_kappa);
+        out.cert = cert.item<double>();
+        loss = loss + c_.cert_weight * cert;
+      }
+      return loss;
+    };
     if (i > 0 && c_.beta > 0) {
-      const auto tasks = sample_regularized_tasks(i, c_.num_regs, reg_gen_);
-      out.reg = add_lookahead_regularizer_grad(theta_, opt_theta_->lookahead(grads), c_.beta, [&] {
-        return output_regularizer(targets_, tasks, [&](std::int64_t j) {
-          return net_->forward_embedding(net_->task_embedding(j).detach());
-        });
-      }, grads);
+      hi.targets = &targets_;
+      hi.reg_tasks = sample_regularized_tasks(i, c_.num_regs, reg_gen_);
+      hi.beta = c_.beta;
     }
-    opt_theta_->step(grads);
-    out.loss = loss.item<double>();
+    auto* hn = c_.fused_heads ? dynamic_cast<models::HyperNetworkImpl*>(net_) : nullptr;
+    const auto r = hn != nullptr && hn_fused_applies(*hn) ? hn_iteration_fused(*hn, i, *opt_theta_, *opt_emb_, hi)
+                                                          : hn_iteration_autograd(*net_, i, *opt_theta_, *opt_emb_, hi);
+    out.loss = r.loss;
+    out.reg = r.reg;
     return out;
   }
 

@@ -185,6 +185,17 @@ torch::Tensor HyperNetworkImpl::forward_embedding(const torch::Tensor& embedding
   return torch::cat(outs, 1);
 }
 
+torch::Tensor HyperNetworkImpl::trunk_output(const torch::Tensor& e, const std::vector<torch::Tensor>& w,
+                                             const std::vector<torch::Tensor>& b) const {
+  SL_CHECK(e.defined() && e.dim() == 2 && e.size(1) == options.task_emb_dim(), ShapeError,
+           "HyperNetwork::trunk_output: embeddings must be [B, ", options.task_emb_dim(), "], got ",
+           e.defined() ? shape_string(e.sizes()) : std::string("undefined"));
+  SL_CHECK(w.size() == trunk_w_.size() && b.size() == trunk_b_.size(), ShapeError,
+           "HyperNetwork::trunk_output: ", w.size(), " weights and ", b.size(), " biases for a trunk of ",
+           trunk_w_.size(), " layers");
+  return run_trunk(options.mip() ? mip_normalize(e) : e, w, b);
+}
+
 std::int64_t HyperNetworkImpl::add_task() {
   const auto id = num_tasks();
   embeddings_.push_back(new_embedding(*this, id, options.task_emb_dim(), head_b_.front().options()));

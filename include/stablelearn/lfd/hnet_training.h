@@ -20,7 +20,8 @@ namespace stablelearn::lfd {
 class Adam {
  public:
   Adam(std::vector<torch::Tensor> params, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
-  /// One step with gradients `grads` (one per parameter, same shapes).
+  /// One step with gradients `grads` (one per parameter, same shapes). A parameter whose gradient
+  /// is undefined is left alone (its state too); the step count advances once for all.
   void step(const std::vector<torch::Tensor>& grads);
   /// step() with the one-pass float32 kernel allowed or not; the tensor chain (allow_fused = false)
   /// is its definition. The kernel runs on x86 with AVX2 and FMA while libtorch dispatches to its
@@ -29,12 +30,17 @@ class Adam {
   void step_impl(const std::vector<torch::Tensor>& grads, bool allow_fused);
   /// Look-ahead of spec §3.4 (hypercl's adam_step): from the current state and `grads`, without
   /// changing the state, s = step+1, m' = β1 m + (1−β1) g, v' = β2 v + (1−β2) g²,
-  /// Δθ = −lr · √(1−β2^s)/(1−β1^s) · m' / (√v' + eps). Returns detached tensors.
+  /// Δθ = −lr · √(1−β2^s)/(1−β1^s) · m' / (√v' + eps). Returns detached tensors; an undefined
+  /// gradient gives an undefined Δθ (a parameter whose look-ahead the caller computes itself).
   std::vector<torch::Tensor> lookahead(const std::vector<torch::Tensor>& grads) const;
   /// lookahead() with the one-pass float32 kernel allowed or not, under the same rule as step_impl
   /// (bit for bit the tensor chain wherever the kernel runs).
   std::vector<torch::Tensor> lookahead_impl(const std::vector<torch::Tensor>& grads, bool allow_fused) const;
   std::int64_t steps() const { return step_; }
+  double lr() const { return lr_; }
+  double beta1() const { return beta1_; }
+  double beta2() const { return beta2_; }
+  double eps() const { return eps_; }
   const std::vector<torch::Tensor>& exp_avg() const { return m_; }
   const std::vector<torch::Tensor>& exp_avg_sq() const { return v_; }
   const std::vector<torch::Tensor>& params() const { return params_; }

@@ -116,6 +116,10 @@ struct LfdConfig {
   /// rounding, several times slower). Diagnostics always use the tensor field. Not used with
   /// model.discrete_step (Φ has no fused form; it trains through its tensor ops).
   bool fused_rollout = true;
+  /// HN: the heads (nearly all of θ) trained by hn_iteration_fused (lfd/hn_iteration.h), whose
+  /// gradient is never formed; false = autograd through the whole hypernetwork (same values up to
+  /// float rounding). CHN and data-parallel runs always take the autograd path.
+  bool fused_heads = true;
   /// What training rolls out: "map" (default) = the skill's own map, i.e. Φ_h with
   /// model.discrete_step (training, evaluation and execution one map) and Euler otherwise;
   /// "euler" = plain Euler steps of the field even with model.discrete_step, which then still

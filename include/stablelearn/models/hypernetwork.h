@@ -144,6 +144,17 @@ class HyperNetworkImpl : public torch::nn::Cloneable<HyperNetworkImpl>, public T
   const WeightLayout& target_layout() const override { return options.target(); }
   void pretty_print(std::ostream& stream) const override;
 
+  /// The trunk's output h_K [B, h_K] for embeddings e [B, te] (MIP's normalisation first where on),
+  /// computed with the trunk weights `w`, `b` given (θ's own, or shifted copies of them; same
+  /// shapes as trunk_weights() / trunk_biases()). With no hidden layer h_K is the (normalised) e.
+  torch::Tensor trunk_output(const torch::Tensor& e, const std::vector<torch::Tensor>& w,
+                             const std::vector<torch::Tensor>& b) const;
+  /// The trunk's W_k [h_{k+1}, h_k] and b_k, and the heads' A_j [n_j, h_K] and c_j [n_j] (θ's tensors).
+  const std::vector<torch::Tensor>& trunk_weights() const { return trunk_w_; }
+  const std::vector<torch::Tensor>& trunk_biases() const { return trunk_b_; }
+  const std::vector<torch::Tensor>& head_weights() const { return head_w_; }
+  const std::vector<torch::Tensor>& head_biases() const { return head_b_; }
+
   HyperNetworkOptions options;
 
  private:
