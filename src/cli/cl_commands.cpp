@@ -47,7 +47,7 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
   run->footer(
       "Writes RUN/config.toml, metrics.jsonl, accuracy_matrix.csv, summary.json, TensorBoard event files,\n"
       "accuracy_curves.svg and a checkpoint after every task.\n"
-      "Data-parallel over N local processes (every strategy): stablelearn launch --nproc N -- cl run ...\n"
+      "Data-parallel over N local processes (every strategy but hat): stablelearn launch --nproc N -- cl run ...\n"
       "Example: stablelearn cl run configs/cl/split_fmnist_er.toml --out runs/er --set train.seed=1");
   reg.add(run, [args]() {
     if (!args->dry_run && args->out.empty()) throw CLI::RequiredError("--out");

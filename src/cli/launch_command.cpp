@@ -33,8 +33,8 @@ void register_launch_command(CLI::App& app, CommandRegistry& reg) {
       "WORLD_SIZE, LOCAL_RANK and STABLELEARN_DIST_TIMEOUT set (torchrun's variables; a command started\n"
       "by torchrun reads the same ones). SIGINT/SIGTERM are forwarded to every rank; when one rank\n"
       "fails, the others are stopped and launch exits with that rank's status, naming it.\n"
-      "Data-parallel commands: cl run (every strategy) and lfd train (the hypernetwork learner); rank 0\n"
-      "writes the run directory.\n"
+      "Data-parallel commands: cl run (every strategy but hat) and lfd train (the hypernetwork\n"
+      "learner); rank 0 writes the run directory.\n"
       "Example: stablelearn launch --nproc 2 --threads-per-proc 1 -- cl run configs/cl/split_fmnist_ewc.toml --out runs/ewc2");
   reg.add(launch, [o]() {
     char exe[PATH_MAX];

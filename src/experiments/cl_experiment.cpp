@@ -193,6 +193,9 @@ ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const 
                       std::to_string(std::hash<std::string>{}(p_->resolved)));
     SL_CHECK(p_->train.device == "cpu", ConfigError, "train.device = \"", p_->train.device,
              "\": distributed cl run all-reduces CPU tensors through Gloo (set train.device = \"cpu\")");
+    const auto refusal = p_->strategy.make()->data_parallel_refusal();
+    SL_CHECK(refusal.empty(), ConfigError, "strategy.name: ", p_->strategy.name, " ", refusal, " (", group->size(),
+             " ranks); run it in one process");
     // --resume: rank 0 opens the run directory below and hands its checkpoint to the other ranks
     // (ClRun::restore), whatever the number of ranks that wrote it.
     if (group->rank() != 0) return detail::run_cl(*p_, p_->strategy, nullptr, progress, stop_after, group);

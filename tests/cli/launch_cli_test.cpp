@@ -207,6 +207,27 @@ TEST_F(LaunchCli, TwoRanksEmaMatchOneProcess) {
 TEST_F(LaunchCli, TwoRanksJointMatchOneProcess) {
   compare_one_and_two_ranks(" --set strategy.name=joint --set train.batch_size=13");
 }
+// PackNet masks the all-reduced gradients to the free weights (a gradient hook) and after each task
+// prunes by magnitude and retrains the kept weights on the whole task, alike on every rank (the
+// task's generator, the reducer's hooks disarmed outside updates); it needs the task identity.
+// Its owners (integers) are part of the compared state, so a different pruning would show.
+TEST_F(LaunchCli, TwoRanksPackNetMatchOneProcess) {
+  compare_one_and_two_ranks(" --set strategy.name=packnet --set strategy.retrain_epochs=1 --set train.batch_size=13"
+                            " --set stream.kind=split-task");
+}
+// HAT cannot run data-parallel (its embeddings' gradients are not all-reduced): every rank refuses
+// it before anything is written, naming the key.
+TEST_F(LaunchCli, HatIsRefusedDataParallelBeforeAnythingIsWritten) {
+  const auto r = shell(dir_, exe() + " launch --nproc 2 --threads-per-proc 1 --timeout 30 -- cl run " + config_.string() +
+                                 " --quiet --out " + (dir_ / "hat").string() +
+                                 " --set strategy.name=hat --set stream.kind=split-task");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("strategy.name: hat trains its task embeddings outside the all-reduced parameters and does not "
+                       "support data-parallel runs (2 ranks); run it in one process"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "hat"));
+}
 // GrokAlign: every rank draws the whole batch's projections and evaluates its shard's.
 TEST_F(LaunchCli, TwoRanksGrokAlignMatchOneProcess) {
   compare_one_and_two_ranks(" --set train.grokalign=0.05 --set train.batch_size=13");

@@ -371,6 +371,36 @@ TEST(PackNet, KeepsTheLargestFreeWeightsPerTaskAndEvaluatesEachTaskWithItsOwn) {
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
 }
 
+TEST(PackNet, PrunesTheConfiguredShareOfTheFreeWeightsByHandCount) {
+  // MLP 6-8-3 (W1: 8·6 = 48 weights, W2: 3·8 = 24), prune = 0.3, four tasks. Kept by hand,
+  // round(0.7 · free) per task; the last task keeps what is left:
+  //   W1: 48 → 34 kept (14 free), 14 → 10 (4 free), 4 → 3 (1 free), last: 1
+  //   W2: 24 → 17 (7 free),       7 → 5 (2 free),   2 → 1 (1 free), last: 1
+  // and the biases (8 + 3) are task 0's.
+  Small s;
+  for (std::int64_t k = 2; k < 4; ++k) {
+    s.tasks.push_back(s.tasks[1]);
+    s.tasks.back().id = k;
+  }
+  PackNet pn(PackNet::Options{0.3, 0});
+  const std::vector<std::vector<std::int64_t>> want = {{34, 10, 3, 1}, {8, 0, 0, 0}, {17, 5, 1, 1}, {3, 0, 0, 0}};
+  const std::vector<std::vector<std::int64_t>> free_after = {{14, 4, 1, 0}, {0, 0, 0, 0}, {7, 2, 1, 0}, {0, 0, 0, 0}};
+  for (std::int64_t k = 0; k < 4; ++k) {
+    s.ctx.task = k;
+    pn.before_task(s.ctx);
+    {  // "training": new distinct values in the free weights
+      torch::NoGradGuard g;
+      for (std::size_t i = 0; i < s.ctx.params.size(); ++i)
+        s.ctx.params[i].masked_scatter_(pn.owners()[i].eq(0), torch::randn({s.ctx.params[i].numel()}));
+    }
+    pn.after_task(s.ctx);
+    for (std::size_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(pn.owners()[i].eq(k + 1).sum().item<std::int64_t>(), want[i][static_cast<std::size_t>(k)]) << i << " task " << k;
+      EXPECT_EQ(pn.owners()[i].eq(0).sum().item<std::int64_t>(), free_after[i][static_cast<std::size_t>(k)]) << i << " task " << k;
+    }
+  }
+}
+
 TEST(PackNet, RefusesAClassIncrementalStreamAndBadOptions) {
   Small s;
   s.tasks[1].classes = {1, 2};

@@ -99,6 +99,108 @@ TEST(ClForgetting, PackNetKeepsEveryFinishedTaskExactly) {
 
 namespace {
 
+// Rotated Fashion-MNIST 0°/80°/160° with two hidden layers (HAT's conditioning of a hidden-to-hidden
+// layer), 1000 training images per task, 2 epochs: the engine's own training, read back from the
+// per-task checkpoints (model and strategy state after each task).
+std::string two_layer_rotated(const std::string& strategy_table, const std::string& train) {
+  return "[stream]\nkind = \"rotated\"\ntasks = 3\nrotation_step = 80.0\ntrain_per_task = 1000\ntest_per_task = 500\n"
+         "[model]\nkind = \"mlp\"\nhidden = [64, 32]\n"
+         "[train]\nepochs = 2\nbatch_size = 64\nseed = 1\n" + train +
+         "[output]\ntensorboard = false\nfigures = false\n" + strategy_table;
+}
+
+/// checkpoint_task<t>.npz of a run: "model.i" and "strategy.*" tensors.
+std::map<std::string, torch::Tensor> read_checkpoint(const std::filesystem::path& run, int t) {
+  std::map<std::string, torch::Tensor> m;
+  for (const auto& [k, v] : sl::io::read_npz(run / ("checkpoint_task" + std::to_string(t) + ".npz"))) m[k] = sl::data::to_tensor(v);
+  return m;
+}
+
+/// Counts, over the model's parameters, the entries selected by `keep` (one mask per parameter,
+/// from checkpoint `from`) and how many of them differ bit for bit in checkpoint `to`; also the
+/// unselected entries that changed (the later tasks did train).
+struct Frozen {
+  std::int64_t selected = 0, selected_changed = 0, others_changed = 0;
+};
+Frozen compare_masked(const std::map<std::string, torch::Tensor>& from, const std::map<std::string, torch::Tensor>& to,
+                      const std::vector<torch::Tensor>& keep) {
+  Frozen f;
+  for (std::size_t i = 0; i < keep.size(); ++i) {
+    const auto a = from.at("model." + std::to_string(i)), b = to.at("model." + std::to_string(i));
+    const auto differs = a.view(torch::kInt32).ne(b.view(torch::kInt32));  // the float32 bits
+    f.selected += keep[i].sum().item<std::int64_t>();
+    f.selected_changed += differs.logical_and(keep[i]).sum().item<std::int64_t>();
+    f.others_changed += differs.logical_and(keep[i].logical_not()).sum().item<std::int64_t>();
+  }
+  return f;
+}
+
+}  // namespace
+
+// PackNet, the weights themselves: every weight task t kept (its owner t + 1 in checkpoint t) is
+// bit for bit the same after the later tasks trained (Adam steps on the free weights), and the
+// biases (task 0's) too; the free weights did change.
+TEST(ClForgetting, PackNetLeavesTheWeightsAFinishedTaskKeptBitForBit) {
+  const auto dir = sl::testing::temp_dir("packnet_bits");
+  ClExperiment e(sl::Config::from_string(
+      two_layer_rotated("[strategy]\nname = \"packnet\"\n", "lr = 0.001\noptimizer = \"adam\"\n"), "packnet_bits"));
+  e.run(dir / "run", false);
+  const auto c0 = read_checkpoint(dir / "run", 0), c1 = read_checkpoint(dir / "run", 1), c2 = read_checkpoint(dir / "run", 2);
+  for (int t = 0; t < 2; ++t) {
+    const auto& ct = t == 0 ? c0 : c1;
+    std::vector<torch::Tensor> kept;
+    for (std::size_t i = 0; i < 6; ++i) kept.push_back(ct.at("strategy.owner." + std::to_string(i)).eq(t + 1));
+    const auto f = compare_masked(ct, c2, kept);
+    std::cout << "[ numbers  ] packnet task " << t << ": " << f.selected << " kept weights, " << f.selected_changed
+              << " changed by the later tasks; " << f.others_changed << " other entries changed\n";
+    EXPECT_GT(f.selected, 1000) << t;
+    EXPECT_EQ(f.selected_changed, 0) << t;
+    EXPECT_GT(f.others_changed, 1000) << t;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// HAT, the units: with a^{≤t} the finished tasks' gates at s_max (checkpoint t's "cum"), every weight
+// into a unit that tasks 0..t gated fully on (a = 1 in float32) from an input or a unit it gated fully
+// on, and that unit's bias, is bit for bit the same after the later tasks trained (momentum SGD, so
+// a zero gradient must give a zero step); so are the head's weights from such units, the head's
+// bias (task 0's) and task t's embeddings. The partly gated units' weights did change.
+TEST(ClForgetting, HatLeavesTheUnitsAFinishedTaskGatedBitForBit) {
+  const auto dir = sl::testing::temp_dir("hat_bits");
+  ClExperiment e(sl::Config::from_string(
+      two_layer_rotated("[strategy]\nname = \"hat\"\n", "lr = 0.05\noptimizer = \"sgd\"\nmomentum = 0.9\n"), "hat_bits"));
+  e.run(dir / "run", false);
+  const auto c0 = read_checkpoint(dir / "run", 0), c1 = read_checkpoint(dir / "run", 1), c2 = read_checkpoint(dir / "run", 2);
+  for (int t = 0; t < 2; ++t) {
+    const auto& ct = t == 0 ? c0 : c1;
+    // Unit masks: the input (every pixel), hidden layer 1, hidden layer 2.
+    const auto on0 = ct.at("strategy.cum.0").eq(1.0f), on1 = ct.at("strategy.cum.1").eq(1.0f);
+    const auto all_in = torch::ones({784}, torch::kBool);
+    const std::vector<torch::Tensor> keep = {
+        on0.unsqueeze(1).logical_and(all_in.unsqueeze(0)),  // W1 [64, 784]
+        on0,                                                // b1
+        on1.unsqueeze(1).logical_and(on0.unsqueeze(0)),     // W2 [32, 64]
+        on1,                                                // b2
+        torch::ones({10, 1}, torch::kBool).logical_and(on1.unsqueeze(0)),  // head W [10, 32]
+        torch::ones({10}, torch::kBool)};                                   // head bias
+    const auto f = compare_masked(ct, c2, keep);
+    std::cout << "[ numbers  ] hat task " << t << ": units on " << on0.sum().item<std::int64_t>() << "/64, "
+              << on1.sum().item<std::int64_t>() << "/32; " << f.selected << " weights of those units, " << f.selected_changed
+              << " changed by the later tasks; " << f.others_changed << " other entries changed\n";
+    EXPECT_GT(on0.sum().item<std::int64_t>(), 0) << t;
+    EXPECT_GT(on1.sum().item<std::int64_t>(), 0) << t;
+    EXPECT_EQ(f.selected_changed, 0) << t;
+    EXPECT_GT(f.others_changed, 100) << t;
+    for (int l = 0; l < 2; ++l) {
+      const auto k = "strategy.emb" + std::to_string(t) + "." + std::to_string(l);
+      EXPECT_TRUE(torch::equal(ct.at(k), c2.at(k))) << k;
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
 std::string small_split(const std::string& kind, const std::string& strategy, std::int64_t every) {
   return "[stream]\nkind = \"" + kind + "\"\ntasks = 3\ntrain_per_task = 600\ntest_per_task = 300\n"
          "[model]\nhidden = [64]\n[strategy]\n" + strategy +

@@ -101,6 +101,7 @@ class Hat : public StrategyWithOptions<HatOptions> {
   void after_step(Context& ctx, const Batch& b) override;
   void after_task(Context& ctx) override;
   bool per_task_network() const override { return true; }
+  std::string data_parallel_refusal() const override;
   std::vector<torch::Tensor> task_weights(const Context& ctx, std::int64_t task) const override;
   std::map<std::string, torch::Tensor> state() const override;
   void load_state(const std::map<std::string, torch::Tensor>& m) override;

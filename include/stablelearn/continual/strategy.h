@@ -124,6 +124,10 @@ class Strategy {
   /// True when after_step needs the logits of the whole batch (ctx.batch_logits) in a data-parallel
   /// run, where extra_loss sees only a shard's. Default: false.
   virtual bool wants_batch_logits() const { return false; }
+  /// Why the strategy cannot run data-parallel, or "" when it can (the default). A data-parallel
+  /// `cl run` refuses a strategy that gives a reason (a ConfigError naming strategy.name) before
+  /// anything is written, on every rank.
+  virtual std::string data_parallel_refusal() const { return {}; }
 
   /// Architecture-based strategies (PackNet, HAT) give each task its own view of the network:
   /// per_task_network() is true and task_weights(ctx, k) returns the weights, in layout order, that

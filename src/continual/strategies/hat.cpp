@@ -24,9 +24,8 @@ void Hat::before_task(Context& ctx) {
   SL_CHECK(ctx.model->options().kind == "mlp", ConfigError, "strategy.name: hat gates the hidden units of an MLP; model.kind is \"",
            ctx.model->options().kind, "\" (want \"mlp\")");
   require_task_identity(ctx, "hat");
-  // Each rank would step the embeddings with its own shard's gradient (they are not all-reduced).
-  SL_CHECK(ctx.world_size == 1, ConfigError, "strategy.name: hat trains its task embeddings outside the all-reduced "
-           "parameters and does not support data-parallel runs (", ctx.world_size, " ranks); run it in one process");
+  SL_CHECK(ctx.world_size == 1, ConfigError, "strategy.name: hat ", data_parallel_refusal(), " (", ctx.world_size,
+           " ranks); run it in one process");
   const auto L = hidden_layers(ctx);
   if (emb_.empty()) {  // every task's embeddings at once (future tasks are evaluated for FWT)
     const auto opts = ctx.params.front().options().requires_grad(false);
@@ -55,6 +54,11 @@ double Hat::slope(const Context& ctx) const {
   if (per_epoch <= 1) return o_.s_max;
   const auto b = static_cast<double>(ctx.task_iteration % per_epoch);
   return 1.0 / o_.s_max + (o_.s_max - 1.0 / o_.s_max) * b / static_cast<double>(per_epoch - 1);
+}
+
+// Each rank would step the embeddings with its own shard's gradient: they are not all-reduced.
+std::string Hat::data_parallel_refusal() const {
+  return "trains its task embeddings outside the all-reduced parameters and does not support data-parallel runs";
 }
 
 std::vector<torch::Tensor> Hat::gates(std::int64_t task, double s) const {
