@@ -21,7 +21,7 @@ using nlohmann::json;
 namespace {
 
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
-                                           "stability-gap", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
+                                           "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
                                            "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign"};
 
@@ -164,6 +164,59 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(num(m.at("median_drop")), drops[1], 1e-12);
     EXPECT_NEAR(num(m.at("median_recovery")), recoveries[1], 1e-12);
     EXPECT_TRUE(fs::exists(run / "accuracy_curves.svg"));
+  } else if (name == "stability-gap-table") {
+    // Every cell's ACC, min-ACC, WC-ACC and just-learned accuracy recomputed from its cl run's own
+    // tracked accuracies (metrics.jsonl "track" rows), by the paper's definitions, not the tracker.
+    std::vector<std::pair<std::string, bool>> cells;  // name, checked
+    for (const char* sc : {"class", "task", "domain"})
+      for (const char* st : {"finetune", "er", "ewc", "lwf", "agem"}) cells.emplace_back(std::string(st) + "_" + sc, std::string(st) != "finetune");
+    cells.emplace_back("joint_rotated", true);
+    cells.emplace_back("finetune_rotated", false);
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 26u);
+    std::size_t ci = 0;
+    for (const auto& [cell, checked] : cells) {
+      std::vector<std::pair<std::size_t, std::vector<double>>> track;  // (task, acc)
+      std::ifstream in(run / ("cl_seed0_" + cell) / "metrics.jsonl");
+      for (std::string line; std::getline(in, line);) {
+        const auto j = json::parse(line);
+        if (j.value("event", "") == "track") track.emplace_back(j.at("task").get<std::size_t>(), j.at("acc").get<std::vector<double>>());
+      }
+      ASSERT_FALSE(track.empty()) << cell;
+      const std::size_t T = 2;  // --quick: 2 tasks in every stream
+      const auto& last = track.back().second;
+      ASSERT_EQ(last.size(), T) << cell;
+      double acc = 0, min_acc = 0, just = 0;
+      for (double a : last) acc += a / T;
+      for (std::size_t i = 0; i + 1 < T; ++i) {
+        double lo = 2, learned = 0;
+        for (const auto& [t, a] : track) {
+          if (t > i) lo = std::min(lo, a[i]);
+          if (t == i) learned = a[i];
+        }
+        min_acc += lo / (T - 1);
+        just += learned / (T - 1);
+      }
+      const double wc = last[T - 1] / T + (1.0 - 1.0 / T) * min_acc;
+      const auto& c = row.at(cell);
+      EXPECT_NEAR(c.at("acc").get<double>(), acc, 1e-12) << cell;
+      EXPECT_NEAR(c.at("min_acc").get<double>(), min_acc, 1e-12) << cell;
+      EXPECT_NEAR(c.at("wc_acc").get<double>(), wc, 1e-12) << cell;
+      EXPECT_NEAR(c.at("just_learned").get<double>(), just, 1e-12) << cell;
+      EXPECT_NEAR(num(m.at(cell + "_gap")), just - min_acc, 1e-12) << cell;
+      EXPECT_NEAR(num(m.at(cell + "_hidden")), acc - wc, 1e-12) << cell;
+      EXPECT_EQ(c.at("first_task_curve").size(), track.size()) << cell;
+      if (checked) {
+        EXPECT_NEAR(checks[ci].at("value").get<double>(), just - min_acc, 1e-12) << cell;
+        EXPECT_EQ(checks[ci].at("threshold").get<double>(), 0.10) << cell;
+        EXPECT_NEAR(checks[ci + 1].at("value").get<double>(), acc - wc, 1e-12) << cell;
+        EXPECT_EQ(checks[ci + 1].at("threshold").get<double>(), 0.05) << cell;
+        ci += 2;
+      }
+    }
+    for (const char* sc : {"class", "task", "domain", "rotated"})
+      EXPECT_TRUE(fs::exists(run / (std::string("stability_gap_table_") + sc + ".svg"))) << sc;
+    EXPECT_TRUE(fs::exists(run / "cl_seed0_er_class" / "accuracy_curves.svg"));
   } else if (name == "lfd-forgetting") {
     // Forgetting ratios recomputed from each lfd train run's own summary.json (median DTW per cell).
     auto ratio = [&](const std::string& variant) {

@@ -21,6 +21,7 @@ ReproEntry make_trajectory_repro();
 ReproEntry make_intrinsic_dim_repro();
 ReproEntry make_commutator_repro();
 ReproEntry make_stability_gap_repro();
+ReproEntry make_stability_gap_table_repro();
 ReproEntry make_lfd_forgetting_repro();
 ReproEntry make_stable_spam_repro();
 ReproEntry make_width_lr_repro();

@@ -12,6 +12,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_intrinsic_dim_repro(),
       repro::make_commutator_repro(),
       repro::make_stability_gap_repro(),
+      repro::make_stability_gap_table_repro(),
       repro::make_lfd_forgetting_repro(),
       repro::make_stable_spam_repro(),
       repro::make_width_lr_repro(),
