@@ -68,8 +68,9 @@ TokenTrainer::TokenTrainer(TokenTrainerOptions options, torch::Device device) : 
 
 TokenTrainer::~TokenTrainer() = default;
 
-void TokenTrainer::reset_optimizer() {
-  opt_ = std::make_unique<torch::optim::Adam>(model_->parameters(), torch::optim::AdamOptions(o_.lr));
+void TokenTrainer::reset_optimizer(double lr) {
+  SL_CHECK(lr >= 0, ConfigError, "lr: must be > 0 (or 0 for the options' lr), got ", lr);
+  opt_ = std::make_unique<torch::optim::Adam>(model_->parameters(), torch::optim::AdamOptions(lr > 0 ? lr : o_.lr));
 }
 
 void TokenTrainer::set_reference() { ref_ = snapshot(); }

@@ -99,8 +99,9 @@ class TokenTrainer {
   /// The reference policy of the KL term := the current weights (the trainer starts with its
   /// initial weights as reference).
   void set_reference();
-  /// A fresh Adam state (e.g. after pre-training, before a fine-tuning phase).
-  void reset_optimizer();
+  /// A fresh Adam state (e.g. after pre-training, before a fine-tuning phase), learning rate `lr`
+  /// (0 = options().lr).
+  void reset_optimizer(double lr = 0);
   /// Detached copies of the weights (transformer_layout order).
   std::vector<torch::Tensor> snapshot() const;
   /// Copies `weights` into the model.
