@@ -13,7 +13,8 @@
 //   control T SFT steps (cross-entropy, the same rl_lr) from the same base: the rank-1 explained
 //           variance of its trajectory.
 // Measured: the greedy accuracy over the p² table of the real checkpoints, of the RELEX and the
-// naive extrapolations, and the rank-1 explained variance Λ₁/ΣΛ of each weight matrix's trajectory
+// naive extrapolations (and, at the end of the prefix, of θ_T, of the fitted line at T and of θ_T's
+// rank-1 projection: the "fit_reconstruct" and "reconstruct" modes of the code), and the rank-1 explained variance Λ₁/ΣΛ of each weight matrix's trajectory
 // (the 2-D weights of rlvr-geometry), averaged over the matrices; mean ± std over seeds.
 //
 // Checks, fixed from the paper's claim before any run (means over seeds; the tolerance of "matches"
@@ -83,9 +84,11 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
   std::vector<std::vector<torch::Tensor>> history;
   std::vector<double> reward;
   json real = json::object();
+  double real_fit_end = 0;
   for (std::int64_t s = 1; s <= steps; ++s) {
     reward.push_back(t.grpo_step().mean_reward);
     if (s <= T) history.push_back(t.snapshot());
+    if (s == T) real_fit_end = t.accuracy();
     for (auto a : at)
       if (a == s) real[std::to_string(s)] = t.accuracy();
     progress(s, steps + T, "GRPO");
@@ -97,6 +100,11 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
     relex[std::to_string(a)] = t.accuracy(predict_all(fits, base.weights, static_cast<double>(a - T)));
     lin[std::to_string(a)] = t.accuracy(predict_all(naive, base.weights, static_cast<double>(a - T)));
   }
+  // Diagnostics at the end of the fitted prefix: the fitted line (ahead 0) and the rank-1 projection of θ_T.
+  std::vector<torch::Tensor> projected;
+  for (std::size_t i = 0; i < fits.size(); ++i)
+    projected.push_back(fits[i].reconstruct(T - 1).to(base.weights[i].dtype()).view(base.weights[i].sizes()));
+  const double relex_fit_end = t.accuracy(predict_all(fits, base.weights, 0.0)), rank1_fit_end = t.accuracy(projected);
   // Control: T SFT steps from the same base.
   t.load(base.weights);
   t.reset_optimizer(ctx.option("rl_lr"));
@@ -114,6 +122,9 @@ json run_seed(const ReproContext& ctx, std::int64_t k) {
           {"pretrain_steps", base.pretrain.steps},
           {"pretrain_reached", base.pretrain.reached},
           {"fit_steps", T},
+          {"real_fit_end", real_fit_end},
+          {"relex_fit_end", relex_fit_end},
+          {"rank1_fit_end", rank1_fit_end},
           {"real", real},
           {"relex", relex},
           {"naive", lin},
@@ -167,7 +178,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     out.metrics[name + "_std"] = finite_or_null(std_dev(v));
     m[name] = mean(v);
   };
-  for (const char* key : {"base_accuracy", "pretrain_steps", "fit_steps", "final_accuracy", "relex_accuracy",
+  for (const char* key : {"base_accuracy", "pretrain_steps", "fit_steps", "real_fit_end", "relex_fit_end", "rank1_fit_end", "final_accuracy", "relex_accuracy",
                           "relex_beyond_accuracy", "naive_accuracy", "rl_rank1_ev", "sft_rank1_ev"})
     add(key, per_seed(rows, key));
   for (const char* series : {"real", "relex", "naive"})
