@@ -208,19 +208,10 @@ ReproEntry make_relex_repro() {
   e.claim = "An RLVR weight trajectory is nearly rank-1 with a coefficient growing linearly in the step, so a rank-1 fit of "
             "the first 15 % of the checkpoints, extrapolated to the end of training and beyond, matches the accuracy of "
             "the fully trained model (better than a per-parameter linear extrapolation).";
-  e.options = {{"p", "modulus of the addition task", 31, 23, true},
-               {"d_model", "transformer width", 64, 32, true},
-               {"layers", "transformer blocks", 2, 1, true},
-               {"batch", "prompts per step", 64, 64, true},
-               {"group", "sampled answers per prompt (GRPO)", 8, 8, true},
-               {"lr", "Adam learning rate of the SFT pre-training", 1e-3, 1e-3, false},
-               {"rl_lr", "Adam learning rate of GRPO and of the SFT control", 5e-4, 5e-4, false},
-               {"kl_coef", "beta of GRPO's k3 KL to the base", 0.02, 0.02, false},
-               {"base_accuracy", "accuracy the SFT pre-training stops at", 0.6, 0.6, false},
-               {"eval_every", "steps between accuracy checks of the pre-training", 10, 10, true},
-               {"max_steps", "step budget of the pre-training", 6000, 2000, true},
-               {"steps", "GRPO steps", 500, 200, true},
-               {"fit_fraction", "share of the GRPO steps RELEX is fitted on", 0.15, 0.15, false}};
+  e.options = token_task_options("Adam learning rate of the SFT pre-training", "step budget of the pre-training");
+  e.options.push_back({"rl_lr", "Adam learning rate of GRPO and of the SFT control", 5e-4, 5e-4, false});
+  e.options.push_back({"steps", "GRPO steps", 500, 200, true});
+  e.options.push_back({"fit_fraction", "share of the GRPO steps RELEX is fitted on", 0.15, 0.15, false});
   e.run_seed = run_seed;
   e.summarise = summarise;
   return e;

@@ -43,6 +43,19 @@ namespace stablelearn::experiments::repro {
 using nlohmann::json;
 namespace dg = stablelearn::diagnostics;
 
+std::vector<ReproOption> token_task_options(const std::string& lr_doc, const std::string& max_steps_doc) {
+  return {{"p", "modulus of the addition task", 31, 23, true},
+          {"d_model", "transformer width", 64, 32, true},
+          {"layers", "transformer blocks", 2, 1, true},
+          {"batch", "prompts per step", 64, 64, true},
+          {"group", "sampled answers per prompt (GRPO)", 8, 8, true},
+          {"lr", lr_doc, 1e-3, 1e-3, false},
+          {"kl_coef", "beta of GRPO's k3 KL to the base", 0.02, 0.02, false},
+          {"base_accuracy", "accuracy the SFT pre-training stops at", 0.6, 0.6, false},
+          {"eval_every", "steps between accuracy checks", 10, 10, true},
+          {"max_steps", max_steps_doc, 6000, 2000, true}};
+}
+
 rl::TokenTrainerOptions token_trainer_options(const ReproContext& ctx, std::int64_t k) {
   rl::TokenTrainerOptions o;
   o.p = ctx.int_option("p");
@@ -258,19 +271,10 @@ ReproEntry make_rlvr_geometry_repro() {
             "(top singular) directions and preserves the spectrum, while SFT targets the principal directions and "
             "distorts the spectrum: smaller spectral drift, less principal-subspace rotation, more off-principal update "
             "energy and below-random overlap with the principal weights for RL.";
-  e.options = {{"p", "modulus of the addition task", 31, 23, true},
-               {"d_model", "transformer width", 64, 32, true},
-               {"layers", "transformer blocks", 2, 1, true},
-               {"batch", "prompts per step", 64, 64, true},
-               {"group", "sampled answers per prompt (GRPO)", 8, 8, true},
-               {"lr", "Adam learning rate (pre-training, RL and SFT)", 1e-3, 1e-3, false},
-               {"kl_coef", "beta of GRPO's k3 KL to the base", 0.02, 0.02, false},
-               {"base_accuracy", "accuracy the SFT pre-training stops at", 0.6, 0.6, false},
-               {"gain", "accuracy gain both fine-tunings stop at", 0.15, 0.1, false},
-               {"eval_every", "steps between accuracy checks", 10, 10, true},
-               {"max_steps", "step budget of each phase", 6000, 2000, true},
-               {"k", "top-k singular subspace", 8, 4, true},
-               {"alpha", "share of entries in the principal and update masks", 0.1, 0.1, false}};
+  e.options = token_task_options("Adam learning rate (pre-training, RL and SFT)", "step budget of each phase");
+  e.options.push_back({"gain", "accuracy gain both fine-tunings stop at", 0.15, 0.1, false});
+  e.options.push_back({"k", "top-k singular subspace", 8, 4, true});
+  e.options.push_back({"alpha", "share of entries in the principal and update masks", 0.1, 0.1, false});
   e.run_seed = run_seed;
   e.summarise = summarise;
   return e;

@@ -15,6 +15,10 @@
 
 namespace stablelearn::experiments::repro {
 
+/// The options both entries share: p, d_model, layers, batch, group, lr (documented as `lr_doc`),
+/// kl_coef, base_accuracy, eval_every, max_steps (documented as `max_steps_doc`).
+std::vector<ReproOption> token_task_options(const std::string& lr_doc, const std::string& max_steps_doc);
+
 /// The trainer options of seed k from the entry's options p, d_model, layers, batch, group, lr and
 /// kl_coef (4 heads, 2 Adam steps per GRPO batch, clip 0.2); seed ctx.seed + k.
 rl::TokenTrainerOptions token_trainer_options(const ReproContext& ctx, std::int64_t k);
