@@ -92,10 +92,12 @@ PrincipalAngles principal_angles(const torch::Tensor& w0, const torch::Tensor& w
   return r;
 }
 
-double spectral_drift(const torch::Tensor& w0, const torch::Tensor& w1) {
-  const auto s0 = singular_values(w0, "spectral_drift");
-  const auto s1 = singular_values(w1, "spectral_drift");
+double spectral_drift(const torch::Tensor& w0, const torch::Tensor& w1, std::int64_t k) {
+  auto s0 = singular_values(w0, "spectral_drift");
+  auto s1 = singular_values(w1, "spectral_drift");
   SL_CHECK(s0.sizes() == s1.sizes(), ShapeError, "spectral_drift: the matrices have different shapes");
+  SL_CHECK(k >= 0 && k <= s0.size(0), ConfigError, "spectral_drift: k = ", k, " must be in [0, ", s0.size(0), "]");
+  if (k > 0) s0 = s0.narrow(0, 0, k), s1 = s1.narrow(0, 0, k);
   const double n0 = s0.norm().item<double>();
   SL_CHECK(n0 > 0.0, DataError, "spectral_drift: W0 is zero");
   return (s1 - s0).norm().item<double>() / n0;

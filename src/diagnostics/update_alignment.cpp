@@ -52,4 +52,32 @@ UpdateAlignment update_alignment(const torch::Tensor& w_before, const torch::Ten
   return update_alignment_of_delta(w_before, w_after.detach().to(w_before.device()) - w_before.detach(), k);
 }
 
+double principal_mask_overlap(const torch::Tensor& w, const torch::Tensor& delta, std::int64_t k, double alpha) {
+  const auto a = as_matrix(w, "the weight");
+  const auto d = as_matrix(delta, "the update").to(a.device());
+  SL_CHECK(a.sizes() == d.sizes(), ShapeError, "principal_mask_overlap: weight ", a.sizes(), " and update ", d.sizes(),
+           " differ in shape");
+  const auto m = a.size(0), n = a.size(1);
+  SL_CHECK(k >= 1 && k <= std::min(m, n), ConfigError, "principal_mask_overlap: k = ", k, " must be in [1, ",
+           std::min(m, n), "]");
+  SL_CHECK(alpha > 0 && alpha <= 1, ConfigError, "principal_mask_overlap: alpha = ", alpha, " must be in (0, 1]");
+  torch::Tensor u, s, vh;
+  std::tie(u, s, vh) = torch::linalg_svd(a, false);
+  const auto wk = u.narrow(1, 0, k).mm(torch::diag(s.narrow(0, 0, k))).mm(vh.narrow(0, 0, k));
+  const auto count = std::max<std::int64_t>(1, std::llround(alpha * static_cast<double>(m * n)));
+  auto mask = [&](const torch::Tensor& x) {
+    auto b = torch::zeros({m * n}, torch::TensorOptions().dtype(torch::kBool).device(a.device()));
+    return b.index_fill_(0, std::get<1>(x.abs().reshape({-1}).topk(count)), true);
+  };
+  const auto both = mask(wk).logical_and(mask(d)).sum().item<std::int64_t>();
+  return static_cast<double>(both) / static_cast<double>(count);
+}
+
+double bf16_unchanged_share(const torch::Tensor& w_before, const torch::Tensor& w_after) {
+  SL_CHECK(w_before.defined() && w_after.defined() && w_before.sizes() == w_after.sizes() && w_before.numel() > 0,
+           ShapeError, "bf16_unchanged_share: before and after weights differ in shape or are empty");
+  const auto b0 = w_before.detach().to(torch::kBFloat16), b1 = w_after.detach().to(w_before.device(), torch::kBFloat16);
+  return b0.eq(b1).to(torch::kDouble).mean().item<double>();
+}
+
 }  // namespace stablelearn::diagnostics

@@ -23,7 +23,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -844,6 +844,101 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[0].at("threshold").get<double>(), 0.1, 1e-15);
     EXPECT_NEAR(checks[1].at("threshold").get<double>(), 0.2, 1e-15);
     EXPECT_TRUE(fs::exists(run / "stratified_grpo_reward.svg"));
+  } else if (name == "rlvr-geometry") {
+    // --quick: p = 23 (accuracies are multiples of 1/529), d = 32, 1 block, k = 4, alpha = 0.1, gain
+    // 0.1, checks every 10 steps. Per method: each mean over the 6 matrices recomputed from the
+    // per-matrix rows, the random baseline 1 - k^2/(mn) from the shapes, the stop at the first check
+    // reaching base + gain; the checks from the row.
+    const double base = num(row.at("base_accuracy"));
+    EXPECT_NEAR(base * 529, std::round(base * 529), 1e-6);
+    if (row.at("pretrain_reached").get<bool>()) {
+      EXPECT_GE(base, 0.6);
+    }
+    EXPECT_NEAR(num(row.at("target_accuracy")), base + 0.1, 1e-12);
+    const std::map<std::string, std::pair<double, double>> shapes = {
+        {"embed.token", {25, 32}},          {"layer_0.attn.in_proj.weight", {96, 32}}, {"layer_0.attn.out_proj.weight", {32, 32}},
+        {"layer_0.mlp.fc_1.weight", {128, 32}}, {"layer_0.mlp.fc_2.weight", {32, 128}}, {"head.weight", {23, 32}}};
+    for (const char* meth : {"rl", "sft"}) {
+      const auto& r = row.at(meth);
+      const auto& mats = r.at("matrices");
+      ASSERT_EQ(mats.size(), 6u) << meth;
+      for (const char* key : {"drift_topk", "drift_full", "angle_deg", "angle_max_deg", "off_principal", "off_principal_baseline",
+                              "left", "right", "mask_overlap", "bf16_unchanged", "update_rel_norm"}) {
+        double s = 0;
+        for (const auto& x : mats) s += num(x.at(key)) / 6;
+        EXPECT_NEAR(num(r.at(key)), s, 1e-12) << meth << " " << key;
+      }
+      for (const auto& x : mats) {
+        const auto& sh = shapes.at(x.at("matrix").get<std::string>());
+        EXPECT_EQ(x.at("k").get<int>(), 4);
+        EXPECT_NEAR(num(x.at("off_principal_baseline")), 1 - 16 / (sh.first * sh.second), 1e-12) << x.dump();
+        for (const char* key : {"off_principal", "left", "right", "mask_overlap", "bf16_unchanged"})
+          EXPECT_TRUE(num(x.at(key)) >= -1e-12 && num(x.at(key)) <= 1 + 1e-12) << meth << " " << key;
+        EXPECT_TRUE(num(x.at("angle_deg")) >= 0 && num(x.at("angle_deg")) <= num(x.at("angle_max_deg")) + 1e-9);
+        EXPECT_LE(num(x.at("angle_max_deg")), 90 + 1e-9);
+      }
+      const auto trace = r.at("trace").get<std::vector<double>>();
+      const double acc = num(r.at("accuracy"));
+      EXPECT_NEAR(num(r.at("gain")), acc - base, 1e-12) << meth;
+      if (r.at("reached").get<bool>()) {
+        EXPECT_GE(acc, base + 0.1 - 1e-12) << meth;
+        EXPECT_EQ(r.at("steps").get<int>(), 10 * static_cast<int>(trace.size())) << meth;
+        for (std::size_t i = 0; i + 1 < trace.size(); ++i) EXPECT_LT(trace[i], base + 0.1) << meth << i;
+      }
+    }
+    auto val = [&](const char* a, const char* k) { return num(row.at(a).at(k)); };
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 7u);
+    EXPECT_EQ(checks[0].at("value").get<double>(), row.at("pretrain_reached").get<bool>() ? 1.0 : 0.0);
+    EXPECT_NEAR(checks[1].at("value").get<double>(),
+                ((row.at("rl").at("reached").get<bool>() ? 1 : 0) + (row.at("sft").at("reached").get<bool>() ? 1 : 0)) / 2.0, 1e-15);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), val("rl", "drift_topk") / val("sft", "drift_topk"), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), val("rl", "angle_deg") / val("sft", "angle_deg"), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), val("rl", "off_principal") - val("sft", "off_principal"), 1e-12);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), val("rl", "mask_overlap") / 0.1, 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), val("sft", "mask_overlap") - val("rl", "mask_overlap"), 1e-12);
+    EXPECT_TRUE(fs::exists(run / "rlvr_geometry_off_principal.svg"));
+  } else if (name == "relex") {
+    // --quick: 200 GRPO steps of 64 prompts x 8 answers (batch rewards are multiples of 1/512), RELEX
+    // fitted on the first round(0.15 x 200) = 30; real checkpoints at 60, 120, 200, extrapolations
+    // also at 400; p = 23 (accuracies are multiples of 1/529); the mean rank-1 explained variance
+    // over the 6 matrices; the checks from the row.
+    EXPECT_EQ(row.at("fit_steps").get<int>(), 30);
+    const auto rew = row.at("rewards").get<std::vector<double>>();
+    ASSERT_EQ(rew.size(), 200u);
+    for (double x : rew) EXPECT_NEAR(x * 512, std::round(x * 512), 1e-4);
+    for (const char* s : {"real", "relex", "naive"}) {
+      std::vector<std::string> keys;
+      for (const auto& [k, v] : row.at(s).items()) {
+        keys.push_back(k);
+        EXPECT_NEAR(num(v) * 529, std::round(num(v) * 529), 1e-6) << s << k;
+      }
+      std::sort(keys.begin(), keys.end());
+      EXPECT_EQ(keys, (std::string(s) == "real" ? std::vector<std::string>{"120", "200", "60"}
+                                                : std::vector<std::string>{"120", "200", "400", "60"}));
+    }
+    EXPECT_EQ(num(row.at("final_accuracy")), num(row.at("real").at("200")));
+    EXPECT_EQ(num(row.at("relex_accuracy")), num(row.at("relex").at("200")));
+    EXPECT_EQ(num(row.at("relex_beyond_accuracy")), num(row.at("relex").at("400")));
+    EXPECT_EQ(num(row.at("naive_accuracy")), num(row.at("naive").at("200")));
+    double ev = 0;
+    ASSERT_EQ(row.at("rl_rank1_ev_per_matrix").size(), 6u);
+    for (const auto& [k, v] : row.at("rl_rank1_ev_per_matrix").items()) {
+      EXPECT_TRUE(num(v) > 0 && num(v) <= 1 + 1e-12) << k;
+      ev += num(v) / 6;
+    }
+    EXPECT_NEAR(num(row.at("rl_rank1_ev")), ev, 1e-12);
+    EXPECT_TRUE(num(row.at("sft_rank1_ev")) > 0 && num(row.at("sft_rank1_ev")) <= 1 + 1e-12);
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 5u);
+    const double fin = num(row.at("final_accuracy")), rx = num(row.at("relex_accuracy"));
+    EXPECT_NEAR(checks[0].at("value").get<double>(), fin - num(row.at("base_accuracy")), 1e-12);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), rx - fin, 1e-12);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), num(row.at("relex_beyond_accuracy")) - fin, 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), num(row.at("rl_rank1_ev")) - num(row.at("sft_rank1_ev")), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), rx - num(row.at("naive_accuracy")), 1e-12);
+    EXPECT_NEAR(checks[1].at("threshold").get<double>(), -0.03, 1e-15);
+    EXPECT_TRUE(fs::exists(run / "relex_accuracy.svg"));
   } else if (name == "stableun") {
     // --quick: 20 attack steps; each curve has 21 accuracies in [0, 1], its AUC is the trapezoid
     // area / 20, the retain drop and the StableUN − baseline differences recomputed from the row;

@@ -94,6 +94,18 @@ TEST(Spectra, PrincipalAnglesOfKnownRotations) {
   EXPECT_NEAR(D::spectral_drift(w0, w1), 0.0, 1e-12);  // same singular values
 }
 
+// Top-k drift by hand: σ(diag(3, 2, 1)) = (3, 2, 1), σ(diag(3.3, 2, 5)) = (5, 3.3, 2) (sorted):
+// full ‖(2, 1.3, 1)‖/‖(3, 2, 1)‖, top-1 2/3, top-2 ‖(2, 1.3)‖/‖(3, 2)‖.
+TEST(Spectra, TopKSpectralDriftByHand) {
+  const auto w0 = torch::diag(torch::tensor({3.0, 2.0, 1.0}, torch::kFloat64));
+  const auto w1 = torch::diag(torch::tensor({3.3, 2.0, 5.0}, torch::kFloat64));
+  EXPECT_NEAR(D::spectral_drift(w0, w1), std::sqrt(4 + 1.69 + 1) / std::sqrt(14.0), 1e-12);
+  EXPECT_NEAR(D::spectral_drift(w0, w1, 3), std::sqrt(4 + 1.69 + 1) / std::sqrt(14.0), 1e-12);
+  EXPECT_NEAR(D::spectral_drift(w0, w1, 1), 2.0 / 3.0, 1e-12);
+  EXPECT_NEAR(D::spectral_drift(w0, w1, 2), std::sqrt(4 + 1.69) / std::sqrt(13.0), 1e-12);
+  stablelearn::testing::expect_error<stablelearn::ConfigError>([&] { D::spectral_drift(w0, w1, 4); }, "k = 4");
+}
+
 TEST(Spectra, PerturbationBoundsHold) {
   for (std::uint64_t seed = 0; seed < 5; ++seed) {
     auto gen = at::detail::createCPUGenerator(40 + seed);

@@ -111,4 +111,43 @@ TEST(UpdateAlignment, ShapesAndErrors) {
                                         "at least 2 dimensions");
 }
 
+// W = diag(3, 1): the rank-1 reconstruction is [[3, 0], [0, 0]]; α = 1/4 keeps one entry, (0, 0).
+// An update largest at (1, 1) overlaps 0, one largest at (0, 0) overlaps 1. With α = 1/2 (two
+// entries; the principal mask takes (0, 0) and one tie) an update largest at (0, 0) and (1, 1) has at
+// least 1/2.
+TEST(UpdateAlignment, PrincipalMaskOverlapByHand) {
+  const auto w = torch::tensor({3.0, 0.0, 0.0, 1.0}, f64()).view({2, 2});
+  EXPECT_DOUBLE_EQ(D::principal_mask_overlap(w, torch::tensor({0.1, 0.0, 0.0, 0.5}, f64()).view({2, 2}), 1, 0.25), 0.0);
+  EXPECT_DOUBLE_EQ(D::principal_mask_overlap(w, torch::tensor({0.9, 0.0, 0.2, 0.5}, f64()).view({2, 2}), 1, 0.25), 1.0);
+  EXPECT_GE(D::principal_mask_overlap(w, torch::tensor({0.9, 0.0, 0.1, 0.5}, f64()).view({2, 2}), 1, 0.5), 0.5);
+  // k = 2 reconstructs W itself: its largest entries (0, 0), (1, 1) against an update's (0, 1), (1, 0).
+  EXPECT_DOUBLE_EQ(D::principal_mask_overlap(w, torch::tensor({0.0, 1.0, 2.0, 0.0}, f64()).view({2, 2}), 2, 0.5), 0.0);
+  using stablelearn::testing::expect_error;
+  expect_error<stablelearn::ConfigError>([&] { D::principal_mask_overlap(w, w, 1, 0.0); }, "alpha");
+  expect_error<stablelearn::ConfigError>([&] { D::principal_mask_overlap(w, w, 3, 0.5); }, "k = 3");
+}
+
+// Updates with i.i.d. Gaussian entries: the expected overlap is α (Monte Carlo; the count of a
+// random n-subset of mn entries inside a fixed n-subset is hypergeometric, sd ≤ √(n α (1 − α)) / n).
+TEST(UpdateAlignment, PrincipalMaskOverlapOfRandomUpdatesIsAlpha) {
+  const Constructed c;
+  torch::manual_seed(5);
+  const double alpha = 0.25;
+  const int trials = 400;
+  double mean = 0;
+  for (int t = 0; t < trials; ++t) mean += D::principal_mask_overlap(c.w, torch::randn({8, 6}, f64()), c.k, alpha) / trials;
+  const double n = 12, sd = std::sqrt(n * alpha * (1 - alpha)) / n;
+  EXPECT_NEAR(mean, alpha, 4 * sd / std::sqrt(double(trials)));
+}
+
+// bf16 keeps 8 significant bits: near 1 its spacing is 2⁻⁷, so 1 + 2⁻¹⁰ rounds back to 1 (unchanged)
+// while 1 + 2⁻⁶ is representable (changed).
+TEST(UpdateAlignment, Bf16UnchangedShareByHand) {
+  const auto w0 = torch::tensor({1.0f, 1.0f, 1.0f, -2.0f});
+  const auto w1 = torch::tensor({1.0f + std::ldexp(1.0f, -10), 1.0f + std::ldexp(1.0f, -6), 1.0f, -2.5f});
+  EXPECT_DOUBLE_EQ(D::bf16_unchanged_share(w0, w1), 0.5);
+  stablelearn::testing::expect_error<stablelearn::ShapeError>([&] { D::bf16_unchanged_share(w0, w1.narrow(0, 0, 2)); },
+                                                              "differ in shape");
+}
+
 }  // namespace

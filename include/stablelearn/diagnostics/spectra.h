@@ -16,7 +16,7 @@
 //
 // Principal angles between the top-k left (and right) singular subspaces of W₀ and W₁:
 // cos θ_i = σ_i(U₀ᵀU₁), ascending angles in radians. Spectral drift (normalised spectral shift)
-// NSS = ‖σ(W₁) − σ(W₀)‖₂ / ‖σ(W₀)‖₂ over the full spectrum. Stable rank ‖W‖_F² / ‖W‖₂².
+// NSS = ‖σ(W₁) − σ(W₀)‖₂ / ‖σ(W₀)‖₂ over the full spectrum (or the top k). Stable rank ‖W‖_F² / ‖W‖₂².
 #pragma once
 
 #include <cstdint>
@@ -61,8 +61,10 @@ struct PrincipalAngles {
 /// Principal angles between the top-k singular subspaces of two matrices of the same shape.
 PrincipalAngles principal_angles(const torch::Tensor& w0, const torch::Tensor& w1, std::int64_t k);
 
-/// NSS = ‖σ(W₁) − σ(W₀)‖ / ‖σ(W₀)‖.
-double spectral_drift(const torch::Tensor& w0, const torch::Tensor& w1);
+/// NSS = ‖σ(W₁) − σ(W₀)‖ / ‖σ(W₀)‖; with k ≥ 1 over the top-k singular values only,
+/// ‖σ_{1:k}(W₁) − σ_{1:k}(W₀)‖ / ‖σ_{1:k}(W₀)‖ ("The Path Not Taken"; k = 0: the full spectrum).
+/// ConfigError for k outside [0, min(m, n)].
+double spectral_drift(const torch::Tensor& w0, const torch::Tensor& w1, std::int64_t k = 0);
 /// ‖W‖_F² / ‖W‖₂².
 double stable_rank(const torch::Tensor& w);
 

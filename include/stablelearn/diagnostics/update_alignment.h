@@ -39,4 +39,18 @@ UpdateAlignment update_alignment(const torch::Tensor& w_before, const torch::Ten
 /// The same with the update given directly: fractions of ‖delta‖² in the top-k subspaces of `w`.
 UpdateAlignment update_alignment_of_delta(const torch::Tensor& w, const torch::Tensor& delta, std::int64_t k);
 
+/// Entry-level overlap of an update with the principal weights ("The Path Not Taken"; the principal
+/// mask as the third-party rlvr-geometry code defines it): with W_k = U_k S_k V_kᵀ the rank-k
+/// reconstruction of `w` and n = max(1, round(α · mn)), the principal mask holds the n entries of
+/// largest |W_k| and the update mask the n entries of largest |delta|; returns |both| / n. For an
+/// update mask independent of the principal one (e.g. i.i.d. entries) the expectation is α.
+/// (The paper's update mask is the entries that change visibly in bf16; here both masks have the
+/// same size, which makes α the random baseline.) ShapeError / ConfigError (k, α outside (0, 1])
+/// as update_alignment.
+double principal_mask_overlap(const torch::Tensor& w, const torch::Tensor& delta, std::int64_t k, double alpha);
+
+/// Share of entries whose bfloat16 rounding does not change from w_before to w_after (paper 16's
+/// "bf16-visible" update sparsity, Gate III). ShapeError for different shapes or no elements.
+double bf16_unchanged_share(const torch::Tensor& w_before, const torch::Tensor& w_after);
+
 }  // namespace stablelearn::diagnostics
