@@ -54,6 +54,44 @@ double spearman(const torch::Tensor& a, const torch::Tensor& b) {
   return pearson(average_ranks(a), average_ranks(b));
 }
 
+double percentile(std::vector<double> values, double q) {
+  SL_CHECK(q >= 0.0 && q <= 100.0, ConfigError, "percentile: q must be in [0, 100], got ", q);
+  values.erase(std::remove_if(values.begin(), values.end(), [](double v) { return !std::isfinite(v); }), values.end());
+  if (values.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(values.begin(), values.end());
+  const double h = static_cast<double>(values.size() - 1) * q / 100.0;
+  const auto lo = static_cast<std::size_t>(std::floor(h));
+  const auto hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (h - static_cast<double>(lo)) * (values[hi] - values[lo]);
+}
+
+SpearmanInterval spearman_bootstrap(const torch::Tensor& a, const torch::Tensor& b, const BootstrapOptions& o) {
+  SL_CHECK(a.defined() && b.defined() && a.dim() == 1 && b.dim() == 1 && a.size(0) == b.size(0), ShapeError,
+           "spearman_bootstrap: expected two 1-D tensors of the same length");
+  SL_CHECK(o.resamples() >= 1, ConfigError, "spearman_bootstrap: resamples must be at least 1, got ", o.resamples());
+  SL_CHECK(o.confidence() > 0.0 && o.confidence() < 1.0, ConfigError,
+           "spearman_bootstrap: confidence must be in (0, 1), got ", o.confidence());
+  const auto nan = std::numeric_limits<double>::quiet_NaN();
+  const auto x = a.detach().to(torch::kFloat64).cpu(), y = b.detach().to(torch::kFloat64).cpu();
+  const auto keep = torch::isfinite(x).logical_and(torch::isfinite(y));
+  const auto xs = x.masked_select(keep), ys = y.masked_select(keep);
+  SpearmanInterval out;
+  out.pairs = xs.size(0);
+  out.rho = out.lo = out.hi = nan;
+  if (out.pairs < 3) return out;
+  out.rho = spearman(xs, ys);
+  auto gen = detail::make_generator(o.seed());
+  for (std::int64_t r = 0; r < o.resamples(); ++r) {
+    const auto idx = torch::randint(0, out.pairs, {out.pairs}, gen, torch::TensorOptions().dtype(torch::kLong));
+    const double rho = spearman(xs.index_select(0, idx), ys.index_select(0, idx));
+    if (std::isfinite(rho)) out.resampled.push_back(rho);
+  }
+  out.finite = static_cast<std::int64_t>(out.resampled.size());
+  out.lo = percentile(out.resampled, 50.0 * (1.0 - o.confidence()));
+  out.hi = percentile(out.resampled, 50.0 * (1.0 + o.confidence()));
+  return out;
+}
+
 torch::Tensor cosine_rdm(const torch::Tensor& x) {
   const auto f = rows(x, "cosine_rdm");
   const auto norms = f.norm(2, {1}, true);

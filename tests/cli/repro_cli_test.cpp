@@ -10,9 +10,12 @@
 #include <cmath>
 
 #include <gtest/gtest.h>
+#include <torch/types.h>
 
 #include "cli_testing.h"
 #include "stablelearn/core/config.h"
+#include "stablelearn/core/fs.h"
+#include "stablelearn/diagnostics/rdm.h"
 
 namespace sl = stablelearn;
 namespace fs = std::filesystem;
@@ -23,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -1133,6 +1136,78 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[2].at("value").get<double>(),
                 row.at("grokalign").at("alignment_end").get<double>() - row.at("grokalign").at("alignment_start").get<double>(), 1e-12);
     for (const char* f : {"grokalign_test_acc.svg", "grokalign_alignment.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
+  } else if (name == "shesha") {
+    // --quick: widths 16, 32; depths 1, 2; 1 and 4 epochs; a in {0.01, 0.0548, 0.3}; one sweep seed:
+    // 24 configurations and 4 training steps, each a line of shesha_configs.jsonl. Per row: the
+    // drifts are 1 − the similarities and the accuracy drop clean − noisy; the checks recomputed.
+    const auto& configs = row.at("configs");
+    const auto& training = row.at("training");
+    ASSERT_EQ(configs.size(), 24u);
+    ASSERT_EQ(training.size(), 4u);
+    EXPECT_EQ(sl::read_lines(run / "shesha_configs.jsonl").size(), 28u);
+    const auto noises = row.at("noises").get<std::vector<double>>();
+    ASSERT_EQ(noises.size(), 3u);
+    EXPECT_NEAR(noises[1], std::sqrt(0.01 * 0.3), 1e-12);
+    std::vector<double> sh, ck, ds, dc, drop, ratios;
+    const auto ratio = [](double a, double b) {
+      return b > 0 ? a / b : (a > 0 ? std::numeric_limits<double>::infinity() : 1.0);
+    };
+    const auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    };
+    const auto pearson = [](const std::vector<double>& a, const std::vector<double>& b) {
+      double ma = 0, mb = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) ma += a[i] / a.size(), mb += b[i] / b.size();
+      double ab = 0, aa = 0, bb = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) ab += (a[i] - ma) * (b[i] - mb), aa += (a[i] - ma) * (a[i] - ma), bb += (b[i] - mb) * (b[i] - mb);
+      return ab / std::sqrt(aa * bb);
+    };
+    for (const auto& c : configs) {
+      const double s = num(c.at("shesha")), k = num(c.at("cka"));
+      EXPECT_TRUE(s >= -1 && s <= 1) << s;
+      EXPECT_TRUE(k >= -1e-9 && k <= 1 + 1e-9) << k;
+      EXPECT_NEAR(num(c.at("drift_shesha")), 1 - num(c.at("rdm_similarity")), 1e-12);
+      EXPECT_NEAR(num(c.at("drift_cka")), 1 - num(c.at("cka_debiased")), 1e-12);
+      EXPECT_NEAR(num(c.at("accuracy_drop")), num(c.at("accuracy_clean")) - num(c.at("accuracy_noisy")), 1e-12);
+      EXPECT_EQ(num(c.at("noise")), noises[c.at("noise_index").get<std::size_t>()]);
+      sh.push_back(s), ck.push_back(k);
+      ds.push_back(num(c.at("drift_shesha"))), dc.push_back(num(c.at("drift_cka"))), drop.push_back(num(c.at("accuracy_drop")));
+      ratios.push_back(ratio(ds.back(), dc.back()));
+    }
+    // Earlier warning: per network and length (3 consecutive rows, noise ascending), α where the
+    // drift first reaches 0.05, linear from (0, 0).
+    const auto cross = [&](const std::vector<double>& d) {
+      double a0 = 0, d0 = 0;
+      for (std::size_t i = 0; i < d.size(); ++i) {
+        if (d[i] >= 0.05) return a0 + (noises[i] - a0) * (0.05 - d0) / (d[i] - d0);
+        a0 = noises[i], d0 = d[i];
+      }
+      return std::numeric_limits<double>::infinity();
+    };
+    double earlier = 0;
+    for (std::size_t n = 0; n < 8; ++n) {
+      const std::vector<double> a(ds.begin() + 3 * n, ds.begin() + 3 * n + 3), b(dc.begin() + 3 * n, dc.begin() + 3 * n + 3);
+      earlier += cross(a) < cross(b) ? 1.0 / 8 : 0.0;
+    }
+    std::vector<double> tr;
+    for (const auto& t : training) tr.push_back(ratio(num(t.at("drift_shesha")), num(t.at("drift_cka"))));
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 7u);
+    // One sweep seed: the cells are the configurations; ρ does not depend on their order.
+    const double rho = sl::diagnostics::spearman(torch::tensor(sh, torch::kFloat64), torch::tensor(ck, torch::kFloat64));
+    EXPECT_NEAR(num(m.at("rho_cells")), rho, 1e-12);
+    EXPECT_NEAR(num(m.at("rho_configurations")), rho, 1e-12);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), std::abs(rho), 1e-12);
+    EXPECT_EQ(checks[0].at("threshold").get<double>(), 0.2);
+    EXPECT_EQ(checks[1].at("value").get<double>(), num(m.at("rho_cells_lo")));
+    EXPECT_EQ(checks[2].at("value").get<double>(), num(m.at("rho_cells_hi")));
+    EXPECT_LE(num(m.at("rho_cells_lo")), num(m.at("rho_cells_hi")));
+    EXPECT_NEAR(checks[3].at("value").get<double>(), median(ratios), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), median(tr), 1e-12);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), earlier, 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), pearson(ds, drop) - pearson(dc, drop), 1e-9);
+    for (const char* f : {"shesha_vs_cka.svg", "shesha_drift.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
   }
   fs::remove_all(run.parent_path());
 }
@@ -1176,6 +1251,39 @@ TEST(ReproCli, ResumeSkipsFinishedSeedsAndAChangedConfigNamesTheKeys) {
   EXPECT_EQ(changed.status, 2);
   EXPECT_NE(changed.err.find("options.steps = 100 in the run, 120 now"), std::string::npos) << changed.err;
   EXPECT_NE(changed.err.find("options.lr = 0.5 in the run, 0.375 now"), std::string::npos) << changed.err;
+  fs::remove_all(dir);
+}
+
+TEST(ReproCli, SheshaResumesPerConfigurationWithTheSameNumbers) {
+  // A whole --quick sweep, then a copy cut after 10 configuration lines plus half a line (a kill
+  // during an append), without its seed row and results: --resume recomputes only what is missing
+  // and gives the same rows, metrics and checks.
+  const auto dir = sl::testing::temp_dir("repro_shesha_resume");
+  const auto a = dir / "a", b = dir / "b";
+  const std::string args = "repro shesha --quick --quiet --out ";
+  ASSERT_EQ(sl::testing::run_cli(args + a.string()).status, 0);
+  const auto lines = sl::read_lines(a / "shesha_configs.jsonl");
+  ASSERT_EQ(lines.size(), 28u);
+  fs::create_directories(b);
+  fs::copy_file(a / "config.toml", b / "config.toml");
+  {
+    std::ofstream f(b / "shesha_configs.jsonl");
+    for (std::size_t i = 0; i < 10; ++i) f << lines[i] << "\n";
+    f << lines[10].substr(0, lines[10].size() / 2);
+  }
+  const auto r = sl::testing::run_cli(args + b.string() + " --resume");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto again = sl::read_lines(b / "shesha_configs.jsonl");
+  ASSERT_EQ(again.size(), 28u);
+  for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(again[i], lines[i]);
+  EXPECT_EQ(metrics_rows(b)[0].at("result"), metrics_rows(a)[0].at("result"));
+  const auto ra = read_json(a / "results.json"), rb = read_json(b / "results.json");
+  EXPECT_EQ(rb.at("metrics"), ra.at("metrics"));
+  EXPECT_EQ(rb.at("checks"), ra.at("checks"));
+  // Bad input names the key: negative noise (every option must be positive), an empty noise range.
+  sl::testing::expect_usage_error("repro shesha --quick --set min_noise=-0.1 --out " + (dir / "c").string(), "option 'min_noise' must be a positive number");
+  sl::testing::expect_usage_error("repro shesha --quick --set min_noise=0.5 --set max_noise=0.1 --out " + (dir / "d").string(),
+                                  "options.min_noise = 0.5 exceeds options.max_noise = 0.1");
   fs::remove_all(dir);
 }
 

@@ -2,6 +2,8 @@
 // rotation invariance, Shesha's own feature-split checks, and weight-noise stability against
 // representations whose RDM provably cannot move (scale, rotation) and the classic d² Spearman.
 #include <cmath>
+#include <limits>
+#include <map>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -35,6 +37,119 @@ TEST(Rdm, AverageRanksAndSpearmanByHand) {
   EXPECT_NEAR(D::spearman(x, torch::exp(3 * x)), 1.0, 1e-15);
   EXPECT_NEAR(D::spearman(x, -x), -1.0, 1e-15);
   EXPECT_TRUE(std::isnan(D::spearman(x, torch::ones({50}, f64()))));
+}
+
+TEST(Bootstrap, PercentileIsNumpysLinearInterpolation) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // np.percentile([1, 2, 3, 4], q): h = 3q/100 between order statistics.
+  EXPECT_DOUBLE_EQ(D::percentile({4.0, 1.0, 3.0, 2.0}, 25.0), 1.75);
+  EXPECT_DOUBLE_EQ(D::percentile({4.0, 1.0, 3.0, 2.0}, 50.0), 2.5);
+  EXPECT_DOUBLE_EQ(D::percentile({4.0, 1.0, 3.0, 2.0}, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(D::percentile({4.0, 1.0, 3.0, 2.0}, 100.0), 4.0);
+  EXPECT_DOUBLE_EQ(D::percentile({4.0, 1.0, 3.0, 2.0}, 97.5), 3.925);
+  EXPECT_DOUBLE_EQ(D::percentile({nan, 7.0, 3.0}, 50.0), 5.0);  // non-finite values dropped
+  EXPECT_DOUBLE_EQ(D::percentile({7.0}, 2.5), 7.0);
+  EXPECT_TRUE(std::isnan(D::percentile({}, 50.0)));
+  EXPECT_THROW(D::percentile({1.0}, 101.0), stablelearn::ConfigError);
+  EXPECT_THROW(D::percentile({1.0}, -1.0), stablelearn::ConfigError);
+}
+
+// Average ranks by the counting formula 1 + #{v_j < v_i} + ½ #{j ≠ i: v_j = v_i}, then Pearson.
+double brute_spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  const auto ranks = [](const std::vector<double>& v) {
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      double less = 0, tie = 0;
+      for (std::size_t j = 0; j < v.size(); ++j) {
+        if (v[j] < v[i]) less += 1;
+        if (j != i && v[j] == v[i]) tie += 1;
+      }
+      r[i] = 1 + less + 0.5 * tie;
+    }
+    return r;
+  };
+  const auto ra = ranks(a), rb = ranks(b);
+  double ma = 0, mb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) ma += ra[i] / a.size(), mb += rb[i] / a.size();
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : std::numeric_limits<double>::quiet_NaN();
+}
+
+TEST(Bootstrap, ResampledRhoFollowsTheExactBootstrapDistribution) {
+  // n = 4: all 4⁴ = 256 equally likely index tuples, each ρ by the counting formula (NaN tuples,
+  // with a constant side, skipped as the bootstrap skips them): the exact law of a finite resample.
+  const std::vector<double> a{1.0, 2.0, 3.0, 4.0}, b{2.0, 1.0, 4.0, 3.0};
+  std::map<long long, double> exact;  // ρ·10⁹ rounded → probability
+  double finite = 0;
+  for (int t = 0; t < 256; ++t) {
+    std::vector<double> ra, rb;
+    for (int k = 0, u = t; k < 4; ++k, u /= 4) ra.push_back(a[u % 4]), rb.push_back(b[u % 4]);
+    const double rho = brute_spearman(ra, rb);
+    if (!std::isfinite(rho)) continue;
+    exact[std::llround(rho * 1e9)] += 1;
+    finite += 1;
+  }
+  for (auto& kv : exact) kv.second /= finite;
+  const auto r = D::spearman_bootstrap(torch::tensor(a, f64()), torch::tensor(b, f64()),
+                                       D::BootstrapOptions().resamples(20000).seed(3));
+  EXPECT_NEAR(r.rho, brute_spearman(a, b), 1e-15);  // 0.6
+  EXPECT_NEAR(r.rho, 0.6, 1e-15);
+  EXPECT_EQ(r.pairs, 4);
+  // A resample is NaN when a side is constant (here: all four indices equal, 4 of 256 tuples); the
+  // finite count is binomial around B·finite/256.
+  const double pf = finite / 256.0;
+  EXPECT_NEAR(static_cast<double>(r.finite), 20000 * pf, 5 * std::sqrt(20000 * pf * (1 - pf)));
+  ASSERT_EQ(static_cast<std::int64_t>(r.resampled.size()), r.finite);
+  std::map<long long, double> seen;
+  for (double v : r.resampled) seen[std::llround(v * 1e9)] += 1.0 / static_cast<double>(r.finite);
+  for (const auto& kv : seen) EXPECT_TRUE(exact.count(kv.first)) << "impossible resampled rho " << kv.first * 1e-9;
+  for (const auto& kv : exact) {
+    const double p = kv.second, sd = std::sqrt(p * (1 - p) / static_cast<double>(r.finite));
+    EXPECT_NEAR(seen[kv.first], p, 5 * sd + 1e-12) << "rho " << kv.first * 1e-9;
+  }
+  // The interval is the 2.5 and 97.5 percentiles of the resampled values.
+  EXPECT_DOUBLE_EQ(r.lo, D::percentile(r.resampled, 2.5));
+  EXPECT_DOUBLE_EQ(r.hi, D::percentile(r.resampled, 97.5));
+}
+
+TEST(Bootstrap, SpearmanIntervalByHandAndItsEdges) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // The hand value of AverageRanksAndSpearmanByHand, with a NaN pair added that must be dropped.
+  const auto a = torch::tensor({1.0, 2.0, 3.0, 4.0, 5.0, nan}, f64()), b = torch::tensor({5.0, 6.0, 7.0, 8.0, 7.0, 1.0}, f64());
+  const auto r = D::spearman_bootstrap(a, b, D::BootstrapOptions().resamples(500).seed(1));
+  EXPECT_NEAR(r.rho, brute_spearman({1, 2, 3, 4, 5}, {5, 6, 7, 8, 7}), 1e-15);
+  EXPECT_EQ(r.pairs, 5);
+  EXPECT_LE(r.lo, r.hi);
+  // Same seed, same numbers; another seed, other resamples.
+  const auto again = D::spearman_bootstrap(a, b, D::BootstrapOptions().resamples(500).seed(1));
+  EXPECT_EQ(again.resampled, r.resampled);
+  EXPECT_NE(D::spearman_bootstrap(a, b, D::BootstrapOptions().resamples(500).seed(2)).resampled, r.resampled);
+  // A monotone relation: every finite resample has ρ = 1, so the interval is [1, 1].
+  auto x = torch::randn({30}, f64());
+  const auto m = D::spearman_bootstrap(x, torch::exp(x), D::BootstrapOptions().resamples(200));
+  EXPECT_NEAR(m.rho, 1.0, 1e-15);
+  EXPECT_NEAR(m.lo, 1.0, 1e-12);
+  EXPECT_NEAR(m.hi, 1.0, 1e-12);
+  // Independent samples of 400: the interval covers 0 and has about the width 2·1.96/√n.
+  auto g = at::detail::createCPUGenerator(11);
+  const auto u = torch::randn({400}, g, f64()), v = torch::randn({400}, g, f64());
+  const auto i = D::spearman_bootstrap(u, v, D::BootstrapOptions().resamples(2000));
+  EXPECT_LT(i.lo, i.rho);
+  EXPECT_GT(i.hi, i.rho);
+  EXPECT_NEAR(i.hi - i.lo, 2 * 1.96 / std::sqrt(400.0), 0.04);
+  // Fewer than 3 finite pairs: NaN, nothing resampled.
+  const auto few = D::spearman_bootstrap(torch::tensor({1.0, 2.0, nan}, f64()), torch::tensor({1.0, 3.0, 2.0}, f64()));
+  EXPECT_TRUE(std::isnan(few.rho) && std::isnan(few.lo) && std::isnan(few.hi));
+  EXPECT_EQ(few.finite, 0);
+  // Bad input.
+  EXPECT_THROW(D::spearman_bootstrap(u, v.narrow(0, 0, 10)), stablelearn::ShapeError);
+  EXPECT_THROW(D::spearman_bootstrap(u, v, D::BootstrapOptions().resamples(0)), stablelearn::ConfigError);
+  EXPECT_THROW(D::spearman_bootstrap(u, v, D::BootstrapOptions().confidence(1.0)), stablelearn::ConfigError);
 }
 
 TEST(Rdm, CosineRdmMatchesAPairwiseLoop) {

@@ -43,6 +43,40 @@ namespace stablelearn::diagnostics {
 torch::Tensor average_ranks(const torch::Tensor& values);
 /// Spearman rank correlation of two 1-D tensors of equal length (NaN if either is constant).
 double spearman(const torch::Tensor& a, const torch::Tensor& b);
+/// The q-th percentile (0 ≤ q ≤ 100) of finite values by linear interpolation between the order
+/// statistics (numpy's default `np.percentile`): with the values sorted, v[h] at h = (m − 1)·q/100
+/// (m values), interpolating between ⌊h⌋ and ⌈h⌉. NaN when there is no finite value; ConfigError
+/// for q outside [0, 100].
+double percentile(std::vector<double> values, double q);
+
+/// The percentile bootstrap of Spearman's ρ over pairs (Shesha's aggregate analysis,
+/// prashantcraju/geometric-stability:distinction/combined_analysis.py, bootstrap_ci_rho): pairs
+/// where either value is not finite are dropped; each of B resamples draws n pair indices uniformly
+/// with replacement and computes ρ on them (a resample whose ρ is NaN, e.g. one with a constant
+/// side, is skipped); the interval is the (1 − c)/2 and (1 + c)/2 percentiles (percentile() above)
+/// of the finite resampled ρ. All indices come from one generator seeded once.
+struct BootstrapOptions {
+  /// Resamples B, ≥ 1 (Shesha: 10,000)
+  TORCH_ARG(std::int64_t, resamples) = 10000;
+  /// Confidence level c of the two-sided interval, 0 < c < 1 (Shesha: 0.95)
+  TORCH_ARG(double, confidence) = 0.95;
+  /// Seed of the resampling generator (Shesha's RNG_SEED: 42)
+  TORCH_ARG(std::uint64_t, seed) = 42;
+};
+
+struct SpearmanInterval {
+  double rho = 0.0;                ///< ρ of all finite pairs (NaN when fewer than 3 or a side is constant)
+  double lo = 0.0, hi = 0.0;       ///< the percentile interval (NaN when no resample was finite)
+  std::int64_t pairs = 0;          ///< finite pairs used
+  std::int64_t finite = 0;         ///< resamples with a finite ρ
+  std::vector<double> resampled;   ///< the finite resampled ρ, in draw order
+};
+
+/// Spearman ρ of a and b (1-D, same length) with its percentile-bootstrap interval. ShapeError for
+/// mismatched or non-1-D inputs; ConfigError for resamples < 1 or a confidence outside (0, 1). With
+/// fewer than 3 finite pairs every number is NaN and nothing is resampled.
+SpearmanInterval spearman_bootstrap(const torch::Tensor& a, const torch::Tensor& b, const BootstrapOptions& options = {});
+
 /// Condensed cosine RDM of X [n, ...] (flattened per row), float64, length n(n−1)/2.
 torch::Tensor cosine_rdm(const torch::Tensor& x);
 /// Spearman correlation of the cosine RDMs of two representations of the same n ≥ 3 samples.

@@ -38,6 +38,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_grokalign_repro(),
       repro::make_rlvr_geometry_repro(),
       repro::make_relex_repro(),
+      repro::make_shesha_repro(),
   };
 }
 }  // namespace
