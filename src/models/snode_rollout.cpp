@@ -21,12 +21,14 @@
 // and g(0) (the same for every row) receives −Σ s̄ once.
 #include "stablelearn/models/snode_rollout.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "stablelearn/core/error.h"
@@ -37,13 +39,13 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Y[b, 0:cols] += Σ_r X[b, r] · M[r, 0:cols] for b < B (row-major; leading dimensions ldy, ldx).
+// Y[b, 0:cols] += Σ_r X[b, r] · M[r, 0:cols] for b < B (row-major; leading dimensions ldy, ldx, ldm).
 // M is streamed once for all B rows; zero coefficients (ReLU / ReHU masks) are skipped.
 template <typename S>
 inline void xtm_acc_impl(S* __restrict Y, std::int64_t ldy, const S* __restrict X, std::int64_t ldx,
-                         const S* __restrict M, std::int64_t B, std::int64_t rows, std::int64_t cols) {
+                         const S* __restrict M, std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
   for (std::int64_t r = 0; r < rows; ++r) {
-    const S* __restrict m = M + r * cols;
+    const S* __restrict m = M + r * ldm;
     for (std::int64_t b = 0; b < B; ++b) {
       const S a = X[b * ldx + r];
       if (a == S(0)) continue;
@@ -60,15 +62,38 @@ inline void xtm_acc_impl(S* __restrict Y, std::int64_t ldy, const S* __restrict 
 #define SL_ROLLOUT_CLONES
 #endif
 
-SL_ROLLOUT_CLONES void xtm_acc(float* Y, std::int64_t ldy, const float* X,
-                                                                       std::int64_t ldx, const float* M, std::int64_t B,
-                                                                       std::int64_t rows, std::int64_t cols) {
-  xtm_acc_impl(Y, ldy, X, ldx, M, B, rows, cols);
+SL_ROLLOUT_CLONES void xtm_acc_cols(float* Y, std::int64_t ldy, const float* X, std::int64_t ldx, const float* M,
+                                    std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
+  xtm_acc_impl(Y, ldy, X, ldx, M, ldm, B, rows, cols);
 }
-SL_ROLLOUT_CLONES void xtm_acc(double* Y, std::int64_t ldy, const double* X,
-                                                                       std::int64_t ldx, const double* M, std::int64_t B,
-                                                                       std::int64_t rows, std::int64_t cols) {
-  xtm_acc_impl(Y, ldy, X, ldx, M, B, rows, cols);
+SL_ROLLOUT_CLONES void xtm_acc_cols(double* Y, std::int64_t ldy, const double* X, std::int64_t ldx, const double* M,
+                                    std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
+  xtm_acc_impl(Y, ldy, X, ldx, M, ldm, B, rows, cols);
+}
+
+// xtm_acc_cols over all columns; a large product (h = 1000 layers: B·rows·cols of millions) is
+// split into column blocks (multiples of 16 columns) shared by the intra-op threads. Every Y[b, j]
+// still receives the same multiply-adds in the same order of r, and a clone's vector loop and its
+// scalar tail round alike (both fuse the multiply-add in the AVX2 clone, neither in the baseline),
+// so the result does not depend on the thread count (tested bit for bit).
+constexpr std::int64_t kParallelWork = std::int64_t{1} << 18;
+constexpr std::int64_t kColumnAlign = 16;
+template <typename S>
+void xtm_acc(S* Y, std::int64_t ldy, const S* X, std::int64_t ldx, const S* M, std::int64_t B, std::int64_t rows,
+             std::int64_t cols) {
+  const auto threads = static_cast<std::int64_t>(at::get_num_threads());
+  if (threads <= 1 || B * rows * cols < kParallelWork || cols < 2 * kColumnAlign || at::in_parallel_region()) {
+    xtm_acc_cols(Y, ldy, X, ldx, M, cols, B, rows, cols);
+    return;
+  }
+  const auto per = std::max(kColumnAlign, ((cols + threads - 1) / threads + kColumnAlign - 1) / kColumnAlign * kColumnAlign);
+  const auto blocks = (cols + per - 1) / per;
+  at::parallel_for(0, blocks, 1, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t k = lo; k < hi; ++k) {
+      const auto c0 = k * per, c1 = std::min(cols, c0 + per);
+      xtm_acc_cols(Y + c0, ldy, X, ldx, M + c0, cols, B, rows, c1 - c0);
+    }
+  });
 }
 
 // ReHU_r and its derivatives (models/snode.h); softplus as torch (β = 1, linear above 20).

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
@@ -197,3 +198,38 @@ TEST(SNodeEulerRollout, RejectsBadInputsNamingWhatWasExpected) {
 }
 
 }  // namespace
+
+TEST(SNodeEulerRollout, WideLayersSplitOverThreadsGiveTheSameNumbers) {
+  // f̂ width 300 and ICNN width 200 with 7 samples: the products are large enough to be split into
+  // column blocks over two threads (300 = 9 blocks of 32 + a partial one of 12 columns per thread
+  // share). Forward and the state's adjoint use only those products: bit for bit against one
+  // thread; the weights' gradients also pass through BLAS (which may round differently with
+  // another thread count): close. Both against the tensor path, in float64.
+  const auto o = M::SNodeOptions(2).hidden(300).fhat_layers(2).icnn_hidden(200).alpha(0.05).eps(1e-2).rehu(0.3).psd_rehu(1.0);
+  const Case k{o, 7, 6};
+  auto in = make_inputs(k, 5);
+  in.flat = in.flat * 0.1;  // keeps the wide layers' outputs O(1)
+  const int before = at::get_num_threads();
+  std::vector<torch::Tensor> traj, gflat, gx0;
+  for (const int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    auto flat = in.flat.clone().requires_grad_(true), x0 = in.x0.clone().requires_grad_(true);
+    const auto y = F::snode_euler_rollout(flat, x0, in.t, k.o, in.cond);
+    const auto g = torch::autograd::grad({(y * in.wout).sum()}, {flat, x0});
+    traj.push_back(y.detach());
+    gflat.push_back(g[0]);
+    gx0.push_back(g[1]);
+  }
+  at::set_num_threads(before);
+  EXPECT_TRUE(torch::equal(traj[0], traj[1]));
+  EXPECT_TRUE(torch::equal(gx0[0], gx0[1]));
+  EXPECT_TRUE(torch::allclose(gflat[0], gflat[1], 1e-12, 1e-12));
+  const auto ref = reference_rollout(in.flat, in.x0, in.t, k.o, in.cond);
+  EXPECT_TRUE(torch::allclose(traj[1], ref, 1e-12, 1e-12)) << (traj[1] - ref).abs().max();
+  auto flat = in.flat.clone().requires_grad_(true), x0 = in.x0.clone().requires_grad_(true);
+  const auto gr = torch::autograd::grad({(reference_rollout(flat, x0, in.t, k.o, in.cond) * in.wout).sum()}, {flat, x0});
+  EXPECT_TRUE(torch::allclose(gflat[1], gr[0], 1e-10, 1e-10)) << (gflat[1] - gr[0]).abs().max();
+  EXPECT_TRUE(torch::allclose(gx0[1], gr[1], 1e-10, 1e-10)) << (gx0[1] - gr[1]).abs().max();
+  // The trajectory moved (a product that skipped its columns would show here too).
+  EXPECT_GT((traj[1].select(1, k.T - 1) - traj[1].select(1, 0)).abs().max().item<double>(), 1e-3);
+}
