@@ -261,6 +261,24 @@ std::int64_t smallest_passing_dimension(std::vector<std::int64_t> dims, const st
   return -1;
 }
 
+DimensionBisection bisect_passing_dimension(std::vector<std::int64_t> dims, const std::function<bool(std::int64_t)>& passes) {
+  SL_CHECK(!dims.empty(), ConfigError, "bisect_passing_dimension: dims is empty");
+  std::sort(dims.begin(), dims.end());
+  dims.erase(std::unique(dims.begin(), dims.end()), dims.end());
+  // Lower bound: every index below lo failed (or lo = 0), every index from hi on passed (or hi = n).
+  DimensionBisection r;
+  std::size_t lo = 0, hi = dims.size();
+  while (lo < hi) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    const bool ok = passes(dims[mid]);
+    r.probes.emplace_back(dims[mid], ok);
+    if (ok) hi = mid;
+    else lo = mid + 1;
+  }
+  r.dim = hi < dims.size() ? dims[hi] : -1;
+  return r;
+}
+
 namespace {
 
 /// Mean and sample standard deviation (NaN for one value).

@@ -93,7 +93,10 @@ FmnistProblem make_fmnist_problem(const FmnistOptions& a, const std::string& los
   p.x_test = data.test.images.slice(0, 0, std::min(a.test_samples, data.test.size())).to(dtype);
   p.y_test = data.test.labels.slice(0, 0, p.x_test.size(0));
   models::ClassifierOptions o;
+  o.kind = a.kind;
   o.hidden = a.hidden;
+  o.channels = a.channels;
+  o.fc = a.fc;
   torch::manual_seed(a.seed);
   p.model = models::Classifier(o);
   p.model->to(dtype);

@@ -26,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -1208,6 +1208,87 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[5].at("value").get<double>(), earlier, 1e-12);
     EXPECT_NEAR(checks[6].at("value").get<double>(), pearson(ds, drop) - pearson(dc, drop), 1e-9);
     for (const char* f : {"shesha_vs_cka.svg", "shesha_drift.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
+  } else if (name == "intrinsic-dim-sizes") {
+    // --quick: MLPs of 1 and 2 hidden layers of widths 8, 16, 32 and the CNN conv 4-8 / fc 16. Per
+    // model: D in closed form; every probe's pass from its accuracy and 0.9 × the full model's;
+    // d_int90 = the smallest passing probe, its grid predecessor probed and failed (or the last grid
+    // point failed when null), at most ⌈log₂(n + 1)⌉ probes; then every check from the d_int90s.
+    const auto& models = row.at("models");
+    ASSERT_EQ(models.size(), 7u);
+    std::map<std::int64_t, std::vector<double>> by_depth;
+    std::vector<double> mlp, fractions;
+    double cnn = std::nan("");
+    for (const auto& md : models) {
+      const auto kind = md.at("kind").get<std::string>();
+      const double w = md.at("width").get<double>(), l = md.at("depth").get<double>();
+      const double d_full = kind == "cnn" ? 9 * 4 + 4 + 9 * 4 * 8 + 8 + 49 * 8 * 16 + 16 + 16 * 10 + 10
+                                          : 784 * w + w + (l - 1) * (w * w + w) + 10 * w + 10;
+      EXPECT_EQ(md.at("parameters").get<double>(), d_full) << md.at("name");
+      const double thr = 0.9 * md.at("full_test_accuracy").get<double>();
+      EXPECT_NEAR(md.at("relative_threshold").get<double>(), thr, 1e-12);
+      const auto grid = md.at("grid").get<std::vector<std::int64_t>>();
+      ASSERT_FALSE(grid.empty());
+      EXPECT_EQ(grid.front(), 16);
+      EXPECT_LE(grid.back(), std::min<std::int64_t>(1024, static_cast<std::int64_t>(d_full)));
+      std::map<std::int64_t, bool> probed;
+      std::int64_t smallest = -1;
+      for (const auto& pr : md.at("probes")) {
+        const auto d = pr.at("d").get<std::int64_t>();
+        const bool ok = pr.at("test_accuracy").get<double>() >= thr;
+        EXPECT_EQ(pr.at("pass").get<bool>(), ok) << md.at("name") << " d " << d;
+        EXPECT_NE(std::find(grid.begin(), grid.end(), d), grid.end()) << d;
+        EXPECT_EQ(probed.count(d), 0u) << "probed twice: " << d;
+        probed[d] = ok;
+        if (ok && (smallest < 0 || d < smallest)) smallest = d;
+      }
+      EXPECT_LE(probed.size(), static_cast<std::size_t>(std::ceil(std::log2(grid.size() + 1.0))));
+      if (smallest < 0) {
+        EXPECT_TRUE(md.at("d_int90").is_null()) << md.at("name");
+        ASSERT_TRUE(probed.count(grid.back())) << md.at("name");
+        EXPECT_FALSE(probed.at(grid.back()));
+      } else {
+        EXPECT_EQ(md.at("d_int90").get<std::int64_t>(), smallest) << md.at("name");
+        const auto at = std::find(grid.begin(), grid.end(), smallest);
+        if (at != grid.begin()) {
+          ASSERT_TRUE(probed.count(*(at - 1))) << md.at("name");
+          EXPECT_FALSE(probed.at(*(at - 1)));
+        }
+      }
+      const double d90 = smallest > 0 ? static_cast<double>(smallest) : std::nan("");
+      fractions.push_back(d90 / d_full);
+      if (kind == "cnn") cnn = d90;
+      else {
+        mlp.push_back(d90);
+        by_depth[static_cast<std::int64_t>(l)].push_back(d90);
+      }
+    }
+    auto ratio = [](const std::vector<double>& v) {
+      for (double x : v)
+        if (!std::isfinite(x)) return std::nan("");
+      return *std::max_element(v.begin(), v.end()) / *std::min_element(v.begin(), v.end());
+    };
+    auto max_all = [](const std::vector<double>& v) {
+      for (double x : v)
+        if (!std::isfinite(x)) return std::nan("");
+      return *std::max_element(v.begin(), v.end());
+    };
+    std::vector<double> sorted = mlp;
+    std::sort(sorted.begin(), sorted.end(), [](double a, double b) { return std::isnan(b) ? !std::isnan(a) : a < b; });
+    const double med = sorted.size() % 2 ? sorted[sorted.size() / 2] : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+    const std::vector<double> expected = {ratio(by_depth[1]), ratio(by_depth[2]), ratio(mlp), max_all(fractions), cnn / med};
+    const std::vector<double> thresholds = {2.0, 2.0, 2.0, 0.05, 0.62};
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(checks[i].at("threshold").get<double>(), thresholds[i]) << i;
+      EXPECT_EQ(checks[i].at("comparison").get<std::string>(), "<=") << i;
+      if (std::isfinite(expected[i])) {
+        EXPECT_NEAR(num(checks[i].at("value")), expected[i], 1e-12) << i;
+      } else {
+        EXPECT_TRUE(checks[i].at("value").is_null()) << i;
+      }
+    }
+    EXPECT_TRUE(fs::exists(run / "intrinsic_dim_sizes.svg"));
   }
   fs::remove_all(run.parent_path());
 }

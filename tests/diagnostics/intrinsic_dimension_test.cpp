@@ -3,7 +3,9 @@
 // Fastfood projections: the Walsh–Hadamard transform against the Sylvester matrix built by
 // Kronecker products and the doctest vector of diagnostics-anchors §2.6, adjointness, Fastfood
 // against its factors multiplied out as explicit matrices, density and norm statistics.
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -299,6 +301,57 @@ TEST(IntrinsicDimension, SmallestPassingDimension) {
   auto score = [](std::int64_t d) { return d >= 40 ? 0.95 : 0.5; };
   EXPECT_EQ(D::smallest_passing_dimension({100, 10, 40, 20}, score, 0.9), 40);
   EXPECT_EQ(D::smallest_passing_dimension({10, 20}, score, 0.9), -1);
+}
+
+// Bisection against the linear scan for every position of a monotone crossing on grids of 1 to 17
+// points (including none passing), with the evaluation count ⌈log₂(n + 1)⌉ as its bound; a
+// non-monotone predicate still gives a crossing; unsorted input with duplicates.
+TEST(IntrinsicDimension, BisectionFindsTheSmallestPassingDimension) {
+  for (std::size_t n = 1; n <= 17; ++n) {
+    std::vector<std::int64_t> dims;
+    for (std::size_t i = 0; i < n; ++i) dims.push_back(16 + 10 * static_cast<std::int64_t>(i));
+    const auto bound = static_cast<std::size_t>(std::ceil(std::log2(static_cast<double>(n) + 1.0)));
+    for (std::size_t c = 0; c <= n; ++c) {  // dims[c] is the first passing d (c = n: none)
+      const std::int64_t cut = c < n ? dims[c] : 1 << 30;
+      std::vector<std::int64_t> seen;
+      auto passes = [&](std::int64_t d) {
+        seen.push_back(d);
+        return d >= cut;
+      };
+      const auto r = D::bisect_passing_dimension(dims, passes);
+      const auto linear = D::smallest_passing_dimension(dims, [&](std::int64_t d) { return d >= cut ? 1.0 : 0.0; }, 0.5);
+      EXPECT_EQ(r.dim, linear) << "n = " << n << ", c = " << c;
+      EXPECT_EQ(r.dim, c < n ? dims[c] : -1);
+      EXPECT_LE(r.probes.size(), bound) << "n = " << n << ", c = " << c;
+      ASSERT_EQ(r.probes.size(), seen.size());
+      for (std::size_t i = 0; i < seen.size(); ++i) {
+        EXPECT_EQ(r.probes[i].first, seen[i]);
+        EXPECT_EQ(r.probes[i].second, seen[i] >= cut);
+      }
+      std::sort(seen.begin(), seen.end());
+      EXPECT_EQ(std::unique(seen.begin(), seen.end()), seen.end()) << "a d evaluated twice";
+    }
+  }
+  // Non-monotone: passing at 20 and from 50 on, the bisection (40 fails, 60 and 50 pass) returns the
+  // crossing at 50 — it passed and its predecessor 40 failed — not the smallest passing d, 20.
+  const std::vector<std::int64_t> grid{10, 20, 30, 40, 50, 60, 70};
+  std::map<std::int64_t, bool> result;
+  auto bumpy = [&](std::int64_t d) { return result[d] = (d == 20 || d >= 50); };
+  const auto r = D::bisect_passing_dimension(grid, bumpy);
+  EXPECT_EQ(r.dim, 50);
+  EXPECT_TRUE(result.at(50));
+  EXPECT_FALSE(result.at(40));
+  // Passing only at 20: −1, and the largest d was evaluated and failed.
+  result.clear();
+  auto lone = [&](std::int64_t d) { return result[d] = d == 20; };
+  EXPECT_EQ(D::bisect_passing_dimension(grid, lone).dim, -1);
+  ASSERT_TRUE(result.count(70));
+  EXPECT_FALSE(result.at(70));
+  // Unsorted with duplicates: sorted and made unique first (3 distinct values → at most 2 probes).
+  const auto u = D::bisect_passing_dimension({40, 10, 40, 20, 10}, [](std::int64_t d) { return d >= 20; });
+  EXPECT_EQ(u.dim, 20);
+  EXPECT_LE(u.probes.size(), 2u);
+  EXPECT_THROW(D::bisect_passing_dimension({}, [](std::int64_t) { return true; }), stablelearn::ConfigError);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/arg.h>
@@ -125,6 +126,22 @@ SubspaceTrainingResult train_in_subspace(const std::vector<torch::Tensor>& param
 /// The smallest d in `dims` (visited in increasing order) with score(d) ≥ threshold, or −1.
 std::int64_t smallest_passing_dimension(std::vector<std::int64_t> dims, const std::function<double(std::int64_t)>& score,
                                         double threshold);
+
+/// The result of bisect_passing_dimension: the d found (or −1) and every predicate evaluation in
+/// the order made.
+struct DimensionBisection {
+  std::int64_t dim = -1;
+  std::vector<std::pair<std::int64_t, bool>> probes;  ///< (d, passes(d))
+};
+
+/// Bisection for the smallest passing d on a grid (Li et al. sweep d and read off the crossing; a
+/// bisection reads it off with ⌈log₂(n + 1)⌉ trainings instead of n). `dims` is sorted and made
+/// unique; `passes` is evaluated at most ⌈log₂(n + 1)⌉ times, never twice at one d. When `passes` is
+/// monotone (false below some d, true from there on) the result is smallest_passing_dimension's
+/// (−1 when no d passes). Otherwise it is still a crossing: the returned d passed and its grid
+/// predecessor, if any, was evaluated and failed; −1 means the largest d was evaluated and failed.
+/// ConfigError for an empty `dims`.
+DimensionBisection bisect_passing_dimension(std::vector<std::int64_t> dims, const std::function<bool(std::int64_t)>& passes);
 
 /// Options of intrinsic_dimension_sweep: Li et al.'s d_int90 experiment (full-batch Adam in the
 /// full space and in random d-dimensional subspaces, all from the same θ₀).

@@ -37,12 +37,15 @@ nlohmann::json stability_json(const diagnostics::StabilityReport& s);
 /// λ_max (largest algebraic) by Lanczos with min(steps, D) steps from a seeded start.
 double top_eigenvalue(const diagnostics::CurvatureOperator& op, std::int64_t steps, std::uint64_t seed);
 
-/// A Fashion-MNIST subset and an MLP classifier (sgd-minimum, trajectory, intrinsic-dim).
+/// A Fashion-MNIST subset and a classifier, by default an MLP (sgd-minimum, trajectory, intrinsic-dim).
 struct FmnistOptions {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";  ///< the IDX files
   std::int64_t samples = 1000;       ///< training images N (the first N of the training set)
   std::int64_t test_samples = 1000;  ///< test images (the first of the test set)
+  std::string kind = "mlp";          ///< models::ClassifierOptions::kind: mlp or cnn
   std::vector<std::int64_t> hidden{50};  ///< hidden widths of the MLP
+  std::vector<std::int64_t> channels{32, 64};  ///< cnn: channels of the two conv blocks
+  std::int64_t fc = 128;             ///< cnn: width of the fully connected layer
   std::uint64_t seed = 0;            ///< initialisation (torch::manual_seed), batch order, probes
 };
 
@@ -66,7 +69,7 @@ struct FmnistProblem {
   double full_loss() const;
 };
 
-/// Loads the subset and builds the MLP (seeded with options.seed) in `dtype`. DataError / IoError
+/// Loads the subset and builds the classifier (seeded with options.seed) in `dtype`. DataError / IoError
 /// for missing data.
 FmnistProblem make_fmnist_problem(const FmnistOptions& options, const std::string& loss, torch::Dtype dtype);
 

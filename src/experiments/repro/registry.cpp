@@ -39,6 +39,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_rlvr_geometry_repro(),
       repro::make_relex_repro(),
       repro::make_shesha_repro(),
+      repro::make_intrinsic_dim_sizes_repro(),
   };
 }
 }  // namespace
