@@ -45,6 +45,7 @@ ReproEntry make_drl_diagnosis_repro();
 ReproEntry make_stratified_grpo_repro();
 ReproEntry make_gd_sgd_minima_repro();
 ReproEntry make_grokalign_repro();
+ReproEntry make_finetune_intrinsic_dim_repro();
 
 /// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
 /// hidden layer of that width); seed ctx.seed + k.

@@ -36,6 +36,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_stratified_grpo_repro(),
       repro::make_gd_sgd_minima_repro(),
       repro::make_grokalign_repro(),
+      repro::make_finetune_intrinsic_dim_repro(),
   };
 }
 }  // namespace
