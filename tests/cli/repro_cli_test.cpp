@@ -622,7 +622,9 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
         for (std::size_t i = 0; i < dims.size(); ++i) {
           EXPECT_EQ(dims[i], 8.0 * std::pow(2.0, double(i))) << c << " " << method;
           EXPECT_NEAR(acc[i] * 300, std::round(acc[i] * 300), 1e-6) << c << " " << method;
-          if (i + 1 < dims.size()) EXPECT_LT(acc[i], thr) << c << " " << method << " d " << dims[i];
+          if (i + 1 < dims.size()) {
+            EXPECT_LT(acc[i], thr) << c << " " << method << " d " << dims[i];
+          }
         }
         const bool reached = acc.back() >= thr;
         EXPECT_EQ(mm.at("reached").get<bool>(), reached) << c << " " << method;
@@ -633,7 +635,9 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
           const double t = (thr - acc[n - 2]) / (acc[n - 1] - acc[n - 2]);
           expected = std::exp(std::log(dims[n - 2]) + t * (std::log(dims[n - 1]) - std::log(dims[n - 2])));
         }
-        if (!reached) EXPECT_EQ(dims.back(), 512) << c << " " << method;
+        if (!reached) {
+          EXPECT_EQ(dims.back(), 512) << c << " " << method;
+        }
         EXPECT_NEAR(num(mm.at("d90")), expected, 1e-9 * expected) << c << " " << method;
         EXPECT_EQ(num(row.at("d90_" + method + "_" + c)), num(mm.at("d90"))) << c << " " << method;
         d90[method + "_" + c] = expected;

@@ -324,7 +324,7 @@ struct TinyNet {
     const auto w = params;
     loss = [w](const D::Batch& b) {
       const auto h = torch::tanh(b.x.mm(w[0].t()) + w[1]);
-      return torch::nn::functional::cross_entropy(h.mm(w[2].t()) + w[3], b.y);
+      return -torch::log_softmax(h.mm(w[2].t()) + w[3], 1).gather(1, b.y.unsqueeze(1)).mean();
     };
   }
   std::vector<D::Batch> batches() const { return {{x.slice(0, 0, 13), y.slice(0, 0, 13)}, {x.slice(0, 13), y.slice(0, 13)}}; }
@@ -397,7 +397,9 @@ TEST(SubspaceFinetune, ZeroOffsetGivesThetaZeroBitForBit) {
       const auto flat0 = torch::cat({theta0[0].reshape(-1), theta0[1].reshape(-1), theta0[2].reshape(-1), theta0[3].reshape(-1)});
       EXPECT_TRUE(bitwise_equal(obj.parameters_at(obj.initial_theta_d(), obj.initial_scales()), flat0));
       // λ arbitrary: still θ₀ at θ_d = 0.
-      if (said) EXPECT_TRUE(bitwise_equal(obj.parameters_at(obj.initial_theta_d(), torch::full({4}, -3.7, f64())), flat0));
+      if (said) {
+        EXPECT_TRUE(bitwise_equal(obj.parameters_at(obj.initial_theta_d(), torch::full({4}, -3.7, f64())), flat0));
+      }
       // No steps: the parameters are written back to θ₀ exactly.
       D::finetune_in_subspace(net.params, net.loss, net.batches(), D::SubspaceFinetuneOptions(options).steps(0));
       for (std::size_t i = 0; i < theta0.size(); ++i) EXPECT_TRUE(bitwise_equal(net.params[i], theta0[i])) << i;
