@@ -612,6 +612,9 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
       EXPECT_NEAR(num(cond.at("threshold")), 0.9 * full, 1e-12) << c;
       EXPECT_EQ(num(row.at("full_accuracy_" + c)), full) << c;
       EXPECT_NEAR(full * 300, std::round(full * 300), 1e-6) << c;
+      const double head = num(cond.at("head_only_accuracy"));
+      EXPECT_NEAR(head * 300, std::round(head * 300), 1e-6) << c;
+      EXPECT_EQ(num(m.at("head_only_accuracy_" + c)), head) << c;
       for (const std::string method : {"did", "said"}) {
         const auto& mm = cond.at(method);
         const auto dims = mm.at("dims").get<std::vector<double>>();
