@@ -215,6 +215,32 @@ torch::Tensor RandomSubspace::to_dense() const {
   return out;
 }
 
+namespace {
+
+/// One step of plain GD or Adam (β = 0.9, 0.999, ε = 1e-8, bias-corrected) on a vector; the state
+/// belongs to one vector (θ_d or λ).
+class SubspaceStep {
+ public:
+  SubspaceStep(const torch::Tensor& like, bool adam, double lr)
+      : adam_(adam), lr_(lr), m1_(torch::zeros_like(like)), m2_(torch::zeros_like(like)) {}
+  torch::Tensor operator()(const torch::Tensor& x, const torch::Tensor& g, std::int64_t step) {
+    if (!adam_) return x - lr_ * g;
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    m1_ = b1 * m1_ + (1 - b1) * g;
+    m2_ = b2 * m2_ + (1 - b2) * g * g;
+    const double c1 = 1 - std::pow(b1, static_cast<double>(step + 1));
+    const double c2 = 1 - std::pow(b2, static_cast<double>(step + 1));
+    return x - lr_ * (m1_ / c1) / ((m2_ / c2).sqrt() + eps);
+  }
+
+ private:
+  bool adam_;
+  double lr_;
+  torch::Tensor m1_, m2_;
+};
+
+}  // namespace
+
 SubspaceTrainingResult train_in_subspace(const std::vector<torch::Tensor>& params, const LossFn& loss,
                                          const std::vector<Batch>& batches, const SubspaceTrainingOptions& o) {
   SL_CHECK(o.steps() >= 0, ConfigError, "train_in_subspace: steps must be non-negative, got ", o.steps());
@@ -230,27 +256,145 @@ SubspaceTrainingResult train_in_subspace(const std::vector<torch::Tensor>& param
   };
   SubspaceTrainingResult r;
   auto theta_d = torch::zeros({o.dim()}, objective.options());
-  auto m1 = torch::zeros_like(theta_d), m2 = torch::zeros_like(theta_d);
-  const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  SubspaceStep update(theta_d, o.adam(), o.learning_rate());
   for (std::int64_t step = 0; step < o.steps(); ++step) {
     write(theta_d);
     auto [value, g] = objective.loss_and_gradient();
     r.losses.push_back(value);
-    const auto gd = proj.to_subspace(g);
-    if (o.adam()) {
-      m1 = b1 * m1 + (1 - b1) * gd;
-      m2 = b2 * m2 + (1 - b2) * gd * gd;
-      const double c1 = 1 - std::pow(b1, static_cast<double>(step + 1));
-      const double c2 = 1 - std::pow(b2, static_cast<double>(step + 1));
-      theta_d = theta_d - o.learning_rate() * (m1 / c1) / ((m2 / c2).sqrt() + eps);
-    } else {
-      theta_d = theta_d - o.learning_rate() * gd;
-    }
+    theta_d = update(theta_d, proj.to_subspace(g), step);
   }
   write(theta_d);
   r.losses.push_back(objective.loss_and_gradient().first);
   r.theta_d = theta_d;
   return r;
+}
+
+// ---- DID / SAID ---------------------------------------------------------------------------------
+
+namespace {
+
+std::int64_t checked_subspace_dim(const std::vector<torch::Tensor>& params, const SubspaceFinetuneOptions& o) {
+  const auto full = total_numel(params);
+  const auto m = static_cast<std::int64_t>(params.size());
+  SL_CHECK(o.dim() >= 0, ConfigError, "finetune_in_subspace: dim (d) must be non-negative, got ", o.dim());
+  SL_CHECK(o.steps() >= 0, ConfigError, "finetune_in_subspace: steps must be non-negative, got ", o.steps());
+  SL_CHECK(o.learning_rate() > 0.0 && std::isfinite(o.learning_rate()), ConfigError,
+           "finetune_in_subspace: learning_rate must be positive and finite, got ", o.learning_rate());
+  if (!o.structure_aware()) {
+    SL_CHECK(o.dim() <= full, ConfigError, "finetune_in_subspace: DID needs 0 ≤ d ≤ D = ", full, ", got d = ", o.dim());
+    return o.dim();
+  }
+  SL_CHECK(o.dim() > m && o.dim() - m <= full, ConfigError, "finetune_in_subspace: SAID spends m = ", m,
+           " of the budget on the per-tensor scales, so it needs m < d ≤ D + m = ", full + m, ", got d = ", o.dim());
+  return o.dim() - m;
+}
+
+}  // namespace
+
+SubspaceFinetuneObjective::SubspaceFinetuneObjective(std::vector<torch::Tensor> params, LossFn loss, std::vector<Batch> batches,
+                                                     const SubspaceFinetuneOptions& o)
+    : params_(params), objective_(std::move(params), std::move(loss), std::move(batches)) {
+  subspace_dim_ = checked_subspace_dim(params_, o);
+  scale_count_ = o.structure_aware() ? static_cast<std::int64_t>(params_.size()) : 0;
+  theta0_ = flatten_tensors(params_).clone();
+  for (const auto& p : params_) sizes_.push_back(p.numel());
+  if (subspace_dim_ > 0)
+    projection_ = std::make_shared<RandomSubspace>(full_dim(), subspace_dim_, o.seed(), objective_.options(), o.projection());
+}
+
+const RandomSubspace& SubspaceFinetuneObjective::projection() const {
+  SL_CHECK(projection_ != nullptr, ConfigError, "SubspaceFinetuneObjective: d = 0 has no projection");
+  return *projection_;
+}
+
+torch::Tensor SubspaceFinetuneObjective::initial_theta_d() const { return torch::zeros({subspace_dim_}, theta0_.options()); }
+
+torch::Tensor SubspaceFinetuneObjective::initial_scales() const { return torch::ones({scale_count_}, theta0_.options()); }
+
+torch::Tensor SubspaceFinetuneObjective::parameters_at(const torch::Tensor& theta_d, const torch::Tensor& scales) const {
+  SL_CHECK(theta_d.defined() && theta_d.numel() == subspace_dim_, ShapeError, "SubspaceFinetuneObjective: θ_d has ",
+           theta_d.defined() ? theta_d.numel() : 0, " elements, expected ", subspace_dim_);
+  if (scale_count_ > 0)
+    SL_CHECK(scales.defined() && scales.numel() == scale_count_, ShapeError, "SubspaceFinetuneObjective: λ has ",
+             scales.defined() ? scales.numel() : 0, " elements, expected m = ", scale_count_);
+  if (subspace_dim_ == 0) return theta0_.clone();
+  auto offset = projection_->to_full(theta_d);
+  if (scale_count_ > 0) {
+    const auto lam = scales.reshape({scale_count_}).to(theta0_.options());
+    offset = offset * torch::repeat_interleave(lam, torch::tensor(sizes_, torch::TensorOptions().dtype(torch::kInt64).device(lam.device())));
+  }
+  return theta0_ + offset;
+}
+
+void SubspaceFinetuneObjective::write(const torch::Tensor& theta_d, const torch::Tensor& scales) const {
+  torch::NoGradGuard ng;
+  const auto parts = unflatten_like(parameters_at(theta_d, scales), params_);
+  for (std::size_t i = 0; i < params_.size(); ++i) params_[i].copy_(parts[i]);
+}
+
+SubspaceFinetuneObjective::Value SubspaceFinetuneObjective::evaluate(const torch::Tensor& theta_d, const torch::Tensor& scales) const {
+  write(theta_d, scales);
+  auto [value, g] = objective_.loss_and_gradient();
+  Value v;
+  v.loss = value;
+  if (scale_count_ == 0) v.grad_scales = torch::zeros({0}, theta0_.options());
+  if (subspace_dim_ == 0) {
+    v.grad_theta_d = torch::zeros({0}, theta0_.options());
+    return v;
+  }
+  if (scale_count_ == 0) {
+    v.grad_theta_d = projection_->to_subspace(g);
+    return v;
+  }
+  torch::NoGradGuard ng;
+  const auto lam = scales.reshape({scale_count_}).to(theta0_.options());
+  const auto counts = torch::tensor(sizes_, torch::TensorOptions().dtype(torch::kInt64).device(lam.device()));
+  v.grad_theta_d = projection_->to_subspace(g * torch::repeat_interleave(lam, counts));
+  // ∂L/∂λ_i = ⟨g_i, (P θ_d)_i⟩: per-segment sums of g ⊙ Pθ_d.
+  const auto prod = g * projection_->to_full(theta_d);
+  std::vector<torch::Tensor> sums;
+  std::int64_t at = 0;
+  for (const auto n : sizes_) {
+    sums.push_back(prod.slice(0, at, at + n).sum());
+    at += n;
+  }
+  v.grad_scales = torch::stack(sums);
+  return v;
+}
+
+SubspaceFinetuneResult finetune_in_subspace(const std::vector<torch::Tensor>& params, const LossFn& loss,
+                                            const std::vector<Batch>& batches, const SubspaceFinetuneOptions& o) {
+  const SubspaceFinetuneObjective objective(params, loss, batches, o);
+  SubspaceFinetuneResult r;
+  r.theta_d = objective.initial_theta_d();
+  r.scales = objective.initial_scales();
+  SubspaceStep step_d(r.theta_d, o.adam(), o.learning_rate()), step_scales(r.scales, o.adam(), o.learning_rate());
+  const bool learn_scales = objective.structure_aware() && o.learn_scales();
+  for (std::int64_t step = 0; step < o.steps(); ++step) {
+    const auto v = objective.evaluate(r.theta_d, r.scales);
+    r.losses.push_back(v.loss);
+    if (objective.subspace_dim() > 0) r.theta_d = step_d(r.theta_d, v.grad_theta_d, step);
+    if (learn_scales) r.scales = step_scales(r.scales, v.grad_scales, step);
+  }
+  r.losses.push_back(objective.evaluate(r.theta_d, r.scales).loss);
+  return r;
+}
+
+double interpolated_crossing(const std::vector<std::int64_t>& dims, const std::vector<double>& scores, double threshold) {
+  SL_CHECK(dims.size() == scores.size(), ConfigError, "interpolated_crossing: ", dims.size(), " dimensions but ", scores.size(),
+           " scores");
+  for (std::size_t i = 0; i < dims.size(); ++i)
+    SL_CHECK(dims[i] >= 1 && (i == 0 || dims[i] > dims[i - 1]), ConfigError,
+             "interpolated_crossing: dimensions must be positive and increasing, got ", dims[i], " at position ", i);
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if (!(scores[i] >= threshold)) continue;
+    if (i == 0) return static_cast<double>(dims[0]);
+    const double a = scores[i - 1], b = scores[i];
+    const double la = std::log(static_cast<double>(dims[i - 1])), lb = std::log(static_cast<double>(dims[i]));
+    const double t = std::isfinite(a) && b > a ? (threshold - a) / (b - a) : 1.0;
+    return std::exp(la + t * (lb - la));
+  }
+  return std::numeric_limits<double>::quiet_NaN();
 }
 
 std::int64_t smallest_passing_dimension(std::vector<std::int64_t> dims, const std::function<double(std::int64_t)>& score,

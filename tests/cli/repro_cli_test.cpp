@@ -26,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -600,6 +600,70 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
                 ms.front().at("median_rho_ratio").get<double>() - ms.back().at("median_rho_ratio").get<double>(), 1e-12);
     EXPECT_NEAR(checks[7].at("value").get<double>(), min_perp, 1e-12);
     EXPECT_TRUE(fs::exists(run / "execution_manifolds_commutator.svg"));
+  } else if (name == "finetune-intrinsic-dim") {
+    // --quick, one seed: for every starting point and method the scanned grid doubles from 8 and
+    // stops at the first d whose test accuracy (a share of the 300 test images) reaches 0.9 × that
+    // starting point's full fine-tuning accuracy, every earlier d failing; d90 is the crossing
+    // interpolated in log d (8 when the first passes, d_max = 512 when none does); the checks'
+    // values recomputed from these d90s and the full accuracy.
+    const std::vector<std::string> conds = {"scratch", "pre1", "pre2", "pre3"};
+    std::map<std::string, double> d90;
+    for (const auto& c : conds) {
+      const auto& cond = row.at("conditions").at(c);
+      const double full = num(cond.at("full_accuracy"));
+      EXPECT_NEAR(num(cond.at("threshold")), 0.9 * full, 1e-12) << c;
+      EXPECT_EQ(num(row.at("full_accuracy_" + c)), full) << c;
+      EXPECT_NEAR(full * 300, std::round(full * 300), 1e-6) << c;
+      const double head = num(cond.at("head_only_accuracy"));
+      EXPECT_NEAR(head * 300, std::round(head * 300), 1e-6) << c;
+      EXPECT_EQ(num(m.at("head_only_accuracy_" + c)), head) << c;
+      for (const std::string method : {"did", "said"}) {
+        const auto& mm = cond.at(method);
+        const auto dims = mm.at("dims").get<std::vector<double>>();
+        const auto acc = mm.at("test_accuracy").get<std::vector<double>>();
+        ASSERT_FALSE(dims.empty()) << c << " " << method;
+        ASSERT_EQ(acc.size(), dims.size()) << c << " " << method;
+        const double thr = 0.9 * full;
+        for (std::size_t i = 0; i < dims.size(); ++i) {
+          EXPECT_EQ(dims[i], 8.0 * std::pow(2.0, double(i))) << c << " " << method;
+          EXPECT_NEAR(acc[i] * 300, std::round(acc[i] * 300), 1e-6) << c << " " << method;
+          if (i + 1 < dims.size()) {
+            EXPECT_LT(acc[i], thr) << c << " " << method << " d " << dims[i];
+          }
+        }
+        const bool reached = acc.back() >= thr;
+        EXPECT_EQ(mm.at("reached").get<bool>(), reached) << c << " " << method;
+        double expected = 512;
+        if (reached && dims.size() == 1) expected = 8;
+        if (reached && dims.size() > 1) {
+          const std::size_t n = dims.size();
+          const double t = (thr - acc[n - 2]) / (acc[n - 1] - acc[n - 2]);
+          expected = std::exp(std::log(dims[n - 2]) + t * (std::log(dims[n - 1]) - std::log(dims[n - 2])));
+        }
+        if (!reached) {
+          EXPECT_EQ(dims.back(), 512) << c << " " << method;
+        }
+        EXPECT_NEAR(num(mm.at("d90")), expected, 1e-9 * expected) << c << " " << method;
+        EXPECT_EQ(num(row.at("d90_" + method + "_" + c)), num(mm.at("d90"))) << c << " " << method;
+        d90[method + "_" + c] = expected;
+      }
+    }
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 8u);
+    auto value = [&](std::size_t i) { return checks[i].at("value").get<double>(); };
+    EXPECT_NEAR(value(0), num(row.at("full_accuracy_pre3")), 1e-12);
+    EXPECT_EQ(checks[0].at("threshold").get<double>(), 0.5);
+    EXPECT_NEAR(value(1), d90["said_scratch"] / d90["said_pre3"], 1e-9 * value(1));
+    EXPECT_NEAR(value(2), d90["did_scratch"] / d90["did_pre3"], 1e-9 * value(2));
+    EXPECT_EQ(checks[1].at("threshold").get<double>(), 4.0);
+    EXPECT_EQ(checks[2].at("threshold").get<double>(), 4.0);
+    EXPECT_NEAR(value(3), d90["said_pre2"] - d90["said_pre1"], 1e-9);
+    EXPECT_NEAR(value(4), d90["said_pre3"] - d90["said_pre2"], 1e-9);
+    EXPECT_NEAR(value(5), d90["did_pre2"] - d90["did_pre1"], 1e-9);
+    EXPECT_NEAR(value(6), d90["did_pre3"] - d90["did_pre2"], 1e-9);
+    EXPECT_NEAR(value(7), d90["said_pre3"] - d90["did_pre3"], 1e-9);
+    for (std::size_t i = 3; i < 8; ++i) EXPECT_EQ(checks[i].at("threshold").get<double>(), 0.0) << i;
+    for (const char* f : {"finetune_intrinsic_dim_curves.svg", "finetune_intrinsic_dim_d90.svg"}) EXPECT_TRUE(fs::exists(run / f)) << f;
   } else if (name == "gka") {
     // --quick: loads of 4 and 8 pairs; every accuracy is a share of the 64 × pairs held-out queries;
     // the checks' values recomputed from the row; the float32 solves against the closed-form bound

@@ -3,8 +3,13 @@
 // Fastfood projections: the Walsh–Hadamard transform against the Sylvester matrix built by
 // Kronecker products and the doctest vector of diagnostics-anchors §2.6, adjointness, Fastfood
 // against its factors multiplied out as explicit matrices, density and norm statistics.
+// DID / SAID fine-tuning around a given θ₀: the gradients w.r.t. θ_d and λ against central
+// differences of the loss, θ_d = 0 and d = 0 give θ₀ bit for bit, SAID with λ held at 1 is DID of
+// dimension d − m and DID is train_in_subspace, bit for bit; the log-interpolated d90 against hand
+// values; bad budgets.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <tuple>
 #include <utility>
@@ -352,6 +357,200 @@ TEST(IntrinsicDimension, BisectionFindsTheSmallestPassingDimension) {
   EXPECT_EQ(u.dim, 20);
   EXPECT_LE(u.probes.size(), 2u);
   EXPECT_THROW(D::bisect_passing_dimension({}, [](std::int64_t) { return true; }), stablelearn::ConfigError);
+
+// ---- DID / SAID ---------------------------------------------------------------------------------
+
+/// A small tanh network 3-6-3 in float64 with cross-entropy on 20 points: four tensors (m = 4),
+/// D = 18 + 6 + 18 + 3 = 45. Own generator, so the problem does not depend on test order.
+struct TinyNet {
+  std::vector<torch::Tensor> params;
+  torch::Tensor x, y;
+  D::LossFn loss;
+  explicit TinyNet(std::uint64_t seed) {
+    auto gen = at::detail::createCPUGenerator(seed);
+    params = {torch::randn({6, 3}, gen, f64()), torch::randn({6}, gen, f64()) * 0.3, torch::randn({3, 6}, gen, f64()) * 0.5,
+              torch::randn({3}, gen, f64()) * 0.3};
+    for (auto& p : params) p.requires_grad_(true);
+    x = torch::randn({20, 3}, gen, f64());
+    y = torch::randint(0, 3, {20}, gen, torch::TensorOptions().dtype(torch::kInt64));
+    const auto w = params;
+    loss = [w](const D::Batch& b) {
+      const auto h = torch::tanh(b.x.mm(w[0].t()) + w[1]);
+      return -torch::log_softmax(h.mm(w[2].t()) + w[3], 1).gather(1, b.y.unsqueeze(1)).mean();
+    };
+  }
+  std::vector<D::Batch> batches() const { return {{x.slice(0, 0, 13), y.slice(0, 0, 13)}, {x.slice(0, 13), y.slice(0, 13)}}; }
+  std::vector<torch::Tensor> snapshot() const {
+    std::vector<torch::Tensor> out;
+    for (const auto& p : params) out.push_back(p.detach().clone());
+    return out;
+  }
+};
+
+bool bitwise_equal(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto ca = a.detach().contiguous(), cb = b.detach().contiguous();
+  return ca.sizes() == cb.sizes() && ca.scalar_type() == cb.scalar_type() &&
+         std::memcmp(ca.data_ptr(), cb.data_ptr(), static_cast<std::size_t>(ca.numel()) * ca.element_size()) == 0;
+}
+
+TEST(SubspaceFinetune, GradientsMatchCentralDifferences) {
+  // L(θ_d, λ) through θ = θ₀ + λ̃ ⊙ Pθ_d: the analytic Pᵀ(λ̃ ⊙ g) and ⟨g_i, (Pθ_d)_i⟩ against
+  // (L(+h) − L(−h)) / 2h, h = 1e-6, in float64, at random θ_d and λ ≠ 1.
+  for (auto kind : kAll) {
+    for (bool said : {false, true}) {
+      TinyNet net(11);
+      const auto options = D::SubspaceFinetuneOptions().dim(said ? 9 : 5).structure_aware(said).projection(kind).seed(5);
+      const D::SubspaceFinetuneObjective obj(net.params, net.loss, net.batches(), options);
+      ASSERT_EQ(obj.full_dim(), 45);
+      ASSERT_EQ(obj.subspace_dim(), 5);
+      ASSERT_EQ(obj.scale_count(), said ? 4 : 0);
+      auto gen = at::detail::createCPUGenerator(3);
+      const auto theta_d = 0.7 * torch::randn({5}, gen, f64());
+      const auto scales = said ? 0.5 + torch::rand({4}, gen, f64()) : torch::Tensor();
+      const auto v = obj.evaluate(theta_d, scales);
+      const double h = 1e-6;
+      const auto what = std::string(D::projection_name(kind)) + (said ? " SAID" : " DID");
+      for (std::int64_t j = 0; j < 5; ++j) {
+        auto e = torch::zeros({5}, f64());
+        e[j] = h;
+        const double fd = (obj.evaluate(theta_d + e, scales).loss - obj.evaluate(theta_d - e, scales).loss) / (2 * h);
+        EXPECT_NEAR(v.grad_theta_d[j].item<double>(), fd, 1e-8) << what << " θ_d[" << j << "]";
+      }
+      ASSERT_EQ(v.grad_scales.numel(), said ? 4 : 0);
+      for (std::int64_t i = 0; i < obj.scale_count(); ++i) {
+        auto e = torch::zeros({4}, f64());
+        e[i] = h;
+        const double fd = (obj.evaluate(theta_d, scales + e).loss - obj.evaluate(theta_d, scales - e).loss) / (2 * h);
+        EXPECT_NEAR(v.grad_scales[i].item<double>(), fd, 1e-8) << what << " λ[" << i << "]";
+        EXPECT_GT(std::abs(fd), 1e-6) << what << ": a scale with no effect makes the test empty";
+      }
+      // The parameters are left at θ(θ_d, λ), computed here independently per tensor.
+      obj.write(theta_d, scales);
+      const auto offset = obj.projection().to_dense().mv(theta_d);
+      std::int64_t at = 0;
+      for (std::size_t i = 0; i < net.params.size(); ++i) {
+        const auto n = net.params[i].numel();
+        const double lam = said ? scales[static_cast<std::int64_t>(i)].item<double>() : 1.0;
+        const auto expect = obj.theta0().slice(0, at, at + n) + lam * offset.slice(0, at, at + n);
+        EXPECT_LT(max_abs_diff(net.params[i].detach().reshape({-1}), expect), 1e-12) << what << " tensor " << i;
+        at += n;
+      }
+    }
+  }
+}
+
+TEST(SubspaceFinetune, ZeroOffsetGivesThetaZeroBitForBit) {
+  for (auto kind : kAll) {
+    for (bool said : {false, true}) {
+      TinyNet net(12);
+      const auto theta0 = net.snapshot();
+      const auto options = D::SubspaceFinetuneOptions().dim(said ? 10 : 6).structure_aware(said).projection(kind).seed(1);
+      const D::SubspaceFinetuneObjective obj(net.params, net.loss, net.batches(), options);
+      const auto flat0 = torch::cat({theta0[0].reshape(-1), theta0[1].reshape(-1), theta0[2].reshape(-1), theta0[3].reshape(-1)});
+      EXPECT_TRUE(bitwise_equal(obj.parameters_at(obj.initial_theta_d(), obj.initial_scales()), flat0));
+      // λ arbitrary: still θ₀ at θ_d = 0.
+      if (said) {
+        EXPECT_TRUE(bitwise_equal(obj.parameters_at(obj.initial_theta_d(), torch::full({4}, -3.7, f64())), flat0));
+      }
+      // No steps: the parameters are written back to θ₀ exactly.
+      D::finetune_in_subspace(net.params, net.loss, net.batches(), D::SubspaceFinetuneOptions(options).steps(0));
+      for (std::size_t i = 0; i < theta0.size(); ++i) EXPECT_TRUE(bitwise_equal(net.params[i], theta0[i])) << i;
+    }
+  }
+  // d = 0 (DID): nothing is trained, every step sees θ₀ and the loss does not move.
+  TinyNet net(13);
+  const auto theta0 = net.snapshot();
+  const auto r = D::finetune_in_subspace(net.params, net.loss, net.batches(), D::SubspaceFinetuneOptions().dim(0).steps(4));
+  EXPECT_EQ(r.theta_d.numel(), 0);
+  ASSERT_EQ(r.losses.size(), 5u);
+  for (double l : r.losses) EXPECT_EQ(l, r.losses[0]);
+  for (std::size_t i = 0; i < theta0.size(); ++i) EXPECT_TRUE(bitwise_equal(net.params[i], theta0[i])) << i;
+}
+
+TEST(SubspaceFinetune, SaidWithScalesHeldAtOneIsDidBitForBit) {
+  for (auto kind : kAll) {
+    for (bool adam : {true, false}) {
+      TinyNet a(14), b(14);
+      const auto base = D::SubspaceFinetuneOptions().projection(kind).seed(9).steps(15).adam(adam).learning_rate(0.05);
+      const auto did = D::finetune_in_subspace(a.params, a.loss, a.batches(), D::SubspaceFinetuneOptions(base).dim(7));
+      const auto said = D::finetune_in_subspace(b.params, b.loss, b.batches(),
+                                                D::SubspaceFinetuneOptions(base).dim(7 + 4).structure_aware(true).learn_scales(false));
+      const auto what = std::string(D::projection_name(kind)) + (adam ? " Adam" : " GD");
+      EXPECT_EQ(did.losses, said.losses) << what;
+      EXPECT_LT(did.losses.back(), did.losses.front()) << what;
+      EXPECT_TRUE(bitwise_equal(did.theta_d, said.theta_d)) << what;
+      EXPECT_TRUE(bitwise_equal(said.scales, torch::ones({4}, f64()))) << what;
+      for (std::size_t i = 0; i < a.params.size(); ++i) EXPECT_TRUE(bitwise_equal(a.params[i], b.params[i])) << what << " " << i;
+    }
+  }
+}
+
+TEST(SubspaceFinetune, DidIsTrainInSubspaceAndSaidLearnsItsScales) {
+  for (auto kind : kAll) {
+    TinyNet a(15), b(15), c(15);
+    const auto what = std::string(D::projection_name(kind));
+    const auto did = D::finetune_in_subspace(a.params, a.loss, a.batches(),
+                                             D::SubspaceFinetuneOptions().dim(6).projection(kind).seed(4).steps(20).learning_rate(0.03));
+    const auto ref = D::train_in_subspace(b.params, b.loss, b.batches(),
+                                          D::SubspaceTrainingOptions().dim(6).projection(kind).seed(4).steps(20).learning_rate(0.03).adam(true));
+    EXPECT_EQ(did.losses, ref.losses) << what;
+    EXPECT_TRUE(bitwise_equal(did.theta_d, ref.theta_d)) << what;
+    for (std::size_t i = 0; i < a.params.size(); ++i) EXPECT_TRUE(bitwise_equal(a.params[i], b.params[i])) << what << " " << i;
+    // SAID moves λ away from 1 and lowers the loss; the parameters end at θ(θ_d, λ).
+    const auto theta0 = c.snapshot();
+    const auto said = D::finetune_in_subspace(c.params, c.loss, c.batches(),
+                                              D::SubspaceFinetuneOptions().dim(10).structure_aware(true).projection(kind).seed(4).steps(20).learning_rate(0.03));
+    EXPECT_LT(said.losses.back(), said.losses.front()) << what;
+    EXPECT_GT((said.scales - 1).abs().max().item<double>(), 1e-3) << what;
+    const auto offset = D::RandomSubspace(45, 6, 4, f64(), kind).to_full(said.theta_d);
+    std::int64_t at = 0;
+    for (std::size_t i = 0; i < c.params.size(); ++i) {
+      const auto n = c.params[i].numel();
+      const auto expect = theta0[i].reshape(-1) + said.scales[static_cast<std::int64_t>(i)] * offset.slice(0, at, at + n);
+      EXPECT_LT(max_abs_diff(c.params[i].detach().reshape(-1), expect), 1e-12) << what << " " << i;
+      at += n;
+    }
+  }
+}
+
+TEST(SubspaceFinetune, BadBudgetsAndShapesAreClearErrors) {
+  TinyNet net(16);
+  auto expect_config = [&](const D::SubspaceFinetuneOptions& o, const std::string& words) {
+    try {
+      D::finetune_in_subspace(net.params, net.loss, net.batches(), o);
+      ADD_FAILURE() << "no error for " << words;
+    } catch (const stablelearn::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  expect_config(D::SubspaceFinetuneOptions().dim(-1), "non-negative");
+  expect_config(D::SubspaceFinetuneOptions().dim(46), "d ≤ D = 45");
+  expect_config(D::SubspaceFinetuneOptions().dim(4).structure_aware(true), "m = 4");
+  expect_config(D::SubspaceFinetuneOptions().dim(50).structure_aware(true), "m = 4");
+  expect_config(D::SubspaceFinetuneOptions().steps(-2), "steps");
+  expect_config(D::SubspaceFinetuneOptions().learning_rate(0), "learning_rate");
+  expect_config(D::SubspaceFinetuneOptions().learning_rate(std::nan("")), "learning_rate");
+  EXPECT_NO_THROW(D::finetune_in_subspace(net.params, net.loss, net.batches(), D::SubspaceFinetuneOptions().dim(45).steps(1)));
+  EXPECT_NO_THROW(D::finetune_in_subspace(net.params, net.loss, net.batches(),
+                                          D::SubspaceFinetuneOptions().dim(49).structure_aware(true).steps(1)));
+  const D::SubspaceFinetuneObjective obj(net.params, net.loss, net.batches(), D::SubspaceFinetuneOptions().dim(8).structure_aware(true));
+  EXPECT_THROW(obj.parameters_at(torch::zeros({5}, f64()), torch::ones({4}, f64())), stablelearn::ShapeError);
+  EXPECT_THROW(obj.parameters_at(torch::zeros({4}, f64()), torch::ones({3}, f64())), stablelearn::ShapeError);
+  EXPECT_THROW(obj.parameters_at(torch::zeros({4}, f64()), torch::Tensor()), stablelearn::ShapeError);
+  const D::SubspaceFinetuneObjective none(net.params, net.loss, net.batches(), D::SubspaceFinetuneOptions().dim(0));
+  EXPECT_THROW(none.projection(), stablelearn::ConfigError);
+}
+
+TEST(SubspaceFinetune, InterpolatedCrossing) {
+  // Between d = 20 (0.7) and 40 (0.9), 0.8 is halfway: log d90 = (log 20 + log 40) / 2, d90 = 20√2.
+  EXPECT_NEAR(D::interpolated_crossing({10, 20, 40, 80}, {0.5, 0.7, 0.9, 0.95}, 0.8), 20 * std::sqrt(2.0), 1e-9);
+  EXPECT_NEAR(D::interpolated_crossing({10, 20, 40}, {0.5, 0.6, 0.9}, 0.9), 40, 1e-9);
+  EXPECT_EQ(D::interpolated_crossing({10, 20}, {0.95, 0.99}, 0.9), 10);
+  EXPECT_TRUE(std::isnan(D::interpolated_crossing({10, 20}, {0.5, 0.6}, 0.9)));
+  EXPECT_NEAR(D::interpolated_crossing({10, 20}, {std::nan(""), 0.95}, 0.9), 20, 1e-9);
+  EXPECT_THROW(D::interpolated_crossing({10, 20}, {0.5}, 0.9), stablelearn::ConfigError);
+  EXPECT_THROW(D::interpolated_crossing({20, 10}, {0.5, 0.6}, 0.9), stablelearn::ConfigError);
+  EXPECT_THROW(D::interpolated_crossing({0, 10}, {0.5, 0.6}, 0.9), stablelearn::ConfigError);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -122,6 +123,103 @@ struct SubspaceTrainingResult {
 /// the full-data mean of `loss` over `batches` (weighted by batch size, as HessianOperator).
 SubspaceTrainingResult train_in_subspace(const std::vector<torch::Tensor>& params, const LossFn& loss,
                                          const std::vector<Batch>& batches, const SubspaceTrainingOptions& options);
+
+// ---- fine-tuning in a subspace: DID and SAID (Aghajanyan, Zettlemoyer & Gupta, ACL 2021) -------
+//
+// The same reparametrisation around a *pre-trained* θ₀ (shared/specs/papers-01-18.md §18):
+// * DID (direct intrinsic dimension): θ = θ₀ + P θ_d, P ∈ R^{D×d} one random projection (as above),
+//   θ_d ∈ R^d starting at 0; d numbers are trained.
+// * SAID (structure-aware): with the D coordinates split into m segments (one per parameter tensor
+//   of `params`, "layer" i), θ_i = θ₀_i + λ_i (P θ_{d−m})_i, P ∈ R^{D×(d−m)}; the m scales λ are
+//   trained too and come out of the budget, so again d numbers are trained. λ starts at 1 (as in the
+//   authors' code, `intrinsic_parameter_said = ones`); with λ held at 1, SAID of budget d is DID of
+//   dimension d − m with the same P, bit for bit. Unlike the authors' code, which draws one Fastfood
+//   transform per layer, P is one global projection cut into the layers' rows (the paper's notation
+//   P(θ^{d−m})_i), so that the relation to DID is exact.
+// Gradients, with g = ∇_θ L at θ and λ̃ the scales repeated over each segment:
+//   ∂L/∂θ_d = Pᵀ(λ̃ ⊙ g),   ∂L/∂λ_i = ⟨g_i, (P θ_d)_i⟩.
+// At θ_d = 0 the parameters are θ₀ exactly (θ₀ + P·0 adds zeros).
+
+struct SubspaceFinetuneOptions {
+  /// d, the number of trained values (DID: d subspace coordinates; SAID: d − m coordinates and m
+  /// scales). d = 0 is allowed for DID (nothing is trained: θ stays θ₀); SAID needs d > m.
+  TORCH_ARG(std::int64_t, dim) = 10;
+  /// SAID (per-tensor scales λ) instead of DID; default false
+  TORCH_ARG(bool, structure_aware) = false;
+  /// SAID: train λ (default true); false holds λ at 1 (then SAID = DID of dimension d − m)
+  TORCH_ARG(bool, learn_scales) = true;
+  /// Full-batch optimiser steps (≥ 0)
+  TORCH_ARG(std::int64_t, steps) = 100;
+  /// Rate of θ_d and λ (> 0)
+  TORCH_ARG(double, learning_rate) = 1e-2;
+  /// Adam (β = 0.9, 0.999, ε = 1e-8, the same update as train_in_subspace) instead of plain GD; default true
+  TORCH_ARG(bool, adam) = true;
+  /// Random projection; default Fastfood (the paper's)
+  TORCH_ARG(Projection, projection) = Projection::Fastfood;
+  /// Projection seed (the same seed and dimension give the same P as RandomSubspace / train_in_subspace)
+  TORCH_ARG(std::uint64_t, seed) = 0;
+};
+
+/// The DID / SAID objective around θ₀: the full-data mean loss (batch-size weighted, as
+/// HessianOperator) as a function of (θ_d, λ). It writes into the caller's `params`.
+class SubspaceFinetuneObjective {
+ public:
+  /// θ₀ = the current values of `params` (copied). ConfigError for d < 0, d > D (DID) or d − m
+  /// outside 1..D (SAID), and as HessianOperator for the parameters and batches.
+  SubspaceFinetuneObjective(std::vector<torch::Tensor> params, LossFn loss, std::vector<Batch> batches,
+                            const SubspaceFinetuneOptions& options);
+  std::int64_t full_dim() const { return theta0_.numel(); }
+  /// Length of θ_d: d (DID) or d − m (SAID).
+  std::int64_t subspace_dim() const { return subspace_dim_; }
+  /// m: the number of scales (SAID: the number of parameter tensors; DID: 0).
+  std::int64_t scale_count() const { return scale_count_; }
+  bool structure_aware() const { return scale_count_ > 0; }
+  const torch::Tensor& theta0() const { return theta0_; }
+  /// The projection (throws ConfigError when subspace_dim() = 0).
+  const RandomSubspace& projection() const;
+  /// θ_d = 0 and λ = 1 (an empty tensor for DID).
+  torch::Tensor initial_theta_d() const;
+  torch::Tensor initial_scales() const;
+  /// θ(θ_d, λ), flat [D] (λ is ignored for DID and may be undefined). ShapeError for wrong lengths.
+  torch::Tensor parameters_at(const torch::Tensor& theta_d, const torch::Tensor& scales) const;
+  /// Writes θ(θ_d, λ) into the parameters.
+  void write(const torch::Tensor& theta_d, const torch::Tensor& scales) const;
+
+  struct Value {
+    double loss = 0.0;
+    torch::Tensor grad_theta_d;  ///< ∂L/∂θ_d [subspace_dim()]
+    torch::Tensor grad_scales;   ///< ∂L/∂λ [m] (empty for DID)
+  };
+  /// Writes θ(θ_d, λ) into the parameters and returns the loss and its gradients there.
+  Value evaluate(const torch::Tensor& theta_d, const torch::Tensor& scales) const;
+
+ private:
+  std::vector<torch::Tensor> params_;
+  HessianOperator objective_;
+  torch::Tensor theta0_;
+  std::vector<std::int64_t> sizes_;  // numel per tensor
+  std::int64_t subspace_dim_ = 0, scale_count_ = 0;
+  std::shared_ptr<RandomSubspace> projection_;
+};
+
+struct SubspaceFinetuneResult {
+  torch::Tensor theta_d;        ///< final θ_d [d or d − m]
+  torch::Tensor scales;         ///< final λ [m] (SAID; empty for DID)
+  std::vector<double> losses;   ///< full-data mean loss before each step, then after the last
+};
+
+/// DID / SAID fine-tuning: from θ₀ = the current `params`, trains only θ_d (and λ for SAID) for
+/// options.steps full-batch steps; `params` end at θ(θ_d, λ). With DID and the same seed,
+/// projection and rate this is train_in_subspace (bit for bit); with d = 0 or steps = 0 the
+/// parameters stay θ₀ bit for bit.
+SubspaceFinetuneResult finetune_in_subspace(const std::vector<torch::Tensor>& params, const LossFn& loss,
+                                            const std::vector<Batch>& batches, const SubspaceFinetuneOptions& options);
+
+/// d90 read off a grid: the smallest d in `dims` (increasing) whose score reaches `threshold`,
+/// interpolated linearly in log d between it and the grid point before (where that one fails);
+/// the first grid point when it already passes; NaN when none passes. `dims` and `scores` of equal
+/// length, dims positive and increasing (ConfigError otherwise).
+double interpolated_crossing(const std::vector<std::int64_t>& dims, const std::vector<double>& scores, double threshold);
 
 /// The smallest d in `dims` (visited in increasing order) with score(d) ≥ threshold, or −1.
 std::int64_t smallest_passing_dimension(std::vector<std::int64_t> dims, const std::function<double(std::int64_t)>& score,

@@ -40,6 +40,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_relex_repro(),
       repro::make_shesha_repro(),
       repro::make_intrinsic_dim_sizes_repro(),
+      repro::make_finetune_intrinsic_dim_repro(),
   };
 }
 }  // namespace
