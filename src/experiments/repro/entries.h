@@ -73,7 +73,7 @@ inline nlohmann::json seeds_json(const std::vector<double>& v) {
 }
 /// A number or null (NaN, ±inf) for JSON.
 inline nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
-/// Median of values (NaN when empty; NaN values sort last and count).
+/// Median of values; NaN when empty or when any value is NaN (a failed seed leaves it undefined).
 double median(std::vector<double> v);
 /// A progress callback for toy_experiments.h that reports seed k of ctx.seeds (and `stage`, e.g.
 /// one of several runs of the seed) on ctx.progress.
