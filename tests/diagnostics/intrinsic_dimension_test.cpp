@@ -357,6 +357,7 @@ TEST(IntrinsicDimension, BisectionFindsTheSmallestPassingDimension) {
   EXPECT_EQ(u.dim, 20);
   EXPECT_LE(u.probes.size(), 2u);
   EXPECT_THROW(D::bisect_passing_dimension({}, [](std::int64_t) { return true; }), stablelearn::ConfigError);
+}
 
 // ---- DID / SAID ---------------------------------------------------------------------------------
 
