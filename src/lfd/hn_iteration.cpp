@@ -2,8 +2,11 @@
 #include "stablelearn/lfd/hn_iteration.h"
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
-#if defined(__x86_64__) || defined(__i386__)
+
+#include "adam_kernels.h"
+#ifdef SL_ADAM_X86
 #include <immintrin.h>
 #define SL_HN_X86 1
 #endif
@@ -43,14 +46,8 @@ HnIterationResult hn_iteration_autograd(models::TaskHyperNetwork& net, std::int6
 
 namespace {
 
-template <typename T>
-struct LookaheadConsts {
-  T b1, omb1, b2, omb2, eps, scale;
-};
-template <typename T>
-struct StepConsts {
-  T b1, omb1, b2, omb2, sqrt_bc2, eps, step;
-};
+using detail::LookaheadConsts;
+using detail::StepConsts;
 
 /// The heads seen as one [P, H] matrix cut into blocks of rows that never cross a head (so a block
 /// is one pointer range), in a fixed order: per-block partial sums added in block order make the
@@ -73,17 +70,18 @@ std::vector<RowBlock> row_blocks(const std::vector<torch::Tensor>& heads) {
   return out;
 }
 
-// -- portable row kernels (any floating type) ---------------------------------------------------
+// -- row kernels --------------------------------------------------------------------------------
+// A head row's gradient is formed in a row-sized buffer, g = a·h + Σ_q rq[q·stride]·hq[q], and
+// Adam's own element kernels (adam_kernels.h) take it from there.
 
-/// S = A + Δ, Δ = Adam's look-ahead of the gradient g = a·h (hnet_training.h's formula).
+/// g[k] = a·h[k] + Σ_q rq[q·stride]·hq[q·ld + k] for k < n, the q terms added in order by fma.
 template <typename T>
-void shifted_row(const T* A, const T* m, const T* v, T a, const T* h, std::int64_t H, const LookaheadConsts<T>& c,
-                 T* S) {
-  for (std::int64_t k = 0; k < H; ++k) {
-    const T g = a * h[k];
-    const T mm = std::fma(m[k], c.b1, g * c.omb1);
-    const T vv = std::fma(v[k], c.b2, (g * g) * c.omb2);
-    S[k] = A[k] + (mm / (std::sqrt(vv) + c.eps)) * c.scale;
+void row_gradient(T a, const T* h, const T* rq, std::int64_t stride, const T* hq, std::int64_t ld, std::int64_t Q,
+                  std::int64_t n, T* g) {
+  for (std::int64_t k = 0; k < n; ++k) {
+    T gk = a * h[k];
+    for (std::int64_t q = 0; q < Q; ++q) gk = std::fma(rq[q * stride], hq[q * ld + k], gk);
+    g[k] = gk;
   }
 }
 
@@ -99,40 +97,19 @@ void axpy(T alpha, const T* x, T* y, std::int64_t n) {
   for (std::int64_t k = 0; k < n; ++k) y[k] += alpha * x[k];
 }
 
-/// Adam's step of one row with the gradient g = a·h + Σ_q rq[q·stride]·hq[q]: the formula of
-/// Adam::step (m ← β1 m + (1−β1) g, v ← β2 v + (1−β2) g², p ← p + step·m/(√v/√bc2 + eps)).
-template <typename T>
-void step_row(T* A, T* m, T* v, T a, const T* h, const T* rq, std::int64_t stride, const T* hq, std::int64_t Q,
-              std::int64_t H, const StepConsts<T>& c) {
-  for (std::int64_t k = 0; k < H; ++k) {
-    T g = a * h[k];
-    for (std::int64_t q = 0; q < Q; ++q) g = std::fma(rq[q * stride], hq[q * H + k], g);
-    const T mm = std::fma(g, c.omb1, m[k] * c.b1);
-    const T vv = v[k] * c.b2 + (c.omb2 * g) * g;
-    m[k] = mm;
-    v[k] = vv;
-    A[k] = A[k] + (c.step * mm) / (std::sqrt(vv) / c.sqrt_bc2 + c.eps);
-  }
-}
-
-// -- AVX2 float kernels (same formulas, 8 lanes; the tails in scalar) ----------------------------
-
 #ifdef SL_HN_X86
-__attribute__((target("avx2,fma"))) void shifted_row_avx2(const float* A, const float* m, const float* v, float a,
-                                                           const float* h, std::int64_t H,
-                                                           const LookaheadConsts<float>& c, float* S) {
-  const __m256 va = _mm256_set1_ps(a), vb1 = _mm256_set1_ps(c.b1), vomb1 = _mm256_set1_ps(c.omb1),
-               vb2 = _mm256_set1_ps(c.b2), vomb2 = _mm256_set1_ps(c.omb2), veps = _mm256_set1_ps(c.eps),
-               vscale = _mm256_set1_ps(c.scale);
+__attribute__((target("avx2,fma"))) void row_gradient_avx2(float a, const float* h, const float* rq,
+                                                            std::int64_t stride, const float* hq, std::int64_t ld,
+                                                            std::int64_t Q, std::int64_t n, float* g) {
+  const __m256 va = _mm256_set1_ps(a);
   std::int64_t k = 0;
-  for (; k + 8 <= H; k += 8) {
-    const __m256 g = _mm256_mul_ps(va, _mm256_loadu_ps(h + k));
-    const __m256 mm = _mm256_fmadd_ps(_mm256_loadu_ps(m + k), vb1, _mm256_mul_ps(g, vomb1));
-    const __m256 vv = _mm256_fmadd_ps(_mm256_loadu_ps(v + k), vb2, _mm256_mul_ps(_mm256_mul_ps(g, g), vomb2));
-    const __m256 d = _mm256_mul_ps(_mm256_div_ps(mm, _mm256_add_ps(_mm256_sqrt_ps(vv), veps)), vscale);
-    _mm256_storeu_ps(S + k, _mm256_add_ps(_mm256_loadu_ps(A + k), d));
+  for (; k + 8 <= n; k += 8) {
+    __m256 gk = _mm256_mul_ps(va, _mm256_loadu_ps(h + k));
+    for (std::int64_t q = 0; q < Q; ++q)
+      gk = _mm256_fmadd_ps(_mm256_set1_ps(rq[q * stride]), _mm256_loadu_ps(hq + q * ld + k), gk);
+    _mm256_storeu_ps(g + k, gk);
   }
-  if (k < H) shifted_row<float>(A + k, m + k, v + k, a, h + k, H - k, c, S + k);
+  if (k < n) row_gradient<float>(a, h + k, rq, stride, hq + k, ld, Q, n - k, g + k);
 }
 
 __attribute__((target("avx2,fma"))) float dot_avx2(const float* x, const float* y, std::int64_t n) {
@@ -156,54 +133,35 @@ __attribute__((target("avx2,fma"))) void axpy_avx2(float alpha, const float* x, 
   for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
   for (; k < n; ++k) y[k] += alpha * x[k];
 }
-
-__attribute__((target("avx2,fma"))) void step_row_avx2(float* A, float* m, float* v, float a, const float* h,
-                                                        const float* rq, std::int64_t stride, const float* hq,
-                                                        std::int64_t Q, std::int64_t H, const StepConsts<float>& c) {
-  const __m256 va = _mm256_set1_ps(a), vb1 = _mm256_set1_ps(c.b1), vomb1 = _mm256_set1_ps(c.omb1),
-               vb2 = _mm256_set1_ps(c.b2), vomb2 = _mm256_set1_ps(c.omb2), vsb2 = _mm256_set1_ps(c.sqrt_bc2),
-               veps = _mm256_set1_ps(c.eps), vstep = _mm256_set1_ps(c.step);
-  std::int64_t k = 0;
-  for (; k + 8 <= H; k += 8) {
-    __m256 g = _mm256_mul_ps(va, _mm256_loadu_ps(h + k));
-    for (std::int64_t q = 0; q < Q; ++q)
-      g = _mm256_fmadd_ps(_mm256_set1_ps(rq[q * stride]), _mm256_loadu_ps(hq + q * H + k), g);
-    const __m256 mm = _mm256_fmadd_ps(g, vomb1, _mm256_mul_ps(_mm256_loadu_ps(m + k), vb1));
-    const __m256 vv = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + k), vb2), _mm256_mul_ps(_mm256_mul_ps(vomb2, g), g));
-    _mm256_storeu_ps(m + k, mm);
-    _mm256_storeu_ps(v + k, vv);
-    const __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), vsb2), veps);
-    _mm256_storeu_ps(A + k, _mm256_add_ps(_mm256_loadu_ps(A + k), _mm256_div_ps(_mm256_mul_ps(vstep, mm), den)));
-  }
-  for (; k < H; ++k) {  // the tail: one column at a time, q in the same order
-    float g = a * h[k];
-    for (std::int64_t q = 0; q < Q; ++q) g = std::fma(rq[q * stride], hq[q * H + k], g);
-    const float mm = std::fma(g, c.omb1, m[k] * c.b1);
-    const float vv = v[k] * c.b2 + (c.omb2 * g) * g;
-    m[k] = mm;
-    v[k] = vv;
-    A[k] = A[k] + (c.step * mm) / (std::sqrt(vv) / c.sqrt_bc2 + c.eps);
-  }
-}
-
-bool have_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
 #endif
 
 /// Row kernels of one dtype: the AVX2 ones for float where the CPU has them, else the portable ones.
 template <typename T>
 struct Kernels {
   bool vector = false;
-  void shifted(const T* A, const T* m, const T* v, T a, const T* h, std::int64_t H, const LookaheadConsts<T>& c,
-               T* S) const {
+  void gradient(T a, const T* h, const T* rq, std::int64_t stride, const T* hq, std::int64_t Q, std::int64_t H,
+                T* g) const {
 #ifdef SL_HN_X86
     if constexpr (std::is_same_v<T, float>) {
-      if (vector) return shifted_row_avx2(A, m, v, a, h, H, c, S);
+      if (vector) return row_gradient_avx2(a, h, rq, stride, hq, H, Q, H, g);
     }
 #endif
-    shifted_row<T>(A, m, v, a, h, H, c, S);
+    row_gradient<T>(a, h, rq, stride, hq, H, Q, H, g);
+  }
+  void lookahead(const T* g, const T* m, const T* v, T* out, std::int64_t n, const LookaheadConsts<T>& c) const {
+#ifdef SL_HN_X86
+    if constexpr (std::is_same_v<T, float>) {
+      if (vector) return detail::adam_lookahead_avx2(g, m, v, out, n, c);
+    }
+#endif
+    detail::adam_lookahead<T>(g, m, v, out, n, c);
+  }
+  /// S = A + Δ, Δ = Adam's look-ahead of the row's gradient g = a·h (g: scratch of H values).
+  void shifted(const T* A, const T* m, const T* v, T a, const T* h, std::int64_t H, const LookaheadConsts<T>& c,
+               T* g, T* S) const {
+    gradient(a, h, nullptr, 0, nullptr, 0, H, g);
+    lookahead(g, m, v, S, H, c);
+    for (std::int64_t k = 0; k < H; ++k) S[k] = A[k] + S[k];
   }
   T dot(const T* x, const T* y, std::int64_t n) const {
 #ifdef SL_HN_X86
@@ -221,14 +179,16 @@ struct Kernels {
 #endif
     lfd::axpy<T>(alpha, x, y, n);
   }
+  /// Adam's step of one row with the gradient g = a·h + Σ_q rq[q·stride]·hq[q] (g: scratch of H).
   void step(T* A, T* m, T* v, T a, const T* h, const T* rq, std::int64_t stride, const T* hq, std::int64_t Q,
-            std::int64_t H, const StepConsts<T>& c) const {
+            std::int64_t H, const StepConsts<T>& c, T* g) const {
+    gradient(a, h, rq, stride, hq, Q, H, g);
 #ifdef SL_HN_X86
     if constexpr (std::is_same_v<T, float>) {
-      if (vector) return step_row_avx2(A, m, v, a, h, rq, stride, hq, Q, H, c);
+      if (vector) return detail::adam_step_avx2(g, m, v, A, H, c);
     }
 #endif
-    step_row<T>(A, m, v, a, h, rq, stride, hq, Q, H, c);
+    detail::adam_step<T>(g, m, v, A, H, c);
   }
 };
 
@@ -236,7 +196,7 @@ template <typename T>
 Kernels<T> kernels(bool force_scalar) {
   Kernels<T> k;
 #ifdef SL_HN_X86
-  k.vector = std::is_same_v<T, float> && !force_scalar && have_avx2();
+  k.vector = std::is_same_v<T, float> && !force_scalar && detail::have_avx2_fma();
 #else
   (void)force_scalar;
 #endif
@@ -247,11 +207,10 @@ Kernels<T> kernels(bool force_scalar) {
 /// for every regularised task q: w'_q = S·h_q + c'[row], r_q[row] = κ (w'_q − target_q[row]) and
 /// ∂R/∂h_q += r_q[row] S. Returns Σ (w'_q − target_q)² over q and rows.
 template <typename T>
-double regularizer_pass(const std::vector<torch::Tensor>& heads, const std::vector<torch::Tensor>& ms,
+double regularizer_pass(const std::vector<RowBlock>& blocks, const std::vector<torch::Tensor>& heads, const std::vector<torch::Tensor>& ms,
                         const std::vector<torch::Tensor>& vs, const torch::Tensor& a, const torch::Tensor& h,
                         const torch::Tensor& c_shift, const torch::Tensor& hq, const torch::Tensor& targets, T kappa,
                         const LookaheadConsts<T>& consts, const Kernels<T>& ker, torch::Tensor& r, torch::Tensor& grad_hq) {
-  const auto blocks = row_blocks(heads);
   const auto Q = hq.size(0), H = hq.size(1), P = a.numel();
   auto partial = torch::zeros({static_cast<std::int64_t>(blocks.size()), Q, H}, hq.options());
   std::vector<double> sums(blocks.size(), 0.0);
@@ -263,7 +222,7 @@ double regularizer_pass(const std::vector<torch::Tensor>& heads, const std::vect
   T* pr = r.data_ptr<T>();
   T* ppart = partial.data_ptr<T>();
   at::parallel_for(0, static_cast<std::int64_t>(blocks.size()), 1, [&](std::int64_t lo, std::int64_t hi) {
-    std::vector<T> S(static_cast<std::size_t>(H));
+    std::vector<T> S(static_cast<std::size_t>(H)), g(static_cast<std::size_t>(H));
     for (std::int64_t b = lo; b < hi; ++b) {
       const auto& blk = blocks[static_cast<std::size_t>(b)];
       const T* A = heads[blk.head].data_ptr<T>();
@@ -273,7 +232,7 @@ double regularizer_pass(const std::vector<torch::Tensor>& heads, const std::vect
       double sum = 0;
       for (std::int64_t row = blk.begin; row < blk.end; ++row) {
         const auto flat = blk.offset + row;
-        ker.shifted(A + row * H, m + row * H, v + row * H, pa[flat], ph, H, consts, S.data());
+        ker.shifted(A + row * H, m + row * H, v + row * H, pa[flat], ph, H, consts, g.data(), S.data());
         for (std::int64_t q = 0; q < Q; ++q) {
           const T w = ker.dot(S.data(), phq + q * H, H) + pc[flat];
           const T d = w - pt[q * P + flat];
@@ -301,10 +260,9 @@ double regularizer_pass(const std::vector<torch::Tensor>& heads, const std::vect
 /// Adam's step of every head with ∂L/∂A = a hᵀ + Σ_q rq_q h_qᵀ (rq already scaled by β) formed
 /// element by element.
 template <typename T>
-void heads_step(const std::vector<torch::Tensor>& heads, const std::vector<torch::Tensor>& ms,
+void heads_step(const std::vector<RowBlock>& blocks, const std::vector<torch::Tensor>& heads, const std::vector<torch::Tensor>& ms,
                 const std::vector<torch::Tensor>& vs, const torch::Tensor& a, const torch::Tensor& h,
                 const torch::Tensor& rq, const torch::Tensor& hq, const StepConsts<T>& consts, const Kernels<T>& ker) {
-  const auto blocks = row_blocks(heads);
   const auto H = h.numel(), P = a.numel();
   const auto Q = rq.defined() ? rq.size(0) : 0;
   const T* pa = a.data_ptr<T>();
@@ -312,6 +270,7 @@ void heads_step(const std::vector<torch::Tensor>& heads, const std::vector<torch
   const T* prq = Q > 0 ? rq.data_ptr<T>() : nullptr;
   const T* phq = Q > 0 ? hq.data_ptr<T>() : nullptr;
   at::parallel_for(0, static_cast<std::int64_t>(blocks.size()), 1, [&](std::int64_t lo, std::int64_t hi) {
+    std::vector<T> g(static_cast<std::size_t>(H));
     for (std::int64_t b = lo; b < hi; ++b) {
       const auto& blk = blocks[static_cast<std::size_t>(b)];
       T* A = heads[blk.head].data_ptr<T>();
@@ -320,7 +279,7 @@ void heads_step(const std::vector<torch::Tensor>& heads, const std::vector<torch
       for (std::int64_t row = blk.begin; row < blk.end; ++row) {
         const auto flat = blk.offset + row;
         ker.step(A + row * H, m + row * H, v + row * H, pa[flat], ph, Q > 0 ? prq + flat : nullptr, P, phq, Q, H,
-                 consts);
+                 consts, g.data());
       }
     }
   });
@@ -342,6 +301,7 @@ HnIterationResult fused_iteration(models::HyperNetworkImpl& net, std::int64_t ta
     SL_CHECK(opt_theta.params()[k].is_same(theta[k]), InternalError,
              "hn_iteration_fused: the optimiser's tensor ", k, " is not θ's");
   const auto head_index = [&](std::size_t j) { return 2 * L + 2 * j; };
+  const auto blocks = row_blocks(hw);  // once per iteration, for both passes
 
   // Forward: the trunk with autograd, the heads without (their gradient is never formed).
   const auto e = net.task_embedding(task);
@@ -443,7 +403,7 @@ HnIterationResult fused_iteration(models::HyperNetworkImpl& net, std::int64_t ta
                                 static_cast<T>(opt_theta.eps()), static_cast<T>(scale)};
     auto r = torch::empty({Q, a.numel()}, a.options());
     torch::Tensor grad_hq;
-    const double sumsq = regularizer_pass<T>(hw, ms, vs, a, h, c_shift, hq, target_mat,
+    const double sumsq = regularizer_pass<T>(blocks, hw, ms, vs, a, h, c_shift, hq, target_mat,
                                              static_cast<T>(2.0 / static_cast<double>(Q)), lc, ker, r, grad_hq);
     out.reg = sumsq / static_cast<double>(Q);
     // The trunk's share by autograd; the biases' directly: ∂R/∂c'_j = Σ_q r_q.
@@ -473,7 +433,7 @@ HnIterationResult fused_iteration(models::HyperNetworkImpl& net, std::int64_t ta
                          static_cast<T>(-opt_theta.lr() / bc1)};
   {
     torch::NoGradGuard no_grad;
-    heads_step<T>(hw, ms, vs, a, h, rq_beta, hq, sc, ker);
+    heads_step<T>(blocks, hw, ms, vs, a, h, rq_beta, hq, sc, ker);
   }
   out.loss = loss.item().toDouble();
   return out;

@@ -1,8 +1,9 @@
 #include "stablelearn/lfd/hnet_training.h"
 
 #include <cmath>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
+
+#include "adam_kernels.h"
+#ifdef SL_ADAM_X86
 #define SL_HAVE_X86_FUSED 1
 #endif
 
@@ -25,77 +26,12 @@ Adam::Adam(std::vector<torch::Tensor> params, double lr, double beta1, double be
 namespace {
 
 #ifdef SL_HAVE_X86_FUSED
-/// The look-ahead of one float32 tensor in one pass, operation for operation as the tensor chain in
-/// Adam::lookahead and with the same rounding: libtorch computes add(self, other, alpha) as the
-/// fused multiply-add fma(other, alpha, self) (its vectorised kernels and their scalar tails alike)
-/// and every other step (×, /, √, +) is one IEEE operation, so
-///   m' = fma(m, β1, g·(1−β1)),  v' = fma(v, β2, (g·g)·(1−β2)),  Δ = (m' / (√v' + eps)) · scale.
-/// Nine passes over θ-sized memory become one (tested bit for bit against the tensor chain).
-__attribute__((target("avx2,fma"))) void fused_lookahead_f32(const float* g, const float* m, const float* v, float* out,
-                                                              std::int64_t n, float b1, float omb1, float b2, float omb2,
-                                                              float eps, float scale) {
-  const __m256 vb1 = _mm256_set1_ps(b1), vomb1 = _mm256_set1_ps(omb1), vb2 = _mm256_set1_ps(b2),
-               vomb2 = _mm256_set1_ps(omb2), veps = _mm256_set1_ps(eps), vscale = _mm256_set1_ps(scale);
-  std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 gi = _mm256_loadu_ps(g + i);
-    const __m256 mm = _mm256_fmadd_ps(_mm256_loadu_ps(m + i), vb1, _mm256_mul_ps(gi, vomb1));
-    const __m256 vv = _mm256_fmadd_ps(_mm256_loadu_ps(v + i), vb2, _mm256_mul_ps(_mm256_mul_ps(gi, gi), vomb2));
-    const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(vv), veps);
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(mm, den), vscale));
-  }
-  for (; i < n; ++i) {
-    const float gi = g[i];
-    const float gg = gi * gi;
-    const float mm = std::fma(m[i], b1, gi * omb1);
-    const float vv = std::fma(v[i], b2, gg * omb2);
-    const float den = std::sqrt(vv) + eps;
-    const float q = mm / den;
-    out[i] = q * scale;
-  }
-}
-
-/// One Adam step of one float32 tensor in one pass, with the rounding of the tensor chain in
-/// Adam::step: m ← fma(g, 1−β1, m·β1) (add with alpha); v ← v·β2 + ((1−β2)·g)·g (addcmul, which
-/// libtorch evaluates without a fused multiply-add); den = √v / √(1−β2^t) + eps;
-/// p ← p + (step·m) / den (addcdiv). Tested bit for bit against the chain.
-__attribute__((target("avx2,fma"))) void fused_adam_step_f32(const float* g, float* m, float* v, float* p,
-                                                              std::int64_t n, float b1, float omb1, float b2, float omb2,
-                                                              float sqrt_bc2, float eps, float step) {
-  const __m256 vb1 = _mm256_set1_ps(b1), vomb1 = _mm256_set1_ps(omb1), vb2 = _mm256_set1_ps(b2),
-               vomb2 = _mm256_set1_ps(omb2), vsb2 = _mm256_set1_ps(sqrt_bc2), veps = _mm256_set1_ps(eps),
-               vstep = _mm256_set1_ps(step);
-  std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 gi = _mm256_loadu_ps(g + i);
-    const __m256 mm = _mm256_fmadd_ps(gi, vomb1, _mm256_mul_ps(_mm256_loadu_ps(m + i), vb1));
-    const __m256 vv = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), vb2), _mm256_mul_ps(_mm256_mul_ps(vomb2, gi), gi));
-    _mm256_storeu_ps(m + i, mm);
-    _mm256_storeu_ps(v + i, vv);
-    const __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), vsb2), veps);
-    _mm256_storeu_ps(p + i, _mm256_add_ps(_mm256_loadu_ps(p + i), _mm256_div_ps(_mm256_mul_ps(vstep, mm), den)));
-  }
-  for (; i < n; ++i) {
-    const float gi = g[i];
-    const float mb = m[i] * b1;
-    const float mm = std::fma(gi, omb1, mb);
-    // libtorch's scalar tail of addcmul is compiled with contraction: self + (value·t1)·t2 as one fma.
-    const float vv = std::fma(omb2 * gi, gi, v[i] * b2);
-    m[i] = mm;
-    v[i] = vv;
-    const float den = std::sqrt(vv) / sqrt_bc2 + eps;
-    const float num = step * mm;
-    p[i] = p[i] + num / den;
-  }
-}
-
 /// The one-pass kernels reproduce the rounding of libtorch's vectorised kernels (AVX2 and AVX512
 /// alike: same operations per element, same scalar tails), not of its plain C++ ones, which do not
 /// fuse the multiply-add. They are used only where both hold, so the step is bit for bit the tensor
 /// chain wherever it runs; with ATEN_CPU_CAPABILITY=default the chain itself runs.
 bool fused_lookahead_available() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                         (cpu_capability() == "AVX2" || cpu_capability() == "AVX512");
+  static const bool ok = detail::have_avx2_fma() && (cpu_capability() == "AVX2" || cpu_capability() == "AVX512");
   return ok;
 }
 #endif
@@ -135,10 +71,10 @@ std::vector<torch::Tensor> Adam::lookahead_impl(const std::vector<torch::Tensor>
 #ifdef SL_HAVE_X86_FUSED
     if (allow_fused && fusable(g, m_[k], v_[k])) {
       auto out_k = torch::empty_like(g, torch::MemoryFormat::Contiguous);
-      fused_lookahead_f32(g.data_ptr<float>(), m_[k].data_ptr<float>(), v_[k].data_ptr<float>(), out_k.data_ptr<float>(),
-                          g.numel(), static_cast<float>(beta1_), static_cast<float>(1 - beta1_),
-                          static_cast<float>(beta2_), static_cast<float>(1 - beta2_), static_cast<float>(eps_),
-                          static_cast<float>(scale));
+      detail::adam_lookahead_avx2(g.data_ptr<float>(), m_[k].data_ptr<float>(), v_[k].data_ptr<float>(),
+                                  out_k.data_ptr<float>(), g.numel(),
+                                  {static_cast<float>(beta1_), static_cast<float>(1 - beta1_), static_cast<float>(beta2_),
+                                   static_cast<float>(1 - beta2_), static_cast<float>(eps_), static_cast<float>(scale)});
       out.push_back(out_k);
       continue;
     }
@@ -165,10 +101,11 @@ void Adam::step_impl(const std::vector<torch::Tensor>& grads, bool allow_fused) 
     if (!grads[k].defined()) continue;
 #ifdef SL_HAVE_X86_FUSED
     if (allow_fused && fusable(grads[k], m_[k], v_[k]) && fusable(grads[k], params_[k], params_[k])) {
-      fused_adam_step_f32(grads[k].data_ptr<float>(), m_[k].data_ptr<float>(), v_[k].data_ptr<float>(),
-                          params_[k].data_ptr<float>(), grads[k].numel(), static_cast<float>(beta1_),
-                          static_cast<float>(1 - beta1_), static_cast<float>(beta2_), static_cast<float>(1 - beta2_),
-                          static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps_), static_cast<float>(-lr_ / bc1));
+      detail::adam_step_avx2(grads[k].data_ptr<float>(), m_[k].data_ptr<float>(), v_[k].data_ptr<float>(),
+                             params_[k].data_ptr<float>(), grads[k].numel(),
+                             {static_cast<float>(beta1_), static_cast<float>(1 - beta1_), static_cast<float>(beta2_),
+                              static_cast<float>(1 - beta2_), static_cast<float>(std::sqrt(bc2)),
+                              static_cast<float>(eps_), static_cast<float>(-lr_ / bc1)});
       continue;
     }
 #endif
