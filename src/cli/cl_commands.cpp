@@ -107,7 +107,8 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
       "Pre-training data: split streams with stream.tasks <= 4, the classes no task uses; permuted and\n"
       "rotated streams, the training images after the first stream.train_per_task, untransformed.\n"
       "cl run then starts from the file with [backbone] file = FILE (freeze, adapter = \"lora\" | \"bottleneck\", rank).\n"
-      "Example: stablelearn cl pretrain configs/cl/rotated_lora.toml && stablelearn cl run configs/cl/rotated_lora.toml --out runs/lora");
+      "Example: stablelearn cl pretrain configs/cl_pretrained/split3_fmnist_lora.toml &&\n"
+      "         stablelearn cl run configs/cl_pretrained/split3_fmnist_lora.toml --out runs/split3_lora");
   reg.add(pre, [pargs]() {
     auto cfg = Config::from_file(pargs->config);
     for (const auto& o : pargs->overrides) cfg.set(o);
