@@ -59,9 +59,13 @@ bool dist_overlap() {
 
 json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 
-/// Test sets of a stream are kept in memory while all of them fit in this many bytes; beyond,
-/// each evaluation computes them again (memory flat in the number of tasks).
-constexpr std::int64_t kTestCacheBytes = std::int64_t{1} << 30;
+/// Test sets of a stream are kept in memory while all of them fit in this many bytes (1 GiB, or
+/// STABLELEARN_CL_TEST_CACHE_MB MiB); beyond, each evaluation computes them again (memory flat in
+/// the number of tasks; the same numbers).
+std::int64_t test_cache_bytes() {
+  const char* v = std::getenv("STABLELEARN_CL_TEST_CACHE_MB");
+  return v ? std::int64_t{std::atoll(v)} << 20 : std::int64_t{1} << 30;
+}
 /// derive_seed purpose of the adapters' initial draws ([backbone] adapter).
 constexpr std::int64_t kAdapterSeedPurpose = 29;
 
@@ -181,7 +185,7 @@ class ClRun final : public TaskLearner {
   torch::Device dev_{torch::kCPU};
   std::unique_ptr<data::TaskStream> stream_;  // tasks computed on demand
   std::vector<data::ClTask> tasks_;  // ids and classes; train set of the task being trained (joint: all seen)
-  std::vector<data::ImageSet> test_cache_;  // test sets, kept when they fit in kTestCacheBytes
+  std::vector<data::ImageSet> test_cache_;  // test sets, kept when they fit in test_cache_bytes()
   bool cache_tests_ = false;
   data::ImageSet test_scratch_;
   std::int64_t T_ = 0;
@@ -235,7 +239,7 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* 
     tasks_.push_back(stream_->task(k, false, false));
     test_bytes += stream_->test_size(k) * p.model.input[0] * p.model.input[1] * p.model.input[2] * 4;
   }
-  cache_tests_ = test_bytes <= kTestCacheBytes;
+  cache_tests_ = test_bytes <= test_cache_bytes();
   test_cache_.resize(static_cast<std::size_t>(T_));
   tracker_ = cl::ContinualTracker(T_, p.eval.lca_beta);
   seed_everything(static_cast<std::uint64_t>(p.train.seed));
@@ -301,7 +305,7 @@ void ClRun::set_up_backbone(const ClConfig& p) {
 }
 
 // A task's test set: from the cache, or computed now (long streams whose test sets exceed
-// kTestCacheBytes; the previous one is released).
+// test_cache_bytes(); the previous one is released).
 const data::ImageSet& ClRun::test_set(std::int64_t k) {
   auto& c = test_cache_[static_cast<std::size_t>(k)];
   if (c.size() > 0) return c;

@@ -2,6 +2,8 @@
 // [pretrain]): pre-training on the classes a split stream leaves out, LoRA adapters on the frozen
 // backbone learning the stream's tasks with the backbone left bit for bit, resume, and the errors
 // for a mismatched backbone file, an unsupported strategy and a stream that leaves nothing out.
+#include <sstream>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -128,5 +130,37 @@ TEST(ClBackbone, BadBackbonesAndStreamsNameTheFileOrKey) {
     EXPECT_NE(std::string(e.what()).find("stream.tasks"), std::string::npos) << e.what();
   }
   EXPECT_THROW(ClExperiment(sl::Config::from_string(config(file, "adapter = \"prefix\"\n"), "kind")), sl::ConfigError);
+  std::filesystem::remove_all(dir);
+}
+
+// Test sets beyond the cache (STABLELEARN_CL_TEST_CACHE_MB, 1 GiB by default) are computed again
+// at every evaluation: the same numbers as the cached run, continual evaluation included.
+TEST(ClLazyStream, RecomputedTestSetsGiveTheCachedRunsNumbers) {
+  const std::string cfg =
+      "[stream]\nkind = \"permuted\"\ntasks = 3\ntrain_per_task = 600\ntest_per_task = 300\n"
+      "[model]\nhidden = [32]\n[strategy]\nname = \"er\"\nmemory = 100\n"
+      "[train]\nbatch_size = 32\nlr = 0.05\n[eval]\nevery = 5\nsubset = 100\n"
+      "[output]\ntensorboard = false\nfigures = false\n";
+  const auto dir = sl::testing::temp_dir("cl_lazy");
+  const auto cached = ClExperiment(sl::Config::from_string(cfg, "cached")).run(dir / "a", false);
+  ::setenv("STABLELEARN_CL_TEST_CACHE_MB", "0", 1);
+  const auto recomputed = ClExperiment(sl::Config::from_string(cfg, "recomputed")).run(dir / "b", false);
+  ::unsetenv("STABLELEARN_CL_TEST_CACHE_MB");
+  EXPECT_EQ(cached.accuracy, recomputed.accuracy);
+  EXPECT_EQ(cached.init_accuracy, recomputed.init_accuracy);
+  // Every row of metrics.jsonl (training losses, tracking steps, task ends) but the timings.
+  auto rows = [](const std::filesystem::path& f) {
+    std::vector<json> out;
+    std::istringstream in(sl::read_file_text(f));
+    for (std::string line; std::getline(in, line);) {
+      auto j = json::parse(line);
+      j.erase("seconds");
+      out.push_back(j);
+    }
+    return out;
+  };
+  const auto ra = rows(dir / "a" / "metrics.jsonl"), rb = rows(dir / "b" / "metrics.jsonl");
+  EXPECT_GT(ra.size(), 10u);
+  EXPECT_EQ(ra, rb);
   std::filesystem::remove_all(dir);
 }
