@@ -8,6 +8,8 @@
 #
 # Usage: scripts/bench_long_stream.sh [TASKS] [TRAIN_PER_TASK] [TEST_PER_TASK]   (default 300 256 64)
 # Writes results/long_stream/{samples.csv,per_task.csv} and prints the task 10 / task N summary.
+# REPORT_EVERY=K sets [output] report_every (default 1: summary.json and accuracy_matrix.csv, which
+# hold the whole accuracy matrix, rewritten after every task).
 # BIN=/path/to/stablelearn picks another build, RES=dir another results folder. OUT=dir keeps the run
 # directory (default: a temp dir).
 set -euo pipefail
@@ -43,6 +45,7 @@ seed = 0
 tensorboard = false
 figures = false
 log_every = 1000
+report_every = ${REPORT_EVERY:-1}
 TOML
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load before: $(uptime | sed 's/.*load average: //')"
 start=$(date +%s.%N)

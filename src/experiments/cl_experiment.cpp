@@ -133,6 +133,9 @@ void ClOutputOptions::fields(options::Visitor& v) {
   v("figures", figures, "write accuracy_curves.svg");
   v("log_every", log_every, "iterations between training-loss rows in metrics.jsonl").at_least(1);
   v("snapshot_every", snapshot_every, "iterations between parameter snapshots in snapshots/ (0 = off)").at_least(0);
+  v("report_every", report_every,
+    "tasks between rewrites of accuracy_matrix.csv, summary.json and the figures (also after the run's last task)")
+      .at_least(1);
 }
 
 void ClBackboneOptions::fields(options::Visitor& v) {

@@ -149,7 +149,7 @@ class ClRun final : public TaskLearner {
     if (lead_) write_checkpoint(i);
   }
   void report(std::int64_t i) override {
-    if (lead_) write_reports(i);
+    if (lead_ && ((i + 1) % p_.out.report_every == 0 || i + 1 == last_task_)) write_reports(i);
   }
   std::string divergence_hint() const override { return "lower train.lr or the strategy's strength"; }
 
@@ -202,6 +202,7 @@ class ClRun final : public TaskLearner {
   std::vector<json> tracks_;
   std::vector<std::int64_t> boundaries_;
   std::int64_t first_task_ = 0, global_iter_ = 0;
+  std::int64_t last_task_ = 0;  // the task loop's end (exclusive): T, or the --stop-after bound
   std::vector<json> diag_rows_;  // [diagnostics] measurements so far
   std::vector<json> memorisation_;  // label noise: per finished task, its corrupted samples fitted
   std::unique_ptr<report::TensorBoardWriter> tb_;
@@ -923,7 +924,8 @@ void ClRun::write_sharpness_svg() {
 }
 
 ClResult ClRun::train(std::int64_t stop_after) {
-  run_task_loop(*this, first_task_, stop_after > 0 ? std::min(T_, first_task_ + stop_after) : T_);
+  last_task_ = stop_after > 0 ? std::min(T_, first_task_ + stop_after) : T_;
+  run_task_loop(*this, first_task_, last_task_);
   return result_;
 }
 

@@ -164,3 +164,25 @@ TEST(ClLazyStream, RecomputedTestSetsGiveTheCachedRunsNumbers) {
   EXPECT_EQ(ra, rb);
   std::filesystem::remove_all(dir);
 }
+
+// [output] report_every = K: summary.json is rewritten every K tasks and after the run's last task
+// (also the last of --stop-after); the checkpoint (resume) is written after every task.
+TEST(ClLazyStream, ReportEveryKeepsTheLastTaskAndResume) {
+  const std::string cfg =
+      "[stream]\nkind = \"rotated\"\ntasks = 5\ntrain_per_task = 200\ntest_per_task = 100\n"
+      "[model]\nhidden = [16]\n[strategy]\nname = \"finetune\"\n[train]\nbatch_size = 50\n"
+      "[output]\ntensorboard = false\nfigures = false\nreport_every = 3\n";
+  const auto dir = sl::testing::temp_dir("cl_report_every");
+  auto completed = [&](const char* run) {
+    return json::parse(sl::read_file_text(dir / run / "summary.json")).at("completed_tasks").get<int>();
+  };
+  ClExperiment e(sl::Config::from_string(cfg, "k3"));
+  e.run(dir / "a", false, {}, 2);
+  EXPECT_EQ(completed("a"), 2);  // the last task of --stop-after 2
+  const auto resumed = e.run(dir / "a", true);
+  EXPECT_EQ(completed("a"), 5);
+  const auto whole = ClExperiment(sl::Config::from_string(cfg, "k3")).run(dir / "b", false);
+  EXPECT_EQ(completed("b"), 5);
+  EXPECT_EQ(resumed.accuracy, whole.accuracy);
+  std::filesystem::remove_all(dir);
+}

@@ -111,6 +111,10 @@ struct ClOutputOptions {
   /// after_task, i.e. the weights of checkpoint_task<i>.npz). For trajectory PCA / RELEX
   /// (`stablelearn diagnose trajectory RUN`). Cost: 4·D bytes per snapshot (float32).
   std::int64_t snapshot_every = 0;
+  /// Tasks between rewrites of accuracy_matrix.csv, summary.json and the figures (each holds the
+  /// whole accuracy matrix, O(tasks done × tasks) to write); they are also written after the last
+  /// task of the run (or of --stop-after). 1 = after every task (default); long streams: e.g. 50.
+  std::int64_t report_every = 1;
   void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
