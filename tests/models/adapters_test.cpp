@@ -74,6 +74,23 @@ TEST(Adapters, FrozenBackboneGivesGradientsOnlyToAdaptersAndHead) {
     }
     EXPECT_EQ(t.size(), m.adapter_weights().size() + 2);  // adapters, then out.weight and out.bias
   }
+  // train_head = false: the adapters alone receive gradients.
+  {
+    torch::manual_seed(3);
+    Classifier base(small("cnn"));
+    auto o = adapter("bottleneck");
+    o.train_head = false;
+    AdaptedClassifier m(*base, o, gen(9));
+    {
+      torch::NoGradGuard ng;
+      for (const auto& a : m.adapter_weights()) const_cast<torch::Tensor&>(a).add_(torch::randn_like(a) * 0.1);
+    }
+    const auto t = m.trainable();
+    EXPECT_EQ(t.size(), m.adapter_weights().size());
+    m.forward_trainable(torch::randn({4, 1, 8, 8}), t).pow(2).sum().backward();
+    for (const auto& w : base->weights()) EXPECT_FALSE(w.grad().defined());
+    for (const auto& a : m.adapter_weights()) EXPECT_GT(a.grad().abs().sum().item<double>(), 0.0);
+  }
   // Not frozen: every backbone tensor trains too.
   Classifier base(small("cnn"));
   AdaptedClassifier m(*base, adapter("lora", /*freeze=*/false), gen(5));
