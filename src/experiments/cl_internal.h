@@ -17,7 +17,8 @@
 namespace stablelearn::experiments::detail {
 
 inline constexpr const char* kCheckpointFormat = "stablelearn-cl-checkpoint";
-inline constexpr int kCheckpointVersion = 1;
+/// 2: the accuracy matrix moved from checkpoint.json into the npz ("run.accuracy"); 1 is read too.
+inline constexpr int kCheckpointVersion = 2;
 inline constexpr const char* kSnapshotFormat = "stablelearn-cl-snapshots";
 inline constexpr int kSnapshotVersion = 1;
 

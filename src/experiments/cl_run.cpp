@@ -9,6 +9,7 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -391,7 +392,16 @@ void ClRun::restore() {
   }
   first_task_ = ck.at("completed_tasks").get<std::int64_t>();
   global_iter_ = ck.at("iteration").get<std::int64_t>();
-  result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
+  if (ck.contains("accuracy")) {  // checkpoint version 1: the matrix in the manifest
+    result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
+  } else {  // version 2: in the npz ("run.accuracy", float64 [completed tasks, T])
+    SL_CHECK(tensors.count("run.accuracy"), DataError, source, ": missing run.accuracy");
+    const auto a = data::to_tensor(tensors.at("run.accuracy")).to(torch::kFloat64).contiguous();
+    SL_CHECK(a.dim() == 2 && a.size(1) == T_, DataError, source, ": run.accuracy has shape ", a.sizes(), ", expected [tasks, ", T_,
+             "]");
+    for (std::int64_t r = 0; r < a.size(0); ++r)
+      result_.accuracy.emplace_back(a[r].data_ptr<double>(), a[r].data_ptr<double>() + T_);
+  }
   result_.init_accuracy = ck.at("init_accuracy").get<std::vector<double>>();
   result_.train_seconds = ck.at("train_seconds").get<std::vector<double>>();
   boundaries_ = ck.at("boundaries").get<std::vector<std::int64_t>>();
@@ -840,6 +850,12 @@ void ClRun::write_checkpoint(std::int64_t i) {
     for (std::size_t k = 0; k < model_->weights().size(); ++k)
       tensors["backbone." + std::to_string(k)] = data::to_ndarray(model_->weights()[k].detach().cpu());
   for (const auto& [k, v] : strategy_->state()) tensors["strategy." + k] = data::to_ndarray(v.cpu());
+  // The accuracy matrix travels in the npz (binary, a copy per task; as JSON in the manifest its
+  // formatting grew with tasks done × tasks).
+  auto acc = torch::empty({static_cast<std::int64_t>(result_.accuracy.size()), T_}, torch::kFloat64);
+  auto* a = acc.data_ptr<double>();
+  for (const auto& row : result_.accuracy) a = std::copy(row.begin(), row.end(), a);
+  tensors["run.accuracy"] = data::to_ndarray(acc);
   const std::string file = "checkpoint_task" + std::to_string(i) + ".npz";
   io::write_npz(run_->file(file), tensors, /*compress=*/false);
   json jt = json::array();
@@ -848,7 +864,6 @@ void ClRun::write_checkpoint(std::int64_t i) {
                        json{{"completed_tasks", i + 1},
                             {"iteration", global_iter_},
                             {"file", file},
-                            {"accuracy", result_.accuracy},
                             {"init_accuracy", result_.init_accuracy},
                             {"train_seconds", result_.train_seconds},
                             {"boundaries", boundaries_},
