@@ -10,6 +10,7 @@
 # Writes results/long_stream/{samples.csv,per_task.csv} and prints the task 10 / task N summary.
 # REPORT_EVERY=K sets [output] report_every (default 1: summary.json and accuracy_matrix.csv, which
 # hold the whole accuracy matrix, rewritten after every task).
+# EXTRA='[backbone]\nfile = "bb.npz"\nfreeze = true\nadapter = "bottleneck"' appends tables to the config.
 # BIN=/path/to/stablelearn picks another build, RES=dir another results folder. OUT=dir keeps the run
 # directory (default: a temp dir).
 set -euo pipefail
@@ -47,6 +48,8 @@ figures = false
 log_every = 1000
 report_every = ${REPORT_EVERY:-1}
 TOML
+# EXTRA: more TOML tables appended to the configuration (e.g. a [backbone] with adapters).
+printf '%b\n' "${EXTRA:-}" >> "$tmp/long.toml"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load before: $(uptime | sed 's/.*load average: //')"
 start=$(date +%s.%N)
 "$bin" --threads 1 cl run "$tmp/long.toml" --out "$run" --quiet > "$tmp/stdout" 2>&1 &
