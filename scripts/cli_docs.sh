@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${1:-$here/build/stablelearn}
 out=$here/docs/cli.md
-commands=("" "data info" "lfd metrics" "lfd train" "lfd info" "lfd stability" "lfd export" "lfd figures" "cl run" "cl summarize" "launch"
+commands=("" "data info" "lfd metrics" "lfd train" "lfd info" "lfd stability" "lfd export" "lfd figures" "cl run" "cl pretrain" "cl summarize" "launch"
           "diagnose hessian" "diagnose trace" "diagnose density" "diagnose spectra" "diagnose stability"
           "diagnose edge-of-stability" "diagnose sgd-minimum" "diagnose trajectory" "diagnose cka" "diagnose shesha" "diagnose intrinsic-dim" "diagnose commutator" "diagnose grokalign" "repro" "repro list" "unlearn" "report" "demo" "list")
 {

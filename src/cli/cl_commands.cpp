@@ -90,6 +90,39 @@ void register_cl_commands(CLI::App& app, CommandRegistry& reg) {
     return 0;
   });
 
+  struct PretrainArgs {
+    std::string config, out;
+    std::vector<std::string> overrides;
+    bool quiet = false;
+  };
+  auto pargs = std::make_shared<PretrainArgs>();
+  auto* pre = cl->add_subcommand("pretrain", "Train the [model] on the data the [stream] leaves out and write a backbone file");
+  pre->add_option("CONFIG", pargs->config, "the cl run TOML file ([stream] [model] [pretrain] [backbone])")
+      ->required()
+      ->check(CLI::ExistingFile);
+  pre->add_option("--out", pargs->out, "Backbone file to write (default: backbone.file of CONFIG); a report goes to FILE.json");
+  pre->add_option("--set", pargs->overrides, "Override a configuration value: section.key=value (repeatable)");
+  pre->add_flag("--quiet", pargs->quiet, "No progress on stderr");
+  pre->footer(
+      "Pre-training data: split streams with stream.tasks <= 4, the classes no task uses; permuted and\n"
+      "rotated streams, the training images after the first stream.train_per_task, untransformed.\n"
+      "cl run then starts from the file with [backbone] file = FILE (freeze, adapter = \"lora\" | \"bottleneck\", rank).\n"
+      "Example: stablelearn cl pretrain configs/cl_pretrained/split3_fmnist_lora.toml &&\n"
+      "         stablelearn cl run configs/cl_pretrained/split3_fmnist_lora.toml --out runs/split3_lora");
+  reg.add(pre, [pargs]() {
+    auto cfg = Config::from_file(pargs->config);
+    for (const auto& o : pargs->overrides) cfg.set(o);
+    experiments::ClExperiment e(cfg);
+    ProgressReporter bar(pargs->quiet ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
+    const auto r = e.pretrain(pargs->out, [&](std::int64_t step, std::int64_t steps, double loss) {
+      bar.update("pretrain", step, steps, fmt::format("loss {:.3f}", loss));
+    });
+    std::cout << fmt::format("pre-trained on {} images: {}\ntrain accuracy {:.4f}", r.train_samples, r.source, r.train_accuracy);
+    if (r.test_accuracy >= 0) std::cout << fmt::format("  held-out test accuracy {:.4f} ({} images)", r.test_accuracy, r.test_samples);
+    std::cout << fmt::format("  ({:.1f} s)\nbackbone: {}\n", r.seconds, r.file.string());
+    return 0;
+  });
+
   struct SummarizeArgs {
     std::vector<std::string> runs;
     std::string format = "markdown";

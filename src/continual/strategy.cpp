@@ -10,13 +10,16 @@ namespace stablelearn::continual {
 namespace F = torch::nn::functional;
 
 torch::Tensor Context::network(const torch::Tensor& x, std::int64_t task) const {
+  if (forward) return forward(x, params);
   return strategy && strategy->per_task_network() ? model->forward(x, strategy->task_weights(*this, task)) : model->forward(x);
 }
 
 torch::Tensor Context::logits(const torch::Tensor& x, const torch::Tensor& task_ids,
                               const std::vector<torch::Tensor>* w) const {
   torch::Tensor z;
-  if (w) {
+  if (forward) {
+    z = forward(x, w ? *w : params);
+  } else if (w) {
     z = model->forward(x, *w);
   } else if (strategy && strategy->per_task_network() && x.size(0) > 0) {
     // Each task's samples through that task's network (one forward when the batch is one task's).

@@ -2,6 +2,7 @@
 
 #include "cl_internal.h"
 #include "stablelearn/distributed/process_group.h"
+#include "stablelearn/experiments/cl_backbone.h"
 #include "stablelearn/robust/label_noise.h"
 
 #include <nlohmann/json.hpp>
@@ -33,46 +34,34 @@ using detail::kSnapshotVersion;
 
 namespace detail {
 
+std::unique_ptr<data::TaskStream> make_task_stream(const ClStreamOptions& o) {
+  auto ds = std::make_shared<const data::ImageDataset>(data::load_fashion_mnist(o.data_dir));
+  return std::make_unique<data::TaskStream>(std::move(ds), o.stream, o.train_per_task, o.test_per_task);
+}
+
+void add_label_noise(data::ClTask& t, const ClStreamOptions& o) {
+  if (o.label_noise == "none" || o.label_noise_rate <= 0) return;
+  // Among the task's own training labels (split streams: its 2 classes; domain: 0/1; permuted and
+  // rotated: all 10): labels → their index in the sorted label set, corrupted, mapped back.
+  const auto labels = t.train.labels;
+  const auto set = std::get<0>(at::_unique(labels, /*sorted=*/true));
+  SL_CHECK(set.numel() >= 2, ConfigError, "stream.label_noise: task ", t.id, " has ", set.numel(),
+           " training label(s); label noise needs at least 2");
+  robust::LabelNoiseOptions no;
+  no.kind = o.label_noise;
+  no.rate = o.label_noise_rate;
+  no.seed = derive_seed(o.label_noise_seed, t.id, 23);
+  const auto noisy = robust::corrupt_labels(torch::searchsorted(set, labels), set.numel(), no);
+  t.train_clean_labels = labels;
+  t.train.labels = set.index_select(0, noisy.labels);
+}
+
 std::vector<data::ClTask> build_stream(const ClStreamOptions& o) {
-  auto ds = data::load_fashion_mnist(o.data_dir);
-  const auto kind = o.stream.kind;
-  const bool shared_base = kind == data::StreamKind::Permuted || kind == data::StreamKind::Rotated;
-  if (shared_base) {
-    // Every task transforms the same images: subsample once, before the transformation.
-    if (o.train_per_task > 0 && o.train_per_task < ds.train.size())
-      ds.train = {ds.train.images.narrow(0, 0, o.train_per_task), ds.train.labels.narrow(0, 0, o.train_per_task)};
-    if (o.test_per_task > 0 && o.test_per_task < ds.test.size())
-      ds.test = {ds.test.images.narrow(0, 0, o.test_per_task), ds.test.labels.narrow(0, 0, o.test_per_task)};
-  }
-  // Split streams always have 5 tasks of 2 classes; a shorter stream keeps the first ones.
-  auto so = o.stream;
-  if (!shared_base) so.num_tasks = 5;
-  auto tasks = data::make_stream(ds, so);
-  tasks.resize(static_cast<std::size_t>(o.stream.num_tasks));
-  if (!shared_base) {
-    for (auto& t : tasks) {
-      if (o.train_per_task > 0 && o.train_per_task < t.train.size())
-        t.train = {t.train.images.narrow(0, 0, o.train_per_task), t.train.labels.narrow(0, 0, o.train_per_task)};
-      if (o.test_per_task > 0 && o.test_per_task < t.test.size())
-        t.test = {t.test.images.narrow(0, 0, o.test_per_task), t.test.labels.narrow(0, 0, o.test_per_task)};
-    }
-  }
-  if (o.label_noise != "none" && o.label_noise_rate > 0) {
-    // Among the task's own training labels (split streams: its 2 classes; domain: 0/1; permuted and
-    // rotated: all 10): labels → their index in the sorted label set, corrupted, mapped back.
-    for (auto& t : tasks) {
-      const auto labels = t.train.labels;
-      const auto set = std::get<0>(at::_unique(labels, /*sorted=*/true));
-      SL_CHECK(set.numel() >= 2, ConfigError, "stream.label_noise: task ", t.id, " has ", set.numel(),
-               " training label(s); label noise needs at least 2");
-      robust::LabelNoiseOptions no;
-      no.kind = o.label_noise;
-      no.rate = o.label_noise_rate;
-      no.seed = derive_seed(o.label_noise_seed, t.id, 23);
-      const auto noisy = robust::corrupt_labels(torch::searchsorted(set, labels), set.numel(), no);
-      t.train_clean_labels = labels;
-      t.train.labels = set.index_select(0, noisy.labels);
-    }
+  const auto stream = make_task_stream(o);
+  std::vector<data::ClTask> tasks;
+  for (std::int64_t t = 0; t < stream->size(); ++t) {
+    tasks.push_back(stream->task(t));
+    add_label_noise(tasks.back(), o);
   }
   return tasks;
 }
@@ -144,6 +133,23 @@ void ClOutputOptions::fields(options::Visitor& v) {
   v("figures", figures, "write accuracy_curves.svg");
   v("log_every", log_every, "iterations between training-loss rows in metrics.jsonl").at_least(1);
   v("snapshot_every", snapshot_every, "iterations between parameter snapshots in snapshots/ (0 = off)").at_least(0);
+  v("report_every", report_every,
+    "tasks between rewrites of accuracy_matrix.csv, summary.json and the figures (also after the run's last task)")
+      .at_least(1);
+}
+
+void ClBackboneOptions::fields(options::Visitor& v) {
+  v("file", file, "pre-trained backbone npz (stablelearn cl pretrain); \"\" = the model's own initialisation");
+  AdapterOptions::fields(v);
+}
+
+void ClPretrainOptions::fields(options::Visitor& v) {
+  v("epochs", epochs, "cl pretrain: epochs over the pre-training images").at_least(1);
+  v("batch_size", batch_size, "cl pretrain: samples per step").at_least(1);
+  v("lr", lr, "cl pretrain: SGD learning rate").above(0.0);
+  v("momentum", momentum, "cl pretrain: SGD momentum").at_least(0.0).below(1.0);
+  v("samples", samples, "cl pretrain: pre-training images (0 = every image the stream leaves out)").at_least(0);
+  v("seed", seed, "cl pretrain: initialisation and batch order");
 }
 
 void ClConfig::fields(options::Visitor& v) {
@@ -153,6 +159,8 @@ void ClConfig::fields(options::Visitor& v) {
   v.section("eval", eval);
   v.section("diagnostics", diag);
   v.section("output", out);
+  v.section("backbone", backbone);
+  v.section("pretrain", pretrain);
 }
 
 struct ClExperiment::Impl : ClConfig {
@@ -167,8 +175,8 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
   const bool split = st.kind == data::StreamKind::SplitClassIncremental ||
                      st.kind == data::StreamKind::SplitTaskIncremental || st.kind == data::StreamKind::SplitDomainIncremental;
   if (st.num_tasks == 0) st.num_tasks = split ? 5 : st.kind == data::StreamKind::Permuted ? 10 : 20;
-  SL_CHECK(!split || st.num_tasks <= 5, ConfigError, cfg.source(), ": stream.tasks: split streams have 1..5 tasks, got ",
-           st.num_tasks);
+  SL_CHECK(!split || st.num_tasks <= 5, ConfigError, cfg.source(), ": stream.tasks: split Fashion-MNIST streams have 1..5 tasks "
+           "(10 classes, 2 per task), got ", st.num_tasks, " (permuted and rotated streams make any number)");
   SL_CHECK(!(p.diag.curvature == "ggn" && st.kind == data::StreamKind::SplitTaskIncremental), ConfigError, cfg.source(),
            ": diagnostics.curvature = \"ggn\" uses unmasked logits; use \"hessian\" with task-incremental streams");
   ConfigWriter w;
@@ -178,6 +186,9 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
     s.finish();
     p.strategy.describe(w);
   }
+  SL_CHECK(!p.backbone.adapted() || detail::supports_adapted_network(p.strategy.name), ConfigError, cfg.source(),
+           ": strategy.name: \"", p.strategy.name, "\" reads the model's own layers and does not support [backbone] freeze / "
+           "adapter yet (supported: finetune, joint, ewc, si, er, agem, derpp, ema)");
   options::write(w, static_cast<const ClConfig&>(p));
   p.resolved = w.to_string();
 }
@@ -185,10 +196,22 @@ ClExperiment::ClExperiment(const Config& cfg) : p_(std::make_unique<Impl>()) {
 ClExperiment::~ClExperiment() = default;
 std::string ClExperiment::resolved_config() const { return p_->resolved; }
 
+ClPretrainResult ClExperiment::pretrain(std::filesystem::path out,
+                                        const std::function<void(std::int64_t, std::int64_t, double)>& progress) const {
+  if (out.empty()) out = p_->backbone.file;
+  SL_CHECK(!out.empty(), UsageError, "cl pretrain: no output file (pass --out FILE or set backbone.file)");
+  return detail::pretrain_backbone(*p_, out, progress);
+}
+
 ClResult ClExperiment::run(const std::filesystem::path& run, bool resume, const std::function<void(const ClProgress&)>& progress,
                            std::int64_t stop_after, distributed::ProcessGroup* group) {
+  if (!p_->backbone.file.empty()) {  // a missing or mismatched backbone file, before anything is written
+    models::Classifier probe(p_->model);
+    load_backbone(p_->backbone.file, *probe);
+  }
   if (group) {
     // Every check before anything is written, on every rank alike.
+    SL_CHECK(!p_->backbone.adapted(), ConfigError, "backbone.freeze / backbone.adapter: not supported in data-parallel runs yet");
     group->check_same("the resolved configuration (CONFIG and --set)",
                       std::to_string(std::hash<std::string>{}(p_->resolved)));
     SL_CHECK(p_->train.device == "cpu", ConfigError, "train.device = \"", p_->train.device,
@@ -258,6 +281,8 @@ ClRunView load_cl_run(const std::filesystem::path& run) {
   SL_CHECK(!p.strategy.make()->per_task_network(), UsageError, run.string(), ": strategy \"", p.strategy.name,
            "\" gives every task its own view of the network (masks kept in the strategy's state); commands that "
            "read a run's saved weights as one network (unlearn, diagnose) do not support it");
+  SL_CHECK(!p.backbone.adapted(), UsageError, run.string(), ": the run trains adapters or a frozen backbone ([backbone] freeze / "
+           "adapter); commands that read a run's saved weights as one network (unlearn, diagnose) do not support it yet");
   ClRunView v;
   v.tasks = build_stream(p.stream);
   v.task_incremental = p.stream.stream.kind == data::StreamKind::SplitTaskIncremental;

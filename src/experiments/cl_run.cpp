@@ -9,11 +9,13 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <set>
 #include <string_view>
 
 #include "cl_internal.h"
@@ -26,6 +28,7 @@
 #include "stablelearn/core/task_loop.h"
 #include "stablelearn/data/tensor_convert.h"
 #include "stablelearn/diagnostics/curvature.h"
+#include "stablelearn/experiments/cl_backbone.h"
 #include "stablelearn/diagnostics/grokalign.h"
 #include "stablelearn/diagnostics/monitor.h"
 #include "stablelearn/distributed/process_group.h"
@@ -56,6 +59,16 @@ bool dist_overlap() {
 }
 
 json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
+
+/// Test sets of a stream are kept in memory while all of them fit in this many bytes (1 GiB, or
+/// STABLELEARN_CL_TEST_CACHE_MB MiB); beyond, each evaluation computes them again (memory flat in
+/// the number of tasks; the same numbers).
+std::int64_t test_cache_bytes() {
+  const char* v = std::getenv("STABLELEARN_CL_TEST_CACHE_MB");
+  return v ? std::int64_t{std::atoll(v)} << 20 : std::int64_t{1} << 30;
+}
+/// derive_seed purpose of the adapters' initial draws ([backbone] adapter).
+constexpr std::int64_t kAdapterSeedPurpose = 29;
 
 double eval_accuracy(const cl::Context& ctx, const data::ImageSet& set, std::int64_t task, torch::Device dev) {
   torch::NoGradGuard no_grad;
@@ -137,12 +150,15 @@ class ClRun final : public TaskLearner {
     if (lead_) write_checkpoint(i);
   }
   void report(std::int64_t i) override {
-    if (lead_) write_reports(i);
+    if (lead_ && ((i + 1) % p_.out.report_every == 0 || i + 1 == last_task_)) write_reports(i);
   }
   std::string divergence_hint() const override { return "lower train.lr or the strategy's strength"; }
 
  private:
   void draw_eval_subsets();
+  void set_up_backbone(const ClConfig& p);
+  const data::ImageSet& test_set(std::int64_t k);
+  void materialise_train(std::int64_t i);
   void restore();
   void open_snapshots();
   void snapshot(std::int64_t current, bool task_end);
@@ -168,9 +184,14 @@ class ClRun final : public TaskLearner {
   const std::function<void(const ClProgress&)> progress_;
   const std::chrono::steady_clock::time_point start_time_ = std::chrono::steady_clock::now();
   torch::Device dev_{torch::kCPU};
-  std::vector<data::ClTask> tasks_;
+  std::unique_ptr<data::TaskStream> stream_;  // tasks computed on demand
+  std::vector<data::ClTask> tasks_;  // ids and classes; train set of the task being trained (joint: all seen)
+  std::vector<data::ImageSet> test_cache_;  // test sets, kept when they fit in test_cache_bytes()
+  bool cache_tests_ = false;
+  data::ImageSet test_scratch_;
   std::int64_t T_ = 0;
   models::Classifier model_{nullptr};
+  std::unique_ptr<models::AdaptedClassifier> adapted_;  // [backbone] freeze / adapter
   std::unique_ptr<cl::Strategy> strategy_;
   cl::Context ctx_;
   torch::Tensor heads_;         // GrokAlign: class indices per task (task-incremental runs)
@@ -182,6 +203,7 @@ class ClRun final : public TaskLearner {
   std::vector<json> tracks_;
   std::vector<std::int64_t> boundaries_;
   std::int64_t first_task_ = 0, global_iter_ = 0;
+  std::int64_t last_task_ = 0;  // the task loop's end (exclusive): T, or the --stop-after bound
   std::vector<json> diag_rows_;  // [diagnostics] measurements so far
   std::vector<json> memorisation_;  // label noise: per finished task, its corrupted samples fitted
   std::unique_ptr<report::TensorBoardWriter> tb_;
@@ -212,14 +234,24 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* 
     SL_CHECK(torch::cuda::is_available(), UsageError, "train.device = \"cuda\" but this libtorch has no usable CUDA device");
     dev_ = torch::Device(torch::kCUDA);
   }
-  tasks_ = build_stream(p.stream);
-  T_ = static_cast<std::int64_t>(tasks_.size());
+  stream_ = make_task_stream(p.stream);
+  T_ = stream_->size();
+  std::int64_t test_bytes = 0;
+  for (std::int64_t k = 0; k < T_; ++k) {
+    tasks_.push_back(stream_->task(k, false, false));
+    test_bytes += stream_->test_size(k) * p.model.input[0] * p.model.input[1] * p.model.input[2] * 4;
+  }
+  cache_tests_ = test_bytes <= test_cache_bytes();
+  test_cache_.resize(static_cast<std::size_t>(T_));
   tracker_ = cl::ContinualTracker(T_, p.eval.lca_beta);
   seed_everything(static_cast<std::uint64_t>(p.train.seed));
   model_ = models::Classifier(p.model);
+  if (!p.backbone.file.empty()) load_backbone(p.backbone.file, *model_);
   model_->to(dev_);
   strategy_ = strategy.make();
   result_.strategy = strategy_->name();
+  ctx_.params = model_->weights();
+  set_up_backbone(p);
 
   // GrokAlign's Jacobian term differentiates the model's own weights; a per-task-network strategy
   // trains each task through its own view of them, which the term would not see.
@@ -229,7 +261,6 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* 
   ctx_.model = model_.get();
   ctx_.strategy = strategy_.get();
   ctx_.world_size = group ? group->size() : 1;
-  ctx_.params = model_->weights();
   ctx_.tasks = &tasks_;
   ctx_.batch_size = p.train.batch_size;
   ctx_.lr = p.train.lr;
@@ -250,7 +281,57 @@ ClRun::ClRun(const ClConfig& p, const cl::StrategySpec& strategy, const RunDir* 
 
 diagnostics::OutputFn ClRun::ga_model(const torch::Tensor& task_ids) {
   auto h = heads_.defined() ? heads_.index_select(0, task_ids) : torch::Tensor();
+  if (ctx_.forward)
+    return [this, h](const torch::Tensor& x) {
+      const auto z = ctx_.forward(x, ctx_.params);
+      return h.defined() ? z.gather(1, h) : z;
+    };
   return [this, h](const torch::Tensor& x) { return grokalign_outputs(*ctx_.model, ctx_.params, x, h); };
+}
+
+// [backbone] freeze / adapter: the trainable parameters become the adapters (+ head, + backbone
+// unless frozen) and the network's forward the adapted one (Context::forward).
+void ClRun::set_up_backbone(const ClConfig& p) {
+  if (!p.backbone.adapted()) return;
+  SL_CHECK(supports_adapted_network(strategy_->name()), ConfigError, "strategy.name: \"", strategy_->name(),
+           "\" reads the model's own layers and does not support [backbone] freeze / adapter yet (supported: finetune, joint, "
+           "ewc, si, er, agem, derpp, ema)");
+  SL_CHECK(!group_, ConfigError, "backbone.adapter / backbone.freeze: not supported in data-parallel runs yet");
+  models::AdapterOptions ao = p.backbone;
+  adapted_ = std::make_unique<models::AdaptedClassifier>(
+      *model_, ao, at::detail::createCPUGenerator(derive_seed(p.train.seed, 0, kAdapterSeedPurpose)));
+  ctx_.params = adapted_->trainable();
+  ctx_.forward = [a = adapted_.get()](const torch::Tensor& x, const std::vector<torch::Tensor>& w) {
+    return a->forward_trainable(x, w);
+  };
+}
+
+// A task's test set: from the cache, or computed now (long streams whose test sets exceed
+// test_cache_bytes(); the previous one is released).
+const data::ImageSet& ClRun::test_set(std::int64_t k) {
+  auto& c = test_cache_[static_cast<std::size_t>(k)];
+  if (c.size() > 0) return c;
+  auto s = stream_->test(k);
+  if (cache_tests_) return c = s;
+  test_scratch_ = data::ImageSet{};
+  return test_scratch_ = s;
+}
+
+// Task i's training set (with label noise) is computed when the task starts and released when the
+// next one starts; joint training keeps every seen task's (it trains on all of them by design).
+void ClRun::materialise_train(std::int64_t i) {
+  const bool keep_seen = strategy_->name() == "joint";
+  for (std::int64_t k = 0; k < T_; ++k) {
+    auto& t = tasks_[static_cast<std::size_t>(k)];
+    const bool want = k == i || (keep_seen && k < i);
+    if (!want) {
+      t.train = data::ImageSet{};
+      t.train_clean_labels = torch::Tensor();
+    } else if (t.train.size() == 0) {
+      t.train = stream_->train(k);
+      add_label_noise(t, p_.stream);
+    }
+  }
 }
 
 // Fixed, seeded continual-evaluation subsets (drawn once; ContinualEvaluation redraws them at
@@ -259,7 +340,7 @@ void ClRun::draw_eval_subsets() {
   if (p_.eval.every <= 0) return;
   std::vector<torch::Tensor> sub_x, sub_y, ts;
   for (std::int64_t k = 0; k < T_; ++k) {
-    const auto& test = tasks_[static_cast<std::size_t>(k)].test;
+    const auto& test = test_set(k);
     auto g = at::detail::createCPUGenerator(derive_seed(p_.train.seed, k, 7));
     const auto idx = torch::randperm(test.size(), g, torch::kInt64).narrow(0, 0, std::min(p_.eval.subset, test.size()));
     sub_x.push_back(test.images.index_select(0, idx));
@@ -306,12 +387,21 @@ void ClRun::restore() {
   }
   if (ck.is_null()) {
     if (lead_)
-      for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
+      for (std::int64_t k = 0; k < T_; ++k) result_.init_accuracy.push_back(eval_accuracy(ctx_, test_set(k), k, dev_));
     return;
   }
   first_task_ = ck.at("completed_tasks").get<std::int64_t>();
   global_iter_ = ck.at("iteration").get<std::int64_t>();
-  result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
+  if (ck.contains("accuracy")) {  // checkpoint version 1: the matrix in the manifest
+    result_.accuracy = ck.at("accuracy").get<std::vector<std::vector<double>>>();
+  } else {  // version 2: in the npz ("run.accuracy", float64 [completed tasks, T])
+    SL_CHECK(tensors.count("run.accuracy"), DataError, source, ": missing run.accuracy");
+    const auto a = data::to_tensor(tensors.at("run.accuracy")).to(torch::kFloat64).contiguous();
+    SL_CHECK(a.dim() == 2 && a.size(1) == T_, DataError, source, ": run.accuracy has shape ", a.sizes(), ", expected [tasks, ", T_,
+             "]");
+    for (std::int64_t r = 0; r < a.size(0); ++r)
+      result_.accuracy.emplace_back(a[r].data_ptr<double>(), a[r].data_ptr<double>() + T_);
+  }
   result_.init_accuracy = ck.at("init_accuracy").get<std::vector<double>>();
   result_.train_seconds = ck.at("train_seconds").get<std::vector<double>>();
   boundaries_ = ck.at("boundaries").get<std::vector<std::int64_t>>();
@@ -332,6 +422,16 @@ void ClRun::restore() {
       SL_CHECK(t.sizes() == ctx_.params[i].sizes(), DataError, source, ": ", key, " has shape ", t.sizes(), ", expected ",
                ctx_.params[i].sizes());
       ctx_.params[i].copy_(t);
+    }
+    if (adapted_) {  // the backbone the run started from (frozen tensors included)
+      const auto& w = model_->weights();
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        const auto key = "backbone." + std::to_string(i);
+        SL_CHECK(tensors.count(key), DataError, source, ": missing ", key);
+        const auto t = data::to_tensor(tensors.at(key));
+        SL_CHECK(t.sizes() == w[i].sizes(), DataError, source, ": ", key, " has shape ", t.sizes(), ", expected ", w[i].sizes());
+        const_cast<torch::Tensor&>(w[i]).copy_(t);
+      }
     }
   }
   std::map<std::string, torch::Tensor> sstate;
@@ -622,6 +722,7 @@ std::int64_t ClRun::begin_task(std::int64_t i) {
   ctx_.gen = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, seed_purpose::method));
   order_gen_ = at::detail::createCPUGenerator(derive_seed(p_.train.seed, i, seed_purpose::batches));
   ga_gen_ = at::detail::createCPUGenerator(cl_grokalign_seed(p_.train.seed, i));
+  materialise_train(i);
   strategy_->before_task(ctx_);
   set_ = strategy_->train_set(ctx_);
   const auto n = set_.size();
@@ -633,7 +734,7 @@ std::int64_t ClRun::begin_task(std::int64_t i) {
   else
     sgd_ = std::make_unique<optim::SgdMomentum>(ctx_.params, p_.train.lr, p_.train.momentum);
   // Distributed runs take the autograd path (their gradients are all-reduced before the step).
-  const bool plain = !group_ && p_.train.engine == "auto" && sgd_ && p_.train.grokalign == 0 && dev_.is_cpu() &&
+  const bool plain = !group_ && !adapted_ && p_.train.engine == "auto" && sgd_ && p_.train.grokalign == 0 && dev_.is_cpu() &&
                      strategy_->plain_updates() && models::MlpLossGrad::supports(*model_);
   if (!plain)
     plain_.reset();
@@ -702,7 +803,7 @@ void ClRun::evaluate(std::int64_t i, double seconds) {
   result_.train_seconds.push_back(seconds);
   boundaries_.push_back(global_iter_);
   std::vector<double> row;
-  for (std::int64_t k = 0; k < T_; ++k) row.push_back(eval_accuracy(ctx_, tasks_[k].test, k, dev_));
+  for (std::int64_t k = 0; k < T_; ++k) row.push_back(eval_accuracy(ctx_, test_set(k), k, dev_));
   result_.accuracy.push_back(row);
   double seen = 0;
   for (std::int64_t k = 0; k <= i; ++k) seen += row[k];
@@ -745,7 +846,16 @@ void ClRun::write_checkpoint(std::int64_t i) {
   std::map<std::string, io::NdArray> tensors;
   for (std::size_t k = 0; k < ctx_.params.size(); ++k)
     tensors["model." + std::to_string(k)] = data::to_ndarray(ctx_.params[k].detach().cpu());
+  if (adapted_)
+    for (std::size_t k = 0; k < model_->weights().size(); ++k)
+      tensors["backbone." + std::to_string(k)] = data::to_ndarray(model_->weights()[k].detach().cpu());
   for (const auto& [k, v] : strategy_->state()) tensors["strategy." + k] = data::to_ndarray(v.cpu());
+  // The accuracy matrix travels in the npz (binary, a copy per task; as JSON in the manifest its
+  // formatting grew with tasks done × tasks).
+  auto acc = torch::empty({static_cast<std::int64_t>(result_.accuracy.size()), T_}, torch::kFloat64);
+  auto* a = acc.data_ptr<double>();
+  for (const auto& row : result_.accuracy) a = std::copy(row.begin(), row.end(), a);
+  tensors["run.accuracy"] = data::to_ndarray(acc);
   const std::string file = "checkpoint_task" + std::to_string(i) + ".npz";
   io::write_npz(run_->file(file), tensors, /*compress=*/false);
   json jt = json::array();
@@ -754,7 +864,6 @@ void ClRun::write_checkpoint(std::int64_t i) {
                        json{{"completed_tasks", i + 1},
                             {"iteration", global_iter_},
                             {"file", file},
-                            {"accuracy", result_.accuracy},
                             {"init_accuracy", result_.init_accuracy},
                             {"train_seconds", result_.train_seconds},
                             {"boundaries", boundaries_},
@@ -775,7 +884,7 @@ void ClRun::write_reports(std::int64_t i) {
   }
   run_->write_text("accuracy_matrix.csv", csv);
   std::vector<double> sizes;
-  for (const auto& t : tasks_) sizes.push_back(static_cast<double>(t.test.size()));
+  for (std::int64_t k = 0; k < T_; ++k) sizes.push_back(static_cast<double>(stream_->test_size(k)));
   const auto m = cl::matrix_metrics(result_.accuracy, result_.init_accuracy, sizes, result_.accuracy.size());
   std::int64_t nparams = 0;
   for (const auto& q : ctx_.params) nparams += q.numel();
@@ -798,6 +907,15 @@ void ClRun::write_reports(std::int64_t i) {
                             {"min_acc", num(tracker_.min_acc())}, {"wc_acc", num(tracker_.wc_acc())},
                             {"wf10", tracker_.windowed_forgetting(0)}, {"wf100", tracker_.windowed_forgetting(1)},
                             {"lca", num(tracker_.lca())}, {"tracking_steps", tracker_.steps()}};
+  if (!p_.backbone.file.empty() || adapted_) {
+    std::int64_t total = 0;
+    for (const auto& q : model_->weights()) total += q.numel();
+    if (adapted_)
+      for (const auto& q : adapted_->adapter_weights()) total += q.numel();
+    summary["backbone"] = {{"file", p_.backbone.file},    {"freeze", p_.backbone.freeze},
+                           {"adapter", p_.backbone.kind}, {"rank", p_.backbone.rank},
+                           {"trainable_params", nparams}, {"total_params", total}};
+  }
   if (!memorisation_.empty())
     summary["label_noise"] = {{"kind", p_.stream.label_noise}, {"rate", p_.stream.label_noise_rate}, {"per_task", memorisation_}};
   if (p_.diag.every > 0 && !diag_rows_.empty())
@@ -821,7 +939,8 @@ void ClRun::write_sharpness_svg() {
 }
 
 ClResult ClRun::train(std::int64_t stop_after) {
-  run_task_loop(*this, first_task_, stop_after > 0 ? std::min(T_, first_task_ + stop_after) : T_);
+  last_task_ = stop_after > 0 ? std::min(T_, first_task_ + stop_after) : T_;
+  run_task_loop(*this, first_task_, last_task_);
   return result_;
 }
 

@@ -118,7 +118,7 @@ TEST_F(Cli, OpenBlasRunsTheKernelsOfThisCpu) {
 
 TEST_F(Cli, EveryCommandHasHelp) {
   for (const char* c : {"", "data", "data info", "lfd", "lfd metrics", "lfd train", "lfd info", "lfd stability", "lfd export", "demo", "list",
-                        "cl", "cl run", "cl summarize", "diagnose"}) {
+                        "cl", "cl run", "cl pretrain", "cl summarize", "diagnose"}) {
     const auto r = run(std::string(c) + " --help");
     EXPECT_EQ(r.status, 0) << c << ": " << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << c;

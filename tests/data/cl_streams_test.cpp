@@ -87,3 +87,62 @@ TEST(ClStreams, RotationIsCounterClockwiseAboutTheCentre) {
   EXPECT_TRUE(torch::equal(tasks[0].test.images, fmnist().test.images));
   EXPECT_FALSE(torch::equal(tasks[2].test.images, fmnist().test.images));
 }
+
+// data/cl_task_stream.h: tasks computed on demand equal the eager make_stream's (same seeds,
+// the same per-task subsampling as `cl run`), bitwise.
+#include "stablelearn/data/cl_task_stream.h"
+
+namespace {
+ImageSet first_n(const ImageSet& s, std::int64_t n) {
+  return n > 0 && n < s.size() ? ImageSet{s.images.narrow(0, 0, n), s.labels.narrow(0, 0, n)} : s;
+}
+std::shared_ptr<const ImageDataset> shared_fmnist() {
+  static const auto d = std::make_shared<const ImageDataset>(fmnist());
+  return d;
+}
+}  // namespace
+
+TEST(TaskStream, EqualsTheEagerStreamBitwise) {
+  const std::int64_t ntr = 300, nte = 200;
+  for (auto kind : {StreamKind::SplitClassIncremental, StreamKind::SplitDomainIncremental, StreamKind::Permuted, StreamKind::Rotated}) {
+    const bool split = kind != StreamKind::Permuted && kind != StreamKind::Rotated;
+    StreamOptions o{kind, split ? 5 : 4, 3, 13.0};
+    ImageDataset base = fmnist();
+    if (!split) base = {first_n(base.train, ntr), first_n(base.test, nte)};
+    const auto eager = make_stream(base, o);
+    const TaskStream lazy(shared_fmnist(), o, ntr, nte);
+    ASSERT_EQ(lazy.size(), static_cast<std::int64_t>(eager.size()));
+    for (std::int64_t t = lazy.size() - 1; t >= 0; --t) {  // any order: no state between tasks
+      const auto& e = eager[static_cast<std::size_t>(t)];
+      const auto k = lazy.task(t);
+      const auto etr = first_n(e.train, ntr), ete = first_n(e.test, nte);
+      EXPECT_EQ(k.classes, e.classes);
+      EXPECT_TRUE(torch::equal(k.train.images, etr.images)) << stream_kind_name(kind) << " task " << t;
+      EXPECT_TRUE(torch::equal(k.train.labels, etr.labels));
+      EXPECT_TRUE(torch::equal(k.test.images, ete.images));
+      EXPECT_TRUE(torch::equal(k.test.labels, ete.labels));
+      EXPECT_EQ(lazy.train_size(t), etr.size());
+      EXPECT_EQ(lazy.test_size(t), ete.size());
+    }
+  }
+}
+
+TEST(TaskStream, LongStreamsAndTaskCounts) {
+  // 300 rotated tasks cost nothing until a task is asked for; task 299 is rotated by 299 · 9°.
+  const TaskStream rot(shared_fmnist(), {StreamKind::Rotated, 300, 0, 9.0}, 50, 50);
+  EXPECT_EQ(rot.size(), 300);
+  const auto last = rot.test(299);
+  EXPECT_TRUE(torch::equal(last.images, rotate_images(fmnist().test.images.narrow(0, 0, 50), 299 * 9.0)));
+  const TaskStream perm(shared_fmnist(), {StreamKind::Permuted, 300, 1}, 10, 10);
+  EXPECT_FALSE(torch::equal(perm.train(298).images, perm.train(299).images));
+  // Split: 1..5 tasks; fewer leave the rest of the seeded class order unused.
+  const TaskStream split3(shared_fmnist(), {StreamKind::SplitClassIncremental, 3, 0});
+  EXPECT_EQ(split3.unused_classes(), (std::vector<std::int64_t>{6, 7, 8, 9}));
+  try {
+    TaskStream(shared_fmnist(), {StreamKind::SplitTaskIncremental, 6, 0});
+    ADD_FAILURE() << "6 split tasks accepted";
+  } catch (const sl::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("stream.tasks"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(TaskStream(shared_fmnist(), {StreamKind::Rotated, 0, 0}), sl::ConfigError);
+}

@@ -71,6 +71,13 @@ struct Context {
   /// (Strategy::per_task_network: PackNet, HAT), logits() evaluates each task's samples with that
   /// task's weights.
   const Strategy* strategy = nullptr;
+  /// Set by the engine when the network is not the model's own forward: a pre-trained backbone
+  /// with adapters or frozen layers (models/adapters.h, [backbone] of `cl run`). It returns the
+  /// logits of images x with the trainable parameters w (the layout of params, which then holds
+  /// only what trains: adapters, the output layer, the backbone's weights when not frozen).
+  /// network() and logits() use it; strategies that read the model's structure (model->forward,
+  /// linear_weight_indices) are refused by the engine while it is set.
+  std::function<torch::Tensor(const torch::Tensor&, const std::vector<torch::Tensor>&)> forward;
 
   const data::ClTask& current() const { return (*tasks)[static_cast<std::size_t>(task)]; }
   /// Unmasked logits of images x through task `task`'s network: the model's own weights, or the

@@ -14,6 +14,13 @@
 //   [diagnostics] every, samples, lanczos_steps, trace_probes, curvature (sharpness during training,
 //                and the GrokAlign centroid alignment of the same images)
 //   [output]     tensorboard, figures, log_every, snapshot_every
+//   [backbone]   file (a `cl pretrain` backbone), freeze, adapter = "none" | "lora" | "bottleneck",
+//                rank, alpha, train_head
+//   [pretrain]   epochs, batch_size, lr, momentum, samples, seed (`stablelearn cl pretrain`)
+//
+// Streams are generated lazily (data/cl_task_stream.h): a task's training set exists while the task
+// trains (joint: every seen task's), test sets are kept while they fit in 1 GiB and recomputed for
+// every evaluation otherwise, so memory does not grow with the number of tasks.
 //
 // Run directory: config.toml (resolved), metrics.jsonl (one row per training log, tracking step
 // and task end), accuracy_matrix.csv, summary.json, events.out.tfevents.* (TensorBoard scalars),
@@ -39,6 +46,7 @@
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/options.h"
 #include "stablelearn/data/cl_streams.h"
+#include "stablelearn/models/adapters.h"
 #include "stablelearn/models/classifier.h"
 
 namespace stablelearn::distributed {
@@ -103,6 +111,10 @@ struct ClOutputOptions {
   /// after_task, i.e. the weights of checkpoint_task<i>.npz). For trajectory PCA / RELEX
   /// (`stablelearn diagnose trajectory RUN`). Cost: 4·D bytes per snapshot (float32).
   std::int64_t snapshot_every = 0;
+  /// Tasks between rewrites of accuracy_matrix.csv, summary.json and the figures (each holds the
+  /// whole accuracy matrix, O(tasks done × tasks) to write); they are also written after the last
+  /// task of the run (or of --stop-after). 1 = after every task (default); long streams: e.g. 50.
+  std::int64_t report_every = 1;
   void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
@@ -128,6 +140,33 @@ struct ClStreamOptions {
   void fields(options::Visitor& v);  ///< its keys (core/options.h)
 };
 
+/// [backbone]: start from a pre-trained backbone file (`stablelearn cl pretrain`, cl_backbone.h)
+/// and/or train adapters on it (models/adapters.h). With the defaults (no file, freeze = false,
+/// adapter = "none") the run is the plain one. freeze or an adapter make the trainable parameters
+/// (ctx.params, checkpoints, snapshots) the adapters, the output layer (train_head) and the
+/// backbone's weights unless frozen.
+struct ClBackboneOptions : models::AdapterOptions {
+  std::string file;  ///< backbone npz (cl_backbone.h); "" = the model's own initialisation
+  ClBackboneOptions() { freeze = false; }
+  void fields(options::Visitor& v);
+  /// The model's forward is replaced (a frozen backbone or adapters).
+  bool adapted() const { return freeze || kind != "none"; }
+};
+
+/// [pretrain]: `stablelearn cl pretrain` trains the [model] on the part of Fashion-MNIST the
+/// [stream] does not use and writes backbone.file: split streams with fewer than 5 tasks, the
+/// classes left out (all their training images); permuted and rotated streams, the training images
+/// after the first stream.train_per_task ones, untransformed.
+struct ClPretrainOptions {
+  std::int64_t epochs = 2;
+  std::int64_t batch_size = 128;
+  double lr = 0.05;
+  double momentum = 0.9;
+  std::int64_t samples = 0;  ///< pre-training images (0 = every image left out of the stream)
+  std::int64_t seed = 0;     ///< initialisation and batch order
+  void fields(options::Visitor& v);
+};
+
 /// Every table of a `cl run` config but [strategy] (read by the strategy registry).
 struct ClConfig {
   ClStreamOptions stream;
@@ -136,7 +175,19 @@ struct ClConfig {
   ClEvalOptions eval;
   ClOutputOptions out;
   ClDiagnosticsOptions diag;
+  ClBackboneOptions backbone;
+  ClPretrainOptions pretrain;
   void fields(options::Visitor& v);
+};
+
+/// What `stablelearn cl pretrain` did (also written next to the backbone as FILE.json).
+struct ClPretrainResult {
+  std::filesystem::path file;
+  std::string source;                  ///< which images, in words
+  std::vector<std::int64_t> classes;   ///< classes of the pre-training images
+  std::int64_t train_samples = 0, test_samples = 0;
+  double train_accuracy = 0, test_accuracy = -1;  ///< −1: no held-out test images
+  double seconds = 0;
 };
 
 /// Progress of a run, reported every iteration and at every evaluation.
@@ -174,6 +225,10 @@ class ClExperiment {
   /// writes `run_dir`. ConfigError before anything is written when the ranks' configurations
   /// differ, for a strategy other than finetune or ewc (replay and batch-dependent strategies are
   /// not supported yet), train.grokalign > 0, train.device other than cpu, or `resume`.
+  /// Trains the [model] on the data the [stream] leaves out ([pretrain], ClPretrainOptions) and
+  /// writes the backbone to `out` (default: backbone.file) and its report to `out`.json.
+  /// ConfigError naming the key when the stream leaves nothing out.
+  ClPretrainResult pretrain(std::filesystem::path out, const std::function<void(std::int64_t, std::int64_t, double)>& progress = {}) const;
   ClResult run(const std::filesystem::path& run_dir, bool resume,
                const std::function<void(const ClProgress&)>& progress = {}, std::int64_t stop_after = -1,
                distributed::ProcessGroup* group = nullptr);
