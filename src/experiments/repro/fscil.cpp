@@ -241,7 +241,7 @@ ReproEntry make_fscil_repro() {
                {"draws", "shot draws per seed", 5, 2, true},
                {"base_per_class", "base training images per class", 2000, 300, true},
                {"test_per_class", "test images per class", 1000, 200, true},
-               {"steps", "Adam steps of base training", 800, 60, true},
+               {"steps", "Adam steps of base training", 500, 60, true},
                {"batch", "base training batch", 128, 64, true},
                {"lr", "Adam learning rate", 1e-3, 1e-3, false},
                {"embed", "embedding dimension", 64, 64, true},
