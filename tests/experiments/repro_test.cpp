@@ -124,3 +124,21 @@ TEST(Repro, CausalMinimaxAndMalignantTailRejectBadOptionsNamingThem) {
   sl::testing::expect_error<sl::ConfigError>([&] { run("malignant-tail", "noise=1"); }, "noise = 1: expected a rate in [0, 1)");
   std::filesystem::remove_all(dir);
 }
+
+TEST(Repro, FscilRejectsImpossibleShapesNamingTheKey) {
+  // More shots than a new class has training images, more sessions than classes: ConfigErrors
+  // naming the key, before any training.
+  sl::ProgressReporter quiet(sl::ProgressReporter::Mode::Quiet);
+  const auto dir = sl::testing::temp_dir("repro_fscil_bad");
+  auto run = [&](const std::string& set) {
+    ex::ReproRequest r;
+    r.name = "fscil";
+    r.quick = true;
+    r.out = dir / std::to_string(std::hash<std::string>{}(set));
+    r.overrides = {set};
+    ex::run_repro(r, quiet);
+  };
+  sl::testing::expect_error<sl::ConfigError>([&] { run("shots=7000"); }, "fscil.shots = 7000 exceeds the 6000 training images of class 6");
+  sl::testing::expect_error<sl::ConfigError>([&] { run("sessions=5"); }, "fscil.sessions = 5 (with fscil.ways = 1, fscil.base_classes = 6) needs 11 classes");
+  std::filesystem::remove_all(dir);
+}
