@@ -141,7 +141,7 @@ std::vector<double> draws_at(const std::vector<json>& rows, const std::string& v
   return out;
 }
 
-void write_figure(const RunDir& run, const std::vector<json>& rows, std::size_t sessions) {
+void write_figure(const RunDir& run, const ReproContext& ctx, const std::vector<json>& rows, std::size_t sessions) {
   const char* colours[] = {"#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728"};
   report::SvgPlot plot(720, 440);
   double lo = 1;
@@ -156,7 +156,8 @@ void write_figure(const RunDir& run, const std::vector<json>& rows, std::size_t 
     curves.push_back(pts);
   }
   plot.set_range(0, static_cast<double>(sessions - 1), std::max(0.0, lo - 0.05), 1.0);
-  plot.title("Fashion-MNIST FSCIL (6 base classes, 1-way 5-shot sessions): accuracy on all seen classes");
+  plot.title(fmt::format("Fashion-MNIST FSCIL ({} base classes, {}-way {}-shot sessions): accuracy on all seen classes",
+                         ctx.int_option("base_classes"), ctx.int_option("ways"), ctx.int_option("shots")));
   plot.labels("session", "accuracy (mean over seeds x shot draws)");
   for (std::size_t i = 0; i < curves.size(); ++i) {
     plot.polyline(curves[i], colours[i], 2.0);
@@ -221,7 +222,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
                                   last_mean("full") - last_mean("baseline"), ">", 0));
   out.checks.push_back(make_check("base-accuracy drop (session 0 - last), baseline - (+SupCon +ETF +pseudo-classes) (means)",
                                   drop_mean("baseline") - drop_mean("pseudo"), ">", 0));
-  if (ctx.run) write_figure(*ctx.run, rows, sessions);
+  if (ctx.run) write_figure(*ctx.run, ctx, rows, sessions);
   return out;
 }
 
