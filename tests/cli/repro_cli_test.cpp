@@ -26,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -1353,6 +1353,47 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
       }
     }
     EXPECT_TRUE(fs::exists(run / "intrinsic_dim_sizes.svg"));
+  } else if (name == "fscil") {
+    // --quick: six variants, 2 shot draws of 5 sessions (base + 4); accuracies in [0, 1]; novel
+    // accuracy null in session 0; with equal test images per class the all-class accuracy is the
+    // class-weighted mean of base (6 classes) and novel (t classes) accuracy; the base session is
+    // the same for every draw of a variant; `full` shares `rotation`'s base model (same session 0);
+    // the two checks and the last-session metrics recomputed from the row (one seed).
+    const char* keys[] = {"baseline", "supcon", "etf", "pseudo", "rotation", "full"};
+    auto at = [&](const char* v, const char* key, std::size_t d, std::size_t t) { return num(row.at(v).at(key).at(d).at(t)); };
+    std::map<std::string, std::vector<double>> last, drop;
+    for (const char* v : keys) {
+      const auto& acc = row.at(v).at("acc");
+      ASSERT_EQ(acc.size(), 2u) << v;
+      for (std::size_t d = 0; d < 2; ++d) {
+        ASSERT_EQ(acc.at(d).size(), 5u) << v;
+        EXPECT_TRUE(row.at(v).at("novel_acc").at(d).at(0).is_null());
+        EXPECT_EQ(at(v, "acc", d, 0), at(v, "acc", 0, 0)) << v;
+        EXPECT_EQ(at(v, "acc", d, 0), at(v, "base_acc", d, 0)) << v;
+        for (std::size_t t = 1; t < 5; ++t) {
+          const double a = at(v, "acc", d, t), b = at(v, "base_acc", d, t), n = at(v, "novel_acc", d, t);
+          EXPECT_TRUE(a >= 0 && a <= 1 && b >= 0 && b <= 1 && n >= 0 && n <= 1) << v << " " << d << " " << t;
+          EXPECT_NEAR(a, (6 * b + static_cast<double>(t) * n) / (6 + static_cast<double>(t)), 1e-12) << v << " " << d << " " << t;
+        }
+        last[v].push_back(at(v, "acc", d, 4));
+        drop[v].push_back(at(v, "base_acc", d, 0) - at(v, "base_acc", d, 4));
+      }
+      EXPECT_NEAR(num(m.at(std::string(v) + "_last_acc_mean")), (last[v][0] + last[v][1]) / 2, 1e-12) << v;
+      EXPECT_NEAR(num(m.at(std::string(v) + "_last_acc_std")), std::abs(last[v][0] - last[v][1]) / std::sqrt(2.0), 1e-12) << v;
+    }
+    EXPECT_EQ(at("full", "acc", 0, 0), at("rotation", "acc", 0, 0));
+    EXPECT_TRUE(row.at("full").at("base_train_loss").is_null());
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 2u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), (last["full"][0] + last["full"][1] - last["baseline"][0] - last["baseline"][1]) / 2,
+                1e-12);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), (drop["baseline"][0] + drop["baseline"][1] - drop["pseudo"][0] - drop["pseudo"][1]) / 2,
+                1e-12);
+    for (const auto& c : checks) {
+      EXPECT_EQ(c.at("comparison").get<std::string>(), ">");
+      EXPECT_EQ(c.at("threshold").get<double>(), 0.0);
+    }
+    EXPECT_TRUE(fs::exists(run / "fscil_sessions.svg"));
   }
   fs::remove_all(run.parent_path());
 }

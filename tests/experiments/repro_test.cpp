@@ -32,7 +32,7 @@ TEST(Repro, TheRegistryHoldsTheMovedExperimentsEachWithPaperClaimAndOptions) {
   EXPECT_EQ(names, (std::set<std::string>{"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                           "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim"}));
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil"}));
   sl::testing::expect_error<sl::UsageError>([] { ex::find_repro("edge-of-stabilty"); }, "known: edge-of-stability, sgd-minimum");
 }
 
@@ -122,5 +122,23 @@ TEST(Repro, CausalMinimaxAndMalignantTailRejectBadOptionsNamingThem) {
   sl::testing::expect_error<sl::ConfigError>([&] { run("causal-minimax", "level=1.5"); }, "level = 1.5");
   sl::testing::expect_error<sl::ConfigError>([&] { run("malignant-tail", "probe_d=65"); }, "probe_d = 65: expected 1..64");
   sl::testing::expect_error<sl::ConfigError>([&] { run("malignant-tail", "noise=1"); }, "noise = 1: expected a rate in [0, 1)");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Repro, FscilRejectsImpossibleShapesNamingTheKey) {
+  // More shots than a new class has training images, more sessions than classes: ConfigErrors
+  // naming the key, before any training.
+  sl::ProgressReporter quiet(sl::ProgressReporter::Mode::Quiet);
+  const auto dir = sl::testing::temp_dir("repro_fscil_bad");
+  auto run = [&](const std::string& set) {
+    ex::ReproRequest r;
+    r.name = "fscil";
+    r.quick = true;
+    r.out = dir / std::to_string(std::hash<std::string>{}(set));
+    r.overrides = {set};
+    ex::run_repro(r, quiet);
+  };
+  sl::testing::expect_error<sl::ConfigError>([&] { run("shots=7000"); }, "fscil.shots = 7000 exceeds the 6000 training images of class 6");
+  sl::testing::expect_error<sl::ConfigError>([&] { run("sessions=5"); }, "fscil.sessions = 5 (with fscil.ways = 1, fscil.base_classes = 6) needs 11 classes");
   std::filesystem::remove_all(dir);
 }
