@@ -37,6 +37,17 @@ void rasterise_cartpole(const float state[4], std::int64_t height, std::int64_t 
     }
 }
 
+void rasterise_episode(const float* states, std::int64_t steps, std::int64_t height, std::int64_t width, float* obs) {
+  SL_CHECK(steps >= 1, ConfigError, "rasterise_episode: need steps >= 1, got ", steps);
+  const auto F = height * width;
+  for (std::int64_t t = 0; t < steps; ++t) {
+    float* row = obs + t * 2 * F;
+    rasterise_cartpole(states + 4 * t, height, width, row + F);
+    if (t == 0) std::memcpy(row, row + F, sizeof(float) * F);
+    else std::memcpy(row, row - F, sizeof(float) * F);  // the previous row's current frame
+  }
+}
+
 CartPolePixels::CartPolePixels(const EnvOptions& options) : inner_(options) {
   const auto n = static_cast<std::size_t>(inner_.num_envs());
   states_.assign(n * 4, 0.f);

@@ -97,3 +97,32 @@ TEST(CartPolePixels, FollowsCartPoleAndStacksFrames) {
   const std::int32_t bad[3] = {0, 2, 0};
   EXPECT_THROW(px->step(bad, obs.data(), r1.data(), t1.data(), u1.data()), sl::UsageError);
 }
+
+// rasterise_episode from CartPole-v1's states reproduces the observations CartPolePixels-v1 gave
+// along the same episode (same seed and actions), step by step from the reset to the last step.
+TEST(CartPolePixels, EpisodeFromStatesMatchesTheEnvironment) {
+  EnvOptions o;
+  o.num_envs = 1;
+  o.auto_reset = false;
+  auto px = make_env("CartPolePixels-v1", o);
+  CartPole cp(o);
+  const auto D = px->obs_dim();
+  std::vector<float> obs(D), s(4), seen_obs, seen_states;
+  float r = 0;
+  std::uint8_t term = 0, trunc = 0;
+  px->reset(9, obs.data());
+  cp.reset(9, s.data());
+  for (int t = 0; t < 500 && !(term || trunc); ++t) {
+    seen_obs.insert(seen_obs.end(), obs.begin(), obs.end());
+    seen_states.insert(seen_states.end(), s.begin(), s.end());
+    const std::int32_t a = (t / 4) % 2;  // long pushes, so the episode ends and the cart moves
+    px->step(&a, obs.data(), &r, &term, &trunc);
+    cp.step(&a, s.data(), &r, &term, &trunc);
+  }
+  const auto T = static_cast<std::int64_t>(seen_states.size() / 4);
+  ASSERT_GT(T, 5);
+  std::vector<float> mine(T * D);
+  rasterise_episode(seen_states.data(), T, H, W, mine.data());
+  for (std::int64_t k = 0; k < T * D; ++k) ASSERT_EQ(mine[k], seen_obs[k]) << "step " << k / D << " index " << k % D;
+  EXPECT_THROW(rasterise_episode(seen_states.data(), 0, H, W, mine.data()), sl::ConfigError);
+}

@@ -26,6 +26,12 @@ namespace stablelearn::rl {
 /// One frame of the state (x, ẋ, θ, θ̇) into frame[H · W] (overwritten). H >= 12, W >= 8.
 void rasterise_cartpole(const float state[4], std::int64_t height, std::int64_t width, float* frame);
 
+/// The observations CartPolePixels-v1 gives along one episode from its CartPole states: `states`
+/// [steps × 4] (row t the state at step t, row 0 the reset state) → obs [steps × 2HW], row t =
+/// [frame(s_{t−1}), frame(s_t)] with s_{−1} = s_0 (the reset's repeated frame). steps >= 1. Used to
+/// label frames with a state policy's values (policy distillation, rl/distill.h).
+void rasterise_episode(const float* states, std::int64_t steps, std::int64_t height, std::int64_t width, float* obs);
+
 class CartPolePixels final : public VecEnv {
  public:
   static constexpr std::int64_t kHeight = 40, kWidth = 60;
