@@ -41,11 +41,12 @@ void DistillOptions::fields(options::Visitor& v) {
   v("lr", lr, "Adam learning rate").above(0.0);
   v("max_grad_norm", max_grad_norm, "global gradient norm clip (0 = none)").at_least(0.0);
   v("adv_eps", adv_eps, "FGSM radius on the inputs, input units (0 = clean)").at_least(0.0);
+  v("adv_weight", adv_weight, "weight of the loss at the FGSM inputs (1 = those only)").in(0.0, 1.0);
   v("seed", seed, "seed of the minibatch shuffle").at_least(0);
 }
 
 DistillStats distill(DuelingQNet& student, const torch::Tensor& inputs, const torch::Tensor& teacher_q,
-                     const DistillOptions& options) {
+                     const DistillOptions& options, const torch::Tensor& adv_scale) {
   DistillOptions o = options;
   options::check(o, "distill");
   SL_CHECK(inputs.dim() == 2 && teacher_q.dim() == 2 && inputs.size(0) == teacher_q.size(0) && inputs.size(0) >= 1,
@@ -67,9 +68,16 @@ DistillStats distill(DuelingQNet& student, const torch::Tensor& inputs, const to
     std::int64_t batches = 0;
     for (std::int64_t b = 0; b < N; b += o.batch_size) {
       const auto idx = order.slice(0, b, std::min(N, b + o.batch_size));
-      auto x = inputs.index_select(0, idx);
-      if (o.adv_eps > 0) x = fgsm(q, x, o.adv_eps);
-      const auto loss = distillation_loss(student->forward(x), targets.index_select(0, idx), o.loss, o.temperature);
+      const auto x = inputs.index_select(0, idx);
+      const auto y = targets.index_select(0, idx);
+      torch::Tensor loss;
+      if (o.adv_eps > 0) {
+        const auto x_adv = fgsm(q, x, o.adv_eps, adv_scale);
+        loss = o.adv_weight * distillation_loss(student->forward(x_adv), y, o.loss, o.temperature);
+        if (o.adv_weight < 1) loss = loss + (1 - o.adv_weight) * distillation_loss(student->forward(x), y, o.loss, o.temperature);
+      } else {
+        loss = distillation_loss(student->forward(x), y, o.loss, o.temperature);
+      }
       opt.zero_grad();
       loss.backward();
       if (o.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(student->parameters(), o.max_grad_norm);

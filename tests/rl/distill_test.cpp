@@ -114,6 +114,12 @@ TEST(Distill, AdversarialLossAndDeterminism) {
   const auto st = distill(a, x, y, o);
   ASSERT_EQ(st.epoch_loss.size(), 1u);
   EXPECT_NEAR(st.epoch_loss[0], expected, 1e-6);
+  // adv_weight 0.3: 0.7 of the clean loss plus 0.3 of the perturbed one.
+  o.adv_weight = 0.3;
+  auto a2 = make();
+  const double clean = distillation_loss(ref->forward(x), y, "mse").item<double>();
+  EXPECT_NEAR(distill(a2, x, y, o).epoch_loss[0], 0.7 * clean + 0.3 * expected, 1e-6);
+  o.adv_weight = 1;
   // Determinism, with a shuffle over several minibatches.
   o.epochs = 3;
   o.batch_size = 5;

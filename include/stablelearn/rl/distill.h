@@ -11,9 +11,10 @@
 //   "kl"   mean_b Σ_a p_a (log p_a − log softmax(q_S)_a),  p = softmax(q_T / τ)   (sharpened teacher)
 //
 // With adv_eps > 0 every minibatch's inputs are first FGSM-perturbed against the student's own greedy
-// action, x ← x + adv_eps · sign v(x) (rl/diagnosis.h; a uniform radius in input units, e.g. pixel
-// intensity), and the loss is taken there against the clean inputs' teacher values: the supervised
-// analogue of DdqnOptions::adv_eps's adversarial training.
+// action, x_adv = x + adv_eps · sign v(x) (rl/diagnosis.h; a uniform radius in input units, e.g.
+// pixel intensity), and the loss is (1 − adv_weight) L(x) + adv_weight L(x_adv) against the clean
+// inputs' teacher values (adv_weight 1: the loss at x_adv only, as DdqnOptions::adv_eps does; 0.5:
+// Goodfellow, Shlens & Szegedy 2015's FGSM adversarial training objective).
 #pragma once
 
 #include <cstdint>
@@ -41,6 +42,7 @@ struct DistillOptions {
   double lr = 1e-3;               ///< Adam learning rate
   double max_grad_norm = 10.0;    ///< global gradient-norm clip (0 = none)
   double adv_eps = 0.0;           ///< FGSM radius on the inputs, input units (0 = clean training)
+  double adv_weight = 1.0;        ///< with adv_eps > 0: (1 − w) L(x) + w L(x_adv) (1 = at x_adv only)
   std::int64_t seed = 0;          ///< the minibatch shuffle's stream
 
   void fields(options::Visitor& v);
@@ -53,8 +55,10 @@ struct DistillStats {
 
 /// Trains `student` (its parameters, by Adam) on inputs [N, D] and the teacher's Q-values [N, A]
 /// (same device), options.epochs passes in minibatches of a fresh random permutation per epoch.
+/// adv_scale (undefined = 1, or [D]) scales the FGSM step per input dimension, as rl::fgsm's scale
+/// (e.g. 1/σ for inputs standardised by σ, so the step is adv_eps in the raw units).
 /// ConfigError naming the option for invalid options; ShapeError for mismatched shapes.
 DistillStats distill(DuelingQNet& student, const torch::Tensor& inputs, const torch::Tensor& teacher_q,
-                     const DistillOptions& options);
+                     const DistillOptions& options, const torch::Tensor& adv_scale = {});
 
 }  // namespace stablelearn::rl

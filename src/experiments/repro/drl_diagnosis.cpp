@@ -248,8 +248,42 @@ std::string distill_loss_name(const ReproContext& ctx) {
   return k == 1 ? "mse" : k == 2 ? "nll" : "kl";
 }
 
-constexpr const char* kPixelEnv = "CartPolePixels-v1";
 constexpr std::int64_t kH = rl::CartPolePixels::kHeight, kW = rl::CartPolePixels::kWidth, kFrame = kH * kW;
+
+// The frames [previous, current] of episodes of CartPole states (rl::rasterise_episode with
+// supersampling ss; ss = 1: CartPolePixels-v1's observations), concatenated: [Σ T, 2 · 40 · 60].
+torch::Tensor all_frames(const std::vector<torch::Tensor>& episodes, std::int64_t ss) {
+  std::vector<torch::Tensor> frames;
+  for (const auto& st : episodes) {
+    const auto s = st.to(torch::kFloat).contiguous();
+    auto f = torch::empty({s.size(0), 2 * kFrame}, torch::kFloat);
+    rl::rasterise_episode(s.data_ptr<float>(), s.size(0), kH, kW, f.data_ptr<float>(), ss);
+    frames.push_back(f);
+  }
+  return torch::cat(frames, 0);
+}
+
+// A policy on frames as a policy on CartPole-v1's states: each call renders the n copies' states as
+// frames [previous, current], the previous frame being the last call's current one (the current one
+// at the first call, a reset). It is right for every copy's first episode, the one collect_episodes
+// and evaluate record (with supersampling 1 it is CartPolePixels-v1 with the same seeds).
+rl::PolicyFn on_frames(const rl::PolicyFn& pixel_policy, std::int64_t ss) {
+  auto prev = std::make_shared<std::vector<float>>();
+  return [pixel_policy, ss, prev](const float* obs, std::int64_t n, std::int32_t* a) {
+    std::vector<float> x(static_cast<std::size_t>(n * 2 * kFrame));
+    const bool first = prev->empty();
+    prev->resize(static_cast<std::size_t>(n * kFrame));
+    for (std::int64_t i = 0; i < n; ++i) {
+      float* cur = x.data() + (2 * i + 1) * kFrame;
+      rl::rasterise_cartpole(obs + 4 * i, kH, kW, cur, ss);
+      float* p = prev->data() + i * kFrame;
+      if (first) std::copy(cur, cur + kFrame, p);
+      std::copy(p, p + kFrame, x.data() + 2 * i * kFrame);
+      std::copy(cur, cur + kFrame, p);
+    }
+    pixel_policy(x.data(), n, a);
+  };
+}
 
 // Diverging colour of x ∈ [−1, 1]: blue (−), white (0), red (+).
 std::string diverging(double x) {
@@ -289,7 +323,8 @@ void write_pixel_maps(const RunDir& run, const std::vector<std::pair<std::string
     for (int f = 0; f < 2; ++f) {
       const auto a = g[f].contiguous();
       const double* p = a.data_ptr<double>();
-      svg += raster(left + f * (mw + gap), y, kH, kW, cell, [&](std::int64_t r, std::int64_t c) { return diverging(p[r * kW + c] / gmax); });
+      svg += raster(left + f * (mw + gap), y, kH, kW, cell,
+                    [&](std::int64_t r, std::int64_t c) { return diverging(p[r * kW + c] / gmax); });
     }
     const auto P = rl::power_spectrum_2d(g[1]).clamp_min(1e-300).log10().contiguous();
     const double hi = P.max().item<double>(), lo = hi - 6;  // six decades
@@ -324,43 +359,70 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
   };
   report(ctx.int_option("steps"), fmt::format("{}, distilling", key));
   const auto data = rl::collect_episodes(kEnv, behaviour, ctx.int_option("distill_episodes"), base_seed + 44);
-  std::vector<torch::Tensor> frames;
-  for (const auto& st : data.states) {
-    const auto s = st.contiguous();
-    auto f = torch::empty({s.size(0), 2 * kFrame}, torch::kFloat);
-    rl::rasterise_episode(s.data_ptr<float>(), s.size(0), kH, kW, f.data_ptr<float>());
-    frames.push_back(f);
-  }
-  auto X = torch::cat(frames, 0);
-  frames.clear();
+  const auto ss = ctx.int_option("supersample");
+  auto X = all_frames(data.states, ss);
   torch::Tensor teacher_q;
   {
     torch::NoGradGuard ng;
     teacher_q = teacher.model()->forward(torch::cat(data.states, 0));
   }
+  // The pixel agent: Q(x) = net((x − μ) / max(σ, std_floor)), μ and σ the per-pixel mean and std of
+  // the distillation frames (standardised inputs; the diagnosis differentiates in raw pixels).
+  const auto mu = X.mean(0), sd = X.std(0, /*unbiased=*/false).clamp_min(ctx.option("std_floor"));
   torch::manual_seed(static_cast<std::uint64_t>(seed) * 7919 + 2 + (adversarial ? 1 : 0));
   rl::DuelingQNet student(2 * kFrame, 2, rl::DdqnOptions{}.hidden);
   rl::DistillOptions d;
   d.loss = distill_loss_name(ctx);
   d.epochs = ctx.int_option("distill_epochs");
+  d.lr = ctx.option("distill_lr");
   d.adv_eps = adversarial ? ctx.option("pixel_adv_eps") : 0.0;
+  d.adv_weight = ctx.option("pixel_adv_weight");
   d.seed = seed;
-  const auto dist = rl::distill(student, X, teacher_q, d);
-  const auto frames_n = X.size(0);
-  X = torch::Tensor();
-  // The diagnosis of the state variant, on the pixel agent's own greedy episodes.
-  rl::QFunction q = [&](const torch::Tensor& x) { return student->forward(x); };
+  rl::QFunction q = [&](const torch::Tensor& x) { return student->forward((x - mu) / sd); };
   rl::PolicyFn greedy = [&](const float* obs, std::int64_t n, std::int32_t* a) {
     torch::NoGradGuard ng;
     const auto x = torch::from_blob(const_cast<float*>(obs), {n, 2 * kFrame}, torch::kFloat);
-    const auto g = student->forward(x).argmax(1).to(torch::kInt).contiguous();
+    const auto g = q(x).argmax(1).to(torch::kInt).contiguous();
     std::copy(g.data_ptr<std::int32_t>(), g.data_ptr<std::int32_t>() + n, a);
   };
+  // DAgger (Ross, Gordon & Bagnell 2011): after the first round, each round adds distill_episodes
+  // episodes in which the pixel agent acts (distill_eps random actions), labelled by the teacher on
+  // their states, and trains on all frames so far (the standardisation stays the first round's).
+  std::vector<double> epoch_loss, round_returns;
+  rl::DistillStats dist;
+  std::vector<torch::Tensor> xs = {(X - mu) / sd}, qs = {teacher_q};
+  X = torch::Tensor();
+  const auto rounds = ctx.int_option("distill_rounds");
+  for (std::int64_t r = 0; r < rounds; ++r) {
+    if (r > 0) {
+      rl::PolicyFn student_behaviour = [&](const float* obs, std::int64_t n, std::int32_t* a) {
+        greedy(obs, n, a);
+        for (std::int64_t i = 0; i < n; ++i)
+          if (rng.uniform01() < eps) a[i] = static_cast<std::int32_t>((rng.next() >> 33) % 2);
+      };
+      const auto more = rl::collect_episodes(kEnv, on_frames(student_behaviour, ss), ctx.int_option("distill_episodes"),
+                                             base_seed + 44 + 100 * static_cast<std::uint64_t>(r));
+      round_returns.push_back(mean(more.returns));
+      xs.push_back((all_frames(more.states, ss) - mu) / sd);
+      torch::NoGradGuard ng;
+      qs.push_back(teacher.model()->forward(torch::cat(more.states, 0)));
+    }
+    d.seed = seed + 1000 * r;
+    dist = rl::distill(student, torch::cat(xs, 0), torch::cat(qs, 0), d, 1 / sd);  // FGSM steps of adv_eps raw pixels
+    epoch_loss.insert(epoch_loss.end(), dist.epoch_loss.begin(), dist.epoch_loss.end());
+  }
+  std::int64_t frames_n = 0;
+  for (const auto& x : xs) frames_n += x.size(0);
+  xs.clear();
+  qs.clear();
+  // The diagnosis of the state variant, on the pixel agent's own greedy episodes.
   report(ctx.int_option("steps"), fmt::format("{}, diagnosing", key));
   const auto episodes = ctx.int_option("episodes");
-  const auto A = rl::collect_episodes(kPixelEnv, greedy, episodes, base_seed + 11);
-  const auto B = rl::collect_episodes(kPixelEnv, greedy, episodes, base_seed + 22);
-  const auto S = torch::cat(A.states, 0), S2 = torch::cat(B.states, 0);
+  // The pixel agent's episodes: CartPole-v1's states seen as frames (A.states holds the 4-D states,
+  // all_frames the frames the agent acted on).
+  const auto A = rl::collect_episodes(kEnv, on_frames(greedy, ss), episodes, base_seed + 11);
+  const auto B = rl::collect_episodes(kEnv, on_frames(greedy, ss), episodes, base_seed + 22);
+  const auto S = all_frames(A.states, ss), S2 = all_frames(B.states, ss);
   const auto V = rl::non_lipschitz_directions(q, S), V2 = rl::non_lipschitz_directions(q, S2);
   // Λ(S_Ψ, S) = ‖V G_{S_Ψ}‖² / λ_max(L(S)), rl::feature_correlation_quotient with S's principal
   // direction computed once.
@@ -380,7 +442,7 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
   const double lambda_fgsm = quotient(rl::non_lipschitz_directions(q, rl::fgsm(q, S2, ctx.option("attack_eps"))));
   std::vector<double> osc, mean_norm, norms0;
   for (std::size_t e = 0; e < A.states.size(); ++e) {
-    const auto nrm = to_vector(rl::direction_norms(q, A.states[e]));
+    const auto nrm = to_vector(rl::direction_norms(q, all_frames({A.states[e]}, ss)));
     if (e == 0) norms0 = nrm;
     osc.push_back(rl::temporal_oscillation(nrm));
     mean_norm.push_back(mean(nrm));
@@ -394,15 +456,18 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
     const auto adv = rl::fgsm(q, x, ctx.option("attack_eps")).contiguous();
     greedy(adv.data_ptr<float>(), n, a);
   };
-  const auto attacked_returns = rl::evaluate(kPixelEnv, attacked_policy, ctx.int_option("eval_episodes"), base_seed + 33);
+  const auto attacked_returns =
+      rl::evaluate(kEnv, on_frames(attacked_policy, ss), ctx.int_option("eval_episodes"), base_seed + 33);
   return {{"env_steps", teacher.env_steps()},
           {"solved", agent.solved},
           {"evaluations", agent.evals},
           {"teacher_return", teacher_return},
           {"distill_frames", frames_n},
           {"distill_teacher_returns", data.returns},
-          {"distill_loss_first", dist.epoch_loss.front()},
-          {"distill_loss_last", dist.epoch_loss.back()},
+          {"distill_loss_first", epoch_loss.front()},
+          {"distill_loss_last", epoch_loss.back()},
+          {"distill_epoch_loss", epoch_loss},
+          {"dagger_returns", round_returns},
           {"distill_agreement", dist.agreement},
           {"return", mean(A.returns)},
           {"returns", A.returns},
@@ -446,16 +511,19 @@ json run_pixel_seed(const ReproContext& ctx, std::int64_t k) {
 ReproOutcome summarise_pixels(const ReproContext& ctx, const std::vector<json>& rows) {
   ReproOutcome out;
   out.setup = {
-      {"environment", "CartPolePixels-v1 (two binary 40 x 60 frames, previous and current; CartPole-v1's dynamics)"},
+      {"environment", "CartPole-v1 observed as two 40 x 60 frames [previous, current] (CartPolePixels-v1's raster, "
+                      "anti-aliased by n x n supersampling; n = 1 is CartPolePixels-v1 itself)"},
       {"teachers", fmt::format("the drl-diagnosis state agents: vanilla DDQN and DDQN trained on FGSM-perturbed states (adv_eps "
                                "{}); dueling 4-128-128-2, at most {} env steps each, early stop at a 20-episode greedy mean >= 490",
                                ctx.option("adv_eps"), ctx.int_option("steps"))},
-      {"pixel_agents", fmt::format("dueling 4800x2-128-128-2 Q-networks distilled from each teacher (policy distillation, Rusu et "
-                                   "al. 2016; {} loss on the teacher's Q-values, {} epochs, Adam 1e-3, batch 64) on the frames of "
-                                   "{} teacher episodes with {} random actions; the adversarial teacher's student is distilled on "
-                                   "FGSM-perturbed frames (radius {} pixel intensity)",
-                                   distill_loss_name(ctx), ctx.int_option("distill_epochs"),
-                                   ctx.int_option("distill_episodes"), ctx.option("distill_eps"), ctx.option("pixel_adv_eps"))},
+      {"pixel_agents", fmt::format("dueling 4800-128-128-2 Q-networks (input 2 x 40 x 60) distilled from each teacher "
+                                   "(policy distillation, Rusu et al. 2016; {} loss on the teacher's Q-values, {} epochs, Adam "
+                                   "{}, batch 64) on the frames (supersampling {}) of {} teacher episodes with {} random actions, "
+                                   "input standardised per pixel (std floor {}); the adversarial teacher's student with weight {} "
+                                   "on the loss at FGSM-perturbed frames (radius {} pixel intensity)",
+                                   distill_loss_name(ctx), ctx.int_option("distill_epochs"), ctx.option("distill_lr"),
+                                   ctx.int_option("supersample"), ctx.int_option("distill_episodes"), ctx.option("distill_eps"),
+                                   ctx.option("std_floor"), ctx.option("pixel_adv_weight"), ctx.option("pixel_adv_eps"))},
       {"state_sets", fmt::format("two independent sets of {} greedy episodes of each pixel agent", ctx.int_option("episodes"))},
       {"transformations", fmt::format("Gaussian pixel noise std {}, brightness x{}, FGSM {} (pixel intensity units)",
                                       ctx.option("noise"), ctx.option("scale"), ctx.option("attack_eps"))},
@@ -522,7 +590,7 @@ ReproEntry make_drl_diagnosis_repro() {
 //   2. `distill_episodes` episodes of each teacher on CartPole-v1's state, each action replaced by a
 //      uniformly random one with probability `distill_eps` (coverage), rasterised to the frames
 //      CartPolePixels-v1 shows (rasterise_episode) and labelled with the teacher's Q-values;
-//   3. a pixel dueling Q-network 9600-128-128-2 (the teachers' family, on the frames) trained on
+//   3. a pixel dueling Q-network 4800-128-128-2 (the teachers' family, on the frames) trained on
 //      them for `distill_epochs` epochs with loss `distill_loss` (1 MSE on the Q-values, 2 NLL of
 //      the teacher's greedy action, 3 KL at temperature 0.01); the adversarial teacher's student on
 //      FGSM-perturbed frames (radius `pixel_adv_eps` pixel intensity, against its own greedy action):
@@ -552,14 +620,22 @@ ReproEntry make_drl_diagnosis_pixels_repro() {
                {"adv_eps", "FGSM adversarial training radius of the state teacher, minibatch std per dimension", 0.1, 0.1, false},
                {"distill_episodes", "teacher episodes of distillation frames", 20, 4, true},
                {"distill_eps", "probability of a random action in the distillation episodes", 0.1, 0.1, false},
-               {"distill_epochs", "distillation epochs", 5, 1, true},
-               {"distill_loss", "distillation loss: 1 MSE on Q-values, 2 NLL of the greedy action, 3 KL (temperature 0.01)", 1, 1,
+               {"distill_epochs", "distillation epochs per round", 10, 1, true},
+               {"distill_rounds", "distillation rounds (DAgger: rounds after the first add the pixel agent's episodes)", 3, 1,
                 true},
-               {"pixel_adv_eps", "FGSM radius of the adversarial student's distillation, pixel intensity", 0.01, 0.01, false},
+               {"distill_loss", "distillation loss: 1 MSE on Q-values, 2 NLL of the greedy action, 3 KL (temperature 0.01)", 3, 3,
+                true},
+               {"distill_lr", "distillation Adam learning rate", 3e-3, 3e-3, false},
+               {"std_floor", "floor of the per-pixel std that standardises the pixel agent's input", 0.05, 0.05, false},
+               {"supersample", "frames rendered with n x n samples per pixel (1: CartPolePixels-v1's binary frames)", 4, 4,
+                true},
+               {"pixel_adv_eps", "FGSM radius of the adversarial student's distillation, pixel intensity", 1.0 / 255, 1.0 / 255,
+                false},
+               {"pixel_adv_weight", "weight of the FGSM frames' loss in the adversarial distillation", 0.5, 0.5, false},
                {"episodes", "greedy episodes per state set", 10, 3, true},
                {"noise", "Gaussian pixel noise std", 0.1, 0.1, false},
                {"scale", "brightness factor", 1.2, 1.2, false},
-               {"attack_eps", "FGSM test radius, pixel intensity", 0.01, 0.01, false},
+               {"attack_eps", "FGSM test radius, pixel intensity", 1.0 / 255, 1.0 / 255, false},
                {"eval_episodes", "episodes of the teacher and the FGSM-attacked evaluations", 20, 5, true}};
   e.run_seed = run_pixel_seed;
   e.summarise = summarise_pixels;
