@@ -583,20 +583,27 @@ ReproEntry make_drl_diagnosis_repro() {
 
 
 // drl-diagnosis-pixels: the pixel half of the diagnosis (Korkmaz 2024's spatial map of G_S and its
-// Fourier spectrum) on CartPolePixels-v1 (rl/cartpole_pixels.h). Pixel DDQN does not learn CartPole
-// cheaply here (docs/repro.md), so the pixel agents are obtained by policy distillation (Rusu et al.
-// 2016; rl/distill.h), a stated deviation from the paper's directly trained DDQN:
+// Fourier spectrum) on CartPole-v1 observed as CartPolePixels-v1's two 40 × 60 frames
+// (rl/cartpole_pixels.h), anti-aliased by `supersample` × `supersample` sampling (1: the binary
+// frames of CartPolePixels-v1 itself; binary frames hide the sub-pixel motion that carries the
+// velocities). Pixel DDQN does not learn CartPole cheaply here (docs/rl.md), so the pixel agents are
+// obtained by policy distillation (Rusu et al. 2016; rl/distill.h) with DAgger rounds, a stated
+// deviation from the paper's directly trained DDQN:
 //   1. per seed, the two state agents of drl-diagnosis (same options steps / adv_eps, same seeds);
 //   2. `distill_episodes` episodes of each teacher on CartPole-v1's state, each action replaced by a
-//      uniformly random one with probability `distill_eps` (coverage), rasterised to the frames
-//      CartPolePixels-v1 shows (rasterise_episode) and labelled with the teacher's Q-values;
-//   3. a pixel dueling Q-network 4800-128-128-2 (the teachers' family, on the frames) trained on
-//      them for `distill_epochs` epochs with loss `distill_loss` (1 MSE on the Q-values, 2 NLL of
-//      the teacher's greedy action, 3 KL at temperature 0.01); the adversarial teacher's student on
-//      FGSM-perturbed frames (radius `pixel_adv_eps` pixel intensity, against its own greedy action):
-//      the pixel analogue of the teacher's adversarial training;
-//   4. the diagnosis of drl-diagnosis on each pixel agent's own greedy episodes on CartPolePixels-v1
-//      (S from env seed 1000 s + 11, S' from 1000 s + 22): Λ_clean, Λ_noise (Gaussian pixel noise
+//      uniformly random one with probability `distill_eps` (coverage), rendered as the frames the
+//      pixel agent would see (rasterise_episode) and labelled with the teacher's Q-values;
+//   3. a pixel dueling Q-network 4800-128-128-2 (the teachers' family, on the frames) with inputs
+//      standardised per pixel by the first round's mean and std (floored at `std_floor`), trained for
+//      `distill_epochs` epochs per round (Adam, `distill_lr`) with loss `distill_loss` (1 MSE on the
+//      Q-values, 2 NLL of the teacher's greedy action, 3 KL at temperature 0.01); rounds 2 ..
+//      `distill_rounds` add `distill_episodes` episodes in which the pixel agent acts (DAgger, Ross
+//      et al. 2011; same ε), labelled by the teacher, and train on all frames so far. The adversarial
+//      teacher's student puts weight `pixel_adv_weight` on the loss at FGSM-perturbed frames (radius
+//      `pixel_adv_eps` raw pixel intensity, against its own greedy action; Goodfellow et al. 2015's
+//      mix at 0.5): the pixel analogue of the teacher's adversarial training;
+//   4. the diagnosis of drl-diagnosis on each pixel agent's own greedy episodes (S from env seed
+//      1000 s + 11, S' from 1000 s + 22), v(s) in raw pixels: Λ_clean, Λ_noise (Gaussian pixel noise
 //      of std `noise`), Λ_scale (brightness × `scale`), Λ_fgsm (FGSM, radius `attack_eps` pixel
 //      intensity, against the agent's greedy action), the oscillation of ‖v(s_t)‖, G_S as a 2 × 40 ×
 //      60 map with the spectral spread (mean radial frequency, rl/diagnosis.h) of each frame, the
