@@ -26,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -840,6 +840,69 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_NEAR(checks[5].at("value").get<double>(), val("vanilla", "lambda_fgsm") - val("vanilla", "lambda_clean"), 1e-12);
     EXPECT_NEAR(checks[6].at("value").get<double>(), val("adversarial", "oscillation") / val("vanilla", "oscillation"), 1e-9);
     EXPECT_TRUE(fs::exists(run / "drl_diagnosis_v_norm.svg"));
+  } else if (name == "drl-diagnosis-pixels") {
+    // --quick: state teachers of at most 8000 env steps, 4 distillation episodes (CartPole pays 1 per
+    // step, so the distillation frames are the sum of their returns), 1 epoch, 3 greedy pixel
+    // episodes per set: the return the mean of the episode returns, the first episode's ||v|| series
+    // as long as its return and its oscillation mean|diff| / mean, the agent's oscillation the mean
+    // over episodes, every Lambda in [0, 1], the current frame's share of the unit G_S in [0, 1], the
+    // spectral spreads within (0, sqrt(1/2)] cycles per pixel (the largest radial frequency of a
+    // shifted 40 x 60 spectrum); the checks from the row.
+    for (const char* a : {"vanilla", "adversarial"}) {
+      const auto& r = row.at(a);
+      EXPECT_LE(r.at("env_steps").get<int>(), 8000) << a;
+      const auto teach = r.at("distill_teacher_returns").get<std::vector<double>>();
+      ASSERT_EQ(teach.size(), 4u) << a;
+      double tsum = 0;
+      for (double x : teach) tsum += x;
+      EXPECT_EQ(r.at("distill_frames").get<double>(), tsum) << a;
+      const double agree = num(r.at("distill_agreement"));
+      EXPECT_TRUE(agree >= 0 && agree <= 1) << a;
+      const auto rets = r.at("returns").get<std::vector<double>>();
+      ASSERT_EQ(rets.size(), 3u) << a;
+      double rsum = 0;
+      for (double x : rets) {
+        EXPECT_TRUE(x >= 1 && x <= 500) << a << " " << x;
+        rsum += x;
+      }
+      EXPECT_NEAR(num(r.at("return")), rsum / 3, 1e-9) << a;
+      EXPECT_EQ(r.at("states").get<double>(), rsum) << a;
+      const auto nrm = r.at("v_norms_episode0").get<std::vector<double>>();
+      ASSERT_EQ(nrm.size(), static_cast<std::size_t>(rets[0])) << a;
+      const auto& osc = r.at("oscillations");
+      ASSERT_EQ(osc.size(), 3u) << a;
+      if (nrm.size() >= 2) {
+        double tv = 0, sum = 0;
+        for (std::size_t t = 0; t + 1 < nrm.size(); ++t) tv += std::abs(nrm[t + 1] - nrm[t]);
+        for (double x : nrm) sum += x;
+        if (sum > 0) {
+          EXPECT_NEAR(num(osc[0]), (tv / double(nrm.size() - 1)) / (sum / double(nrm.size())), 1e-9) << a;
+        }
+      }
+      EXPECT_NEAR(num(r.at("oscillation")), (num(osc[0]) + num(osc[1]) + num(osc[2])) / 3, 1e-9) << a;
+      for (const char* l : {"lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm"}) {
+        const double x = num(r.at(l));
+        EXPECT_TRUE(x >= 0 && x <= 1 + 1e-9) << a << " " << l << " " << x;
+      }
+      const double share = num(r.at("principal_current_frame_energy"));
+      EXPECT_TRUE(share >= 0 && share <= 1 + 1e-9) << a << " " << share;
+      for (const char* k : {"spectral_spread_previous", "spectral_spread_current"}) {
+        const double x = num(r.at(k));
+        EXPECT_TRUE(x > 0 && x <= std::sqrt(0.5) + 1e-12) << a << " " << k << " " << x;
+      }
+    }
+    auto val = [&](const char* a, const char* k) { return num(row.at(a).at(k)); };
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 7u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), val("vanilla", "return"), 1e-9);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), val("adversarial", "return"), 1e-9);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[3].at("value").get<double>(), val("vanilla", "lambda_noise") - val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[4].at("value").get<double>(), val("vanilla", "lambda_scale") - val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[5].at("value").get<double>(), val("vanilla", "lambda_fgsm") - val("vanilla", "lambda_clean"), 1e-12);
+    EXPECT_NEAR(checks[6].at("value").get<double>(), val("adversarial", "oscillation") / val("vanilla", "oscillation"), 1e-9);
+    EXPECT_TRUE(fs::exists(run / "drl_diagnosis_pixels_v_norm.svg"));
+    EXPECT_TRUE(fs::exists(run / "drl_diagnosis_pixels_gs.svg"));
   } else if (name == "stratified-grpo") {
     // --quick: 200 iterations of 16 questions x 8 trajectories per estimator, 200 test questions. From
     // each estimator's logged curves: the last-tenth reward (20 iterations), the gradient-norm CV

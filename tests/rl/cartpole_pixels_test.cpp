@@ -51,6 +51,51 @@ TEST(CartPolePixels, RasterByHand) {
   EXPECT_THROW(rasterise_cartpole(s0, 8, W, f.data()), sl::ConfigError);
 }
 
+// Supersampling 4 × 4 at x = 0.01 (c = 30.125 px; sample offsets 1/8, 3/8, 5/8, 7/8 of a pixel, no
+// sample on an edge). Cart: centres within 3.125 of c, x ∈ [27, 33.25]: columns 27..32 whole, column
+// 33 one sample column in four (33.125), column 26 none: 6.25 × 4 rows = 25. Pole: samples within
+// 0.6 of the segment x = 30.125, y ∈ [10, 30]: x ∈ {29.625, 29.875 | 30.125, 30.375, 30.625}, so
+// column 29 is 1/2 and column 30 3/4 covered in rows 10..29 (20 × 1.25 = 25); above the top end
+// (30.125, 10), row 9's samples at y = 9.875 are within 0.6 for |dx| <= 0.587 (x = 29.625 ... 30.625)
+// and at y = 9.625 for |dx| <= 0.468 (29.875 ... 30.375), those at 9.375 not (0.625 away): 3/16 in
+// column 29, 5/16 in column 30; below, the pole's rounded end lies inside the cart. Total 50.5.
+TEST(CartPolePixels, SupersampledRasterByHand) {
+  std::vector<float> f(H * W), b(H * W);
+  const float s0[4] = {0, 0, 0, 0}, sa[4] = {0.01f, 0, 0, 0};
+  rasterise_cartpole(sa, H, W, f.data(), 4);
+  double total = 0;
+  for (float v : f) total += v;
+  EXPECT_NEAR(total, 50.5, 1e-5);
+  for (int r = 30; r < 34; ++r) {
+    EXPECT_FLOAT_EQ(f[r * W + 26], 0.f) << r;
+    EXPECT_FLOAT_EQ(f[r * W + 27], 1.f) << r;
+    EXPECT_FLOAT_EQ(f[r * W + 33], 0.25f) << r;
+  }
+  for (int r = 10; r < 30; ++r) {
+    EXPECT_FLOAT_EQ(f[r * W + 29], 0.5f) << r;
+    EXPECT_FLOAT_EQ(f[r * W + 30], 0.75f) << r;
+    EXPECT_FLOAT_EQ(f[r * W + 28], 0.f) << r;
+    EXPECT_FLOAT_EQ(f[r * W + 31], 0.f) << r;
+  }
+  EXPECT_FLOAT_EQ(f[9 * W + 29], 3.f / 16);
+  EXPECT_FLOAT_EQ(f[9 * W + 30], 5.f / 16);
+  EXPECT_FLOAT_EQ(f[8 * W + 30], 0.f);
+  // n = 1 equals the binary raster (the default), here for a leaning, off-centre pole.
+  const float s2[4] = {-0.7f, 0, -0.15f, 0};
+  rasterise_cartpole(s2, H, W, f.data(), 1);
+  rasterise_cartpole(s2, H, W, b.data());
+  EXPECT_EQ(f, b);
+  // A sub-pixel move shows only with supersampling: x + 0.004 (0.05 px).
+  const float s3[4] = {0.004f, 0, 0, 0};
+  rasterise_cartpole(s3, H, W, b.data());
+  rasterise_cartpole(s0, H, W, f.data());
+  EXPECT_EQ(f, b);
+  rasterise_cartpole(s3, H, W, b.data(), 4);
+  rasterise_cartpole(s0, H, W, f.data(), 4);
+  EXPECT_NE(f, b);
+  EXPECT_THROW(rasterise_cartpole(s0, H, W, f.data(), 0), sl::ConfigError);
+}
+
 // The same seed and actions: rewards, terminations and truncations equal CartPole-v1's, the current
 // frame is the raster of CartPole's state, the previous frame the last step's current frame (and,
 // after an auto-reset, the new first frame).
@@ -96,4 +141,43 @@ TEST(CartPolePixels, FollowsCartPoleAndStacksFrames) {
   EXPECT_GT(resets, 3);  // episodes ended and were reset along the way
   const std::int32_t bad[3] = {0, 2, 0};
   EXPECT_THROW(px->step(bad, obs.data(), r1.data(), t1.data(), u1.data()), sl::UsageError);
+}
+
+// rasterise_episode from CartPole-v1's states reproduces the observations CartPolePixels-v1 gave
+// along the same episode (same seed and actions), step by step from the reset to the last step.
+TEST(CartPolePixels, EpisodeFromStatesMatchesTheEnvironment) {
+  EnvOptions o;
+  o.num_envs = 1;
+  o.auto_reset = false;
+  auto px = make_env("CartPolePixels-v1", o);
+  CartPole cp(o);
+  const auto D = px->obs_dim();
+  std::vector<float> obs(D), s(4), seen_obs, seen_states;
+  float r = 0;
+  std::uint8_t term = 0, trunc = 0;
+  px->reset(9, obs.data());
+  cp.reset(9, s.data());
+  for (int t = 0; t < 500 && !(term || trunc); ++t) {
+    seen_obs.insert(seen_obs.end(), obs.begin(), obs.end());
+    seen_states.insert(seen_states.end(), s.begin(), s.end());
+    const std::int32_t a = (t / 4) % 2;  // long pushes, so the episode ends and the cart moves
+    px->step(&a, obs.data(), &r, &term, &trunc);
+    cp.step(&a, s.data(), &r, &term, &trunc);
+  }
+  const auto T = static_cast<std::int64_t>(seen_states.size() / 4);
+  ASSERT_GT(T, 5);
+  std::vector<float> mine(T * D);
+  rasterise_episode(seen_states.data(), T, H, W, mine.data());
+  for (std::int64_t k = 0; k < T * D; ++k) ASSERT_EQ(mine[k], seen_obs[k]) << "step " << k / D << " index " << k % D;
+  EXPECT_THROW(rasterise_episode(seen_states.data(), 0, H, W, mine.data()), sl::ConfigError);
+  // Supersampled: every row's current frame is rasterise_cartpole's, its previous frame the last row's.
+  rasterise_episode(seen_states.data(), T, H, W, mine.data(), 3);
+  std::vector<float> frame(H * W);
+  for (std::int64_t t = 0; t < T; ++t) {
+    rasterise_cartpole(seen_states.data() + 4 * t, H, W, frame.data(), 3);
+    for (std::int64_t k = 0; k < H * W; ++k) {
+      ASSERT_EQ(mine[t * D + H * W + k], frame[k]) << t;
+      ASSERT_EQ(mine[t * D + k], t == 0 ? frame[k] : mine[(t - 1) * D + H * W + k]) << t;
+    }
+  }
 }

@@ -24,7 +24,20 @@
 namespace stablelearn::rl {
 
 /// One frame of the state (x, ẋ, θ, θ̇) into frame[H · W] (overwritten). H >= 12, W >= 8.
-void rasterise_cartpole(const float state[4], std::int64_t height, std::int64_t width, float* frame);
+/// supersample n >= 1 (at most 64): each pixel is the fraction of its n × n sample points
+/// (col + (j + 1/2)/n, row + (i + 1/2)/n) that the cart or the pole covers, by the rules above (an
+/// anti-aliased frame with grey levels k/n², so sub-pixel motion shows); n = 1 samples the pixel's
+/// centre only: the binary frame of CartPolePixels-v1.
+void rasterise_cartpole(const float state[4], std::int64_t height, std::int64_t width, float* frame,
+                        std::int64_t supersample = 1);
+
+/// The observations CartPolePixels-v1 gives along one episode from its CartPole states: `states`
+/// [steps × 4] (row t the state at step t, row 0 the reset state) → obs [steps × 2HW], row t =
+/// [frame(s_{t−1}), frame(s_t)] with s_{−1} = s_0 (the reset's repeated frame). steps >= 1. Used to
+/// label frames with a state policy's values (policy distillation, rl/distill.h). `supersample` as
+/// in rasterise_cartpole (1: CartPolePixels-v1's binary frames).
+void rasterise_episode(const float* states, std::int64_t steps, std::int64_t height, std::int64_t width, float* obs,
+                       std::int64_t supersample = 1);
 
 class CartPolePixels final : public VecEnv {
  public:

@@ -42,6 +42,7 @@ ReproEntry make_generalization_dynamics_repro();
 ReproEntry make_cnn_kernel_curves_repro();
 ReproEntry make_hyper_pp_repro();
 ReproEntry make_drl_diagnosis_repro();
+ReproEntry make_drl_diagnosis_pixels_repro();
 ReproEntry make_stratified_grpo_repro();
 ReproEntry make_gd_sgd_minima_repro();
 ReproEntry make_grokalign_repro();

@@ -33,6 +33,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_cnn_kernel_curves_repro(),
       repro::make_hyper_pp_repro(),
       repro::make_drl_diagnosis_repro(),
+      repro::make_drl_diagnosis_pixels_repro(),
       repro::make_stratified_grpo_repro(),
       repro::make_gd_sgd_minima_repro(),
       repro::make_grokalign_repro(),
