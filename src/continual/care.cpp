@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "stablelearn/core/error.h"
 
@@ -151,6 +152,7 @@ void BrMoeLayerImpl::add_task(std::int64_t classes) {
   torch::nn::LayerNorm ln(torch::nn::LayerNormOptions({o_.dim}));
   trunc_normal(ln->weight, 0.02);
   torch::nn::Sequential c(ln, torch::nn::Linear(o_.dim, classes));
+  stack_.experts = -1;
   experts.push_back(e);
   routers.push_back(r);
   recognisers.push_back(c);
@@ -188,46 +190,122 @@ torch::Tensor BrMoeLayerImpl::shared_out(const torch::Tensor& z) {
   return shared->forward(z);
 }
 
-void BrMoeLayerImpl::expert_pass(const torch::Tensor& z, std::int64_t n, std::vector<torch::Tensor>& outs,
-                                 std::vector<torch::Tensor>& latents, std::vector<torch::Tensor>& scores) {
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto out = experts[static_cast<std::size_t>(i)]->forward(z);
-    outs.push_back(out);
-    latents.push_back(recognisers[static_cast<std::size_t>(i)]->forward(out));
-    auto s = routers[static_cast<std::size_t>(i)]->forward(out);
-    if (s.size(-1) < n)
-      s = torch::cat({s, torch::full({s.size(0), n - s.size(-1)}, -std::numeric_limits<double>::infinity(), s.options())}, -1);
-    scores.push_back(s);
+void BrMoeLayerImpl::build_stack() {
+  torch::NoGradGuard ng;
+  const auto e = tasks() - 1;
+  stack_ = Stack{};
+  stack_.experts = e;
+  if (e <= 0) return;
+  std::vector<torch::Tensor> lw, lb, dw, db, uw, ub, sc, rlw, rlb, rw, rb, ow, ob;
+  const auto width = tasks();  // router scores padded to every expert
+  for (std::int64_t i = 0; i < e; ++i) {
+    const auto& x = experts[static_cast<std::size_t>(i)];
+    lw.push_back(x->norm->weight);
+    lb.push_back(x->norm->bias);
+    dw.push_back(x->down->weight);
+    db.push_back(x->down->bias);
+    uw.push_back(x->up->weight);
+    ub.push_back(x->up->bias);
+    sc.push_back(x->scale);
+    auto rec = recognisers[static_cast<std::size_t>(i)];
+    auto* ln = rec[0]->as<torch::nn::LayerNorm>();
+    auto* lin = rec[1]->as<torch::nn::Linear>();
+    rlw.push_back(ln->weight);
+    rlb.push_back(ln->bias);
+    rw.push_back(lin->weight);
+    rb.push_back(lin->bias);
+    if (lin->weight.size(0) != rw.front().size(0)) stack_.same_classes = false;
+    const auto& r = routers[static_cast<std::size_t>(i)];
+    const auto k = r->weight.size(0);
+    ow.push_back(torch::cat({r->weight, torch::zeros({width - k, o_.dim}, r->weight.options())}, 0));
+    ob.push_back(torch::cat({r->bias, torch::full({width - k}, -std::numeric_limits<double>::infinity(), r->bias.options())}, 0));
   }
+  auto st = [](const std::vector<torch::Tensor>& v) { return torch::stack(v, 0).detach(); };
+  stack_.ln_w = st(lw).unsqueeze(1);
+  stack_.ln_b = st(lb).unsqueeze(1);
+  stack_.down_w = st(dw).transpose(1, 2).contiguous();  // [E, D, b]
+  stack_.down_b = st(db).unsqueeze(1);
+  stack_.up_w = st(uw).transpose(1, 2).contiguous();    // [E, b, D]
+  stack_.up_b = st(ub).unsqueeze(1);
+  stack_.scale = st(sc).unsqueeze(1);
+  stack_.rec_ln_w = st(rlw).unsqueeze(1);
+  stack_.rec_ln_b = st(rlb).unsqueeze(1);
+  if (stack_.same_classes) {
+    stack_.rec_w = st(rw).transpose(1, 2).contiguous();  // [E, D, C]
+    stack_.rec_b = st(rb).unsqueeze(1);
+  }
+  stack_.router_w = st(ow).transpose(1, 2).contiguous();  // [E, D, width]
+  stack_.router_b = st(ob).unsqueeze(1);
 }
 
-torch::Tensor BrMoeLayerImpl::mix(const std::vector<torch::Tensor>& outs, const torch::Tensor& weights) {
-  const auto o = torch::stack(outs, 1);            // [B, E, D]
-  const auto w = weights.sum(0).unsqueeze(1);      // [B, 1, E] summed over the kept routers
-  return torch::bmm(w, o).squeeze(1);
+BrMoeLayerImpl::Pass BrMoeLayerImpl::expert_pass(const torch::Tensor& z, std::int64_t n) {
+  Pass p;
+  std::vector<torch::Tensor> outs, ents, scores;
+  const auto f = n - 1;  // frozen experts evaluated together
+  if (f > 0) {
+    if (stack_.experts != tasks() - 1) build_stack();
+    const auto d = o_.dim;
+    auto sl = [f](const torch::Tensor& t) { return t.slice(0, 0, f); };
+    const auto zn = torch::layer_norm(z, {d}).unsqueeze(0) * sl(stack_.ln_w) + sl(stack_.ln_b);  // [f, B, D]
+    auto h = torch::relu(torch::baddbmm(sl(stack_.down_b), zn, sl(stack_.down_w)));
+    h = F::dropout(h, F::DropoutFuncOptions().p(o_.dropout).training(is_training()));
+    const auto o = torch::baddbmm(sl(stack_.up_b), h, sl(stack_.up_w)) * sl(stack_.scale);  // [f, B, D]
+    const auto on = torch::layer_norm(o, {d}) * sl(stack_.rec_ln_w) + sl(stack_.rec_ln_b);
+    if (stack_.same_classes) {
+      ents.push_back(entropy(torch::baddbmm(sl(stack_.rec_b), on, sl(stack_.rec_w))));
+    } else {
+      std::vector<torch::Tensor> h2;
+      for (std::int64_t i = 0; i < f; ++i) {
+        auto rec = recognisers[static_cast<std::size_t>(i)];
+        auto* lin = rec[1]->as<torch::nn::Linear>();
+        h2.push_back(entropy(F::linear(on[i], lin->weight, lin->bias)));
+      }
+      ents.push_back(torch::stack(h2, 0));
+    }
+    outs.push_back(o);
+    scores.push_back(torch::baddbmm(sl(stack_.router_b), o, sl(stack_.router_w)).slice(2, 0, n));
+  }
+  auto last = experts[static_cast<std::size_t>(n - 1)];
+  const auto out = last->forward(z);
+  p.latest_latent = recognisers[static_cast<std::size_t>(n - 1)]->forward(out);
+  auto s = routers[static_cast<std::size_t>(n - 1)]->forward(out);
+  if (s.size(-1) < n)
+    s = torch::cat({s, torch::full({s.size(0), n - s.size(-1)}, -std::numeric_limits<double>::infinity(), s.options())}, -1);
+  outs.push_back(out.unsqueeze(0));
+  ents.push_back(entropy(p.latest_latent).unsqueeze(0));
+  scores.push_back(s.unsqueeze(0));
+  p.outs = torch::cat(outs, 0);
+  p.entropy = torch::cat(ents, 0);
+  p.scores = torch::cat(scores, 0);
+  return p;
+}
+
+torch::Tensor BrMoeLayerImpl::mix(const torch::Tensor& outs, const torch::Tensor& weights) {
+  // Σ_r Σ_e w[r, b, e] · outs[e, b, :]
+  return torch::bmm(weights.sum(0).unsqueeze(1), outs.transpose(0, 1)).squeeze(1);
 }
 
 std::pair<torch::Tensor, torch::Tensor> BrMoeLayerImpl::semi_dynamic(const torch::Tensor& z, std::int64_t t) {
   SL_CHECK(t >= 0 && t < tasks(), ShapeError, "care: task ", t, " of a layer with ", tasks(), " experts");
   const auto s = shared_out(z);
-  std::vector<torch::Tensor> outs, latents, scores;
-  expert_pass(z, t + 1, outs, latents, scores);
-  if (t == 0) return {outs[0] + s, latents[0]};
-  const auto cur = scores.back().unsqueeze(0);
+  if (t == 0) {
+    const auto out = experts[0]->forward(z);
+    return {out + s, recognisers[0]->forward(out)};
+  }
+  const auto p = expert_pass(z, t + 1);
+  const auto cur = p.scores.slice(0, t, t + 1);
   torch::Tensor sel;
   const auto m = o_.topk_routers - 1;
   if (m == 0) {
     sel = cur;
   } else if (m >= t) {
-    sel = torch::stack(scores, 0);
+    sel = p.scores;
   } else {
-    std::vector<torch::Tensor> h;
-    for (std::int64_t i = 0; i < t; ++i) h.push_back(entropy(latents[static_cast<std::size_t>(i)]));
-    const auto idx = lowest_entropy(torch::stack(h, 0), m);  // [m, B]
-    const auto prev = torch::stack(std::vector<torch::Tensor>(scores.begin(), scores.end() - 1), 0);  // [t, B, E]
+    const auto idx = lowest_entropy(p.entropy.slice(0, 0, t), m);  // [m, B]
+    const auto prev = p.scores.slice(0, 0, t);                      // [t, B, E]
     sel = torch::cat({prev.gather(0, idx.unsqueeze(-1).expand({m, prev.size(1), prev.size(2)})), cur}, 0);
   }
-  return {mix(outs, route_weights(sel, o_.topk_experts)) + s, latents.back()};
+  return {mix(p.outs, route_weights(sel, o_.topk_experts)) + s, p.latest_latent};
 }
 
 torch::Tensor BrMoeLayerImpl::full_dynamic(const torch::Tensor& z) {
@@ -235,16 +313,13 @@ torch::Tensor BrMoeLayerImpl::full_dynamic(const torch::Tensor& z) {
   SL_CHECK(n >= 1, ShapeError, "care: a layer without experts");
   const auto s = shared_out(z);
   if (n == 1) return experts[0]->forward(z) + s;
-  std::vector<torch::Tensor> outs, latents, scores;
-  expert_pass(z, n, outs, latents, scores);
-  auto sel = torch::stack(scores, 0);  // [T, B, E]
+  const auto p = expert_pass(z, n);
+  auto sel = p.scores;  // [T, B, E]
   if (o_.topk_routers < n) {
-    std::vector<torch::Tensor> h;
-    for (const auto& l : latents) h.push_back(entropy(l));
-    const auto idx = lowest_entropy(torch::stack(h, 0), o_.topk_routers);
+    const auto idx = lowest_entropy(p.entropy, o_.topk_routers);
     sel = sel.gather(0, idx.unsqueeze(-1).expand({o_.topk_routers, sel.size(1), sel.size(2)}));
   }
-  return mix(outs, route_weights(sel, o_.topk_experts)) + s;
+  return mix(p.outs, route_weights(sel, o_.topk_experts)) + s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,12 +367,12 @@ torch::Tensor Learner::head(const torch::Tensor& f) const {
 torch::Tensor Learner::features(const torch::Tensor& x, std::int64_t task) {
   torch::NoGradGuard ng;
   set_training(false);
-  if (task < 0) return forward(x, false).first;
   const auto keep = task_;
-  task_ = task;
-  auto f = forward(x, true).first;
+  if (task >= 0) task_ = task;
+  std::vector<torch::Tensor> f;  // in chunks of 256 (the stacked experts hold [experts, rows, D])
+  for (std::int64_t i = 0; i < x.size(0); i += 256) f.push_back(forward(x.slice(0, i, std::min(x.size(0), i + 256)), task >= 0).first);
   task_ = keep;
-  return f;
+  return torch::cat(f, 0);
 }
 
 torch::Tensor Learner::predict(const torch::Tensor& x) {

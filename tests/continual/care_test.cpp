@@ -83,9 +83,10 @@ torch::Tensor reference_mix(BrMoeLayer& layer, const torch::Tensor& z, const Car
 }
 
 // A layer with `tasks` tasks of 3 classes whose experts have random non-zero weights and scales.
-BrMoeLayer random_layer(const CareOptions& o, std::int64_t tasks) {
+// (With `varied`, task t has 2 + t % 3 classes: the frozen experts' recognisers then run one by one.)
+BrMoeLayer random_layer(const CareOptions& o, std::int64_t tasks, bool varied = false) {
   BrMoeLayer layer(o);
-  for (std::int64_t t = 0; t < tasks; ++t) layer->add_task(3);
+  for (std::int64_t t = 0; t < tasks; ++t) layer->add_task(varied ? 2 + t % 3 : 3);
   torch::NoGradGuard ng;
   for (auto& p : layer->parameters()) p.copy_(torch::randn_like(p) * 0.5);
   layer->eval();
@@ -136,8 +137,8 @@ TEST(CareTest, FullDynamicForwardMatchesPerSampleReference) {
   o.expert_dim = 3;
   o.adapter_dim = 4;
   o.shared_adapter = false;
-  for (std::int64_t tasks : {1, 2, 5}) {
-    auto layer = random_layer(o, tasks);
+  for (std::int64_t tasks : {1, 2, 5, -6}) {  // −6: six tasks of 2, 3, 4, 2, 3, 4 classes
+    auto layer = random_layer(o, std::abs(tasks), tasks < 0);
     const auto z = torch::randn({7, 6});
     torch::NoGradGuard ng;
     const auto got = layer->full_dynamic(z);

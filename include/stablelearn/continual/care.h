@@ -143,14 +143,25 @@ class BrMoeLayerImpl : public torch::nn::Module {
   const std::vector<torch::Tensor>& anchor() const { return anchor_; }
 
  private:
-  /// Per expert i < n: output, recogniser logits, router scores padded to n with −inf.
-  void expert_pass(const torch::Tensor& z, std::int64_t n, std::vector<torch::Tensor>& outs,
-                   std::vector<torch::Tensor>& latents, std::vector<torch::Tensor>& scores);
-  static torch::Tensor mix(const std::vector<torch::Tensor>& outs, const torch::Tensor& weights);
+  /// Experts 0..n−1 on z: outputs [n, B, D], recogniser entropies [n, B], router scores padded to
+  /// n with −inf [n, B, n], and the recogniser logits of expert n − 1.
+  struct Pass {
+    torch::Tensor outs, entropy, scores, latest_latent;
+  };
+  Pass expert_pass(const torch::Tensor& z, std::int64_t n);
+  /// The frozen experts 0..tasks()−2 stacked (rebuilt after add_task) so that one batched product
+  /// evaluates them all; the newest expert runs through its own (trainable) modules.
+  void build_stack();
+  static torch::Tensor mix(const torch::Tensor& outs, const torch::Tensor& weights);
 
   CareOptions o_;
   torch::nn::ModuleList list_;
   std::vector<torch::Tensor> anchor_;
+  struct Stack {
+    std::int64_t experts = -1;  ///< −1: stale
+    bool same_classes = true;
+    torch::Tensor ln_w, ln_b, down_w, down_b, up_w, up_b, scale, rec_ln_w, rec_ln_b, rec_w, rec_b, router_w, router_b;
+  } stack_;
 };
 TORCH_MODULE(BrMoeLayer);
 
