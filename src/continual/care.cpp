@@ -358,10 +358,10 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> Learner::forward(const torc
 }
 
 torch::Tensor Learner::head(const torch::Tensor& f) const {
-  // TunaLinear's per-task cosine blocks, concatenated: rows are normalised one by one, so one
+  // TunaLinear's per-task cosine blocks, stacked: rows are normalised one by one, so one
   // normalisation of the stacked rows gives the same logits in one product.
   const auto fn = F::normalize(f, F::NormalizeFuncOptions().dim(1));
-  return fn.mm(F::normalize(torch::cat(heads_, 0), F::NormalizeFuncOptions().dim(1)).t());
+  return fn.mm(F::normalize(head_, F::NormalizeFuncOptions().dim(1)).t());
 }
 
 torch::Tensor Learner::features(const torch::Tensor& x, std::int64_t task) {
@@ -387,7 +387,7 @@ void Learner::train_phase(const torch::Tensor& x, const torch::Tensor& y, std::i
     const auto t = l->trainable();
     params.insert(params.end(), t.begin(), t.end());
   }
-  params.insert(params.end(), heads_.begin(), heads_.end());
+  params.push_back(head_);
   torch::optim::SGD opt(params, torch::optim::SGDOptions(lr0).momentum(o_.momentum).weight_decay(o_.weight_decay));
   const auto n = x.size(0);
   const double pi = std::acos(-1.0);
@@ -440,7 +440,7 @@ void Learner::compute_statistics(const torch::Tensor& x, const torch::Tensor& y)
 void Learner::align_classifier() {
   if (o_.ca_epochs == 0) return;
   set_training(false);
-  torch::optim::SGD opt(heads_, torch::optim::SGDOptions(o_.ca_lr).momentum(0.9).weight_decay(5e-4));
+  torch::optim::SGD opt({head_}, torch::optim::SGDOptions(o_.ca_lr).momentum(0.9).weight_decay(5e-4));
   const auto n = o_.ca_samples;
   const double pi = std::acos(-1.0);
   for (std::int64_t e = 0; e < o_.ca_epochs; ++e) {
@@ -469,7 +469,7 @@ std::int64_t Learner::parameter_count() const {
   std::int64_t p = 0;
   for (const auto& l : layers_)
     for (const auto& t : l->parameters()) p += t.numel();
-  for (const auto& h : heads_) p += h.numel();
+  p += head_.numel();
   return p;
 }
 
@@ -483,7 +483,7 @@ TaskCost Learner::learn_task(const torch::Tensor& x, const torch::Tensor& y, std
   task_classes_.push_back(classes);
   auto w = torch::empty({classes, o_.dim});
   trunc_normal(w, 0.02);
-  heads_.push_back(w.set_requires_grad(true));
+  head_ = (head_.defined() ? torch::cat({head_.detach(), w}, 0) : w).set_requires_grad(true);
   for (auto& l : layers_) l->add_task(classes);
   if (task_ == 0) {
     for (auto& l : layers_) l->begin_phase(false);

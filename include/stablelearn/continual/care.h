@@ -209,7 +209,10 @@ class Learner {
   CareOptions o_;
   FrozenBackbone backbone_;
   std::vector<BrMoeLayer> layers_;
-  std::vector<torch::Tensor> heads_;  ///< per task [classes_t, D], no bias
+  /// The per-task head blocks [classes_t, D] (no bias) stacked in task order as one tensor: every
+  /// optimiser is made per phase and updates element-wise, so one tensor gives the same steps as
+  /// the code's list of blocks, at one update instead of one per task.
+  torch::Tensor head_;
   std::vector<std::int64_t> task_classes_;
   std::vector<torch::Tensor> means_, covs_, chol_;
   std::int64_t task_ = -1, seen_ = 0, known_ = 0;

@@ -207,7 +207,8 @@ struct AdapterMethod : Method {
   const Backbone& b;
   cc::CareOptions o;
   std::vector<cc::Adapter> adapters;
-  std::vector<torch::Tensor> heads, means, chols;
+  torch::Tensor heads;  // the per-task cosine blocks stacked (one tensor, see care.h)
+  std::vector<torch::Tensor> means, chols;
   std::int64_t seen = 0, task = -1;
   torch::Generator gen;
   AdapterMethod(const ReproContext& ctx, const Backbone& bb, std::uint64_t seed)
@@ -220,7 +221,7 @@ struct AdapterMethod : Method {
     return b.out(z);
   }
   torch::Tensor head(const torch::Tensor& f) const {
-    return F::normalize(f, F::NormalizeFuncOptions().dim(1)).mm(F::normalize(torch::cat(heads, 0), F::NormalizeFuncOptions().dim(1)).t());
+    return F::normalize(f, F::NormalizeFuncOptions().dim(1)).mm(F::normalize(heads, F::NormalizeFuncOptions().dim(1)).t());
   }
   void train(bool on) {
     for (auto& a : adapters) a->train(on);
@@ -229,8 +230,9 @@ struct AdapterMethod : Method {
     ++task;
     const auto known = seen;
     seen += classes;
-    heads.push_back((torch::randn({classes, kWidth}) * 0.02).set_requires_grad(true));
-    std::vector<torch::Tensor> params = heads;
+    const auto w = torch::randn({classes, kWidth}) * 0.02;
+    heads = (heads.defined() ? torch::cat({heads.detach(), w}, 0) : w).set_requires_grad(true);
+    std::vector<torch::Tensor> params = {heads};
     for (auto& a : adapters)
       for (auto& p : a->parameters()) params.push_back(p);
     torch::optim::SGD opt(params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
@@ -260,7 +262,7 @@ struct AdapterMethod : Method {
     if (task > 0) align(classes);
   }
   void align(std::int64_t task_classes) {
-    torch::optim::SGD opt(heads, torch::optim::SGDOptions(o.ca_lr).momentum(0.9).weight_decay(5e-4));
+    torch::optim::SGD opt({heads}, torch::optim::SGDOptions(o.ca_lr).momentum(0.9).weight_decay(5e-4));
     const auto n = o.ca_samples;
     const double pi = std::acos(-1.0);
     for (std::int64_t e = 0; e < o.ca_epochs; ++e) {
