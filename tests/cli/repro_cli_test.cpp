@@ -26,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil", "care"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -600,6 +600,45 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
                 ms.front().at("median_rho_ratio").get<double>() - ms.back().at("median_rho_ratio").get<double>(), 1e-12);
     EXPECT_NEAR(checks[7].at("value").get<double>(), min_perp, 1e-12);
     EXPECT_TRUE(fs::exists(run / "execution_manifolds_commutator.svg"));
+  } else if (name == "care") {
+    // --quick, one seed: streams of 5 and 10 tasks over 60 classes; every method has a per-task
+    // time for each task, CaRE stored floats that grow with every task; accuracies and
+    // forgetting in range; the checks' values recomputed from the row (time_ref_task 3: the
+    // median of tasks 1..5 against that of tasks 6..10; memory increments of tasks 10 and 3).
+    const auto& st = row.at("streams");
+    for (const char* L : {"5", "10"})
+      for (const char* k : {"care", "adapter", "finetune", "ewc", "er"}) {
+        const auto& r = st.at(L).at(k);
+        EXPECT_EQ(r.at("seconds").size(), std::stoul(L)) << L << " " << k;
+        const double a = num(r.at("final_accuracy")), f = num(r.at("forgetting"));
+        EXPECT_TRUE(a >= 0 && a <= 1) << L << " " << k;
+        EXPECT_TRUE(f >= -1 && f <= 1) << L << " " << k;
+        EXPECT_EQ(num(m.at(std::string("final_accuracy_") + k + "_" + L + "tasks")), a);
+      }
+    const auto floats = st.at("10").at("care").at("stored_floats").get<std::vector<double>>();
+    ASSERT_EQ(floats.size(), 10u);
+    for (std::size_t i = 1; i < floats.size(); ++i) EXPECT_GT(floats[i], floats[i - 1]);
+    auto acc = [&](const char* L, const char* k) { return num(st.at(L).at(k).at("final_accuracy")); };
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 12u);
+    auto value = [&](std::size_t i) { return checks[i].at("value").get<double>(); };
+    EXPECT_NEAR(value(0), acc("5", "care"), 1e-12);
+    EXPECT_NEAR(checks[0].at("threshold").get<double>(), 10.0 / 60, 1e-12);
+    std::size_t c = 1;
+    for (const char* L : {"5", "10"})
+      for (const char* b : {"finetune", "ewc", "er", "adapter"}) EXPECT_NEAR(value(c++), acc(L, "care") - acc(L, b), 1e-12) << L << " " << b;
+    EXPECT_NEAR(value(9), acc("10", "care") - acc("5", "care"), 1e-12);
+    EXPECT_EQ(checks[9].at("threshold").get<double>(), -0.05);
+    auto secs = st.at("10").at("care").at("seconds").get<std::vector<double>>();
+    std::vector<double> first(secs.begin(), secs.begin() + 5), last(secs.begin() + 5, secs.end());
+    std::sort(first.begin(), first.end());
+    std::sort(last.begin(), last.end());
+    EXPECT_NEAR(value(10), last[2] / first[2] / (10.0 / 3), 1e-9 * value(10));
+    EXPECT_NEAR(value(11), (floats[9] - floats[8]) / (floats[2] - floats[1]) / (10.0 / 3), 1e-12);
+    EXPECT_EQ(checks[10].at("threshold").get<double>(), 2.0);
+    EXPECT_EQ(checks[11].at("threshold").get<double>(), 2.0);
+    EXPECT_TRUE(fs::exists(run / "care_accuracy.svg"));
+    EXPECT_TRUE(fs::exists(run / "care_time_per_task.svg"));
   } else if (name == "finetune-intrinsic-dim") {
     // --quick, one seed: for every starting point and method the scanned grid doubles from 8 and
     // stops at the first d whose test accuracy (a share of the 300 test images) reaches 0.9 × that

@@ -43,6 +43,7 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_intrinsic_dim_sizes_repro(),
       repro::make_finetune_intrinsic_dim_repro(),
       repro::make_fscil_repro(),
+      repro::make_care_repro(),
   };
 }
 }  // namespace
