@@ -30,6 +30,21 @@ namespace {
 
 torch::Tensor indices_of(const torch::Tensor& labels, std::int64_t c) { return (labels == c).nonzero().squeeze(1); }
 
+/// The indices of class c's images in `labels` ("test" or "training" images, `what`), the first
+/// `limit` of them when limit > 0: a DataError when the class has none, a ConfigError naming
+/// fscil.<key> when it has fewer than `limit`.
+torch::Tensor first_of_class(const torch::Tensor& labels, std::int64_t c, std::int64_t limit, const char* key,
+                             const char* what) {
+  auto i = indices_of(labels, c);
+  SL_CHECK(i.size(0) > 0, DataError, "make_fscil_stream: class ", c, " has no ", what, " image");
+  if (limit > 0) {
+    SL_CHECK(limit <= i.size(0), ConfigError, "fscil.", key, " = ", limit, " exceeds the ", i.size(0), " ", what,
+             " images of class ", c);
+    i = i.slice(0, 0, limit);
+  }
+  return i;
+}
+
 data::ImageSet gather(const data::ImageSet& s, const std::vector<torch::Tensor>& idx) {
   const auto i = torch::cat(idx);
   return {s.images.index_select(0, i), s.labels.index_select(0, i)};
@@ -49,27 +64,13 @@ std::vector<FscilSession> make_fscil_stream(const data::ImageDataset& data, cons
   // Test images per class (the first test_per_class).
   std::vector<torch::Tensor> test_idx;
   for (std::int64_t c = 0; c < total; ++c) {
-    auto i = indices_of(data.test.labels, c);
-    SL_CHECK(i.size(0) > 0, DataError, "make_fscil_stream: class ", c, " has no test image");
-    if (o.test_per_class > 0) {
-      SL_CHECK(o.test_per_class <= i.size(0), ConfigError, "fscil.test_per_class = ", o.test_per_class, " exceeds the ", i.size(0),
-               " test images of class ", c);
-      i = i.slice(0, 0, o.test_per_class);
-    }
-    test_idx.push_back(i);
+    test_idx.push_back(first_of_class(data.test.labels, c, o.test_per_class, "test_per_class", "test"));
   }
   std::vector<FscilSession> out;
   FscilSession base;
   std::vector<torch::Tensor> base_idx;
   for (std::int64_t c = 0; c < o.base_classes; ++c) {
-    auto i = indices_of(data.train.labels, c);
-    SL_CHECK(i.size(0) > 0, DataError, "make_fscil_stream: base class ", c, " has no training image");
-    if (o.base_per_class > 0) {
-      SL_CHECK(o.base_per_class <= i.size(0), ConfigError, "fscil.base_per_class = ", o.base_per_class, " exceeds the ", i.size(0),
-               " training images of class ", c);
-      i = i.slice(0, 0, o.base_per_class);
-    }
-    base_idx.push_back(i);
+    base_idx.push_back(first_of_class(data.train.labels, c, o.base_per_class, "base_per_class", "training"));
     base.classes.push_back(c);
   }
   base.train = gather(data.train, base_idx);

@@ -30,6 +30,7 @@
 //   temporal oscillation of ‖v(s_t)‖
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 
 #include <fmt/format.h>
@@ -88,6 +89,49 @@ StateAgent train_state_agent(const ReproContext& ctx, std::int64_t seed, bool ad
   return agent;
 }
 
+/// ‖v(s_t)‖ along each episode of a set (the agent's inputs of episode e: input(e)): per episode
+/// its temporal oscillation and mean, and the first episode's curve.
+struct NormTrace {
+  std::vector<double> osc, mean_norm, norms0;
+};
+NormTrace norm_trace(const rl::QFunction& q, std::size_t episodes, const std::function<torch::Tensor(std::size_t)>& input) {
+  NormTrace t;
+  for (std::size_t e = 0; e < episodes; ++e) {
+    const auto nrm = to_vector(rl::direction_norms(q, input(e)));
+    if (e == 0) t.norms0 = nrm;
+    t.osc.push_back(rl::temporal_oscillation(nrm));
+    t.mean_norm.push_back(mean(nrm));
+  }
+  return t;
+}
+
+/// The metrics both variants report for one agent.
+struct Diagnosis {
+  std::vector<double> returns, attacked_returns;
+  std::int64_t states = 0;
+  double lambda_clean = 0, lambda_noise = 0, lambda_scale = 0, lambda_fgsm = 0;
+  NormTrace trace;
+};
+json diagnosis_json(const Diagnosis& d, const rl::PrincipalDirection& gs, const rl::PrincipalDirection& gs2) {
+  json osc = json::array();
+  for (double x : d.trace.osc) osc.push_back(finite_or_null(x));
+  return {{"return", mean(d.returns)},
+          {"returns", d.returns},
+          {"attacked_return", mean(d.attacked_returns)},
+          {"states", d.states},
+          {"lambda_clean", finite_or_null(d.lambda_clean)},
+          {"lambda_noise", finite_or_null(d.lambda_noise)},
+          {"lambda_scale", finite_or_null(d.lambda_scale)},
+          {"lambda_fgsm", finite_or_null(d.lambda_fgsm)},
+          {"oscillations", osc},
+          {"oscillation", finite_or_null(mean(d.trace.osc))},
+          {"mean_v_norm", finite_or_null(mean(d.trace.mean_norm))},
+          {"v_norms_episode0", d.trace.norms0},
+          {"principal_eigenvalue", gs.eigenvalue},
+          {"principal_converged", gs.converged && gs2.converged},
+          {"principal_cosine_clean", std::abs(gs.direction.dot(gs2.direction).item<double>())}};
+}
+
 json train_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adversarial,
                         const std::function<void(std::int64_t, const std::string&)>& report) {
   auto agent = train_state_agent(ctx, seed, adversarial, report);
@@ -111,14 +155,7 @@ json train_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adversa
   const auto attacked = rl::fgsm(q, S2, ctx.option("attack_eps"), sigma);
   const double lambda_fgsm = rl::feature_correlation_quotient(rl::non_lipschitz_directions(q, attacked), V);
   // ‖v(s_t)‖ along the episodes of S.
-  std::vector<double> osc, mean_norm;
-  std::vector<double> norms0;
-  for (std::size_t e = 0; e < A.states.size(); ++e) {
-    const auto nrm = to_vector(rl::direction_norms(q, A.states[e]));
-    if (e == 0) norms0 = nrm;
-    osc.push_back(rl::temporal_oscillation(nrm));
-    mean_norm.push_back(mean(nrm));
-  }
+  const auto trace = norm_trace(q, A.states.size(), [&](std::size_t e) { return A.states[e]; });
   const auto gs = rl::principal_direction(V), gs2 = rl::principal_direction(V2);
   // The return when every observation the policy sees is FGSM-attacked.
   rl::PolicyFn attacked_policy = [&](const float* obs, std::int64_t n, std::int32_t* a) {
@@ -128,30 +165,15 @@ json train_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adversa
   };
   const auto attacked_returns =
       rl::evaluate(kEnv, attacked_policy, ctx.int_option("eval_episodes"), base_seed + 33);
-  return {{"env_steps", dqn.env_steps()},
-          {"solved", solved},
-          {"evaluations", evals},
-          {"return", mean(A.returns)},
-          {"returns", A.returns},
-          {"attacked_return", mean(attacked_returns)},
-          {"states", S.size(0)},
-          {"sigma", to_vector(sigma)},
-          {"lambda_clean", finite_or_null(lambda_clean)},
-          {"lambda_noise", finite_or_null(lambda_noise)},
-          {"lambda_scale", finite_or_null(lambda_scale)},
-          {"lambda_fgsm", finite_or_null(lambda_fgsm)},
-          {"oscillations", [&] {
-             json a = json::array();
-             for (double x : osc) a.push_back(finite_or_null(x));
-             return a;
-           }()},
-          {"oscillation", finite_or_null(mean(osc))},
-          {"mean_v_norm", finite_or_null(mean(mean_norm))},
-          {"v_norms_episode0", norms0},
-          {"principal_direction", to_vector(gs.direction)},
-          {"principal_eigenvalue", gs.eigenvalue},
-          {"principal_converged", gs.converged && gs2.converged},
-          {"principal_cosine_clean", std::abs(gs.direction.dot(gs2.direction).item<double>())}};
+  auto out = diagnosis_json({A.returns, attacked_returns, S.size(0), lambda_clean, lambda_noise, lambda_scale,
+                             lambda_fgsm, trace},
+                            gs, gs2);
+  out.update({{"env_steps", dqn.env_steps()},
+              {"solved", solved},
+              {"evaluations", evals},
+              {"sigma", to_vector(sigma)},
+              {"principal_direction", to_vector(gs.direction)}});
+  return out;
 }
 
 json run_seed(const ReproContext& ctx, std::int64_t k) {
@@ -440,13 +462,7 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
   const double lambda_noise = quotient(rl::non_lipschitz_directions(q, noisy));
   const double lambda_scale = quotient(rl::non_lipschitz_directions(q, ctx.option("scale") * S2));
   const double lambda_fgsm = quotient(rl::non_lipschitz_directions(q, rl::fgsm(q, S2, ctx.option("attack_eps"))));
-  std::vector<double> osc, mean_norm, norms0;
-  for (std::size_t e = 0; e < A.states.size(); ++e) {
-    const auto nrm = to_vector(rl::direction_norms(q, all_frames({A.states[e]}, ss)));
-    if (e == 0) norms0 = nrm;
-    osc.push_back(rl::temporal_oscillation(nrm));
-    mean_norm.push_back(mean(nrm));
-  }
+  const auto trace = norm_trace(q, A.states.size(), [&](std::size_t e) { return all_frames({A.states[e]}, ss); });
   // G_S as two frames: where its energy sits, and each frame's spectral spread.
   const auto g = gs.direction.view({2, kH, kW});
   const double current_energy = g[1].pow(2).sum().item<double>();
@@ -458,40 +474,25 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
   };
   const auto attacked_returns =
       rl::evaluate(kEnv, on_frames(attacked_policy, ss), ctx.int_option("eval_episodes"), base_seed + 33);
-  return {{"env_steps", teacher.env_steps()},
-          {"solved", agent.solved},
-          {"evaluations", agent.evals},
-          {"teacher_return", teacher_return},
-          {"distill_frames", frames_n},
-          {"distill_teacher_returns", data.returns},
-          {"distill_loss_first", epoch_loss.front()},
-          {"distill_loss_last", epoch_loss.back()},
-          {"distill_epoch_loss", epoch_loss},
-          {"dagger_returns", round_returns},
-          {"distill_agreement", dist.agreement},
-          {"return", mean(A.returns)},
-          {"returns", A.returns},
-          {"attacked_return", mean(attacked_returns)},
-          {"states", S.size(0)},
-          {"lambda_clean", finite_or_null(lambda_clean)},
-          {"lambda_noise", finite_or_null(lambda_noise)},
-          {"lambda_scale", finite_or_null(lambda_scale)},
-          {"lambda_fgsm", finite_or_null(lambda_fgsm)},
-          {"oscillations", [&] {
-             json a = json::array();
-             for (double x : osc) a.push_back(finite_or_null(x));
-             return a;
-           }()},
-          {"oscillation", finite_or_null(mean(osc))},
-          {"mean_v_norm", finite_or_null(mean(mean_norm))},
-          {"v_norms_episode0", norms0},
-          {"principal_eigenvalue", gs.eigenvalue},
-          {"principal_iterations", gs.iterations},
-          {"principal_converged", gs.converged && gs2.converged},
-          {"principal_cosine_clean", std::abs(gs.direction.dot(gs2.direction).item<double>())},
-          {"principal_current_frame_energy", current_energy},
-          {"spectral_spread_previous", finite_or_null(rl::spectral_spread(g[0]))},
-          {"spectral_spread_current", finite_or_null(rl::spectral_spread(g[1]))}};
+  auto out = diagnosis_json({A.returns, attacked_returns, S.size(0), lambda_clean, lambda_noise, lambda_scale,
+                             lambda_fgsm, trace},
+                            gs, gs2);
+  out.update({{"env_steps", teacher.env_steps()},
+              {"solved", agent.solved},
+              {"evaluations", agent.evals},
+              {"teacher_return", teacher_return},
+              {"distill_frames", frames_n},
+              {"distill_teacher_returns", data.returns},
+              {"distill_loss_first", epoch_loss.front()},
+              {"distill_loss_last", epoch_loss.back()},
+              {"distill_epoch_loss", epoch_loss},
+              {"dagger_returns", round_returns},
+              {"distill_agreement", dist.agreement},
+              {"principal_iterations", gs.iterations},
+              {"principal_current_frame_energy", current_energy},
+              {"spectral_spread_previous", finite_or_null(rl::spectral_spread(g[0]))},
+              {"spectral_spread_current", finite_or_null(rl::spectral_spread(g[1]))}});
+  return out;
 }
 
 json run_pixel_seed(const ReproContext& ctx, std::int64_t k) {
