@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -132,6 +133,23 @@ json diagnosis_json(const Diagnosis& d, const rl::PrincipalDirection& gs, const 
           {"principal_cosine_clean", std::abs(gs.direction.dot(gs2.direction).item<double>())}};
 }
 
+/// Per agent ("vanilla", "adversarial") and key: the per-seed values, their mean and std into
+/// out.metrics as <agent>_<key>[_mean|_std]; returns the means by that name.
+std::map<std::string, double> aggregate(const std::vector<json>& rows, std::initializer_list<const char*> keys,
+                                        ReproOutcome& out) {
+  std::map<std::string, double> m;
+  for (const char* a : {"vanilla", "adversarial"})
+    for (const char* key : keys) {
+      const auto v = per_seed_at(rows, fmt::format("/{}/{}", a, key));
+      const auto name = fmt::format("{}_{}", a, key);
+      out.metrics[name] = seeds_json(v);
+      out.metrics[name + "_mean"] = finite_or_null(mean(v));
+      out.metrics[name + "_std"] = finite_or_null(std_dev(v));
+      m[name] = mean(v);
+    }
+  return m;
+}
+
 json train_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adversarial,
                         const std::function<void(std::int64_t, const std::string&)>& report) {
   auto agent = train_state_agent(ctx, seed, adversarial, report);
@@ -231,17 +249,9 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
                                       ctx.option("noise"), ctx.option("scale"), ctx.option("attack_eps"))},
       {"v", "gradient of CE(softmax Q(s), onehot argmax Q(s)) in s, unnormalised; G_S by power iteration on V^T V; "
             "Lambda(S', S) = G_S'^T L(S) G_S' / lambda_max(L(S))"}};
-  std::map<std::string, double> m;
-  for (const char* a : {"vanilla", "adversarial"})
-    for (const char* key : {"return", "attacked_return", "env_steps", "lambda_clean", "lambda_noise", "lambda_scale",
-                            "lambda_fgsm", "oscillation", "mean_v_norm", "principal_cosine_clean"}) {
-      const auto v = per_seed_at(rows, fmt::format("/{}/{}", a, key));
-      const auto name = fmt::format("{}_{}", a, key);
-      out.metrics[name] = seeds_json(v);
-      out.metrics[name + "_mean"] = finite_or_null(mean(v));
-      out.metrics[name + "_std"] = finite_or_null(std_dev(v));
-      m[name] = mean(v);
-    }
+  auto m = aggregate(rows, {"return", "attacked_return", "env_steps", "lambda_clean", "lambda_noise", "lambda_scale",
+                            "lambda_fgsm", "oscillation", "mean_v_norm", "principal_cosine_clean"},
+                     out);
   out.checks = {
       make_check("precondition, vanilla DDQN learns: greedy return (mean)", m["vanilla_return"], ">=", 195),
       make_check("precondition, adversarially trained DDQN learns: greedy return (mean)", m["adversarial_return"], ">=", 195),
@@ -531,19 +541,11 @@ ReproOutcome summarise_pixels(const ReproContext& ctx, const std::vector<json>& 
       {"v", "gradient of CE(softmax Q(s), onehot argmax Q(s)) in the frames, unnormalised; G_S by power iteration on V^T V "
             "(a 2 x 40 x 60 map); Lambda(S', S) = G_S'^T L(S) G_S' / lambda_max(L(S)); spectral spread: the mean radial "
             "frequency of |FFT2|^2 of each frame of G_S (cycles per pixel, zero frequency excluded)"}};
-  std::map<std::string, double> m;
-  for (const char* a : {"vanilla", "adversarial"})
-    for (const char* key : {"return", "teacher_return", "attacked_return", "env_steps", "distill_frames", "distill_agreement",
+  auto m = aggregate(rows, {"return", "teacher_return", "attacked_return", "env_steps", "distill_frames", "distill_agreement",
                             "lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm", "oscillation", "mean_v_norm",
                             "principal_cosine_clean", "principal_current_frame_energy", "spectral_spread_previous",
-                            "spectral_spread_current"}) {
-      const auto v = per_seed_at(rows, fmt::format("/{}/{}", a, key));
-      const auto name = fmt::format("{}_{}", a, key);
-      out.metrics[name] = seeds_json(v);
-      out.metrics[name + "_mean"] = finite_or_null(mean(v));
-      out.metrics[name + "_std"] = finite_or_null(std_dev(v));
-      m[name] = mean(v);
-    }
+                            "spectral_spread_current"},
+                     out);
   out.checks = {
       make_check("precondition, the vanilla pixel agent acts: greedy return (mean)", m["vanilla_return"], ">=", 195),
       make_check("precondition, the adversarial pixel agent acts: greedy return (mean)", m["adversarial_return"], ">=", 195),
