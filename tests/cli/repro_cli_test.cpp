@@ -67,6 +67,57 @@ json checked_results(const fs::path& run, const std::string& name) {
 
 double num(const json& v) { return v.is_null() ? std::nan("") : v.get<double>(); }
 
+// The drl-diagnosis entries (state and pixel CartPole) log the same per-agent episode block: 3
+// greedy episodes of returns in [1, 500] (CartPole pays 1 per step) with their mean, the first
+// episode's ||v|| series as long as its return and its oscillation mean|diff| / mean, the agent's
+// oscillation the mean over episodes, every Lambda in [0, 1]. Recomputed here for agent `a`; returns
+// the sum of the returns.
+double expect_drl_episodes(const json& r, const char* a) {
+  const auto rets = r.at("returns").get<std::vector<double>>();
+  EXPECT_EQ(rets.size(), 3u) << a;
+  if (rets.size() != 3u) return 0;
+  double rsum = 0;
+  for (double x : rets) {
+    EXPECT_TRUE(x >= 1 && x <= 500) << a << " " << x;
+    rsum += x;
+  }
+  EXPECT_NEAR(num(r.at("return")), rsum / 3, 1e-9) << a;
+  const auto nrm = r.at("v_norms_episode0").get<std::vector<double>>();
+  EXPECT_EQ(nrm.size(), static_cast<std::size_t>(rets[0])) << a;
+  const auto& osc = r.at("oscillations");
+  EXPECT_EQ(osc.size(), 3u) << a;
+  if (osc.size() != 3u) return rsum;
+  if (nrm.size() >= 2) {
+    double tv = 0, sum = 0;
+    for (std::size_t t = 0; t + 1 < nrm.size(); ++t) tv += std::abs(nrm[t + 1] - nrm[t]);
+    for (double x : nrm) sum += x;
+    if (sum > 0) {
+      EXPECT_NEAR(num(osc[0]), (tv / double(nrm.size() - 1)) / (sum / double(nrm.size())), 1e-9) << a;
+    }
+  }
+  EXPECT_NEAR(num(r.at("oscillation")), (num(osc[0]) + num(osc[1]) + num(osc[2])) / 3, 1e-9) << a;
+  for (const char* l : {"lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm"}) {
+    const double x = num(r.at(l));
+    EXPECT_TRUE(x >= 0 && x <= 1 + 1e-9) << a << " " << l << " " << x;
+  }
+  return rsum;
+}
+
+// Both drl-diagnosis entries state the same 7 checks: the two agents' returns, vanilla's clean
+// Lambda, its drops under noise, scaling and FGSM, and the adversarial/vanilla oscillation ratio.
+void expect_drl_checks(const json& res, const json& row) {
+  auto val = [&](const char* a, const char* k) { return num(row.at(a).at(k)); };
+  const auto& checks = res.at("checks");
+  ASSERT_EQ(checks.size(), 7u);
+  EXPECT_NEAR(checks[0].at("value").get<double>(), val("vanilla", "return"), 1e-9);
+  EXPECT_NEAR(checks[1].at("value").get<double>(), val("adversarial", "return"), 1e-9);
+  EXPECT_NEAR(checks[2].at("value").get<double>(), val("vanilla", "lambda_clean"), 1e-12);
+  EXPECT_NEAR(checks[3].at("value").get<double>(), val("vanilla", "lambda_noise") - val("vanilla", "lambda_clean"), 1e-12);
+  EXPECT_NEAR(checks[4].at("value").get<double>(), val("vanilla", "lambda_scale") - val("vanilla", "lambda_clean"), 1e-12);
+  EXPECT_NEAR(checks[5].at("value").get<double>(), val("vanilla", "lambda_fgsm") - val("vanilla", "lambda_clean"), 1e-12);
+  EXPECT_NEAR(checks[6].at("value").get<double>(), val("adversarial", "oscillation") / val("vanilla", "oscillation"), 1e-9);
+}
+
 }  // namespace
 
 TEST(ReproCli, ListShowsEveryEntryWithPaperAndClaim) {
@@ -838,46 +889,13 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     for (const char* a : {"vanilla", "adversarial"}) {
       const auto& r = row.at(a);
       EXPECT_LE(r.at("env_steps").get<int>(), 8000) << a;
-      const auto rets = r.at("returns").get<std::vector<double>>();
-      ASSERT_EQ(rets.size(), 3u) << a;
-      double rsum = 0;
-      for (double x : rets) {
-        EXPECT_TRUE(x >= 1 && x <= 500) << a << " " << x;
-        rsum += x;
-      }
-      EXPECT_NEAR(num(r.at("return")), rsum / 3, 1e-9) << a;
-      const auto nrm = r.at("v_norms_episode0").get<std::vector<double>>();
-      ASSERT_EQ(nrm.size(), static_cast<std::size_t>(rets[0])) << a;
-      const auto& osc = r.at("oscillations");
-      ASSERT_EQ(osc.size(), 3u) << a;
-      if (nrm.size() >= 2) {
-        double tv = 0, sum = 0;
-        for (std::size_t t = 0; t + 1 < nrm.size(); ++t) tv += std::abs(nrm[t + 1] - nrm[t]);
-        for (double x : nrm) sum += x;
-        if (sum > 0) {
-          EXPECT_NEAR(num(osc[0]), (tv / double(nrm.size() - 1)) / (sum / double(nrm.size())), 1e-9) << a;
-        }
-      }
-      EXPECT_NEAR(num(r.at("oscillation")), (num(osc[0]) + num(osc[1]) + num(osc[2])) / 3, 1e-9) << a;
-      for (const char* l : {"lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm"}) {
-        const double x = num(r.at(l));
-        EXPECT_TRUE(x >= 0 && x <= 1 + 1e-9) << a << " " << l << " " << x;
-      }
+      expect_drl_episodes(r, a);
       double g2 = 0;
       for (double x : r.at("principal_direction").get<std::vector<double>>()) g2 += x * x;
       EXPECT_NEAR(g2, 1.0, 1e-9) << a;
       EXPECT_EQ(r.at("sigma").size(), 4u) << a;
     }
-    auto val = [&](const char* a, const char* k) { return num(row.at(a).at(k)); };
-    const auto& checks = res.at("checks");
-    ASSERT_EQ(checks.size(), 7u);
-    EXPECT_NEAR(checks[0].at("value").get<double>(), val("vanilla", "return"), 1e-9);
-    EXPECT_NEAR(checks[1].at("value").get<double>(), val("adversarial", "return"), 1e-9);
-    EXPECT_NEAR(checks[2].at("value").get<double>(), val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[3].at("value").get<double>(), val("vanilla", "lambda_noise") - val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[4].at("value").get<double>(), val("vanilla", "lambda_scale") - val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[5].at("value").get<double>(), val("vanilla", "lambda_fgsm") - val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[6].at("value").get<double>(), val("adversarial", "oscillation") / val("vanilla", "oscillation"), 1e-9);
+    expect_drl_checks(res, row);
     EXPECT_TRUE(fs::exists(run / "drl_diagnosis_v_norm.svg"));
   } else if (name == "drl-diagnosis-pixels") {
     // --quick: state teachers of at most 8000 env steps, 4 distillation episodes (CartPole pays 1 per
@@ -897,32 +915,8 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
       EXPECT_EQ(r.at("distill_frames").get<double>(), tsum) << a;
       const double agree = num(r.at("distill_agreement"));
       EXPECT_TRUE(agree >= 0 && agree <= 1) << a;
-      const auto rets = r.at("returns").get<std::vector<double>>();
-      ASSERT_EQ(rets.size(), 3u) << a;
-      double rsum = 0;
-      for (double x : rets) {
-        EXPECT_TRUE(x >= 1 && x <= 500) << a << " " << x;
-        rsum += x;
-      }
-      EXPECT_NEAR(num(r.at("return")), rsum / 3, 1e-9) << a;
+      const double rsum = expect_drl_episodes(r, a);
       EXPECT_EQ(r.at("states").get<double>(), rsum) << a;
-      const auto nrm = r.at("v_norms_episode0").get<std::vector<double>>();
-      ASSERT_EQ(nrm.size(), static_cast<std::size_t>(rets[0])) << a;
-      const auto& osc = r.at("oscillations");
-      ASSERT_EQ(osc.size(), 3u) << a;
-      if (nrm.size() >= 2) {
-        double tv = 0, sum = 0;
-        for (std::size_t t = 0; t + 1 < nrm.size(); ++t) tv += std::abs(nrm[t + 1] - nrm[t]);
-        for (double x : nrm) sum += x;
-        if (sum > 0) {
-          EXPECT_NEAR(num(osc[0]), (tv / double(nrm.size() - 1)) / (sum / double(nrm.size())), 1e-9) << a;
-        }
-      }
-      EXPECT_NEAR(num(r.at("oscillation")), (num(osc[0]) + num(osc[1]) + num(osc[2])) / 3, 1e-9) << a;
-      for (const char* l : {"lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm"}) {
-        const double x = num(r.at(l));
-        EXPECT_TRUE(x >= 0 && x <= 1 + 1e-9) << a << " " << l << " " << x;
-      }
       const double share = num(r.at("principal_current_frame_energy"));
       EXPECT_TRUE(share >= 0 && share <= 1 + 1e-9) << a << " " << share;
       for (const char* k : {"spectral_spread_previous", "spectral_spread_current"}) {
@@ -930,16 +924,7 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
         EXPECT_TRUE(x > 0 && x <= std::sqrt(0.5) + 1e-12) << a << " " << k << " " << x;
       }
     }
-    auto val = [&](const char* a, const char* k) { return num(row.at(a).at(k)); };
-    const auto& checks = res.at("checks");
-    ASSERT_EQ(checks.size(), 7u);
-    EXPECT_NEAR(checks[0].at("value").get<double>(), val("vanilla", "return"), 1e-9);
-    EXPECT_NEAR(checks[1].at("value").get<double>(), val("adversarial", "return"), 1e-9);
-    EXPECT_NEAR(checks[2].at("value").get<double>(), val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[3].at("value").get<double>(), val("vanilla", "lambda_noise") - val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[4].at("value").get<double>(), val("vanilla", "lambda_scale") - val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[5].at("value").get<double>(), val("vanilla", "lambda_fgsm") - val("vanilla", "lambda_clean"), 1e-12);
-    EXPECT_NEAR(checks[6].at("value").get<double>(), val("adversarial", "oscillation") / val("vanilla", "oscillation"), 1e-9);
+    expect_drl_checks(res, row);
     EXPECT_TRUE(fs::exists(run / "drl_diagnosis_pixels_v_norm.svg"));
     EXPECT_TRUE(fs::exists(run / "drl_diagnosis_pixels_gs.svg"));
   } else if (name == "stratified-grpo") {

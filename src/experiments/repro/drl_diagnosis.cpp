@@ -194,15 +194,26 @@ json train_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adversa
   return out;
 }
 
-json run_seed(const ReproContext& ctx, std::int64_t k) {
+using Report = std::function<void(std::int64_t, const std::string&)>;
+
+// Seed k's row of either variant: the vanilla then the adversarial agent, each diagnosed by
+// `diagnose(seed, adversarial, report)`, their progress reported as one bar of 2 x steps.
+template <class Diagnose>
+json both_agents(const ReproContext& ctx, std::int64_t k, Diagnose&& diagnose) {
   const auto seed = static_cast<std::int64_t>(ctx.seed) + k;
   const auto progress = seed_progress(ctx, k);
   const auto steps = ctx.int_option("steps");
   json row = json::object();
-  row["vanilla"] = train_and_diagnose(ctx, seed, false, [&](std::int64_t s, const std::string& w) { progress(s, 2 * steps, w); });
+  row["vanilla"] = diagnose(seed, false, Report([&](std::int64_t s, const std::string& w) { progress(s, 2 * steps, w); }));
   row["adversarial"] =
-      train_and_diagnose(ctx, seed, true, [&](std::int64_t s, const std::string& w) { progress(steps + s, 2 * steps, w); });
+      diagnose(seed, true, Report([&](std::int64_t s, const std::string& w) { progress(steps + s, 2 * steps, w); }));
   return row;
+}
+
+json run_seed(const ReproContext& ctx, std::int64_t k) {
+  return both_agents(ctx, k, [&](std::int64_t seed, bool adversarial, const Report& report) {
+    return train_and_diagnose(ctx, seed, adversarial, report);
+  });
 }
 
 void write_figure(const RunDir& run, const json& row, const std::string& file = "drl_diagnosis_v_norm.svg",
@@ -506,15 +517,10 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
 }
 
 json run_pixel_seed(const ReproContext& ctx, std::int64_t k) {
-  const auto seed = static_cast<std::int64_t>(ctx.seed) + k;
-  const auto progress = seed_progress(ctx, k);
-  const auto steps = ctx.int_option("steps");
-  json row = json::object();
   torch::Tensor maps[2];
-  row["vanilla"] = distill_and_diagnose(
-      ctx, seed, false, [&](std::int64_t s, const std::string& w) { progress(s, 2 * steps, w); }, &maps[0]);
-  row["adversarial"] = distill_and_diagnose(
-      ctx, seed, true, [&](std::int64_t s, const std::string& w) { progress(steps + s, 2 * steps, w); }, &maps[1]);
+  auto row = both_agents(ctx, k, [&](std::int64_t seed, bool adversarial, const Report& report) {
+    return distill_and_diagnose(ctx, seed, adversarial, report, &maps[adversarial ? 1 : 0]);
+  });
   if (k == 0 && ctx.run) write_pixel_maps(*ctx.run, {{"vanilla", maps[0]}, {"adversarial", maps[1]}});
   return row;
 }
