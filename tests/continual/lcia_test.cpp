@@ -164,8 +164,10 @@ struct StreamResult {
 
 StreamResult run_stream(const LciaOptions& o) {
   const std::vector<int> kinds = {0, 1, 0, 2, 1};
-  const std::vector<std::string> words = {"sort by the first coordinate", "sort against the first coordinate",
-                                          "label the second feature sign"};
+  // (Not "sort by / against the first coordinate": "by", "against" and "first" are stop words, so
+  // those two would be the same instruction.)
+  const std::vector<std::string> words = {"points whose first coordinate is positive", "points whose first coordinate is negative",
+                                          "label the sign of the second feature"};
   Learner l(o, [](const torch::Tensor& xs, const std::vector<torch::Tensor>& w) { return xs.mm(w[0].t()) + w[1]; },
             [] { return std::vector<torch::Tensor>{torch::zeros({2, 2}), torch::zeros({2})}; }, 7);
   const auto T = kinds.size();
