@@ -26,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil", "care"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil", "care", "lcia"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -1481,6 +1481,64 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
       EXPECT_EQ(c.at("threshold").get<double>(), 0.0);
     }
     EXPECT_TRUE(fs::exists(run / "fscil_sessions.svg"));
+  } else if (name == "lcia") {
+    // --quick, one seed, the stream of domains 0,1,0,2,1,3: final ACC, forgetting and plasticity of
+    // every method recomputed from its accuracy matrix; the full method's choices (a new adapter
+    // per new domain, the domain's adapter on each recurrence), one adapter for the others; the
+    // checks' values from those numbers.
+    EXPECT_EQ(row.at("stream").get<std::vector<std::int64_t>>(), (std::vector<std::int64_t>{0, 1, 0, 2, 1, 3}));
+    std::map<std::string, double> acc, forg, plast;
+    for (const char* k : {"finetune", "ema", "dema", "full"}) {
+      const auto& r = row.at("methods").at(k);
+      const auto R = r.at("accuracy_matrix").get<std::vector<std::vector<double>>>();
+      ASSERT_EQ(R.size(), 6u) << k;
+      double a = 0, f = 0, p = 0;
+      for (std::size_t j = 0; j < 6; ++j) {
+        ASSERT_EQ(R[j].size(), j + 1) << k;
+        for (double v : R[j]) EXPECT_NEAR(v * 300, std::round(v * 300), 1e-9) << k;  // a share of 300 test images
+        a += R[5][j] / 6;
+        p += R[j][j] / 6;
+        if (j < 5) {
+          double best = -1;
+          for (std::size_t t = j; t < 5; ++t) best = std::max(best, R[t][j]);
+          f += (best - R[5][j]) / 5;
+        }
+      }
+      EXPECT_NEAR(num(r.at("final_accuracy")), a, 1e-12) << k;
+      EXPECT_NEAR(num(r.at("forgetting")), f, 1e-12) << k;
+      EXPECT_NEAR(num(r.at("plasticity")), p, 1e-12) << k;
+      EXPECT_EQ(num(m.at(std::string("final_accuracy_") + k)), num(r.at("final_accuracy"))) << k;
+      EXPECT_EQ(r.at("adapters").get<int>(), std::string(k) == "full" ? 4 : 1) << k;
+      acc[k] = a;
+      forg[k] = f;
+      plast[k] = p;
+    }
+    const auto& ch = row.at("methods").at("full").at("choices");
+    const std::vector<int> adapter = {0, 1, 0, 2, 1, 3};
+    for (std::size_t t = 0; t < 6; ++t) {
+      EXPECT_EQ(ch[t].at("adapter").get<int>(), adapter[t]) << t;
+      EXPECT_EQ(ch[t].at("reused").get<bool>(), t == 2 || t == 4) << t;
+    }
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 12u);
+    const std::vector<double> values = {acc["full"],
+                                        forg["finetune"] - forg["dema"],
+                                        acc["dema"] - acc["finetune"],
+                                        plast["dema"] - plast["ema"],
+                                        acc["dema"] - acc["ema"],
+                                        forg["full"] - forg["dema"],
+                                        forg["full"] - forg["ema"],
+                                        acc["full"] - acc["dema"],
+                                        acc["full"] - acc["ema"],
+                                        4,
+                                        4,
+                                        4};
+    const std::vector<double> thresholds = {0.5, 0, 0, 0, 0, 0, 0, 0, 0, 6, 4, 4};
+    for (std::size_t i = 0; i < 12; ++i) {
+      EXPECT_NEAR(checks[i].at("value").get<double>(), values[i], 1e-12) << i;
+      EXPECT_EQ(checks[i].at("threshold").get<double>(), thresholds[i]) << i;
+    }
+    EXPECT_TRUE(fs::exists(run / "lcia_final_accuracy.svg"));
   }
   fs::remove_all(run.parent_path());
 }

@@ -357,13 +357,15 @@ class Gpm : public StrategyWithOptions<GpmOptions> {
 /// Options of EmaMerge (below).
 struct EmaMergeOptions {
   double fallback = 0.01;
+  bool automatic = true;  ///< false: plain EMA with the fixed weight α = fallback at every step
   void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
 /// EMA merging with the automatic balance weight of "Large Continual Instruction Assistant"
 /// (Qiao et al., ICML 2025; CoIN's peft/tuners/lora.py:ema_update): after every step, per parameter
 /// tensor, α = 2(1 + ‖g‖₁) / (‖θ − θ_ema‖₁ · ‖g − g_prev‖₁), replaced by `fallback` unless
-/// 0 < α < 1; θ_ema ← (1 − α) θ_ema + α θ. At the end of each task the EMA weights replace the
+/// 0 < α < 1 (automatic = false: α = fallback at every step, plain EMA with a fixed weight);
+/// θ_ema ← (1 − α) θ_ema + α θ. At the end of each task the EMA weights replace the
 /// trained ones (ema_replace), so the next task starts from — and is evaluated with — the merge.
 class EmaMerge : public StrategyWithOptions<EmaMergeOptions> {
  public:

@@ -7,6 +7,7 @@ namespace stablelearn::continual {
 
 void EmaMergeOptions::fields(options::Visitor& v) {
   v("fallback", fallback, "EMA weight α used when the automatic balance weight is outside (0, 1)").above(0.0).below(1.0);
+  v("automatic", automatic, "LCIA's automatic balance weight (false: the fixed weight fallback at every step)");
 }
 
 void EmaMerge::before_task(Context& ctx) {
@@ -16,6 +17,7 @@ void EmaMerge::before_task(Context& ctx) {
 
 void EmaMerge::after_backward(Context& ctx) {
   grad_.clear();
+  if (!o_.automatic) return;
   for (const auto& p : ctx.params) grad_.push_back(p.grad().defined() ? p.grad().detach().clone() : torch::zeros_like(p));
 }
 
@@ -25,7 +27,7 @@ void EmaMerge::after_step(Context& ctx, const Batch&) {
   for (std::size_t i = 0; i < ctx.params.size(); ++i) {
     const auto& p = ctx.params[i];
     double a = o_.fallback;
-    if (!prev_grad_.empty()) {
+    if (o_.automatic && !prev_grad_.empty()) {
       const double g1 = grad_[i].abs().sum().item<double>();
       const double dtheta = (p - ema_[i]).abs().sum().item<double>();
       const double dg = (grad_[i] - prev_grad_[i]).abs().sum().item<double>();
