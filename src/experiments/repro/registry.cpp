@@ -44,6 +44,8 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_finetune_intrinsic_dim_repro(),
       repro::make_fscil_repro(),
       repro::make_care_repro(),
+      repro::make_coso_repro(),
+      repro::make_sculpting_subspaces_repro(),
   };
 }
 }  // namespace
