@@ -646,7 +646,7 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     const std::string method = name == "coso" ? "coso" : "adaptive_svd";
     EXPECT_GT(num(row.at("backbone").at("test_accuracy")), 0.5);  // the pre-trained MLP learned (chance 0.1)
     std::map<std::string, std::map<std::string, double>> v;
-    for (const std::string k : {"finetune", "ewc", "gpm", method}) {
+    for (const std::string& k : std::vector<std::string>{"finetune", "ewc", "gpm", method}) {
       const auto R = row.at("methods").at(k).at("accuracy").get<std::vector<std::vector<double>>>();
       ASSERT_EQ(R.size(), 3u) << k;
       for (const auto& r : R) {
