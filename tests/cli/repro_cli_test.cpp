@@ -26,7 +26,7 @@ namespace {
 const std::vector<std::string> kEntries = {"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                            "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                            "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil", "care", "lcia"};
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil", "care", "lcia", "coso", "sculpting-subspaces"};
 
 json read_json(const fs::path& p) { return json::parse(sl::read_file_text(p)); }
 
@@ -690,6 +690,40 @@ TEST_P(ReproQuick, RunsAndItsChecksFollowFromItsNumbers) {
     EXPECT_EQ(checks[11].at("threshold").get<double>(), 2.0);
     EXPECT_TRUE(fs::exists(run / "care_accuracy.svg"));
     EXPECT_TRUE(fs::exists(run / "care_time_per_task.svg"));
+  } else if (name == "coso" || name == "sculpting-subspaces") {
+    // --quick, one seed: 3 rotated tasks; per method the accuracy matrix R (3 × 3, each entry a
+    // share of 500 test images); ACC, forgetting (best from learning to the second-last task),
+    // BWT and plasticity recomputed from R; the checks' values from those numbers.
+    const std::string method = name == "coso" ? "coso" : "adaptive_svd";
+    EXPECT_GT(num(row.at("backbone").at("test_accuracy")), 0.5);  // the pre-trained MLP learned (chance 0.1)
+    std::map<std::string, std::map<std::string, double>> v;
+    for (const std::string& k : std::vector<std::string>{"finetune", "ewc", "gpm", method}) {
+      const auto R = row.at("methods").at(k).at("accuracy").get<std::vector<std::vector<double>>>();
+      ASSERT_EQ(R.size(), 3u) << k;
+      for (const auto& r : R) {
+        ASSERT_EQ(r.size(), 3u) << k;
+        for (double a : r) EXPECT_NEAR(a * 500, std::round(a * 500), 1e-6) << k;
+      }
+      v[k]["acc"] = (R[2][0] + R[2][1] + R[2][2]) / 3;
+      v[k]["forgetting"] = ((std::max(R[0][0], R[1][0]) - R[2][0]) + (R[1][1] - R[2][1])) / 2;
+      v[k]["bwt"] = ((R[2][0] - R[0][0]) + (R[2][1] - R[1][1])) / 2;
+      v[k]["plasticity"] = (R[0][0] + R[1][1] + R[2][2]) / 3;
+      for (const auto& [key, x] : v[k]) {
+        EXPECT_NEAR(num(m.at(key + "_" + k)), x, 1e-12) << key << " " << k;
+        EXPECT_NEAR(num(m.at(key + "_" + k + "_mean")), x, 1e-12) << key << " " << k;
+      }
+      EXPECT_GT(v[k]["plasticity"], 0.2) << k;  // every method learns its tasks (chance 0.1)
+      EXPECT_TRUE(fs::exists(run / "seed0" / k / "summary.json")) << k;
+    }
+    const auto& checks = res.at("checks");
+    ASSERT_EQ(checks.size(), 3u);
+    EXPECT_NEAR(checks[0].at("value").get<double>(), v["finetune"]["forgetting"], 1e-12);
+    EXPECT_EQ(checks[0].at("threshold").get<double>(), 0.05);
+    EXPECT_NEAR(checks[1].at("value").get<double>(), v[method]["forgetting"] / v["finetune"]["forgetting"], 1e-12);
+    EXPECT_EQ(checks[1].at("threshold").get<double>(), 0.5);
+    EXPECT_NEAR(checks[2].at("value").get<double>(), v[method]["acc"] - v["gpm"]["acc"], 1e-12);
+    EXPECT_EQ(checks[2].at("threshold").get<double>(), -0.01);
+    EXPECT_TRUE(fs::exists(run / (name == "coso" ? "coso_task0_accuracy.svg" : "sculpting_subspaces_task0_accuracy.svg")));
   } else if (name == "finetune-intrinsic-dim") {
     // --quick, one seed: for every starting point and method the scanned grid doubles from 8 and
     // stops at the first d whose test accuracy (a share of the 300 test images) reaches 0.9 × that

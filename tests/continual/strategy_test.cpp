@@ -262,6 +262,22 @@ TEST(AdaptiveSvd, TopSingularTripletsOfEachWeightStayExactlyAfterSteps) {
   EXPECT_LT(((w1 - w0).matmul(v)).abs().max().item<double>(), 1e-5);
 }
 
+TEST(AdaptiveSvd, APretrainedModelKeepsItsTopDirectionsFromTaskZero) {
+  Small s;
+  // Without a pre-trained model task 0 trains freely; with one it already freezes rank_step.
+  AdaptiveSvd plain(AdaptiveSvd::Options{0.25, 0.9, false}), pre(AdaptiveSvd::Options{0.25, 0.9, true});
+  plain.before_task(s.ctx);
+  pre.before_task(s.ctx);
+  EXPECT_EQ(plain.ranks(), (std::vector<std::int64_t>{0, 0}));
+  EXPECT_EQ(pre.ranks(), (std::vector<std::int64_t>{2, 1}));  // round(0.25·6 = 1.5), round(0.25·3 = 0.75)
+  s.ctx.task = 1;
+  pre.before_task(s.ctx);
+  EXPECT_EQ(pre.ranks(), (std::vector<std::int64_t>{3, 2}));  // round(0.5·6), round(0.5·3 = 1.5)
+  s.ctx.task = 4;
+  pre.before_task(s.ctx);
+  EXPECT_EQ(pre.ranks(), (std::vector<std::int64_t>{5, 3}));  // the cap: round(0.9·6 = 5.4), round(0.9·3 = 2.7)
+}
+
 TEST(Coso, UpdatesOfALaterTaskAreOrthogonalToTheLearnedSubspace) {
   Small s;
   Coso c(Coso::Options{2, 4, 0.9, 1, 1.0});

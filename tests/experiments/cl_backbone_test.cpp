@@ -81,6 +81,44 @@ TEST(ClBackbone, AdaptersOnAFrozenPretrainedBackboneLearnAndLeaveItUnchanged) {
   std::filesystem::remove_all(dir);
 }
 
+// A pre-trained backbone fine-tuned as a whole (freeze = false, no adapter) is the model itself,
+// so the strategies that read its layers (GPM, CoSO, adaptive SVD) run on it: every one starts
+// from the file's weights and learns every task; adaptive SVD with `pretrained` keeps the
+// backbone's top singular directions of each weight through task 0.
+TEST(ClBackbone, SubspaceStrategiesOnAFineTunedPretrainedBackboneLearn) {
+  const auto dir = sl::testing::temp_dir("cl_backbone_subspace");
+  const auto file = (dir / "backbone.npz").string();
+  ClExperiment(sl::Config::from_string(config(file, ""), "pre")).pretrain("");
+  const auto bb = read_npz(file);
+  for (const std::string s : {"gpm", "coso", "adaptive_svd", "ewc"}) {
+    auto cfg = config(file, "freeze = false\n", "[64]", s);
+    if (s == "adaptive_svd") cfg.replace(cfg.find("[train]"), 7, "rank_step = 0.25\npretrained = true\n[train]");
+    const auto run = dir / ("run_" + s);
+    const auto r = ClExperiment(sl::Config::from_string(cfg, s)).run(run, false);
+    ASSERT_EQ(r.accuracy.size(), 3u) << s;
+    // It starts as the backbone, whose head knows only classes 6..9: accuracy 0 on every task.
+    for (double b : r.init_accuracy) EXPECT_LT(b, 0.05) << s;
+    // Its two classes: chance 0.5, 400 test images (standard error 0.025); GPM's protected input
+    // space leaves the 64-unit layer little room by task 2 (0.69 there).
+    for (std::size_t t = 0; t < 3; ++t) EXPECT_GT(r.accuracy[t][t], 0.6) << s << " task " << t;
+    // No adapter: the checkpoint holds the whole network (layout order), moved away from the file.
+    const auto ck = read_npz(run / "checkpoint_task0.npz");
+    ASSERT_EQ(ck.at("model.0").sizes(), bb.at("layer_0.weight").sizes()) << s;
+    EXPECT_FALSE(ck.count("backbone.0")) << s;
+    const auto w0 = bb.at("layer_0.weight").to(torch::kFloat64), w1 = ck.at("model.0").to(torch::kFloat64);
+    EXPECT_GT((w1 - w0).abs().max().item<double>(), 1e-3) << s;
+    if (s == "adaptive_svd") {
+      // k = round(0.25 · 64) = 16 top triplets of the backbone's [64, 784] weight, from an
+      // independent SVD of the file's tensor: U_hᵀ ΔW = 0 and ΔW V_h = 0 after task 0.
+      const auto svd = torch::linalg_svd(w0, false);
+      const auto u = std::get<0>(svd).narrow(1, 0, 16), v = std::get<2>(svd).narrow(0, 0, 16).t();
+      EXPECT_LT(u.t().matmul(w1 - w0).abs().max().item<double>(), 1e-4);
+      EXPECT_LT((w1 - w0).matmul(v).abs().max().item<double>(), 1e-4);
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ClBackbone, BadBackbonesAndStreamsNameTheFileOrKey) {
   const auto dir = sl::testing::temp_dir("cl_backbone_bad");
   const auto file = (dir / "bb.npz").string();

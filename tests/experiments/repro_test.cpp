@@ -32,7 +32,7 @@ TEST(Repro, TheRegistryHoldsTheMovedExperimentsEachWithPaperClaimAndOptions) {
   EXPECT_EQ(names, (std::set<std::string>{"edge-of-stability", "sgd-minimum", "trajectory", "intrinsic-dim", "commutator",
                                           "stability-gap", "stability-gap-table", "lfd-forgetting", "stable-spam", "width-lr", "elr", "ska", "dppn", "bo-rep", "mip",
                                           "causal-minimax", "malignant-tail", "equivariance", "stableun", "koopman", "lfm-stability", "execution-manifolds",
-                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil", "care", "lcia"}));
+                                           "gka", "generalization-dynamics", "cnn-kernel-curves", "hyper-pp", "drl-diagnosis", "drl-diagnosis-pixels", "stratified-grpo", "gd-sgd-minima", "grokalign", "rlvr-geometry", "relex", "shesha", "intrinsic-dim-sizes", "finetune-intrinsic-dim", "fscil", "care", "lcia", "coso", "sculpting-subspaces"}));
   sl::testing::expect_error<sl::UsageError>([] { ex::find_repro("edge-of-stabilty"); }, "known: edge-of-stability, sgd-minimum");
 }
 

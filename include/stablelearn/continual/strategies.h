@@ -389,6 +389,10 @@ class EmaMerge : public StrategyWithOptions<EmaMergeOptions> {
 struct AdaptiveSvdOptions {
   double rank_step = 0.2;
   double max_fraction = 0.9;
+  /// The model starts pre-trained ([backbone] file): task 0 already keeps the top singular
+  /// triplets, with t + 1 in place of t in k_t (the paper's schedule, whose first task freezes a
+  /// share of the pre-trained weights' rank).
+  bool pretrained = false;
   void fields(options::Visitor& v);  ///< keys of [strategy], in src/continual/strategies/
 };
 
@@ -397,7 +401,9 @@ struct AdaptiveSvdOptions {
 /// later task t each linear weight W (m×n) is decomposed W = U S Vᵀ; its top-k_t singular triplets
 /// (W_h = U_h S_h V_hᵀ) are frozen, with k_t = round(d · min(rank_step · t, max_fraction)),
 /// d = min(m, n) (the schedule of the paper's smallest CPU experiment; the importance-based rank
-/// rule is not implemented). Training the low part U_l S_l V_lᵀ with projected factor gradients
+/// rule is not implemented); with `pretrained` task 0 counts as the first task after pre-training,
+/// k_t = round(d · min(rank_step · (t + 1), max_fraction)), so the pre-trained model's top
+/// directions are kept from the first task on. Training the low part U_l S_l V_lᵀ with projected factor gradients
 /// changes W only by ΔW = (I − U_h U_hᵀ) X (I − V_h V_hᵀ); this strategy applies that two-sided
 /// projection to ∇W and, after every optimiser step, re-projects W − W_h the same way (the later
 /// OSFT code's re-projection), so W_h is kept exactly. Biases are trained freely.

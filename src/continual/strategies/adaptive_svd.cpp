@@ -10,6 +10,7 @@ namespace stablelearn::continual {
 void AdaptiveSvdOptions::fields(options::Visitor& v) {
   v("rank_step", rank_step, "fraction of each weight's rank frozen per finished task").at_least(0.0);
   v("max_fraction", max_fraction, "cap of the frozen fraction").in(0.0, 1.0);
+  v("pretrained", pretrained, "the model starts pre-trained: task 0 already freezes rank_step of each weight's rank");
 }
 
 void AdaptiveSvd::before_task(Context& ctx) {
@@ -18,8 +19,10 @@ void AdaptiveSvd::before_task(Context& ctx) {
   uh_.assign(idx.size(), {});
   vh_.assign(idx.size(), {});
   wh_.assign(idx.size(), {});
-  if (ctx.task == 0) return;  // task 0 plays the pre-trained model
-  const double frac = std::min(o_.rank_step * static_cast<double>(ctx.task), o_.max_fraction);
+  // Without a pre-trained model, task 0 plays it and trains freely.
+  const auto finished = ctx.task + (o_.pretrained ? 1 : 0);
+  if (finished == 0) return;
+  const double frac = std::min(o_.rank_step * static_cast<double>(finished), o_.max_fraction);
   for (std::size_t l = 0; l < idx.size(); ++l) {
     const auto& w = ctx.params[idx[l]];
     const auto d = std::min(w.size(0), w.size(1));

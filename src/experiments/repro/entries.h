@@ -54,6 +54,8 @@ ReproEntry make_finetune_intrinsic_dim_repro();
 ReproEntry make_fscil_repro();
 ReproEntry make_care_repro();
 ReproEntry make_lcia_repro();
+ReproEntry make_coso_repro();
+ReproEntry make_sculpting_subspaces_repro();
 
 /// The Fashion-MNIST subset of seed k from the options samples, test_samples and hidden (one
 /// hidden layer of that width); seed ctx.seed + k.

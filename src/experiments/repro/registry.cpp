@@ -45,6 +45,8 @@ std::vector<ReproEntry> register_builtin_repros() {
       repro::make_fscil_repro(),
       repro::make_care_repro(),
       repro::make_lcia_repro(),
+      repro::make_coso_repro(),
+      repro::make_sculpting_subspaces_repro(),
   };
 }
 }  // namespace
