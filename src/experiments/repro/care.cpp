@@ -550,9 +550,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
       const auto a = per_seed_at(rows, fmt::format("/streams/{}/{}/final_accuracy", L, m));
       const auto f = per_seed_at(rows, fmt::format("/streams/{}/{}/forgetting", L, m));
       const auto s = per_seed_at(rows, fmt::format("/streams/{}/{}/total_seconds", L, m));
-      out.metrics[fmt::format("final_accuracy_{}_{}tasks", m, L)] = seeds_json(a);
-      out.metrics[fmt::format("final_accuracy_{}_{}tasks_mean", m, L)] = finite_or_null(mean(a));
-      out.metrics[fmt::format("final_accuracy_{}_{}tasks_std", m, L)] = finite_or_null(std_dev(a));
+      put_seed_stats(out, fmt::format("final_accuracy_{}_{}tasks", m, L), a);
       out.metrics[fmt::format("forgetting_{}_{}tasks", m, L)] = seeds_json(f);
       out.metrics[fmt::format("forgetting_{}_{}tasks_mean", m, L)] = finite_or_null(mean(f));
       out.metrics[fmt::format("seconds_{}_{}tasks", m, L)] = seeds_json(s);

@@ -142,9 +142,7 @@ std::map<std::string, double> aggregate(const std::vector<json>& rows, std::init
     for (const char* key : keys) {
       const auto v = per_seed_at(rows, fmt::format("/{}/{}", a, key));
       const auto name = fmt::format("{}_{}", a, key);
-      out.metrics[name] = seeds_json(v);
-      out.metrics[name + "_mean"] = finite_or_null(mean(v));
-      out.metrics[name + "_std"] = finite_or_null(std_dev(v));
+      put_seed_stats(out, name, v);
       m[name] = mean(v);
     }
   return m;

@@ -79,6 +79,13 @@ inline nlohmann::json seeds_json(const std::vector<double>& v) {
 }
 /// A number or null (NaN, ±inf) for JSON.
 inline nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+/// The per-seed values of one metric into results.json "metrics": `name` (seeds_json), `name`_mean
+/// and `name`_std (sample standard deviation; null when not finite).
+inline void put_seed_stats(ReproOutcome& out, const std::string& name, const std::vector<double>& v) {
+  out.metrics[name] = seeds_json(v);
+  out.metrics[name + "_mean"] = finite_or_null(mean(v));
+  out.metrics[name + "_std"] = finite_or_null(std_dev(v));
+}
 /// Median of values; NaN when empty or when any value is NaN (a failed seed leaves it undefined).
 double median(std::vector<double> v);
 /// A progress callback for toy_experiments.h that reports seed k of ctx.seeds (and `stage`, e.g.

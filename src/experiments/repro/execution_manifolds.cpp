@@ -291,10 +291,8 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   std::map<std::string, double> means;
   for (const char* key : keys) {
     const auto v = per_seed(rows, key);
-    out.metrics[key] = seeds_json(v);
+    put_seed_stats(out, key, v);
     means[key] = mean(v);
-    out.metrics[std::string(key) + "_mean"] = finite_or_null(means[key]);
-    out.metrics[std::string(key) + "_std"] = finite_or_null(std_dev(v));
   }
   std::vector<double> gap, decay;
   for (const auto& r : rows) {

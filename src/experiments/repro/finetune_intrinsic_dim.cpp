@@ -315,9 +315,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     for (const auto& c : names) {
       const auto key = fmt::format("d90_{}_{}", method, c);
       const auto v = per_seed(rows, key);
-      out.metrics[key] = seeds_json(v);
-      out.metrics[key + "_mean"] = finite_or_null(mean(v));
-      out.metrics[key + "_std"] = finite_or_null(std_dev(v));
+      put_seed_stats(out, key, v);
       d90[fmt::format("{}_{}", method, c)] = mean(v);
       int unreached = 0;
       for (const auto& r : rows) unreached += r.at("conditions").at(c).at(method).at("reached").get<bool>() ? 0 : 1;
@@ -326,9 +324,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   for (const auto& c : names)
     for (const std::string what : {"full_accuracy_", "head_only_accuracy_"}) {
       const auto v = per_seed(rows, what + c);
-      out.metrics[what + c] = seeds_json(v);
-      out.metrics[what + c + "_mean"] = finite_or_null(mean(v));
-      out.metrics[what + c + "_std"] = finite_or_null(std_dev(v));
+      put_seed_stats(out, what + c, v);
     }
   out.metrics["parameters"] = rows.empty() ? json(nullptr) : rows[0].at("parameters");
   out.checks.push_back(make_check("precondition, the new classes are learned: full fine-tuning accuracy after the longest pre-training "

@@ -205,9 +205,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     const auto b0 = draws_at(rows, k, "base_acc", 0);
     std::vector<double> drop;
     for (std::size_t i = 0; i < lb.size(); ++i) drop.push_back(b0[i] - lb[i]);
-    out.metrics[k + "_last_acc"] = seeds_json(last);  // every seed × draw
-    out.metrics[k + "_last_acc_mean"] = finite_or_null(mean(last));
-    out.metrics[k + "_last_acc_std"] = finite_or_null(std_dev(last));
+    put_seed_stats(out, k + "_last_acc", last);  // every seed × draw
     out.metrics[k + "_last_base_acc_mean"] = finite_or_null(mean(lb));
     out.metrics[k + "_last_base_acc_std"] = finite_or_null(std_dev(lb));
     out.metrics[k + "_last_novel_acc_mean"] = finite_or_null(mean(ln));

@@ -199,9 +199,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     for (const auto& m : mixers()) {
       const auto v = per_seed_at(rows, fmt::format("/recall/{}/{}", l, m.key));
       acc[fmt::format("{}@{}", m.key, l)] = v;
-      out.metrics[fmt::format("accuracy_{}_pairs{}", m.key, ps[l])] = seeds_json(v);
-      out.metrics[fmt::format("accuracy_{}_pairs{}_mean", m.key, ps[l])] = finite_or_null(mean(v));
-      out.metrics[fmt::format("accuracy_{}_pairs{}_std", m.key, ps[l])] = finite_or_null(std_dev(v));
+      put_seed_stats(out, fmt::format("accuracy_{}_pairs{}", m.key, ps[l]), v);
     }
   const auto last = ps.size() - 1;
   auto gap = [&](const char* other, std::size_t l) {

@@ -201,9 +201,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   for (const auto& v : variants()) {
     const std::string p = std::string("/") + v.key + "/";
     const auto st = per_seed_at(rows, p + "steps_to_threshold");
-    out.metrics[std::string(v.key) + "_steps"] = seeds_json(st);
-    out.metrics[std::string(v.key) + "_steps_mean"] = finite_or_null(mean(st));
-    out.metrics[std::string(v.key) + "_steps_std"] = finite_or_null(std_dev(st));
+    put_seed_stats(out, std::string(v.key) + "_steps", st);
     std::vector<double> reached;
     for (const auto& r : rows) reached.push_back(r.at(v.key).at("reached").get<bool>() ? 1.0 : 0.0);
     out.metrics[std::string(v.key) + "_reached"] = seeds_json(reached);

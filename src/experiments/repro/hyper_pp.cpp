@@ -204,9 +204,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
                             "embed_norm_first", "embed_norm_last"}) {
       const auto v = per_seed_at(rows, fmt::format("/{}/{}", a.key, key));
       const auto name = fmt::format("{}_{}", a.key, key);
-      out.metrics[name] = seeds_json(v);
-      out.metrics[name + "_mean"] = finite_or_null(mean(v));
-      out.metrics[name + "_std"] = finite_or_null(std_dev(v));
+      put_seed_stats(out, name, v);
       m[name] = mean(v);
     }
   const auto rnd = per_seed(rows, "random_train_return");

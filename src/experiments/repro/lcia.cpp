@@ -251,12 +251,8 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     const auto a = per_seed_at(rows, "/methods/" + m + "/final_accuracy");
     const auto f = per_seed_at(rows, "/methods/" + m + "/forgetting");
     const auto p = per_seed_at(rows, "/methods/" + m + "/plasticity");
-    out.metrics["final_accuracy_" + m] = seeds_json(a);
-    out.metrics["final_accuracy_" + m + "_mean"] = finite_or_null(mean(a));
-    out.metrics["final_accuracy_" + m + "_std"] = finite_or_null(std_dev(a));
-    out.metrics["forgetting_" + m] = seeds_json(f);
-    out.metrics["forgetting_" + m + "_mean"] = finite_or_null(mean(f));
-    out.metrics["forgetting_" + m + "_std"] = finite_or_null(std_dev(f));
+    put_seed_stats(out, "final_accuracy_" + m, a);
+    put_seed_stats(out, "forgetting_" + m, f);
     out.metrics["plasticity_" + m] = seeds_json(p);
     out.metrics["plasticity_" + m + "_mean"] = finite_or_null(mean(p));
     out.metrics["adapters_" + m] = seeds_json(per_seed_at(rows, "/methods/" + m + "/adapters"));

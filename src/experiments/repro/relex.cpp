@@ -173,9 +173,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   out.setup["control"] = "the same number of SFT steps from the base (Adam, the same lr): its rank-1 explained variance";
   std::map<std::string, double> m;
   auto add = [&](const std::string& name, const std::vector<double>& v) {
-    out.metrics[name] = seeds_json(v);
-    out.metrics[name + "_mean"] = finite_or_null(mean(v));
-    out.metrics[name + "_std"] = finite_or_null(std_dev(v));
+    put_seed_stats(out, name, v);
     m[name] = mean(v);
   };
   for (const char* key : {"base_accuracy", "pretrain_steps", "fit_steps", "real_fit_end", "relex_fit_end", "rank1_fit_end", "final_accuracy", "relex_accuracy",

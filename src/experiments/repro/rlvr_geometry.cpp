@@ -223,9 +223,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
       ctx.int_option("k"), ctx.option("alpha"));
   std::map<std::string, double> m;
   auto add = [&](const std::string& name, const std::vector<double>& v) {
-    out.metrics[name] = seeds_json(v);
-    out.metrics[name + "_mean"] = finite_or_null(mean(v));
-    out.metrics[name + "_std"] = finite_or_null(std_dev(v));
+    put_seed_stats(out, name, v);
     m[name] = mean(v);
   };
   add("base_accuracy", per_seed(rows, "base_accuracy"));

@@ -230,9 +230,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
   for (const auto& c : cells())
     for (const char* key : {"acc", "min_acc", "wc_acc", "just_learned", "gap", "hidden"}) {
       const auto v = per_seed_at(rows, "/" + c.name() + "/" + key);
-      out.metrics[c.name() + "_" + key] = seeds_json(v);
-      out.metrics[c.name() + "_" + key + "_mean"] = finite_or_null(mean(v));
-      out.metrics[c.name() + "_" + key + "_std"] = finite_or_null(std_dev(v));
+      put_seed_stats(out, c.name() + "_" + key, v);
     }
   for (const auto& c : cells()) {
     if (!c.checked) continue;

@@ -182,15 +182,10 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     }
     return v;
   };
-  auto put = [&](const std::string& name, const std::vector<double>& v) {
-    out.metrics[name] = seeds_json(v);
-    out.metrics[name + "_mean"] = finite_or_null(mean(v));
-    out.metrics[name + "_std"] = finite_or_null(std_dev(v));
-  };
   const auto orig_retain = col("original", "retain_acc");
-  put("original_forget_acc", col("original", "forget_acc"));
-  put("original_retain_acc", orig_retain);
-  put("original_lambda_max", col("original", "lambda_max"));
+  put_seed_stats(out, "original_forget_acc", col("original", "forget_acc"));
+  put_seed_stats(out, "original_retain_acc", orig_retain);
+  put_seed_stats(out, "original_lambda_max", col("original", "lambda_max"));
   std::map<std::string, std::vector<double>> auc, lam;
   std::vector<ReproCheck> forget_checks, retain_checks;
   for (const char* meth : kMethods) {
@@ -201,13 +196,13 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     for (double l : col(m, "lambda_max")) absl.push_back(std::abs(l));
     auc[m] = col(m, "relearn_auc");
     lam[m] = absl;
-    put(m + "_forget_acc", fa);
-    put(m + "_retain_acc", ra);
-    put(m + "_retain_drop", drop);
-    put(m + "_relearn_auc", auc[m]);
-    put(m + "_lambda_max_abs", absl);
-    put(m + "_relearn_steps_to_half", col(m, "relearn_steps_to_half"));
-    put(m + "_unlearn_steps", col(m, "steps"));
+    put_seed_stats(out, m + "_forget_acc", fa);
+    put_seed_stats(out, m + "_retain_acc", ra);
+    put_seed_stats(out, m + "_retain_drop", drop);
+    put_seed_stats(out, m + "_relearn_auc", auc[m]);
+    put_seed_stats(out, m + "_lambda_max_abs", absl);
+    put_seed_stats(out, m + "_relearn_steps_to_half", col(m, "relearn_steps_to_half"));
+    put_seed_stats(out, m + "_unlearn_steps", col(m, "steps"));
     std::vector<double> div;
     for (const auto& r : rows) div.push_back(r.at(m).at("diverged").get<bool>() ? 1.0 : 0.0);
     out.metrics[m + "_diverged_seeds"] = std::accumulate(div.begin(), div.end(), 0.0);
@@ -221,10 +216,10 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
     l_ga.push_back(lam["stableun"][i] - lam["ga"][i]);
     l_npo.push_back(lam["stableun"][i] - lam["npo"][i]);
   }
-  put("stableun_minus_ga_relearn_auc", d_ga);
-  put("stableun_minus_npo_relearn_auc", d_npo);
-  put("stableun_minus_ga_lambda_max_abs", l_ga);
-  put("stableun_minus_npo_lambda_max_abs", l_npo);
+  put_seed_stats(out, "stableun_minus_ga_relearn_auc", d_ga);
+  put_seed_stats(out, "stableun_minus_npo_relearn_auc", d_npo);
+  put_seed_stats(out, "stableun_minus_ga_lambda_max_abs", l_ga);
+  put_seed_stats(out, "stableun_minus_npo_lambda_max_abs", l_npo);
   out.checks = forget_checks;
   out.checks.insert(out.checks.end(), retain_checks.begin(), retain_checks.end());
   out.checks.push_back(make_check("StableUN - GA relearning AUC of the forget-class accuracy (mean)", mean(d_ga), "<", 0));

@@ -242,9 +242,7 @@ ReproOutcome summarise(const ReproContext& ctx, const std::vector<json>& rows) {
                              "cross_stratum_share", "nonfinite"}) {
       const auto v = per_seed_at(rows, fmt::format("/{}/{}", key, name));
       const auto full = fmt::format("{}_{}", key, name);
-      out.metrics[full] = seeds_json(v);
-      out.metrics[full + "_mean"] = finite_or_null(mean(v));
-      out.metrics[full + "_std"] = finite_or_null(std_dev(v));
+      put_seed_stats(out, full, v);
       m[full] = mean(v);
     }
   const auto rnd = per_seed(rows, "random_accuracy"), guess = per_seed(rows, "guess_accuracy");

@@ -199,9 +199,7 @@ ReproOutcome summarise(const SubspaceEntry& entry, const ReproContext& ctx, cons
   for (const auto& m : methods(entry))
     for (const char* key : {"acc", "forgetting", "bwt", "plasticity"}) {
       const auto v = per_method(rows, m, key);
-      out.metrics[std::string(key) + "_" + m] = seeds_json(v);
-      out.metrics[std::string(key) + "_" + m + "_mean"] = finite_or_null(mean(v));
-      out.metrics[std::string(key) + "_" + m + "_std"] = finite_or_null(std_dev(v));
+      put_seed_stats(out, std::string(key) + "_" + m, v);
     }
   out.metrics["backbone_test_accuracy"] = seeds_json(per_seed_at(rows, "/backbone/test_accuracy"));
   const double f_ft = mean(per_method(rows, "finetune", "forgetting")), f_m = mean(per_method(rows, entry.method, "forgetting"));
