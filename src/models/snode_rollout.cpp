@@ -32,6 +32,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "stablelearn/core/error.h"
+#include "stablelearn/models/few_rows_gemm.h"
 
 namespace stablelearn::models::functional {
 namespace {
@@ -39,45 +40,25 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Y[b, 0:cols] += Σ_r X[b, r] · M[r, 0:cols] for b < B (row-major; leading dimensions ldy, ldx, ldm).
-// M is streamed once for all B rows; zero coefficients (ReLU / ReHU masks) are skipped.
-template <typename S>
-inline void xtm_acc_impl(S* __restrict Y, std::int64_t ldy, const S* __restrict X, std::int64_t ldx,
-                         const S* __restrict M, std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const S* __restrict m = M + r * ldm;
-    for (std::int64_t b = 0; b < B; ++b) {
-      const S a = X[b * ldx + r];
-      if (a == S(0)) continue;
-      S* __restrict y = Y + b * ldy;
-      for (std::int64_t j = 0; j < cols; ++j) y[j] += a * m[j];
-    }
-  }
+// Y[b, 0:cols] += Σ_r X[b, r] · M[r, 0:cols] for b < B (row-major; leading dimensions ldy, ldx, ldm):
+// models/few_rows_gemm.h, which streams M once for all B rows and skips zero coefficients (ReLU /
+// ReHU masks); float32 takes the CPU's widest variant.
+inline void xtm_acc_cols(float* Y, std::int64_t ldy, const float* X, std::int64_t ldx, const float* M, std::int64_t ldm,
+                         std::int64_t B, std::int64_t rows, std::int64_t cols) {
+  kernels::few_rows_gemm_acc(Y, ldy, X, ldx, M, ldm, B, rows, cols);
 }
-
-// On x86-64 GCC/Clang build an AVX2 + FMA clone next to the baseline one and pick at load time.
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define SL_ROLLOUT_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define SL_ROLLOUT_CLONES
-#endif
-
-SL_ROLLOUT_CLONES void xtm_acc_cols(float* Y, std::int64_t ldy, const float* X, std::int64_t ldx, const float* M,
-                                    std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
-  xtm_acc_impl(Y, ldy, X, ldx, M, ldm, B, rows, cols);
-}
-SL_ROLLOUT_CLONES void xtm_acc_cols(double* Y, std::int64_t ldy, const double* X, std::int64_t ldx, const double* M,
-                                    std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
-  xtm_acc_impl(Y, ldy, X, ldx, M, ldm, B, rows, cols);
+inline void xtm_acc_cols(double* Y, std::int64_t ldy, const double* X, std::int64_t ldx, const double* M,
+                         std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
+  kernels::few_rows_gemm_acc(Y, ldy, X, ldx, M, ldm, B, rows, cols);
 }
 
 // xtm_acc_cols over all columns; a large product (h = 1000 layers: B·rows·cols of millions) is
-// split into column blocks (multiples of 16 columns) shared by the intra-op threads. Every Y[b, j]
-// still receives the same multiply-adds in the same order of r, and a clone's vector loop and its
-// scalar tail round alike (both fuse the multiply-add in the AVX2 clone, neither in the baseline),
-// so the result does not depend on the thread count (tested bit for bit).
+// split into column blocks (multiples of 32 columns) shared by the intra-op threads. Every Y[b, j]
+// still receives the same multiply-adds in the same order of r, and a variant's full blocks and its
+// masked last block round alike, so the result does not depend on the thread count (tested bit for
+// bit).
 constexpr std::int64_t kParallelWork = std::int64_t{1} << 18;
-constexpr std::int64_t kColumnAlign = 16;
+constexpr std::int64_t kColumnAlign = 32;
 template <typename S>
 void xtm_acc(S* Y, std::int64_t ldy, const S* X, std::int64_t ldx, const S* M, std::int64_t B, std::int64_t rows,
              std::int64_t cols) {
