@@ -127,7 +127,9 @@ TEST(SgdMomentum, AccumulatedIntoByMlpLossGradGivesTorchSgdBits) {
             into);
         accumulated = accumulated || step.accumulated(0);
       }
-      if (batch <= 128) EXPECT_TRUE(accumulated) << "batch " << batch << " threads " << threads;  // the path is exercised
+      if (batch <= 128) {
+        EXPECT_TRUE(accumulated) << "batch " << batch << " threads " << threads;  // the path is exercised
+      }
       for (std::size_t i = 0; i < ref->weights().size(); ++i)
         EXPECT_TRUE(same_bits(ref->weights()[i], ours->weights()[i])) << "batch " << batch << " threads " << threads << " weight " << i;
     }

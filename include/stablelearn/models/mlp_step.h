@@ -13,6 +13,10 @@
 //             ∂W_l = (∂z_lᵀ · h_{l−1})  (mm_mat2_backward of a column-major W_lᵀ),
 //             ∂b_l = sum_to(∂z_l, [out]) = ∂z_l.sum(0, keepdim).view(out),
 //             ∂h_{l−1} = ∂z_l · W_l  (mm_mat1_backward), ∂z_{l−1} = threshold_backward(∂h_{l−1}, h_{l−1}, 0)
+// A hidden layer's product is written into a transposed scratch ([out, B] storage) and copied back
+// by the ReLU (clamp_min, which is what ATen's relu runs): OpenBLAS then packs the weight as its other
+// operand, which is faster for a few rows; a probe per layer and batch size keeps it only where it
+// gives the plain product's bits.
 // What it saves: building and walking the graph, the per-op autograd bookkeeping, the allocation of
 // every activation and gradient per step, and (backward's add_into) storing the weight gradients at
 // all: the products add them into the optimiser's momentum buffers.
@@ -64,6 +68,7 @@ class MlpLossGrad {
  private:
   struct Buffers {
     std::vector<torch::Tensor> z;   // z_l, relu'd in place for hidden layers (= h_l)
+    std::vector<torch::Tensor> zt;  // hidden layer l: a transposed scratch for its product, where that rounds as z_l
     std::vector<torch::Tensor> grad_h;  // ∂h_{l−1} [B, in_l], then ∂z_{l−1} in place (l ≥ 1)
     torch::Tensor log_probs, grad_logits;
     std::vector<torch::Tensor> grads, bias_sums;  // bias_sums[l]: ∂b_l as [1, out] (sum, keepdim)
