@@ -43,6 +43,8 @@ inline void plain_loop(S* __restrict Y, i64 ldy, const S* __restrict X, i64 ldx,
   }
 }
 
+#if SL_FEW_ROWS_X86
+
 /// The rows r of [r0, r1) where some X[b, r], b < G, is nonzero (the others add nothing).
 inline int active_rows(const float* X, i64 ldx, int G, i64 r0, i64 r1, std::array<std::int32_t, kChunk>& out) {
   int n = 0;
@@ -53,8 +55,6 @@ inline int active_rows(const float* X, i64 ldx, int G, i64 r0, i64 r1, std::arra
   }
   return n;
 }
-
-#if SL_FEW_ROWS_X86
 
 // One block of 32 columns (k0, k1: which of its two halves' lanes exist) of rows [0, G) of Y.
 template <int G>
