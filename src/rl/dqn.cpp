@@ -161,9 +161,9 @@ torch::Tensor DuelingQNetImpl::forward(const torch::Tensor& obs) {
              "DuelingQNet: observations must be [B, ", image_[0] * image_[1] * image_[2], "] (flattened images ",
              options::value_text(image_), "), got ", obs.sizes());
     auto x = obs.reshape({obs.size(0), image_[0], image_[1], image_[2]});
-    if (frame_diff_ && image_[0] > 1) {
+    if (frame_diff_ > 0 && image_[0] > 1) {
       const auto C = image_[0];
-      x = torch::cat({x.slice(1, 1, C) - x.slice(1, 0, C - 1), x.slice(1, C - 1, C)}, 1);
+      x = torch::cat({frame_diff_ * (x.slice(1, 1, C) - x.slice(1, 0, C - 1)), x.slice(1, C - 1, C)}, 1);
     }
     h = trunk_->forward(conv_->forward(x).flatten(1));
   }
@@ -181,7 +181,8 @@ void DdqnOptions::fields(options::Visitor& v) {
   v("conv_channels", conv_channels, "cnn: output channels of each convolution").each_at_least(1);
   v("conv_kernels", conv_kernels, "cnn: square kernel size of each convolution").each_at_least(1);
   v("conv_strides", conv_strides, "cnn: stride of each convolution (no padding)").each_at_least(1);
-  v("frame_diff", frame_diff, "cnn: input the frame differences and the newest frame instead of the frames");
+  v("frame_diff", frame_diff, "cnn: > 0 inputs the frame differences times this and the newest frame instead of the frames")
+      .at_least(0.0);
   v("buffer_size", buffer_size, "replay capacity in transitions").at_least(1);
   v("batch_size", batch_size, "minibatch size").at_least(1);
   v("lr", lr, "Adam learning rate").above(0.0);
@@ -196,6 +197,8 @@ void DdqnOptions::fields(options::Visitor& v) {
   v("eps_decay_steps", eps_decay_steps, "env steps of the linear epsilon decay").at_least(0);
   v("max_grad_norm", max_grad_norm, "global gradient norm clip (0 = none)").at_least(0.0);
   v("adv_eps", adv_eps, "FGSM adversarial training radius in minibatch standard deviations (0 = off)").at_least(0.0);
+  v("adv_units", adv_units, "units of adv_eps: std (minibatch standard deviation per dimension) or raw (observation units)")
+      .one_of({"std", "raw"});
   v("seed", seed, "seed of the network, the environments, exploration and replay").at_least(0);
 }
 
@@ -264,8 +267,8 @@ double Ddqn::update() {
   const auto B = o_.batch_size;
   auto obs = b.obs;
   if (o_.adv_eps > 0) {
-    // FGSM against the online network's greedy action, per-dimension radius adv_eps · σ_d.
-    const auto scale = b.obs.std(0, /*unbiased=*/false);
+    // FGSM against the online network's greedy action, per-dimension radius adv_eps · σ_d (raw: adv_eps).
+    const auto scale = o_.adv_units == "std" ? b.obs.std(0, /*unbiased=*/false) : torch::Tensor();
     obs = fgsm([this](const torch::Tensor& x) { return online_->forward(x); }, b.obs, o_.adv_eps, scale);
   }
   // One online pass over [s; s'] (the s' half only chooses the argmax, without gradient).

@@ -218,12 +218,12 @@ namespace {
 // The CNN dueling network recomputed from its parameters with plain functional ops (conv2d, relu,
 // linear) and the dueling formula written out: an independent forward pass.
 torch::Tensor cnn_by_hand(DuelingQNet& net, const torch::Tensor& obs, const std::vector<std::int64_t>& image,
-                          const std::vector<std::int64_t>& strides, bool frame_diff) {
+                          const std::vector<std::int64_t>& strides, double frame_diff) {
   const auto p = net->named_parameters();
   auto x = obs.reshape({obs.size(0), image[0], image[1], image[2]});
-  if (frame_diff) {
+  if (frame_diff > 0) {
     std::vector<torch::Tensor> ch;
-    for (std::int64_t c = 0; c + 1 < image[0]; ++c) ch.push_back(x.select(1, c + 1) - x.select(1, c));
+    for (std::int64_t c = 0; c + 1 < image[0]; ++c) ch.push_back(frame_diff * (x.select(1, c + 1) - x.select(1, c)));
     ch.push_back(x.select(1, image[0] - 1));
     x = torch::stack(ch, 1);
   }
@@ -266,7 +266,7 @@ TEST(DdqnCnn, ShapesAndParameterCountByHand) {
 // The CNN's Q equals the functional recomputation (conv, ReLU, linear, V + A − mean A), with and
 // without frame differences; the dueling aggregation holds: mean_a Q(s, a) = V(s).
 TEST(DdqnCnn, ForwardAndDuelingAggregationAgainstFunctionalRecomputation) {
-  for (bool diff : {false, true}) {
+  for (double diff : {0.0, 1.0, 2.5}) {
     ConvStemOptions stem;
     stem.image = {3, 13, 17};
     stem.channels = {4, 6};
@@ -283,7 +283,7 @@ TEST(DdqnCnn, ForwardAndDuelingAggregationAgainstFunctionalRecomputation) {
     // V(s) by hand from the trunk: mean over actions of Q.
     const auto p = net->named_parameters();
     auto h = x.reshape({4, 3, 13, 17});
-    if (diff) h = torch::cat({h.slice(1, 1, 3) - h.slice(1, 0, 2), h.slice(1, 2, 3)}, 1);
+    if (diff > 0) h = torch::cat({diff * (h.slice(1, 1, 3) - h.slice(1, 0, 2)), h.slice(1, 2, 3)}, 1);
     h = torch::relu(torch::conv2d(h, p["conv.0.weight"], p["conv.0.bias"], 2));
     h = torch::relu(torch::conv2d(h, p["conv.2.weight"], p["conv.2.bias"], 1));
     h = torch::relu(h.flatten(1).matmul(p["trunk.0.weight"].t()) + p["trunk.0.bias"]);
@@ -301,7 +301,7 @@ TEST(DdqnCnn, InputGradientMatchesFiniteDifferences) {
   small.channels = {3, 4};
   small.kernels = {3, 2};
   small.strides = {2, 1};
-  small.frame_diff = true;
+  small.frame_diff = 3;
   torch::manual_seed(3);
   DuelingQNet net(small, 2, 8);
   net->to(torch::kDouble);
@@ -364,6 +364,12 @@ TEST(DdqnCnn, ConfigErrorsNameTheOption) {
   o.conv_kernels = {8, 0};
   expect_error(o, "ddqn.conv_kernels");
   o = {};
+  o.adv_units = "pixels";
+  expect_error(o, "ddqn.adv_units");
+  o = {};
+  o.frame_diff = -1;
+  expect_error(o, "ddqn.frame_diff");
+  o = {};
   o.supersample = 0;
   expect_error(o, "ddqn.supersample");
   o.supersample = 2;  // CartPole-v1 renders no frames
@@ -377,7 +383,8 @@ TEST(DdqnCnn, TrainsOnPixelsDeterministically) {
   o.env = "CartPolePixels-v1";
   o.network = "cnn";
   o.supersample = 2;
-  o.frame_diff = true;
+  o.frame_diff = 1;
+  o.adv_units = "raw";
   o.hidden = 32;
   o.buffer_size = 400;
   o.learning_starts = 100;
@@ -400,5 +407,5 @@ TEST(DdqnCnn, TrainsOnPixelsDeterministically) {
   };
   const auto a = run(0.0);
   EXPECT_EQ(a, run(0.0));
-  EXPECT_NE(a, run(0.1));
+  EXPECT_NE(a, run(0.02));
 }

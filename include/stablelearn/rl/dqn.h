@@ -84,12 +84,13 @@ class ReplayBuffer {
 /// The convolutional stem of a DuelingQNet for image observations: the observation [C·H·W] is the
 /// row-major flattening of an image {C, H, W} (VecEnv::obs_shape()); layer l is a valid (unpadded)
 /// Conv2d(channels[l−1] → channels[l], kernels[l] × kernels[l], stride strides[l]) followed by ReLU.
-/// With frame_diff the image's channels c_0 … c_{C−1} (e.g. stacked frames, oldest first) enter as
-/// [c_1 − c_0, …, c_{C−1} − c_{C−2}, c_{C−1}]: the frame differences (the motion) and the newest frame.
+/// With frame_diff k > 0 the image's channels c_0 … c_{C−1} (e.g. stacked frames, oldest first) enter
+/// as [k (c_1 − c_0), …, k (c_{C−1} − c_{C−2}), c_{C−1}]: the frame differences (the motion, weighted
+/// by k) and the newest frame; 0 feeds the channels as they are.
 struct ConvStemOptions {
   std::vector<std::int64_t> image;  ///< {C, H, W}
   std::vector<std::int64_t> channels = {16, 32}, kernels = {8, 4}, strides = {4, 2};
-  bool frame_diff = false;
+  double frame_diff = 0;
 };
 
 /// The spatial size {h, w} after the stem's convolutions (each: (n − k) / s + 1); ShapeError when a
@@ -109,7 +110,7 @@ class DuelingQNetImpl : public torch::nn::Module {
 
  private:
   std::vector<std::int64_t> image_;  // {C, H, W}; empty for the MLP
-  bool frame_diff_ = false;
+  double frame_diff_ = 0;
   torch::nn::Sequential conv_{nullptr}, trunk_{nullptr};
   torch::nn::Linear value_{nullptr}, advantage_{nullptr};
 };
@@ -126,7 +127,7 @@ struct DdqnOptions {
   std::vector<std::int64_t> conv_channels = {16, 32};  ///< cnn: output channels per conv layer
   std::vector<std::int64_t> conv_kernels = {8, 4};     ///< cnn: square kernel size per layer
   std::vector<std::int64_t> conv_strides = {4, 2};     ///< cnn: stride per layer (no padding)
-  bool frame_diff = false;            ///< cnn: feed frame differences and the newest frame (ConvStemOptions)
+  double frame_diff = 0;              ///< cnn: > 0 feeds the frame differences times this and the newest frame (ConvStemOptions)
   std::int64_t buffer_size = 50000;   ///< replay capacity (transitions)
   std::int64_t batch_size = 64;
   double lr = 1e-3;                   ///< Adam learning rate
@@ -143,6 +144,9 @@ struct DdqnOptions {
   /// of s, v(s) the online network's non-Lipschitz direction (rl/diagnosis.h) and σ the minibatch's
   /// per-dimension standard deviation of s; the targets stay those of the clean s'.
   double adv_eps = 0.0;
+  /// Units of adv_eps: "std" (σ as above) or "raw" (σ = 1: adv_eps in the observation's own units,
+  /// e.g. pixel intensity, as SA-DQN's Atari radius 1/255).
+  std::string adv_units = "std";
   std::int64_t seed = 0;
 
   void fields(options::Visitor& v);
