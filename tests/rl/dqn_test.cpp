@@ -409,3 +409,30 @@ TEST(DdqnCnn, TrainsOnPixelsDeterministically) {
   EXPECT_EQ(a, run(0.0));
   EXPECT_NE(a, run(0.02));
 }
+
+// The CNN's options written and read back (shared/STYLE.md #2).
+TEST(DdqnCnn, OptionsRoundTripThroughToml) {
+  DdqnOptions o;
+  o.env = "CartPolePixels-v1";
+  o.network = "cnn";
+  o.supersample = 3;
+  o.conv_channels = {8, 16, 24};
+  o.conv_kernels = {5, 3, 2};
+  o.conv_strides = {2, 2, 1};
+  o.frame_diff = 2.5;
+  o.adv_units = "raw";
+  sl::ConfigWriter w;
+  sl::options::write(w, o, "ddqn");
+  const auto cfg = sl::Config::from_string(w.to_string());
+  auto s = cfg.section("ddqn");
+  const auto r = sl::options::read<DdqnOptions>(s);
+  s.finish();
+  EXPECT_EQ(r.env, "CartPolePixels-v1");
+  EXPECT_EQ(r.network, "cnn");
+  EXPECT_EQ(r.supersample, 3);
+  EXPECT_EQ(r.conv_channels, o.conv_channels);
+  EXPECT_EQ(r.conv_kernels, o.conv_kernels);
+  EXPECT_EQ(r.conv_strides, o.conv_strides);
+  EXPECT_DOUBLE_EQ(r.frame_diff, 2.5);
+  EXPECT_EQ(r.adv_units, "raw");
+}
