@@ -74,7 +74,7 @@ int run_train(const TrainArgs& a) {
   rl::PpoOptions po;
   rl::DdqnOptions dq;
   std::string env;
-  std::int64_t levels = 0, start_level = 0, grid = 0, max_steps = 0, seed = 0;
+  std::int64_t levels = 0, start_level = 0, grid = 0, max_steps = 0, seed = 0, supersample = 1;
   if (ro.algorithm == "ppo") {
     auto s = cfg.section("ppo");
     options::read(s, po);
@@ -93,6 +93,7 @@ int run_train(const TrainArgs& a) {
     options::write(w, dq, "ddqn");
     env = dq.env;
     seed = dq.seed;
+    supersample = dq.supersample;
   }
   const auto run = RunDir::open(a.out, w.to_string());
   ProgressReporter bar(a.quiet ? ProgressReporter::Mode::Quiet : ProgressReporter::Mode::Auto);
@@ -126,6 +127,7 @@ int run_train(const TrainArgs& a) {
   rl::EnvOptions eo;
   eo.grid = grid;
   eo.max_steps = max_steps;
+  eo.supersample = supersample;
   if (levels > 0 || ro.eval_start_level >= 0)
     eo.start_level = ro.eval_start_level >= 0 ? ro.eval_start_level : start_level + levels;
   const auto policy = [&](const float* obs, std::int64_t n, std::int32_t* act) {

@@ -70,7 +70,8 @@ void rasterise_episode(const float* states, std::int64_t steps, std::int64_t hei
   }
 }
 
-CartPolePixels::CartPolePixels(const EnvOptions& options) : inner_(options) {
+CartPolePixels::CartPolePixels(const EnvOptions& options) : inner_(options), supersample_(options.supersample) {
+  SL_CHECK(supersample_ >= 1 && supersample_ <= 64, ConfigError, "env.supersample: must be in [1, 64], got ", supersample_);
   const auto n = static_cast<std::size_t>(inner_.num_envs());
   states_.assign(n * 4, 0.f);
   final_states_.assign(n * 4, 0.f);
@@ -80,7 +81,7 @@ CartPolePixels::CartPolePixels(const EnvOptions& options) : inner_(options) {
 void CartPolePixels::write_obs(std::int64_t i, const float* state, float* obs_i, bool fresh) {
   const auto F = kHeight * kWidth;
   float* prev = prev_.data() + i * F;
-  rasterise_cartpole(state, kHeight, kWidth, obs_i + F);
+  rasterise_cartpole(state, kHeight, kWidth, obs_i + F, supersample_);
   if (fresh) std::memcpy(prev, obs_i + F, sizeof(float) * F);
   std::memcpy(obs_i, prev, sizeof(float) * F);
   std::memcpy(prev, obs_i + F, sizeof(float) * F);  // the next step's previous frame
@@ -105,7 +106,7 @@ void CartPolePixels::step(const std::int32_t* actions, float* obs, float* reward
     if (final_obs) {
       // The episode's last observation: [previous frame, the final state's frame].
       std::memcpy(final_obs + i * D, prev_.data() + i * F, sizeof(float) * F);
-      rasterise_cartpole(final_states_.data() + 4 * i, kHeight, kWidth, final_obs + i * D + F);
+      rasterise_cartpole(final_states_.data() + 4 * i, kHeight, kWidth, final_obs + i * D + F, supersample_);
     }
     // With auto_reset an ended copy already holds its next episode's first state: a fresh start.
     write_obs(i, states_.data() + 4 * i, obs + i * D, ended);

@@ -7,6 +7,7 @@
 
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
 #include <torch/utils.h>
@@ -115,15 +116,73 @@ DuelingQNetImpl::DuelingQNetImpl(std::int64_t obs_dim, std::int64_t num_actions,
   advantage_ = register_module("advantage", torch::nn::Linear(hidden, num_actions));
 }
 
+std::vector<std::int64_t> conv_stem_output(const ConvStemOptions& stem) {
+  SL_CHECK(stem.image.size() == 3 && stem.image[0] >= 1 && stem.image[1] >= 1 && stem.image[2] >= 1, ShapeError,
+           "conv stem: the image must be {C, H, W} with positive sizes, got ", options::value_text(stem.image));
+  const auto L = stem.channels.size();
+  SL_CHECK(L >= 1 && stem.kernels.size() == L && stem.strides.size() == L, ShapeError,
+           "conv stem: channels, kernels and strides must be lists of the same length >= 1, got ", L, ", ",
+           stem.kernels.size(), ", ", stem.strides.size());
+  std::int64_t h = stem.image[1], w = stem.image[2];
+  for (std::size_t l = 0; l < L; ++l) {
+    const auto k = stem.kernels[l], st = stem.strides[l];
+    SL_CHECK(stem.channels[l] >= 1 && k >= 1 && st >= 1, ShapeError, "conv stem: layer ", l,
+             " needs channels, kernel and stride >= 1");
+    SL_CHECK(k <= h && k <= w, ShapeError, "conv stem: layer ", l, "'s kernel ", k, " does not fit its ", h, " x ", w,
+             " input (image ", options::value_text(stem.image), ")");
+    h = (h - k) / st + 1;
+    w = (w - k) / st + 1;
+  }
+  return {h, w};
+}
+
+DuelingQNetImpl::DuelingQNetImpl(const ConvStemOptions& stem, std::int64_t num_actions, std::int64_t hidden)
+    : image_(stem.image), frame_diff_(stem.frame_diff) {
+  const auto out = conv_stem_output(stem);
+  torch::nn::Sequential conv;
+  std::int64_t in = stem.image[0];
+  for (std::size_t l = 0; l < stem.channels.size(); ++l) {
+    conv->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, stem.channels[l], stem.kernels[l]).stride(stem.strides[l])));
+    conv->push_back(torch::nn::ReLU());
+    in = stem.channels[l];
+  }
+  conv_ = register_module("conv", conv);
+  trunk_ = register_module("trunk", torch::nn::Sequential(torch::nn::Linear(in * out[0] * out[1], hidden), torch::nn::ReLU()));
+  value_ = register_module("value", torch::nn::Linear(hidden, 1));
+  advantage_ = register_module("advantage", torch::nn::Linear(hidden, num_actions));
+}
+
 torch::Tensor DuelingQNetImpl::forward(const torch::Tensor& obs) {
-  const auto h = trunk_->forward(obs);
+  torch::Tensor h;
+  if (image_.empty()) {
+    h = trunk_->forward(obs);
+  } else {
+    SL_CHECK(obs.dim() == 2 && obs.size(1) == image_[0] * image_[1] * image_[2], ShapeError,
+             "DuelingQNet: observations must be [B, ", image_[0] * image_[1] * image_[2], "] (flattened images ",
+             options::value_text(image_), "), got ", obs.sizes());
+    auto x = obs.reshape({obs.size(0), image_[0], image_[1], image_[2]});
+    if (frame_diff_ > 0 && image_[0] > 1) {
+      const auto C = image_[0];
+      x = torch::cat({frame_diff_ * (x.slice(1, 1, C) - x.slice(1, 0, C - 1)), x.slice(1, C - 1, C)}, 1);
+    }
+    h = trunk_->forward(conv_->forward(x).flatten(1));
+  }
   return dueling_aggregate(value_->forward(h), advantage_->forward(h));
 }
 
 void DdqnOptions::fields(options::Visitor& v) {
   v("env", env, "environment name (CartPole-v1)").one_of(env_names());
   v("num_envs", num_envs, "parallel environment copies").at_least(1);
-  v("hidden", hidden, "width of the two hidden ReLU layers").at_least(1);
+  v("supersample", supersample, "frames rendered with n x n samples per pixel (CartPolePixels-v1; 1 = binary frames)")
+      .in(std::int64_t{1}, std::int64_t{64});
+  v("network", network, "Q-network: mlp, or cnn (a convolutional stem; image observations such as CartPolePixels-v1)")
+      .one_of({"mlp", "cnn"});
+  v("hidden", hidden, "width of the hidden ReLU layers (mlp: two; cnn: one after the convolutions)").at_least(1);
+  v("conv_channels", conv_channels, "cnn: output channels of each convolution").each_at_least(1);
+  v("conv_kernels", conv_kernels, "cnn: square kernel size of each convolution").each_at_least(1);
+  v("conv_strides", conv_strides, "cnn: stride of each convolution (no padding)").each_at_least(1);
+  v("frame_diff", frame_diff, "cnn: > 0 inputs the frame differences times this and the newest frame instead of the frames")
+      .at_least(0.0);
   v("buffer_size", buffer_size, "replay capacity in transitions").at_least(1);
   v("batch_size", batch_size, "minibatch size").at_least(1);
   v("lr", lr, "Adam learning rate").above(0.0);
@@ -138,12 +197,17 @@ void DdqnOptions::fields(options::Visitor& v) {
   v("eps_decay_steps", eps_decay_steps, "env steps of the linear epsilon decay").at_least(0);
   v("max_grad_norm", max_grad_norm, "global gradient norm clip (0 = none)").at_least(0.0);
   v("adv_eps", adv_eps, "FGSM adversarial training radius in minibatch standard deviations (0 = off)").at_least(0.0);
+  v("adv_units", adv_units, "units of adv_eps: std (minibatch standard deviation per dimension) or raw (observation units)")
+      .one_of({"std", "raw"});
   v("seed", seed, "seed of the network, the environments, exploration and replay").at_least(0);
 }
 
 void DdqnOptions::cross_check() const {
   SL_CHECK(batch_size <= buffer_size, ConfigError, "ddqn.batch_size: must be <= buffer_size = ", buffer_size, ", got ",
            batch_size);
+  SL_CHECK(!conv_channels.empty() && conv_kernels.size() == conv_channels.size() && conv_strides.size() == conv_channels.size(),
+           ConfigError, "ddqn.conv_channels: conv_channels, conv_kernels and conv_strides must have the same length >= 1, got ",
+           conv_channels.size(), ", ", conv_kernels.size(), ", ", conv_strides.size());
 }
 
 Ddqn::Ddqn(DdqnOptions options, torch::Device device)
@@ -152,10 +216,22 @@ Ddqn::Ddqn(DdqnOptions options, torch::Device device)
   EnvOptions eo;
   eo.num_envs = o_.num_envs;
   eo.auto_reset = true;
+  eo.supersample = o_.supersample;
   env_ = make_env(o_.env, eo);
+  const auto shape = env_->obs_shape();
+  SL_CHECK(o_.network == "mlp" || shape.size() == 3, ConfigError, "ddqn.network: \"cnn\" needs image observations {C, H, W}; ",
+           o_.env, " observes a vector of ", env_->obs_dim(), " floats (use \"mlp\")");
+  if (o_.network == "cnn") {
+    ConvStemOptions stem{shape, o_.conv_channels, o_.conv_kernels, o_.conv_strides, o_.frame_diff};
+    try {
+      conv_stem_output(stem);
+    } catch (const ShapeError& e) {
+      SL_THROW(ConfigError, "ddqn.conv_kernels: the convolutions do not fit ", o_.env, "'s images: ", e.what());
+    }
+  }
   torch::manual_seed(static_cast<std::uint64_t>(o_.seed));
-  online_ = DuelingQNet(env_->obs_dim(), env_->num_actions(), o_.hidden);
-  target_ = DuelingQNet(env_->obs_dim(), env_->num_actions(), o_.hidden);
+  online_ = make_network();
+  target_ = make_network();
   online_->to(device_);
   target_->to(device_);
   {
@@ -173,6 +249,12 @@ Ddqn::Ddqn(DdqnOptions options, torch::Device device)
 
 Ddqn::~Ddqn() = default;
 
+DuelingQNet Ddqn::make_network() const {
+  if (o_.network == "mlp") return DuelingQNet(env_->obs_dim(), env_->num_actions(), o_.hidden);
+  return DuelingQNet(ConvStemOptions{env_->obs_shape(), o_.conv_channels, o_.conv_kernels, o_.conv_strides, o_.frame_diff},
+                     env_->num_actions(), o_.hidden);
+}
+
 void Ddqn::act(const float* obs, std::int64_t n, std::int32_t* actions) {
   torch::NoGradGuard ng;
   const auto x = torch::from_blob(const_cast<float*>(obs), {n, env_->obs_dim()}, torch::kFloat).to(device_);
@@ -185,8 +267,8 @@ double Ddqn::update() {
   const auto B = o_.batch_size;
   auto obs = b.obs;
   if (o_.adv_eps > 0) {
-    // FGSM against the online network's greedy action, per-dimension radius adv_eps · σ_d.
-    const auto scale = b.obs.std(0, /*unbiased=*/false);
+    // FGSM against the online network's greedy action, per-dimension radius adv_eps · σ_d (raw: adv_eps).
+    const auto scale = o_.adv_units == "std" ? b.obs.std(0, /*unbiased=*/false) : torch::Tensor();
     obs = fgsm([this](const torch::Tensor& x) { return online_->forward(x); }, b.obs, o_.adv_eps, scale);
   }
   // One online pass over [s; s'] (the s' half only chooses the argmax, without gradient).

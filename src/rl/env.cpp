@@ -1,5 +1,7 @@
 #include "stablelearn/rl/env.h"
 
+#include <algorithm>
+
 #include "stablelearn/core/error.h"
 #include "stablelearn/rl/cartpole.h"
 #include "stablelearn/rl/cartpole_pixels.h"
@@ -17,6 +19,9 @@ std::uint64_t stream_seed(std::uint64_t seed, std::int64_t i) {
 std::vector<std::string> env_names() { return {"CartPole-v1", "CartPolePixels-v1", "Maze-v0", "Search-v0"}; }
 
 std::unique_ptr<VecEnv> make_env(const std::string& name, const EnvOptions& options) {
+  const auto names = env_names();
+  SL_CHECK(name == "CartPolePixels-v1" || options.supersample == 1 || std::find(names.begin(), names.end(), name) == names.end(),
+           ConfigError, "env.supersample: only CartPolePixels-v1 renders frames; leave it 1 for ", name);
   if (name == "Search-v0") return std::make_unique<Search>(options);
   const bool known_name = name == "CartPole-v1" || name == "CartPolePixels-v1" || name == "Maze-v0";
   SL_CHECK(!known_name || options.group == 1, ConfigError, "env.group: only Search-v0 has question groups; leave it 1 for ",

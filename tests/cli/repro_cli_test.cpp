@@ -1584,6 +1584,37 @@ INSTANTIATE_TEST_SUITE_P(Entries, ReproQuick, ::testing::ValuesIn(kEntries),
                            return n;
                          });
 
+// drl-diagnosis-pixels' variant agents = 2 (pixel agents trained by DDQN with the CNN, no state
+// teachers), --quick: at most 1500 env steps per agent (training starts at 1000, so the end-of-run
+// report evaluates once), no distillation keys, the episode block and the 7 checks recomputed from
+// the row as for the default; agents 3 is a ConfigError naming the option.
+TEST(ReproCli, DrlDiagnosisPixelsDirectDdqnVariant) {
+  const auto dir = sl::testing::temp_dir("repro_drl_pixels_ddqn");
+  const auto run = dir / "run";
+  const auto r = sl::testing::run_cli("repro drl-diagnosis-pixels --quick --set agents=2 --quiet --out " + run.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto res = checked_results(run, "drl-diagnosis-pixels");
+  EXPECT_FALSE(res.at("setup").contains("teachers"));
+  EXPECT_NE(res.at("setup").at("pixel_agents").get<std::string>().find("trained directly by DDQN"), std::string::npos);
+  EXPECT_FALSE(res.at("metrics").contains("vanilla_distill_agreement"));
+  const auto rows = metrics_rows(run);
+  ASSERT_EQ(rows.size(), 1u);
+  const auto& row = rows[0].at("result");
+  for (const char* a : {"vanilla", "adversarial"}) {
+    const auto& x = row.at(a);
+    EXPECT_LE(x.at("env_steps").get<int>(), 1500) << a;
+    EXPECT_FALSE(x.contains("distill_frames")) << a;
+    EXPECT_EQ(x.at("evaluations").get<int>(), 1) << a;
+    const double rsum = expect_drl_episodes(x, a);
+    EXPECT_EQ(x.at("states").get<double>(), rsum) << a;
+  }
+  expect_drl_checks(res, row);
+  const auto bad = sl::testing::run_cli("repro drl-diagnosis-pixels --quick --set agents=3 --quiet --out " + (dir / "bad").string());
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("options.agents"), std::string::npos) << bad.err;
+  fs::remove_all(dir);
+}
+
 TEST(ReproCli, TheSameSeedGivesTheSameMetricsAndAnotherSeedOthers) {
   const auto dir = sl::testing::temp_dir("repro_seed");
   const std::string args = "repro edge-of-stability --quick --set steps=200 --quiet --out ";

@@ -87,6 +87,26 @@ TEST(RlCli, DdqnOnCartPoleWritesItsRun) {
   EXPECT_FALSE(sl::read_lines(run / "metrics.jsonl").empty());
 }
 
+// The convolutional Q-network from the command line on CartPolePixels-v1 (anti-aliased frames): the
+// evaluation runs on the same supersampled env; "cnn" on the 4-D CartPole is a ConfigError.
+TEST(RlCli, DdqnCnnOnPixelsWritesItsRun) {
+  const auto cfg = write_config("ddqn_cnn.toml",
+                                "[rl]\nalgorithm = \"ddqn\"\nsteps = 600\neval_episodes = 2\n[ddqn]\nenv = \"CartPolePixels-v1\"\n"
+                                "network = \"cnn\"\nsupersample = 2\nframe_diff = 4.0\nhidden = 32\nbuffer_size = 600\n"
+                                "learning_starts = 300\ntrain_freq = 4\ngradient_steps = 1\nbatch_size = 16\n");
+  const auto run = sl::testing::temp_dir("rl_cli_ddqn_cnn") / "run";
+  const auto r = sl::testing::run_cli("rl train " + cfg.string() + " --out " + run.string() + " --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto res = read_json(run / "results.json");
+  EXPECT_EQ(res.at("env"), "CartPolePixels-v1");
+  const auto returns = res.at("eval_returns").get<std::vector<double>>();
+  ASSERT_EQ(returns.size(), 2u);
+  for (double x : returns) EXPECT_TRUE(x >= 1 && x <= 500) << x;
+  const auto bad = write_config("ddqn_cnn_bad.toml", "[rl]\nalgorithm = \"ddqn\"\n[ddqn]\nnetwork = \"cnn\"\n");
+  sl::testing::expect_usage_error("rl train " + bad.string() + " --out " + (sl::testing::temp_dir("rl_bad_cnn") / "r").string(),
+                                  "ddqn.network");
+}
+
 TEST(RlCli, BadInputIsExitStatusTwoNamingTheKey) {
   const auto bad_key = write_config("bad_key.toml", "[rl]\nalgorithm = \"ppo\"\n[ppo]\nlearning_rate = 0.1\n");
   sl::testing::expect_usage_error("rl train " + bad_key.string() + " --out " + (sl::testing::temp_dir("rl_bad1") / "r").string(),

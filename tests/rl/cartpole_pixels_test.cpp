@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "stablelearn/core/error.h"
@@ -178,6 +179,55 @@ TEST(CartPolePixels, EpisodeFromStatesMatchesTheEnvironment) {
     for (std::int64_t k = 0; k < H * W; ++k) {
       ASSERT_EQ(mine[t * D + H * W + k], frame[k]) << t;
       ASSERT_EQ(mine[t * D + k], t == 0 ? frame[k] : mine[(t - 1) * D + H * W + k]) << t;
+    }
+  }
+}
+
+// EnvOptions::supersample renders the environment's frames anti-aliased: along an episode every
+// observation equals rasterise_episode's with the same n (and n = 1 stays the binary default). The
+// shape {2, 40, 60} is declared; out-of-range n and n != 1 for a state environment are ConfigErrors.
+TEST(CartPolePixels, SupersampledEnvironmentAndShape) {
+  EnvOptions o;
+  o.auto_reset = false;
+  o.supersample = 4;
+  auto px = make_env("CartPolePixels-v1", o);
+  EXPECT_EQ(px->obs_shape(), (std::vector<std::int64_t>{2, H, W}));
+  EXPECT_EQ(make_env("CartPole-v1")->obs_shape(), (std::vector<std::int64_t>{4}));
+  CartPole cp(EnvOptions{});
+  const auto D = px->obs_dim();
+  std::vector<float> obs(D), s(4), seen_obs, seen_states;
+  float r = 0;
+  std::uint8_t term = 0, trunc = 0;
+  px->reset(5, obs.data());
+  cp.reset(5, s.data());
+  for (int t = 0; t < 500 && !(term || trunc); ++t) {
+    seen_obs.insert(seen_obs.end(), obs.begin(), obs.end());
+    seen_states.insert(seen_states.end(), s.begin(), s.end());
+    const std::int32_t a = (t / 3) % 2;
+    px->step(&a, obs.data(), &r, &term, &trunc);
+    cp.step(&a, s.data(), &r, &term, &trunc);
+  }
+  const auto T = static_cast<std::int64_t>(seen_states.size() / 4);
+  ASSERT_GT(T, 5);
+  std::vector<float> mine(T * D);
+  rasterise_episode(seen_states.data(), T, H, W, mine.data(), 4);
+  bool grey = false;
+  for (std::int64_t k = 0; k < T * D; ++k) {
+    ASSERT_EQ(mine[k], seen_obs[k]) << "step " << k / D << " index " << k % D;
+    grey = grey || (seen_obs[k] > 0.f && seen_obs[k] < 1.f);
+  }
+  EXPECT_TRUE(grey);  // anti-aliased, not binary
+  for (std::int64_t bad : {0, 65}) {
+    o.supersample = bad;
+    EXPECT_THROW(make_env("CartPolePixels-v1", o), sl::ConfigError) << bad;
+  }
+  o.supersample = 2;
+  for (const char* name : {"CartPole-v1", "Maze-v0", "Search-v0"}) {
+    try {
+      make_env(name, o);
+      ADD_FAILURE() << name << ": expected a ConfigError naming env.supersample";
+    } catch (const sl::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("env.supersample"), std::string::npos) << e.what();
     }
   }
 }

@@ -11,7 +11,9 @@
 //         (half the cart's width of 0.5 world units)
 //   pole  the pixels whose centre lies within 0.6 of the segment from (c(x), H − 10) to
 //         (c(x) + L sin θ, H − 10 − L cos θ), L = H / 2 (a line about one pixel thick)
-// (y grows downwards). Defaults H = 40, W = 60: obs_dim 4800.
+// (y grows downwards). Defaults H = 40, W = 60: obs_dim 4800, obs_shape {2, 40, 60}. With
+// EnvOptions::supersample n > 1 the frames are anti-aliased (grey levels k/n², rasterise_cartpole);
+// n = 1, the default, gives the binary frames above.
 #pragma once
 
 #include <cstdint>
@@ -42,12 +44,16 @@ void rasterise_episode(const float* states, std::int64_t steps, std::int64_t hei
 class CartPolePixels final : public VecEnv {
  public:
   static constexpr std::int64_t kHeight = 40, kWidth = 60;
-  /// The options of CartPole (num_envs, auto_reset, max_steps); ConfigError naming the option.
+  /// The options of CartPole (num_envs, auto_reset, max_steps) and `supersample` (n × n samples per
+  /// pixel, in [1, 64]; 1 = the binary frames); ConfigError naming the option.
   explicit CartPolePixels(const EnvOptions& options = {});
 
   const std::string& name() const override { return name_; }
   std::int64_t num_envs() const override { return inner_.num_envs(); }
   std::int64_t obs_dim() const override { return 2 * kHeight * kWidth; }
+  /// {2, 40, 60}: the frames [previous, current] as channels.
+  std::vector<std::int64_t> obs_shape() const override { return {2, kHeight, kWidth}; }
+  std::int64_t supersample() const { return supersample_; }
   std::int64_t num_actions() const override { return 2; }
   void reset(std::uint64_t seed, float* obs) override;
   void reset_env(std::int64_t i, float* obs_i) override;
@@ -60,6 +66,7 @@ class CartPolePixels final : public VecEnv {
   void write_obs(std::int64_t i, const float* state, float* obs_i, bool fresh);
   std::string name_ = "CartPolePixels-v1";
   CartPole inner_;
+  std::int64_t supersample_ = 1;
   std::vector<float> states_, final_states_, prev_;  // [N, 4], [N, 4], [N, H·W]
 };
 

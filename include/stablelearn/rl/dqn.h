@@ -13,6 +13,10 @@
 // on FGSM-perturbed observations (see DdqnOptions::adv_eps; Korkmaz 2024's robustness diagnosis,
 // rl/diagnosis.h); adv_eps = 0 runs exactly the plain algorithm.
 //
+// The Q-network is an MLP on the observation vector (network "mlp", the default) or, for image
+// observations (VecEnv::obs_shape() {C, H, W}, e.g. CartPolePixels-v1's two stacked frames), a
+// convolutional stem followed by one hidden layer (network "cnn", ConvStemOptions); both dueling.
+//
 // Determinism: the network is initialised after torch::manual_seed(seed); exploration and replay
 // sampling use the trainer's own splitmix64 streams.
 #pragma once
@@ -77,14 +81,37 @@ class ReplayBuffer {
   SplitMix64 rng_;
 };
 
-/// MLP trunk (ReLU) with a value head and an advantage head, aggregated by dueling_aggregate.
+/// The convolutional stem of a DuelingQNet for image observations: the observation [C·H·W] is the
+/// row-major flattening of an image {C, H, W} (VecEnv::obs_shape()); layer l is a valid (unpadded)
+/// Conv2d(channels[l−1] → channels[l], kernels[l] × kernels[l], stride strides[l]) followed by ReLU.
+/// With frame_diff k > 0 the image's channels c_0 … c_{C−1} (e.g. stacked frames, oldest first) enter
+/// as [k (c_1 − c_0), …, k (c_{C−1} − c_{C−2}), c_{C−1}]: the frame differences (the motion, weighted
+/// by k) and the newest frame; 0 feeds the channels as they are.
+struct ConvStemOptions {
+  std::vector<std::int64_t> image;  ///< {C, H, W}
+  std::vector<std::int64_t> channels = {16, 32}, kernels = {8, 4}, strides = {4, 2};
+  double frame_diff = 0;
+};
+
+/// The spatial size {h, w} after the stem's convolutions (each: (n − k) / s + 1); ShapeError when a
+/// kernel does not fit the image or the lists differ in length.
+std::vector<std::int64_t> conv_stem_output(const ConvStemOptions& stem);
+
+/// Dueling Q-network: a trunk (ReLU) with a value head and an advantage head, aggregated by
+/// dueling_aggregate. MLP: Linear(obs_dim → hidden), ReLU, Linear(hidden → hidden), ReLU. CNN: the
+/// convolutional stem (ConvStemOptions), flattened, Linear(· → hidden), ReLU. Input [B, obs_dim]
+/// (flattened images for the CNN) → Q [B, num_actions]; device- and dtype-agnostic.
 class DuelingQNetImpl : public torch::nn::Module {
  public:
   DuelingQNetImpl(std::int64_t obs_dim, std::int64_t num_actions, std::int64_t hidden);
+  DuelingQNetImpl(const ConvStemOptions& stem, std::int64_t num_actions, std::int64_t hidden);
   torch::Tensor forward(const torch::Tensor& obs);
+  bool convolutional() const { return !image_.empty(); }
 
  private:
-  torch::nn::Sequential trunk_{nullptr};
+  std::vector<std::int64_t> image_;  // {C, H, W}; empty for the MLP
+  double frame_diff_ = 0;
+  torch::nn::Sequential conv_{nullptr}, trunk_{nullptr};
   torch::nn::Linear value_{nullptr}, advantage_{nullptr};
 };
 TORCH_MODULE(DuelingQNet);
@@ -92,7 +119,15 @@ TORCH_MODULE(DuelingQNet);
 struct DdqnOptions {
   std::string env = "CartPole-v1";    ///< environment (rl/env.h make_env)
   std::int64_t num_envs = 1;          ///< parallel copies
-  std::int64_t hidden = 128;          ///< width of the two hidden ReLU layers
+  std::int64_t supersample = 1;       ///< frames rendered with n × n samples per pixel (CartPolePixels-v1 only)
+  /// Q-network: "mlp" (the observation as a vector) or "cnn" (a convolutional stem over image
+  /// observations, VecEnv::obs_shape() {C, H, W}; a ConfigError on other envs). Both dueling.
+  std::string network = "mlp";
+  std::int64_t hidden = 128;          ///< width of the hidden ReLU layers (mlp: two; cnn: one after the stem)
+  std::vector<std::int64_t> conv_channels = {16, 32};  ///< cnn: output channels per conv layer
+  std::vector<std::int64_t> conv_kernels = {8, 4};     ///< cnn: square kernel size per layer
+  std::vector<std::int64_t> conv_strides = {4, 2};     ///< cnn: stride per layer (no padding)
+  double frame_diff = 0;              ///< cnn: > 0 feeds the frame differences times this and the newest frame (ConvStemOptions)
   std::int64_t buffer_size = 50000;   ///< replay capacity (transitions)
   std::int64_t batch_size = 64;
   double lr = 1e-3;                   ///< Adam learning rate
@@ -109,6 +144,9 @@ struct DdqnOptions {
   /// of s, v(s) the online network's non-Lipschitz direction (rl/diagnosis.h) and σ the minibatch's
   /// per-dimension standard deviation of s; the targets stay those of the clean s'.
   double adv_eps = 0.0;
+  /// Units of adv_eps: "std" (σ as above) or "raw" (σ = 1: adv_eps in the observation's own units,
+  /// e.g. pixel intensity, as SA-DQN's Atari radius 1/255).
+  std::string adv_units = "std";
   std::int64_t seed = 0;
 
   void fields(options::Visitor& v);
@@ -134,6 +172,8 @@ class Ddqn {
                   std::int64_t report_every = 1000);
   /// Greedy actions argmax_a Q(s, a) of n observations [n, obs_dim].
   void act(const float* obs, std::int64_t n, std::int32_t* actions);
+  /// A fresh network of this agent's architecture (env shape, network, hidden, conv_*), on the CPU.
+  DuelingQNet make_network() const;
   DuelingQNet& model() { return online_; }
   const ReplayBuffer& buffer() const { return *buffer_; }
   std::int64_t env_steps() const { return env_steps_; }

@@ -31,6 +31,10 @@ class VecEnv {
   virtual std::int64_t num_envs() const = 0;
   /// Length of one observation (floats).
   virtual std::int64_t obs_dim() const = 0;
+  /// Shape of one observation, whose row-major flattening is the obs_dim() floats: {obs_dim()} for a
+  /// vector (the default), {C, H, W} for an image of C channels (e.g. stacked frames), H rows and W
+  /// columns (CartPolePixels-v1: {2, 40, 60}). Learners with convolutional networks read it.
+  virtual std::vector<std::int64_t> obs_shape() const { return {obs_dim()}; }
   /// Number of discrete actions.
   virtual std::int64_t num_actions() const = 0;
   /// Starts every copy from the random streams of `seed`; writes obs [N, obs_dim].
@@ -56,6 +60,8 @@ struct EnvOptions {
   // Episodic generators for GRPO (Search-v0; others reject values other than 1):
   std::int64_t group = 1;  ///< copies sharing one question stream: copy i draws from (seed, i / group)
   double hub = 0;          ///< Search-v0: probability that a fact points to the popular entity 0 (others: 0)
+  // Rendered frames (CartPolePixels-v1; others reject values other than 1):
+  std::int64_t supersample = 1;  ///< n × n samples per pixel, anti-aliased frames (rasterise_cartpole); 1 = binary frames
 };
 
 /// Names of the built-in environments ("CartPole-v1", "CartPolePixels-v1", "Maze-v0", "Search-v0").

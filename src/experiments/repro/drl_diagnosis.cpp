@@ -135,7 +135,7 @@ json diagnosis_json(const Diagnosis& d, const rl::PrincipalDirection& gs, const 
 
 /// Per agent ("vanilla", "adversarial") and key: the per-seed values, their mean and std into
 /// out.metrics as <agent>_<key>[_mean|_std]; returns the means by that name.
-std::map<std::string, double> aggregate(const std::vector<json>& rows, std::initializer_list<const char*> keys,
+std::map<std::string, double> aggregate(const std::vector<json>& rows, const std::vector<const char*>& keys,
                                         ReproOutcome& out) {
   std::map<std::string, double> m;
   for (const char* a : {"vanilla", "adversarial"})
@@ -196,11 +196,12 @@ using Report = std::function<void(std::int64_t, const std::string&)>;
 
 // Seed k's row of either variant: the vanilla then the adversarial agent, each diagnosed by
 // `diagnose(seed, adversarial, report)`, their progress reported as one bar of 2 x steps.
+// `steps`: each agent's env-step budget on the bar (-1: the option steps).
 template <class Diagnose>
-json both_agents(const ReproContext& ctx, std::int64_t k, Diagnose&& diagnose) {
+json both_agents(const ReproContext& ctx, std::int64_t k, Diagnose&& diagnose, std::int64_t steps = -1) {
   const auto seed = static_cast<std::int64_t>(ctx.seed) + k;
   const auto progress = seed_progress(ctx, k);
-  const auto steps = ctx.int_option("steps");
+  if (steps < 0) steps = ctx.int_option("steps");
   json row = json::object();
   row["vanilla"] = diagnose(seed, false, Report([&](std::int64_t s, const std::string& w) { progress(s, 2 * steps, w); }));
   row["adversarial"] =
@@ -381,6 +382,9 @@ void write_pixel_maps(const RunDir& run, const std::vector<std::pair<std::string
   run.write_text("drl_diagnosis_pixels_gs.svg", svg + "</svg>");
 }
 
+json diagnose_pixel_agent(const ReproContext& ctx, std::int64_t seed, bool adversarial, const rl::QFunction& q,
+                          const rl::PolicyFn& greedy, std::int64_t ss, torch::Tensor* map_out);
+
 // The distilled pixel agent of one state agent, and its diagnosis.
 json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adversarial,
                           const std::function<void(std::int64_t, const std::string&)>& report, torch::Tensor* map_out) {
@@ -458,6 +462,26 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
   qs.clear();
   // The diagnosis of the state variant, on the pixel agent's own greedy episodes.
   report(ctx.int_option("steps"), fmt::format("{}, diagnosing", key));
+  auto out = diagnose_pixel_agent(ctx, seed, adversarial, q, greedy, ss, map_out);
+  out.update({{"env_steps", teacher.env_steps()},
+              {"solved", agent.solved},
+              {"evaluations", agent.evals},
+              {"teacher_return", teacher_return},
+              {"distill_frames", frames_n},
+              {"distill_teacher_returns", data.returns},
+              {"distill_loss_first", epoch_loss.front()},
+              {"distill_loss_last", epoch_loss.back()},
+              {"distill_epoch_loss", epoch_loss},
+              {"dagger_returns", round_returns},
+              {"distill_agreement", dist.agreement}});
+  return out;
+}
+
+// The diagnosis of drl-diagnosis on a pixel agent's own greedy episodes (Q-function q on raw frames,
+// greedy policy on frames, supersampling ss): the metrics of diagnosis_json, G_S's map statistics.
+json diagnose_pixel_agent(const ReproContext& ctx, std::int64_t seed, bool adversarial, const rl::QFunction& q,
+                          const rl::PolicyFn& greedy, std::int64_t ss, torch::Tensor* map_out) {
+  const auto base_seed = static_cast<std::uint64_t>(1000 * seed);
   const auto episodes = ctx.int_option("episodes");
   // The pixel agent's episodes: CartPole-v1's states seen as frames (A.states holds the 4-D states,
   // all_frames the frames the agent acted on).
@@ -496,29 +520,122 @@ json distill_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adver
   auto out = diagnosis_json({A.returns, attacked_returns, S.size(0), lambda_clean, lambda_noise, lambda_scale,
                              lambda_fgsm, trace},
                             gs, gs2);
-  out.update({{"env_steps", teacher.env_steps()},
-              {"solved", agent.solved},
-              {"evaluations", agent.evals},
-              {"teacher_return", teacher_return},
-              {"distill_frames", frames_n},
-              {"distill_teacher_returns", data.returns},
-              {"distill_loss_first", epoch_loss.front()},
-              {"distill_loss_last", epoch_loss.back()},
-              {"distill_epoch_loss", epoch_loss},
-              {"dagger_returns", round_returns},
-              {"distill_agreement", dist.agreement},
-              {"principal_iterations", gs.iterations},
+  out.update({{"principal_iterations", gs.iterations},
               {"principal_current_frame_energy", current_energy},
               {"spectral_spread_previous", finite_or_null(rl::spectral_spread(g[0]))},
               {"spectral_spread_current", finite_or_null(rl::spectral_spread(g[1]))}});
   return out;
 }
 
+// The option agents: true for pixel agents trained by DDQN on the frames (2), false for distilled
+// ones (1); ConfigError otherwise.
+bool direct_pixel_ddqn(const ReproContext& ctx) {
+  const auto k = ctx.int_option("agents");
+  SL_CHECK(k == 1 || k == 2, ConfigError, "options.agents: must be 1 (distilled) or 2 (pixel DDQN), got ", k);
+  return k == 2;
+}
+
+constexpr const char* kPixelEnv = "CartPolePixels-v1";
+
+// The pixel DDQN agents of agents = 2 (the recipe found by the probes in docs/rl.md "Pixel
+// CartPole"): a dueling CNN on the two anti-aliased frames (their difference and the current frame),
+// one gradient step every 4 env steps.
+rl::DdqnOptions pixel_ddqn_options(const ReproContext& ctx, std::int64_t seed, bool adversarial) {
+  rl::DdqnOptions o;
+  o.env = kPixelEnv;
+  o.supersample = ctx.int_option("pixel_supersample");
+  o.network = "cnn";
+  o.frame_diff = ctx.option("pixel_frame_diff");
+  o.buffer_size = ctx.int_option("pixel_buffer");
+  o.batch_size = 32;
+  o.lr = ctx.option("pixel_lr");
+  o.train_freq = 4;
+  o.gradient_steps = 1;
+  o.target_update = ctx.int_option("pixel_target_update");
+  o.adv_eps = adversarial ? ctx.option("pixel_adv_eps") : 0.0;  // raw pixel intensity, SA-DQN's Atari radius 1/255
+  o.adv_units = "raw";
+  o.seed = seed;
+  return o;
+}
+
+// A pixel agent trained directly by DDQN on CartPolePixels-v1 (agents = 2), and its diagnosis. At
+// most pixel_steps env steps with the state agents' early stop at a 20-episode greedy mean >= 490,
+// but evaluated every 2000 env steps once training has started (the state agents wait for training
+// returns >= 150; at ε = 0.05 the pixel agents' training returns understate their greedy returns
+// several-fold). Pixel DDQN is unstable (its greedy return rises and falls again), so when it does not
+// stop early the agent kept is the evaluated snapshot with the best greedy mean, or the final network
+// if a last evaluation of it is at least as good. The diagnosis' episodes use other seeds than these
+// evaluations.
+json ddqn_pixel_and_diagnose(const ReproContext& ctx, std::int64_t seed, bool adversarial,
+                             const std::function<void(std::int64_t, const std::string&)>& report, torch::Tensor* map_out) {
+  const char* key = adversarial ? "adversarial" : "vanilla";
+  rl::Ddqn dqn(pixel_ddqn_options(ctx, seed, adversarial));
+  const auto ss = ctx.int_option("pixel_supersample");
+  rl::EnvOptions eo;
+  eo.supersample = ss;
+  rl::PolicyFn greedy = [&](const float* obs, std::int64_t n, std::int32_t* a) { dqn.act(obs, n, a); };
+  auto evaluate = [&](std::int64_t at) { return mean(rl::evaluate(kPixelEnv, eo, greedy, 20, static_cast<std::uint64_t>(1000 + at))); };
+  bool solved = false;
+  std::int64_t evals = 0, best_at = -1;
+  double best = -1;
+  std::vector<torch::Tensor> best_params;
+  auto snapshot = [&] {
+    best_params.clear();
+    torch::NoGradGuard ng;
+    for (const auto& p : dqn.model()->parameters()) best_params.push_back(p.detach().clone());
+  };
+  const auto steps = ctx.int_option("pixel_steps");
+  dqn.train(
+      steps,
+      [&](const rl::DdqnStats& s) {
+        report(s.env_steps, fmt::format("{} pixel DDQN, return {:.1f}", key, s.mean_return));
+        if (s.gradient_steps == 0) return true;
+        ++evals;
+        const double r = evaluate(s.env_steps);
+        if (r > best) {
+          best = r;
+          best_at = s.env_steps;
+          snapshot();
+        }
+        solved = r >= 490;
+        return !solved;
+      },
+      2000);
+  double final_eval = std::nan("");
+  bool restored = false;
+  if (!solved) {
+    final_eval = evaluate(dqn.env_steps() + 1);
+    if (!best_params.empty() && best > final_eval) {
+      torch::NoGradGuard ng;
+      const auto params = dqn.model()->parameters();
+      for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(best_params[i]);
+      restored = true;
+    }
+  }
+  report(steps, fmt::format("{}, diagnosing", key));
+  rl::QFunction q = [&](const torch::Tensor& x) { return dqn.model()->forward(x); };
+  auto out = diagnose_pixel_agent(ctx, seed, adversarial, q, greedy, ss, map_out);
+  out.update({{"env_steps", dqn.env_steps()},
+              {"solved", solved},
+              {"evaluations", evals},
+              {"best_evaluation", best >= 0 ? json(best) : json(nullptr)},
+              {"best_evaluation_at", best_at},
+              {"final_evaluation", finite_or_null(final_eval)},
+              {"restored_best", restored}});
+  return out;
+}
+
 json run_pixel_seed(const ReproContext& ctx, std::int64_t k) {
   torch::Tensor maps[2];
-  auto row = both_agents(ctx, k, [&](std::int64_t seed, bool adversarial, const Report& report) {
-    return distill_and_diagnose(ctx, seed, adversarial, report, &maps[adversarial ? 1 : 0]);
-  });
+  const bool direct = direct_pixel_ddqn(ctx);
+  auto row = both_agents(
+      ctx, k,
+      [&](std::int64_t seed, bool adversarial, const Report& report) {
+        auto* map = &maps[adversarial ? 1 : 0];
+        return direct ? ddqn_pixel_and_diagnose(ctx, seed, adversarial, report, map)
+                      : distill_and_diagnose(ctx, seed, adversarial, report, map);
+      },
+      direct ? ctx.int_option("pixel_steps") : -1);
   if (k == 0 && ctx.run) write_pixel_maps(*ctx.run, {{"vanilla", maps[0]}, {"adversarial", maps[1]}});
   return row;
 }
@@ -545,11 +662,26 @@ ReproOutcome summarise_pixels(const ReproContext& ctx, const std::vector<json>& 
       {"v", "gradient of CE(softmax Q(s), onehot argmax Q(s)) in the frames, unnormalised; G_S by power iteration on V^T V "
             "(a 2 x 40 x 60 map); Lambda(S', S) = G_S'^T L(S) G_S' / lambda_max(L(S)); spectral spread: the mean radial "
             "frequency of |FFT2|^2 of each frame of G_S (cycles per pixel, zero frequency excluded)"}};
-  auto m = aggregate(rows, {"return", "teacher_return", "attacked_return", "env_steps", "distill_frames", "distill_agreement",
-                            "lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm", "oscillation", "mean_v_norm",
-                            "principal_cosine_clean", "principal_current_frame_energy", "spectral_spread_previous",
-                            "spectral_spread_current"},
-                     out);
+  std::vector<const char*> keys = {"return", "teacher_return", "attacked_return", "env_steps", "distill_frames",
+                                   "distill_agreement", "lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm",
+                                   "oscillation", "mean_v_norm", "principal_cosine_clean", "principal_current_frame_energy",
+                                   "spectral_spread_previous", "spectral_spread_current"};
+  if (direct_pixel_ddqn(ctx)) {
+    const auto o = pixel_ddqn_options(ctx, 0, false);
+    out.setup.erase("teachers");
+    out.setup["pixel_agents"] = fmt::format(
+        "trained directly by DDQN on CartPolePixels-v1's frames (supersampling {}): vanilla and FGSM-adversarially trained "
+        "(radius {} pixel intensity); dueling CNN (input: the frame difference times {} and the current frame as 2 channels; "
+        "conv 16 8x8 stride 4, conv 32 4x4 stride 2, {} hidden units), replay {}, batch {}, Adam {}, one gradient step every {} "
+        "env steps, target copied every {} gradient steps, epsilon 1 -> {} over {} env steps; at most {} env steps each, a "
+        "20-episode greedy evaluation every 2000 env steps, early stop at >= 490, else the best evaluated snapshot",
+        o.supersample, ctx.option("pixel_adv_eps"), o.frame_diff, o.hidden, o.buffer_size, o.batch_size, o.lr, o.train_freq,
+        o.target_update, o.eps_end, o.eps_decay_steps, ctx.int_option("pixel_steps"));
+    keys = {"return", "attacked_return", "env_steps", "lambda_clean", "lambda_noise", "lambda_scale", "lambda_fgsm",
+            "oscillation", "mean_v_norm", "principal_cosine_clean", "principal_current_frame_energy", "spectral_spread_previous",
+            "spectral_spread_current"};
+  }
+  auto m = aggregate(rows, keys, out);
   out.checks = {
       make_check("precondition, the vanilla pixel agent acts: greedy return (mean)", m["vanilla_return"], ">=", 195),
       make_check("precondition, the adversarial pixel agent acts: greedy return (mean)", m["adversarial_return"], ">=", 195),
@@ -615,6 +747,14 @@ ReproEntry make_drl_diagnosis_repro() {
 //      intensity, against the agent's greedy action), the oscillation of ‖v(s_t)‖, G_S as a 2 × 40 ×
 //      60 map with the spectral spread (mean radial frequency, rl/diagnosis.h) of each frame, the
 //      clean and the FGSM-attacked greedy return.
+// Variant agents = 2 (default 1, the distillation above): the pixel agents are trained directly by
+// DDQN on CartPolePixels-v1 (rl/dqn.h with network "cnn": a dueling CNN on the frame difference times
+// `pixel_frame_diff` and the current frame, frames anti-aliased by `pixel_supersample`; one gradient
+// step every 4 env steps, Adam `pixel_lr`, target copies every `pixel_target_update` gradient steps,
+// replay `pixel_buffer`; at most `pixel_steps` env steps, a 20-episode greedy evaluation every 2000
+// env steps, early stop at >= 490, else the best evaluated snapshot), the adversarial one on FGSM-
+// perturbed frames (radius `pixel_adv_eps` raw pixel intensity, DdqnOptions::adv_units "raw"); no
+// state teachers. Step 4 and the checks are the same.
 // Checks: drl-diagnosis's, fixed before any pixel run (means over seeds):
 //   precondition: both pixel agents act             greedy return on S ≥ 195 (vanilla; adversarial)
 //   Λ near 1 between independent clean frame sets   vanilla Λ_clean ≥ 0.9
@@ -643,14 +783,24 @@ ReproEntry make_drl_diagnosis_pixels_repro() {
                {"std_floor", "floor of the per-pixel std that standardises the pixel agent's input", 0.05, 0.05, false},
                {"supersample", "frames rendered with n x n samples per pixel (1: CartPolePixels-v1's binary frames)", 4, 4,
                 true},
-               {"pixel_adv_eps", "FGSM radius of the adversarial student's distillation, pixel intensity", 1.0 / 255, 1.0 / 255,
-                false},
+               {"pixel_adv_eps", "FGSM radius of the adversarial student's distillation (agents 2: of the adversarial pixel DDQN's "
+                "training), pixel intensity", 1.0 / 255, 1.0 / 255, false},
                {"pixel_adv_weight", "weight of the FGSM frames' loss in the adversarial distillation", 0.5, 0.5, false},
                {"episodes", "greedy episodes per state set", 10, 3, true},
                {"noise", "Gaussian pixel noise std", 0.1, 0.1, false},
                {"scale", "brightness factor", 1.2, 1.2, false},
                {"attack_eps", "FGSM test radius, pixel intensity", 1.0 / 255, 1.0 / 255, false},
-               {"eval_episodes", "episodes of the teacher and the FGSM-attacked evaluations", 20, 5, true}};
+               {"eval_episodes", "episodes of the teacher and the FGSM-attacked evaluations", 20, 5, true},
+               {"agents", "pixel agents: 1 distilled from the state agents, 2 trained directly by DDQN on the frames (CNN)", 1, 1,
+                true},
+               {"pixel_steps", "agents 2: at most this many env steps per pixel DDQN agent (early stop when solved)", 50000,
+                1500, true},
+               {"pixel_supersample", "agents 2: the pixel DDQN's frames rendered with n x n samples per pixel", 8, 8, true},
+               {"pixel_frame_diff", "agents 2: weight of the frame difference in the pixel DDQN's input (DdqnOptions::frame_diff)", 4, 4,
+                false},
+               {"pixel_lr", "agents 2: the pixel DDQN's Adam learning rate", 5e-4, 5e-4, false},
+               {"pixel_target_update", "agents 2: gradient steps between the pixel DDQN's target copies", 250, 250, true},
+               {"pixel_buffer", "agents 2: the pixel DDQN's replay capacity (transitions)", 20000, 2000, true}};
   e.run_seed = run_pixel_seed;
   e.summarise = summarise_pixels;
   return e;
