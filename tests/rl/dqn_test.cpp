@@ -20,6 +20,30 @@
 namespace sl = stablelearn;
 using namespace sl::rl;
 
+namespace {
+
+/// Constructing a Ddqn with `o` throws a ConfigError whose message names `key`.
+void expect_config_error(const DdqnOptions& o, const std::string& key) {
+  try {
+    Ddqn d(o);
+    ADD_FAILURE() << "expected a ConfigError naming " << key;
+  } catch (const sl::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+  }
+}
+
+/// Every parameter of the online network, flattened in order.
+std::vector<float> flat_parameters(Ddqn& d) {
+  std::vector<float> w;
+  for (const auto& t : d.model()->parameters()) {
+    auto f = t.detach().flatten();
+    w.insert(w.end(), f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+  }
+  return w;
+}
+
+}  // namespace
+
 // V = [1, −2], A = [[1, 2, 3], [0, 0, 6]]: mean_a A = [2, 2]; Q = V + A − mean A
 //   = [[1 + 1 − 2, 1 + 2 − 2, 1 + 3 − 2], [−2 + 0 − 2, −2 + 0 − 2, −2 + 6 − 2]] = [[0, 1, 2], [−4, −4, 2]].
 TEST(Ddqn, DuelingAggregationByHand) {
@@ -110,27 +134,19 @@ TEST(ReplayBufferTest, WrapAroundAndUniformSeededSampling) {
 }
 
 TEST(Ddqn, InvalidOptionsNameTheOption) {
-  auto expect_error = [](DdqnOptions o, const std::string& key) {
-    try {
-      Ddqn d(o);
-      FAIL() << "expected an error naming " << key;
-    } catch (const sl::ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
-  };
   DdqnOptions o;
   o.tau = 0;
-  expect_error(o, "ddqn.tau");
+  expect_config_error(o, "ddqn.tau");
   o = {};
   o.batch_size = 100;
   o.buffer_size = 50;
-  expect_error(o, "ddqn.batch_size");
+  expect_config_error(o, "ddqn.batch_size");
   o = {};
   o.eps_end = 1.5;
-  expect_error(o, "ddqn.eps_end");
+  expect_config_error(o, "ddqn.eps_end");
   o = {};
   o.env = "MountainCar-v0";
-  expect_error(o, "ddqn.env");
+  expect_config_error(o, "ddqn.env");
 }
 
 TEST(Ddqn, SameSeedSameRun) {
@@ -142,12 +158,7 @@ TEST(Ddqn, SameSeedSameRun) {
   auto run = [&] {
     Ddqn d(o);
     d.train(600);
-    std::vector<float> w;
-    for (const auto& t : d.model()->parameters()) {
-      auto f = t.detach().flatten();
-      w.insert(w.end(), f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
-    }
-    return w;
+    return flat_parameters(d);
   };
   const auto a = run();
   EXPECT_EQ(a, run());
@@ -337,43 +348,35 @@ TEST(DdqnCnn, InputGradientMatchesFiniteDifferences) {
 }
 
 TEST(DdqnCnn, ConfigErrorsNameTheOption) {
-  auto expect_error = [](DdqnOptions o, const std::string& key) {
-    try {
-      Ddqn d(o);
-      ADD_FAILURE() << "expected a ConfigError naming " << key;
-    } catch (const sl::ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
-  };
   DdqnOptions o;
   o.network = "conv";
-  expect_error(o, "ddqn.network");
+  expect_config_error(o, "ddqn.network");
   o = {};
   o.network = "cnn";  // CartPole-v1 observes a 4-vector
-  expect_error(o, "ddqn.network");
+  expect_config_error(o, "ddqn.network");
   o.env = "Search-v0";
-  expect_error(o, "ddqn.network");
+  expect_config_error(o, "ddqn.network");
   o = {};
   o.env = "CartPolePixels-v1";
   o.network = "cnn";
   o.conv_strides = {4};
-  expect_error(o, "ddqn.conv_channels");
+  expect_config_error(o, "ddqn.conv_channels");
   o.conv_strides = {4, 2};
   o.conv_kernels = {8, 12};
-  expect_error(o, "ddqn.conv_kernels");
+  expect_config_error(o, "ddqn.conv_kernels");
   o.conv_kernels = {8, 0};
-  expect_error(o, "ddqn.conv_kernels");
+  expect_config_error(o, "ddqn.conv_kernels");
   o = {};
   o.adv_units = "pixels";
-  expect_error(o, "ddqn.adv_units");
+  expect_config_error(o, "ddqn.adv_units");
   o = {};
   o.frame_diff = -1;
-  expect_error(o, "ddqn.frame_diff");
+  expect_config_error(o, "ddqn.frame_diff");
   o = {};
   o.supersample = 0;
-  expect_error(o, "ddqn.supersample");
+  expect_config_error(o, "ddqn.supersample");
   o.supersample = 2;  // CartPole-v1 renders no frames
-  expect_error(o, "env.supersample");
+  expect_config_error(o, "env.supersample");
 }
 
 // A short CNN run on CartPolePixels-v1 (anti-aliased frames): seeded runs repeat, the adversarial
@@ -398,12 +401,7 @@ TEST(DdqnCnn, TrainsOnPixelsDeterministically) {
     EXPECT_TRUE(d.model()->convolutional());
     const auto s = d.train(300);
     EXPECT_EQ(s.gradient_steps, 2 * 5);  // training phases at env steps 100, 150, 200, 250, 300
-    std::vector<float> w;
-    for (const auto& t : d.model()->parameters()) {
-      auto f = t.detach().flatten();
-      w.insert(w.end(), f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
-    }
-    return w;
+    return flat_parameters(d);
   };
   const auto a = run(0.0);
   EXPECT_EQ(a, run(0.0));
