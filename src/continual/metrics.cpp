@@ -10,8 +10,11 @@ namespace stablelearn::continual {
 MatrixMetrics matrix_metrics(const std::vector<std::vector<double>>& R, const std::vector<double>& init,
                              const std::vector<double>& sizes, std::size_t trained) {
   SL_CHECK(!R.empty(), ShapeError, "matrix_metrics: empty accuracy matrix");
-  const auto cols = R.front().size();
-  for (const auto& row : R) SL_CHECK(row.size() == cols, ShapeError, "matrix_metrics: ragged accuracy matrix");
+  bool lower = init.empty() && R.size() >= 2;  // row t holds tasks 0..t
+  for (std::size_t t = 0; t < R.size(); ++t) lower = lower && R[t].size() == t + 1;
+  const auto cols = lower ? R.size() : R.front().size();
+  if (!lower)
+    for (const auto& row : R) SL_CHECK(row.size() == cols, ShapeError, "matrix_metrics: ragged accuracy matrix");
   const std::size_t T = trained == 0 ? R.size() : trained;
   SL_CHECK(T <= R.size() && T <= cols, ShapeError, "matrix_metrics: ", T, " trained tasks but R is ", R.size(), "x", cols);
   SL_CHECK(init.empty() || init.size() == cols, ShapeError, "matrix_metrics: init has ", init.size(), " entries, expected ", cols);
@@ -20,8 +23,13 @@ MatrixMetrics matrix_metrics(const std::vector<std::vector<double>>& R, const st
   const auto& last = R[T - 1];
   // ACC over the tasks trained so far (all T columns once the stream is done).
   double s = 0;
-  for (std::size_t j = 0; j < T; ++j) s += last[j];
+  double diag = 0;
+  for (std::size_t j = 0; j < T; ++j) {
+    s += last[j];
+    diag += R[j][j];
+  }
   m.acc = s / static_cast<double>(T);
+  m.plasticity = diag / static_cast<double>(T);
   if (!sizes.empty()) {
     double num = 0, den = 0;
     for (std::size_t j = 0; j < T; ++j) {

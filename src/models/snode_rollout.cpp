@@ -40,23 +40,13 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Y[b, 0:cols] += Σ_r X[b, r] · M[r, 0:cols] for b < B (row-major; leading dimensions ldy, ldx, ldm):
-// models/few_rows_gemm.h, which streams M once for all B rows and skips zero coefficients (ReLU /
-// ReHU masks); float32 takes the CPU's widest variant.
-inline void xtm_acc_cols(float* Y, std::int64_t ldy, const float* X, std::int64_t ldx, const float* M, std::int64_t ldm,
-                         std::int64_t B, std::int64_t rows, std::int64_t cols) {
-  kernels::few_rows_gemm_acc(Y, ldy, X, ldx, M, ldm, B, rows, cols);
-}
-inline void xtm_acc_cols(double* Y, std::int64_t ldy, const double* X, std::int64_t ldx, const double* M,
-                         std::int64_t ldm, std::int64_t B, std::int64_t rows, std::int64_t cols) {
-  kernels::few_rows_gemm_acc(Y, ldy, X, ldx, M, ldm, B, rows, cols);
-}
-
-// xtm_acc_cols over all columns; a large product (h = 1000 layers: B·rows·cols of millions) is
-// split into column blocks (multiples of 32 columns) shared by the intra-op threads. Every Y[b, j]
-// still receives the same multiply-adds in the same order of r, and a variant's full blocks and its
-// masked last block round alike, so the result does not depend on the thread count (tested bit for
-// bit).
+// Y[b, 0:cols] += Σ_r X[b, r] · M[r, 0:cols] for b < B (row-major; leading dimensions ldy, ldx,
+// cols): models/few_rows_gemm.h, which streams M once for all B rows and skips zero coefficients
+// (ReLU / ReHU masks; float32 takes the CPU's widest variant). A large product (h = 1000 layers:
+// B·rows·cols of millions) is split into column blocks (multiples of 32 columns) shared by the
+// intra-op threads. Every Y[b, j] still receives the same products in the same order of r, and a
+// variant's full blocks and its masked last block round alike, so the result does not depend on the
+// thread count (tested bit for bit).
 constexpr std::int64_t kParallelWork = std::int64_t{1} << 18;
 constexpr std::int64_t kColumnAlign = 32;
 template <typename S>
@@ -64,7 +54,7 @@ void xtm_acc(S* Y, std::int64_t ldy, const S* X, std::int64_t ldx, const S* M, s
              std::int64_t cols) {
   const auto threads = static_cast<std::int64_t>(at::get_num_threads());
   if (threads <= 1 || B * rows * cols < kParallelWork || cols < 2 * kColumnAlign || at::in_parallel_region()) {
-    xtm_acc_cols(Y, ldy, X, ldx, M, cols, B, rows, cols);
+    kernels::few_rows_gemm_acc(Y, ldy, X, ldx, M, cols, B, rows, cols);
     return;
   }
   const auto per = std::max(kColumnAlign, ((cols + threads - 1) / threads + kColumnAlign - 1) / kColumnAlign * kColumnAlign);
@@ -72,7 +62,7 @@ void xtm_acc(S* Y, std::int64_t ldy, const S* X, std::int64_t ldx, const S* M, s
   at::parallel_for(0, blocks, 1, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t k = lo; k < hi; ++k) {
       const auto c0 = k * per, c1 = std::min(cols, c0 + per);
-      xtm_acc_cols(Y + c0, ldy, X, ldx, M + c0, cols, B, rows, c1 - c0);
+      kernels::few_rows_gemm_acc(Y + c0, ldy, X, ldx, M + c0, cols, B, rows, c1 - c0);
     }
   });
 }

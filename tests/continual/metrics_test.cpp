@@ -39,6 +39,23 @@ TEST(MatrixMetrics, PartialRunUsesTrainedRowsOnly) {
   EXPECT_NEAR(m.bwt, -0.2, 1e-12);
 }
 
+TEST(MatrixMetrics, PlasticityAndALowerTriangularMatrix) {
+  // Plasticity = mean of the diagonal = (0.5 + 0.9 + 0.9) / 3. The lower triangle of the same matrix
+  // (seen tasks only) gives every metric that needs no init: ACC (0.6 + 0.7 + 0.9) / 3, BWT
+  // ((0.6 − 0.5) + (0.7 − 0.9)) / 2 = −0.05, best-so-far forgetting ((0.8 − 0.6) + (0.9 − 0.7)) / 2.
+  const std::vector<std::vector<double>> R{{0.5, 0.0, 0.0}, {0.8, 0.9, 0.0}, {0.6, 0.7, 0.9}};
+  const std::vector<std::vector<double>> L{{0.5}, {0.8, 0.9}, {0.6, 0.7, 0.9}};
+  for (const auto& m : {matrix_metrics(R), matrix_metrics(L)}) {
+    EXPECT_NEAR(m.plasticity, (0.5 + 0.9 + 0.9) / 3, 1e-12);
+    EXPECT_NEAR(m.acc, (0.6 + 0.7 + 0.9) / 3, 1e-12);
+    EXPECT_NEAR(m.bwt, -0.05, 1e-12);
+    EXPECT_NEAR(m.forgetting_max, 0.2, 1e-12);
+  }
+  EXPECT_NEAR(matrix_metrics(L, {}, {}, 2).plasticity, (0.5 + 0.9) / 2, 1e-12);
+  // A lower-triangular matrix has no R[j − 1][j]: with init it is an error.
+  stablelearn::testing::expect_error<stablelearn::ShapeError>([&] { matrix_metrics(L, {0.1, 0.1, 0.1}); }, "ragged");
+}
+
 TEST(MatrixMetrics, RejectsRaggedAndMismatchedInput) {
   stablelearn::testing::expect_error<stablelearn::ShapeError>([] { matrix_metrics({{0.1, 0.2}, {0.3}}); }, "ragged");
   stablelearn::testing::expect_error<stablelearn::ShapeError>([] { matrix_metrics({{0.1, 0.2}}, {0.1}); }, "init");

@@ -16,6 +16,7 @@
 #include "stablelearn/core/error.h"
 #include "stablelearn/rl/diagnosis.h"
 #include "stablelearn/testing/gradcheck.h"
+#include "testing.h"
 
 namespace sl = stablelearn;
 using namespace sl::rl;
@@ -24,12 +25,18 @@ namespace {
 
 /// Constructing a Ddqn with `o` throws a ConfigError whose message names `key`.
 void expect_config_error(const DdqnOptions& o, const std::string& key) {
-  try {
-    Ddqn d(o);
-    ADD_FAILURE() << "expected a ConfigError naming " << key;
-  } catch (const sl::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-  }
+  sl::testing::expect_error<sl::ConfigError>([&] { Ddqn d(o); }, key);
+}
+
+/// `o` written to TOML as [ddqn] and read back (shared/STYLE.md #2).
+DdqnOptions round_trip(const DdqnOptions& o) {
+  sl::ConfigWriter w;
+  sl::options::write(w, o, "ddqn");
+  const auto cfg = sl::Config::from_string(w.to_string());
+  auto s = cfg.section("ddqn");
+  const auto r = sl::options::read<DdqnOptions>(s);
+  s.finish();
+  return r;
 }
 
 /// Every parameter of the online network, flattened in order.
@@ -206,12 +213,7 @@ TEST(Ddqn, OptionsRoundTripThroughToml) {
   o.tau = 0.005;
   o.eps_decay_steps = 1234;
   o.seed = 17;
-  sl::ConfigWriter w;
-  sl::options::write(w, o, "ddqn");
-  const auto cfg = sl::Config::from_string(w.to_string());
-  auto s = cfg.section("ddqn");
-  const auto r = sl::options::read<DdqnOptions>(s);
-  s.finish();
+  const auto r = round_trip(o);
   EXPECT_EQ(r.hidden, 96);
   EXPECT_DOUBLE_EQ(r.lr, 3e-4);
   EXPECT_DOUBLE_EQ(r.tau, 0.005);
@@ -419,12 +421,7 @@ TEST(DdqnCnn, OptionsRoundTripThroughToml) {
   o.conv_strides = {2, 2, 1};
   o.frame_diff = 2.5;
   o.adv_units = "raw";
-  sl::ConfigWriter w;
-  sl::options::write(w, o, "ddqn");
-  const auto cfg = sl::Config::from_string(w.to_string());
-  auto s = cfg.section("ddqn");
-  const auto r = sl::options::read<DdqnOptions>(s);
-  s.finish();
+  const auto r = round_trip(o);
   EXPECT_EQ(r.env, "CartPolePixels-v1");
   EXPECT_EQ(r.network, "cnn");
   EXPECT_EQ(r.supersample, 3);

@@ -11,7 +11,10 @@
 //  * forgetting, "best so far" convention (Chaudhry et al. 2018, FACIL, Renate; Mammoth takes the
 //    max over all rows, which differs only by flooring each term at 0):
 //      F_max = 1/(T−1) Σ_{i<T−1} (max_{t<T−1} R[t][i] − R[T−1][i])
+//  * plasticity = (1/T) Σ_j R[j][j]                   (accuracy on each task just after learning it)
 // With one task, BWT, FWT and both forgettings are 0 (nothing to average) and reported as such.
+// Only R[t][j] with t ≥ j enter (and R[j−1][j] for FWT), so R may also be lower-triangular — row t
+// holding tasks 0..t, the experiments that evaluate seen tasks only — when there is no `init`.
 //
 // Continual evaluation (De Lange, van de Ven & Tuytelaars, "Continual evaluation for lifelong
 // learning: identifying the stability gap", ICLR 2023; ContinualEvaluation's definitions): at
@@ -34,13 +37,14 @@
 namespace stablelearn::continual {
 
 struct MatrixMetrics {
-  double acc = 0, acc_pooled = 0, bwt = 0, fwt = 0, forgetting_just_learned = 0, forgetting_max = 0;
+  double acc = 0, acc_pooled = 0, bwt = 0, fwt = 0, forgetting_just_learned = 0, forgetting_max = 0, plasticity = 0;
   bool has_pooled = false, has_fwt = false;
 };
 
 /// Metrics of the first `trained` rows of R (trained = 0: all rows). `init` = accuracies at
-/// initialisation (empty: no FWT), `sizes` = test-set sizes (empty: no pooled ACC). ShapeError
-/// on a ragged matrix or mismatched lengths.
+/// initialisation (empty: no FWT), `sizes` = test-set sizes (empty: no pooled ACC). R is square
+/// (rows of equal length) or, without `init`, lower-triangular (row t of length t + 1). ShapeError on
+/// any other shape or mismatched lengths.
 MatrixMetrics matrix_metrics(const std::vector<std::vector<double>>& R, const std::vector<double>& init = {},
                              const std::vector<double>& sizes = {}, std::size_t trained = 0);
 

@@ -41,6 +41,7 @@
 
 #include "entries.h"
 #include "stablelearn/continual/lcia.h"
+#include "stablelearn/continual/metrics.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/run.h"
 #include "stablelearn/data/cl_streams.h"
@@ -160,18 +161,8 @@ json run_method(const ReproContext& ctx, const std::string& key, models::Classif
     }
     tick(t + 1);
   }
-  double acc = 0, forg = 0, plast = 0;
-  for (std::int64_t k = 0; k < T; ++k) {
-    const auto uk = static_cast<std::size_t>(k);
-    acc += R.back()[uk] / double(T);
-    plast += R[uk][uk] / double(T);
-    if (k + 1 < T) {
-      double best = -1;
-      for (std::int64_t t = k; t + 1 < T; ++t) best = std::max(best, R[static_cast<std::size_t>(t)][uk]);
-      forg += (best - R.back()[uk]) / double(T - 1);
-    }
-  }
-  return {{"final_accuracy", acc}, {"forgetting", forg}, {"plasticity", plast}, {"adapters", learner.adapters()},
+  const auto mm = continual::matrix_metrics(R);  // R is lower-triangular: seen tasks only
+  return {{"final_accuracy", mm.acc}, {"forgetting", mm.forgetting_max}, {"plasticity", mm.plasticity}, {"adapters", learner.adapters()},
           {"accuracy_matrix", R}, {"choices", choices}, {"mean_alpha", alpha}};
 }
 

@@ -36,6 +36,7 @@
 #include <fmt/format.h>
 
 #include "entries.h"
+#include "stablelearn/continual/metrics.h"
 #include "stablelearn/core/config.h"
 #include "stablelearn/core/error.h"
 #include "stablelearn/core/run.h"
@@ -82,21 +83,9 @@ std::string cl_config(const ReproContext& ctx, std::int64_t seed, const std::str
 
 /// ACC, forgetting (best so far), BWT and plasticity of an accuracy matrix (rows = tasks done).
 json matrix_metrics(const std::vector<std::vector<double>>& r) {
-  const auto T = r.size();
-  SL_CHECK(T >= 2, InternalError, "subspace repro: fewer than 2 tasks");
-  double acc = 0, forgetting = 0, bwt = 0, plasticity = 0;
-  for (std::size_t j = 0; j < T; ++j) {
-    acc += r[T - 1][j];
-    plasticity += r[j][j];
-  }
-  for (std::size_t i = 0; i + 1 < T; ++i) {
-    double best = r[i][i];
-    for (std::size_t t = i; t + 1 < T; ++t) best = std::max(best, r[t][i]);
-    forgetting += best - r[T - 1][i];
-    bwt += r[T - 1][i] - r[i][i];
-  }
-  const auto n = static_cast<double>(T);
-  return {{"acc", acc / n}, {"forgetting", forgetting / (n - 1)}, {"bwt", bwt / (n - 1)}, {"plasticity", plasticity / n}};
+  SL_CHECK(r.size() >= 2, InternalError, "subspace repro: fewer than 2 tasks");
+  const auto m = continual::matrix_metrics(r);
+  return {{"acc", m.acc}, {"forgetting", m.forgetting_max}, {"bwt", m.bwt}, {"plasticity", m.plasticity}};
 }
 
 json run_seed(const SubspaceEntry& entry, const ReproContext& ctx, std::int64_t k) {
