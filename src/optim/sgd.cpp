@@ -40,23 +40,81 @@ void accumulated_portable(float* p, float* b, std::int64_t n, float mu, float nl
 }
 
 #ifdef SL_SGD_X86
+// Subnormal operands. On Intel cores a multiply or fused multiply-add that reads a subnormal float
+// (or rounds to one) takes a microcode assist of about 150 cycles; additions of them do not. The
+// momentum buffer of a weight that stops receiving gradient (a dead ReLU unit's row) decays as
+// μ^t and spends about 150 steps below 2^-126 before it reaches zero: 1 % of the second layer's
+// buffer in the classification engine's MLP, which cost about as much as the whole update
+// (BENCHMARKS.md). The vector loops below find such lanes with integer compares and compute them
+// with the same results and no floating-point operation on a subnormal:
+//   fl(v·μ) for subnormal v = ±m·2^-149 and 0 ≤ μ ≤ 1 is ±RNE(m·μ)·2^-149 (m·μ is exact in double;
+//   an integer RNE(m·μ) = 2^23 is the bit pattern of 2^-126, the right answer), and
+//   fma(v, −η, θ) = θ when |θ| ≥ 2^-90 and η ≤ 4, because |v·η| < 2^-124 < ulp(θ)/2.
+// Other cases (θ tiny, η > 4) run the plain FMA, assist and all.
+
+inline bool subnormal(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return (u & 0x7f800000u) == 0 && (u & 0x007fffffu) != 0;
+}
+
+__attribute__((target("avx2,fma"))) inline float times_mu(float v, float mu) {
+  if (!subnormal(v)) return v * mu;
+  std::uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  const double r = std::nearbyint(static_cast<double>(u & 0x007fffffu) * static_cast<double>(mu));  // RNE: the default mode
+  u = static_cast<std::uint32_t>(r) | (u & 0x80000000u);
+  float out;
+  std::memcpy(&out, &u, sizeof out);
+  return out;
+}
+
+__attribute__((target("avx2,fma"))) inline float step_theta(float v, float nlr, float p) {
+  if (subnormal(v) && nlr >= -4.0f && !(std::fabs(p) < 0x1p-90f)) return p;  // NaN and ±inf θ: unchanged, as the FMA gives
+  return __builtin_fmaf(v, nlr, p);
+}
+
+/// The lanes of v that are subnormal, as a mask (all bits set).
+__attribute__((target("avx2,fma"))) inline __m256 subnormal_lanes(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v), zero = _mm256_setzero_si256();
+  const __m256i exp_zero = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7f800000)), zero);
+  const __m256i man_zero = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x007fffff)), zero);
+  return _mm256_castsi256_ps(_mm256_andnot_si256(man_zero, exp_zero));
+}
+
+__attribute__((target("avx2,fma"))) inline bool any_lane(__m256 mask) { return _mm256_testz_ps(mask, mask) == 0; }
+
+/// One element of update_fma_avx2 (the tail, and vectors with a subnormal lane).
+__attribute__((target("avx2,fma"))) inline void update_one(float* p, float* b, const float* g, std::int64_t i, float mu, float nlr,
+                                                            bool first) {
+  const float v = b == nullptr || first ? g[i] : times_mu(b[i], mu) + g[i];
+  if (b != nullptr) b[i] = v;
+  p[i] = step_theta(v, nlr, p[i]);
+}
+
 __attribute__((target("avx2,fma"))) void update_fma_avx2(float* p, float* b, const float* g, std::int64_t n, float mu,
                                                           float nlr, bool first) {
   const __m256 vmu = _mm256_set1_ps(mu), vlr = _mm256_set1_ps(nlr);
+  const bool reads_b = b != nullptr && !first;
   std::int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_loadu_ps(g + i);
-    if (b != nullptr) {
-      if (!first) v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(b + i), vmu), v);
-      _mm256_storeu_ps(b + i, v);
+    if (reads_b) {
+      const __m256 old = _mm256_loadu_ps(b + i);
+      if (any_lane(subnormal_lanes(old))) {
+        for (std::int64_t j = i; j < i + 8; ++j) update_one(p, b, g, j, mu, nlr, first);
+        continue;
+      }
+      v = _mm256_add_ps(_mm256_mul_ps(old, vmu), v);
     }
+    if (any_lane(subnormal_lanes(v))) {  // nothing stored yet: redo the vector element by element
+      for (std::int64_t j = i; j < i + 8; ++j) update_one(p, b, g, j, mu, nlr, first);
+      continue;
+    }
+    if (b != nullptr) _mm256_storeu_ps(b + i, v);
     _mm256_storeu_ps(p + i, _mm256_fmadd_ps(v, vlr, _mm256_loadu_ps(p + i)));
   }
-  for (; i < n; ++i) {
-    const float v = b == nullptr || first ? g[i] : b[i] * mu + g[i];
-    if (b != nullptr) b[i] = v;
-    p[i] = __builtin_fmaf(v, nlr, p[i]);
-  }
+  for (; i < n; ++i) update_one(p, b, g, i, mu, nlr, first);
 }
 
 __attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b, std::int64_t n, float mu, float nlr) {
@@ -64,13 +122,21 @@ __attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b
   std::int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(b + i);
+    if (any_lane(subnormal_lanes(v))) {
+      for (std::int64_t j = i; j < i + 8; ++j) {
+        const float vj = b[j];
+        p[j] = step_theta(vj, nlr, p[j]);
+        b[j] = times_mu(vj, mu);
+      }
+      continue;
+    }
     _mm256_storeu_ps(p + i, _mm256_fmadd_ps(v, vlr, _mm256_loadu_ps(p + i)));
     _mm256_storeu_ps(b + i, _mm256_mul_ps(v, vmu));
   }
   for (; i < n; ++i) {
     const float v = b[i];
-    p[i] = __builtin_fmaf(v, nlr, p[i]);
-    b[i] = v * mu;
+    p[i] = step_theta(v, nlr, p[i]);
+    b[i] = times_mu(v, mu);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstring>
+#include <limits>
 
 #include "stablelearn/models/classifier.h"
 #include "stablelearn/models/mlp_step.h"
@@ -135,4 +136,64 @@ TEST(SgdMomentum, AccumulatedIntoByMlpLossGradGivesTorchSgdBits) {
     }
   }
   at::set_num_threads(before);
+}
+
+namespace {
+
+std::int64_t count_subnormal(const torch::Tensor& t) {
+  const auto a = t.abs();
+  return (a.gt(0) & a.lt(std::numeric_limits<float>::min())).sum().item<std::int64_t>();
+}
+
+/// Momentum buffers that decay through the subnormal range (gradients that stop), subnormal
+/// gradients, θ tiny or zero, and a learning rate above 4: SgdMomentum computes subnormal lanes
+/// without floating-point operations on them (sgd.cpp), and must still give torch::optim::SGD's
+/// bits, for its step(i, g) and for the accumulated path (scaled_buffer, add g, step_accumulated).
+void expect_subnormals_as_torch(double lr, bool accumulated) {
+  const std::int64_t n = 4099;
+  auto gen = at::detail::createCPUGenerator(7);
+  auto theta = torch::randn({n}, gen);
+  theta.narrow(0, 0, 300).mul_(1e-30);                           // θ below 2^-90: the plain FMA
+  theta.narrow(0, 300, 100).mul_(1e-39);                         // θ subnormal
+  theta.narrow(0, 400, 50).zero_();                              // θ = 0
+  const auto start = torch::pow(10.0, torch::rand({n}, gen).mul(-16).sub(30));  // |g| in [1e-46, 1e-30]
+  const auto sign = torch::randint(0, 2, {n}, gen).mul(2).sub(1);
+  auto ref = theta.clone().requires_grad_(), ours = theta.clone();
+  torch::optim::SGD torch_sgd({ref}, torch::optim::SGDOptions(lr).momentum(0.9));
+  stablelearn::optim::SgdMomentum sgd({ours}, lr, 0.9);
+  std::int64_t seen = 0;
+  for (int step = 0; step < 200; ++step) {
+    // Step 0: tiny gradients everywhere; then zero for most elements (their buffers decay as 0.9^t
+    // through the subnormal range), tiny or normal for the others.
+    torch::Tensor g;
+    if (step == 0) {
+      g = start * sign;
+    } else {
+      g = torch::zeros({n});
+      g.narrow(0, 1000, 500).copy_(start.narrow(0, 1000, 500) * sign.narrow(0, 1000, 500));  // tiny, subnormal ones among them
+      g.narrow(0, 1500, 500).copy_(torch::randn({500}, gen));
+    }
+    ref.mutable_grad() = g.clone();
+    torch_sgd.step();
+    if (accumulated && step > 0) {
+      auto buf = sgd.scaled_buffer(0);
+      ASSERT_TRUE(buf.defined());
+      buf.add_(g);
+      sgd.step_accumulated(0);
+    } else {
+      sgd.step(0, g);
+    }
+    auto& st = static_cast<torch::optim::SGDParamState&>(*torch_sgd.state().at(c10::guts::to_string(ref.unsafeGetTensorImpl())));
+    seen += count_subnormal(st.momentum_buffer());
+    ASSERT_TRUE(same_bits(ref.detach(), ours)) << "lr " << lr << (accumulated ? " accumulated" : " step") << ", step " << step
+                                                << ": " << ref.detach().ne(ours).sum().item<std::int64_t>() << " elements differ";
+  }
+  EXPECT_GT(seen, 10000) << "the buffers went through the subnormal range";  // the path is exercised
+}
+
+}  // namespace
+
+TEST(SgdMomentum, SubnormalBuffersAndGradientsGiveTorchSgdBits) {
+  for (const bool accumulated : {false, true})
+    for (const double lr : {0.05, 5.0}) expect_subnormals_as_torch(lr, accumulated);
 }
