@@ -41,7 +41,7 @@ void accumulated_portable(float* p, float* b, std::int64_t n, float mu, float nl
 
 #ifdef SL_SGD_X86
 // Subnormal operands. On Intel cores a multiply or fused multiply-add that reads a subnormal float
-// (or rounds to one) takes a microcode assist of about 150 cycles; additions of them do not. The
+// takes a microcode assist (about 150 cycles each on the machine measured); an addition does not. The
 // momentum buffer of a weight that stops receiving gradient (a dead ReLU unit's row) decays as
 // μ^t and spends about 150 steps below 2^-126 before it reaches zero: 1 % of the second layer's
 // buffer in the classification engine's MLP, which cost about as much as the whole update
