@@ -50,7 +50,12 @@ void accumulated_portable(float* p, float* b, std::int64_t n, float mu, float nl
 //   fl(v·μ) for subnormal v = ±m·2^-149 and 0 ≤ μ ≤ 1 is ±RNE(m·μ)·2^-149 (m·μ is exact in double;
 //   an integer RNE(m·μ) = 2^23 is the bit pattern of 2^-126, the right answer), and
 //   fma(v, −η, θ) = θ when |θ| ≥ 2^-90 and η ≤ 4, because |v·η| < 2^-124 < ulp(θ)/2.
-// Other cases (θ tiny, η > 4) run the plain FMA, assist and all.
+// Other cases (θ tiny, η > 4) run the plain FMA, assist and all. Under FTZ or DAZ (MXCSR, e.g.
+// at::globalContext().setFlushDenormal) the hardware flushes subnormals instead, with no assists,
+// and the loops then run the plain operations, so that they flush as ATen's do.
+
+/// Whether subnormals are computed as IEEE says (no FTZ / DAZ in this thread's MXCSR).
+inline bool ieee_subnormals() { return (_mm_getcsr() & 0x8040u) == 0; }
 
 inline bool subnormal(float x) {
   std::uint32_t u;
@@ -58,8 +63,8 @@ inline bool subnormal(float x) {
   return (u & 0x7f800000u) == 0 && (u & 0x007fffffu) != 0;
 }
 
-__attribute__((target("avx2,fma"))) inline float times_mu(float v, float mu) {
-  if (!subnormal(v)) return v * mu;
+__attribute__((target("avx2,fma"))) inline float times_mu(float v, float mu, bool ieee) {
+  if (!ieee || !subnormal(v)) return v * mu;
   std::uint32_t u;
   std::memcpy(&u, &v, sizeof u);
   const double r = std::nearbyint(static_cast<double>(u & 0x007fffffu) * static_cast<double>(mu));  // RNE: the default mode
@@ -69,8 +74,8 @@ __attribute__((target("avx2,fma"))) inline float times_mu(float v, float mu) {
   return out;
 }
 
-__attribute__((target("avx2,fma"))) inline float step_theta(float v, float nlr, float p) {
-  if (subnormal(v) && nlr >= -4.0f && !(std::fabs(p) < 0x1p-90f)) return p;  // NaN and ±inf θ: unchanged, as the FMA gives
+__attribute__((target("avx2,fma"))) inline float step_theta(float v, float nlr, float p, bool ieee) {
+  if (ieee && subnormal(v) && nlr >= -4.0f && !(std::fabs(p) < 0x1p-90f)) return p;  // NaN and ±inf θ: unchanged, as the FMA gives
   return __builtin_fmaf(v, nlr, p);
 }
 
@@ -86,47 +91,48 @@ __attribute__((target("avx2,fma"))) inline bool any_lane(__m256 mask) { return _
 
 /// One element of update_fma_avx2 (the tail, and vectors with a subnormal lane).
 __attribute__((target("avx2,fma"))) inline void update_one(float* p, float* b, const float* g, std::int64_t i, float mu, float nlr,
-                                                            bool first) {
-  const float v = b == nullptr || first ? g[i] : times_mu(b[i], mu) + g[i];
+                                                            bool first, bool ieee) {
+  const float v = b == nullptr || first ? g[i] : times_mu(b[i], mu, ieee) + g[i];
   if (b != nullptr) b[i] = v;
-  p[i] = step_theta(v, nlr, p[i]);
+  p[i] = step_theta(v, nlr, p[i], ieee);
 }
 
 __attribute__((target("avx2,fma"))) void update_fma_avx2(float* p, float* b, const float* g, std::int64_t n, float mu,
                                                           float nlr, bool first) {
   const __m256 vmu = _mm256_set1_ps(mu), vlr = _mm256_set1_ps(nlr);
-  const bool reads_b = b != nullptr && !first;
+  const bool reads_b = b != nullptr && !first, ieee = ieee_subnormals();
   std::int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_loadu_ps(g + i);
     if (reads_b) {
       const __m256 old = _mm256_loadu_ps(b + i);
-      if (any_lane(subnormal_lanes(old))) {
-        for (std::int64_t j = i; j < i + 8; ++j) update_one(p, b, g, j, mu, nlr, first);
+      if (ieee && any_lane(subnormal_lanes(old))) {
+        for (std::int64_t j = i; j < i + 8; ++j) update_one(p, b, g, j, mu, nlr, first, ieee);
         continue;
       }
       v = _mm256_add_ps(_mm256_mul_ps(old, vmu), v);
     }
-    if (any_lane(subnormal_lanes(v))) {  // nothing stored yet: redo the vector element by element
-      for (std::int64_t j = i; j < i + 8; ++j) update_one(p, b, g, j, mu, nlr, first);
+    if (ieee && any_lane(subnormal_lanes(v))) {  // nothing stored yet: redo the vector element by element
+      for (std::int64_t j = i; j < i + 8; ++j) update_one(p, b, g, j, mu, nlr, first, ieee);
       continue;
     }
     if (b != nullptr) _mm256_storeu_ps(b + i, v);
     _mm256_storeu_ps(p + i, _mm256_fmadd_ps(v, vlr, _mm256_loadu_ps(p + i)));
   }
-  for (; i < n; ++i) update_one(p, b, g, i, mu, nlr, first);
+  for (; i < n; ++i) update_one(p, b, g, i, mu, nlr, first, ieee);
 }
 
 __attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b, std::int64_t n, float mu, float nlr) {
   const __m256 vmu = _mm256_set1_ps(mu), vlr = _mm256_set1_ps(nlr);
+  const bool ieee = ieee_subnormals();
   std::int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(b + i);
-    if (any_lane(subnormal_lanes(v))) {
+    if (ieee && any_lane(subnormal_lanes(v))) {
       for (std::int64_t j = i; j < i + 8; ++j) {
         const float vj = b[j];
-        p[j] = step_theta(vj, nlr, p[j]);
-        b[j] = times_mu(vj, mu);
+        p[j] = step_theta(vj, nlr, p[j], ieee);
+        b[j] = times_mu(vj, mu, ieee);
       }
       continue;
     }
@@ -135,8 +141,8 @@ __attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b
   }
   for (; i < n; ++i) {
     const float v = b[i];
-    p[i] = step_theta(v, nlr, p[i]);
-    b[i] = times_mu(v, mu);
+    p[i] = step_theta(v, nlr, p[i], ieee);
+    b[i] = times_mu(v, mu, ieee);
   }
 }
 

@@ -149,7 +149,7 @@ std::int64_t count_subnormal(const torch::Tensor& t) {
 /// gradients, θ tiny or zero, and a learning rate above 4: SgdMomentum computes subnormal lanes
 /// without floating-point operations on them (sgd.cpp), and must still give torch::optim::SGD's
 /// bits, for its step(i, g) and for the accumulated path (scaled_buffer, add g, step_accumulated).
-void expect_subnormals_as_torch(double lr, bool accumulated) {
+void expect_subnormals_as_torch(double lr, bool accumulated, bool flush = false) {
   const std::int64_t n = 4099;
   auto gen = at::detail::createCPUGenerator(7);
   auto theta = torch::randn({n}, gen);
@@ -158,19 +158,35 @@ void expect_subnormals_as_torch(double lr, bool accumulated) {
   theta.narrow(0, 400, 50).zero_();                              // θ = 0
   const auto start = torch::pow(10.0, torch::rand({n}, gen).mul(-16).sub(30));  // |g| in [1e-46, 1e-30]
   const auto sign = torch::randint(0, 2, {n}, gen).mul(2).sub(1);
+  const auto tiny = start * sign;  // made before any flushing: subnormal values among them
+  EXPECT_GT(count_subnormal(tiny), 500);
   auto ref = theta.clone().requires_grad_(), ours = theta.clone();
+  // Flushing (FTZ + DAZ) for the first 100 steps where asked: copies keep the subnormal inputs,
+  // arithmetic reads them as zero and writes zero for them. Then IEEE again for the last 100.
+  struct Flush {
+    bool on;
+    explicit Flush(bool f) : on(f) {
+      if (on) at::globalContext().setFlushDenormal(true);
+    }
+    void off() {
+      if (on) at::globalContext().setFlushDenormal(false);
+      on = false;
+    }
+    ~Flush() { off(); }
+  } flushing(flush);
   torch::optim::SGD torch_sgd({ref}, torch::optim::SGDOptions(lr).momentum(0.9));
   stablelearn::optim::SgdMomentum sgd({ours}, lr, 0.9);
   std::int64_t seen = 0;
   for (int step = 0; step < 200; ++step) {
+    if (step == 100) flushing.off();
     // Step 0: tiny gradients everywhere; then zero for most elements (their buffers decay as 0.9^t
     // through the subnormal range), tiny or normal for the others.
     torch::Tensor g;
     if (step == 0) {
-      g = start * sign;
+      g = tiny.clone();
     } else {
       g = torch::zeros({n});
-      g.narrow(0, 1000, 500).copy_(start.narrow(0, 1000, 500) * sign.narrow(0, 1000, 500));  // tiny, subnormal ones among them
+      g.narrow(0, 1000, 500).copy_(tiny.narrow(0, 1000, 500));  // tiny, subnormal ones among them
       g.narrow(0, 1500, 500).copy_(torch::randn({500}, gen));
     }
     ref.mutable_grad() = g.clone();
@@ -184,11 +200,16 @@ void expect_subnormals_as_torch(double lr, bool accumulated) {
       sgd.step(0, g);
     }
     auto& st = static_cast<torch::optim::SGDParamState&>(*torch_sgd.state().at(c10::guts::to_string(ref.unsafeGetTensorImpl())));
-    seen += count_subnormal(st.momentum_buffer());
-    ASSERT_TRUE(same_bits(ref.detach(), ours)) << "lr " << lr << (accumulated ? " accumulated" : " step") << ", step " << step
+    if (!flushing.on) seen += count_subnormal(st.momentum_buffer());
+    if (accumulated && step > 0) {  // the buffer too: ours holds fl(μ·b) for the next step
+      const auto expected = st.momentum_buffer().mul(0.9);
+      ASSERT_TRUE(same_bits(expected, sgd.scaled_buffer(0))) << "lr " << lr << (flush ? " flushed at first" : "") << ", step " << step
+                                                             << ": the momentum buffers differ";
+    }
+    ASSERT_TRUE(same_bits(ref.detach(), ours)) << "lr " << lr << (accumulated ? " accumulated" : " step") << (flush ? " flushed at first" : "") << ", step " << step
                                                 << ": " << ref.detach().ne(ours).sum().item<std::int64_t>() << " elements differ";
   }
-  EXPECT_GT(seen, 10000) << "the buffers went through the subnormal range";  // the path is exercised
+  EXPECT_GT(seen, flush ? 1000 : 10000) << "the buffers went through the subnormal range";  // the path is exercised
 }
 
 }  // namespace
@@ -197,3 +218,17 @@ TEST(SgdMomentum, SubnormalBuffersAndGradientsGiveTorchSgdBits) {
   for (const bool accumulated : {false, true})
     for (const double lr : {0.05, 5.0}) expect_subnormals_as_torch(lr, accumulated);
 }
+
+// With subnormals flushed (FTZ + DAZ in this thread, as at::globalContext().setFlushDenormal sets
+// them), the same comparison: SgdMomentum must flush as ATen's ops do. One thread, so that every
+// pass runs where the flags are set. step(i, g) only: the accumulated path scales the buffer one
+// step early (step_accumulated), i.e. under the flags of that step, so switching the flags between
+// steps changes its result by design.
+#if defined(__x86_64__) || defined(__i386__)  // where ATen can flush subnormals (SSE's FTZ and DAZ)
+TEST(SgdMomentum, FlushedSubnormalsGiveTorchSgdBits) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(1);
+  expect_subnormals_as_torch(0.05, false, true);
+  at::set_num_threads(before);
+}
+#endif
