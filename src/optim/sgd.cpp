@@ -89,6 +89,26 @@ __attribute__((target("avx2,fma"))) inline __m256 subnormal_lanes(__m256 v) {
 
 __attribute__((target("avx2,fma"))) inline bool any_lane(__m256 mask) { return _mm256_testz_ps(mask, mask) == 0; }
 
+/// The lanes where |θ| < 2^-90 (or θ is NaN-free tiny, zero or subnormal), as a mask, by integer compare.
+__attribute__((target("avx2,fma"))) inline __m256 tiny_lanes(__m256 theta) {
+  const __m256i mag = _mm256_and_si256(_mm256_castps_si256(theta), _mm256_set1_epi32(0x7fffffff));
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x12800000), mag));  // 0x12800000 = 2^-90
+}
+
+/// fl(v·μ) for subnormal lanes v and 0 ≤ μ ≤ 1 (other lanes: meaningless): ±RNE(m·μ) as the bit
+/// pattern, m·μ computed exactly in double.
+__attribute__((target("avx2,fma"))) inline __m256 subnormal_times(__m256 v, float mu) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i m = _mm256_and_si256(u, _mm256_set1_epi32(0x007fffff));
+  const __m256d dmu = _mm256_set1_pd(static_cast<double>(mu));
+  const __m256d lo = _mm256_round_pd(_mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(m)), dmu),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256d hi = _mm256_round_pd(_mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(m, 1)), dmu),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256i r = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm256_cvtpd_epi32(lo)), _mm256_cvtpd_epi32(hi), 1);
+  return _mm256_castsi256_ps(_mm256_or_si256(r, _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(0x80000000u)))));
+}
+
 /// One element of update_fma_avx2 (the tail, and vectors with a subnormal lane).
 __attribute__((target("avx2,fma"))) inline void update_one(float* p, float* b, const float* g, std::int64_t i, float mu, float nlr,
                                                             bool first, bool ieee) {
@@ -128,12 +148,22 @@ __attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b
   std::int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(b + i);
-    if (ieee && any_lane(subnormal_lanes(v))) {
-      for (std::int64_t j = i; j < i + 8; ++j) {
-        const float vj = b[j];
-        p[j] = step_theta(vj, nlr, p[j], ieee);
-        b[j] = times_mu(vj, mu, ieee);
+    const __m256 sub = ieee ? subnormal_lanes(v) : _mm256_setzero_ps();
+    if (any_lane(sub)) {
+      const __m256 pv = _mm256_loadu_ps(p + i);
+      if (nlr < -4.0f || any_lane(_mm256_and_ps(sub, tiny_lanes(pv)))) {  // the plain FMA is needed: element by element
+        for (std::int64_t j = i; j < i + 8; ++j) {
+          const float vj = b[j];
+          p[j] = step_theta(vj, nlr, p[j], ieee);
+          b[j] = times_mu(vj, mu, ieee);
+        }
+        continue;
       }
+      // The subnormal lanes as zero for the floating-point operations (θ + (−η)·0 = θ, which is
+      // fma(v, −η, θ) for these θ), their buffer values by integer rounding.
+      const __m256 safe = _mm256_andnot_ps(sub, v);
+      _mm256_storeu_ps(p + i, _mm256_fmadd_ps(safe, vlr, pv));
+      _mm256_storeu_ps(b + i, _mm256_blendv_ps(_mm256_mul_ps(safe, vmu), subnormal_times(v, mu), sub));
       continue;
     }
     _mm256_storeu_ps(p + i, _mm256_fmadd_ps(v, vlr, _mm256_loadu_ps(p + i)));
