@@ -117,6 +117,13 @@ __attribute__((target("avx2,fma"))) inline void update_one(float* p, float* b, c
   p[i] = step_theta(v, nlr, p[i], ieee);
 }
 
+/// One element of accumulated_fma_avx2 (the tail, and vectors that need the plain FMA).
+__attribute__((target("avx2,fma"))) inline void accumulated_one(float* p, float* b, std::int64_t i, float mu, float nlr, bool ieee) {
+  const float v = b[i];
+  p[i] = step_theta(v, nlr, p[i], ieee);
+  b[i] = times_mu(v, mu, ieee);
+}
+
 __attribute__((target("avx2,fma"))) void update_fma_avx2(float* p, float* b, const float* g, std::int64_t n, float mu,
                                                           float nlr, bool first) {
   const __m256 vmu = _mm256_set1_ps(mu), vlr = _mm256_set1_ps(nlr);
@@ -152,11 +159,7 @@ __attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b
     if (any_lane(sub)) {
       const __m256 pv = _mm256_loadu_ps(p + i);
       if (nlr < -4.0f || any_lane(_mm256_and_ps(sub, tiny_lanes(pv)))) {  // the plain FMA is needed: element by element
-        for (std::int64_t j = i; j < i + 8; ++j) {
-          const float vj = b[j];
-          p[j] = step_theta(vj, nlr, p[j], ieee);
-          b[j] = times_mu(vj, mu, ieee);
-        }
+        for (std::int64_t j = i; j < i + 8; ++j) accumulated_one(p, b, j, mu, nlr, ieee);
         continue;
       }
       // The subnormal lanes as zero for the floating-point operations (θ + (−η)·0 = θ, which is
@@ -169,11 +172,7 @@ __attribute__((target("avx2,fma"))) void accumulated_fma_avx2(float* p, float* b
     _mm256_storeu_ps(p + i, _mm256_fmadd_ps(v, vlr, _mm256_loadu_ps(p + i)));
     _mm256_storeu_ps(b + i, _mm256_mul_ps(v, vmu));
   }
-  for (; i < n; ++i) {
-    const float v = b[i];
-    p[i] = step_theta(v, nlr, p[i], ieee);
-    b[i] = times_mu(v, mu, ieee);
-  }
+  for (; i < n; ++i) accumulated_one(p, b, i, mu, nlr, ieee);
 }
 
 bool cpu_has_fma() {

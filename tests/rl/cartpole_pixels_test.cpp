@@ -21,6 +21,32 @@ int lit(const std::vector<float>& f, std::int64_t r0, std::int64_t r1, std::int6
     for (std::int64_t c = c0; c < c1; ++c) n += f[r * W + c] != 0.f;
   return n;
 }
+
+/// One episode of CartPolePixels-v1 (`options`, auto_reset off) and of CartPole-v1 from the same seed
+/// and actions (a push direction held for `hold` steps, at most 500 steps): every observation
+/// before each step, and every state.
+struct Episode {
+  std::vector<float> obs, states;
+  std::int64_t steps() const { return static_cast<std::int64_t>(states.size() / 4); }
+};
+Episode pixel_and_state_episode(const EnvOptions& options, std::uint64_t seed, int hold) {
+  auto px = make_env("CartPolePixels-v1", options);
+  CartPole cp(EnvOptions{});
+  std::vector<float> obs(px->obs_dim()), s(4);
+  float r = 0;
+  std::uint8_t term = 0, trunc = 0;
+  px->reset(seed, obs.data());
+  cp.reset(seed, s.data());
+  Episode e;
+  for (int t = 0; t < 500 && !(term || trunc); ++t) {
+    e.obs.insert(e.obs.end(), obs.begin(), obs.end());
+    e.states.insert(e.states.end(), s.begin(), s.end());
+    const std::int32_t a = (t / hold) % 2;  // long pushes, so the episode ends and the cart moves
+    px->step(&a, obs.data(), &r, &term, &trunc);
+    cp.step(&a, s.data(), &r, &term, &trunc);
+  }
+  return e;
+}
 }  // namespace
 
 // State 0: c = 30 px, cart half-width 0.25 · 60/4.8 = 3.125 → columns whose centre col + 0.5 lies in
@@ -150,22 +176,11 @@ TEST(CartPolePixels, EpisodeFromStatesMatchesTheEnvironment) {
   EnvOptions o;
   o.num_envs = 1;
   o.auto_reset = false;
-  auto px = make_env("CartPolePixels-v1", o);
-  CartPole cp(o);
-  const auto D = px->obs_dim();
-  std::vector<float> obs(D), s(4), seen_obs, seen_states;
-  float r = 0;
-  std::uint8_t term = 0, trunc = 0;
-  px->reset(9, obs.data());
-  cp.reset(9, s.data());
-  for (int t = 0; t < 500 && !(term || trunc); ++t) {
-    seen_obs.insert(seen_obs.end(), obs.begin(), obs.end());
-    seen_states.insert(seen_states.end(), s.begin(), s.end());
-    const std::int32_t a = (t / 4) % 2;  // long pushes, so the episode ends and the cart moves
-    px->step(&a, obs.data(), &r, &term, &trunc);
-    cp.step(&a, s.data(), &r, &term, &trunc);
-  }
-  const auto T = static_cast<std::int64_t>(seen_states.size() / 4);
+  const auto D = 2 * H * W;
+  const auto e = pixel_and_state_episode(o, 9, 4);
+  const auto& seen_obs = e.obs;
+  const auto& seen_states = e.states;
+  const auto T = e.steps();
   ASSERT_GT(T, 5);
   std::vector<float> mine(T * D);
   rasterise_episode(seen_states.data(), T, H, W, mine.data());
@@ -190,24 +205,13 @@ TEST(CartPolePixels, SupersampledEnvironmentAndShape) {
   EnvOptions o;
   o.auto_reset = false;
   o.supersample = 4;
-  auto px = make_env("CartPolePixels-v1", o);
-  EXPECT_EQ(px->obs_shape(), (std::vector<std::int64_t>{2, H, W}));
+  EXPECT_EQ(make_env("CartPolePixels-v1", o)->obs_shape(), (std::vector<std::int64_t>{2, H, W}));
   EXPECT_EQ(make_env("CartPole-v1")->obs_shape(), (std::vector<std::int64_t>{4}));
-  CartPole cp(EnvOptions{});
-  const auto D = px->obs_dim();
-  std::vector<float> obs(D), s(4), seen_obs, seen_states;
-  float r = 0;
-  std::uint8_t term = 0, trunc = 0;
-  px->reset(5, obs.data());
-  cp.reset(5, s.data());
-  for (int t = 0; t < 500 && !(term || trunc); ++t) {
-    seen_obs.insert(seen_obs.end(), obs.begin(), obs.end());
-    seen_states.insert(seen_states.end(), s.begin(), s.end());
-    const std::int32_t a = (t / 3) % 2;
-    px->step(&a, obs.data(), &r, &term, &trunc);
-    cp.step(&a, s.data(), &r, &term, &trunc);
-  }
-  const auto T = static_cast<std::int64_t>(seen_states.size() / 4);
+  const auto D = 2 * H * W;
+  const auto e = pixel_and_state_episode(o, 5, 3);
+  const auto& seen_obs = e.obs;
+  const auto& seen_states = e.states;
+  const auto T = e.steps();
   ASSERT_GT(T, 5);
   std::vector<float> mine(T * D);
   rasterise_episode(seen_states.data(), T, H, W, mine.data(), 4);
